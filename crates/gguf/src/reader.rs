@@ -257,7 +257,7 @@ fn check_tensor(
             .ok_or_else(|| bad("element count overflows".into()))?;
     }
     let row = dims.first().copied().unwrap_or(1);
-    if row % ty.block_size() as u64 != 0 {
+    if !row.is_multiple_of(ty.block_size() as u64) {
         return Err(bad(format!(
             "row length {row} is not a multiple of the {ty} block size"
         )));

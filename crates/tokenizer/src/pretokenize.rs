@@ -1,0 +1,182 @@
+//! BPE pre-tokenizers: split a text fragment into the words that merges run
+//! inside. Reproduces llama.cpp's splitting for the GPT-2 regex
+//! `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+//! (llama.cpp runs a hand-written matcher for it, which this mirrors, not a
+//! regex engine) and, for the `smollm` family, the `\p{N}` split before it that
+//! puts every digit in a word of its own.
+
+use crate::error::TokenizerError;
+use crate::unicode::{category, is_whitespace, Category};
+
+/// Which split a BPE vocabulary's `tokenizer.ggml.pre` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PreTokenizer {
+    /// The GPT-2 regex alone.
+    Gpt2,
+    /// Each `\p{N}` code point isolated first, then the GPT-2 regex
+    /// (SmolLM, StarCoder, Command-R and others).
+    DigitsThenGpt2,
+}
+
+impl PreTokenizer {
+    /// The split for a `tokenizer.ggml.pre` name and whether llama.cpp cleans
+    /// spaces around punctuation when decoding that vocabulary.
+    pub(crate) fn from_name(name: &str) -> Result<(Self, bool), TokenizerError> {
+        use PreTokenizer::*;
+        let found = match name {
+            "smollm" | "command-r" => (DigitsThenGpt2, false),
+            "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => {
+                (DigitsThenGpt2, true)
+            }
+            "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es"
+            | "jina-v2-de" | "a.x-4.0" | "mellum" | "modern-bert" | "mpt" | "olmo" | "jais"
+            | "exaone4" => (Gpt2, true),
+            "trillion" | "granite-docling" => (Gpt2, false),
+            other => return Err(TokenizerError::UnsupportedPreTokenizer(other.to_string())),
+        };
+        Ok(found)
+    }
+
+    /// Splits `text` into words, returned as byte ranges of `text` in order;
+    /// together they cover `text` exactly.
+    pub(crate) fn split(self, text: &str) -> Vec<(usize, usize)> {
+        let chars: Vec<(usize, char)> = text.char_indices().collect();
+        let mut words = Vec::new();
+        let mut push = |lo: usize, hi: usize| {
+            if lo < hi {
+                let start = chars[lo].0;
+                let end = chars.get(hi).map_or(text.len(), |&(b, _)| b);
+                words.push((start, end));
+            }
+        };
+        match self {
+            PreTokenizer::Gpt2 => gpt2_split(&chars, 0, chars.len(), &mut push),
+            PreTokenizer::DigitsThenGpt2 => {
+                let mut lo = 0;
+                for (i, &(_, c)) in chars.iter().enumerate() {
+                    if category(c) == Category::Number {
+                        gpt2_split(&chars, lo, i, &mut push);
+                        push(i, i + 1);
+                        lo = i + 1;
+                    }
+                }
+                gpt2_split(&chars, lo, chars.len(), &mut push);
+            }
+        }
+        words
+    }
+}
+
+/// What the GPT-2 matcher needs to know of one code point.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Outside the segment being split.
+    Outside,
+    Letter,
+    Number,
+    Space,
+    /// Anything else (`[^\s\p{L}\p{N}]`).
+    Other,
+}
+
+fn class_of(c: char) -> Class {
+    // llama.cpp checks whitespace before the letter/number classes never
+    // overlap it, so the order here does not matter.
+    if is_whitespace(c) {
+        return Class::Space;
+    }
+    match category(c) {
+        Category::Letter => Class::Letter,
+        Category::Number => Class::Number,
+        _ => Class::Other,
+    }
+}
+
+/// Splits the code points `chars[lo..hi]`, calling `push(a, b)` for each word
+/// `chars[a..b]`.
+fn gpt2_split(chars: &[(usize, char)], lo: usize, hi: usize, push: &mut impl FnMut(usize, usize)) {
+    let ch = |p: usize| (lo <= p && p < hi).then(|| chars[p].1);
+    let class = |p: usize| ch(p).map_or(Class::Outside, class_of);
+    let mut pos = lo;
+    while pos < hi {
+        let start = pos;
+        let c = chars[pos].1;
+        // 's 't 're 've 'm 'll 'd (lower case only, as the regex says).
+        if c == '\'' {
+            let (n1, n2) = (ch(pos + 1), ch(pos + 2));
+            let len = match (n1, n2) {
+                (Some('s' | 't' | 'm' | 'd'), _) => 2,
+                (Some('r' | 'v'), Some('e')) | (Some('l'), Some('l')) => 3,
+                _ => 0,
+            };
+            if len > 0 {
+                pos += len;
+                push(start, pos);
+                continue;
+            }
+        }
+        // An optional leading space joins a following letter, number or other run.
+        let lead = usize::from(c == ' ');
+        let run_class = class(pos + lead);
+        if matches!(run_class, Class::Letter | Class::Number | Class::Other) {
+            pos += lead;
+            while class(pos) == run_class {
+                pos += 1;
+            }
+            push(start, pos);
+            continue;
+        }
+        let mut n_ws = 0;
+        while class(pos + n_ws) == Class::Space {
+            n_ws += 1;
+        }
+        if n_ws > 1 && ch(pos + n_ws).is_some() {
+            // \s+(?!\S): leave the last space to lead the next word.
+            pos += n_ws - 1;
+        } else if n_ws > 0 {
+            pos += n_ws;
+        } else {
+            pos += 1;
+        }
+        push(start, pos);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(pre: PreTokenizer, text: &str) -> Vec<&str> {
+        pre.split(text)
+            .into_iter()
+            .map(|(a, b)| &text[a..b])
+            .collect()
+    }
+
+    #[test]
+    fn gpt2_words() {
+        let w = words(PreTokenizer::Gpt2, "Hello world's  fine!! 42x\n\n  y");
+        assert_eq!(
+            w,
+            vec!["Hello", " world", "'s", " ", " fine", "!!", " 42", "x", "\n\n ", " y"]
+        );
+    }
+
+    #[test]
+    fn smollm_isolates_digits() {
+        let w = words(PreTokenizer::DigitsThenGpt2, "x 123 3.5");
+        assert_eq!(w, vec!["x", " ", "1", "2", "3", " ", "3", ".", "5"]);
+    }
+
+    #[test]
+    fn upper_case_contractions_are_not_split() {
+        let w = words(PreTokenizer::Gpt2, "DON'T it's");
+        assert_eq!(w, vec!["DON", "'", "T", " it", "'s"]);
+    }
+
+    #[test]
+    fn trailing_spaces_stay_together() {
+        assert_eq!(words(PreTokenizer::Gpt2, "a   "), vec!["a", "   "]);
+        assert_eq!(words(PreTokenizer::Gpt2, ""), Vec::<&str>::new());
+    }
+}

@@ -1,0 +1,274 @@
+//! Chat templates: a GGUF's `tokenizer.chat_template` rendered with minijinja
+//! the way Hugging Face `transformers` renders it (Jinja2 with
+//! `trim_blocks` and `lstrip_blocks`, `raise_exception`, Python string
+//! methods, `tojson` formatted like Python's `json.dumps`, loop controls).
+
+use std::fmt::Write as _;
+
+use minijinja::value::{Kwargs, ValueKind};
+use minijinja::{context, Environment, Error, ErrorKind as JinjaErrorKind, Value};
+use serde::Serialize;
+
+use crate::error::TemplateError;
+
+const TEMPLATE_NAME: &str = "chat";
+/// Prefix that marks an error raised by the template's own `raise_exception`.
+const RAISED: &str = "\u{0}raise_exception:";
+
+/// One chat message as the template sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A compiled chat template.
+#[derive(Debug)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl ChatTemplate {
+    /// Compiles `source`; `bos_token`/`eos_token` are the texts the template
+    /// sees under those names.
+    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_filter("tojson", tojson);
+        env.add_template_owned(TEMPLATE_NAME, source.to_string())
+            .map_err(|e| TemplateError::TemplateSyntax(describe(&e)))?;
+        Ok(Self {
+            env,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        })
+    }
+
+    /// Renders the conversation; with `add_generation_prompt` the output ends
+    /// with the header that starts the assistant's reply.
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        let tmpl = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| TemplateError::TemplateSyntax(describe(&e)))?;
+        let ctx = context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        };
+        tmpl.render(ctx)
+            .map_err(|e| match e.detail().and_then(|d| d.strip_prefix(RAISED)) {
+                Some(msg) => TemplateError::TemplateRaised(msg.to_string()),
+                None => TemplateError::TemplateRender(describe(&e)),
+            })
+    }
+}
+
+fn describe(e: &Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        let _ = write!(s, ": {inner}");
+        src = inner.source();
+    }
+    s
+}
+
+fn raise_exception(msg: String) -> Result<Value, Error> {
+    Err(Error::new(
+        JinjaErrorKind::InvalidOperation,
+        format!("{RAISED}{msg}"),
+    ))
+}
+
+/// `tojson` as `transformers` defines it: `json.dumps(value,
+/// ensure_ascii=False, indent=indent)`, so `", "`/`": "` separators and no
+/// HTML escaping.
+fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    kwargs.assert_all_used()?;
+    let mut out = String::new();
+    write_json(&value, indent, 0, &mut out)?;
+    Ok(Value::from_safe_string(out))
+}
+
+fn write_json(
+    v: &Value,
+    indent: Option<usize>,
+    depth: usize,
+    out: &mut String,
+) -> Result<(), Error> {
+    match v.kind() {
+        ValueKind::Undefined | ValueKind::None => out.push_str("null"),
+        ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
+        ValueKind::Number => write_number(v, out),
+        ValueKind::String => write_string(v.as_str().unwrap_or_default(), out),
+        ValueKind::Map => {
+            let keys: Vec<Value> = v.try_iter()?.collect();
+            let items = keys
+                .into_iter()
+                .map(|k| v.get_item(&k).map(|val| (Some(k), val)))
+                .collect::<Result<Vec<_>, _>>()?;
+            write_items(&items, ('{', '}'), indent, depth, out)?;
+        }
+        ValueKind::Seq | ValueKind::Iterable => {
+            let items: Vec<(Option<Value>, Value)> = v.try_iter()?.map(|x| (None, x)).collect();
+            write_items(&items, ('[', ']'), indent, depth, out)?;
+        }
+        _ => write_string(&v.to_string(), out),
+    }
+    Ok(())
+}
+
+fn write_items(
+    items: &[(Option<Value>, Value)],
+    (open, close): (char, char),
+    indent: Option<usize>,
+    depth: usize,
+    out: &mut String,
+) -> Result<(), Error> {
+    out.push(open);
+    if items.is_empty() {
+        out.push(close);
+        return Ok(());
+    }
+    let newline = |out: &mut String, level: usize| {
+        if let Some(n) = indent {
+            out.push('\n');
+            out.extend(std::iter::repeat_n(' ', n * level));
+        }
+    };
+    for (i, (key, val)) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(if indent.is_some() { "," } else { ", " });
+        }
+        newline(out, depth + 1);
+        if let Some(k) = key {
+            match k.as_str() {
+                Some(s) => write_string(s, out),
+                None => write_string(&k.to_string(), out),
+            }
+            out.push_str(": ");
+        }
+        write_json(val, indent, depth + 1, out)?;
+    }
+    newline(out, depth);
+    out.push(close);
+    Ok(())
+}
+
+fn write_number(v: &Value, out: &mut String) {
+    if v.is_integer() {
+        let _ = write!(out, "{v}");
+        return;
+    }
+    match f64::try_from(v.clone()) {
+        // Python writes integral floats with a trailing `.0`.
+        Ok(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 => {
+            let _ = write!(out, "{f:.1}");
+        }
+        Ok(f) if f.is_nan() => out.push_str("NaN"),
+        Ok(f) if f.is_infinite() => out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" }),
+        _ => {
+            let _ = write!(out, "{v}");
+        }
+    }
+}
+
+fn write_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0C}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render_one(src: &str) -> Result<String, TemplateError> {
+        let t = ChatTemplate::new(src, "<s>", "</s>")?;
+        t.render(&[ChatMessage::new("user", "  hi \"there\"\n")], true)
+    }
+
+    #[test]
+    fn python_string_methods_and_variables() {
+        let out = render_one(
+            "{{ bos_token }}{% for m in messages %}{{ m.role.upper() }}:{{ m['content'].strip() }}{% endfor %}{% if add_generation_prompt %}>{% endif %}{{ eos_token }}",
+        )
+        .expect("renders");
+        assert_eq!(out, "<s>USER:hi \"there\"></s>");
+    }
+
+    #[test]
+    fn tojson_matches_python_json_dumps() {
+        let out = render_one("{{ messages | tojson }}").expect("renders");
+        assert_eq!(out, r#"[{"role": "user", "content": "  hi \"there\"\n"}]"#);
+        let out = render_one("{{ {'a': [1, 2.0, none, true], 'b': '<é>'} | tojson(indent=2) }}")
+            .expect("renders");
+        assert_eq!(
+            out,
+            "{\n  \"a\": [\n    1,\n    2.0,\n    null,\n    true\n  ],\n  \"b\": \"<é>\"\n}"
+        );
+    }
+
+    #[test]
+    fn trim_and_lstrip_blocks_like_hf() {
+        let src = "{% for m in messages %}\n    {% if true %}\n[{{ m.role }}]\n    {% endif %}\n{% endfor %}\n";
+        assert_eq!(render_one(src).expect("renders"), "[user]\n");
+    }
+
+    #[test]
+    fn loop_controls_work() {
+        let src = "{% for i in range(5) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 3 %}{% break %}{% endif %}{{ i }}{% endfor %}";
+        assert_eq!(render_one(src).expect("renders"), "02");
+    }
+
+    #[test]
+    fn raise_exception_surfaces_its_message() {
+        let err = render_one("{{ raise_exception('Roles must alternate') }}").expect_err("raises");
+        assert_eq!(
+            err,
+            TemplateError::TemplateRaised("Roles must alternate".into())
+        );
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_at_compile_time() {
+        let err = ChatTemplate::new("{% for %}", "", "").expect_err("bad syntax");
+        assert!(matches!(err, TemplateError::TemplateSyntax(_)), "{err:?}");
+    }
+}
