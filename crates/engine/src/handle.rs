@@ -1,0 +1,214 @@
+//! `EngineHandle`, the engine's public face: loads a model, starts its
+//! thread, renders chat prompts, tokenizes, and accepts generations whose
+//! events stream back over a channel per request. Dropping a `Generation`
+//! cancels it.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use crate::error::EngineError;
+use crate::model::{Model, ModelConfig};
+use crate::request::{Event, GenerateRequest};
+use crate::scheduler::{Command, Scheduler};
+use crate::sequence::Sequence;
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Worker threads for the forward pass (0: one per available core).
+    pub threads: usize,
+    /// Longest sequence (prompt + generated) one request may hold; 0: the model's own.
+    pub context_length: usize,
+    /// Positions the KV cache holds across all sequences; 0: twice the context length.
+    pub kv_cache_tokens: usize,
+    /// Most tokens one forward pass processes (prompt chunking).
+    pub step_tokens: usize,
+    /// Requests that may wait for the engine before new ones are refused.
+    pub queue_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            threads: 0,
+            context_length: 8192,
+            kv_cache_tokens: 0,
+            step_tokens: 512,
+            queue_capacity: 256,
+        }
+    }
+}
+
+/// What a loaded model is.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub config: ModelConfig,
+    /// Context length requests are held to.
+    pub context_length: usize,
+    pub has_chat_template: bool,
+}
+
+/// A running engine for one model. Cheap to clone; the engine thread stops
+/// when the last clone is dropped and its work is done.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: SyncSender<Command>,
+    tokenizer: Arc<Tokenizer>,
+    template: Option<Arc<ChatTemplate>>,
+    info: Arc<ModelInfo>,
+    next_id: Arc<AtomicU64>,
+}
+
+/// The stream of one generation's events. Dropping it cancels the generation.
+pub struct Generation {
+    rx: UnboundedReceiver<Event>,
+}
+
+impl Generation {
+    /// The next event, or `None` once `Done`/`Failed` was delivered.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// Blocking form of [`Generation::next`], for threads outside an async runtime.
+    pub fn next_blocking(&mut self) -> Option<Event> {
+        self.rx.blocking_recv()
+    }
+}
+
+impl EngineHandle {
+    /// Loads the model at `path` and starts its engine thread.
+    pub fn start(path: &Path, config: EngineConfig) -> Result<Self, EngineError> {
+        let model = Model::load(path)?;
+        let tokenizer = Arc::new(Tokenizer::from_gguf(model.file())?);
+        let template = match tokenizer.chat_template() {
+            Some(src) => Some(Arc::new(
+                ChatTemplate::new(
+                    src,
+                    tokenizer.bos_token().unwrap_or(""),
+                    tokenizer.eos_token().unwrap_or(""),
+                )
+                .map_err(|e| EngineError::Template(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let mcfg = model.config().clone();
+        let context_length = match config.context_length {
+            0 => mcfg.n_ctx_train,
+            n => n.min(mcfg.n_ctx_train),
+        };
+        let kv_tokens = match config.kv_cache_tokens {
+            0 => 2 * context_length,
+            n => n,
+        };
+        let threads = match config.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let (tx, rx) = sync_channel(config.queue_capacity.max(1));
+        let sched = Scheduler::new(
+            model,
+            tokenizer.clone(),
+            threads,
+            kv_tokens,
+            config.step_tokens,
+        );
+        std::thread::Builder::new()
+            .name("parlance-engine".into())
+            .spawn(move || sched.run(rx))
+            .map_err(|e| EngineError::Model(format!("cannot start the engine thread: {e}")))?;
+        Ok(EngineHandle {
+            tx,
+            info: Arc::new(ModelInfo {
+                config: mcfg,
+                context_length,
+                has_chat_template: template.is_some(),
+            }),
+            tokenizer,
+            template,
+            next_id: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+        &self.tokenizer
+    }
+
+    /// Renders `messages` with the model's own chat template.
+    pub fn render_chat(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, EngineError> {
+        let t = self.template.as_ref().ok_or_else(|| {
+            EngineError::NoChatTemplate(
+                "this model has no chat template; use plain completions instead".into(),
+            )
+        })?;
+        t.render(messages, add_generation_prompt)
+            .map_err(|e| EngineError::Template(e.to_string()))
+    }
+
+    /// Tokenizes text as a prompt (the model's BOS added when it wants one,
+    /// special-token text parsed as those tokens).
+    pub fn encode_prompt(&self, text: &str) -> Vec<u32> {
+        self.tokenizer.encode(text, true, true)
+    }
+
+    /// Validates `req` and queues it; events stream back on the returned `Generation`.
+    pub fn submit(&self, mut req: GenerateRequest) -> Result<Generation, EngineError> {
+        req.params.validate()?;
+        let n_vocab = self.info.config.n_vocab;
+        let n_ctx = self.info.context_length;
+        if req.prompt.is_empty() {
+            return Err(EngineError::InvalidRequest("the prompt is empty".into()));
+        }
+        if let Some(&bad) = req.prompt.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(EngineError::InvalidRequest(format!(
+                "token id {bad} is outside the vocabulary (size {n_vocab})"
+            )));
+        }
+        if req.max_tokens == Some(0) {
+            return Err(EngineError::InvalidRequest(
+                "max_tokens must be at least 1".into(),
+            ));
+        }
+        let requested = req.max_tokens.unwrap_or(1);
+        if req.prompt.len() + requested > n_ctx {
+            return Err(EngineError::ContextLengthExceeded {
+                prompt: req.prompt.len(),
+                requested,
+                n_ctx,
+            });
+        }
+        if let Some((id, _)) = req
+            .params
+            .logit_bias
+            .iter()
+            .find(|(id, _)| *id as usize >= n_vocab)
+        {
+            return Err(EngineError::InvalidRequest(format!(
+                "logit_bias names token {id}, outside the vocabulary"
+            )));
+        }
+        let limit = req.prompt.len() + req.max_tokens.unwrap_or(n_ctx - req.prompt.len());
+        let (etx, erx) = unbounded_channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        req.stop.retain(|s| !s.is_empty());
+        let seq = Sequence::new(id, req, n_vocab, limit, etx);
+        match self.tx.try_send(Command::Submit(Box::new(seq))) {
+            Ok(()) => Ok(Generation { rx: erx }),
+            Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(EngineError::Stopped),
+        }
+    }
+}

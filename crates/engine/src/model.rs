@@ -1,0 +1,161 @@
+//! A loaded model: its hyper-parameters, and the forward pass of its family
+//! over a batch of (sequence, position) rows and a KV cache it does not own.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use gguf::GgufFile;
+use kernels::ThreadPool;
+
+use crate::error::EngineError;
+use crate::kv::KvCache;
+use crate::layers::BatchRow;
+use crate::models;
+
+/// Hyper-parameters every family shares, read from the GGUF metadata.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub arch: String,
+    pub n_layers: usize,
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    /// Context length the model was trained for.
+    pub n_ctx_train: usize,
+    pub n_vocab: usize,
+    pub rms_eps: f32,
+}
+
+impl ModelConfig {
+    /// Width of one position's keys (or values) across all KV heads.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_head * self.head_dim
+    }
+
+    /// Reads the shared keys under the `<arch>.` prefix.
+    pub fn from_gguf(f: &GgufFile) -> Result<Self, EngineError> {
+        let arch = f
+            .architecture()
+            .ok_or_else(|| EngineError::Model("general.architecture is missing".into()))?
+            .to_string();
+        let get = |key: &str| -> Result<usize, EngineError> {
+            f.get_u32(&format!("{arch}.{key}"))
+                .map(|v| v as usize)
+                .ok_or_else(|| EngineError::Model(format!("{arch}.{key} is missing")))
+        };
+        let n_embd = get("embedding_length")?;
+        let n_head = get("attention.head_count")?;
+        if n_head == 0 {
+            return Err(EngineError::Model("attention.head_count is 0".into()));
+        }
+        let n_kv_head = get("attention.head_count_kv").unwrap_or(n_head);
+        let head_dim = get("attention.key_length").unwrap_or(n_embd / n_head);
+        let n_vocab = f
+            .get_str_array("tokenizer.ggml.tokens")
+            .map(|t| t.len())
+            .ok_or_else(|| EngineError::Model("tokenizer.ggml.tokens is missing".into()))?;
+        let cfg = ModelConfig {
+            n_layers: get("block_count")?,
+            n_embd,
+            n_ff: get("feed_forward_length")?,
+            n_head,
+            n_kv_head,
+            head_dim,
+            n_ctx_train: get("context_length")?,
+            n_vocab,
+            rms_eps: f
+                .get_f32(&format!("{arch}.attention.layer_norm_rms_epsilon"))
+                .unwrap_or(1e-5),
+            arch,
+        };
+        if cfg.n_kv_head == 0 || cfg.n_head % cfg.n_kv_head != 0 || cfg.head_dim % 2 != 0 {
+            return Err(EngineError::Model(format!(
+                "unsupported head layout: {} heads, {} KV heads, head size {}",
+                cfg.n_head, cfg.n_kv_head, cfg.head_dim
+            )));
+        }
+        Ok(cfg)
+    }
+}
+
+/// The forward pass of one model family.
+pub trait Forward: Send + Sync {
+    fn config(&self) -> &ModelConfig;
+
+    /// Runs `rows` through the model, writing their keys and values into `kv`
+    /// (which must have room for every row's position), and returns the logits
+    /// of the rows with `want_logits`, in order, `n_vocab` each.
+    fn forward(
+        &self,
+        rows: &[BatchRow],
+        kv: &mut KvCache,
+        pool: &ThreadPool,
+    ) -> Result<Vec<f32>, EngineError>;
+}
+
+/// A model file loaded for inference.
+pub struct Model {
+    file: Arc<GgufFile>,
+    family: Box<dyn Forward>,
+}
+
+impl Model {
+    /// Opens `path` and builds the forward pass its architecture names.
+    pub fn load(path: &Path) -> Result<Self, EngineError> {
+        let file = Arc::new(GgufFile::open(path)?);
+        Self::from_file(file)
+    }
+
+    pub fn from_file(file: Arc<GgufFile>) -> Result<Self, EngineError> {
+        let cfg = ModelConfig::from_gguf(&file)?;
+        let family: Box<dyn Forward> = match cfg.arch.as_str() {
+            "llama" => Box::new(models::llama::Llama::load(file.clone(), cfg)?),
+            "gemma3" => Box::new(models::gemma3::Gemma3::load(file.clone(), cfg)?),
+            other => {
+                return Err(EngineError::Model(format!(
+                    "architecture '{other}' is not supported (supported: llama, gemma3)"
+                )))
+            }
+        };
+        Ok(Model { file, family })
+    }
+
+    pub fn file(&self) -> &Arc<GgufFile> {
+        &self.file
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        self.family.config()
+    }
+
+    /// A KV cache sized for `capacity_tokens` positions of this model.
+    pub fn new_kv_cache(&self, capacity_tokens: usize) -> KvCache {
+        let c = self.config();
+        KvCache::new(
+            c.n_layers,
+            c.kv_dim(),
+            crate::kv::DEFAULT_BLOCK_SIZE,
+            capacity_tokens,
+        )
+    }
+
+    pub fn forward(
+        &self,
+        rows: &[BatchRow],
+        kv: &mut KvCache,
+        pool: &ThreadPool,
+    ) -> Result<Vec<f32>, EngineError> {
+        for r in rows {
+            if r.token as usize >= self.config().n_vocab {
+                return Err(EngineError::InvalidRequest(format!(
+                    "token id {} is outside the vocabulary (size {})",
+                    r.token,
+                    self.config().n_vocab
+                )));
+            }
+        }
+        self.family.forward(rows, kv, pool)
+    }
+}

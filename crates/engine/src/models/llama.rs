@@ -1,0 +1,166 @@
+//! The llama family (SmolLM2 and kin): pre-norm decoder blocks with RMSNorm,
+//! rotary embeddings in GGML's interleaved ("normal") mode, grouped-query
+//! attention and a SwiGLU feed-forward.
+//!
+//! Touvron et al., "LLaMA: Open and Efficient Foundation Language Models" (2023).
+
+use std::sync::Arc;
+
+use gguf::GgufFile;
+use kernels::ThreadPool;
+
+use crate::error::EngineError;
+use crate::kv::KvCache;
+use crate::layers::{self, AttnShape, BatchRow, Linear};
+use crate::model::{Forward, ModelConfig};
+use crate::ops::{self, Rope, RopeStyle};
+
+struct Block {
+    attn_norm: Vec<f32>,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    ffn_norm: Vec<f32>,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+pub struct Llama {
+    file: Arc<GgufFile>,
+    cfg: ModelConfig,
+    embd: Linear,
+    blocks: Vec<Block>,
+    output_norm: Vec<f32>,
+    /// The output projection; the embedding matrix itself when the model ties them.
+    output: Linear,
+    rope: Rope,
+}
+
+impl Llama {
+    pub fn load(file: Arc<GgufFile>, cfg: ModelConfig) -> Result<Self, EngineError> {
+        let f = &*file;
+        let (d, q_dim, kv_dim, ff) = (
+            cfg.n_embd,
+            cfg.n_head * cfg.head_dim,
+            cfg.kv_dim(),
+            cfg.n_ff,
+        );
+        let blocks = (0..cfg.n_layers)
+            .map(|i| {
+                let t = |n: &str| format!("blk.{i}.{n}.weight");
+                Ok(Block {
+                    attn_norm: layers::load_vector(f, &t("attn_norm"), d)?,
+                    wq: Linear::load(f, &t("attn_q"), d, q_dim)?,
+                    wk: Linear::load(f, &t("attn_k"), d, kv_dim)?,
+                    wv: Linear::load(f, &t("attn_v"), d, kv_dim)?,
+                    wo: Linear::load(f, &t("attn_output"), q_dim, d)?,
+                    ffn_norm: layers::load_vector(f, &t("ffn_norm"), d)?,
+                    gate: Linear::load(f, &t("ffn_gate"), d, ff)?,
+                    up: Linear::load(f, &t("ffn_up"), d, ff)?,
+                    down: Linear::load(f, &t("ffn_down"), ff, d)?,
+                })
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        let embd = Linear::load(f, "token_embd.weight", d, cfg.n_vocab)?;
+        let output = match f.tensor("output.weight") {
+            Some(_) => Linear::load(f, "output.weight", d, cfg.n_vocab)?,
+            None => embd.clone(),
+        };
+        let base = f.get_f32("llama.rope.freq_base").unwrap_or(10000.0);
+        let n_rot = f
+            .get_u32("llama.rope.dimension_count")
+            .map_or(cfg.head_dim, |v| v as usize);
+        Ok(Llama {
+            output_norm: layers::load_vector(f, "output_norm.weight", d)?,
+            rope: Rope::new(RopeStyle::Interleaved, base, n_rot, cfg.head_dim),
+            file,
+            cfg,
+            embd,
+            blocks,
+            output,
+        })
+    }
+}
+
+impl Forward for Llama {
+    fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    fn forward(
+        &self,
+        rows: &[BatchRow],
+        kv: &mut KvCache,
+        pool: &ThreadPool,
+    ) -> Result<Vec<f32>, EngineError> {
+        let f = &*self.file;
+        let c = &self.cfg;
+        let n = rows.len();
+        let (d, q_dim, kv_dim) = (c.n_embd, c.n_head * c.head_dim, c.kv_dim());
+        let shape = AttnShape {
+            n_head: c.n_head,
+            n_kv_head: c.n_kv_head,
+            head_dim: c.head_dim,
+            scale: 1.0 / (c.head_dim as f32).sqrt(),
+            window: None,
+        };
+        let mut x = vec![0.0f32; n * d];
+        for (i, r) in rows.iter().enumerate() {
+            self.embd
+                .row(f, r.token as usize, &mut x[i * d..(i + 1) * d]);
+        }
+        let mut h = vec![0.0f32; n * d];
+        let (mut q, mut k, mut v) = (
+            vec![0.0; n * q_dim],
+            vec![0.0; n * kv_dim],
+            vec![0.0; n * kv_dim],
+        );
+        let mut att = vec![0.0f32; n * q_dim];
+        let (mut g, mut u) = (vec![0.0f32; n * c.n_ff], vec![0.0f32; n * c.n_ff]);
+        for (l, b) in self.blocks.iter().enumerate() {
+            for i in 0..n {
+                ops::rms_norm(
+                    &x[i * d..(i + 1) * d],
+                    &b.attn_norm,
+                    c.rms_eps,
+                    &mut h[i * d..(i + 1) * d],
+                );
+            }
+            b.wq.forward(f, &h, n, &mut q, pool);
+            b.wk.forward(f, &h, n, &mut k, pool);
+            b.wv.forward(f, &h, n, &mut v, pool);
+            for (i, r) in rows.iter().enumerate() {
+                self.rope.apply(&mut q[i * q_dim..(i + 1) * q_dim], r.pos);
+                self.rope.apply(&mut k[i * kv_dim..(i + 1) * kv_dim], r.pos);
+            }
+            layers::store_kv(rows, &k, &v, kv, l)?;
+            layers::attention(rows, &q, kv, l, shape, pool, &mut att)?;
+            b.wo.forward(f, &att, n, &mut h, pool);
+            ops::add_in_place(&mut x, &h);
+            for i in 0..n {
+                ops::rms_norm(
+                    &x[i * d..(i + 1) * d],
+                    &b.ffn_norm,
+                    c.rms_eps,
+                    &mut h[i * d..(i + 1) * d],
+                );
+            }
+            b.gate.forward(f, &h, n, &mut g, pool);
+            b.up.forward(f, &h, n, &mut u, pool);
+            ops::swiglu(&mut g, &u);
+            b.down.forward(f, &g, n, &mut h, pool);
+            ops::add_in_place(&mut x, &h);
+        }
+        Ok(layers::output_logits(
+            f,
+            rows,
+            &x,
+            &self.output_norm,
+            c.rms_eps,
+            &self.output,
+            pool,
+        ))
+    }
+}

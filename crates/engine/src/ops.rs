@@ -1,0 +1,199 @@
+//! Elementwise and row-wise tensor operations of the forward pass: RMS norm,
+//! rotary position embeddings, activations, softmax. Plain loops over `f32`
+//! rows that the compiler vectorises; the heavy matmuls live in `kernels`.
+
+/// `out = x / sqrt(mean(x²) + eps) * w`, for one row.
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let sum: f32 = x.iter().map(|v| v * v).sum();
+    let scale = 1.0 / (sum / x.len() as f32 + eps).sqrt();
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * scale * g;
+    }
+}
+
+/// In-place RMS norm of every `w.len()`-sized chunk of `x` (per-head norms).
+pub fn rms_norm_chunks(x: &mut [f32], w: &[f32], eps: f32) {
+    let n = w.len();
+    for chunk in x.chunks_exact_mut(n) {
+        let sum: f32 = chunk.iter().map(|v| v * v).sum();
+        let scale = 1.0 / (sum / n as f32 + eps).sqrt();
+        for (v, &g) in chunk.iter_mut().zip(w) {
+            *v = *v * scale * g;
+        }
+    }
+}
+
+/// How rotary embeddings pair the dimensions of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs (x[2i], x[2i+1]) — GGML's "normal" mode, used by llama.
+    Interleaved,
+    /// Halves (x[i], x[i + d/2]) — GGML's "neox" mode, used by Gemma.
+    Halves,
+}
+
+/// Precomputed inverse frequencies for one RoPE base.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    style: RopeStyle,
+    inv_freq: Vec<f32>,
+    head_dim: usize,
+}
+
+impl Rope {
+    /// `n_rot` rotated dimensions per head (equal to the head size for our models).
+    pub fn new(style: RopeStyle, base: f32, n_rot: usize, head_dim: usize) -> Self {
+        let inv_freq = (0..n_rot / 2)
+            .map(|i| base.powf(-((2 * i) as f32) / n_rot as f32))
+            .collect();
+        Rope {
+            style,
+            inv_freq,
+            head_dim,
+        }
+    }
+
+    /// Rotates every head in `x` (a row of `n_heads * head_dim`) for position `pos`.
+    pub fn apply(&self, x: &mut [f32], pos: usize) {
+        let half = self.inv_freq.len();
+        for head in x.chunks_exact_mut(self.head_dim) {
+            for (i, &f) in self.inv_freq.iter().enumerate() {
+                let theta = pos as f32 * f;
+                let (s, c) = theta.sin_cos();
+                let (a, b) = match self.style {
+                    RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                    RopeStyle::Halves => (i, i + half),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0 * c - x1 * s;
+                head[b] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+/// `gate = silu(gate) * up`, elementwise (SwiGLU).
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// `gate = gelu_tanh(gate) * up`, elementwise (GeGLU with the tanh approximation).
+pub fn geglu_tanh(gate: &mut [f32], up: &[f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF: f32 = 0.044_715;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        let t = (SQRT_2_OVER_PI * x * (1.0 + COEF * x * x)).tanh();
+        *g = 0.5 * x * (1.0 + t) * u;
+    }
+}
+
+/// `acc += x`, elementwise.
+pub fn add_in_place(acc: &mut [f32], x: &[f32]) {
+    for (a, &b) in acc.iter_mut().zip(x) {
+        *a += b;
+    }
+}
+
+/// In-place softmax of one row.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Dot product of two equal-length rows.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight independent accumulators let the compiler keep a vector register each.
+    let mut acc = [0.0f32; 8];
+    let chunks = a.len() / 8;
+    for i in 0..chunks {
+        for j in 0..8 {
+            acc[j] += a[i * 8 + j] * b[i * 8 + j];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for i in chunks * 8..a.len() {
+        s += a[i] * b[i];
+    }
+    s
+}
+
+/// `acc += w * x`, elementwise.
+pub fn axpy(acc: &mut [f32], w: f32, x: &[f32]) {
+    for (a, &b) in acc.iter_mut().zip(x) {
+        *a += w * b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_gives_unit_rms() {
+        let x = [1.0, -2.0, 3.0, -4.0];
+        let mut out = [0.0; 4];
+        rms_norm(&x, &[1.0; 4], 0.0, &mut out);
+        let rms = (out.iter().map(|v| v * v).sum::<f32>() / 4.0).sqrt();
+        assert!((rms - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rope_preserves_norm_and_is_identity_at_zero() {
+        for style in [RopeStyle::Interleaved, RopeStyle::Halves] {
+            let rope = Rope::new(style, 10000.0, 8, 8);
+            let orig: Vec<f32> = (0..16).map(|i| i as f32 * 0.3 - 2.0).collect();
+            let mut x = orig.clone();
+            rope.apply(&mut x, 0);
+            assert_eq!(x, orig);
+            rope.apply(&mut x, 17);
+            let n0: f32 = orig.iter().map(|v| v * v).sum();
+            let n1: f32 = x.iter().map(|v| v * v).sum();
+            assert!((n0 - n1).abs() < 1e-3);
+            assert_ne!(x, orig);
+        }
+    }
+
+    #[test]
+    fn rope_relative_property() {
+        // <R(p)q, R(p+d)k> depends only on d.
+        let rope = Rope::new(RopeStyle::Halves, 10000.0, 8, 8);
+        let q: Vec<f32> = (0..8).map(|i| (i as f32).sin()).collect();
+        let k: Vec<f32> = (0..8).map(|i| (i as f32).cos()).collect();
+        let score = |p: usize, d: usize| {
+            let (mut a, mut b) = (q.clone(), k.clone());
+            rope.apply(&mut a, p);
+            rope.apply(&mut b, p + d);
+            dot(&a, &b)
+        };
+        assert!((score(3, 5) - score(40, 5)).abs() < 1e-3);
+    }
+
+    #[test]
+    fn softmax_sums_to_one() {
+        let mut x = [1000.0, 1001.0, -5.0];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(x[1] > x[0] && x[0] > x[2]);
+    }
+
+    #[test]
+    fn activations_match_definitions() {
+        let mut g = [1.0f32];
+        swiglu(&mut g, &[2.0]);
+        assert!((g[0] - 2.0 / (1.0 + (-1.0f32).exp())).abs() < 1e-6);
+        let mut g = [0.5f32];
+        geglu_tanh(&mut g, &[1.0]);
+        assert!((g[0] - 0.345_714).abs() < 1e-5);
+    }
+}

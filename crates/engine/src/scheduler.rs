@@ -1,0 +1,200 @@
+//! The engine thread: owns the model, the KV cache and every running
+//! sequence. Each step it admits waiting requests while the cache has room,
+//! builds one batch of rows (one decode row per running sequence, then prompt
+//! chunks up to the step's token budget), runs one forward pass, and samples
+//! for every sequence that reached the end of its known tokens. A sequence
+//! whose client left is dropped and its blocks freed before the next step;
+//! when the cache runs out mid-generation, the newest sequence is preempted
+//! (its blocks freed, recomputed later from its tokens).
+
+use std::collections::VecDeque;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use kernels::ThreadPool;
+use tokenizer::Tokenizer;
+
+use crate::kv::KvCache;
+use crate::layers::BatchRow;
+use crate::model::Model;
+use crate::sequence::Sequence;
+
+pub(crate) enum Command {
+    Submit(Box<Sequence>),
+}
+
+pub(crate) struct Scheduler {
+    model: Model,
+    tokenizer: Arc<Tokenizer>,
+    pool: ThreadPool,
+    kv: KvCache,
+    /// Most tokens in one forward pass.
+    step_tokens: usize,
+    waiting: VecDeque<Box<Sequence>>,
+    running: Vec<Box<Sequence>>,
+}
+
+impl Scheduler {
+    pub fn new(
+        model: Model,
+        tokenizer: Arc<Tokenizer>,
+        threads: usize,
+        kv_tokens: usize,
+        step_tokens: usize,
+    ) -> Self {
+        let kv = model.new_kv_cache(kv_tokens);
+        Scheduler {
+            model,
+            tokenizer,
+            pool: ThreadPool::new(threads),
+            kv,
+            step_tokens: step_tokens.max(1),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+        }
+    }
+
+    /// Runs until every handle is gone and no work is left.
+    pub fn run(mut self, rx: Receiver<Command>) {
+        loop {
+            if self.running.is_empty() && self.waiting.is_empty() {
+                match rx.recv() {
+                    Ok(cmd) => self.take(cmd),
+                    Err(_) => return,
+                }
+            }
+            while let Ok(cmd) = rx.try_recv() {
+                self.take(cmd);
+            }
+            self.drop_abandoned();
+            self.admit();
+            self.step();
+        }
+    }
+
+    fn take(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit(seq) => self.waiting.push_back(seq),
+        }
+    }
+
+    fn drop_abandoned(&mut self) {
+        let kv = &mut self.kv;
+        self.running.retain(|s| {
+            let keep = !s.is_abandoned();
+            if !keep {
+                kv.free_seq(s.id);
+            }
+            keep
+        });
+        self.waiting.retain(|s| !s.is_abandoned());
+    }
+
+    /// Moves waiting sequences to running while their known tokens fit the cache.
+    fn admit(&mut self) {
+        while let Some(seq) = self.waiting.front() {
+            if self.kv.reserve(seq.id, seq.tokens.len() + 1).is_err() {
+                if self.running.is_empty() {
+                    // Nothing will ever free room: the cache is smaller than this prompt.
+                    if let Some(seq) = self.waiting.pop_front() {
+                        seq.fail("the prompt does not fit the KV cache".into());
+                    }
+                    continue;
+                }
+                return;
+            }
+            if let Some(seq) = self.waiting.pop_front() {
+                self.running.push(seq);
+            }
+        }
+    }
+
+    /// Grows each running sequence's reservation to cover this step, preempting
+    /// the newest sequences when the cache is full.
+    fn reserve_step(&mut self) -> Vec<usize> {
+        let mut budget = self.step_tokens;
+        let mut take = vec![0usize; self.running.len()];
+        // Decode rows first (one token each), then prompt chunks, oldest first.
+        let mut order: Vec<usize> = (0..self.running.len()).collect();
+        order.sort_by_key(|&i| (self.running[i].pending() > 1, i));
+        for i in order {
+            if budget == 0 {
+                break;
+            }
+            let s = &self.running[i];
+            let n = s.pending().min(budget);
+            if self.kv.reserve(s.id, s.n_cached + n).is_ok() {
+                take[i] = n;
+                budget -= n;
+            }
+        }
+        if take.iter().all(|&n| n == 0) && self.running.len() > 1 {
+            self.preempt_newest();
+            return self.reserve_step();
+        }
+        take
+    }
+
+    fn preempt_newest(&mut self) {
+        if let Some(mut seq) = self.running.pop() {
+            self.kv.free_seq(seq.id);
+            seq.n_cached = 0;
+            self.waiting.push_front(seq);
+        }
+    }
+
+    fn step(&mut self) {
+        if self.running.is_empty() {
+            return;
+        }
+        let take = self.reserve_step();
+        let mut rows = Vec::new();
+        for (s, &n) in self.running.iter().zip(&take) {
+            for p in s.n_cached..s.n_cached + n {
+                rows.push(BatchRow {
+                    seq: s.id,
+                    pos: p,
+                    token: s.tokens[p],
+                    want_logits: p + 1 == s.tokens.len(),
+                });
+            }
+        }
+        if rows.is_empty() {
+            // Not even one sequence fits the cache on its own.
+            for s in self.running.drain(..) {
+                s.fail("the sequence no longer fits the KV cache".into());
+                self.kv.free_seq(s.id);
+            }
+            return;
+        }
+        let mut logits = match self.model.forward(&rows, &mut self.kv, &self.pool) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "forward pass failed");
+                for s in self.running.drain(..) {
+                    s.fail("the model failed to run this request".into());
+                    self.kv.free_seq(s.id);
+                }
+                return;
+            }
+        };
+        let n_vocab = self.model.config().n_vocab;
+        let mut out = logits.chunks_exact_mut(n_vocab);
+        let mut finished = Vec::new();
+        for (i, (s, &n)) in self.running.iter_mut().zip(&take).enumerate() {
+            s.n_cached += n;
+            if n > 0 && s.pending() == 0 {
+                let row = out
+                    .next()
+                    .expect("one logits row per sequence that reached its end");
+                if s.accept_logits(row, &self.tokenizer) {
+                    finished.push(i);
+                }
+            }
+        }
+        for i in finished.into_iter().rev() {
+            let s = self.running.remove(i);
+            self.kv.free_seq(s.id);
+        }
+    }
+}

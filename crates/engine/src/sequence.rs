@@ -1,0 +1,134 @@
+//! One running generation inside the engine thread: its tokens, how many of
+//! them are in the KV cache, its sampler, and the text-side state (UTF-8
+//! assembly and stop strings) that turns sampled tokens into events.
+
+use std::sync::Arc;
+
+use sampling::{Sampler, StopMatcher, Utf8Decoder};
+use tokenizer::Tokenizer;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::kv::SeqId;
+use crate::request::{Event, FinishReason, GenerateRequest, Usage};
+
+pub(crate) struct Sequence {
+    pub id: SeqId,
+    /// Prompt followed by every sampled token.
+    pub tokens: Vec<u32>,
+    pub prompt_len: usize,
+    /// Leading tokens whose keys and values are in the cache.
+    pub n_cached: usize,
+    /// Most tokens this sequence may ever hold (prompt + max new tokens).
+    pub limit: usize,
+    sampler: Sampler,
+    stop: StopMatcher,
+    utf8: Utf8Decoder,
+    logprobs: Option<usize>,
+    ignore_eos: bool,
+    tx: UnboundedSender<Event>,
+}
+
+impl Sequence {
+    pub fn new(
+        id: SeqId,
+        req: GenerateRequest,
+        n_vocab: usize,
+        limit: usize,
+        tx: UnboundedSender<Event>,
+    ) -> Self {
+        Sequence {
+            id,
+            prompt_len: req.prompt.len(),
+            tokens: req.prompt,
+            n_cached: 0,
+            limit,
+            sampler: Sampler::new(&req.params, n_vocab),
+            stop: StopMatcher::new(&req.stop),
+            utf8: Utf8Decoder::new(),
+            logprobs: req.logprobs,
+            ignore_eos: req.ignore_eos,
+            tx,
+        }
+    }
+
+    /// The client dropped its receiver: stop working on this sequence.
+    pub fn is_abandoned(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.tokens.len() - self.n_cached
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_len,
+            completion_tokens: self.tokens.len() - self.prompt_len,
+        }
+    }
+
+    pub fn fail(&self, message: String) {
+        let _ = self.tx.send(Event::Failed { message });
+    }
+
+    /// Samples the next token from `logits` and streams it. Returns `true`
+    /// when the sequence has finished (and its `Done` event was sent).
+    pub fn accept_logits(&mut self, logits: &mut [f32], tok: &Arc<Tokenizer>) -> bool {
+        if self.ignore_eos {
+            // As llama.cpp does: end-of-generation tokens can never be picked.
+            for id in tok.eog_ids() {
+                if let Some(l) = logits.get_mut(id as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
+        let id = self.sampler.sample(logits, &self.tokens[self.prompt_len..]);
+        let lp = self.logprobs.map(|n| sampling::logprobs(logits, id, n));
+        self.tokens.push(id);
+        if tok.is_eog(id) && !self.ignore_eos {
+            let _ = self.tx.send(Event::Token {
+                id,
+                text: String::new(),
+                logprobs: lp,
+            });
+            return self.finish(FinishReason::Stop);
+        }
+        let bytes: &[u8] = if tok.is_control(id) {
+            &[]
+        } else {
+            tok.token_bytes(id)
+        };
+        let text = self.utf8.push(bytes);
+        let out = self.stop.push(&text);
+        let _ = self.tx.send(Event::Token {
+            id,
+            text: out.emit,
+            logprobs: lp,
+        });
+        if out.stopped {
+            return self.finish(FinishReason::Stop);
+        }
+        if self.tokens.len() >= self.limit {
+            return self.finish(FinishReason::Length);
+        }
+        false
+    }
+
+    fn finish(&mut self, reason: FinishReason) -> bool {
+        let mut text = String::new();
+        if reason == FinishReason::Length || !self.stop.is_stopped() {
+            let rest = self.utf8.finish();
+            let out = self.stop.push(&rest);
+            text.push_str(&out.emit);
+            if !out.stopped {
+                text.push_str(&self.stop.finish());
+            }
+        }
+        let _ = self.tx.send(Event::Done {
+            text,
+            reason,
+            usage: self.usage(),
+        });
+        true
+    }
+}

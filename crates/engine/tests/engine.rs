@@ -1,0 +1,321 @@
+//! The engine's behaviour through its public handle, on the real default model:
+//! batching, stop strings, limits, cancellation, validation, logprobs, seeds.
+
+use std::sync::OnceLock;
+
+use engine::{
+    ChatMessage, EngineConfig, EngineError, EngineHandle, Event, FinishReason, GenerateRequest,
+    SamplingParams, TokenLogprobs, Usage,
+};
+
+fn smol() -> &'static EngineHandle {
+    static E: OnceLock<EngineHandle> = OnceLock::new();
+    E.get_or_init(|| {
+        let path = testkit::model_path(testkit::SMOLLM2);
+        EngineHandle::start(
+            &path,
+            EngineConfig {
+                threads: 2,
+                ..EngineConfig::default()
+            },
+        )
+        .unwrap()
+    })
+}
+
+#[derive(Debug)]
+struct Outcome {
+    ids: Vec<u32>,
+    text: String,
+    reason: FinishReason,
+    usage: Usage,
+    logprobs: Vec<TokenLogprobs>,
+}
+
+fn collect(mut gen: engine::Generation) -> Outcome {
+    let (mut ids, mut text, mut logprobs) = (Vec::new(), String::new(), Vec::new());
+    while let Some(ev) = gen.next_blocking() {
+        match ev {
+            Event::Token {
+                id,
+                text: t,
+                logprobs: lp,
+            } => {
+                ids.push(id);
+                text.push_str(&t);
+                logprobs.extend(lp);
+            }
+            Event::Done {
+                text: t,
+                reason,
+                usage,
+            } => {
+                text.push_str(&t);
+                return Outcome {
+                    ids,
+                    text,
+                    reason,
+                    usage,
+                    logprobs,
+                };
+            }
+            Event::Failed { message } => panic!("generation failed: {message}"),
+        }
+    }
+    panic!("stream ended without Done");
+}
+
+fn greedy(prompt: &str, max_tokens: usize) -> GenerateRequest {
+    GenerateRequest {
+        prompt: smol().encode_prompt(prompt),
+        params: SamplingParams {
+            temperature: 0.0,
+            ..SamplingParams::default()
+        },
+        max_tokens: Some(max_tokens),
+        ..GenerateRequest::default()
+    }
+}
+
+fn run(req: GenerateRequest) -> Outcome {
+    collect(smol().submit(req).unwrap())
+}
+
+#[test]
+fn concurrent_requests_equal_solo_runs() {
+    let prompts = [
+        "The capital of France is",
+        "def fibonacci(n):",
+        "Once upon a time, in a land far",
+    ];
+    let solo: Vec<Outcome> = prompts.iter().map(|p| run(greedy(p, 24))).collect();
+    let gens: Vec<_> = prompts
+        .iter()
+        .map(|p| smol().submit(greedy(p, 24)).unwrap())
+        .collect();
+    let together: Vec<Outcome> = gens.into_iter().map(collect).collect();
+    for (a, b) in solo.iter().zip(&together) {
+        assert_eq!(a.ids, b.ids, "batched generation differs from a solo run");
+        assert_eq!(a.text, b.text);
+    }
+}
+
+#[test]
+fn max_tokens_ends_with_length_and_exact_usage() {
+    let req = GenerateRequest {
+        ignore_eos: true,
+        ..greedy("Count: one, two, three,", 7)
+    };
+    let prompt_len = req.prompt.len();
+    let out = run(req);
+    assert_eq!(out.reason, FinishReason::Length);
+    assert_eq!(out.ids.len(), 7);
+    assert_eq!(
+        out.usage,
+        Usage {
+            prompt_tokens: prompt_len,
+            completion_tokens: 7
+        }
+    );
+    assert_eq!(out.text, smol().tokenizer().decode(&out.ids, true));
+}
+
+#[test]
+fn stop_string_ends_generation_and_is_not_emitted() {
+    let full = run(GenerateRequest {
+        ignore_eos: true,
+        ..greedy("The capital of France is", 40)
+    });
+    // Pick a stop string from the middle of the unconstrained output.
+    let chars: Vec<char> = full.text.chars().collect();
+    assert!(chars.len() > 12, "need some output to cut: {:?}", full.text);
+    let stop: String = chars[8..11].iter().collect();
+    let expected = &full.text[..full.text.find(&stop).unwrap()];
+    let out = run(GenerateRequest {
+        stop: vec![stop.clone()],
+        ignore_eos: true,
+        ..greedy("The capital of France is", 40)
+    });
+    assert_eq!(out.reason, FinishReason::Stop);
+    assert_eq!(out.text, expected, "stop {stop:?}");
+    assert!(!out.text.contains(&stop));
+}
+
+#[test]
+fn eos_ends_a_chat_reply_with_stop() {
+    let msgs = [ChatMessage {
+        role: "user".into(),
+        content: "Say hello.".into(),
+    }];
+    let text = smol().render_chat(&msgs, true).unwrap();
+    assert!(text.ends_with("<|im_start|>assistant\n"), "{text:?}");
+    let out = run(GenerateRequest {
+        prompt: smol().encode_prompt(&text),
+        params: SamplingParams {
+            temperature: 0.0,
+            ..SamplingParams::default()
+        },
+        max_tokens: Some(200),
+        ..GenerateRequest::default()
+    });
+    assert_eq!(out.reason, FinishReason::Stop, "reply: {:?}", out.text);
+    assert!(smol().tokenizer().is_eog(*out.ids.last().unwrap()));
+    assert!(!out.text.contains("<|im_end|>"));
+    assert!(!out.text.trim().is_empty());
+}
+
+#[test]
+fn same_seed_same_text_and_sampling_varies_with_seed() {
+    let req = |seed| GenerateRequest {
+        params: SamplingParams {
+            temperature: 1.0,
+            seed: Some(seed),
+            ..SamplingParams::default()
+        },
+        ignore_eos: true,
+        ..greedy("My favourite animal is", 24)
+    };
+    let a = run(req(7));
+    let b = run(req(7));
+    assert_eq!(a.ids, b.ids);
+    let others: Vec<Vec<u32>> = (100..104).map(|s| run(req(s)).ids).collect();
+    assert!(
+        others.iter().any(|o| *o != a.ids),
+        "four other seeds all gave the same tokens"
+    );
+}
+
+#[test]
+fn logprobs_come_from_the_distribution() {
+    let out = run(GenerateRequest {
+        logprobs: Some(3),
+        ignore_eos: true,
+        ..greedy("1, 2, 3, 4,", 6)
+    });
+    assert_eq!(out.logprobs.len(), out.ids.len());
+    for (lp, &id) in out.logprobs.iter().zip(&out.ids) {
+        assert_eq!(lp.top.len(), 3);
+        assert!(lp.top.windows(2).all(|w| w[0].1 >= w[1].1));
+        // Greedy: the chosen token is the most likely one.
+        assert_eq!(lp.top[0].0, id);
+        assert!((lp.top[0].1 - lp.chosen_logprob).abs() < 1e-6);
+        assert!(lp.chosen_logprob <= 0.0);
+    }
+}
+
+#[test]
+fn a_dropped_generation_does_not_block_others() {
+    for _ in 0..8 {
+        let mut g = smol()
+            .submit(GenerateRequest {
+                ignore_eos: true,
+                ..greedy("Tell me a very long story.", 4000)
+            })
+            .unwrap();
+        // Read one token, then walk away.
+        assert!(matches!(g.next_blocking(), Some(Event::Token { .. })));
+        drop(g);
+    }
+    let out = run(greedy("The capital of France is", 5));
+    assert_eq!(out.ids.len(), 5);
+}
+
+#[test]
+fn invalid_requests_are_refused_up_front() {
+    let e = smol();
+    let n_ctx = e.info().context_length;
+    let err = |r: GenerateRequest| e.submit(r).err().expect("should be refused");
+    assert!(matches!(
+        err(GenerateRequest::default()),
+        EngineError::InvalidRequest(_)
+    ));
+    assert!(matches!(
+        err(GenerateRequest {
+            prompt: vec![1, 999_999],
+            ..greedy("x", 1)
+        }),
+        EngineError::InvalidRequest(_)
+    ));
+    assert!(matches!(
+        err(GenerateRequest {
+            prompt: vec![1; n_ctx],
+            ..greedy("x", 1)
+        }),
+        EngineError::ContextLengthExceeded { .. }
+    ));
+    assert!(matches!(
+        err(greedy("x", 0)),
+        EngineError::InvalidRequest(_)
+    ));
+    let bad = GenerateRequest {
+        params: SamplingParams {
+            temperature: -1.0,
+            ..SamplingParams::default()
+        },
+        ..greedy("x", 1)
+    };
+    assert!(matches!(err(bad), EngineError::Sampling(_)));
+    for e in [
+        EngineError::InvalidRequest(String::new()),
+        EngineError::ContextLengthExceeded {
+            prompt: 1,
+            requested: 1,
+            n_ctx: 1,
+        },
+    ] {
+        assert_eq!(e.kind(), engine::ErrorKind::InvalidRequest);
+    }
+}
+
+#[test]
+fn a_model_without_chat_template_refuses_chat_but_completes() {
+    let path = testkit::model_path(testkit::GEMMA3);
+    let g = EngineHandle::start(
+        &path,
+        EngineConfig {
+            threads: 2,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    assert!(!g.info().has_chat_template);
+    let msgs = [ChatMessage {
+        role: "user".into(),
+        content: "hi".into(),
+    }];
+    let err = g.render_chat(&msgs, true).unwrap_err();
+    assert!(matches!(err, EngineError::NoChatTemplate(_)));
+    assert!(err.to_string().contains("no chat template"));
+    let out = collect(
+        g.submit(GenerateRequest {
+            prompt: g.encode_prompt("The capital of France is"),
+            params: SamplingParams::greedy(),
+            max_tokens: Some(8),
+            ..GenerateRequest::default()
+        })
+        .unwrap(),
+    );
+    assert_eq!(out.usage.completion_tokens, out.ids.len());
+    assert!(!out.text.trim().is_empty());
+    assert_eq!(out.text, g.tokenizer().decode(&out.ids, true));
+}
+
+#[test]
+fn a_corrupt_model_file_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("parlance-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = std::fs::read(testkit::model_path(testkit::SMOLLM2)).unwrap();
+    let truncated = dir.join("truncated.gguf");
+    std::fs::write(&truncated, &src[..src.len() / 2]).unwrap();
+    let err = EngineHandle::start(&truncated, EngineConfig::default())
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("truncated"), "{err}");
+    let garbage = dir.join("garbage.gguf");
+    std::fs::write(&garbage, b"definitely not a model").unwrap();
+    let err = EngineHandle::start(&garbage, EngineConfig::default())
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("not a GGUF"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,158 @@
+//! Times the matmul kernels on SmolLM2-135M's shapes (random weights).
+//!
+//! `cargo run --release -p kernels --example matmul_bench [threads]`
+//! prints, per shape and batch, microseconds per call, GFLOP/s and weight
+//! GB/s, then a whole decode step's worth of matmuls (30 layers + output).
+
+use kernels::{matmul_with, quantize_row, GgmlType, Isa, QMatrix, ThreadPool};
+use std::time::{Duration, Instant};
+
+struct Shape {
+    name: &'static str,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+}
+
+const SHAPES: [Shape; 6] = [
+    Shape {
+        name: "attn_q/o 576x576",
+        ty: GgmlType::Q4_1,
+        rows: 576,
+        cols: 576,
+    },
+    Shape {
+        name: "attn_k/v 192x576",
+        ty: GgmlType::Q4_1,
+        rows: 192,
+        cols: 576,
+    },
+    Shape {
+        name: "ffn_up 1536x576",
+        ty: GgmlType::Q4_1,
+        rows: 1536,
+        cols: 576,
+    },
+    Shape {
+        name: "ffn_down 576x1536",
+        ty: GgmlType::Q4_1,
+        rows: 576,
+        cols: 1536,
+    },
+    Shape {
+        name: "output 49152x576",
+        ty: GgmlType::Q8_0,
+        rows: 49152,
+        cols: 576,
+    },
+    Shape {
+        name: "q4_k 576x1536",
+        ty: GgmlType::Q4_K,
+        rows: 576,
+        cols: 1536,
+    },
+];
+
+fn random(n: usize, seed: &mut u64) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            *seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
+}
+
+fn weights(s: &Shape, seed: &mut u64) -> Vec<u8> {
+    let mut w = Vec::new();
+    for _ in 0..s.rows {
+        w.extend(quantize_row(s.ty, &random(s.cols, seed)).unwrap_or_default());
+    }
+    w
+}
+
+/// Best of five mean times per call (each over ~60 ms), to shrug off noise
+/// from other processes.
+fn time(mut f: impl FnMut()) -> Duration {
+    f();
+    (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let mut n = 0u32;
+            while t.elapsed() < Duration::from_millis(60) {
+                f();
+                n += 1;
+            }
+            t.elapsed() / n
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+fn main() {
+    let threads: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2);
+    let pool = ThreadPool::new(threads);
+    let isa = Isa::detect();
+    println!("isa {isa:?}, {threads} threads");
+    let t = time(|| pool.run(threads, &|_| {}));
+    println!(
+        "pool.run with {threads} empty tasks: {:.2} us",
+        t.as_secs_f64() * 1e6
+    );
+    let mut seed = 42u64;
+    let mats: Vec<(&Shape, Vec<u8>)> = SHAPES.iter().map(|s| (s, weights(s, &mut seed))).collect();
+    for (s, w) in &mats {
+        let Ok(m) = QMatrix::new(s.ty, w, s.rows, s.cols) else {
+            continue;
+        };
+        for batch in [1usize, 16, 64] {
+            let x = random(batch * s.cols, &mut seed);
+            let mut out = vec![0.0; batch * s.rows];
+            let t = time(|| matmul_with(&m, &x, batch, &mut out, &pool, isa));
+            let flops = 2.0 * (s.rows * s.cols * batch) as f64 / t.as_secs_f64() / 1e9;
+            let gbs = w.len() as f64 / t.as_secs_f64() / 1e9;
+            println!(
+                "{:<20} {:>5} batch {:>3}: {:>9.1} us  {:>7.1} GFLOP/s  {:>6.2} GB/s weights",
+                s.name,
+                s.ty.name(),
+                batch,
+                t.as_secs_f64() * 1e6,
+                flops,
+                gbs
+            );
+        }
+    }
+    // One decode step: per layer q, k, v, o, gate, up, down; then the output head.
+    let m = |i: usize| QMatrix::new(mats[i].0.ty, &mats[i].1, mats[i].0.rows, mats[i].0.cols);
+    let (Ok(qo), Ok(kv), Ok(up), Ok(down), Ok(head)) = (m(0), m(1), m(2), m(3), m(4)) else {
+        return;
+    };
+    let x576 = random(576, &mut seed);
+    let x1536 = random(1536, &mut seed);
+    let mut o = vec![0.0; 49152];
+    let t = time(|| {
+        for _ in 0..30 {
+            for (mat, x) in [
+                (&qo, &x576),
+                (&kv, &x576),
+                (&kv, &x576),
+                (&qo, &x576),
+                (&up, &x576),
+                (&up, &x576),
+                (&down, &x1536),
+            ] {
+                matmul_with(mat, x, 1, &mut o[..mat.rows()], &pool, isa);
+            }
+        }
+        matmul_with(&head, &x576, 1, &mut o, &pool, isa);
+    });
+    println!(
+        "decode step (211 matmuls): {:.2} ms -> {:.0} tok/s if matmuls were all",
+        t.as_secs_f64() * 1e3,
+        1.0 / t.as_secs_f64()
+    );
+}

@@ -1,0 +1,152 @@
+//! AVX2 kernels for the K-quants (Q4_K, Q6_K) against Q8_K activations.
+
+use super::*;
+use crate::formats::{q4_k, q6_k};
+use gguf::QK_K;
+
+rows_kernel!(rows_q4_k, dot_q4_k);
+rows_kernel!(rows_q6_k, dot_q6_k);
+
+/// Q4_K: per sub-block `d * sc * sum(q * y)` accumulated as integers, and the
+/// min term `dmin * m * sum(y)` from the activation block sums.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn dot_q4_k<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
+    let nb = a.cols / QK_K;
+    let m4 = _mm256_set1_epi8(0x0f);
+    let mut acc = [_mm256_setzero_ps(); B];
+    let mut acc_m = [_mm_setzero_ps(); B];
+    for (i, blk) in w.chunks_exact(q4_k::BLOCK).enumerate() {
+        let d = f16(&blk[0..2]);
+        let dmin = f16(&blk[2..4]);
+        let (sc, mn) = q4_k::scales_mins(&blk[4..16]);
+        let mut mins8 = [0u8; 16];
+        mins8[..8].copy_from_slice(&mn);
+        let mins = _mm256_castsi256_si128(_mm256_cvtepu8_epi16(load16(&mins8)));
+        let mut sumi = [_mm256_setzero_si256(); B];
+        for j in 0..B {
+            let k = (b0 + j) * nb + i;
+            let bs = load16_i16(&a.bsums[k * 16..k * 16 + 16]);
+            // Sums over each 32-element sub-block, then times its min.
+            let q8s = _mm_hadd_epi16(
+                _mm256_castsi256_si128(bs),
+                _mm256_extracti128_si256::<1>(bs),
+            );
+            let prod = _mm_madd_epi16(mins, q8s);
+            acc_m[j] = _mm_fmadd_ps(_mm_set1_ps(-a.d[k] * dmin), _mm_cvtepi32_ps(prod), acc_m[j]);
+        }
+        let qs = &blk[16..];
+        for g in 0..QK_K / 64 {
+            let q4bits = load32(&qs[32 * g..32 * g + 32]);
+            let q4l = _mm256_and_si256(q4bits, m4);
+            let q4h = _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits), m4);
+            let scale_l = _mm256_set1_epi16(i16::from(sc[2 * g]));
+            let scale_h = _mm256_set1_epi16(i16::from(sc[2 * g + 1]));
+            for j in 0..B {
+                let k = (b0 + j) * nb + i;
+                let y = &a.qs[k * QK_K + 64 * g..k * QK_K + 64 * g + 64];
+                let pl = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, load32_i8(&y[..32])));
+                let ph = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, load32_i8(&y[32..])));
+                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(pl, ph));
+            }
+        }
+        for j in 0..B {
+            let k = (b0 + j) * nb + i;
+            acc[j] = _mm256_fmadd_ps(
+                _mm256_set1_ps(a.d[k] * d),
+                _mm256_cvtepi32_ps(sumi[j]),
+                acc[j],
+            );
+        }
+    }
+    let mut out = [0.0f32; B];
+    for j in 0..B {
+        out[j] = hsum_ps(acc[j]) + hsum_ps4(acc_m[j]);
+    }
+    out
+}
+
+/// Shuffle masks picking scale bytes 2i and 2i + 1, each repeated eight times.
+const SCALE_PAIRS: [[u8; 16]; 8] = {
+    let mut m = [[0u8; 16]; 8];
+    let mut i = 0;
+    while i < 8 {
+        let mut l = 0;
+        while l < 16 {
+            m[i][l] = (2 * i + l / 8) as u8;
+            l += 1;
+        }
+        i += 1;
+    }
+    m
+};
+
+/// Q6_K: unsigned 6-bit q times y with per-16 signed scales, minus
+/// `32 * sum(scale * block sum)` for the offset.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn dot_q6_k<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
+    let nb = a.cols / QK_K;
+    let m3 = _mm256_set1_epi8(3);
+    let m15 = _mm256_set1_epi8(15);
+    let mut acc = [_mm256_setzero_ps(); B];
+    for (i, blk) in w.chunks_exact(q6_k::BLOCK).enumerate() {
+        let dw = f16(&blk[208..210]);
+        let scales = load16(&blk[192..208]);
+        let scales16 = _mm256_cvtepi8_epi16(scales);
+        let mut sumi = [_mm256_setzero_si256(); B];
+        for j in 0..B {
+            let k = (b0 + j) * nb + i;
+            let bs = load16_i16(&a.bsums[k * 16..k * 16 + 16]);
+            sumi[j] = _mm256_sub_epi32(
+                sumi[j],
+                _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, scales16)),
+            );
+        }
+        for n in 0..QK_K / 128 {
+            let ql = &blk[64 * n..64 * n + 64];
+            let bits1 = load32(&ql[..32]);
+            let bits2 = load32(&ql[32..]);
+            let bits_h = load32(&blk[128 + 32 * n..128 + 32 * n + 32]);
+            let h0 = _mm256_slli_epi16::<4>(_mm256_and_si256(bits_h, m3));
+            let h1 = _mm256_slli_epi16::<2>(_mm256_and_si256(bits_h, _mm256_set1_epi8(12)));
+            let h2 = _mm256_and_si256(bits_h, _mm256_set1_epi8(48));
+            let h3 = _mm256_srli_epi16::<2>(_mm256_and_si256(bits_h, _mm256_set1_epi8(-64)));
+            let q = [
+                _mm256_or_si256(_mm256_and_si256(bits1, m15), h0),
+                _mm256_or_si256(_mm256_and_si256(bits2, m15), h1),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits1), m15), h2),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits2), m15), h3),
+            ];
+            let mut sc = [_mm256_setzero_si256(); 4];
+            for (c, s) in sc.iter_mut().enumerate() {
+                let pick = _mm_shuffle_epi8(scales, load16(&SCALE_PAIRS[4 * n + c]));
+                *s = _mm256_cvtepi8_epi16(pick);
+            }
+            for j in 0..B {
+                let k = (b0 + j) * nb + i;
+                let y = &a.qs[k * QK_K + 128 * n..k * QK_K + 128 * n + 128];
+                let mut p = [_mm256_setzero_si256(); 4];
+                for c in 0..4 {
+                    let prod = _mm256_maddubs_epi16(q[c], load32_i8(&y[32 * c..32 * c + 32]));
+                    p[c] = _mm256_madd_epi16(sc[c], prod);
+                }
+                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(p[0], p[1]));
+                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(p[2], p[3]));
+            }
+        }
+        for j in 0..B {
+            let k = (b0 + j) * nb + i;
+            acc[j] = _mm256_fmadd_ps(
+                _mm256_set1_ps(a.d[k] * dw),
+                _mm256_cvtepi32_ps(sumi[j]),
+                acc[j],
+            );
+        }
+    }
+    let mut out = [0.0f32; B];
+    for j in 0..B {
+        out[j] = hsum_ps(acc[j]);
+    }
+    out
+}

@@ -1,0 +1,220 @@
+//! AVX2 + FMA + F16C kernels (x86_64), chosen at run time by [`crate::Isa`].
+//!
+//! They follow the structure of llama.cpp's AVX2 dot products (same integer
+//! sums, the same per-block FMA accumulation into eight float lanes and the
+//! same final horizontal sums), so results match its CPU backend to the last
+//! bits in most cases. Each kernel takes up to [`MAX_B`] activation rows at
+//! once and unpacks each weight block only once for all of them.
+//!
+//! Every function here is `#[target_feature(enable = "avx2,fma,f16c")]`;
+//! calling one is only sound after [`crate::Isa::Avx2`] was detected.
+
+// The kernels keep B parallel accumulator arrays indexed by activation row;
+// index loops read better there than zipped iterators.
+#![allow(clippy::needless_range_loop)]
+
+mod kquants;
+mod legacy;
+
+use crate::act::ActView;
+use crate::formats::{Format, RowsKernel, MAX_B};
+use std::arch::x86_64::*;
+
+/// The AVX2 kernel for `format`.
+pub(crate) fn kernel(format: Format) -> RowsKernel {
+    match format {
+        Format::F32 => legacy::rows_f32,
+        Format::F16 => legacy::rows_f16,
+        Format::Q4_1 => legacy::rows_q4_1,
+        Format::Q5_0 => legacy::rows_q5_0,
+        Format::Q8_0 => legacy::rows_q8_0,
+        Format::Q4K => kquants::rows_q4_k,
+        Format::Q6K => kquants::rows_q6_k,
+    }
+}
+
+/// Defines `$name`, a [`RowsKernel`] looping over weight rows and calling
+/// `$dot::<B>(row, act, b0) -> [f32; B]`.
+macro_rules! rows_kernel {
+    ($name:ident, $dot:ident) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(super) fn $name(
+            w: &[u8],
+            row_bytes: usize,
+            act: &ActView<'_>,
+            b0: usize,
+            outs: &mut [&mut [f32]],
+        ) {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            fn go<const B: usize>(
+                w: &[u8],
+                row_bytes: usize,
+                act: &ActView<'_>,
+                b0: usize,
+                outs: &mut [&mut [f32]],
+            ) {
+                for (r, row) in w.chunks_exact(row_bytes).enumerate() {
+                    let v = $dot::<B>(row, act, b0);
+                    for (o, v) in outs.iter_mut().zip(v) {
+                        o[r] = v;
+                    }
+                }
+            }
+            match outs.len() {
+                1 => go::<1>(w, row_bytes, act, b0, outs),
+                2 => go::<2>(w, row_bytes, act, b0, outs),
+                3 => go::<3>(w, row_bytes, act, b0, outs),
+                _ => go::<4>(w, row_bytes, act, b0, outs),
+            }
+        }
+    };
+}
+pub(crate) use rows_kernel;
+
+const _: () = assert!(MAX_B == 4, "rows_kernel! instantiates B = 1..=4");
+
+/// Horizontal sum of eight floats, in llama.cpp's order.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn hsum_ps(v: __m256) -> f32 {
+    let mut r = _mm256_extractf128_ps::<1>(v);
+    r = _mm_add_ps(r, _mm256_castps256_ps128(v));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    _mm_cvtss_f32(r)
+}
+
+/// Horizontal sum of four floats: (a0 + a2) + (a1 + a3).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn hsum_ps4(v: __m128) -> f32 {
+    let r = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)))
+}
+
+/// The little-endian f16 at `b[0..2]`, widened by the F16C unit.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn f16(b: &[u8]) -> f32 {
+    let h = u16::from_le_bytes([b[0], b[1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+}
+
+/// 32 bytes from the start of `p`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load32(p: &[u8]) -> __m256i {
+    assert!(p.len() >= 32);
+    // SAFETY: 32 readable bytes (asserted); unaligned load.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
+}
+
+/// 32 signed bytes from the start of `p`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load32_i8(p: &[i8]) -> __m256i {
+    assert!(p.len() >= 32);
+    // SAFETY: 32 readable bytes (asserted); unaligned load.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
+}
+
+/// 16 bytes from the start of `p`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load16(p: &[u8]) -> __m128i {
+    assert!(p.len() >= 16);
+    // SAFETY: 16 readable bytes (asserted); unaligned load.
+    unsafe { _mm_loadu_si128(p.as_ptr().cast()) }
+}
+
+/// 16 signed 16-bit values from the start of `p`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load16_i16(p: &[i16]) -> __m256i {
+    assert!(p.len() >= 16);
+    // SAFETY: 32 readable bytes (asserted); unaligned load.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
+}
+
+/// Eight floats from the start of `p`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load8_f32(p: &[f32]) -> __m256 {
+    assert!(p.len() >= 8);
+    // SAFETY: eight readable floats (asserted); unaligned load.
+    unsafe { _mm256_loadu_ps(p.as_ptr()) }
+}
+
+/// Eight little-endian floats from the bytes `p[0..32]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load8_f32_bytes(p: &[u8]) -> __m256 {
+    _mm256_castsi256_ps(load32(p))
+}
+
+/// Eight halves (at `p[0..16]` as bytes) widened to floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load8_f16_bytes(p: &[u8]) -> __m256 {
+    _mm256_cvtph_ps(load16(p))
+}
+
+/// 16 bytes of nibble pairs to 32 bytes: the low nibbles first, then the high.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn nibbles(p: &[u8]) -> __m256i {
+    let t = load16(p);
+    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(t), t);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// Byte i of the result is 0xFF when bit i of `x` is set, else 0.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn bits_to_bytes(x: u32) -> __m256i {
+    // Spread byte k of `x` over result bytes 8k..8k+8, then test one bit per byte.
+    let spread = _mm256_set_epi64x(
+        0x0303_0303_0303_0303,
+        0x0202_0202_0202_0202,
+        0x0101_0101_0101_0101,
+        0,
+    );
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x as i32), spread);
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit)
+}
+
+/// Unsigned bytes times signed bytes, summed in fours, as floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn mul_sum_us8_pairs_float(ax: __m256i, sy: __m256i) -> __m256 {
+    let dot = _mm256_maddubs_epi16(ax, sy);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_to_bytes_spreads_each_bit() {
+        if !crate::Isa::Avx2.is_available() {
+            println!("skipping: no AVX2");
+            return;
+        }
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn check(x: u32) -> [u8; 32] {
+            let mut out = [0u8; 32];
+            // SAFETY: 32 writable bytes.
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), bits_to_bytes(x)) };
+            out
+        }
+        for x in [0u32, 1, 0x8000_0000, 0xdead_beef, u32::MAX, 0x0102_0408] {
+            // SAFETY: AVX2 was detected above.
+            let got = unsafe { check(x) };
+            for (i, &b) in got.iter().enumerate() {
+                assert_eq!(b, if x >> i & 1 == 1 { 0xff } else { 0 }, "x={x:#x} i={i}");
+            }
+        }
+    }
+}

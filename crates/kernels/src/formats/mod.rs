@@ -1,0 +1,155 @@
+//! The weight formats: block layout, dequantization, a quantizer (for tests and
+//! tools), and the portable scalar dot-product kernels against quantized
+//! activations. One file per format; this file dispatches on the type.
+
+pub(crate) mod float;
+pub(crate) mod q4_1;
+pub(crate) mod q4_k;
+pub(crate) mod q5_0;
+pub(crate) mod q6_k;
+pub(crate) mod q8_0;
+
+use crate::act::{ActKind, ActView};
+use gguf::GgmlType;
+
+/// A weight type that has kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    F32,
+    F16,
+    Q4_1,
+    Q5_0,
+    Q8_0,
+    Q4K,
+    Q6K,
+}
+
+/// Most activation rows one kernel call handles (weights are unpacked once
+/// per block for all of them).
+pub(crate) const MAX_B: usize = 4;
+
+/// Computes `outs[j][r] = dot(weight row r of w, activation row b0 + j)` for
+/// every row of `w` (consecutive rows of `row_bytes`) and every `j` below
+/// `outs.len()` (at most [`MAX_B`]).
+///
+/// # Safety
+/// The caller must ensure the CPU supports the instruction set the kernel was
+/// compiled for (always true for the scalar kernels).
+pub(crate) type RowsKernel =
+    unsafe fn(w: &[u8], row_bytes: usize, act: &ActView<'_>, b0: usize, outs: &mut [&mut [f32]]);
+
+impl Format {
+    pub fn of(ty: GgmlType) -> Option<Format> {
+        Some(match ty {
+            GgmlType::F32 => Format::F32,
+            GgmlType::F16 => Format::F16,
+            GgmlType::Q4_1 => Format::Q4_1,
+            GgmlType::Q5_0 => Format::Q5_0,
+            GgmlType::Q8_0 => Format::Q8_0,
+            GgmlType::Q4_K => Format::Q4K,
+            GgmlType::Q6_K => Format::Q6K,
+            _ => return None,
+        })
+    }
+
+    /// The activation format this weight format takes dot products with.
+    pub fn act_kind(self) -> ActKind {
+        match self {
+            Format::F32 => ActKind::F32,
+            Format::F16 => ActKind::F16,
+            Format::Q4_1 => ActKind::Q8_1,
+            Format::Q5_0 | Format::Q8_0 => ActKind::Q8_0,
+            Format::Q4K | Format::Q6K => ActKind::Q8K,
+        }
+    }
+
+    /// `dst.len()` elements from `src` (sizes checked by the caller).
+    pub fn dequantize(self, src: &[u8], dst: &mut [f32]) {
+        match self {
+            Format::F32 => float::dequantize_f32(src, dst),
+            Format::F16 => float::dequantize_f16(src, dst),
+            Format::Q4_1 => q4_1::dequantize(src, dst),
+            Format::Q5_0 => q5_0::dequantize(src, dst),
+            Format::Q8_0 => q8_0::dequantize(src, dst),
+            Format::Q4K => q4_k::dequantize(src, dst),
+            Format::Q6K => q6_k::dequantize(src, dst),
+        }
+    }
+
+    /// Quantizes a row (length a multiple of the block size, checked by the caller).
+    pub fn quantize(self, src: &[f32]) -> Vec<u8> {
+        match self {
+            Format::F32 => float::quantize_f32(src),
+            Format::F16 => float::quantize_f16(src),
+            Format::Q4_1 => q4_1::quantize(src),
+            Format::Q5_0 => q5_0::quantize(src),
+            Format::Q8_0 => crate::act::quantize_q8_0_bytes(src),
+            Format::Q4K => q4_k::quantize(src),
+            Format::Q6K => q6_k::quantize(src),
+        }
+    }
+
+    /// The portable kernel.
+    pub fn scalar_kernel(self) -> RowsKernel {
+        match self {
+            Format::F32 => rows_scalar::<{ Format::F32 as u8 }>,
+            Format::F16 => rows_scalar::<{ Format::F16 as u8 }>,
+            Format::Q4_1 => rows_scalar::<{ Format::Q4_1 as u8 }>,
+            Format::Q5_0 => rows_scalar::<{ Format::Q5_0 as u8 }>,
+            Format::Q8_0 => rows_scalar::<{ Format::Q8_0 as u8 }>,
+            Format::Q4K => rows_scalar::<{ Format::Q4K as u8 }>,
+            Format::Q6K => rows_scalar::<{ Format::Q6K as u8 }>,
+        }
+    }
+}
+
+/// One weight row against `B` activation rows, portable code.
+#[inline]
+fn dot_scalar<const F: u8, const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
+    const F32: u8 = Format::F32 as u8;
+    const F16: u8 = Format::F16 as u8;
+    const Q4_1: u8 = Format::Q4_1 as u8;
+    const Q5_0: u8 = Format::Q5_0 as u8;
+    const Q8_0: u8 = Format::Q8_0 as u8;
+    const Q4K: u8 = Format::Q4K as u8;
+    match F {
+        F32 => float::dot_f32::<B>(w, a, b0),
+        F16 => float::dot_f16::<B>(w, a, b0),
+        Q4_1 => q4_1::dot::<B>(w, a, b0),
+        Q5_0 => q5_0::dot::<B>(w, a, b0),
+        Q8_0 => q8_0::dot::<B>(w, a, b0),
+        Q4K => q4_k::dot::<B>(w, a, b0),
+        _ => q6_k::dot::<B>(w, a, b0),
+    }
+}
+
+/// [`RowsKernel`] for the portable path; safe to call on any CPU.
+unsafe fn rows_scalar<const F: u8>(
+    w: &[u8],
+    row_bytes: usize,
+    act: &ActView<'_>,
+    b0: usize,
+    outs: &mut [&mut [f32]],
+) {
+    match outs.len() {
+        1 => rows_b::<F, 1>(w, row_bytes, act, b0, outs),
+        2 => rows_b::<F, 2>(w, row_bytes, act, b0, outs),
+        3 => rows_b::<F, 3>(w, row_bytes, act, b0, outs),
+        _ => rows_b::<F, 4>(w, row_bytes, act, b0, outs),
+    }
+}
+
+fn rows_b<const F: u8, const B: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    act: &ActView<'_>,
+    b0: usize,
+    outs: &mut [&mut [f32]],
+) {
+    for (r, row) in w.chunks_exact(row_bytes).enumerate() {
+        let v = dot_scalar::<F, B>(row, act, b0);
+        for (o, v) in outs.iter_mut().zip(v) {
+            o[r] = v;
+        }
+    }
+}

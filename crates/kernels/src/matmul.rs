@@ -1,0 +1,290 @@
+//! The weight-matrix view and the matmul driver: quantize the activations once
+//! (into a reusable per-thread buffer), cut the output rows into chunks, and
+//! let the pool's threads run the per-type kernel over them.
+
+use crate::act::{quantize_into, ActBuf, ActKind};
+use crate::formats::{Format, RowsKernel, MAX_B};
+use crate::{check_row, Isa, KernelError, ThreadPool};
+use gguf::GgmlType;
+use std::cell::RefCell;
+
+/// A weight matrix: `rows` output rows of `cols` elements each, every row a
+/// contiguous run of `ty` blocks (GGML's layout: `dims[0]` is `cols`).
+#[derive(Debug, Clone, Copy)]
+pub struct QMatrix<'a> {
+    ty: GgmlType,
+    format: Format,
+    data: &'a [u8],
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+}
+
+impl<'a> QMatrix<'a> {
+    /// Checks that `ty` has kernels, `cols` is a whole number of blocks (and,
+    /// for the quantized types, of 32-element activation blocks) and `data`
+    /// holds exactly `rows` rows.
+    pub fn new(
+        ty: GgmlType,
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, KernelError> {
+        let format = Format::of(ty).ok_or(KernelError::UnsupportedType(ty))?;
+        let bad_len = KernelError::BadRowLength {
+            ty,
+            cols,
+            block: ty.block_size(),
+        };
+        let row_bytes = ty.row_bytes(cols).ok_or(bad_len.clone())?;
+        if matches!(format.act_kind(), ActKind::Q8_0 | ActKind::Q8_1) && !cols.is_multiple_of(32) {
+            return Err(bad_len);
+        }
+        let want = row_bytes
+            .checked_mul(rows)
+            .ok_or(KernelError::SizeMismatch {
+                expected: usize::MAX,
+                got: data.len(),
+            })?;
+        if data.len() != want {
+            return Err(KernelError::SizeMismatch {
+                expected: want,
+                got: data.len(),
+            });
+        }
+        Ok(QMatrix {
+            ty,
+            format,
+            data,
+            rows,
+            cols,
+            row_bytes,
+        })
+    }
+
+    /// A GGUF tensor as a matrix: `cols = dims[0]`, `rows` = the product of
+    /// the other dims (1 for a vector); `data` is `GgufFile::tensor_data(t)`.
+    pub fn from_tensor(t: &gguf::TensorInfo, data: &'a [u8]) -> Result<Self, KernelError> {
+        let too_big = KernelError::SizeMismatch {
+            expected: usize::MAX,
+            got: data.len(),
+        };
+        let cols =
+            usize::try_from(t.dims.first().copied().unwrap_or(1)).map_err(|_| too_big.clone())?;
+        let rows = t.dims.iter().skip(1).try_fold(1usize, |acc, &d| {
+            usize::try_from(d)
+                .ok()
+                .and_then(|d| acc.checked_mul(d))
+                .ok_or(too_big.clone())
+        })?;
+        QMatrix::new(t.ty, data, rows, cols)
+    }
+
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.row_bytes
+    }
+
+    /// The raw bytes of row `row`.
+    ///
+    /// # Panics
+    /// If `row >= rows()`.
+    pub fn row_data(&self, row: usize) -> &'a [u8] {
+        &self.data[row * self.row_bytes..(row + 1) * self.row_bytes]
+    }
+
+    /// Writes row `row` as `f32` into `out` (the embedding lookup).
+    ///
+    /// # Panics
+    /// If `row >= rows()` or `out.len() != cols()`.
+    pub fn dequantize_row(&self, row: usize, out: &mut [f32]) {
+        assert!(
+            row < self.rows,
+            "row {row} out of range ({} rows)",
+            self.rows
+        );
+        assert_eq!(out.len(), self.cols, "output length must equal cols");
+        debug_assert!(check_row(self.ty, self.row_bytes, self.cols).is_ok());
+        self.format.dequantize(self.row_data(row), out);
+    }
+}
+
+thread_local! {
+    /// Quantized activations, reused across calls on the calling thread.
+    static SCRATCH: RefCell<ActBuf> = RefCell::new(ActBuf::default());
+}
+
+/// `out[b * w.rows() + r] = sum_k W[r][k] * x[b * w.cols() + k]` for `b` in
+/// `0..batch`, with the fastest kernels this CPU supports.
+///
+/// # Panics
+/// If `x.len() != batch * w.cols()` or `out.len() != batch * w.rows()`.
+pub fn matmul(w: &QMatrix<'_>, x: &[f32], batch: usize, out: &mut [f32], pool: &ThreadPool) {
+    matmul_with(w, x, batch, out, pool, Isa::detect());
+}
+
+/// [`matmul`] on a chosen instruction set (falls back to [`Isa::Scalar`] when
+/// this CPU lacks `isa`). Tests use it to compare the paths.
+///
+/// # Panics
+/// As [`matmul`].
+pub fn matmul_with(
+    w: &QMatrix<'_>,
+    x: &[f32],
+    batch: usize,
+    out: &mut [f32],
+    pool: &ThreadPool,
+    isa: Isa,
+) {
+    assert_eq!(x.len(), batch * w.cols, "x must hold batch * cols values");
+    assert_eq!(
+        out.len(),
+        batch * w.rows,
+        "out must hold batch * rows values"
+    );
+    if batch == 0 || w.rows == 0 {
+        return;
+    }
+    let kernel = kernel_for(w.format, isa);
+    let kind = w.format.act_kind();
+    // Take the buffer out of the thread-local so a nested call cannot alias it.
+    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    buf.prepare(kind, w.cols, batch);
+    if kind != ActKind::F32 {
+        for (b, xr) in x.chunks_exact(w.cols).enumerate() {
+            quantize_into(kind, xr, buf.row_mut(kind, w.cols, b));
+        }
+    }
+    run_chunks(w, &buf, x, batch, out, pool, kernel);
+    SCRATCH.with(|s| *s.borrow_mut() = buf);
+}
+
+fn kernel_for(format: Format, isa: Isa) -> RowsKernel {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 && Isa::detect() == Isa::Avx2 {
+        return crate::avx2::kernel(format);
+    }
+    let _ = isa;
+    format.scalar_kernel()
+}
+
+/// Output pointer shared by the tasks; each task writes a disjoint set of rows.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint elements (see `run_chunks`).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Rows per task: small enough to balance the threads and (for batches) keep a
+/// chunk of weights in cache while every activation row passes over it.
+fn chunk_rows(rows: usize, row_bytes: usize, batch: usize, n_threads: usize) -> usize {
+    let mut chunk = rows;
+    if n_threads > 1 {
+        chunk = rows.div_ceil(n_threads * 4).max(16);
+    }
+    if batch > MAX_B {
+        chunk = chunk.min((32 * 1024 / row_bytes.max(1)).max(4));
+    }
+    chunk.clamp(1, rows)
+}
+
+fn run_chunks(
+    w: &QMatrix<'_>,
+    buf: &ActBuf,
+    x: &[f32],
+    batch: usize,
+    out: &mut [f32],
+    pool: &ThreadPool,
+    kernel: RowsKernel,
+) {
+    let rows = w.rows;
+    let chunk = chunk_rows(rows, w.row_bytes, batch, pool.n_threads());
+    let n_tasks = rows.div_ceil(chunk);
+    let act = buf.view(w.cols, x);
+    let optr = OutPtr(out.as_mut_ptr());
+    let task = move |t: usize| {
+        let r0 = t * chunk;
+        let r1 = (r0 + chunk).min(rows);
+        let wchunk = &w.data[r0 * w.row_bytes..r1 * w.row_bytes];
+        for b0 in (0..batch).step_by(MAX_B) {
+            let nb = (batch - b0).min(MAX_B);
+            let mut outs: [&mut [f32]; MAX_B] = [&mut [], &mut [], &mut [], &mut []];
+            for (j, o) in outs.iter_mut().take(nb).enumerate() {
+                // SAFETY: `out` has batch * rows elements (asserted), so
+                // (b0 + j) * rows + r0 .. + (r1 - r0) is in bounds; task t is
+                // the only one writing rows r0..r1 of any batch row, and
+                // within this task the `nb` slices are distinct batch rows.
+                *o = unsafe {
+                    std::slice::from_raw_parts_mut(optr.get().add((b0 + j) * rows + r0), r1 - r0)
+                };
+            }
+            // SAFETY: `kernel_for` only returns SIMD kernels the CPU supports.
+            unsafe { kernel(wchunk, w.row_bytes, &act, b0, &mut outs[..nb]) };
+        }
+    };
+    pool.run(n_tasks, &task);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_shapes() {
+        let data = vec![0u8; 34 * 2];
+        assert!(QMatrix::new(GgmlType::Q8_0, &data, 2, 32).is_ok());
+        assert_eq!(
+            QMatrix::new(GgmlType::Q8_0, &data, 3, 32).unwrap_err(),
+            KernelError::SizeMismatch {
+                expected: 102,
+                got: 68
+            }
+        );
+        assert!(matches!(
+            QMatrix::new(GgmlType::Q8_0, &data, 2, 33),
+            Err(KernelError::BadRowLength { .. })
+        ));
+        assert_eq!(
+            QMatrix::new(GgmlType::Q2_K, &data, 1, 256).unwrap_err(),
+            KernelError::UnsupportedType(GgmlType::Q2_K)
+        );
+        // F32 weights have 1-element blocks but any length works.
+        let f = vec![0u8; 4 * 5];
+        assert!(QMatrix::new(GgmlType::F32, &f, 1, 5).is_ok());
+    }
+
+    #[test]
+    fn chunks_cover_rows() {
+        for (rows, rb, batch, nt) in [
+            (1, 10, 1, 2),
+            (576, 360, 1, 2),
+            (49152, 612, 1, 2),
+            (192, 360, 64, 2),
+            (7, 5, 9, 1),
+        ] {
+            let c = chunk_rows(rows, rb, batch, nt);
+            assert!(c >= 1 && c <= rows);
+            assert!(rows.div_ceil(c) * c >= rows);
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The fast kernels (scalar and SIMD, 1 and 2 threads, batch 1 and more)
+//! against the reference implementations on random weights.
+
+mod common;
+
+use common::{abs_bound, assert_close, isas, pools, Rng};
+use kernels::{dequantize_row, matmul_with, quantize_row, reference, GgmlType, QMatrix};
+
+const TYPES: [GgmlType; 7] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+];
+
+fn col_choices(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::F32 | GgmlType::F16 => &[8, 40, 96, 576],
+        GgmlType::Q4_K | GgmlType::Q6_K => &[256, 512, 1536],
+        _ => &[32, 96, 576],
+    }
+}
+
+/// Random weights of `ty`, quantized row by row.
+fn weights(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
+    let mut w = Vec::new();
+    for _ in 0..rows {
+        w.extend(quantize_row(ty, &rng.vector(cols)).expect("quantize"));
+    }
+    w
+}
+
+#[test]
+fn dequantize_matches_reference_exactly() {
+    let mut rng = Rng(1);
+    for ty in TYPES {
+        for &cols in col_choices(ty) {
+            let w = weights(&mut rng, ty, 3, cols);
+            let m = QMatrix::new(ty, &w, 3, cols).expect("matrix");
+            let mut all = vec![0.0; 3 * cols];
+            dequantize_row(ty, &w, &mut all).expect("dequantize");
+            let mut want = vec![0.0; 3 * cols];
+            reference::dequantize_row(ty, &w, &mut want).expect("reference");
+            assert!(
+                all.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{ty} {cols}"
+            );
+            let mut row = vec![0.0; cols];
+            m.dequantize_row(2, &mut row);
+            assert!(
+                row.iter()
+                    .zip(&want[2 * cols..])
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{ty} {cols}"
+            );
+        }
+    }
+}
+
+#[test]
+fn quantized_weights_approximate_their_input() {
+    let mut rng = Rng(2);
+    for ty in TYPES {
+        let cols = col_choices(ty)[1];
+        let x = rng.vector(cols);
+        let q = quantize_row(ty, &x).expect("quantize");
+        let mut back = vec![0.0; cols];
+        dequantize_row(ty, &q, &mut back).expect("dequantize");
+        let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let err = x
+            .iter()
+            .zip(&back)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        // 4-bit types with a shared scale can be off by a step (amax / 7 or so).
+        assert!(err <= amax / 6.0, "{ty}: max error {err} vs amax {amax}");
+    }
+}
+
+#[test]
+fn activation_quantizers_match_reference_bytes() {
+    let mut rng = Rng(3);
+    for ty in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
+        for _ in 0..50 {
+            let mut x = rng.vector(512);
+            // Exact ties: with amax 127 the scale is 1, so x.5 must round to even.
+            if rng.below(2) == 0 {
+                for (i, v) in x.iter_mut().enumerate() {
+                    *v = (i % 9) as f32 - 4.5;
+                }
+                x[0] = 127.0;
+                x[256] = -127.0;
+            }
+            let fast = quantize_row(ty, &x).expect("quantize");
+            let slow = reference::quantize_act(ty, &x).expect("reference");
+            assert_eq!(fast, slow, "{ty}");
+        }
+    }
+    // Ties go to even: 2.5 -> 2, -3.5 -> -4, 0.5 -> 0.
+    let mut x = vec![0.0f32; 32];
+    x[0] = 127.0;
+    x[1] = 2.5;
+    x[2] = -3.5;
+    x[3] = 0.5;
+    let q = quantize_row(GgmlType::Q8_0, &x).expect("quantize");
+    assert_eq!(&q[2..6], &[127u8, 2, (-4i8) as u8, 0]);
+    assert!(quantize_row(GgmlType::Q8_K, &[0.0; 100]).is_err());
+}
+
+#[test]
+fn matmul_matches_reference() {
+    let mut rng = Rng(4);
+    let pools = pools();
+    for ty in TYPES {
+        for &cols in col_choices(ty) {
+            for rows in [1, 7, 70] {
+                let w = weights(&mut rng, ty, rows, cols);
+                let m = QMatrix::new(ty, &w, rows, cols).expect("matrix");
+                for batch in [1, 3, 4, 9] {
+                    let x: Vec<f32> = (0..batch).flat_map(|_| rng.vector(cols)).collect();
+                    let want = reference::matmul(ty, &w, rows, cols, &x, batch).expect("reference");
+                    let exact = reference::matmul_f32(ty, &w, rows, cols, &x, batch).expect("f32");
+                    let bound = abs_bound(ty, &w, rows, cols, &x, batch);
+                    // Activation quantization error: at most ~1/254 of each block's max.
+                    let xmax: Vec<f32> = (0..batch)
+                        .flat_map(|b| {
+                            let mx = x[b * cols..(b + 1) * cols]
+                                .iter()
+                                .fold(0.0f32, |m, v| m.max(v.abs()));
+                            std::iter::repeat_n(mx, rows)
+                        })
+                        .collect();
+                    let wabs = abs_bound(ty, &w, rows, cols, &vec![1.0; cols * batch], batch);
+                    let loose: Vec<f32> = wabs.iter().zip(&xmax).map(|(w, m)| w * m).collect();
+                    assert_close(
+                        &want,
+                        &exact,
+                        &loose,
+                        1.0 / 100.0,
+                        &format!("{ty} reference vs f32"),
+                    );
+                    for &isa in &isas() {
+                        for pool in &pools {
+                            let mut got = vec![f32::NAN; rows * batch];
+                            matmul_with(&m, &x, batch, &mut got, pool, isa);
+                            let what = format!(
+                                "{ty} {isa:?} rows={rows} cols={cols} batch={batch} threads={}",
+                                pool.n_threads()
+                            );
+                            assert_close(&got, &want, &bound, 1e-5, &what);
+                            assert_close(&got, &exact, &loose, 1.0 / 100.0, &what);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_and_scalar_agree_on_many_random_shapes() {
+    let mut rng = Rng(5);
+    let pool = kernels::ThreadPool::new(2);
+    for _ in 0..60 {
+        let ty = TYPES[rng.below(TYPES.len())];
+        let choices = col_choices(ty);
+        let cols = choices[rng.below(choices.len())];
+        let rows = 1 + rng.below(40);
+        let batch = 1 + rng.below(12);
+        let w = weights(&mut rng, ty, rows, cols);
+        let m = QMatrix::new(ty, &w, rows, cols).expect("matrix");
+        let x: Vec<f32> = (0..batch).flat_map(|_| rng.vector(cols)).collect();
+        let bound = abs_bound(ty, &w, rows, cols, &x, batch);
+        let mut outs = Vec::new();
+        for isa in isas() {
+            let mut got = vec![0.0; rows * batch];
+            matmul_with(&m, &x, batch, &mut got, &pool, isa);
+            outs.push(got);
+        }
+        for o in &outs[1..] {
+            assert_close(
+                o,
+                &outs[0],
+                &bound,
+                1e-5,
+                &format!("{ty} {rows}x{cols} batch {batch}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn zero_rows_and_blocks_give_zero() {
+    let pool = kernels::ThreadPool::new(2);
+    for ty in TYPES {
+        let cols = col_choices(ty)[0];
+        let w = quantize_row(ty, &vec![0.0; cols * 2]).expect("quantize");
+        let m = QMatrix::new(ty, &w, 2, cols).expect("matrix");
+        let x = vec![1.0; cols];
+        let mut out = vec![f32::NAN; 2];
+        kernels::matmul(&m, &x, 1, &mut out, &pool);
+        assert_eq!(out, vec![0.0, 0.0], "{ty}");
+        // And zero activations against random weights.
+        let mut rng = Rng(6);
+        let w = weights(&mut rng, ty, 2, cols);
+        let m = QMatrix::new(ty, &w, 2, cols).expect("matrix");
+        kernels::matmul(&m, &vec![0.0; cols], 1, &mut out, &pool);
+        if ty != GgmlType::Q4_1 {
+            assert_eq!(out, vec![0.0, 0.0], "{ty}");
+        } else {
+            assert!(out.iter().all(|v| v.abs() < 1e-6), "{ty}: {out:?}");
+        }
+    }
+}

