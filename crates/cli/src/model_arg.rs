@@ -37,11 +37,10 @@ pub fn print_progress(ev: PullEvent) {
         }
         PullEvent::Output { .. } => {}
         PullEvent::Extracting { bytes_done, total } => {
-            let pct = if total > 0 {
-                bytes_done * 100 / total
-            } else {
-                0
-            };
+            let pct = bytes_done
+                .saturating_mul(100)
+                .checked_div(total)
+                .unwrap_or(0);
             let _ = write!(
                 err,
                 "\rextracting {:>4} / {} MB ({pct}%)",

@@ -224,7 +224,7 @@ fn attend_f16(
     let (mut sum, mut max) = (0.0f32, f32::NEG_INFINITY);
     out.fill(0.0);
     for p in keys {
-        let s = ops::dot(&q16, head.key(p)) * scale;
+        let s = ops::dot_f16_ordered(&q16, head.key(p)) * scale;
         let (mut ms, mut vs) = (1.0f32, 1.0f32);
         if s > max {
             let old = max;
@@ -235,9 +235,9 @@ fn attend_f16(
             vs = (s - max).exp();
         }
         for (o, &v) in out.iter_mut().zip(head.value(p)) {
-            *o = round(*o + v * vs);
+            *o = round(v.mul_add(vs, *o));
         }
-        sum = sum * ms + vs;
+        sum = sum.mul_add(ms, vs);
     }
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
     out.iter_mut().for_each(|o| *o *= inv);

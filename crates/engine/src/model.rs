@@ -70,7 +70,10 @@ impl ModelConfig {
                 .unwrap_or(1e-5),
             arch,
         };
-        if cfg.n_kv_head == 0 || cfg.n_head % cfg.n_kv_head != 0 || cfg.head_dim % 2 != 0 {
+        if cfg.n_kv_head == 0
+            || !cfg.n_head.is_multiple_of(cfg.n_kv_head)
+            || !cfg.head_dim.is_multiple_of(2)
+        {
             return Err(EngineError::Model(format!(
                 "unsupported head layout: {} heads, {} KV heads, head size {}",
                 cfg.n_head, cfg.n_kv_head, cfg.head_dim

@@ -2,10 +2,19 @@
 //! rotary position embeddings, activations, softmax. Plain loops over `f32`
 //! rows that the compiler vectorises; the heavy matmuls live in `kernels`.
 
+/// `1 / sqrt(mean(x²) + eps)` rounded as GGML's CPU RMS norm: squares in
+/// f32, summed in f64, the mean rounded to f32 before `eps` and the root.
+/// (An f32 running sum moves the scale by a few ulps, which is enough to flip
+/// roundings of the quantized activations downstream.)
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    1.0 / (mean + eps).sqrt()
+}
+
 /// `out = x / sqrt(mean(x²) + eps) * w`, for one row.
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let sum: f32 = x.iter().map(|v| v * v).sum();
-    let scale = 1.0 / (sum / x.len() as f32 + eps).sqrt();
+    let scale = rms_scale(x, eps);
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
         *o = v * scale * g;
     }
@@ -15,8 +24,7 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 pub fn rms_norm_chunks(x: &mut [f32], w: &[f32], eps: f32) {
     let n = w.len();
     for chunk in x.chunks_exact_mut(n) {
-        let sum: f32 = chunk.iter().map(|v| v * v).sum();
-        let scale = 1.0 / (sum / n as f32 + eps).sqrt();
+        let scale = rms_scale(chunk, eps);
         for (v, &g) in chunk.iter_mut().zip(w) {
             *v = *v * scale * g;
         }
@@ -32,41 +40,51 @@ pub enum RopeStyle {
     Halves,
 }
 
-/// Precomputed inverse frequencies for one RoPE base.
+/// Rotary position embeddings for one RoPE base.
+///
+/// The angles follow GGML's CPU recurrence exactly — `θ₀ = pos`,
+/// `θᵢ₊₁ = θᵢ · base^(-2/n_rot)` in single precision — and the rotation is
+/// fused (`x0·cos − x1·sin` with one rounding of the first product), so that
+/// queries and keys equal the reference's bit for bit; the last-bit
+/// differences of a closed-form `pos · base^(-2i/n)` would otherwise flip
+/// half-precision roundings in attention.
 #[derive(Debug, Clone)]
 pub struct Rope {
     style: RopeStyle,
-    inv_freq: Vec<f32>,
+    theta_scale: f32,
+    n_rot: usize,
     head_dim: usize,
 }
 
 impl Rope {
     /// `n_rot` rotated dimensions per head (equal to the head size for our models).
     pub fn new(style: RopeStyle, base: f32, n_rot: usize, head_dim: usize) -> Self {
-        let inv_freq = (0..n_rot / 2)
-            .map(|i| base.powf(-((2 * i) as f32) / n_rot as f32))
-            .collect();
         Rope {
             style,
-            inv_freq,
+            theta_scale: base.powf(-2.0 / n_rot as f32),
+            n_rot,
             head_dim,
         }
     }
 
     /// Rotates every head in `x` (a row of `n_heads * head_dim`) for position `pos`.
     pub fn apply(&self, x: &mut [f32], pos: usize) {
-        let half = self.inv_freq.len();
+        let half = self.n_rot / 2;
+        let mut cache = Vec::with_capacity(half);
+        let mut theta = pos as f32;
+        for _ in 0..half {
+            cache.push((theta.cos(), theta.sin()));
+            theta *= self.theta_scale;
+        }
         for head in x.chunks_exact_mut(self.head_dim) {
-            for (i, &f) in self.inv_freq.iter().enumerate() {
-                let theta = pos as f32 * f;
-                let (s, c) = theta.sin_cos();
+            for (i, &(c, s)) in cache.iter().enumerate() {
                 let (a, b) = match self.style {
                     RopeStyle::Interleaved => (2 * i, 2 * i + 1),
                     RopeStyle::Halves => (i, i + half),
                 };
                 let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * c - x1 * s;
-                head[b] = x0 * s + x1 * c;
+                head[a] = x0.mul_add(c, -(x1 * s));
+                head[b] = x0.mul_add(s, x1 * c);
             }
         }
     }
@@ -79,14 +97,29 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
-/// `gate = gelu_tanh(gate) * up`, elementwise (GeGLU with the tanh approximation).
-pub fn geglu_tanh(gate: &mut [f32], up: &[f32]) {
+/// GELU with the tanh approximation.
+pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     const COEF: f32 = 0.044_715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF * x * x)).tanh())
+}
+
+/// `gate = gelu_tanh(gate) * up`, elementwise (GeGLU). As GGML's CPU backend
+/// computes it: inside (-10, 10) the input is rounded to half precision and
+/// the GELU value is too (GGML reads it from an F16 table); outside, GELU is 0
+/// or the identity.
+pub fn geglu_tanh(gate: &mut [f32], up: &[f32]) {
+    let half = |x: f32| kernels::f16_to_f32(kernels::f32_to_f16(x));
     for (g, &u) in gate.iter_mut().zip(up) {
         let x = *g;
-        let t = (SQRT_2_OVER_PI * x * (1.0 + COEF * x * x)).tanh();
-        *g = 0.5 * x * (1.0 + t) * u;
+        let act = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x
+        } else {
+            half(gelu_tanh(half(x)))
+        };
+        *g = act * u;
     }
 }
 
@@ -126,6 +159,42 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         s += a[i] * b[i];
     }
     s
+}
+
+/// Dot product of two rows of half-precision values (held as f32), summed in
+/// the order GGML's 512-bit F16 dot product uses: four 16-lane fused
+/// multiply-add accumulators over steps of 64, folded pairwise, then the lanes
+/// halved down to one. Products of half-precision values are exact in f32, so
+/// following the order reproduces the reference bit for bit; the reference
+/// machine for our fixtures is an AVX-512 one. Rows not a multiple of 64 fall
+/// back to `dot`.
+pub fn dot_f16_ordered(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    const STEP: usize = 4 * LANES;
+    if !a.len().is_multiple_of(STEP) {
+        return dot(a, b);
+    }
+    let mut acc = [[0.0f32; LANES]; 4];
+    for (ca, cb) in a.chunks_exact(STEP).zip(b.chunks_exact(STEP)) {
+        for (j, acc_j) in acc.iter_mut().enumerate() {
+            for (l, slot) in acc_j.iter_mut().enumerate() {
+                let i = j * LANES + l;
+                *slot = ca[i].mul_add(cb[i], *slot);
+            }
+        }
+    }
+    let mut v = [0.0f32; LANES];
+    for l in 0..LANES {
+        v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            v[l] += v[l + width];
+        }
+    }
+    v[0]
 }
 
 /// `acc += w * x`, elementwise.
@@ -180,6 +249,27 @@ mod tests {
     }
 
     #[test]
+    fn rms_norm_accumulates_squares_in_f64_like_ggml() {
+        // 1e-8 squares vanish in an f32 running sum next to 1.0.
+        let mut x = vec![1e-4f32; 4097];
+        x[0] = 1.0;
+        let mut out = vec![0.0; x.len()];
+        rms_norm(&x, &vec![1.0; x.len()], 1e-5, &mut out);
+        let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+        let scale = 1.0f32 / ((sum / x.len() as f64) as f32 + 1e-5).sqrt();
+        assert_eq!(out[0].to_bits(), scale.to_bits());
+    }
+
+    #[test]
+    fn geglu_saturates_outside_the_table_range() {
+        let mut g = [-12.0f32, 12.0, 1.0];
+        geglu_tanh(&mut g, &[2.0, 2.0, 1.0]);
+        assert_eq!(g[0], 0.0);
+        assert_eq!(g[1], 24.0);
+        assert!((g[2] - gelu_tanh(1.0)).abs() < 1e-3);
+    }
+
+    #[test]
     fn softmax_sums_to_one() {
         let mut x = [1000.0, 1001.0, -5.0];
         softmax(&mut x);
@@ -194,6 +284,7 @@ mod tests {
         assert!((g[0] - 2.0 / (1.0 + (-1.0f32).exp())).abs() < 1e-6);
         let mut g = [0.5f32];
         geglu_tanh(&mut g, &[1.0]);
-        assert!((g[0] - 0.345_714).abs() < 1e-5);
+        // Half-precision table lookup: within an f16 step of the exact value.
+        assert!((g[0] - 0.345_714).abs() < 5e-4);
     }
 }

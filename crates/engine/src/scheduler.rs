@@ -30,8 +30,8 @@ pub(crate) struct Scheduler {
     kv: KvCache,
     /// Most tokens in one forward pass.
     step_tokens: usize,
-    waiting: VecDeque<Box<Sequence>>,
-    running: Vec<Box<Sequence>>,
+    waiting: VecDeque<Sequence>,
+    running: Vec<Sequence>,
 }
 
 impl Scheduler {
@@ -74,7 +74,7 @@ impl Scheduler {
 
     fn take(&mut self, cmd: Command) {
         match cmd {
-            Command::Submit(seq) => self.waiting.push_back(seq),
+            Command::Submit(seq) => self.waiting.push_back(*seq),
         }
     }
 

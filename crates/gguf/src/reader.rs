@@ -201,11 +201,19 @@ impl GgufFile {
 
     /// An array of strings; `None` if absent or any element is not a string.
     pub fn get_str_array(&self, key: &str) -> Option<Vec<&str>> {
-        self.get(key)?.as_array()?.iter().map(Value::as_str).collect()
+        self.get(key)?
+            .as_array()?
+            .iter()
+            .map(Value::as_str)
+            .collect()
     }
 
     pub fn get_f32_array(&self, key: &str) -> Option<Vec<f32>> {
-        self.get(key)?.as_array()?.iter().map(Value::as_f32).collect()
+        self.get(key)?
+            .as_array()?
+            .iter()
+            .map(Value::as_f32)
+            .collect()
     }
 
     pub fn get_i32_array(&self, key: &str) -> Option<Vec<i32>> {

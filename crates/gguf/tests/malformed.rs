@@ -41,13 +41,19 @@ fn tiny_gguf() -> Vec<u8> {
 fn reads_a_valid_image() {
     let f = GgufFile::from_bytes(tiny_gguf()).unwrap();
     assert_eq!(f.architecture(), Some("llama"));
-    assert_eq!(f.get_f32_array("tokenizer.ggml.scores"), Some(vec![1.5, -2.0]));
+    assert_eq!(
+        f.get_f32_array("tokenizer.ggml.scores"),
+        Some(vec![1.5, -2.0])
+    );
     let t = f.tensor("w").unwrap();
     assert_eq!(t.ty, GgmlType::Q8_0);
     assert_eq!(t.dims, vec![32, 2]);
     assert_eq!(t.n_bytes, 68);
     assert_eq!(f.tensor_data(t)[5], 5);
-    assert!(matches!(f.get("general.architecture"), Some(Value::String(_))));
+    assert!(matches!(
+        f.get("general.architecture"),
+        Some(Value::String(_))
+    ));
 }
 
 #[test]
@@ -107,7 +113,10 @@ fn real_models_open_when_present() {
     let f = GgufFile::open(&path).unwrap();
     assert_eq!(f.architecture(), Some("llama"));
     assert_eq!(f.get_u32("llama.block_count"), Some(30));
-    assert_eq!(f.get_str_array("tokenizer.ggml.tokens").unwrap().len(), 49152);
+    assert_eq!(
+        f.get_str_array("tokenizer.ggml.tokens").unwrap().len(),
+        49152
+    );
     let e = f.tensor("token_embd.weight").unwrap();
     assert_eq!(e.ty, GgmlType::Q8_0);
     assert_eq!(e.dims, vec![576, 49152]);

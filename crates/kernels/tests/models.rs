@@ -4,20 +4,14 @@
 
 mod common;
 
-use common::{abs_bound, assert_close, isas, models_dir, Rng};
+use common::{abs_bound, assert_close, isas, Rng};
 use kernels::{matmul_with, reference, GgmlType, QMatrix, ThreadPool};
 use std::collections::BTreeMap;
 
-const MODELS: [&str; 2] = [
-    "SmolLM2-135M-Instruct.Q4_1.gguf",
-    "gemma-3-270m-q4_k_m.gguf",
-];
+const MODELS: [&str; 2] = [testkit::SMOLLM2, testkit::GEMMA3];
 
 fn check_model(file: &str) {
-    let Some(path) = models_dir().map(|d| d.join(file)).filter(|p| p.is_file()) else {
-        println!("skipping: model not found: {file}");
-        return;
-    };
+    let path = testkit::model_path(file);
     let gguf = gguf::GgufFile::open(&path).expect("open model");
     let pool = ThreadPool::new(2);
     let mut rng = Rng(7);

@@ -87,11 +87,3 @@ pub fn assert_close(got: &[f32], want: &[f32], bound: &[f32], rel: f32, what: &s
     }
 }
 
-/// The directory with the real model files, if any.
-pub fn models_dir() -> Option<std::path::PathBuf> {
-    if let Ok(d) = std::env::var("PARLANCE_TEST_MODELS_DIR") {
-        return Some(d.into());
-    }
-    let d = std::path::PathBuf::from("/tmp/models");
-    d.is_dir().then_some(d)
-}
