@@ -1,0 +1,58 @@
+//! The OpenAI wire format, and nothing else: no I/O, no runtime, no engine.
+//!
+//! - Requests, as OpenAI names them: [`ChatCompletionRequest`],
+//!   [`CompletionRequest`], and llama.cpp's [`TokenizeRequest`] /
+//!   [`DetokenizeRequest`]. Unknown fields are accepted and ignored.
+//! - Responses: [`ChatCompletion`], the streamed [`ChatCompletionChunk`]
+//!   (whose `"usage": null` is under the caller's control), [`Completion`],
+//!   [`ModelList`], [`TokenizeResponse`], [`DetokenizeResponse`].
+//! - [`parse_request`]: body bytes → a validated request, or an
+//!   [`ApiError`] naming the `param` as OpenAI does (`temperature`,
+//!   `messages[0].role`, …).
+//! - [`ApiError`]: every error a client can see, with its OpenAI `type`,
+//!   `code` and coarse [`ErrorKind`]; [`ErrorResponse`] is the
+//!   `{"error": {message, type, param, code}}` body. Mapping kinds to HTTP
+//!   statuses is the `server` crate's job.
+//! - [`sse`]: `data: …` framing, the `[DONE]` terminator, error events.
+//!
+//! The shapes follow the OpenAI API reference and what the `openai` Python
+//! SDK accepts under strict response validation; see
+//! `shared/OPENAI_API.md` for the checklist.
+
+mod chat;
+mod chat_response;
+mod common;
+mod completion;
+mod error;
+mod models;
+mod parse;
+pub mod sse;
+mod tokenize;
+mod validate;
+
+pub use chat::{
+    ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, FunctionDefinition,
+    FunctionName, JsonSchemaFormat, MessageContent, NamedToolChoice, ResponseFormat, Tool,
+    ToolCall, ToolChoice, ToolChoiceMode, ToolType,
+};
+pub use chat_response::{
+    ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, ChunkChoice,
+    ChunkDelta, FunctionCallDelta, ToolCallDelta,
+};
+pub use common::{
+    ChoiceLogprobs, CompletionTokensDetails, FinishReason, PromptTokensDetails, Role, Stop,
+    StreamOptions, TokenLogprob, TopLogprob, Usage,
+};
+pub use completion::{
+    Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Prompt, PromptInput,
+};
+pub use error::{
+    ApiError, ErrorKind, ErrorObject, ErrorResponse, InvalidCode, INTERNAL_ERROR_MESSAGE,
+};
+pub use models::{Model, ModelList};
+pub use parse::{from_json_error, parse_json, parse_request, Field, RequestBody};
+pub use sse::{sse_data, sse_done, sse_error, SSE_DONE};
+pub use tokenize::{
+    DetokenizeRequest, DetokenizeResponse, Piece, TokenizeRequest, TokenizeResponse, TokenizeToken,
+};
+pub use validate::{MAX_BEST_OF, MAX_COMPLETION_LOGPROBS, MAX_LOGIT_BIAS, MAX_N, MAX_TOP_LOGPROBS};
