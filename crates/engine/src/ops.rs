@@ -20,6 +20,13 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+/// RMS norm of every `w.len()`-wide row of `x` into the same row of `out`.
+pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    for (xi, oi) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
+        rms_norm(xi, w, eps, oi);
+    }
+}
+
 /// In-place RMS norm of every `w.len()`-sized chunk of `x` (per-head norms).
 pub fn rms_norm_chunks(x: &mut [f32], w: &[f32], eps: f32) {
     let n = w.len();

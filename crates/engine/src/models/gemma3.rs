@@ -149,14 +149,7 @@ impl Forward for Gemma3 {
             } else {
                 (&self.rope_global, None)
             };
-            for i in 0..n {
-                ops::rms_norm(
-                    &x[i * d..(i + 1) * d],
-                    &b.attn_norm,
-                    eps,
-                    &mut h[i * d..(i + 1) * d],
-                );
-            }
+            ops::rms_norm_rows(&x, &b.attn_norm, eps, &mut h);
             b.wq.forward(f, &h, n, &mut q, pool);
             b.wk.forward(f, &h, n, &mut k, pool);
             b.wv.forward(f, &h, n, &mut v, pool);
@@ -177,35 +170,14 @@ impl Forward for Gemma3 {
             };
             layers::attention(rows, &q, kv, l, shape, pool, &mut att)?;
             b.wo.forward(f, &att, n, &mut o, pool);
-            for i in 0..n {
-                ops::rms_norm(
-                    &o[i * d..(i + 1) * d],
-                    &b.post_attn_norm,
-                    eps,
-                    &mut h[i * d..(i + 1) * d],
-                );
-            }
+            ops::rms_norm_rows(&o, &b.post_attn_norm, eps, &mut h);
             ops::add_in_place(&mut x, &h);
-            for i in 0..n {
-                ops::rms_norm(
-                    &x[i * d..(i + 1) * d],
-                    &b.ffn_norm,
-                    eps,
-                    &mut h[i * d..(i + 1) * d],
-                );
-            }
+            ops::rms_norm_rows(&x, &b.ffn_norm, eps, &mut h);
             b.gate.forward(f, &h, n, &mut g, pool);
             b.up.forward(f, &h, n, &mut u, pool);
             ops::geglu_tanh(&mut g, &u);
             b.down.forward(f, &g, n, &mut o, pool);
-            for i in 0..n {
-                ops::rms_norm(
-                    &o[i * d..(i + 1) * d],
-                    &b.post_ffn_norm,
-                    eps,
-                    &mut h[i * d..(i + 1) * d],
-                );
-            }
+            ops::rms_norm_rows(&o, &b.post_ffn_norm, eps, &mut h);
             ops::add_in_place(&mut x, &h);
         }
         Ok(layers::output_logits(

@@ -120,14 +120,7 @@ impl Forward for Llama {
         let mut att = vec![0.0f32; n * q_dim];
         let (mut g, mut u) = (vec![0.0f32; n * c.n_ff], vec![0.0f32; n * c.n_ff]);
         for (l, b) in self.blocks.iter().enumerate() {
-            for i in 0..n {
-                ops::rms_norm(
-                    &x[i * d..(i + 1) * d],
-                    &b.attn_norm,
-                    c.rms_eps,
-                    &mut h[i * d..(i + 1) * d],
-                );
-            }
+            ops::rms_norm_rows(&x, &b.attn_norm, c.rms_eps, &mut h);
             b.wq.forward(f, &h, n, &mut q, pool);
             b.wk.forward(f, &h, n, &mut k, pool);
             b.wv.forward(f, &h, n, &mut v, pool);
@@ -139,14 +132,7 @@ impl Forward for Llama {
             layers::attention(rows, &q, kv, l, shape, pool, &mut att)?;
             b.wo.forward(f, &att, n, &mut h, pool);
             ops::add_in_place(&mut x, &h);
-            for i in 0..n {
-                ops::rms_norm(
-                    &x[i * d..(i + 1) * d],
-                    &b.ffn_norm,
-                    c.rms_eps,
-                    &mut h[i * d..(i + 1) * d],
-                );
-            }
+            ops::rms_norm_rows(&x, &b.ffn_norm, c.rms_eps, &mut h);
             b.gate.forward(f, &h, n, &mut g, pool);
             b.up.forward(f, &h, n, &mut u, pool);
             ops::swiglu(&mut g, &u);
