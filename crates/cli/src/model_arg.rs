@@ -2,6 +2,7 @@
 //! engine, pulling catalog models on first use.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -24,9 +25,16 @@ pub fn start(name_or_path: &str, data_dir: &Path, threads: usize) -> anyhow::Res
     EngineHandle::start(&path, config).with_context(|| format!("loading {}", path.display()))
 }
 
+/// Set while a `\r`-refreshed extraction line is open on stderr.
+static LINE_OPEN: AtomicBool = AtomicBool::new(false);
+
 /// Progress lines for `pull` on stderr.
 pub fn print_progress(ev: PullEvent) {
     let mut err = std::io::stderr();
+    let extracting = matches!(ev, PullEvent::Extracting { .. });
+    if !extracting && LINE_OPEN.swap(false, Ordering::Relaxed) {
+        let _ = writeln!(err);
+    }
     match ev {
         PullEvent::Downloading {
             package,
@@ -47,9 +55,7 @@ pub fn print_progress(ev: PullEvent) {
                 bytes_done >> 20,
                 total >> 20
             );
-            if bytes_done >= total {
-                let _ = writeln!(err);
-            }
+            LINE_OPEN.store(true, Ordering::Relaxed);
         }
         PullEvent::Verifying => {
             let _ = writeln!(err, "verifying sha256");
