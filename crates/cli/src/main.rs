@@ -37,6 +37,8 @@ enum Command {
     Tokenize(commands::tokenize::Args),
     /// Measure prompt-processing and generation speed.
     Bench(commands::bench::Args),
+    /// Serve the OpenAI-compatible HTTP API.
+    Serve(commands::serve::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Chat(a) => commands::chat::run(a, &data_dir),
         Command::Tokenize(a) => commands::tokenize::run(a, &data_dir),
         Command::Bench(a) => commands::bench::run(a, &data_dir),
+        Command::Serve(a) => commands::serve::run(a, &data_dir),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

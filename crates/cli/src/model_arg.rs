@@ -2,8 +2,8 @@
 //! engine, pulling catalog models on first use.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use catalog::PullEvent;

@@ -5,4 +5,5 @@ pub mod chat;
 pub mod generate;
 pub mod models;
 pub mod pull;
+pub mod serve;
 pub mod tokenize;

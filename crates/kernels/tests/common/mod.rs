@@ -86,4 +86,3 @@ pub fn assert_close(got: &[f32], want: &[f32], bound: &[f32], rel: f32, what: &s
         );
     }
 }
-

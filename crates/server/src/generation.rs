@@ -1,0 +1,233 @@
+//! From a validated request to running generations and back: sampling
+//! settings, submitting one generation per choice, gathering a
+//! generation's events, and turning engine logprobs into wire logprobs.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use api::{ApiError, InvalidCode, TokenLogprob, TopLogprob};
+use engine::{EngineHandle, Event, GenerateRequest, Generation, SamplingParams, Tokenizer};
+
+use crate::error::from_engine;
+
+/// The logprob sent for a token the engine scored `-inf` (JSON has no
+/// infinity, and clients expect a number).
+const MIN_LOGPROB: f32 = -9999.0;
+
+/// How every choice of one request is sampled.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    pub logit_bias: Vec<(u32, f32)>,
+    pub seed: Option<i64>,
+    pub max_tokens: Option<u32>,
+    pub stop: Vec<String>,
+    /// `Some(k)`: report each token's logprob and its `k` best alternatives.
+    pub logprobs: Option<usize>,
+}
+
+impl Settings {
+    /// The engine request of choice `index` for `prompt`. With a seed,
+    /// choice `i` uses `seed + i`, so that choices differ yet repeat.
+    fn request(&self, prompt: Vec<u32>, index: u64) -> GenerateRequest {
+        let params = SamplingParams {
+            temperature: self.temperature.map_or(1.0, |t| t as f32),
+            top_p: self.top_p.map_or(1.0, |p| p as f32),
+            top_k: 0,
+            min_p: 0.0,
+            // Wrapping: any i64 seed is a valid seed.
+            seed: self.seed.map(|seed| (seed as u64).wrapping_add(index)),
+            presence_penalty: self.presence_penalty.unwrap_or(0.0) as f32,
+            frequency_penalty: self.frequency_penalty.unwrap_or(0.0) as f32,
+            repetition_penalty: 1.0,
+            penalty_last_n: usize::MAX,
+            logit_bias: self.logit_bias.clone(),
+        };
+        GenerateRequest {
+            prompt,
+            params,
+            max_tokens: self.max_tokens.map(|limit| limit as usize),
+            stop: self.stop.clone(),
+            logprobs: self.logprobs,
+            ignore_eos: false,
+        }
+    }
+}
+
+/// `logit_bias` as the engine takes it (validation has checked the keys).
+pub fn logit_bias(bias: Option<&BTreeMap<String, f64>>) -> Result<Vec<(u32, f32)>, ApiError> {
+    bias.into_iter()
+        .flatten()
+        .map(|(key, value)| {
+            key.parse::<u32>()
+                .map(|id| (id, *value as f32))
+                .map_err(|_| {
+                    ApiError::invalid(
+                        "logit_bias",
+                        InvalidCode::InvalidValue,
+                        format!("Invalid key in 'logit_bias': {key}."),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// A running generation the server holds, counted in the state's live
+/// generations until it is dropped (which cancels it in the engine).
+pub struct Tracked {
+    generation: Generation,
+    live: Arc<AtomicUsize>,
+}
+
+impl Tracked {
+    fn new(generation: Generation, live: Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::Relaxed);
+        Tracked { generation, live }
+    }
+
+    /// The next event, or `None` once the generation is over.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.generation.next().await
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Submits `n` generations per prompt, in choice order (`prompt * n +
+/// choice`). If any is refused, the ones already started are dropped
+/// (which cancels them) and the refusal is returned; `param` names the
+/// field an invalid prompt is about.
+pub fn submit_all(
+    live: &Arc<AtomicUsize>,
+    engine: &EngineHandle,
+    prompts: &[Vec<u32>],
+    n: u32,
+    settings: &Settings,
+    param: &str,
+) -> Result<Vec<Tracked>, ApiError> {
+    let mut generations = Vec::with_capacity(prompts.len() * n as usize);
+    for prompt in prompts {
+        for _ in 0..n {
+            let index = generations.len() as u64;
+            let generation = engine
+                .submit(settings.request(prompt.clone(), index))
+                .map_err(|err| from_engine(err, param))?;
+            generations.push(Tracked::new(generation, live.clone()));
+        }
+    }
+    Ok(generations)
+}
+
+/// One generated token, as reported by the engine.
+#[derive(Debug, Clone)]
+pub struct TokenOut {
+    pub id: u32,
+    pub logprobs: Option<engine::TokenLogprobs>,
+}
+
+/// A finished generation.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    pub text: String,
+    pub tokens: Vec<TokenOut>,
+    pub finish_reason: api::FinishReason,
+    pub completion_tokens: u32,
+}
+
+/// Waits for `generation` to finish, gathering its text and tokens.
+pub async fn collect(mut generation: Tracked) -> Result<Collected, ApiError> {
+    let mut text = String::new();
+    let mut tokens = Vec::new();
+    while let Some(event) = generation.next().await {
+        match event {
+            Event::Token {
+                id,
+                text: piece,
+                logprobs,
+            } => {
+                text.push_str(&piece);
+                tokens.push(TokenOut { id, logprobs });
+            }
+            Event::Done {
+                text: rest,
+                reason,
+                usage,
+            } => {
+                text.push_str(&rest);
+                return Ok(Collected {
+                    text,
+                    tokens,
+                    finish_reason: finish_reason(reason),
+                    completion_tokens: saturate(usage.completion_tokens),
+                });
+            }
+            Event::Failed { message } => return Err(ApiError::Internal { detail: message }),
+        }
+    }
+    Err(ApiError::Internal {
+        detail: "the generation ended without a result".into(),
+    })
+}
+
+/// The wire finish reason of an engine one.
+pub fn finish_reason(reason: engine::FinishReason) -> api::FinishReason {
+    match reason {
+        engine::FinishReason::Stop => api::FinishReason::Stop,
+        engine::FinishReason::Length => api::FinishReason::Length,
+    }
+}
+
+/// A token's text as clients see it: its bytes, lossy UTF-8.
+pub fn token_text(tokenizer: &Tokenizer, id: u32) -> String {
+    String::from_utf8_lossy(tokenizer.token_bytes(id)).into_owned()
+}
+
+/// A finite logprob (clients expect a number).
+pub fn finite(logprob: f32) -> f32 {
+    if logprob.is_finite() {
+        logprob
+    } else {
+        MIN_LOGPROB
+    }
+}
+
+/// The chat `logprobs.content` entries of `tokens` (those that carry logprobs).
+pub fn chat_logprobs(tokenizer: &Tokenizer, tokens: &[TokenOut]) -> Vec<TokenLogprob> {
+    tokens
+        .iter()
+        .filter_map(|token| {
+            let logprobs = token.logprobs.as_ref()?;
+            let bytes = tokenizer.token_bytes(token.id).to_vec();
+            Some(TokenLogprob {
+                token: String::from_utf8_lossy(&bytes).into_owned(),
+                logprob: finite(logprobs.chosen_logprob),
+                bytes: Some(bytes),
+                top_logprobs: logprobs
+                    .top
+                    .iter()
+                    .map(|&(id, logprob)| {
+                        let bytes = tokenizer.token_bytes(id).to_vec();
+                        TopLogprob {
+                            token: String::from_utf8_lossy(&bytes).into_owned(),
+                            logprob: finite(logprob),
+                            bytes: Some(bytes),
+                        }
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// Saturating `usize` → `u32` for token counts.
+pub fn saturate(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}

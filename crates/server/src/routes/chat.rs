@@ -1,0 +1,225 @@
+//! `POST /v1/chat/completions`: render the conversation with the model's
+//! own template (off the executor), start one generation per choice, and
+//! answer whole or as a stream of chunks.
+
+use std::sync::Arc;
+
+use api::{
+    ApiError, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionMessage,
+    ChatCompletionRequest, ChatMessage, ChoiceLogprobs, ChunkChoice, ChunkDelta, FinishReason,
+    InvalidCode, Usage,
+};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use engine::Tokenizer;
+
+use crate::error::{from_engine, ServerError};
+use crate::generation::{self, chat_logprobs, collect, submit_all, Settings, TokenOut};
+use crate::middleware::RawBody;
+use crate::routes::{blocking, with_timeout};
+use crate::state::AppState;
+use crate::stream::{sse_response, StreamFormat};
+
+/// Creates a chat completion.
+pub async fn create_chat_completion(
+    State(state): State<AppState>,
+    RawBody(body): RawBody,
+) -> Result<Response, ServerError> {
+    let request: ChatCompletionRequest = api::parse_request(&body)?;
+    let model = state.model(&request.model)?.clone();
+    if !model.engine.info().has_chat_template {
+        return Err(ApiError::invalid(
+            "messages",
+            InvalidCode::InvalidValue,
+            format!(
+                "The model `{}` has no chat template; use /v1/completions instead.",
+                model.name
+            ),
+        )
+        .into());
+    }
+    let messages = template_messages(&request.messages);
+    let engine = model.engine.clone();
+    let prompt = blocking(move || {
+        let text = engine.render_chat(&messages, true)?;
+        Ok(engine.encode_prompt(&text))
+    })
+    .await?
+    .map_err(|err| from_engine(err, "messages"))?;
+    let settings = settings(&request)?;
+    let prompt_tokens = generation::saturate(prompt.len());
+    let generations = submit_all(
+        state.live_generations_counter(),
+        &model.engine,
+        &[prompt],
+        request.choice_count(),
+        &settings,
+        "messages",
+    )?;
+    let tokenizer = model.engine.tokenizer().clone();
+    let id = format!("chatcmpl-{}", crate::random_hex());
+    let created = crate::unix_now();
+    if request.is_stream() {
+        let format = ChatFormat {
+            id,
+            created,
+            model: model.name.clone(),
+            include_usage: request.include_usage(),
+            logprobs: settings.logprobs.is_some(),
+            tokenizer,
+        };
+        return Ok(sse_response(generations, format, prompt_tokens));
+    }
+    let logprobs = settings.logprobs.is_some();
+    let answer = with_timeout(state.request_timeout(), async move {
+        let mut choices = Vec::with_capacity(generations.len());
+        let mut completion_tokens = 0u32;
+        for (index, generation) in generations.into_iter().enumerate() {
+            let done = collect(generation).await?;
+            completion_tokens = completion_tokens.saturating_add(done.completion_tokens);
+            choices.push(ChatChoice {
+                index: index as u32,
+                logprobs: logprobs.then(|| choice_logprobs(&tokenizer, &done.tokens)),
+                message: ChatCompletionMessage::assistant(done.text),
+                finish_reason: done.finish_reason,
+            });
+        }
+        let usage = Usage::new(prompt_tokens, completion_tokens, 0);
+        Ok(ChatCompletion::new(id, created, model.name, choices, usage))
+    })
+    .await?;
+    Ok(Json(answer).into_response())
+}
+
+/// The request's messages as the chat template takes them: `developer`
+/// becomes `system` (templates know only the older name); array contents
+/// are joined.
+fn template_messages(messages: &[ChatMessage]) -> Vec<engine::ChatMessage> {
+    messages
+        .iter()
+        .map(|message| {
+            let role = match message {
+                ChatMessage::Developer { .. } => "system",
+                other => other.role(),
+            };
+            let content = message.content().map(|c| c.text()).unwrap_or_default();
+            engine::ChatMessage::new(role, content)
+        })
+        .collect()
+}
+
+fn settings(request: &ChatCompletionRequest) -> Result<Settings, ApiError> {
+    let logprobs = (request.logprobs == Some(true)).then(|| {
+        request
+            .top_logprobs
+            .unwrap_or(0)
+            .clamp(0, api::MAX_TOP_LOGPROBS) as usize
+    });
+    Ok(Settings {
+        temperature: request.temperature,
+        top_p: request.top_p,
+        presence_penalty: request.presence_penalty,
+        frequency_penalty: request.frequency_penalty,
+        logit_bias: generation::logit_bias(request.logit_bias.as_ref())?,
+        seed: request.seed,
+        max_tokens: request.max_output_tokens(),
+        stop: request
+            .stop_sequences()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        logprobs,
+    })
+}
+
+fn choice_logprobs(tokenizer: &Tokenizer, tokens: &[TokenOut]) -> ChoiceLogprobs {
+    ChoiceLogprobs {
+        content: Some(chat_logprobs(tokenizer, tokens)),
+        refusal: None,
+    }
+}
+
+/// Chat chunks: an opening `role: assistant` delta per choice, text
+/// deltas, one finishing chunk per choice, and the usage chunk.
+struct ChatFormat {
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+    logprobs: bool,
+    tokenizer: Arc<Tokenizer>,
+}
+
+impl ChatFormat {
+    fn chunk(&self, choice: ChunkChoice) -> String {
+        api::sse_data(&ChatCompletionChunk::new(
+            self.id.clone(),
+            self.created,
+            self.model.clone(),
+            vec![choice],
+            self.include_usage,
+        ))
+    }
+
+    fn logprobs_of(&self, tokens: &[TokenOut]) -> Option<ChoiceLogprobs> {
+        self.logprobs
+            .then(|| choice_logprobs(&self.tokenizer, tokens))
+    }
+}
+
+impl StreamFormat for ChatFormat {
+    fn opening(&mut self, index: u32) -> Option<String> {
+        Some(self.chunk(ChunkChoice {
+            index,
+            delta: ChunkDelta::opening(),
+            logprobs: None,
+            finish_reason: None,
+        }))
+    }
+
+    fn delta(&mut self, index: u32, text: String, tokens: Vec<TokenOut>) -> String {
+        self.chunk(ChunkChoice {
+            index,
+            delta: ChunkDelta::text(text),
+            logprobs: self.logprobs_of(&tokens),
+            finish_reason: None,
+        })
+    }
+
+    fn finish(
+        &mut self,
+        index: u32,
+        text: String,
+        tokens: Vec<TokenOut>,
+        reason: FinishReason,
+    ) -> String {
+        let delta = if text.is_empty() {
+            ChunkDelta::default()
+        } else {
+            ChunkDelta::text(text)
+        };
+        let logprobs = if tokens.is_empty() {
+            None
+        } else {
+            self.logprobs_of(&tokens)
+        };
+        self.chunk(ChunkChoice {
+            index,
+            delta,
+            logprobs,
+            finish_reason: Some(reason),
+        })
+    }
+
+    fn usage(&mut self, usage: Usage) -> Option<String> {
+        self.include_usage.then(|| {
+            api::sse_data(&ChatCompletionChunk::usage_only(
+                self.id.clone(),
+                self.created,
+                self.model.clone(),
+                usage,
+            ))
+        })
+    }
+}

@@ -1,0 +1,129 @@
+//! [`AppState`]: the models served (name → running engine) and the
+//! server's limits, shared by every handler.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::ApiError;
+use engine::EngineHandle;
+
+/// The default cap on a request body: 8 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 8 << 20;
+/// The default time limit of a non-streamed request.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// One model the server answers for.
+#[derive(Clone)]
+pub struct ServedModel {
+    /// The id clients pass as `model`.
+    pub name: String,
+    /// The running engine.
+    pub engine: EngineHandle,
+    /// Unix seconds when the model was registered.
+    pub created: u64,
+}
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    models: Arc<BTreeMap<String, ServedModel>>,
+    /// Registration order, so the first model is the default of the
+    /// model-less llama.cpp routes.
+    order: Arc<Vec<String>>,
+    body_limit: usize,
+    request_timeout: Duration,
+    /// Generations the server holds right now (streams and requests in
+    /// flight); one a client abandoned is dropped, so leaves this count.
+    live_generations: Arc<AtomicUsize>,
+}
+
+impl AppState {
+    /// A state serving `models` (name, engine), in that order. A name given
+    /// twice keeps its first engine.
+    pub fn new(models: impl IntoIterator<Item = (String, EngineHandle)>) -> Self {
+        let created = crate::unix_now();
+        let mut map = BTreeMap::new();
+        let mut order = Vec::new();
+        for (name, engine) in models {
+            if map.contains_key(&name) {
+                continue;
+            }
+            order.push(name.clone());
+            map.insert(
+                name.clone(),
+                ServedModel {
+                    name,
+                    engine,
+                    created,
+                },
+            );
+        }
+        AppState {
+            models: Arc::new(map),
+            order: Arc::new(order),
+            body_limit: DEFAULT_BODY_LIMIT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            live_generations: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Sets the largest request body accepted (413 above it).
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Sets the time limit of a non-streamed request (504 past it).
+    pub fn with_request_timeout(mut self, limit: Duration) -> Self {
+        self.request_timeout = limit;
+        self
+    }
+
+    /// The largest request body accepted.
+    pub fn body_limit(&self) -> usize {
+        self.body_limit
+    }
+
+    /// The time limit of a non-streamed request.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// How many generations the server holds right now. A client that
+    /// leaves mid-stream drops its generations (cancelling them in the
+    /// engine), so this falls back as soon as it is gone.
+    pub fn live_generations(&self) -> usize {
+        self.live_generations.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn live_generations_counter(&self) -> &Arc<AtomicUsize> {
+        &self.live_generations
+    }
+
+    /// The served models, in registration order.
+    pub fn models(&self) -> impl Iterator<Item = &ServedModel> {
+        self.order.iter().filter_map(|name| self.models.get(name))
+    }
+
+    /// The model called `name`, or a 404 `model_not_found`.
+    pub fn model(&self, name: &str) -> Result<&ServedModel, ApiError> {
+        self.models
+            .get(name)
+            .ok_or_else(|| ApiError::ModelNotFound {
+                model: name.to_owned(),
+            })
+    }
+
+    /// The model a model-less request uses: `name` when given, else the
+    /// first registered one.
+    pub fn model_or_default(&self, name: Option<&str>) -> Result<&ServedModel, ApiError> {
+        match name {
+            Some(name) => self.model(name),
+            None => self.models().next().ok_or_else(|| ApiError::NotFound {
+                message: "No model is loaded on this server.".into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Server-sent events for streamed answers.
+//!
+//! The response body owns the generations: when the client disconnects,
+//! hyper drops the body, which drops every [`Generation`] and so cancels
+//! them in the engine at once. Events of the `n` choices are merged as
+//! they come; a [`StreamFormat`] turns them into the endpoint's chunks.
+//! Every choice gets exactly one finishing event; an engine failure after
+//! the stream began becomes an SSE error event and the stream ends.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+
+use api::{ApiError, FinishReason, Usage};
+use axum::body::Body;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use engine::Event;
+use futures_util::stream::{self, SelectAll, Stream, StreamExt};
+
+use crate::generation::{finish_reason, saturate, TokenOut, Tracked};
+
+/// How one endpoint writes its stream events.
+pub trait StreamFormat: Send + 'static {
+    /// The event opening choice `index`, if the format has one.
+    fn opening(&mut self, index: u32) -> Option<String>;
+    /// New text (and the tokens that made it) for choice `index`.
+    fn delta(&mut self, index: u32, text: String, tokens: Vec<TokenOut>) -> String;
+    /// The last event of choice `index`: remaining text and the reason.
+    fn finish(
+        &mut self,
+        index: u32,
+        text: String,
+        tokens: Vec<TokenOut>,
+        reason: FinishReason,
+    ) -> String;
+    /// The final usage event, if the client asked for one.
+    fn usage(&mut self, usage: Usage) -> Option<String>;
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = (u32, Event)> + Send>>;
+
+/// The events of one choice, owning its generation.
+fn events_of(index: u32, generation: Tracked) -> EventStream {
+    Box::pin(stream::unfold(
+        generation,
+        move |mut generation| async move {
+            let event = generation.next().await?;
+            Some(((index, event), generation))
+        },
+    ))
+}
+
+struct ChoiceState {
+    /// Tokens whose text is still held back by the engine.
+    tokens: Vec<TokenOut>,
+    done: bool,
+}
+
+/// The state of one streamed answer.
+struct SseStream<F> {
+    events: SelectAll<EventStream>,
+    format: F,
+    choices: Vec<ChoiceState>,
+    remaining: usize,
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    queued: VecDeque<String>,
+    finished: bool,
+}
+
+impl<F: StreamFormat> SseStream<F> {
+    fn new(generations: Vec<Tracked>, mut format: F, prompt_tokens: u32) -> Self {
+        let count = generations.len();
+        let mut queued = VecDeque::new();
+        for index in 0..count {
+            if let Some(event) = format.opening(index as u32) {
+                queued.push_back(event);
+            }
+        }
+        let events = stream::select_all(
+            generations
+                .into_iter()
+                .enumerate()
+                .map(|(index, generation)| events_of(index as u32, generation)),
+        );
+        let mut state = SseStream {
+            events,
+            format,
+            choices: (0..count)
+                .map(|_| ChoiceState {
+                    tokens: Vec::new(),
+                    done: false,
+                })
+                .collect(),
+            remaining: count,
+            prompt_tokens,
+            completion_tokens: 0,
+            queued,
+            finished: false,
+        };
+        if count == 0 {
+            state.end();
+        }
+        state
+    }
+
+    /// The next SSE frame, or `None` when the stream is over.
+    async fn next_frame(&mut self) -> Option<String> {
+        loop {
+            if let Some(frame) = self.queued.pop_front() {
+                return Some(frame);
+            }
+            if self.finished {
+                return None;
+            }
+            match self.events.next().await {
+                Some((index, event)) => self.handle(index, event),
+                None => self.fail("a generation ended without a result".into()),
+            }
+        }
+    }
+
+    fn handle(&mut self, index: u32, event: Event) {
+        let Some(choice) = self.choices.get_mut(index as usize) else {
+            return;
+        };
+        if choice.done {
+            return;
+        }
+        match event {
+            Event::Token { id, text, logprobs } => {
+                choice.tokens.push(TokenOut { id, logprobs });
+                if !text.is_empty() {
+                    let tokens = std::mem::take(&mut choice.tokens);
+                    self.queued
+                        .push_back(self.format.delta(index, text, tokens));
+                }
+            }
+            Event::Done {
+                text,
+                reason,
+                usage,
+            } => {
+                choice.done = true;
+                let tokens = std::mem::take(&mut choice.tokens);
+                self.completion_tokens = self
+                    .completion_tokens
+                    .saturating_add(saturate(usage.completion_tokens));
+                let reason = finish_reason(reason);
+                self.queued
+                    .push_back(self.format.finish(index, text, tokens, reason));
+                self.remaining -= 1;
+                if self.remaining == 0 {
+                    self.end();
+                }
+            }
+            Event::Failed { message } => self.fail(message),
+        }
+    }
+
+    /// All choices are done: the usage event if asked for, then `[DONE]`.
+    fn end(&mut self) {
+        self.events = SelectAll::new();
+        let usage = Usage::new(self.prompt_tokens, self.completion_tokens, 0);
+        if let Some(event) = self.format.usage(usage) {
+            self.queued.push_back(event);
+        }
+        self.queued.push_back(api::sse_done().to_owned());
+        self.finished = true;
+    }
+
+    /// A failure after the stream began: an error event, then the end.
+    /// The other choices' generations are dropped (cancelled).
+    fn fail(&mut self, detail: String) {
+        tracing::error!(%detail, "generation failed mid-stream");
+        self.events = SelectAll::new();
+        self.queued
+            .push_back(api::sse_error(&ApiError::Internal { detail }));
+        self.finished = true;
+    }
+}
+
+impl<F> Drop for SseStream<F> {
+    fn drop(&mut self) {
+        if !self.finished {
+            tracing::info!(
+                unfinished = self.remaining,
+                "client left mid-stream; cancelling its generations"
+            );
+        }
+    }
+}
+
+/// The `text/event-stream` response streaming `generations` through `format`.
+pub fn sse_response<F: StreamFormat>(
+    generations: Vec<Tracked>,
+    format: F,
+    prompt_tokens: u32,
+) -> Response {
+    let state = SseStream::new(generations, format, prompt_tokens);
+    let frames = stream::unfold(state, |mut state| async move {
+        let frame = state.next_frame().await?;
+        Some((Ok::<_, Infallible>(frame), state))
+    });
+    let mut response = Body::from_stream(frames).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
