@@ -16,6 +16,7 @@ use crate::model::{Model, ModelConfig};
 use crate::request::{Event, GenerateRequest};
 use crate::scheduler::{Command, Scheduler};
 use crate::sequence::Sequence;
+use crate::stats::{Counters, EngineStats};
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -62,6 +63,7 @@ pub struct EngineHandle {
     template: Option<Arc<ChatTemplate>>,
     info: Arc<ModelInfo>,
     next_id: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 }
 
 /// The stream of one generation's events. Dropping it cancels the generation.
@@ -111,12 +113,14 @@ impl EngineHandle {
             n => n,
         };
         let (tx, rx) = sync_channel(config.queue_capacity.max(1));
+        let counters = Arc::new(Counters::default());
         let sched = Scheduler::new(
             model,
             tokenizer.clone(),
             threads,
             kv_tokens,
             config.step_tokens,
+            counters.clone(),
         );
         std::thread::Builder::new()
             .name("parlance-engine".into())
@@ -132,7 +136,13 @@ impl EngineHandle {
             tokenizer,
             template,
             next_id: Arc::new(AtomicU64::new(1)),
+            counters,
         })
+    }
+
+    /// The engine's counters as of its last step.
+    pub fn stats(&self) -> EngineStats {
+        self.counters.snapshot()
     }
 
     pub fn info(&self) -> &ModelInfo {

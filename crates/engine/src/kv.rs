@@ -67,6 +67,13 @@ impl KvCache {
         self.free.len()
     }
 
+    /// Blocks in the pool, free or not.
+    pub fn total_blocks(&self) -> usize {
+        self.k
+            .first()
+            .map_or(0, |l| l.len() / (self.block_size * self.kv_dim))
+    }
+
     /// Blocks needed to hold `tokens` positions.
     pub fn blocks_for(&self, tokens: usize) -> usize {
         tokens.div_ceil(self.block_size)

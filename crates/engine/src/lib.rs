@@ -17,6 +17,7 @@ pub mod ops;
 mod request;
 mod scheduler;
 mod sequence;
+mod stats;
 
 pub use error::{EngineError, ErrorKind};
 pub use handle::{EngineConfig, EngineHandle, Generation, ModelInfo};
@@ -24,4 +25,5 @@ pub use kernels::ThreadPool;
 pub use model::{Model, ModelConfig};
 pub use request::{Event, FinishReason, GenerateRequest, Usage};
 pub use sampling::{SamplingParams, TokenLogprobs};
+pub use stats::EngineStats;
 pub use tokenizer::{ChatMessage, Tokenizer};

@@ -18,6 +18,7 @@ use crate::kv::KvCache;
 use crate::layers::BatchRow;
 use crate::model::Model;
 use crate::sequence::Sequence;
+use crate::stats::Counters;
 
 pub(crate) enum Command {
     Submit(Box<Sequence>),
@@ -32,6 +33,7 @@ pub(crate) struct Scheduler {
     step_tokens: usize,
     waiting: VecDeque<Sequence>,
     running: Vec<Sequence>,
+    counters: Arc<Counters>,
 }
 
 impl Scheduler {
@@ -41,6 +43,7 @@ impl Scheduler {
         threads: usize,
         kv_tokens: usize,
         step_tokens: usize,
+        counters: Arc<Counters>,
     ) -> Self {
         let kv = model.new_kv_cache(kv_tokens);
         Scheduler {
@@ -51,6 +54,7 @@ impl Scheduler {
             step_tokens: step_tokens.max(1),
             waiting: VecDeque::new(),
             running: Vec::new(),
+            counters,
         }
     }
 
@@ -69,7 +73,17 @@ impl Scheduler {
             self.drop_abandoned();
             self.admit();
             self.step();
+            self.publish();
         }
+    }
+
+    fn publish(&self) {
+        self.counters.set_queue(
+            self.running.len(),
+            self.waiting.len(),
+            self.kv.free_blocks(),
+            self.kv.total_blocks(),
+        );
     }
 
     fn take(&mut self, cmd: Command) {
@@ -79,15 +93,25 @@ impl Scheduler {
     }
 
     fn drop_abandoned(&mut self) {
+        let before = self.running.len() + self.waiting.len();
         let kv = &mut self.kv;
         self.running.retain(|s| {
             let keep = !s.is_abandoned();
             if !keep {
                 kv.free_seq(s.id);
+                tracing::debug!(
+                    seq = s.id,
+                    "client gone: sequence cancelled, KV blocks freed"
+                );
             }
             keep
         });
         self.waiting.retain(|s| !s.is_abandoned());
+        let gone = before - self.running.len() - self.waiting.len();
+        if gone > 0 {
+            self.counters.add_cancelled(gone as u64);
+            self.publish();
+        }
     }
 
     /// Moves waiting sequences to running while their known tokens fit the cache.
@@ -98,6 +122,7 @@ impl Scheduler {
                     // Nothing will ever free room: the cache is smaller than this prompt.
                     if let Some(seq) = self.waiting.pop_front() {
                         seq.fail("the prompt does not fit the KV cache".into());
+                        self.counters.add_finished(1);
                     }
                     continue;
                 }
@@ -137,6 +162,7 @@ impl Scheduler {
 
     fn preempt_newest(&mut self) {
         if let Some(mut seq) = self.running.pop() {
+            self.counters.add_preempted();
             self.kv.free_seq(seq.id);
             seq.n_cached = 0;
             self.waiting.push_front(seq);
@@ -164,6 +190,7 @@ impl Scheduler {
             for s in self.running.drain(..) {
                 s.fail("the sequence no longer fits the KV cache".into());
                 self.kv.free_seq(s.id);
+                self.counters.add_finished(1);
             }
             return;
         }
@@ -174,6 +201,7 @@ impl Scheduler {
                 for s in self.running.drain(..) {
                     s.fail("the model failed to run this request".into());
                     self.kv.free_seq(s.id);
+                    self.counters.add_finished(1);
                 }
                 return;
             }
@@ -192,6 +220,7 @@ impl Scheduler {
                 }
             }
         }
+        self.counters.add_finished(finished.len() as u64);
         for i in finished.into_iter().rev() {
             let s = self.running.remove(i);
             self.kv.free_seq(s.id);

@@ -204,20 +204,56 @@ fn logprobs_come_from_the_distribution() {
 }
 
 #[test]
-fn a_dropped_generation_does_not_block_others() {
-    for _ in 0..8 {
-        let mut g = smol()
-            .submit(GenerateRequest {
-                ignore_eos: true,
-                ..greedy("Tell me a very long story.", 4000)
-            })
-            .unwrap();
+fn a_dropped_generation_is_cancelled_and_its_blocks_freed() {
+    // An engine of its own, so other tests' work does not move the counters.
+    let path = testkit::model_path(testkit::SMOLLM2);
+    let e = EngineHandle::start(
+        &path,
+        EngineConfig {
+            threads: 2,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    let long = || GenerateRequest {
+        prompt: e.encode_prompt("Tell me a very long story."),
+        params: SamplingParams::greedy(),
+        max_tokens: Some(4000),
+        ignore_eos: true,
+        ..GenerateRequest::default()
+    };
+    for _ in 0..4 {
+        let mut g = e.submit(long()).unwrap();
         // Read one token, then walk away.
         assert!(matches!(g.next_blocking(), Some(Event::Token { .. })));
         drop(g);
     }
-    let out = run(greedy("The capital of France is", 5));
+    // The engine notices at its next step; wait for it, boundedly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while e.stats().cancelled < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let stats = e.stats();
+    assert_eq!(stats.cancelled, 4, "{stats:?}");
+    assert_eq!(stats.running, 0, "{stats:?}");
+    assert_eq!(
+        stats.kv_free_blocks, stats.kv_total_blocks,
+        "every block back in the pool: {stats:?}"
+    );
+    // And the engine still serves.
+    let out = collect(
+        e.submit(GenerateRequest {
+            max_tokens: Some(5),
+            ..long()
+        })
+        .unwrap(),
+    );
     assert_eq!(out.ids.len(), 5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while e.stats().finished < 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(e.stats().finished, 1);
 }
 
 #[test]

@@ -20,6 +20,21 @@ async fn start(state: AppState) -> std::net::SocketAddr {
     addr
 }
 
+/// Waits up to ten seconds for the engine to report `n` cancelled sequences.
+async fn wait_for_engine_cancellations(state: &AppState, n: u64) {
+    let engine = &state.models().next().expect("one model").engine;
+    for _ in 0..200 {
+        if engine.stats().cancelled >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the engine did not cancel the sequence: {:?}",
+        engine.stats()
+    );
+}
+
 /// Waits up to ten seconds for the server to hold no generation.
 async fn wait_for_no_live_generation(state: &AppState) {
     for _ in 0..200 {
@@ -48,7 +63,14 @@ async fn client_leaving_mid_stream_does_not_hurt_the_server() {
         json!({"max_tokens": 4000, "stream": true, "temperature": 1.0}),
     )
     .to_string();
-    for _ in 0..2 {
+    let cancelled_before = state
+        .models()
+        .next()
+        .expect("one model")
+        .engine
+        .stats()
+        .cancelled;
+    for round in 1..=2 {
         let mut socket = TcpStream::connect(addr).await.unwrap();
         socket
             .write_all(http_post("/v1/chat/completions", &body).as_bytes())
@@ -69,8 +91,10 @@ async fn client_leaving_mid_stream_does_not_hurt_the_server() {
         assert!(head.to_ascii_lowercase().contains("x-request-id:"));
         assert_eq!(state.live_generations(), 1);
         drop(socket);
-        // The body owned the generation: gone with the client.
+        // The body owned the generation: gone with the client, and the
+        // engine cancelled the sequence (freeing its KV blocks).
         wait_for_no_live_generation(&state).await;
+        wait_for_engine_cancellations(&state, cancelled_before + round).await;
     }
 
     let small = common::chat("Hi", json!({"max_tokens": 4})).to_string();

@@ -36,5 +36,21 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         "status": "ok",
         "generations": state.live_generations(),
         "models": state.models().map(|m| m.name.clone()).collect::<Vec<_>>(),
+        "engines": state
+            .models()
+            .map(|m| {
+                let s = m.engine.stats();
+                json!({
+                    "model": m.name,
+                    "running": s.running,
+                    "waiting": s.waiting,
+                    "kv_free_blocks": s.kv_free_blocks,
+                    "kv_total_blocks": s.kv_total_blocks,
+                    "finished": s.finished,
+                    "cancelled": s.cancelled,
+                    "preempted": s.preempted,
+                })
+            })
+            .collect::<Vec<_>>(),
     }))
 }
