@@ -3,6 +3,7 @@
 //! crates (catalog, engine).
 
 mod commands;
+mod config;
 mod model_arg;
 
 use std::path::PathBuf;
@@ -58,7 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Chat(a) => commands::chat::run(a, &data_dir),
         Command::Tokenize(a) => commands::tokenize::run(a, &data_dir),
         Command::Bench(a) => commands::bench::run(a, &data_dir),
-        Command::Serve(a) => commands::serve::run(a, &data_dir),
+        Command::Serve(a) => commands::serve::run(a, cli.data_dir.as_deref(), &data_dir),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,379 @@
+//! The typed configuration of `parlance serve` and how its layers combine:
+//! built-in defaults < the TOML file < `PARLANCE_*` environment variables <
+//! command-line flags.
+//!
+//! Each layer is a [`Layer`] whose fields are `None` where that layer says
+//! nothing; [`resolve`] stacks them and fills what is left with the defaults.
+//! The file is `--config FILE`, else `parlance.toml` in the data directory
+//! when it exists; with neither, the defaults and the other layers apply
+//! alone.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// Name of the config file looked for in the data directory when no
+/// `--config` is given.
+pub const FILE_NAME: &str = "parlance.toml";
+
+/// Default address to listen on.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+
+/// Default port to listen on.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Environment variable for [`Layer::host`].
+pub const HOST_ENV: &str = "PARLANCE_HOST";
+/// Environment variable for [`Layer::port`].
+pub const PORT_ENV: &str = "PARLANCE_PORT";
+/// Environment variable for [`Layer::models`] (comma-separated).
+pub const MODELS_ENV: &str = "PARLANCE_MODELS";
+/// Environment variable for [`Layer::threads`].
+pub const THREADS_ENV: &str = "PARLANCE_THREADS";
+
+/// The keys a config file may hold, for error messages.
+const KEYS: &str = "host, port, models, threads, data_dir";
+
+/// One layer of `serve` settings (the file, the environment or the flags).
+/// Every field is optional: `None` means "this layer does not say", and the
+/// next layer down decides. This is also the schema of `parlance.toml`;
+/// a key not listed here is an error.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// Address to listen on, e.g. `"0.0.0.0"` for every interface
+    /// (default `127.0.0.1`; env `PARLANCE_HOST`; flag `--host`).
+    pub host: Option<String>,
+    /// Port to listen on; `0` picks a free one and the real port is printed
+    /// (default `8080`; env `PARLANCE_PORT`; flag `--port`).
+    pub port: Option<u16>,
+    /// Models to serve, each a catalog name or a path to a GGUF file; every
+    /// one is loaded once and listed by `/v1/models` (default: the catalog's
+    /// default model, pulled if missing; env `PARLANCE_MODELS`,
+    /// comma-separated; flag `--model`, repeated).
+    pub models: Option<Vec<String>>,
+    /// Worker threads per model for the forward pass; `0` means one per core
+    /// (default `0`; env `PARLANCE_THREADS`; flag `--threads`).
+    pub threads: Option<usize>,
+    /// Where models and data live (default: `$XDG_DATA_HOME/parlance`, else
+    /// `~/.local/share/parlance`; env `PARLANCE_DATA_DIR`; flag
+    /// `--data-dir`).
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Layer {
+    /// This layer stacked over `lower`: each field set here wins, the rest
+    /// come from `lower`.
+    pub fn over(self, lower: Layer) -> Layer {
+        Layer {
+            host: self.host.or(lower.host),
+            port: self.port.or(lower.port),
+            models: self.models.or(lower.models),
+            threads: self.threads.or(lower.threads),
+            data_dir: self.data_dir.or(lower.data_dir),
+        }
+    }
+
+    /// Parses the text of a config file. `path` names the file in errors and
+    /// anchors relative paths: a relative `data_dir`, and a relative model
+    /// path (one with a `/` or ending in `.gguf`) that is not a catalog name,
+    /// are taken from the file's directory.
+    pub fn from_toml(text: &str, path: &Path) -> anyhow::Result<Layer> {
+        let mut layer: Layer = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}", describe_toml_error(&e, text)))
+            .with_context(|| format!("in config file {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        if let Some(dir) = layer.data_dir.take() {
+            layer.data_dir = Some(base.join(dir));
+        }
+        if let Some(models) = layer.models.as_mut() {
+            for model in models.iter_mut() {
+                let as_path = Path::new(model.as_str());
+                let path_like = model.contains(std::path::MAIN_SEPARATOR)
+                    || model.contains('/')
+                    || model.ends_with(".gguf");
+                if catalog::lookup(model).is_none() && path_like && as_path.is_relative() {
+                    *model = base.join(as_path).to_string_lossy().into_owned();
+                }
+            }
+        }
+        Ok(layer)
+    }
+
+    /// Reads and parses the config file at `path`.
+    pub fn from_file(path: &Path) -> anyhow::Result<Layer> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Layer::from_toml(&text, path)
+    }
+
+    /// The `PARLANCE_*` variables, read through `env` (empty means unset).
+    /// `PARLANCE_DATA_DIR` is not read here: the global `--data-dir` flag
+    /// already takes it.
+    pub fn from_env(env: impl Fn(&str) -> Option<OsString>) -> anyhow::Result<Layer> {
+        let var = |key: &str| -> anyhow::Result<Option<String>> {
+            match env(key) {
+                None => Ok(None),
+                Some(value) if value.is_empty() => Ok(None),
+                Some(value) => match value.into_string() {
+                    Ok(text) => Ok(Some(text)),
+                    Err(_) => bail!("environment variable {key} is not valid UTF-8"),
+                },
+            }
+        };
+        let port = match var(PORT_ENV)? {
+            None => None,
+            Some(text) => Some(text.trim().parse::<u16>().with_context(|| {
+                format!("environment variable {PORT_ENV}={text:?}: expected a port number 0-65535")
+            })?),
+        };
+        let threads = match var(THREADS_ENV)? {
+            None => None,
+            Some(text) => Some(text.trim().parse::<usize>().with_context(|| {
+                format!(
+                    "environment variable {THREADS_ENV}={text:?}: expected a whole number (0: one per core)"
+                )
+            })?),
+        };
+        let models = var(MODELS_ENV)?.and_then(|text| {
+            let list: Vec<String> = text
+                .split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned)
+                .collect();
+            (!list.is_empty()).then_some(list)
+        });
+        Ok(Layer {
+            host: var(HOST_ENV)?,
+            port,
+            models,
+            threads,
+            data_dir: None,
+        })
+    }
+}
+
+/// The settings `serve` runs with, every layer applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on (0: a free one).
+    pub port: u16,
+    /// Catalog names or GGUF paths, never empty.
+    pub models: Vec<String>,
+    /// Worker threads per model (0: one per core).
+    pub threads: usize,
+    /// Where models and data live.
+    pub data_dir: PathBuf,
+}
+
+/// Stacks the layers, highest last in priority order: `flags` over `env`
+/// over `file` over the built-in defaults. `default_data_dir` is the data
+/// directory when no layer names one. An empty model list in any layer
+/// counts as not set.
+pub fn resolve(file: Layer, env: Layer, flags: Layer, default_data_dir: &Path) -> ServeConfig {
+    let merged = flags.over(env.over(file));
+    let models = merged
+        .models
+        .filter(|list| !list.is_empty())
+        .unwrap_or_else(|| vec![catalog::default_model().name.to_owned()]);
+    ServeConfig {
+        host: merged.host.unwrap_or_else(|| DEFAULT_HOST.to_owned()),
+        port: merged.port.unwrap_or(DEFAULT_PORT),
+        models,
+        threads: merged.threads.unwrap_or(0),
+        data_dir: merged
+            .data_dir
+            .unwrap_or_else(|| default_data_dir.to_path_buf()),
+    }
+}
+
+/// Which file to read: `explicit` (`--config`) if given, which must exist;
+/// else `parlance.toml` in `data_dir` if it is there; else none.
+pub fn locate(explicit: Option<&Path>, data_dir: &Path) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_path_buf());
+    }
+    let candidate = data_dir.join(FILE_NAME);
+    candidate.is_file().then_some(candidate)
+}
+
+/// The TOML error, with the key it is about named up front: `unknown key
+/// `prot`: ...` or `bad value for key `port`: ...`.
+fn describe_toml_error(err: &toml::de::Error, text: &str) -> String {
+    let span = err.span();
+    if err.message().starts_with("unknown field") {
+        // The span covers the key itself.
+        let key = span
+            .and_then(|s| text.get(s))
+            .map(|k| k.trim_matches(['"', '\'']));
+        return match key {
+            Some(key) => format!("unknown key `{key}`: {err}"),
+            None => format!("unknown key (the keys are {KEYS}): {err}"),
+        };
+    }
+    match span.and_then(|s| key_before(text, s.start)) {
+        Some(key) => format!("bad value for key `{key}`: {err}"),
+        None => err.to_string(),
+    }
+}
+
+/// The key of the `key = value` line whose value starts at byte `at`.
+fn key_before(text: &str, at: usize) -> Option<String> {
+    let head = text.get(..at)?;
+    let line = &head[head.rfind('\n').map_or(0, |i| i + 1)..];
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"').trim_matches('\'');
+    (!key.is_empty()).then(|| key.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let map: HashMap<String, OsString> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        move |key| map.get(key).cloned()
+    }
+
+    fn file(text: &str) -> anyhow::Result<Layer> {
+        Layer::from_toml(text, Path::new("/etc/parlance/parlance.toml"))
+    }
+
+    #[test]
+    fn defaults_when_no_layer_says_anything() {
+        let config = resolve(
+            Layer::default(),
+            Layer::default(),
+            Layer::default(),
+            Path::new("/data"),
+        );
+        assert_eq!(config.host, "127.0.0.1");
+        assert_eq!(config.port, 8080);
+        assert_eq!(
+            config.models,
+            vec![catalog::default_model().name.to_owned()]
+        );
+        assert_eq!(config.threads, 0);
+        assert_eq!(config.data_dir, PathBuf::from("/data"));
+    }
+
+    #[test]
+    fn file_over_defaults_env_over_file_flags_over_env() {
+        let file = file(
+            "host = \"0.0.0.0\"\nport = 9000\nmodels = [\"gemma3-270m\"]\nthreads = 4\ndata_dir = \"/srv/parlance\"\n",
+        )
+        .unwrap();
+        let env = Layer::from_env(env_of(&[
+            ("PARLANCE_PORT", "9001"),
+            ("PARLANCE_THREADS", "2"),
+        ]))
+        .unwrap();
+        let flags = Layer {
+            threads: Some(1),
+            ..Layer::default()
+        };
+        let config = resolve(file, env, flags, Path::new("/data"));
+        assert_eq!(config.host, "0.0.0.0"); // file
+        assert_eq!(config.port, 9001); // env over file
+        assert_eq!(config.threads, 1); // flag over env
+        assert_eq!(config.models, vec!["gemma3-270m".to_owned()]);
+        assert_eq!(config.data_dir, PathBuf::from("/srv/parlance"));
+    }
+
+    #[test]
+    fn empty_model_lists_fall_through() {
+        let file = file("models = []").unwrap();
+        let env = Layer::from_env(env_of(&[("PARLANCE_MODELS", " , ")])).unwrap();
+        assert_eq!(env.models, None);
+        let config = resolve(file, env, Layer::default(), Path::new("/d"));
+        assert_eq!(
+            config.models,
+            vec![catalog::default_model().name.to_owned()]
+        );
+    }
+
+    #[test]
+    fn env_models_are_comma_separated_and_empty_vars_are_unset() {
+        let env = Layer::from_env(env_of(&[
+            ("PARLANCE_MODELS", "a.gguf, gemma3-270m"),
+            ("PARLANCE_HOST", ""),
+        ]))
+        .unwrap();
+        assert_eq!(
+            env.models,
+            Some(vec!["a.gguf".to_owned(), "gemma3-270m".to_owned()])
+        );
+        assert_eq!(env.host, None);
+    }
+
+    #[test]
+    fn bad_env_values_name_the_variable() {
+        let err = Layer::from_env(env_of(&[("PARLANCE_PORT", "eighty")])).unwrap_err();
+        assert!(format!("{err:#}").contains("PARLANCE_PORT"), "{err:#}");
+        let err = Layer::from_env(env_of(&[("PARLANCE_THREADS", "-1")])).unwrap_err();
+        assert!(format!("{err:#}").contains("PARLANCE_THREADS"), "{err:#}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it_and_the_file() {
+        let err = file("port = 1\nprot = 2\n").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("unknown key `prot`"), "{text}");
+        assert!(text.contains("/etc/parlance/parlance.toml"), "{text}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key_and_the_file() {
+        for (toml, key) in [
+            ("port = \"eighty\"", "port"),
+            ("host = \"h\"\nthreads = -3\n", "threads"),
+            ("port = 70000", "port"),
+            ("models = \"one\"", "models"),
+        ] {
+            let text = format!("{:#}", file(toml).unwrap_err());
+            assert!(text.contains(&format!("`{key}`")), "{toml}: {text}");
+            assert!(text.contains("/etc/parlance/parlance.toml"), "{text}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_in_the_file_are_taken_from_its_directory() {
+        let layer =
+            file("data_dir = \"data\"\nmodels = [\"m/x.gguf\", \"gemma3-270m\", \"/abs.gguf\"]")
+                .unwrap();
+        assert_eq!(layer.data_dir, Some(PathBuf::from("/etc/parlance/data")));
+        assert_eq!(
+            layer.models,
+            Some(vec![
+                "/etc/parlance/m/x.gguf".to_owned(),
+                "gemma3-270m".to_owned(),
+                "/abs.gguf".to_owned()
+            ])
+        );
+    }
+
+    #[test]
+    fn locate_prefers_the_explicit_file_then_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(locate(None, dir.path()), None);
+        std::fs::write(dir.path().join(FILE_NAME), "").unwrap();
+        assert_eq!(locate(None, dir.path()), Some(dir.path().join(FILE_NAME)));
+        let other = Path::new("/elsewhere.toml");
+        assert_eq!(locate(Some(other), dir.path()), Some(other.to_path_buf()));
+    }
+
+    #[test]
+    fn a_missing_explicit_file_is_an_error() {
+        let err = Layer::from_file(Path::new("/no/such/parlance.toml")).unwrap_err();
+        assert!(format!("{err:#}").contains("/no/such/parlance.toml"));
+    }
+}
