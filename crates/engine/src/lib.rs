@@ -7,6 +7,7 @@
 //! `tokenizer` crate, sampling and stop strings from `sampling`, matmul kernels
 //! from `kernels`.
 
+pub mod attention;
 mod error;
 mod handle;
 pub mod kv;

@@ -111,12 +111,25 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF * x * x)).tanh())
 }
 
+/// `half(gelu_tanh(x))` for every half-precision `x`, indexed by its bits.
+fn gelu_table() -> &'static [f32] {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|bits| {
+                let x = kernels::f16_to_f32(bits);
+                kernels::f16_to_f32(kernels::f32_to_f16(gelu_tanh(x)))
+            })
+            .collect()
+    })
+}
+
 /// `gate = gelu_tanh(gate) * up`, elementwise (GeGLU). As GGML's CPU backend
 /// computes it: inside (-10, 10) the input is rounded to half precision and
-/// the GELU value is too (GGML reads it from an F16 table); outside, GELU is 0
-/// or the identity.
+/// the GELU value is too (a 65,536-entry table, built once); outside, GELU is
+/// 0 or the identity.
 pub fn geglu_tanh(gate: &mut [f32], up: &[f32]) {
-    let half = |x: f32| kernels::f16_to_f32(kernels::f32_to_f16(x));
+    let table = gelu_table();
     for (g, &u) in gate.iter_mut().zip(up) {
         let x = *g;
         let act = if x <= -10.0 {
@@ -124,7 +137,7 @@ pub fn geglu_tanh(gate: &mut [f32], up: &[f32]) {
         } else if x >= 10.0 {
             x
         } else {
-            half(gelu_tanh(half(x)))
+            table[usize::from(kernels::f32_to_f16(x))]
         };
         *g = act * u;
     }
@@ -265,6 +278,21 @@ mod tests {
         let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
         let scale = 1.0f32 / ((sum / x.len() as f64) as f32 + 1e-5).sqrt();
         assert_eq!(out[0].to_bits(), scale.to_bits());
+    }
+
+    #[test]
+    fn geglu_table_equals_rounding_twice() {
+        let half = |x: f32| kernels::f16_to_f32(kernels::f32_to_f16(x));
+        for i in -4000..4000 {
+            let x = i as f32 * 0.0025 + 0.000_37;
+            let mut g = [x];
+            geglu_tanh(&mut g, &[1.0]);
+            assert_eq!(
+                g[0].to_bits(),
+                half(gelu_tanh(half(x))).to_bits(),
+                "x = {x}"
+            );
+        }
     }
 
     #[test]

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use gguf::GgufFile;
 use kernels::ThreadPool;
 
+use crate::attention::{self, AttnShape};
 use crate::error::EngineError;
 use crate::kv::KvCache;
-use crate::layers::{self, AttnShape, BatchRow, Linear};
+use crate::layers::{self, BatchRow, Linear};
 use crate::model::{Forward, ModelConfig};
 use crate::ops::{self, Rope, RopeStyle};
 
@@ -168,7 +169,7 @@ impl Forward for Gemma3 {
                 scale: 1.0,
                 window,
             };
-            layers::attention(rows, &q, kv, l, shape, pool, &mut att)?;
+            attention::attention(rows, &q, kv, l, shape, pool, &mut att)?;
             b.wo.forward(f, &att, n, &mut o, pool);
             ops::rms_norm_rows(&o, &b.post_attn_norm, eps, &mut h);
             ops::add_in_place(&mut x, &h);

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use gguf::GgufFile;
 use kernels::ThreadPool;
 
+use crate::attention::{self, AttnShape};
 use crate::error::EngineError;
 use crate::kv::KvCache;
-use crate::layers::{self, AttnShape, BatchRow, Linear};
+use crate::layers::{self, BatchRow, Linear};
 use crate::model::{Forward, ModelConfig};
 use crate::ops::{self, Rope, RopeStyle};
 
@@ -129,7 +130,7 @@ impl Forward for Llama {
                 self.rope.apply(&mut k[i * kv_dim..(i + 1) * kv_dim], r.pos);
             }
             layers::store_kv(rows, &k, &v, kv, l)?;
-            layers::attention(rows, &q, kv, l, shape, pool, &mut att)?;
+            attention::attention(rows, &q, kv, l, shape, pool, &mut att)?;
             b.wo.forward(f, &att, n, &mut h, pool);
             ops::add_in_place(&mut x, &h);
             ops::rms_norm_rows(&x, &b.ffn_norm, c.rms_eps, &mut h);

@@ -1,0 +1,256 @@
+//! Single-precision attention of a tile of queries that share one KV head.
+//!
+//! The keys are walked in blocks of [`KEY_BLOCK`]; every query of the tile
+//! takes its scores against the block, updates its online softmax (running
+//! maximum and sum, rescaling its weighted sum when the maximum grows) and adds
+//! the block's weighted values, while the block's keys and values stay in the
+//! first-level cache. The dot products and weighted sums run on AVX2 with FMA
+//! where the CPU has them (chosen at run time) and on plain loops otherwise.
+
+use std::ops::Range;
+
+use super::HeadView;
+use crate::ops;
+
+/// Keys per block: one block of the KV cache.
+const KEY_BLOCK: usize = 16;
+
+/// Attends `q` (`ranges.len()` queries of the head's size, one after another)
+/// to the keys of `head`, query `i` over positions `ranges[i]`, scores scaled
+/// by `scale`. Writes one row of the head's size per query into `out`; a query
+/// with no keys gets zeros.
+pub(super) fn attend(
+    q: &[f32],
+    ranges: &[Range<usize>],
+    head: &HeadView,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let d = head.len;
+    assert_eq!(q.len(), ranges.len() * d, "tile query size");
+    assert_eq!(out.len(), ranges.len() * d, "tile output size");
+    let simd = Simd::detect(d);
+    let k_lo = ranges.iter().map(|r| r.start).min().unwrap_or(0);
+    let k_hi = ranges.iter().map(|r| r.end).max().unwrap_or(0);
+    let mut max = vec![f32::NEG_INFINITY; ranges.len()];
+    let mut sum = vec![0.0f32; ranges.len()];
+    let mut scores = [0.0f32; KEY_BLOCK];
+    let (mut keys, mut values): ([&[f32]; KEY_BLOCK], [&[f32]; KEY_BLOCK]) =
+        ([&[]; KEY_BLOCK], [&[]; KEY_BLOCK]);
+    out.fill(0.0);
+    let mut start = k_lo;
+    while start < k_hi {
+        let end = (start + KEY_BLOCK).min(k_hi);
+        for p in start..end {
+            keys[p - start] = head.key(p);
+            values[p - start] = head.value(p);
+        }
+        for (i, r) in ranges.iter().enumerate() {
+            let (lo, hi) = (r.start.max(start), r.end.min(end));
+            if lo >= hi {
+                continue;
+            }
+            let span = lo - start..hi - start;
+            let s = &mut scores[span.clone()];
+            simd.dot_keys(&q[i * d..(i + 1) * d], &keys[span.clone()], s);
+            let mut block_max = f32::NEG_INFINITY;
+            for x in s.iter_mut() {
+                *x *= scale;
+                block_max = block_max.max(*x);
+            }
+            let new_max = max[i].max(block_max);
+            let mut block_sum = 0.0f32;
+            for x in s.iter_mut() {
+                *x = (*x - new_max).exp();
+                block_sum += *x;
+            }
+            let acc = &mut out[i * d..(i + 1) * d];
+            if new_max > max[i] {
+                // The first block rescales zeros by exp(-inf) = 0.
+                let shrink = (max[i] - new_max).exp();
+                acc.iter_mut().for_each(|a| *a *= shrink);
+                sum[i] *= shrink;
+                max[i] = new_max;
+            }
+            sum[i] += block_sum;
+            simd.accumulate(acc, s, &values[span]);
+        }
+        start = end;
+    }
+    for (acc, &total) in out.chunks_exact_mut(d).zip(&sum) {
+        let inv = if total == 0.0 { 0.0 } else { 1.0 / total };
+        acc.iter_mut().for_each(|a| *a *= inv);
+    }
+}
+
+/// The inner loops, on the best instruction set available for this head size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Simd {
+    Portable,
+    /// AVX2 and FMA are present (checked by [`Simd::detect`]) and the head
+    /// size is a multiple of 8.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Simd {
+    fn detect(head_dim: usize) -> Simd {
+        #[cfg(target_arch = "x86_64")]
+        if kernels::Isa::detect() == kernels::Isa::Avx2 && head_dim.is_multiple_of(8) {
+            return Simd::Avx2;
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = head_dim;
+        Simd::Portable
+    }
+
+    /// `out[j] = q · keys[j]`.
+    fn dot_keys(self, q: &[f32], keys: &[&[f32]], out: &mut [f32]) {
+        match self {
+            Simd::Portable => {
+                for (o, k) in out.iter_mut().zip(keys) {
+                    *o = ops::dot(q, k);
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => {
+                assert!(keys.iter().all(|k| k.len() == q.len()), "key row size");
+                // SAFETY: `Avx2` is only chosen when the CPU has AVX2 and FMA
+                // and the rows are a multiple of 8 long; all rows are q's length.
+                unsafe { avx2::dot_keys(q, keys, out) }
+            }
+        }
+    }
+
+    /// `acc += Σⱼ weights[j] · values[j]`.
+    fn accumulate(self, acc: &mut [f32], weights: &[f32], values: &[&[f32]]) {
+        match self {
+            Simd::Portable => {
+                for (&w, v) in weights.iter().zip(values) {
+                    ops::axpy(acc, w, v);
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => {
+                assert!(
+                    values.iter().all(|v| v.len() == acc.len()),
+                    "value row size"
+                );
+                // SAFETY: as in `dot_keys`; all rows are acc's length.
+                unsafe { avx2::accumulate(acc, weights, values) }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! AVX2+FMA loops of the tile; callers check the CPU and the row sizes.
+
+    use std::arch::x86_64::*;
+
+    /// Sum of the eight lanes.
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// `N` dot products of `q` with `keys`, one accumulator per key.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; every key must be as long as `q`, a multiple of 8.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_n<const N: usize>(q: &[f32], keys: &[&[f32]], out: &mut [f32]) {
+        let mut acc = [_mm256_setzero_ps(); N];
+        for c in (0..q.len()).step_by(8) {
+            // SAFETY: c + 8 <= q.len() == keys[j].len() (the caller's contract).
+            let qv = unsafe { _mm256_loadu_ps(q.as_ptr().add(c)) };
+            for (a, k) in acc.iter_mut().zip(keys) {
+                // SAFETY: as above.
+                *a = _mm256_fmadd_ps(qv, unsafe { _mm256_loadu_ps(k.as_ptr().add(c)) }, *a);
+            }
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = hsum(a);
+        }
+    }
+
+    /// `out[j] = q · keys[j]`, eight keys at a time.
+    ///
+    /// # Safety
+    /// As [`dot_n`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_keys(q: &[f32], keys: &[&[f32]], out: &mut [f32]) {
+        let mut j = 0;
+        while j + 8 <= keys.len() {
+            // SAFETY: forwarded contract.
+            unsafe { dot_n::<8>(q, &keys[j..j + 8], &mut out[j..j + 8]) };
+            j += 8;
+        }
+        while j + 4 <= keys.len() {
+            // SAFETY: forwarded contract.
+            unsafe { dot_n::<4>(q, &keys[j..j + 4], &mut out[j..j + 4]) };
+            j += 4;
+        }
+        while j < keys.len() {
+            // SAFETY: forwarded contract.
+            unsafe { dot_n::<1>(q, &keys[j..j + 1], &mut out[j..j + 1]) };
+            j += 1;
+        }
+    }
+
+    /// `acc[c..c + 8W] += Σⱼ weights[j] · values[j][c..c + 8W]`, the slice of
+    /// `acc` held in `W` registers across all the values.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; `c + 8W` must not pass the end of
+    /// `acc`, and every value row must be as long as `acc`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn accumulate_w<const W: usize>(
+        acc: &mut [f32],
+        c: usize,
+        weights: &[f32],
+        values: &[&[f32]],
+    ) {
+        let mut a = [_mm256_setzero_ps(); W];
+        for (r, slot) in a.iter_mut().enumerate() {
+            // SAFETY: c + 8W <= acc.len() (the caller's contract).
+            *slot = unsafe { _mm256_loadu_ps(acc.as_ptr().add(c + 8 * r)) };
+        }
+        for (&w, v) in weights.iter().zip(values) {
+            let wv = _mm256_set1_ps(w);
+            for (r, slot) in a.iter_mut().enumerate() {
+                // SAFETY: v.len() == acc.len() (the caller's contract).
+                let x = unsafe { _mm256_loadu_ps(v.as_ptr().add(c + 8 * r)) };
+                *slot = _mm256_fmadd_ps(wv, x, *slot);
+            }
+        }
+        for (r, slot) in a.iter().enumerate() {
+            // SAFETY: as for the loads.
+            unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(c + 8 * r), *slot) };
+        }
+    }
+
+    /// `acc += Σⱼ weights[j] · values[j]`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; `acc` must be a multiple of 8 long and
+    /// every value row as long as `acc`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn accumulate(acc: &mut [f32], weights: &[f32], values: &[&[f32]]) {
+        let mut c = 0;
+        while c + 64 <= acc.len() {
+            // SAFETY: forwarded contract, c + 64 <= acc.len().
+            unsafe { accumulate_w::<8>(acc, c, weights, values) };
+            c += 64;
+        }
+        while c + 8 <= acc.len() {
+            // SAFETY: forwarded contract, c + 8 <= acc.len().
+            unsafe { accumulate_w::<1>(acc, c, weights, values) };
+            c += 8;
+        }
+    }
+}
