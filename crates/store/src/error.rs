@@ -1,0 +1,79 @@
+//! The store's one error type and the kind each error maps to.
+
+/// What kind of failure an error is; the server maps kinds to HTTP statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// An argument is malformed (an unknown role, a bad page cursor).
+    InvalidRequest,
+    /// A secret or password did not match, or the key is revoked or expired.
+    Unauthorized,
+    /// The row does not exist, or belongs to another organisation.
+    NotFound,
+    /// A unique value is already taken (an email, a request id in use).
+    Conflict,
+    /// The database failed or holds data this code cannot read.
+    Internal,
+}
+
+/// Every error the store returns.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing does not exist in the caller's organisation.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A unique value is taken.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A malformed argument.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The credential is unknown, revoked or expired, or the password is wrong.
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// The URL names no database this store speaks.
+    #[error("unsupported database URL (want sqlite:// or postgres://): {0}")]
+    UnsupportedUrl(String),
+    /// The driver failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Hashing or parsing a password hash failed.
+    #[error("password hashing failed: {0}")]
+    Password(String),
+    /// A stored value could not be read back (bad JSON, unknown role).
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::NotFound(_) => ErrorKind::NotFound,
+            StoreError::Conflict(_) => ErrorKind::Conflict,
+            StoreError::InvalidRequest(_) | StoreError::UnsupportedUrl(_) => {
+                ErrorKind::InvalidRequest
+            }
+            StoreError::Unauthorized(_) => ErrorKind::Unauthorized,
+            StoreError::Database(_)
+            | StoreError::Migrate(_)
+            | StoreError::Password(_)
+            | StoreError::Corrupt(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Turns a unique-constraint violation into [`StoreError::Conflict`] with `what`.
+pub(crate) fn conflict_on_unique(err: sqlx::Error, what: &str) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(what.to_owned())
+        }
+        _ => StoreError::Database(err),
+    }
+}
+
+/// A shorthand for results of this crate.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,320 @@
+//! The usage ledger (one immutable row per request id) and the durable
+//! reservations taken before generation.
+//!
+//! Write path of a request: [`Store::reserve`] before any work, then
+//! [`Store::settle`] — the ledger row and the deletion of the reservation
+//! commit together — or [`Store::release`] when no work was done. After a
+//! crash, [`Store::recover`] lists the reservations that were never settled.
+//! Both inserts are idempotent on the request id: a retried insert returns the
+//! row already there and never writes a second one.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::error::conflict_on_unique;
+use crate::{Result, Store, StoreError};
+
+/// A usage record to write, one per request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewUsage {
+    /// Unique per request; the idempotency key.
+    pub request_id: String,
+    /// The organisation billed.
+    pub org_id: String,
+    /// The project, when the request came with a key.
+    pub project_id: Option<String>,
+    /// The API key used, if any.
+    pub api_key_id: Option<String>,
+    /// The user (web app session), if any.
+    pub user_id: Option<String>,
+    /// The model as requested (after alias resolution).
+    pub model: String,
+    /// The backend that served it.
+    pub backend: String,
+    /// Prompt tokens, cached ones included.
+    pub prompt_tokens: i64,
+    /// Prompt tokens served from cache.
+    pub cached_tokens: i64,
+    /// Generated tokens.
+    pub completion_tokens: i64,
+    /// Cost in the billing unit, as computed by the billing crate.
+    pub cost: i64,
+    /// Time from arrival to the last token.
+    pub latency_ms: i64,
+    /// `ok`, `cancelled`, `failed`… (the service decides the vocabulary).
+    pub status: String,
+    /// `stop`, `length`, … when the model finished.
+    pub finish_reason: Option<String>,
+    /// When the request started (unix ms); usage buckets use this time.
+    pub created_at: i64,
+}
+
+/// A ledger row as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    /// Row number, increasing with insertion.
+    pub id: i64,
+    /// Everything that was written.
+    pub usage: NewUsage,
+}
+
+/// The outcome of an idempotent ledger insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The row now in the ledger for this request id.
+    pub record: UsageRecord,
+    /// `true` when this call wrote it, `false` when it was already there.
+    pub created: bool,
+}
+
+/// A reservation to take before generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewReservation {
+    /// The request it covers; the same id the ledger row will carry.
+    pub request_id: String,
+    /// Scopes whose budgets the amount is held against.
+    pub org_id: String,
+    /// Project scope.
+    pub project_id: Option<String>,
+    /// Key scope.
+    pub api_key_id: Option<String>,
+    /// User scope.
+    pub user_id: Option<String>,
+    /// Worst-case cost in the billing unit.
+    pub amount: i64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A reservation as stored.
+pub type Reservation = NewReservation;
+
+const USAGE_COLUMNS: &str = "id, request_id, org_id, project_id, api_key_id, user_id, model, \
+    backend, prompt_tokens, cached_tokens, completion_tokens, cost, latency_ms, status, \
+    finish_reason, created_at";
+
+const INSERT_USAGE: &str = "INSERT INTO usage_ledger (request_id, org_id, project_id, \
+    api_key_id, user_id, model, backend, prompt_tokens, cached_tokens, completion_tokens, cost, \
+    latency_ms, status, finish_reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+    $10, $11, $12, $13, $14, $15) ON CONFLICT (request_id) DO NOTHING";
+
+const RESERVATION_COLUMNS: &str =
+    "request_id, org_id, project_id, api_key_id, user_id, amount, created_at";
+
+fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
+    Ok(UsageRecord {
+        id: row.try_get("id")?,
+        usage: NewUsage {
+            request_id: row.try_get("request_id")?,
+            org_id: row.try_get("org_id")?,
+            project_id: row.try_get("project_id")?,
+            api_key_id: row.try_get("api_key_id")?,
+            user_id: row.try_get("user_id")?,
+            model: row.try_get("model")?,
+            backend: row.try_get("backend")?,
+            prompt_tokens: row.try_get("prompt_tokens")?,
+            cached_tokens: row.try_get("cached_tokens")?,
+            completion_tokens: row.try_get("completion_tokens")?,
+            cost: row.try_get("cost")?,
+            latency_ms: row.try_get("latency_ms")?,
+            status: row.try_get("status")?,
+            finish_reason: row.try_get("finish_reason")?,
+            created_at: row.try_get("created_at")?,
+        },
+    })
+}
+
+fn reservation_from_row(row: &AnyRow) -> Result<Reservation> {
+    Ok(Reservation {
+        request_id: row.try_get("request_id")?,
+        org_id: row.try_get("org_id")?,
+        project_id: row.try_get("project_id")?,
+        api_key_id: row.try_get("api_key_id")?,
+        user_id: row.try_get("user_id")?,
+        amount: row.try_get("amount")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn check_usage(usage: &NewUsage) -> Result<()> {
+    let counts = [
+        usage.prompt_tokens,
+        usage.cached_tokens,
+        usage.completion_tokens,
+        usage.cost,
+        usage.latency_ms,
+    ];
+    if usage.request_id.is_empty() || usage.org_id.is_empty() {
+        return Err(StoreError::InvalidRequest(
+            "usage needs a request id and an organization".into(),
+        ));
+    }
+    if counts.iter().any(|&n| n < 0) || usage.cached_tokens > usage.prompt_tokens {
+        return Err(StoreError::InvalidRequest(
+            "token counts, cost and latency must be non-negative, cached ≤ prompt".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Inserts unless the request id is there, then reads the row back.
+async fn insert_usage(conn: &mut sqlx::AnyConnection, usage: &NewUsage) -> Result<Recorded> {
+    let done = sqlx::query(INSERT_USAGE)
+        .bind(&usage.request_id)
+        .bind(&usage.org_id)
+        .bind(usage.project_id.clone())
+        .bind(usage.api_key_id.clone())
+        .bind(usage.user_id.clone())
+        .bind(&usage.model)
+        .bind(&usage.backend)
+        .bind(usage.prompt_tokens)
+        .bind(usage.cached_tokens)
+        .bind(usage.completion_tokens)
+        .bind(usage.cost)
+        .bind(usage.latency_ms)
+        .bind(&usage.status)
+        .bind(usage.finish_reason.clone())
+        .bind(usage.created_at)
+        .execute(&mut *conn)
+        .await?;
+    let sql = format!("SELECT {USAGE_COLUMNS} FROM usage_ledger WHERE request_id = $1");
+    let row = sqlx::query(&sql)
+        .bind(&usage.request_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let record = usage_from_row(&row)?;
+    if record.usage.org_id != usage.org_id {
+        // Never hand one organisation's row to another.
+        return Err(StoreError::Conflict(
+            "request id used by another organization".into(),
+        ));
+    }
+    Ok(Recorded {
+        record,
+        created: done.rows_affected() == 1,
+    })
+}
+
+impl Store {
+    /// Writes the usage row for a request once; a retry with the same request
+    /// id (even concurrent) returns the stored row with `created == false`.
+    pub async fn record_usage(&self, usage: &NewUsage) -> Result<Recorded> {
+        check_usage(usage)?;
+        let mut conn = self.pool().acquire().await?;
+        insert_usage(&mut conn, usage).await
+    }
+
+    /// The ledger row of a request of the organisation.
+    pub async fn get_usage(&self, org_id: &str, request_id: &str) -> Result<UsageRecord> {
+        let sql = format!(
+            "SELECT {USAGE_COLUMNS} FROM usage_ledger WHERE org_id = $1 AND request_id = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(org_id)
+            .bind(request_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("usage record"))?;
+        usage_from_row(&row)
+    }
+
+    /// The organisation's ledger rows with `start <= created_at < end`, in
+    /// insertion order, at most `limit` after row id `after` (a cursor).
+    pub async fn list_usage(
+        &self,
+        org_id: &str,
+        start: i64,
+        end: i64,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<UsageRecord>> {
+        let sql = format!(
+            "SELECT {USAGE_COLUMNS} FROM usage_ledger WHERE org_id = $1 AND created_at >= $2 \
+             AND created_at < $3 AND id > $4 ORDER BY id LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(org_id)
+            .bind(start)
+            .bind(end)
+            .bind(after.unwrap_or(i64::MIN))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(usage_from_row).collect()
+    }
+
+    /// Durably records a reservation before generation. A second reservation
+    /// for the same request id is a [`StoreError::Conflict`].
+    pub async fn reserve(&self, reservation: &NewReservation) -> Result<()> {
+        if reservation.amount < 0 {
+            return Err(StoreError::InvalidRequest("negative reservation".into()));
+        }
+        let sql = format!(
+            "INSERT INTO reservations ({RESERVATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        );
+        sqlx::query(&sql)
+            .bind(&reservation.request_id)
+            .bind(&reservation.org_id)
+            .bind(reservation.project_id.clone())
+            .bind(reservation.api_key_id.clone())
+            .bind(reservation.user_id.clone())
+            .bind(reservation.amount)
+            .bind(reservation.created_at)
+            .execute(self.pool())
+            .await
+            .map_err(|e| conflict_on_unique(e, "request id already reserved"))?;
+        Ok(())
+    }
+
+    /// Writes the ledger row and deletes the request's reservation in one
+    /// transaction: both happen or neither. Idempotent like
+    /// [`Store::record_usage`]; settling without a reservation only records.
+    pub async fn settle(&self, usage: &NewUsage) -> Result<Recorded> {
+        check_usage(usage)?;
+        let mut tx = self.pool().begin().await?;
+        // The insert comes first so SQLite takes its write lock at once.
+        let recorded = insert_usage(&mut tx, usage).await?;
+        sqlx::query("DELETE FROM reservations WHERE request_id = $1 AND org_id = $2")
+            .bind(&usage.request_id)
+            .bind(&usage.org_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    /// Drops a reservation without a ledger row (the request was refused
+    /// before any work). Returns whether one was there.
+    pub async fn release(&self, org_id: &str, request_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM reservations WHERE request_id = $1 AND org_id = $2")
+            .bind(request_id)
+            .bind(org_id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The organisation's open reservations, oldest first.
+    pub async fn list_reservations(&self, org_id: &str) -> Result<Vec<Reservation>> {
+        let sql = format!(
+            "SELECT {RESERVATION_COLUMNS} FROM reservations WHERE org_id = $1 \
+             ORDER BY created_at, request_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(org_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(reservation_from_row).collect()
+    }
+
+    /// Every reservation left open, across organisations, oldest first: at
+    /// start-up these are requests interrupted by a crash, to settle from what
+    /// is known or release. A system operation, not a tenant read.
+    pub async fn recover(&self) -> Result<Vec<Reservation>> {
+        let sql = format!(
+            "SELECT {RESERVATION_COLUMNS} FROM reservations ORDER BY created_at, request_id"
+        );
+        let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
+        rows.iter().map(reservation_from_row).collect()
+    }
+}

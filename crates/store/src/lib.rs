@@ -1,0 +1,153 @@
+//! Persistence for Parlance: organisations, users and roles, projects, API
+//! keys, the usage ledger, budget reservations and the audit log, on SQLite
+//! (WAL, embedded) or PostgreSQL.
+//!
+//! One [`Store`] speaks to either database through sqlx's `Any` driver, so each
+//! query is written once: the SQL uses `$1` placeholders (both databases accept
+//! them), integers for times (unix milliseconds) and money (the billing unit),
+//! and text for ids and JSON. Only the migrations differ, in
+//! `migrations/sqlite` and `migrations/postgres`.
+//!
+//! Tenancy is part of the API: every read of an organisation's data takes the
+//! organisation id and answers [`StoreError::NotFound`] for another
+//! organisation's rows. The store holds no business rules: costs arrive as
+//! integers computed by the billing crate.
+
+mod audit;
+mod error;
+mod keys;
+mod ledger;
+mod tenancy;
+mod usage;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use audit::{AuditEntry, NewAuditEntry};
+pub use error::{ErrorKind, Result, StoreError};
+pub use keys::{ApiKey, KeySecret, NewApiKey};
+pub use ledger::{NewReservation, NewUsage, Recorded, Reservation, UsageRecord};
+pub use tenancy::{Organization, Project, Role, User};
+pub use usage::{
+    BucketWidth, GroupBy, UsageBucket, UsageFilter, UsagePage, UsageQuery, UsageResult,
+};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file in WAL mode.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// A handle on the database; cheap to clone (it shares one pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`) and
+    /// applies any migrations not yet applied.
+    ///
+    /// SQLite connections run in WAL mode with foreign keys on, a 5 s busy
+    /// timeout and `synchronous = NORMAL` (a committed transaction survives a
+    /// crash of the process; only a power loss may drop the last ones).
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        let options: AnyConnectOptions = url.parse()?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                // An in-memory database exists once per connection: keep one.
+                let max = if url.contains(":memory:") { 1 } else { 8 };
+                AnyPoolOptions::new()
+                    .max_connections(max)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                                 PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations not yet applied; running it again is a no-op.
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Which database this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection; the store is unusable afterwards.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// The current time in unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A new random id such as `proj_3kT9…` (24 alphanumerics, ~143 bits).
+pub(crate) fn new_id(prefix: &str) -> String {
+    let tail: String = rand::rngs::OsRng
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect();
+    format!("{prefix}_{tail}")
+}
+
+/// The URL without its password, for error messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://…{}", &url[..scheme], &url[at..]),
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,51 @@
+//! The store suite: every case runs against SQLite (a temp file) and, when
+//! `PARLANCE_TEST_POSTGRES_URL` is set, against a fresh PostgreSQL database.
+
+mod keys;
+mod ledger;
+mod support;
+mod tenancy;
+mod usage;
+
+/// Declares each case twice: `sqlite::<case>` and `postgres::<case>`.
+macro_rules! suite {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::support::on_sqlite(|db| crate::$module::$case(db)).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::support::on_postgres(|db| crate::$module::$case(db)).await;
+                }
+            )*
+        }
+    };
+}
+
+suite! {
+    tenancy::migrations_are_idempotent,
+    tenancy::users_roles_and_passwords,
+    tenancy::projects_are_isolated_by_org,
+    tenancy::audit_log_is_append_only_and_per_org,
+    keys::key_create_lookup_revoke_and_masking,
+    keys::key_rotation_replaces_the_secret,
+    keys::key_expiry_and_allowed_models,
+    keys::keys_are_isolated_by_org,
+    ledger::ledger_retry_returns_the_existing_row,
+    ledger::ledger_concurrent_inserts_of_one_request_id_write_one_row,
+    ledger::ledger_rows_are_immutable,
+    ledger::settle_writes_the_row_and_drops_the_reservation_together,
+    ledger::settle_rolls_back_when_the_insert_fails,
+    ledger::recover_lists_leftover_reservations,
+    ledger::usage_rows_are_isolated_by_org,
+    usage::usage_buckets_and_group_by_sum_right,
+    usage::usage_filters_and_pagination,
+    usage::usage_rejects_bad_queries,
+}
