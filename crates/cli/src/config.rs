@@ -32,9 +32,13 @@ pub const PORT_ENV: &str = "PARLANCE_PORT";
 pub const MODELS_ENV: &str = "PARLANCE_MODELS";
 /// Environment variable for [`Layer::threads`].
 pub const THREADS_ENV: &str = "PARLANCE_THREADS";
+/// Environment variable for [`Layer::database_url`].
+pub const DATABASE_URL_ENV: &str = "PARLANCE_DATABASE_URL";
+/// Name of the SQLite file in the data directory when no database URL is set.
+pub const DATABASE_FILE: &str = "parlance.db";
 
 /// The keys a config file may hold, for error messages.
-const KEYS: &str = "host, port, models, threads, data_dir";
+const KEYS: &str = "host, port, models, threads, data_dir, database_url";
 
 /// One layer of `serve` settings (the file, the environment or the flags).
 /// Every field is optional: `None` means "this layer does not say", and the
@@ -61,6 +65,10 @@ pub struct Layer {
     /// `~/.local/share/parlance`; env `PARLANCE_DATA_DIR`; flag
     /// `--data-dir`).
     pub data_dir: Option<PathBuf>,
+    /// The database of keys and the usage ledger: `sqlite://PATH?mode=rwc`
+    /// or `postgres://…` (default: `sqlite://<data_dir>/parlance.db?mode=rwc`;
+    /// env `PARLANCE_DATABASE_URL`; flag `--database-url`).
+    pub database_url: Option<String>,
 }
 
 impl Layer {
@@ -73,6 +81,7 @@ impl Layer {
             models: self.models.or(lower.models),
             threads: self.threads.or(lower.threads),
             data_dir: self.data_dir.or(lower.data_dir),
+            database_url: self.database_url.or(lower.database_url),
         }
     }
 
@@ -152,6 +161,7 @@ impl Layer {
             models,
             threads,
             data_dir: None,
+            database_url: var(DATABASE_URL_ENV)?,
         })
     }
 }
@@ -169,6 +179,8 @@ pub struct ServeConfig {
     pub threads: usize,
     /// Where models and data live.
     pub data_dir: PathBuf,
+    /// The database URL (keys, usage ledger).
+    pub database_url: String,
 }
 
 /// Stacks the layers, highest last in priority order: `flags` over `env`
@@ -181,15 +193,27 @@ pub fn resolve(file: Layer, env: Layer, flags: Layer, default_data_dir: &Path) -
         .models
         .filter(|list| !list.is_empty())
         .unwrap_or_else(|| vec![catalog::default_model().name.to_owned()]);
+    let data_dir = merged
+        .data_dir
+        .unwrap_or_else(|| default_data_dir.to_path_buf());
     ServeConfig {
         host: merged.host.unwrap_or_else(|| DEFAULT_HOST.to_owned()),
         port: merged.port.unwrap_or(DEFAULT_PORT),
         models,
         threads: merged.threads.unwrap_or(0),
-        data_dir: merged
-            .data_dir
-            .unwrap_or_else(|| default_data_dir.to_path_buf()),
+        database_url: merged
+            .database_url
+            .unwrap_or_else(|| default_database_url(&data_dir)),
+        data_dir,
     }
+}
+
+/// The SQLite database in `data_dir`, created if missing.
+pub fn default_database_url(data_dir: &Path) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join(DATABASE_FILE).display()
+    )
 }
 
 /// Which file to read: `explicit` (`--config`) if given, which must exist;
@@ -264,6 +288,37 @@ mod tests {
         );
         assert_eq!(config.threads, 0);
         assert_eq!(config.data_dir, PathBuf::from("/data"));
+        assert_eq!(config.database_url, "sqlite:///data/parlance.db?mode=rwc");
+    }
+
+    #[test]
+    fn database_url_from_file_env_and_flag() {
+        let file = file("database_url = \"sqlite:///f.db\"\ndata_dir = \"/srv\"").unwrap();
+        let config = resolve(
+            file.clone(),
+            Layer::default(),
+            Layer::default(),
+            Path::new("/d"),
+        );
+        assert_eq!(config.database_url, "sqlite:///f.db");
+        let env = Layer::from_env(env_of(&[("PARLANCE_DATABASE_URL", "sqlite:///e.db")])).unwrap();
+        let config = resolve(file.clone(), env.clone(), Layer::default(), Path::new("/d"));
+        assert_eq!(config.database_url, "sqlite:///e.db");
+        let flags = Layer {
+            database_url: Some("sqlite:///g.db".into()),
+            ..Layer::default()
+        };
+        assert_eq!(
+            resolve(file, env, flags, Path::new("/d")).database_url,
+            "sqlite:///g.db"
+        );
+        let moved = resolve(
+            Layer::from_toml("data_dir = \"/srv\"", Path::new("/x.toml")).unwrap(),
+            Layer::default(),
+            Layer::default(),
+            Path::new("/d"),
+        );
+        assert_eq!(moved.database_url, "sqlite:///srv/parlance.db?mode=rwc");
     }
 
     #[test]

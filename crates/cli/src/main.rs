@@ -1,9 +1,10 @@
 //! The `parlance` binary: command-line parsing, logging set-up, and one
 //! module per subcommand. Each subcommand is a thin shell over the library
-//! crates (catalog, engine).
+//! crates (catalog, engine, server, store).
 
 mod commands;
 mod config;
+mod directory;
 mod model_arg;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ enum Command {
     Bench(commands::bench::Args),
     /// Serve the OpenAI-compatible HTTP API.
     Serve(commands::serve::Args),
+    /// Create, list and revoke API keys.
+    Keys(commands::keys::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Tokenize(a) => commands::tokenize::run(a, &data_dir),
         Command::Bench(a) => commands::bench::run(a, &data_dir),
         Command::Serve(a) => commands::serve::run(a, cli.data_dir.as_deref(), &data_dir),
+        Command::Keys(a) => commands::keys::run(a, cli.data_dir.as_deref(), &data_dir),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,7 +2,10 @@
 //! models served, SSE streaming, and the one table from error kind to HTTP
 //! status ([`error::status_for`]).
 //!
-//! - [`AppState`]: the model registry (name → running engine) and limits.
+//! - [`AppState`]: the model registry (name → running engine), limits, and
+//!   the [`Auth`] mode: with a store, every route but `/health` asks for a
+//!   key ([`auth`]) and every generation is reserved for and settled in the
+//!   usage ledger ([`metering`]).
 //! - [`router`]: every route, each also without the `/v1` prefix, wrapped
 //!   in the request-id, panic-catching and fallback layers, so that every
 //!   answer — success, error, unknown route, panic — carries
@@ -13,8 +16,10 @@
 //! pool; a streamed body owns its generations, so a client that leaves
 //! cancels them in the engine.
 
+mod auth;
 mod error;
 mod generation;
+mod metering;
 mod middleware;
 mod routes;
 mod state;
@@ -27,13 +32,15 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use auth::{AdminKey, Auth, Caller};
 pub use error::{status_for, ServerError};
+pub use metering::{settle_interrupted, Tenant, LOCAL_BACKEND};
 pub use middleware::REQUEST_ID;
 pub use state::{AppState, ServedModel, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT};
 
 /// The application: every route, under `/v1` and without it.
 pub fn router(state: AppState) -> Router {
-    let routes: [(&str, MethodRouter<AppState>); 7] = [
+    let routes: [(&str, MethodRouter<AppState>); 6] = [
         ("/models", get(routes::models::list_models)),
         ("/models/{*id}", get(routes::models::retrieve_model)),
         (
@@ -43,7 +50,6 @@ pub fn router(state: AppState) -> Router {
         ("/completions", post(routes::completions::create_completion)),
         ("/tokenize", post(routes::tokenize::tokenize)),
         ("/detokenize", post(routes::tokenize::detokenize)),
-        ("/health", get(routes::models::health)),
     ];
     let mut app = Router::new();
     for (path, route) in routes {
@@ -51,6 +57,14 @@ pub fn router(state: AppState) -> Router {
             .route(&format!("/v1{path}"), route.clone())
             .route(path, route);
     }
+    let app = app.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ));
+    let health = get(routes::models::health);
+    let app = app
+        .route("/v1/health", health.clone())
+        .route("/health", health);
     wrap(app, state)
 }
 

@@ -23,10 +23,16 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest client-sent request id that is echoed as is.
 const MAX_CLIENT_REQUEST_ID: usize = 128;
 
+/// The request's id, left in its extensions by [`request_id`]: the key of
+/// its ledger row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
 /// Gives the request an id (the client's `x-request-id` when it is sane,
-/// else a fresh one), runs it inside a span carrying that id, and sets the
-/// header on the response.
-pub async fn request_id(request: Request, next: Next) -> Response {
+/// else a fresh one), runs it inside a span carrying that id, leaves it in
+/// the request's extensions as a [`RequestId`], and sets the header on the
+/// response.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(&REQUEST_ID)
@@ -39,6 +45,9 @@ pub async fn request_id(request: Request, next: Next) -> Response {
         method = %request.method(),
         path = %request.uri().path(),
     );
+    request.extensions_mut().insert(RequestId(
+        String::from_utf8_lossy(id.as_bytes()).into_owned(),
+    ));
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     span.in_scope(|| {

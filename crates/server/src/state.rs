@@ -1,5 +1,6 @@
-//! [`AppState`]: the models served (name → running engine) and the
-//! server's limits, shared by every handler.
+//! [`AppState`]: the models served (name → running engine), the server's
+//! limits, and how requests are authenticated and metered, shared by every
+//! handler.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,6 +9,9 @@ use std::time::Duration;
 
 use api::ApiError;
 use engine::EngineHandle;
+
+use crate::auth::Auth;
+use crate::metering::Meter;
 
 /// The default cap on a request body: 8 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 8 << 20;
@@ -37,6 +41,9 @@ pub struct AppState {
     /// Generations the server holds right now (streams and requests in
     /// flight); one a client abandoned is dropped, so leaves this count.
     live_generations: Arc<AtomicUsize>,
+    auth: Auth,
+    /// The ledger writer; `None` when there is no store.
+    meter: Option<Meter>,
 }
 
 impl AppState {
@@ -66,7 +73,32 @@ impl AppState {
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             live_generations: Arc::new(AtomicUsize::new(0)),
+            auth: Auth::Off,
+            meter: None,
         }
+    }
+
+    /// Sets how requests are authenticated; with a store (open or keyed),
+    /// every generation is metered in its ledger at the reference prices.
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.meter = match &auth {
+            Auth::Off => None,
+            Auth::Open { store, .. } | Auth::Keys { store, .. } => {
+                Some(Meter::new(store.clone(), billing::PriceTable::reference()))
+            }
+        };
+        self.auth = auth;
+        self
+    }
+
+    /// How requests are authenticated.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The ledger writer, when there is a store.
+    pub fn meter(&self) -> Option<&Meter> {
+        self.meter.as_ref()
     }
 
     /// Sets the largest request body accepted (413 above it).

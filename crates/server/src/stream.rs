@@ -6,6 +6,10 @@
 //! they come; a [`StreamFormat`] turns them into the endpoint's chunks.
 //! Every choice gets exactly one finishing event; an engine failure after
 //! the stream began becomes an SSE error event and the stream ends.
+//!
+//! A metered stream also owns its [`Charge`]: it is settled `ok` when every
+//! choice is done, `error` on a failure, and — the body being dropped when
+//! the client leaves — `cancelled` with the tokens generated until then.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -19,6 +23,7 @@ use engine::Event;
 use futures_util::stream::{self, SelectAll, Stream, StreamExt};
 
 use crate::generation::{finish_reason, saturate, TokenOut, Tracked};
+use crate::metering::{Charge, Outcome};
 
 /// How one endpoint writes its stream events.
 pub trait StreamFormat: Send + 'static {
@@ -54,6 +59,8 @@ fn events_of(index: u32, generation: Tracked) -> EventStream {
 struct ChoiceState {
     /// Tokens whose text is still held back by the engine.
     tokens: Vec<TokenOut>,
+    /// Tokens generated so far (the engine's count once done).
+    generated: u32,
     done: bool,
 }
 
@@ -67,10 +74,20 @@ struct SseStream<F> {
     completion_tokens: u32,
     queued: VecDeque<String>,
     finished: bool,
+    /// The reservation to settle, when metered; settled on drop if the
+    /// stream did not end.
+    charge: Option<Charge>,
+    /// The first finish reason, for the ledger.
+    first_reason: Option<FinishReason>,
 }
 
 impl<F: StreamFormat> SseStream<F> {
-    fn new(generations: Vec<Tracked>, mut format: F, prompt_tokens: u32) -> Self {
+    fn new(
+        generations: Vec<Tracked>,
+        mut format: F,
+        prompt_tokens: u32,
+        charge: Option<Charge>,
+    ) -> Self {
         let count = generations.len();
         let mut queued = VecDeque::new();
         for index in 0..count {
@@ -90,6 +107,7 @@ impl<F: StreamFormat> SseStream<F> {
             choices: (0..count)
                 .map(|_| ChoiceState {
                     tokens: Vec::new(),
+                    generated: 0,
                     done: false,
                 })
                 .collect(),
@@ -98,6 +116,8 @@ impl<F: StreamFormat> SseStream<F> {
             completion_tokens: 0,
             queued,
             finished: false,
+            charge,
+            first_reason: None,
         };
         if count == 0 {
             state.end();
@@ -130,6 +150,7 @@ impl<F: StreamFormat> SseStream<F> {
         }
         match event {
             Event::Token { id, text, logprobs } => {
+                choice.generated = choice.generated.saturating_add(1);
                 choice.tokens.push(TokenOut { id, logprobs });
                 if !text.is_empty() {
                     let tokens = std::mem::take(&mut choice.tokens);
@@ -143,11 +164,13 @@ impl<F: StreamFormat> SseStream<F> {
                 usage,
             } => {
                 choice.done = true;
+                choice.generated = saturate(usage.completion_tokens);
                 let tokens = std::mem::take(&mut choice.tokens);
                 self.completion_tokens = self
                     .completion_tokens
                     .saturating_add(saturate(usage.completion_tokens));
                 let reason = finish_reason(reason);
+                self.first_reason.get_or_insert(reason);
                 self.queued
                     .push_back(self.format.finish(index, text, tokens, reason));
                 self.remaining -= 1;
@@ -157,6 +180,17 @@ impl<F: StreamFormat> SseStream<F> {
             }
             Event::Failed { message } => self.fail(message),
         }
+        let generated = self.generated();
+        if let Some(charge) = self.charge.as_mut() {
+            charge.set_completion_tokens(generated);
+        }
+    }
+
+    /// Tokens generated so far, every choice together.
+    fn generated(&self) -> u32 {
+        self.choices
+            .iter()
+            .fold(0u32, |sum, choice| sum.saturating_add(choice.generated))
     }
 
     /// All choices are done: the usage event if asked for, then `[DONE]`.
@@ -168,6 +202,9 @@ impl<F: StreamFormat> SseStream<F> {
         }
         self.queued.push_back(api::sse_done().to_owned());
         self.finished = true;
+        if let Some(charge) = self.charge.take() {
+            charge.finish_detached(Outcome::Ok, self.generated(), self.first_reason);
+        }
     }
 
     /// A failure after the stream began: an error event, then the end.
@@ -178,6 +215,9 @@ impl<F: StreamFormat> SseStream<F> {
         self.queued
             .push_back(api::sse_error(&ApiError::Internal { detail }));
         self.finished = true;
+        if let Some(charge) = self.charge.take() {
+            charge.finish_detached(Outcome::Error, self.generated(), None);
+        }
     }
 }
 
@@ -192,13 +232,16 @@ impl<F> Drop for SseStream<F> {
     }
 }
 
-/// The `text/event-stream` response streaming `generations` through `format`.
+/// The `text/event-stream` response streaming `generations` through
+/// `format`, settling `charge` (if metered) when the stream ends or is
+/// dropped.
 pub fn sse_response<F: StreamFormat>(
     generations: Vec<Tracked>,
     format: F,
     prompt_tokens: u32,
+    charge: Option<Charge>,
 ) -> Response {
-    let state = SseStream::new(generations, format, prompt_tokens);
+    let state = SseStream::new(generations, format, prompt_tokens, charge);
     let frames = stream::unfold(state, |mut state| async move {
         let frame = state.next_frame().await?;
         Some((Ok::<_, Infallible>(frame), state))

@@ -1,12 +1,32 @@
-//! `parlance serve`: load the models once and serve the OpenAI-compatible
-//! API over HTTP until ctrl-c.
+//! `parlance serve`: open the store (settling what a crash left open),
+//! decide how requests are authenticated, load the models once and serve
+//! the OpenAI-compatible API over HTTP until ctrl-c.
+//!
+//! With any API key in the store, or `PARLANCE_ADMIN_KEY` set, every route
+//! but `/health` asks for a key. With none, `serve` runs open on a loopback
+//! address (saying so loudly) and refuses to start on any other. Either way
+//! every generation is metered in the usage ledger; keyless requests are
+//! billed to the built-in `local` organisation and project.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use engine::{EngineConfig, EngineHandle};
+use server::{AdminKey, Auth, Tenant};
+use store::Store;
 
 use crate::config::{self, Layer, ServeConfig};
+use crate::directory::{ensure_project, Directory};
+
+/// The environment variable holding the admin key.
+pub const ADMIN_KEY_ENV: &str = "PARLANCE_ADMIN_KEY";
+/// The organisation and project keyless and admin requests are billed to.
+pub const LOCAL_TENANT: &str = "local";
+/// The key id the ledger shows for keyless requests.
+pub const LOCAL_KEY_ID: &str = "local";
+/// The key id the ledger shows for requests made with the admin key.
+pub const ADMIN_KEY_ID: &str = "admin";
 
 /// The flags of `parlance serve`. Each is optional: one not given falls
 /// through to the `PARLANCE_*` environment, then the config file, then the
@@ -33,6 +53,11 @@ pub struct Args {
     /// it exists). Flags and PARLANCE_* variables override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The database of keys and usage: sqlite://PATH?mode=rwc or
+    /// postgres://… [env: PARLANCE_DATABASE_URL] (default: parlance.db in
+    /// the data directory).
+    #[arg(long)]
+    pub database_url: Option<String>,
 }
 
 /// Every layer applied: the file (`--config`, else `parlance.toml` in
@@ -58,11 +83,13 @@ pub fn settings(
         models: (!args.models.is_empty()).then(|| args.models.clone()),
         threads: args.threads,
         data_dir: data_dir_flag.map(Path::to_path_buf),
+        database_url: args.database_url.clone(),
     };
     Ok(config::resolve(file, env, flags, default_data_dir))
 }
 
-/// Resolves the settings, loads every model once, then serves until ctrl-c.
+/// Resolves the settings, opens the store, loads every model once, then
+/// serves until ctrl-c.
 pub fn run(
     args: Args,
     data_dir_flag: Option<&Path>,
@@ -70,6 +97,12 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let settings = settings(&args, data_dir_flag, default_data_dir)?;
     let data_dir = settings.data_dir.as_path();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let admin = std::env::var(ADMIN_KEY_ENV).ok().and_then(AdminKey::new);
+    let auth = runtime.block_on(prepare(&settings, admin))?;
     let mut models: Vec<(String, EngineHandle)> = Vec::new();
     for name in &settings.models {
         let resolved = catalog::ensure(name, data_dir, &mut crate::model_arg::print_progress)?;
@@ -85,10 +118,6 @@ pub fn run(
         eprintln!("loaded {} from {}", resolved.name, resolved.path.display());
         models.push((resolved.name, engine));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     runtime.block_on(async move {
         let (host, port) = (settings.host.as_str(), settings.port);
         let listener = tokio::net::TcpListener::bind((host, port))
@@ -96,7 +125,100 @@ pub fn run(
             .with_context(|| format!("binding {host}:{port}"))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         eprintln!("listening on http://{addr}");
-        server::serve(listener, server::AppState::new(models)).await?;
+        server::serve(listener, server::AppState::new(models).with_auth(auth)).await?;
         Ok(())
     })
+}
+
+/// Opens the store at `url` (creating `data_dir` for a default SQLite file)
+/// and applies its migrations.
+pub async fn open_store(url: &str, data_dir: &Path) -> anyhow::Result<Store> {
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+    }
+    Store::connect(url)
+        .await
+        .context("opening the database (--database-url, PARLANCE_DATABASE_URL)")
+}
+
+/// Opens the store, settles what a crash left open, and decides how
+/// requests are authenticated.
+async fn prepare(settings: &ServeConfig, admin: Option<AdminKey>) -> anyhow::Result<Auth> {
+    let store = open_store(&settings.database_url, &settings.data_dir).await?;
+    recover(&store).await?;
+    let directory = Directory::open(&settings.database_url).await?;
+    let any_key = directory.any_key().await;
+    let local = ensure_project(&store, &directory, LOCAL_TENANT, LOCAL_TENANT).await;
+    directory.close().await;
+    let (org_id, project_id) = local?;
+    let tenant = |api_key_id: &str| Tenant {
+        org_id: org_id.clone(),
+        project_id: project_id.clone(),
+        api_key_id: api_key_id.to_owned(),
+    };
+    if any_key? || admin.is_some() {
+        let admin = admin.map(|key| (key, tenant(ADMIN_KEY_ID)));
+        return Ok(Auth::Keys { store, admin });
+    }
+    if !is_loopback(&settings.host) {
+        bail!(
+            "refusing to serve on {} without API keys: anyone who can reach it could use it. \
+             Create a key with `parlance keys create` or set {ADMIN_KEY_ENV}, \
+             or serve on 127.0.0.1",
+            settings.host
+        );
+    }
+    eprintln!(
+        "WARNING: no API key is configured: serving OPEN, without authentication, on {} \
+         (loopback only). Create one with `parlance keys create` to require keys.",
+        settings.host
+    );
+    tracing::warn!("serving open: no API key configured");
+    Ok(Auth::Open {
+        store,
+        tenant: tenant(LOCAL_KEY_ID),
+    })
+}
+
+/// Settles every reservation a crash left open, at zero cost, as
+/// `interrupted`.
+async fn recover(store: &Store) -> anyhow::Result<()> {
+    let open = store.recover().await.context("reading open reservations")?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    for reservation in &open {
+        server::settle_interrupted(store, reservation)
+            .await
+            .with_context(|| format!("settling interrupted request {}", reservation.request_id))?;
+    }
+    eprintln!(
+        "recovered {} interrupted request(s): settled at zero cost as `interrupted`",
+        open.len()
+    );
+    tracing::warn!(count = open.len(), "settled interrupted requests");
+    Ok(())
+}
+
+/// Whether `host` names only this machine.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "192.168.1.2", "example.org"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
 }

@@ -11,19 +11,22 @@ use api::{
 };
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use engine::Tokenizer;
 
+use crate::auth::Caller;
 use crate::error::{from_engine, ServerError};
 use crate::generation::{self, chat_logprobs, collect, submit_all, Settings, TokenOut};
-use crate::middleware::RawBody;
-use crate::routes::{blocking, with_timeout};
+use crate::middleware::{RawBody, RequestId};
+use crate::routes::{begin_charge, blocking, with_timeout};
 use crate::state::AppState;
 use crate::stream::{sse_response, StreamFormat};
 
 /// Creates a chat completion.
 pub async fn create_chat_completion(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    request_id: Option<Extension<RequestId>>,
     RawBody(body): RawBody,
 ) -> Result<Response, ServerError> {
     let request: ChatCompletionRequest = api::parse_request(&body)?;
@@ -49,14 +52,41 @@ pub async fn create_chat_completion(
     .map_err(|err| from_engine(err, "messages"))?;
     let settings = settings(&request)?;
     let prompt_tokens = generation::saturate(prompt.len());
-    let generations = submit_all(
+    let per_choice = settings.max_tokens.map_or_else(
+        || {
+            model
+                .engine
+                .info()
+                .context_length
+                .saturating_sub(prompt.len()) as u64
+        },
+        u64::from,
+    );
+    let mut charge = begin_charge(
+        &state,
+        caller.as_ref(),
+        request_id.as_ref(),
+        &model.name,
+        prompt_tokens,
+        per_choice.saturating_mul(u64::from(request.choice_count())),
+    )
+    .await?;
+    let generations = match submit_all(
         state.live_generations_counter(),
         &model.engine,
         &[prompt],
         request.choice_count(),
         &settings,
         "messages",
-    )?;
+    ) {
+        Ok(generations) => generations,
+        Err(err) => {
+            if let Some(charge) = charge.take() {
+                charge.release().await;
+            }
+            return Err(err.into());
+        }
+    };
     let tokenizer = model.engine.tokenizer().clone();
     let id = format!("chatcmpl-{}", crate::random_hex());
     let created = crate::unix_now();
@@ -69,15 +99,20 @@ pub async fn create_chat_completion(
             logprobs: settings.logprobs.is_some(),
             tokenizer,
         };
-        return Ok(sse_response(generations, format, prompt_tokens));
+        return Ok(sse_response(generations, format, prompt_tokens, charge));
     }
     let logprobs = settings.logprobs.is_some();
+    let progress = charge.as_mut();
     let answer = with_timeout(state.request_timeout(), async move {
+        let mut progress = progress;
         let mut choices = Vec::with_capacity(generations.len());
         let mut completion_tokens = 0u32;
         for (index, generation) in generations.into_iter().enumerate() {
             let done = collect(generation).await?;
             completion_tokens = completion_tokens.saturating_add(done.completion_tokens);
+            if let Some(charge) = progress.as_deref_mut() {
+                charge.set_completion_tokens(completion_tokens);
+            }
             choices.push(ChatChoice {
                 index: index as u32,
                 logprobs: logprobs.then(|| choice_logprobs(&tokenizer, &done.tokens)),
@@ -88,8 +123,15 @@ pub async fn create_chat_completion(
         let usage = Usage::new(prompt_tokens, completion_tokens, 0);
         Ok(ChatCompletion::new(id, created, model.name, choices, usage))
     })
-    .await?;
-    Ok(Json(answer).into_response())
+    .await;
+    if let Some(charge) = charge {
+        let ended = answer.as_ref().ok().map(|answer| {
+            let tokens = answer.usage.as_ref().map_or(0, |u| u.completion_tokens);
+            (tokens, answer.choices.first().map(|c| c.finish_reason))
+        });
+        charge.conclude(ended).await;
+    }
+    Ok(Json(answer?).into_response())
 }
 
 /// The request's messages as the chat template takes them: `developer`

@@ -10,19 +10,22 @@ use api::{
 };
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use engine::Tokenizer;
 
+use crate::auth::Caller;
 use crate::error::ServerError;
 use crate::generation::{self, collect, finite, submit_all, token_text, Settings, TokenOut};
-use crate::middleware::RawBody;
-use crate::routes::{blocking, with_timeout};
+use crate::middleware::{RawBody, RequestId};
+use crate::routes::{begin_charge, blocking, with_timeout};
 use crate::state::AppState;
 use crate::stream::{sse_response, StreamFormat};
 
 /// Creates a (legacy) completion.
 pub async fn create_completion(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    request_id: Option<Extension<RequestId>>,
     RawBody(body): RawBody,
 ) -> Result<Response, ServerError> {
     let request: CompletionRequest = api::parse_request(&body)?;
@@ -48,14 +51,33 @@ pub async fn create_completion(
     let prompt_tokens = prompts.iter().fold(0u32, |sum, p| {
         sum.saturating_add(generation::saturate(p.len()))
     });
-    let generations = submit_all(
+    let choices = (prompts.len() as u64).saturating_mul(u64::from(request.choice_count()));
+    let per_choice = u64::from(settings.max_tokens.unwrap_or(1));
+    let mut charge = begin_charge(
+        &state,
+        caller.as_ref(),
+        request_id.as_ref(),
+        &model.name,
+        prompt_tokens,
+        per_choice.saturating_mul(choices),
+    )
+    .await?;
+    let generations = match submit_all(
         state.live_generations_counter(),
         &model.engine,
         &prompts,
         request.choice_count(),
         &settings,
         "prompt",
-    )?;
+    ) {
+        Ok(generations) => generations,
+        Err(err) => {
+            if let Some(charge) = charge.take() {
+                charge.release().await;
+            }
+            return Err(err.into());
+        }
+    };
     let format = CompletionFormat {
         id: format!("cmpl-{}", crate::random_hex()),
         created: crate::unix_now(),
@@ -66,15 +88,20 @@ pub async fn create_completion(
         offsets: Vec::new(),
     };
     if request.is_stream() {
-        return Ok(sse_response(generations, format, prompt_tokens));
+        return Ok(sse_response(generations, format, prompt_tokens, charge));
     }
+    let progress = charge.as_mut();
     let answer = with_timeout(state.request_timeout(), async move {
+        let mut progress = progress;
         let mut format = format;
         let mut choices = Vec::with_capacity(generations.len());
         let mut completion_tokens = 0u32;
         for (index, generation) in generations.into_iter().enumerate() {
             let done = collect(generation).await?;
             completion_tokens = completion_tokens.saturating_add(done.completion_tokens);
+            if let Some(charge) = progress.as_deref_mut() {
+                charge.set_completion_tokens(completion_tokens);
+            }
             let index = index as u32;
             choices.push(CompletionChoice {
                 index,
@@ -87,8 +114,15 @@ pub async fn create_completion(
         answer.usage = Some(Usage::new(prompt_tokens, completion_tokens, 0));
         Ok(answer)
     })
-    .await?;
-    Ok(Json(answer).into_response())
+    .await;
+    if let Some(charge) = charge {
+        let ended = answer.as_ref().ok().map(|answer| {
+            let tokens = answer.usage.as_ref().map_or(0, |u| u.completion_tokens);
+            (tokens, answer.choices.first().and_then(|c| c.finish_reason))
+        });
+        charge.conclude(ended).await;
+    }
+    Ok(Json(answer?).into_response())
 }
 
 fn settings(request: &CompletionRequest) -> Result<Settings, api::ApiError> {

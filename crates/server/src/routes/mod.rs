@@ -11,6 +11,43 @@ use std::future::Future;
 use std::time::Duration;
 
 use api::ApiError;
+use axum::Extension;
+
+use crate::auth::Caller;
+use crate::metering::{Charge, Planned};
+use crate::middleware::RequestId;
+use crate::state::AppState;
+
+/// Takes the reservation of a metered request (`Ok(None)` when there is no
+/// store): `prompt_tokens` as its usage reports them, `max_completion_tokens`
+/// the most its choices together may generate.
+pub async fn begin_charge(
+    state: &AppState,
+    caller: Option<&Extension<Caller>>,
+    request_id: Option<&Extension<RequestId>>,
+    model: &str,
+    prompt_tokens: u32,
+    max_completion_tokens: u64,
+) -> Result<Option<Charge>, ApiError> {
+    let (Some(meter), Some(Extension(Caller::Tenant(tenant)))) = (state.meter(), caller) else {
+        return Ok(None);
+    };
+    let fresh;
+    let request_id = match request_id {
+        Some(Extension(RequestId(id))) => id.as_str(),
+        None => {
+            fresh = format!("req_{}", crate::random_hex());
+            fresh.as_str()
+        }
+    };
+    let planned = Planned {
+        request_id,
+        model,
+        prompt_tokens,
+        max_completion_tokens,
+    };
+    meter.begin(tenant, planned).await.map(Some)
+}
 
 /// Runs CPU work (tokenizing, template rendering) off the async executor.
 pub async fn blocking<T: Send + 'static>(

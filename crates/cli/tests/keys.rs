@@ -1,0 +1,454 @@
+//! API keys and the usage ledger through the real binary: `keys create`
+//! prints only the secret; a server with a key asks for it (401 without);
+//! each request writes exactly one ledger row whose tokens and cost match
+//! the usage the client got, a client that leaves mid-stream is billed as
+//! `cancelled`; a revoked key is refused; with no key, serve runs open on
+//! loopback and refuses to start on any other address.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use store::{Store, UsageRecord};
+
+const MODEL: &str = "smollm2-135m-instruct";
+
+/// Kills the server when the test ends, pass or fail.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn parlance(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_parlance"))
+        .env("PARLANCE_LOG", "warn")
+        .env_remove("PARLANCE_ADMIN_KEY")
+        .env_remove("PARLANCE_DATABASE_URL")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Starts `serve` on `host`, port 0; returns it and its address.
+fn serve(data_dir: &Path, host: &str) -> (Server, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_parlance"))
+        .env("PARLANCE_LOG", "warn")
+        .env_remove("PARLANCE_ADMIN_KEY")
+        .env_remove("PARLANCE_DATABASE_URL")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "serve",
+            "--host",
+            host,
+            "--port",
+            "0",
+            "--threads",
+            "2",
+            "--model",
+        ])
+        .arg(testkit::model_path(testkit::SMOLLM2))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let stderr = server.0.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("serve exited before listening")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            break rest.trim().to_owned();
+        }
+    };
+    // Keep draining stderr so the server never blocks on it.
+    std::thread::spawn(move || lines.for_each(drop));
+    (server, addr)
+}
+
+fn http(addr: &str, path: &str, key: Option<&str>, request_id: &str, body: &str) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let auth = key.map_or(String::new(), |k| format!("authorization: Bearer {k}\r\n"));
+    let method = if body.is_empty() { "GET" } else { "POST" };
+    write!(
+        socket,
+        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         {auth}x-request-id: {request_id}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    socket
+}
+
+/// Status and body of a whole answer.
+fn call(addr: &str, path: &str, key: Option<&str>, request_id: &str, body: &str) -> (u16, String) {
+    let mut socket = http(addr, path, key, request_id, body);
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn store_url(data_dir: &Path) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("parlance.db").display()
+    )
+}
+
+/// Waits up to 30 s for the ledger row of `request_id`.
+fn ledger_row(data_dir: &Path, org_id: &str, request_id: &str) -> UsageRecord {
+    runtime().block_on(async {
+        let store = Store::connect(&store_url(data_dir)).await.unwrap();
+        for _ in 0..300 {
+            if let Ok(row) = store.get_usage(org_id, request_id).await {
+                store.close().await;
+                return row;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no ledger row for {request_id}");
+    })
+}
+
+fn ledger_rows(data_dir: &Path, org_id: &str) -> Vec<UsageRecord> {
+    runtime().block_on(async {
+        let store = Store::connect(&store_url(data_dir)).await.unwrap();
+        let rows = store
+            .list_usage(org_id, i64::MIN, i64::MAX, None, 1000)
+            .await
+            .unwrap();
+        store.close().await;
+        rows
+    })
+}
+
+fn create_key(data_dir: &Path) -> String {
+    let out = parlance(
+        data_dir,
+        &[
+            "keys",
+            "create",
+            "--org",
+            "acme",
+            "--project",
+            "web",
+            "--name",
+            "ci",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "stdout: {stdout:?}");
+    assert!(lines[0].starts_with("sk-"), "{stdout:?}");
+    lines[0].to_owned()
+}
+
+fn reference_cost(prompt: u64, completion: u64) -> i64 {
+    billing::cost(
+        billing::Usage::new(prompt, completion),
+        &billing::ModelPrices::reference(),
+    )
+    .unwrap()
+    .to_i64_units()
+    .unwrap()
+}
+
+#[test]
+fn keys_guard_the_api_and_every_request_is_in_the_ledger_once() {
+    let data = tempfile::tempdir().unwrap();
+    let secret = create_key(data.path());
+    let second = create_key(data.path());
+    assert_ne!(secret, second);
+    let key = runtime().block_on(async {
+        let store = Store::connect(&store_url(data.path())).await.unwrap();
+        let key = store.authenticate_key(&secret).await.unwrap();
+        store.close().await;
+        key
+    });
+
+    let listed = parlance(data.path(), &["keys", "list"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.contains(&key.id), "{listed}");
+    assert!(!listed.contains(&secret), "the secret is never listed");
+    assert!(listed.contains(&key.redacted), "{listed}");
+
+    let (server, addr) = serve(data.path(), "127.0.0.1");
+    let chat = json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 3,
+    })
+    .to_string();
+
+    // No key, a wrong key: 401 with the error object.
+    let (status, body) = call(&addr, "/v1/chat/completions", None, "r-nokey", &chat);
+    assert_eq!(status, 401, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "invalid_api_key", "{body}");
+    let (status, _) = call(&addr, "/v1/models", Some("sk-wrong"), "r-wrong", "");
+    assert_eq!(status, 401);
+    let (status, _) = call(&addr, "/v1/completions", None, "r-nokey2", &chat);
+    assert_eq!(status, 401);
+    // /health stays open.
+    let (status, _) = call(&addr, "/health", None, "r-health", "");
+    assert_eq!(status, 200);
+
+    // With the key: 200 and one ledger row matching the usage returned.
+    let (status, body) = call(&addr, "/v1/chat/completions", Some(&secret), "r-ok", &chat);
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let prompt = answer["usage"]["prompt_tokens"].as_u64().unwrap();
+    let completion = answer["usage"]["completion_tokens"].as_u64().unwrap();
+    let row = ledger_row(data.path(), &key.org_id, "r-ok").usage;
+    assert_eq!(row.prompt_tokens as u64, prompt);
+    assert_eq!(row.completion_tokens as u64, completion);
+    assert_eq!(row.cost, reference_cost(prompt, completion));
+    assert!(row.cost > 0);
+    assert_eq!(row.status, "ok");
+    assert_eq!(row.api_key_id.as_deref(), Some(key.id.as_str()));
+    assert_eq!(row.project_id.as_deref(), Some(key.project_id.as_str()));
+    assert_eq!(row.backend, "local");
+    assert_eq!(row.model, MODEL);
+    assert!(row.finish_reason.is_some());
+
+    // The same request id again writes no second row.
+    let (status, _) = call(&addr, "/v1/chat/completions", Some(&secret), "r-ok", &chat);
+    assert_eq!(status, 400);
+
+    // A stream the client leaves after a few chunks: one `cancelled` row
+    // billing at least the tokens it received.
+    let long = json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+        "max_tokens": 4000,
+        "stream": true,
+        "logit_bias": {"0": -100, "2": -100},
+    })
+    .to_string();
+    let mut socket = http(
+        &addr,
+        "/v1/chat/completions",
+        Some(&secret),
+        "r-gone",
+        &long,
+    );
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while String::from_utf8_lossy(&seen)
+        .matches("\"content\":")
+        .count()
+        < 4
+    {
+        let n = socket.read(&mut buf).unwrap();
+        assert!(n > 0, "stream closed early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&seen).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!head.contains("[DONE]"), "{head}");
+    // Deltas with text (the opening role delta has empty content).
+    let received = head
+        .matches("\"content\":\"")
+        .count()
+        .saturating_sub(head.matches("\"content\":\"\"").count());
+    drop(socket);
+    let row = ledger_row(data.path(), &key.org_id, "r-gone").usage;
+    assert_eq!(row.status, "cancelled");
+    assert!(
+        row.completion_tokens as usize >= received,
+        "{} < {received}",
+        row.completion_tokens
+    );
+    assert_eq!(
+        row.cost,
+        reference_cost(row.prompt_tokens as u64, row.completion_tokens as u64)
+    );
+
+    // A streamed request that runs to the end, n = 2: one row, the sum.
+    let streamed = json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 3,
+        "n": 2,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    })
+    .to_string();
+    let (status, body) = call(
+        &addr,
+        "/v1/chat/completions",
+        Some(&secret),
+        "r-stream",
+        &streamed,
+    );
+    assert_eq!(status, 200, "{body}");
+    let usage: Value = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| !v["usage"].is_null())
+        .map(|v| v["usage"].clone())
+        .expect("a usage chunk");
+    let row = ledger_row(data.path(), &key.org_id, "r-stream").usage;
+    assert_eq!(row.status, "ok");
+    assert_eq!(
+        row.completion_tokens as u64,
+        usage["completion_tokens"].as_u64().unwrap()
+    );
+    assert_eq!(
+        row.prompt_tokens as u64,
+        usage["prompt_tokens"].as_u64().unwrap()
+    );
+
+    // Legacy completions are metered too.
+    let legacy = json!({"model": MODEL, "prompt": "Hello", "max_tokens": 2}).to_string();
+    let (status, body) = call(&addr, "/v1/completions", Some(&secret), "r-legacy", &legacy);
+    assert_eq!(status, 200, "{body}");
+    let row = ledger_row(data.path(), &key.org_id, "r-legacy").usage;
+    assert_eq!(row.status, "ok");
+
+    // Every request once; refused ones (401, reused id) wrote nothing.
+    let ids: Vec<String> = ledger_rows(data.path(), &key.org_id)
+        .into_iter()
+        .map(|r| r.usage.request_id)
+        .collect();
+    assert_eq!(ids, ["r-ok", "r-gone", "r-stream", "r-legacy"]);
+
+    // A revoked key is refused at once.
+    let out = parlance(data.path(), &["keys", "revoke", &key.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, body) = call(
+        &addr,
+        "/v1/chat/completions",
+        Some(&secret),
+        "r-revoked",
+        &chat,
+    );
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = call(&addr, "/v1/models", Some(&second), "r-second", "");
+    assert_eq!(status, 200);
+    drop(server);
+}
+
+#[test]
+fn without_keys_serve_runs_open_on_loopback_only() {
+    let data = tempfile::tempdir().unwrap();
+    let out = parlance(
+        data.path(),
+        &[
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--model",
+            "/no/such.gguf",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refusing"), "{stderr}");
+
+    // A reservation a crash left open is settled at start.
+    runtime().block_on(async {
+        let store = Store::connect(&store_url(data.path())).await.unwrap();
+        let reservation = store::NewReservation {
+            request_id: "crashed-1".into(),
+            org_id: "org_crashed".into(),
+            amount: 1000,
+            created_at: store::now_ms(),
+            ..store::NewReservation::default()
+        };
+        store.reserve(&reservation).await.unwrap();
+        store.close().await;
+    });
+
+    let (_server, addr) = serve(data.path(), "127.0.0.1");
+    let row = ledger_row(data.path(), "org_crashed", "crashed-1").usage;
+    assert_eq!((row.status.as_str(), row.cost), ("interrupted", 0));
+    let chat = json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 2,
+    })
+    .to_string();
+    let (status, body) = call(&addr, "/v1/chat/completions", None, "open-1", &chat);
+    assert_eq!(status, 200, "{body}");
+    // SDKs always send some key: an unknown one is ignored when open.
+    let (status, body) = call(
+        &addr,
+        "/v1/chat/completions",
+        Some("sk-any"),
+        "open-2",
+        &chat,
+    );
+    assert_eq!(status, 200, "{body}");
+    // Both metered under the built-in `local` organisation and key.
+    for id in ["open-1", "open-2"] {
+        let (org, key) = ledger_org_and_key(data.path(), id);
+        assert_eq!(key, "local");
+        assert_eq!(org, ledger_org_and_key(data.path(), "open-1").0);
+    }
+}
+
+/// The organisation and key of a ledger row, read straight from the table
+/// (the store has no cross-organisation read), waiting up to 30 s.
+fn ledger_org_and_key(data_dir: &Path, request_id: &str) -> (String, String) {
+    use sqlx::Row;
+    runtime().block_on(async {
+        let store = Store::connect(&store_url(data_dir)).await.unwrap();
+        let pool = sqlx::AnyPool::connect(&store_url(data_dir)).await.unwrap();
+        for _ in 0..300 {
+            let row =
+                sqlx::query("SELECT org_id, api_key_id FROM usage_ledger WHERE request_id = $1")
+                    .bind(request_id)
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap();
+            if let Some(row) = row {
+                pool.close().await;
+                store.close().await;
+                return (row.get("org_id"), row.get("api_key_id"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no ledger row for {request_id}");
+    })
+}
