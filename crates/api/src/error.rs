@@ -246,10 +246,12 @@ impl ApiError {
     /// The OpenAI `type` string.
     pub fn error_type(&self) -> &'static str {
         match self.kind() {
-            ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::PayloadTooLarge => {
-                "invalid_request_error"
-            }
-            ErrorKind::Unauthorized => "authentication_error",
+            // OpenAI answers a missing or wrong key with type
+            // `invalid_request_error` and code `invalid_api_key`.
+            ErrorKind::InvalidRequest
+            | ErrorKind::NotFound
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::Unauthorized => "invalid_request_error",
             ErrorKind::Forbidden => "permission_error",
             ErrorKind::RateLimited => "rate_limit_error",
             ErrorKind::QuotaExceeded => "insufficient_quota",
@@ -461,7 +463,8 @@ mod tests {
         assert_eq!(examples[9].error_type(), "rate_limit_error");
         assert_eq!(examples[9].retry_after_secs(), Some(2));
         assert_eq!(examples[10].error_type(), "insufficient_quota");
-        assert_eq!(examples[7].error_type(), "authentication_error");
+        assert_eq!(examples[7].error_type(), "invalid_request_error");
+        assert_eq!(examples[7].code(), Some("invalid_api_key"));
         assert_eq!(examples[14].error_type(), "server_error");
     }
 }
