@@ -428,24 +428,22 @@ fn without_keys_serve_runs_open_on_loopback_only() {
     }
 }
 
-/// The organisation and key of a ledger row, read straight from the table
-/// (the store has no cross-organisation read), waiting up to 30 s.
+/// The organisation and key of the ledger row of `request_id`, in whichever
+/// organisation holds it (exactly one must), waiting up to 30 s.
 fn ledger_org_and_key(data_dir: &Path, request_id: &str) -> (String, String) {
-    use sqlx::Row;
     runtime().block_on(async {
         let store = Store::connect(&store_url(data_dir)).await.unwrap();
-        let pool = sqlx::AnyPool::connect(&store_url(data_dir)).await.unwrap();
         for _ in 0..300 {
-            let row =
-                sqlx::query("SELECT org_id, api_key_id FROM usage_ledger WHERE request_id = $1")
-                    .bind(request_id)
-                    .fetch_optional(&pool)
-                    .await
-                    .unwrap();
-            if let Some(row) = row {
-                pool.close().await;
+            let mut found = Vec::new();
+            for org in store.list_orgs().await.unwrap() {
+                if let Ok(row) = store.get_usage(&org.id, request_id).await {
+                    found.push(row.usage);
+                }
+            }
+            assert!(found.len() <= 1, "{request_id} in several organisations");
+            if let Some(usage) = found.pop() {
                 store.close().await;
-                return (row.get("org_id"), row.get("api_key_id"));
+                return (usage.org_id, usage.api_key_id.unwrap_or_default());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

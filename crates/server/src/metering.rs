@@ -12,6 +12,8 @@
 //! spawned task so that no drop path awaits; the store makes a retried
 //! request id write no second row. A crash between the two leaves the
 //! reservation, which `serve` settles at start ([`settle_interrupted`]).
+//! Request ids are unique per organisation: two tenants may send the same
+//! `x-request-id` without touching each other's rows.
 
 use std::time::Instant;
 
@@ -302,19 +304,6 @@ async fn write(store: Store, usage: NewUsage) {
             "request id already in the ledger; no second row written"
         ),
         Ok(_) => {}
-        Err(err) if err.kind() == store::ErrorKind::Conflict => {
-            // Another organisation's row holds this request id: this one
-            // cannot be written under it. Free the reservation rather than
-            // leave one no recovery could settle.
-            tracing::error!(
-                request_id = %usage.request_id,
-                error = %err,
-                "request id taken by another organization; usage not recorded"
-            );
-            if let Err(err) = store.release(&usage.org_id, &usage.request_id).await {
-                tracing::error!(error = %err, "cannot release the reservation");
-            }
-        }
         Err(err) => tracing::error!(
             request_id = %usage.request_id,
             error = %err,
@@ -332,8 +321,9 @@ fn finish_reason_name(reason: FinishReason) -> String {
 }
 
 /// Settles a reservation a crash left open at zero cost with status
-/// `interrupted`: nothing is known of what it generated. One whose request
-/// id another organisation's row holds is released instead.
+/// `interrupted`: nothing is known of what it generated. Request ids are
+/// unique per organisation, so another organisation's row with the same id
+/// is no obstacle.
 pub async fn settle_interrupted(store: &Store, reservation: &Reservation) -> store::Result<()> {
     let usage = NewUsage {
         request_id: reservation.request_id.clone(),
@@ -347,20 +337,7 @@ pub async fn settle_interrupted(store: &Store, reservation: &Reservation) -> sto
         created_at: reservation.created_at,
         ..NewUsage::default()
     };
-    match store.settle(&usage).await {
-        Ok(_) => Ok(()),
-        Err(err) if err.kind() == store::ErrorKind::Conflict => {
-            tracing::error!(
-                request_id = %usage.request_id,
-                "request id taken by another organization; reservation released"
-            );
-            store
-                .release(&reservation.org_id, &reservation.request_id)
-                .await
-                .map(|_| ())
-        }
-        Err(err) => Err(err),
-    }
+    store.settle(&usage).await.map(|_| ())
 }
 
 #[cfg(test)]

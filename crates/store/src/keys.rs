@@ -208,6 +208,30 @@ impl Store {
         key_from_row(&row)
     }
 
+    /// Any organisation's key by id ([`StoreError::NotFound`] when there is
+    /// none). A system look-up (an administrator naming a key on the command
+    /// line), not a tenant read: requests on behalf of an organisation use
+    /// [`Store::get_key`].
+    pub async fn find_key(&self, key_id: &str) -> Result<ApiKey> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(key_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("api key"))?;
+        key_from_row(&row)
+    }
+
+    /// How many keys exist across organisations, revoked and expired ones
+    /// included (revoking every key must not look like a fresh install). A
+    /// system operation, not a tenant read.
+    pub async fn count_keys(&self) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(self.pool())
+            .await?;
+        u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("key count {count}")))
+    }
+
     /// The organisation's keys (revoked ones included), optionally of one
     /// project, oldest first; masked.
     pub async fn list_keys(&self, org_id: &str, project_id: Option<&str>) -> Result<Vec<ApiKey>> {

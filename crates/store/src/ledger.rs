@@ -1,12 +1,14 @@
-//! The usage ledger (one immutable row per request id) and the durable
-//! reservations taken before generation.
+//! The usage ledger (one immutable row per request id of an organisation)
+//! and the durable reservations taken before generation.
 //!
 //! Write path of a request: [`Store::reserve`] before any work, then
 //! [`Store::settle`] — the ledger row and the deletion of the reservation
 //! commit together — or [`Store::release`] when no work was done. After a
 //! crash, [`Store::recover`] lists the reservations that were never settled.
-//! Both inserts are idempotent on the request id: a retried insert returns the
-//! row already there and never writes a second one.
+//! Request ids are unique per organisation, not across organisations: two
+//! organisations may use the same id, and each gets its own row. Ledger
+//! inserts are idempotent on (organisation, request id): a retried insert
+//! returns the row already there and never writes a second one.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -17,7 +19,7 @@ use crate::{Result, Store, StoreError};
 /// A usage record to write, one per request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewUsage {
-    /// Unique per request; the idempotency key.
+    /// Unique per request within the organisation; the idempotency key.
     pub request_id: String,
     /// The organisation billed.
     pub org_id: String,
@@ -61,7 +63,7 @@ pub struct UsageRecord {
 /// The outcome of an idempotent ledger insert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
-    /// The row now in the ledger for this request id.
+    /// The row now in the ledger for this organisation's request id.
     pub record: UsageRecord,
     /// `true` when this call wrote it, `false` when it was already there.
     pub created: bool,
@@ -96,7 +98,7 @@ const USAGE_COLUMNS: &str = "id, request_id, org_id, project_id, api_key_id, use
 const INSERT_USAGE: &str = "INSERT INTO usage_ledger (request_id, org_id, project_id, \
     api_key_id, user_id, model, backend, prompt_tokens, cached_tokens, completion_tokens, cost, \
     latency_ms, status, finish_reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-    $10, $11, $12, $13, $14, $15) ON CONFLICT (request_id) DO NOTHING";
+    $10, $11, $12, $13, $14, $15) ON CONFLICT (org_id, request_id) DO NOTHING";
 
 const RESERVATION_COLUMNS: &str =
     "request_id, org_id, project_id, api_key_id, user_id, amount, created_at";
@@ -157,7 +159,8 @@ fn check_usage(usage: &NewUsage) -> Result<()> {
     Ok(())
 }
 
-/// Inserts unless the request id is there, then reads the row back.
+/// Inserts unless the organisation's request id is there, then reads the
+/// row back.
 async fn insert_usage(conn: &mut sqlx::AnyConnection, usage: &NewUsage) -> Result<Recorded> {
     let done = sqlx::query(INSERT_USAGE)
         .bind(&usage.request_id)
@@ -177,18 +180,14 @@ async fn insert_usage(conn: &mut sqlx::AnyConnection, usage: &NewUsage) -> Resul
         .bind(usage.created_at)
         .execute(&mut *conn)
         .await?;
-    let sql = format!("SELECT {USAGE_COLUMNS} FROM usage_ledger WHERE request_id = $1");
+    let sql =
+        format!("SELECT {USAGE_COLUMNS} FROM usage_ledger WHERE org_id = $1 AND request_id = $2");
     let row = sqlx::query(&sql)
+        .bind(&usage.org_id)
         .bind(&usage.request_id)
         .fetch_one(&mut *conn)
         .await?;
     let record = usage_from_row(&row)?;
-    if record.usage.org_id != usage.org_id {
-        // Never hand one organisation's row to another.
-        return Err(StoreError::Conflict(
-            "request id used by another organization".into(),
-        ));
-    }
     Ok(Recorded {
         record,
         created: done.rows_affected() == 1,
@@ -196,8 +195,10 @@ async fn insert_usage(conn: &mut sqlx::AnyConnection, usage: &NewUsage) -> Resul
 }
 
 impl Store {
-    /// Writes the usage row for a request once; a retry with the same request
-    /// id (even concurrent) returns the stored row with `created == false`.
+    /// Writes the usage row for a request once; a retry with the same
+    /// organisation and request id (even concurrent) returns the stored row
+    /// with `created == false`. Another organisation's row with the same
+    /// request id is neither read nor touched.
     pub async fn record_usage(&self, usage: &NewUsage) -> Result<Recorded> {
         check_usage(usage)?;
         let mut conn = self.pool().acquire().await?;
@@ -244,7 +245,8 @@ impl Store {
     }
 
     /// Durably records a reservation before generation. A second reservation
-    /// for the same request id is a [`StoreError::Conflict`].
+    /// for the same organisation and request id is a [`StoreError::Conflict`];
+    /// other organisations' reservations do not count.
     pub async fn reserve(&self, reservation: &NewReservation) -> Result<()> {
         if reservation.amount < 0 {
             return Err(StoreError::InvalidRequest("negative reservation".into()));
@@ -274,9 +276,9 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         // The insert comes first so SQLite takes its write lock at once.
         let recorded = insert_usage(&mut tx, usage).await?;
-        sqlx::query("DELETE FROM reservations WHERE request_id = $1 AND org_id = $2")
-            .bind(&usage.request_id)
+        sqlx::query("DELETE FROM reservations WHERE org_id = $1 AND request_id = $2")
             .bind(&usage.org_id)
+            .bind(&usage.request_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -286,9 +288,9 @@ impl Store {
     /// Drops a reservation without a ledger row (the request was refused
     /// before any work). Returns whether one was there.
     pub async fn release(&self, org_id: &str, request_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM reservations WHERE request_id = $1 AND org_id = $2")
-            .bind(request_id)
+        let done = sqlx::query("DELETE FROM reservations WHERE org_id = $1 AND request_id = $2")
             .bind(org_id)
+            .bind(request_id)
             .execute(self.pool())
             .await?;
         Ok(done.rows_affected() > 0)
@@ -312,7 +314,7 @@ impl Store {
     /// is known or release. A system operation, not a tenant read.
     pub async fn recover(&self) -> Result<Vec<Reservation>> {
         let sql = format!(
-            "SELECT {RESERVATION_COLUMNS} FROM reservations ORDER BY created_at, request_id"
+            "SELECT {RESERVATION_COLUMNS} FROM reservations ORDER BY created_at, org_id, request_id"
         );
         let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
         rows.iter().map(reservation_from_row).collect()

@@ -10,7 +10,10 @@
 //!
 //! Tenancy is part of the API: every read of an organisation's data takes the
 //! organisation id and answers [`StoreError::NotFound`] for another
-//! organisation's rows. The store holds no business rules: costs arrive as
+//! organisation's rows. The few system operations that span organisations
+//! (finding an organisation by name, listing organisations, finding or
+//! counting keys, recovering reservations) say so in their documentation.
+//! Request ids are unique per organisation. The store holds no business rules: costs arrive as
 //! integers computed by the billing crate.
 
 mod audit;

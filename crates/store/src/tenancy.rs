@@ -166,6 +166,30 @@ impl Store {
         org_from_row(&row)
     }
 
+    /// The oldest organisation called exactly `name`, if any. Names are not
+    /// unique; this is a system look-up (names on a command line), not a
+    /// tenant read.
+    pub async fn find_org_by_name(&self, name: &str) -> Result<Option<Organization>> {
+        let row = sqlx::query(
+            "SELECT id, name, created_at FROM organizations WHERE name = $1 \
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(org_from_row).transpose()
+    }
+
+    /// Every organisation, oldest first. A system operation (administration
+    /// from the command line), not a tenant read.
+    pub async fn list_orgs(&self) -> Result<Vec<Organization>> {
+        let rows =
+            sqlx::query("SELECT id, name, created_at FROM organizations ORDER BY created_at, id")
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter().map(org_from_row).collect()
+    }
+
     /// Creates a user with an argon2id hash of `password`; the email is
     /// lower-cased and must be unused ([`StoreError::Conflict`] otherwise).
     pub async fn create_user(&self, email: &str, name: &str, password: &str) -> Result<User> {
@@ -330,5 +354,18 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(project_from_row).collect()
+    }
+
+    /// The organisation's oldest project called exactly `name`, if any.
+    pub async fn find_project_by_name(&self, org_id: &str, name: &str) -> Result<Option<Project>> {
+        let row = sqlx::query(
+            "SELECT id, org_id, name, created_at FROM projects WHERE org_id = $1 AND name = $2 \
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(org_id)
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(project_from_row).transpose()
     }
 }

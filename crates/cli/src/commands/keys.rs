@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use store::{NewApiKey, Store};
 
 use crate::commands::serve;
-use crate::directory::{ensure_project, Directory};
+use crate::directory::ensure_project;
 
 /// The organisation `keys create` uses when none is named.
 pub const DEFAULT_ORG: &str = "default";
@@ -78,18 +78,16 @@ pub fn run(
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let store = serve::open_store(&settings.database_url, &settings.data_dir).await?;
-        let directory = Directory::open(&settings.database_url).await?;
-        let result = act(args.action, &store, &directory).await;
-        directory.close().await;
+        let result = act(args.action, &store).await;
         store.close().await;
         result
     })
 }
 
-async fn act(action: Action, store: &Store, directory: &Directory) -> anyhow::Result<()> {
+async fn act(action: Action, store: &Store) -> anyhow::Result<()> {
     match action {
         Action::Create { org, project, name } => {
-            let (org_id, project_id) = ensure_project(store, directory, &org, &project).await?;
+            let (org_id, project_id) = ensure_project(store, &org, &project).await?;
             let new = NewApiKey {
                 project_id,
                 name,
@@ -101,9 +99,10 @@ async fn act(action: Action, store: &Store, directory: &Directory) -> anyhow::Re
         }
         Action::List => {
             println!("ID\tORG\tPROJECT\tNAME\tKEY\tCREATED\tLAST USED\tSTATUS");
-            for (org_id, org_name) in directory.orgs().await? {
-                let projects = store.list_projects(&org_id).await?;
-                for key in store.list_keys(&org_id, None).await? {
+            for org in store.list_orgs().await? {
+                let org_name = &org.name;
+                let projects = store.list_projects(&org.id).await?;
+                for key in store.list_keys(&org.id, None).await? {
                     let project = projects
                         .iter()
                         .find(|p| p.id == key.project_id)
@@ -128,8 +127,10 @@ async fn act(action: Action, store: &Store, directory: &Directory) -> anyhow::Re
             }
         }
         Action::Revoke { key_id } => {
-            let Some(org_id) = directory.key_org(&key_id).await? else {
-                bail!("no key {key_id}");
+            let org_id = match store.find_key(&key_id).await {
+                Ok(key) => key.org_id,
+                Err(err) if err.kind() == store::ErrorKind::NotFound => bail!("no key {key_id}"),
+                Err(err) => return Err(err.into()),
             };
             store.revoke_key(&org_id, &key_id).await?;
             eprintln!("revoked {key_id}");

@@ -17,7 +17,7 @@ use server::{AdminKey, Auth, Tenant};
 use store::Store;
 
 use crate::config::{self, Layer, ServeConfig};
-use crate::directory::{ensure_project, Directory};
+use crate::directory::ensure_project;
 
 /// The environment variable holding the admin key.
 pub const ADMIN_KEY_ENV: &str = "PARLANCE_ADMIN_KEY";
@@ -147,17 +147,15 @@ pub async fn open_store(url: &str, data_dir: &Path) -> anyhow::Result<Store> {
 async fn prepare(settings: &ServeConfig, admin: Option<AdminKey>) -> anyhow::Result<Auth> {
     let store = open_store(&settings.database_url, &settings.data_dir).await?;
     recover(&store).await?;
-    let directory = Directory::open(&settings.database_url).await?;
-    let any_key = directory.any_key().await;
-    let local = ensure_project(&store, &directory, LOCAL_TENANT, LOCAL_TENANT).await;
-    directory.close().await;
-    let (org_id, project_id) = local?;
+    // Revoked keys count: revoking every key must not open the server.
+    let any_key = store.count_keys().await? > 0;
+    let (org_id, project_id) = ensure_project(&store, LOCAL_TENANT, LOCAL_TENANT).await?;
     let tenant = |api_key_id: &str| Tenant {
         org_id: org_id.clone(),
         project_id: project_id.clone(),
         api_key_id: api_key_id.to_owned(),
     };
-    if any_key? || admin.is_some() {
+    if any_key || admin.is_some() {
         let admin = admin.map(|key| (key, tenant(ADMIN_KEY_ID)));
         return Ok(Auth::Keys { store, admin });
     }

@@ -173,3 +173,30 @@ pub async fn keys_are_isolated_by_org(db: Db) {
     let still = s.authenticate_key(secret_a.expose()).await.unwrap();
     assert_eq!((still.org_id, still.revoked_at), (a.id, None));
 }
+
+pub async fn keys_are_found_and_counted_across_orgs(db: Db) {
+    let s = &db.store;
+    assert_eq!(s.count_keys().await.unwrap(), 0);
+    let (a, pa) = db.org_with_project("a").await;
+    let (b, pb) = db.org_with_project("b").await;
+    let (ka, _) = s.create_key(&a.id, &new_key(&pa, "a")).await.unwrap();
+    let (kb, _) = s.create_key(&b.id, &new_key(&pb, "b")).await.unwrap();
+    assert_eq!(s.count_keys().await.unwrap(), 2);
+
+    // The system look-up finds any organisation's key, as get_key does.
+    assert_eq!(s.find_key(&ka.id).await.unwrap(), ka);
+    assert_eq!(s.find_key(&kb.id).await.unwrap(), kb);
+    assert_eq!(
+        s.find_key("key_missing").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    // Revoked and rotated keys still count, and are still found.
+    let revoked = s.revoke_key(&a.id, &ka.id).await.unwrap();
+    assert_eq!(s.count_keys().await.unwrap(), 2);
+    assert_eq!(s.find_key(&ka.id).await.unwrap(), revoked);
+    let (rotated, _) = s.rotate_key(&b.id, &kb.id).await.unwrap();
+    assert_eq!(s.count_keys().await.unwrap(), 3);
+    assert_eq!(s.find_key(&rotated.id).await.unwrap().org_id, b.id);
+    assert!(s.find_key(&kb.id).await.unwrap().revoked_at.is_some());
+}

@@ -1,7 +1,7 @@
 //! The usage ledger, reservations, settlement and recovery.
 
 use sqlx::Executor;
-use store::{ErrorKind, NewReservation, NewUsage, Store};
+use store::{Backend, ErrorKind, NewReservation, NewUsage, Store};
 
 use crate::support::Db;
 
@@ -177,25 +177,36 @@ pub async fn settle_writes_the_row_and_drops_the_reservation_together(db: Db) {
     assert_eq!(count_rows(s, "org_a").await, 2);
 }
 
-pub async fn settle_rolls_back_when_the_insert_fails(db: Db) {
+pub async fn settle_rolls_back_when_the_delete_fails(db: Db) {
     let s = &db.store;
-    // Organisation A already owns request id "req-x" in the ledger.
-    s.record_usage(&usage("org_a", "req-x", 1)).await.unwrap();
-    s.reserve(&reservation("org_b", "req-x", 50)).await.unwrap();
-    let err = s.settle(&usage("org_b", "req-x", 2)).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict);
+    s.reserve(&reservation("org_a", "req-x", 50)).await.unwrap();
+    // Make deleting reservations fail, after the ledger insert succeeded.
+    let mut raw = db.raw().await;
+    let refuse = match s.backend() {
+        Backend::Sqlite => {
+            "CREATE TRIGGER reservations_locked BEFORE DELETE ON reservations \
+             BEGIN SELECT RAISE(ABORT, 'reservations are locked'); END"
+        }
+        Backend::Postgres => {
+            "CREATE TRIGGER reservations_locked BEFORE DELETE ON reservations \
+             FOR EACH ROW EXECUTE FUNCTION parlance_refuse_change('locked')"
+        }
+    };
+    raw.execute(refuse).await.unwrap();
+    let err = s.settle(&usage("org_a", "req-x", 2)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
     // Nothing of the failed settlement stayed: the reservation is still there
-    // and B has no ledger row; A's row is unchanged.
-    assert_eq!(s.list_reservations("org_b").await.unwrap().len(), 1);
-    assert_eq!(count_rows(s, "org_b").await, 0);
-    assert_eq!(
-        s.get_usage("org_a", "req-x")
-            .await
-            .unwrap()
-            .usage
-            .created_at,
-        1
-    );
+    // and there is no ledger row.
+    assert_eq!(s.list_reservations("org_a").await.unwrap().len(), 1);
+    assert_eq!(count_rows(s, "org_a").await, 0);
+    let unlock = match s.backend() {
+        Backend::Sqlite => "DROP TRIGGER reservations_locked",
+        Backend::Postgres => "DROP TRIGGER reservations_locked ON reservations",
+    };
+    raw.execute(unlock).await.unwrap();
+    // Once deletes work again, the same settlement goes through.
+    assert!(s.settle(&usage("org_a", "req-x", 2)).await.unwrap().created);
+    assert!(s.list_reservations("org_a").await.unwrap().is_empty());
 }
 
 pub async fn recover_lists_leftover_reservations(db: Db) {
@@ -229,11 +240,94 @@ pub async fn usage_rows_are_isolated_by_org(db: Db) {
     );
     assert_eq!(count_rows(s, "org_b").await, 0);
     assert!(s.list_reservations("org_b").await.unwrap().is_empty());
-    // A retry of A's request id by B neither writes nor reveals A's row.
-    let err = s
-        .record_usage(&usage("org_b", "req-a", 10))
+    // B's use of A's request id writes B's own row and leaves A's alone.
+    let b = s.record_usage(&usage("org_b", "req-a", 20)).await.unwrap();
+    assert!(b.created);
+    assert_eq!(b.record.usage.org_id, "org_b");
+    assert_eq!(count_rows(s, "org_b").await, 1);
+    assert_eq!(
+        s.get_usage("org_a", "req-a")
+            .await
+            .unwrap()
+            .usage
+            .created_at,
+        10
+    );
+}
+
+pub async fn request_ids_are_unique_per_org(db: Db) {
+    let s = &db.store;
+    // Two organisations reserve, settle and record under one request id.
+    s.reserve(&reservation("org_a", "req-1", 10)).await.unwrap();
+    s.reserve(&reservation("org_b", "req-1", 20)).await.unwrap();
+    assert_eq!(
+        s.reserve(&reservation("org_b", "req-1", 30))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Conflict
+    );
+    assert_eq!(s.recover().await.unwrap().len(), 2);
+    let a = s.settle(&usage("org_a", "req-1", 1_000)).await.unwrap();
+    // Settling A's request leaves B's reservation with the same id.
+    assert_eq!(
+        s.list_reservations("org_b").await.unwrap(),
+        vec![reservation("org_b", "req-1", 20)]
+    );
+    let b = s
+        .settle(&NewUsage {
+            cost: 5,
+            ..usage("org_b", "req-1", 2_000)
+        })
         .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict);
-    assert_eq!(count_rows(s, "org_b").await, 0);
+        .unwrap();
+    assert!(a.created && b.created);
+    assert_ne!(a.record.id, b.record.id);
+    assert!(s.recover().await.unwrap().is_empty());
+    // Each organisation reads its own row.
+    let got_a = s.get_usage("org_a", "req-1").await.unwrap();
+    let got_b = s.get_usage("org_b", "req-1").await.unwrap();
+    assert_eq!(got_a, a.record);
+    assert_eq!(got_b, b.record);
+    assert_eq!((got_a.usage.cost, got_b.usage.cost), (700, 5));
+    assert_eq!(count_rows(s, "org_a").await, 1);
+    assert_eq!(count_rows(s, "org_b").await, 1);
+
+    // A retry within one organisation still returns its existing row.
+    for org in ["org_a", "org_b"] {
+        let retry = s.record_usage(&usage(org, "req-1", 9_000)).await.unwrap();
+        assert!(!retry.created);
+        assert_eq!(retry.record, s.get_usage(org, "req-1").await.unwrap());
+        let again = s.settle(&usage(org, "req-1", 9_000)).await.unwrap();
+        assert!(!again.created);
+        assert_eq!(again.record, retry.record);
+        assert_eq!(count_rows(s, org).await, 1);
+    }
+
+    // Releasing is per organisation too.
+    s.reserve(&reservation("org_a", "req-2", 10)).await.unwrap();
+    s.reserve(&reservation("org_b", "req-2", 10)).await.unwrap();
+    assert!(s.release("org_a", "req-2").await.unwrap());
+    assert!(!s.release("org_a", "req-2").await.unwrap());
+    assert_eq!(
+        s.list_reservations("org_b").await.unwrap(),
+        vec![reservation("org_b", "req-2", 10)]
+    );
+
+    // Concurrent first inserts of one id by two organisations: one row each.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = s.clone();
+        let org = if i % 2 == 0 { "org_a" } else { "org_b" };
+        tasks.push(tokio::spawn(async move {
+            store.record_usage(&usage(org, "req-3", 3_000)).await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        created += usize::from(task.await.unwrap().unwrap().created);
+    }
+    assert_eq!(created, 2);
+    assert_eq!(count_rows(s, "org_a").await, 2);
+    assert_eq!(count_rows(s, "org_b").await, 2);
 }

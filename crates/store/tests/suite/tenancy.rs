@@ -140,3 +140,60 @@ pub async fn audit_log_is_append_only_and_per_org(db: Db) {
     assert!(raw.execute("DELETE FROM audit_log").await.is_err());
     assert_eq!(s.list_audit(&a.id, None, 10).await.unwrap().len(), 2);
 }
+
+pub async fn orgs_and_projects_are_found_by_name(db: Db) {
+    let s = &db.store;
+    assert!(s.list_orgs().await.unwrap().is_empty());
+    assert_eq!(s.find_org_by_name("acme").await.unwrap(), None);
+    let (acme, acme_default) = db.org_with_project("acme").await;
+    // Creation times are in milliseconds: keep the two "twin" orgs apart.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (twin, twin_default) = db.org_with_project("acme").await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let globex = s.create_org("globex").await.unwrap();
+
+    // Names are not unique: the oldest wins; names match exactly.
+    assert_eq!(
+        s.find_org_by_name("acme").await.unwrap(),
+        Some(acme.clone())
+    );
+    assert_eq!(
+        s.find_org_by_name("globex").await.unwrap(),
+        Some(globex.clone())
+    );
+    assert_eq!(s.find_org_by_name("ACME").await.unwrap(), None);
+    assert_eq!(s.find_org_by_name("acm").await.unwrap(), None);
+    assert_eq!(
+        s.list_orgs().await.unwrap(),
+        vec![acme.clone(), twin.clone(), globex.clone()]
+    );
+
+    // Projects by name, inside one organisation only.
+    let extra = s.create_project(&acme.id, "extra").await.unwrap();
+    assert_eq!(
+        s.find_project_by_name(&acme.id, "default").await.unwrap(),
+        Some(acme_default)
+    );
+    assert_eq!(
+        s.find_project_by_name(&twin.id, "default").await.unwrap(),
+        Some(twin_default)
+    );
+    assert_eq!(
+        s.find_project_by_name(&acme.id, "extra").await.unwrap(),
+        Some(extra)
+    );
+    assert_eq!(
+        s.find_project_by_name(&twin.id, "extra").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.find_project_by_name(&globex.id, "default").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.find_project_by_name("org_missing", "default")
+            .await
+            .unwrap(),
+        None
+    );
+}
