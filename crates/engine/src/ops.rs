@@ -74,17 +74,25 @@ impl Rope {
         }
     }
 
-    /// Rotates every head in `x` (a row of `n_heads * head_dim`) for position `pos`.
-    pub fn apply(&self, x: &mut [f32], pos: usize) {
-        let half = self.n_rot / 2;
-        let mut cache = Vec::with_capacity(half);
+    /// The (cos, sin) pairs for position `pos`, shared by every head, layer,
+    /// query and key of that position.
+    pub fn angles(&self, pos: usize) -> Vec<(f32, f32)> {
         let mut theta = pos as f32;
-        for _ in 0..half {
-            cache.push((theta.cos(), theta.sin()));
-            theta *= self.theta_scale;
-        }
+        (0..self.n_rot / 2)
+            .map(|_| {
+                let cs = (theta.cos(), theta.sin());
+                theta *= self.theta_scale;
+                cs
+            })
+            .collect()
+    }
+
+    /// Rotates every head in `x` (a row of `n_heads * head_dim`) by `angles`
+    /// (from [`Rope::angles`] of the row's position).
+    pub fn rotate(&self, x: &mut [f32], angles: &[(f32, f32)]) {
+        let half = self.n_rot / 2;
         for head in x.chunks_exact_mut(self.head_dim) {
-            for (i, &(c, s)) in cache.iter().enumerate() {
+            for (i, &(c, s)) in angles.iter().enumerate() {
                 let (a, b) = match self.style {
                     RopeStyle::Interleaved => (2 * i, 2 * i + 1),
                     RopeStyle::Halves => (i, i + half),
@@ -94,6 +102,11 @@ impl Rope {
                 head[b] = x0.mul_add(s, x1 * c);
             }
         }
+    }
+
+    /// Rotates every head in `x` for position `pos`.
+    pub fn apply(&self, x: &mut [f32], pos: usize) {
+        self.rotate(x, &self.angles(pos));
     }
 }
 

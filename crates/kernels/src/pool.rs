@@ -290,7 +290,13 @@ mod tests {
         let total = AtomicUsize::new(0);
         for round in 0..2000 {
             if round % 500 == 0 {
-                std::thread::sleep(Duration::from_millis(2)); // let workers park
+                // Let the worker park before the next run (bounded wait).
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while pool.shared.sleepers.load(Ordering::SeqCst) < pool.workers.len()
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::yield_now();
+                }
             }
             pool.run(4, &|i| {
                 total.fetch_add(i + 1, Ordering::Relaxed);

@@ -144,11 +144,17 @@ impl Forward for Gemma3 {
         let mut att = vec![0.0f32; n * q_dim];
         let (mut g, mut u) = (vec![0.0f32; n * c.n_ff], vec![0.0f32; n * c.n_ff]);
         let q_scale = 1.0 / (hd as f32).sqrt();
+        // Rotary angles depend only on each row's position: once per pass.
+        let local_angles: Vec<_> = rows.iter().map(|r| self.rope_local.angles(r.pos)).collect();
+        let global_angles: Vec<_> = rows
+            .iter()
+            .map(|r| self.rope_global.angles(r.pos))
+            .collect();
         for (l, b) in self.blocks.iter().enumerate() {
-            let (rope, window) = if b.local {
-                (&self.rope_local, self.window)
+            let (rope, angles, window) = if b.local {
+                (&self.rope_local, &local_angles, self.window)
             } else {
-                (&self.rope_global, None)
+                (&self.rope_global, &global_angles, None)
             };
             ops::rms_norm_rows(&x, &b.attn_norm, eps, &mut h);
             b.wq.forward(f, &h, n, &mut q, pool);
@@ -156,9 +162,9 @@ impl Forward for Gemma3 {
             b.wv.forward(f, &h, n, &mut v, pool);
             ops::rms_norm_chunks(&mut q, &b.q_norm, eps);
             ops::rms_norm_chunks(&mut k, &b.k_norm, eps);
-            for (i, r) in rows.iter().enumerate() {
-                rope.apply(&mut q[i * q_dim..(i + 1) * q_dim], r.pos);
-                rope.apply(&mut k[i * kv_dim..(i + 1) * kv_dim], r.pos);
+            for (i, a) in angles.iter().enumerate() {
+                rope.rotate(&mut q[i * q_dim..(i + 1) * q_dim], a);
+                rope.rotate(&mut k[i * kv_dim..(i + 1) * kv_dim], a);
             }
             q.iter_mut().for_each(|v| *v *= q_scale);
             layers::store_kv(rows, &k, &v, kv, l)?;

@@ -120,14 +120,16 @@ impl Forward for Llama {
         );
         let mut att = vec![0.0f32; n * q_dim];
         let (mut g, mut u) = (vec![0.0f32; n * c.n_ff], vec![0.0f32; n * c.n_ff]);
+        // Rotary angles depend only on each row's position: once per pass.
+        let angles: Vec<_> = rows.iter().map(|r| self.rope.angles(r.pos)).collect();
         for (l, b) in self.blocks.iter().enumerate() {
             ops::rms_norm_rows(&x, &b.attn_norm, c.rms_eps, &mut h);
             b.wq.forward(f, &h, n, &mut q, pool);
             b.wk.forward(f, &h, n, &mut k, pool);
             b.wv.forward(f, &h, n, &mut v, pool);
-            for (i, r) in rows.iter().enumerate() {
-                self.rope.apply(&mut q[i * q_dim..(i + 1) * q_dim], r.pos);
-                self.rope.apply(&mut k[i * kv_dim..(i + 1) * kv_dim], r.pos);
+            for (i, a) in angles.iter().enumerate() {
+                self.rope.rotate(&mut q[i * q_dim..(i + 1) * q_dim], a);
+                self.rope.rotate(&mut k[i * kv_dim..(i + 1) * kv_dim], a);
             }
             layers::store_kv(rows, &k, &v, kv, l)?;
             attention::attention(rows, &q, kv, l, shape, pool, &mut att)?;

@@ -16,9 +16,9 @@ use engine::Tokenizer;
 
 use crate::auth::Caller;
 use crate::error::{from_engine, ServerError};
-use crate::generation::{self, chat_logprobs, collect, submit_all, Settings, TokenOut};
+use crate::generation::{self, chat_logprobs, collect, Settings, TokenOut};
 use crate::middleware::{RawBody, RequestId};
-use crate::routes::{begin_charge, blocking, with_timeout};
+use crate::routes::{begin_charge, blocking, submit_or_release, with_timeout};
 use crate::state::AppState;
 use crate::stream::{sse_response, StreamFormat};
 
@@ -71,22 +71,16 @@ pub async fn create_chat_completion(
         per_choice.saturating_mul(u64::from(request.choice_count())),
     )
     .await?;
-    let generations = match submit_all(
-        state.live_generations_counter(),
+    let generations = submit_or_release(
+        &state,
         &model.engine,
         &[prompt],
         request.choice_count(),
         &settings,
         "messages",
-    ) {
-        Ok(generations) => generations,
-        Err(err) => {
-            if let Some(charge) = charge.take() {
-                charge.release().await;
-            }
-            return Err(err.into());
-        }
-    };
+        &mut charge,
+    )
+    .await?;
     let tokenizer = model.engine.tokenizer().clone();
     let id = format!("chatcmpl-{}", crate::random_hex());
     let created = crate::unix_now();

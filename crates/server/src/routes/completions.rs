@@ -15,9 +15,9 @@ use engine::Tokenizer;
 
 use crate::auth::Caller;
 use crate::error::ServerError;
-use crate::generation::{self, collect, finite, submit_all, token_text, Settings, TokenOut};
+use crate::generation::{self, collect, finite, token_text, Settings, TokenOut};
 use crate::middleware::{RawBody, RequestId};
-use crate::routes::{begin_charge, blocking, with_timeout};
+use crate::routes::{begin_charge, blocking, submit_or_release, with_timeout};
 use crate::state::AppState;
 use crate::stream::{sse_response, StreamFormat};
 
@@ -62,22 +62,16 @@ pub async fn create_completion(
         per_choice.saturating_mul(choices),
     )
     .await?;
-    let generations = match submit_all(
-        state.live_generations_counter(),
+    let generations = submit_or_release(
+        &state,
         &model.engine,
         &prompts,
         request.choice_count(),
         &settings,
         "prompt",
-    ) {
-        Ok(generations) => generations,
-        Err(err) => {
-            if let Some(charge) = charge.take() {
-                charge.release().await;
-            }
-            return Err(err.into());
-        }
-    };
+        &mut charge,
+    )
+    .await?;
     let format = CompletionFormat {
         id: format!("cmpl-{}", crate::random_hex()),
         created: crate::unix_now(),

@@ -14,6 +14,7 @@ use api::ApiError;
 use axum::Extension;
 
 use crate::auth::Caller;
+use crate::generation::{submit_all, Settings, Tracked};
 use crate::metering::{Charge, Planned};
 use crate::middleware::RequestId;
 use crate::state::AppState;
@@ -47,6 +48,35 @@ pub async fn begin_charge(
         max_completion_tokens,
     };
     meter.begin(tenant, planned).await.map(Some)
+}
+
+/// Submits every choice of every prompt; when the engine refuses, releases
+/// the request's reservation before handing the error back.
+pub async fn submit_or_release(
+    state: &AppState,
+    engine: &engine::EngineHandle,
+    prompts: &[Vec<u32>],
+    n: u32,
+    settings: &Settings,
+    param: &str,
+    charge: &mut Option<Charge>,
+) -> Result<Vec<Tracked>, ApiError> {
+    match submit_all(
+        state.live_generations_counter(),
+        engine,
+        prompts,
+        n,
+        settings,
+        param,
+    ) {
+        Ok(generations) => Ok(generations),
+        Err(err) => {
+            if let Some(charge) = charge.take() {
+                charge.release().await;
+            }
+            Err(err)
+        }
+    }
 }
 
 /// Runs CPU work (tokenizing, template rendering) off the async executor.

@@ -147,9 +147,9 @@ pub async fn orgs_and_projects_are_found_by_name(db: Db) {
     assert_eq!(s.find_org_by_name("acme").await.unwrap(), None);
     let (acme, acme_default) = db.org_with_project("acme").await;
     // Creation times are in milliseconds: keep the two "twin" orgs apart.
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    next_millisecond().await;
     let (twin, twin_default) = db.org_with_project("acme").await;
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    next_millisecond().await;
     let globex = s.create_org("globex").await.unwrap();
 
     // Names are not unique: the oldest wins; names match exactly.
@@ -196,4 +196,12 @@ pub async fn orgs_and_projects_are_found_by_name(db: Db) {
             .unwrap(),
         None
     );
+}
+
+/// Returns once the store's clock has moved past the current millisecond.
+async fn next_millisecond() {
+    let start = store::now_ms();
+    while store::now_ms() == start {
+        tokio::task::yield_now().await;
+    }
 }
