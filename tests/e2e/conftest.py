@@ -233,3 +233,43 @@ def model(loose_client) -> str:
     models = loose_client.models.list().data
     assert models, "GET /v1/models listed no model"
     return models[0].id
+
+
+@pytest.fixture
+def serve_with():
+    """Starts further `parlance serve` instances, each with its own temporary
+    data directory and the extra flags given (e.g. `serve_with("--rpm", "3")`);
+    every one is stopped when the test ends."""
+    started: list[tuple[Server, tempfile.TemporaryDirectory]] = []
+
+    def start(*flags: str) -> Server:
+        data_dir = tempfile.TemporaryDirectory(prefix="parlance-e2e-extra-")
+        cmd = [
+            _binary(),
+            "serve",
+            "--port",
+            "0",
+            "--model",
+            _model(),
+            "--threads",
+            "2",
+            "--data-dir",
+            data_dir.name,
+            *flags,
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        srv = Server(proc, data_dir.name)
+        started.append((srv, data_dir))
+        srv.wait_ready()
+        return srv
+
+    yield start
+    for srv, data_dir in started:
+        srv.stop()
+        data_dir.cleanup()

@@ -86,6 +86,26 @@ impl InvalidCode {
     }
 }
 
+/// Which per-minute limit a request ran into, sent as the error object's
+/// `type` (OpenAI answers `requests` or `tokens` there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateLimitResource {
+    /// Requests per minute (RPM).
+    Requests,
+    /// Tokens per minute (TPM).
+    Tokens,
+}
+
+impl RateLimitResource {
+    /// The `type` string as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateLimitResource::Requests => "requests",
+            RateLimitResource::Tokens => "tokens",
+        }
+    }
+}
+
 /// An error that a client of the OpenAI-compatible API can be shown.
 ///
 /// `Display` is the message for logs; [`ApiError::to_object`] is what the
@@ -168,6 +188,19 @@ pub enum ApiError {
         /// When a retry may succeed, for the `retry-after` header.
         retry_after_secs: Option<u64>,
     },
+    /// Over a requests- or tokens-per-minute limit, or a request larger than
+    /// the limit itself, worded as OpenAI words it. Kind: `RateLimited`
+    /// (429), type `requests` or `tokens`, code `rate_limit_exceeded`.
+    #[error("{message}")]
+    RateLimitExceeded {
+        /// A sentence for the client, naming the limit and the wait.
+        message: String,
+        /// The limit that was hit (the error object's `type`).
+        resource: RateLimitResource,
+        /// When a retry may succeed, in milliseconds; `None` when a retry
+        /// cannot succeed (the request is larger than the limit).
+        retry_after_ms: Option<u64>,
+    },
     /// The key's quota or budget is spent. Kind: `QuotaExceeded` (429),
     /// type and code `insufficient_quota`.
     #[error("{message}")]
@@ -234,7 +267,9 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => ErrorKind::PayloadTooLarge,
             ApiError::Unauthorized { .. } => ErrorKind::Unauthorized,
             ApiError::Forbidden { .. } => ErrorKind::Forbidden,
-            ApiError::RateLimited { .. } => ErrorKind::RateLimited,
+            ApiError::RateLimited { .. } | ApiError::RateLimitExceeded { .. } => {
+                ErrorKind::RateLimited
+            }
             ApiError::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
             ApiError::Overloaded { .. } => ErrorKind::Overloaded,
             ApiError::Upstream { .. } => ErrorKind::Upstream,
@@ -245,6 +280,9 @@ impl ApiError {
 
     /// The OpenAI `type` string.
     pub fn error_type(&self) -> &'static str {
+        if let ApiError::RateLimitExceeded { resource, .. } = self {
+            return resource.as_str();
+        }
         match self.kind() {
             // OpenAI answers a missing or wrong key with type
             // `invalid_request_error` and code `invalid_api_key`.
@@ -270,7 +308,9 @@ impl ApiError {
             ApiError::ModelNotFound { .. } => Some("model_not_found"),
             ApiError::PayloadTooLarge { .. } => Some("request_too_large"),
             ApiError::Unauthorized { .. } => Some("invalid_api_key"),
-            ApiError::RateLimited { .. } => Some("rate_limit_exceeded"),
+            ApiError::RateLimited { .. } | ApiError::RateLimitExceeded { .. } => {
+                Some("rate_limit_exceeded")
+            }
             ApiError::QuotaExceeded { .. } => Some("insufficient_quota"),
             ApiError::Overloaded { .. } => Some("server_overloaded"),
             ApiError::Timeout { .. } => Some("timeout"),
@@ -299,6 +339,9 @@ impl ApiError {
                 retry_after_secs, ..
             }
             | ApiError::Overloaded { retry_after_secs } => *retry_after_secs,
+            ApiError::RateLimitExceeded { retry_after_ms, .. } => {
+                retry_after_ms.map(|ms| ms.div_ceil(1_000).max(1))
+            }
             _ => None,
         }
     }
@@ -407,6 +450,11 @@ mod tests {
             ApiError::Internal {
                 detail: "secret panic detail".into(),
             },
+            ApiError::RateLimitExceeded {
+                message: "Rate limit reached for requests".into(),
+                resource: RateLimitResource::Requests,
+                retry_after_ms: Some(1_200),
+            },
         ]
     }
 
@@ -466,5 +514,21 @@ mod tests {
         assert_eq!(examples[7].error_type(), "invalid_request_error");
         assert_eq!(examples[7].code(), Some("invalid_api_key"));
         assert_eq!(examples[14].error_type(), "server_error");
+    }
+
+    #[test]
+    fn rate_limit_exceeded_names_its_resource_as_type() {
+        let err = &all_examples()[15];
+        assert_eq!(err.kind(), ErrorKind::RateLimited);
+        assert_eq!(err.error_type(), "requests");
+        assert_eq!(err.code(), Some("rate_limit_exceeded"));
+        assert_eq!(err.retry_after_secs(), Some(2));
+        let tokens = ApiError::RateLimitExceeded {
+            message: "Request too large".into(),
+            resource: RateLimitResource::Tokens,
+            retry_after_ms: None,
+        };
+        assert_eq!(tokens.to_object().error_type, "tokens");
+        assert_eq!(tokens.retry_after_secs(), None);
     }
 }

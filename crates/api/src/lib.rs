@@ -47,7 +47,8 @@ pub use completion::{
     Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Prompt, PromptInput,
 };
 pub use error::{
-    ApiError, ErrorKind, ErrorObject, ErrorResponse, InvalidCode, INTERNAL_ERROR_MESSAGE,
+    ApiError, ErrorKind, ErrorObject, ErrorResponse, InvalidCode, RateLimitResource,
+    INTERNAL_ERROR_MESSAGE,
 };
 pub use models::{Model, ModelList};
 pub use parse::{from_json_error, parse_json, parse_request, Field, RequestBody};

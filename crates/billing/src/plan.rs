@@ -92,6 +92,49 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// What a user who has used `used` in `month` has left on this plan.
+    pub fn remaining(&self, used: QuotaUse, month: Month) -> Remaining {
+        let remaining = match self.quota {
+            Quota::Unlimited => None,
+            Quota::Tokens(limit) => Some(limit.saturating_sub(used.tokens)),
+            Quota::Messages(limit) => Some(limit.saturating_sub(used.messages)),
+        };
+        Remaining {
+            plan: self.id.clone(),
+            month,
+            quota: self.quota,
+            used,
+            remaining,
+        }
+    }
+
+    /// Admits a request for `model` by a user who has used `used` in
+    /// `month` if the plan allows the model and has quota left; returns
+    /// what remains before the request.
+    pub fn admit(
+        &self,
+        model: &str,
+        used: QuotaUse,
+        month: Month,
+    ) -> Result<Remaining, BillingError> {
+        if !self.models.allows(model) {
+            return Err(BillingError::ModelNotInPlan {
+                model: model.to_string(),
+                plan: self.id.clone(),
+            });
+        }
+        let remaining = self.remaining(used, month);
+        if remaining.remaining == Some(0) {
+            return Err(BillingError::PlanQuotaExhausted {
+                user: String::new(),
+                plan: remaining.plan,
+            });
+        }
+        Ok(remaining)
+    }
+}
+
 /// One user's use in one month.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaUse {
@@ -139,18 +182,7 @@ impl PlanState {
             .get(&(user.to_string(), month))
             .copied()
             .unwrap_or_default();
-        let remaining = match plan.quota {
-            Quota::Unlimited => None,
-            Quota::Tokens(limit) => Some(limit.saturating_sub(used.tokens)),
-            Quota::Messages(limit) => Some(limit.saturating_sub(used.messages)),
-        };
-        Ok(Remaining {
-            plan: plan.id.clone(),
-            month,
-            quota: plan.quota,
-            used,
-            remaining,
-        })
+        Ok(plan.remaining(used, month))
     }
 }
 
@@ -238,21 +270,23 @@ impl PlanBook {
     /// has quota left; returns what remains before the request.
     pub fn check(&self, user: &str, model: &str, at: Timestamp) -> Result<Remaining, BillingError> {
         self.with_state(|s| {
-            let plan = s.plan_of(user)?;
-            if !plan.models.allows(model) {
-                return Err(BillingError::ModelNotInPlan {
-                    model: model.to_string(),
-                    plan: plan.id.clone(),
-                });
-            }
-            let remaining = s.remaining(user, Month::containing(at))?;
-            if remaining.remaining == Some(0) {
-                return Err(BillingError::PlanQuotaExhausted {
-                    user: user.to_string(),
-                    plan: remaining.plan,
-                });
-            }
-            Ok(remaining)
+            let month = Month::containing(at);
+            let used = s
+                .usage
+                .get(&(user.to_string(), month))
+                .copied()
+                .unwrap_or_default();
+            s.plan_of(user)?
+                .admit(model, used, month)
+                .map_err(|err| match err {
+                    BillingError::PlanQuotaExhausted { plan, .. } => {
+                        BillingError::PlanQuotaExhausted {
+                            user: user.to_string(),
+                            plan,
+                        }
+                    }
+                    other => other,
+                })
         })
     }
 

@@ -34,11 +34,22 @@ pub const MODELS_ENV: &str = "PARLANCE_MODELS";
 pub const THREADS_ENV: &str = "PARLANCE_THREADS";
 /// Environment variable for [`Layer::database_url`].
 pub const DATABASE_URL_ENV: &str = "PARLANCE_DATABASE_URL";
+/// Environment variable for [`Layer::rpm`].
+pub const RPM_ENV: &str = "PARLANCE_RPM";
+/// Environment variable for [`Layer::tpm`].
+pub const TPM_ENV: &str = "PARLANCE_TPM";
+/// Environment variable for [`Layer::project_rpm`].
+pub const PROJECT_RPM_ENV: &str = "PARLANCE_PROJECT_RPM";
+/// Environment variable for [`Layer::project_tpm`].
+pub const PROJECT_TPM_ENV: &str = "PARLANCE_PROJECT_TPM";
+/// Environment variable for [`Layer::redis_url`].
+pub const REDIS_URL_ENV: &str = "PARLANCE_REDIS_URL";
 /// Name of the SQLite file in the data directory when no database URL is set.
 pub const DATABASE_FILE: &str = "parlance.db";
 
 /// The keys a config file may hold, for error messages.
-const KEYS: &str = "host, port, models, threads, data_dir, database_url";
+const KEYS: &str = "host, port, models, threads, data_dir, database_url, rpm, tpm, \
+                    project_rpm, project_tpm, redis_url";
 
 /// One layer of `serve` settings (the file, the environment or the flags).
 /// Every field is optional: `None` means "this layer does not say", and the
@@ -69,6 +80,26 @@ pub struct Layer {
     /// or `postgres://…` (default: `sqlite://<data_dir>/parlance.db?mode=rwc`;
     /// env `PARLANCE_DATABASE_URL`; flag `--database-url`).
     pub database_url: Option<String>,
+    /// Requests per minute of each API key that sets no limit of its own;
+    /// `0` means no limit (default `10000`; env `PARLANCE_RPM`; flag
+    /// `--rpm`).
+    pub rpm: Option<u64>,
+    /// Tokens (prompt + most that may be generated) per minute of each API
+    /// key that sets no limit of its own; `0` means no limit (default
+    /// `10000000`; env `PARLANCE_TPM`; flag `--tpm`).
+    pub tpm: Option<u64>,
+    /// Requests per minute of each project (all its keys together) that
+    /// sets no limit of its own; `0` means no limit (default `0`; env
+    /// `PARLANCE_PROJECT_RPM`; flag `--project-rpm`).
+    pub project_rpm: Option<u64>,
+    /// Tokens per minute of each project that sets no limit of its own;
+    /// `0` means no limit (default `0`; env `PARLANCE_PROJECT_TPM`; flag
+    /// `--project-tpm`).
+    pub project_tpm: Option<u64>,
+    /// Redis shared by several instances for their rate limits,
+    /// `redis://host:port/db` (default: none, limits kept in this process;
+    /// env `PARLANCE_REDIS_URL`; flag `--redis-url`).
+    pub redis_url: Option<String>,
 }
 
 impl Layer {
@@ -82,6 +113,11 @@ impl Layer {
             threads: self.threads.or(lower.threads),
             data_dir: self.data_dir.or(lower.data_dir),
             database_url: self.database_url.or(lower.database_url),
+            rpm: self.rpm.or(lower.rpm),
+            tpm: self.tpm.or(lower.tpm),
+            project_rpm: self.project_rpm.or(lower.project_rpm),
+            project_tpm: self.project_tpm.or(lower.project_tpm),
+            redis_url: self.redis_url.or(lower.redis_url),
         }
     }
 
@@ -155,6 +191,16 @@ impl Layer {
                 .collect();
             (!list.is_empty()).then_some(list)
         });
+        let limit = |key: &str| -> anyhow::Result<Option<u64>> {
+            match var(key)? {
+                None => Ok(None),
+                Some(text) => Ok(Some(text.trim().parse::<u64>().with_context(|| {
+                    format!(
+                        "environment variable {key}={text:?}: expected a whole number per minute (0: no limit)"
+                    )
+                })?)),
+            }
+        };
         Ok(Layer {
             host: var(HOST_ENV)?,
             port,
@@ -162,6 +208,11 @@ impl Layer {
             threads,
             data_dir: None,
             database_url: var(DATABASE_URL_ENV)?,
+            rpm: limit(RPM_ENV)?,
+            tpm: limit(TPM_ENV)?,
+            project_rpm: limit(PROJECT_RPM_ENV)?,
+            project_tpm: limit(PROJECT_TPM_ENV)?,
+            redis_url: var(REDIS_URL_ENV)?,
         })
     }
 }
@@ -181,6 +232,16 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// The database URL (keys, usage ledger).
     pub database_url: String,
+    /// Default requests per minute per key (0: no limit).
+    pub rpm: u64,
+    /// Default tokens per minute per key (0: no limit).
+    pub tpm: u64,
+    /// Default requests per minute per project (0: no limit).
+    pub project_rpm: u64,
+    /// Default tokens per minute per project (0: no limit).
+    pub project_tpm: u64,
+    /// Redis for rate limits shared between instances; `None`: in-process.
+    pub redis_url: Option<String>,
 }
 
 /// Stacks the layers, highest last in priority order: `flags` over `env`
@@ -205,6 +266,11 @@ pub fn resolve(file: Layer, env: Layer, flags: Layer, default_data_dir: &Path) -
             .database_url
             .unwrap_or_else(|| default_database_url(&data_dir)),
         data_dir,
+        rpm: merged.rpm.unwrap_or(server::DEFAULT_KEY_RPM),
+        tpm: merged.tpm.unwrap_or(server::DEFAULT_KEY_TPM),
+        project_rpm: merged.project_rpm.unwrap_or(0),
+        project_tpm: merged.project_tpm.unwrap_or(0),
+        redis_url: merged.redis_url,
     }
 }
 
@@ -342,6 +408,39 @@ mod tests {
         assert_eq!(config.threads, 1); // flag over env
         assert_eq!(config.models, vec!["gemma3-270m".to_owned()]);
         assert_eq!(config.data_dir, PathBuf::from("/srv/parlance"));
+    }
+
+    #[test]
+    fn rate_limits_default_and_layer() {
+        let config = resolve(
+            Layer::default(),
+            Layer::default(),
+            Layer::default(),
+            Path::new("/d"),
+        );
+        assert_eq!((config.rpm, config.tpm), (10_000, 10_000_000));
+        assert_eq!((config.project_rpm, config.project_tpm), (0, 0));
+        assert_eq!(config.redis_url, None);
+        let file =
+            file("rpm = 60\ntpm = 1000\nproject_rpm = 600\nredis_url = \"redis://f\"").unwrap();
+        let env = Layer::from_env(env_of(&[
+            ("PARLANCE_RPM", "30"),
+            ("PARLANCE_PROJECT_TPM", "5000"),
+            ("PARLANCE_REDIS_URL", "redis://e:6379"),
+        ]))
+        .unwrap();
+        let flags = Layer {
+            rpm: Some(3),
+            ..Layer::default()
+        };
+        let config = resolve(file, env, flags, Path::new("/d"));
+        assert_eq!(config.rpm, 3); // flag over env over file
+        assert_eq!(config.tpm, 1000); // file
+        assert_eq!(config.project_rpm, 600); // file
+        assert_eq!(config.project_tpm, 5000); // env
+        assert_eq!(config.redis_url.as_deref(), Some("redis://e:6379"));
+        let err = Layer::from_env(env_of(&[("PARLANCE_TPM", "lots")])).unwrap_err();
+        assert!(format!("{err:#}").contains("PARLANCE_TPM"), "{err:#}");
     }
 
     #[test]

@@ -41,8 +41,20 @@ enum Command {
     Bench(commands::bench::Args),
     /// Serve the OpenAI-compatible HTTP API.
     Serve(commands::serve::Args),
-    /// Create, list and revoke API keys.
+    /// Create, list, revoke and rotate API keys.
     Keys(commands::keys::Args),
+    /// Show an organisation's usage per time bucket.
+    Usage(commands::usage::Args),
+    /// Print an organisation's monthly invoice (JSON or CSV).
+    Invoice(commands::invoice::Args),
+    /// Show an organisation's audit log.
+    Audit(commands::audit::Args),
+    /// Set, top up, show and delete spending limits (monthly or prepaid).
+    Budget(commands::budget::Args),
+    /// Set and list per-model prices.
+    Prices(commands::prices::Args),
+    /// List, define and assign plans for people, and show what is left.
+    Plan(commands::plan::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,6 +76,12 @@ fn main() -> std::process::ExitCode {
         Command::Bench(a) => commands::bench::run(a, &data_dir),
         Command::Serve(a) => commands::serve::run(a, cli.data_dir.as_deref(), &data_dir),
         Command::Keys(a) => commands::keys::run(a, cli.data_dir.as_deref(), &data_dir),
+        Command::Usage(a) => commands::usage::run(a, cli.data_dir.as_deref(), &data_dir),
+        Command::Invoice(a) => commands::invoice::run(a, cli.data_dir.as_deref(), &data_dir),
+        Command::Audit(a) => commands::audit::run(a, cli.data_dir.as_deref(), &data_dir),
+        Command::Budget(a) => commands::budget::run(a, cli.data_dir.as_deref(), &data_dir),
+        Command::Prices(a) => commands::prices::run(a, cli.data_dir.as_deref(), &data_dir),
+        Command::Plan(a) => commands::plan::run(a, cli.data_dir.as_deref(), &data_dir),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

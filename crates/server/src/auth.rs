@@ -153,6 +153,10 @@ async fn identify(auth: &Auth, header: Option<Result<String, ()>>) -> Result<Cal
             org_id: key.org_id,
             project_id: key.project_id,
             api_key_id: key.id,
+            admin: key.kind == store::KeyKind::Admin,
+            key_limits: key.limits,
+            allowed_models: key.allowed_models,
+            user_id: None,
         })),
         Err(err) if err.kind() == store::ErrorKind::Unauthorized => match open {
             // Open: a key the store does not know is no key at all.

@@ -10,6 +10,12 @@
 //!   in the request-id, panic-catching and fallback layers, so that every
 //!   answer — success, error, unknown route, panic — carries
 //!   `x-request-id` and errors are the OpenAI error object.
+//! - [`limits`]: requests and tokens per minute per key and project, with
+//!   OpenAI's `x-ratelimit-*` headers and 429s.
+//! - [`quota`]: plans for people and their monthly quota; [`notify`]: the
+//!   budget soft-limit webhook.
+//! - `/v1/organization/*` (`routes::organization`): usage, costs, projects,
+//!   keys, budgets, audit log and invoices for admin keys.
 //! - [`serve`]: runs the router on a listener until ctrl-c.
 //!
 //! Routes are thin; tokenizing and template rendering run on the blocking
@@ -19,8 +25,11 @@
 mod auth;
 mod error;
 mod generation;
+mod limits;
 mod metering;
 mod middleware;
+mod notify;
+pub mod quota;
 mod routes;
 mod state;
 mod stream;
@@ -34,13 +43,16 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use auth::{AdminKey, Auth, Caller};
 pub use error::{status_for, ServerError};
+pub use limits::{LimitDefaults, TokenCharge, DEFAULT_KEY_RPM, DEFAULT_KEY_TPM, PROJECT_CACHE_TTL};
 pub use metering::{settle_interrupted, Tenant, LOCAL_BACKEND};
 pub use middleware::REQUEST_ID;
+pub use ratelimit::Limiter;
+pub use routes::organization::{budgets, manage};
 pub use state::{AppState, ServedModel, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT};
 
 /// The application: every route, under `/v1` and without it.
 pub fn router(state: AppState) -> Router {
-    let routes: [(&str, MethodRouter<AppState>); 6] = [
+    let mut routes: Vec<(&str, MethodRouter<AppState>)> = vec![
         ("/models", get(routes::models::list_models)),
         ("/models/{*id}", get(routes::models::retrieve_model)),
         (
@@ -51,16 +63,23 @@ pub fn router(state: AppState) -> Router {
         ("/tokenize", post(routes::tokenize::tokenize)),
         ("/detokenize", post(routes::tokenize::detokenize)),
     ];
+    routes.extend(routes::organization::routes());
     let mut app = Router::new();
     for (path, route) in routes {
         app = app
             .route(&format!("/v1{path}"), route.clone())
             .route(path, route);
     }
-    let app = app.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::authenticate,
-    ));
+    // Layers run outside in: authenticate, then the rate limits.
+    let app = app
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     let health = get(routes::models::health);
     let app = app
         .route("/v1/health", health.clone())

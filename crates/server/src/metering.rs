@@ -10,22 +10,45 @@
 //! it as `cancelled` with the tokens seen so far. Settlement writes the
 //! ledger row and deletes the reservation in one transaction, from a
 //! spawned task so that no drop path awaits; the store makes a retried
-//! request id write no second row. A crash between the two leaves the
-//! reservation, which `serve` settles at start ([`settle_interrupted`]).
-//! Request ids are unique per organisation: two tenants may send the same
-//! `x-request-id` without touching each other's rows.
+//! request id write no second row. Request ids are unique per
+//! organisation: two tenants may send the same `x-request-id` without
+//! touching each other's rows.
+//!
+//! While it runs, the charge records its progress in the reservation (at the
+//! first token, then every [`CHECKPOINT_TOKENS`] tokens or
+//! [`CHECKPOINT_INTERVAL`]), so a crash leaves a reservation that `serve`
+//! settles at start for what was produced ([`settle_interrupted`]): a crash
+//! costs the operator at most the tokens of one checkpoint interval per
+//! request, and never bills a client twice.
+//!
+//! Budgets and plans: the store admits the reservation only if every budget
+//! of the request's organisation, project and key can hold its worst case,
+//! and a signed-in person's plan must allow the model and have quota left
+//! ([`crate::quota`]); otherwise the answer is a 429 `insufficient_quota`
+//! (a 403 for a model outside the plan) before any work. A settlement that
+//! reaches a soft limit for the first time in its period is logged and
+//! posted to the soft-limit webhook ([`crate::notify`]). The request's
+//! tokens-per-minute estimate is corrected with the real usage when the
+//! charge settles.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use api::{ApiError, FinishReason};
 use billing::{ModelPrices, PriceTable, Timestamp, Usage};
-use store::{NewReservation, NewUsage, Reservation, Store};
+use store::{NewReservation, NewUsage, Progress, Reservation, SoftLimitReached, Store};
+
+/// Progress is recorded every this many generated tokens…
+pub const CHECKPOINT_TOKENS: u32 = 16;
+/// …or when this much time has passed since the last record, whichever
+/// comes first (checked as tokens arrive).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The backend name written in the ledger for the in-process engine.
 pub const LOCAL_BACKEND: &str = "local";
 
-/// Who a request is billed to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who a request is billed to, and what its key may do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tenant {
     /// The organisation billed.
     pub org_id: String,
@@ -34,13 +57,24 @@ pub struct Tenant {
     /// The key id written in the ledger (a real key, or a built-in name
     /// such as `local` or `admin`).
     pub api_key_id: String,
+    /// Whether the key may manage the organisation (an admin key, the
+    /// `PARLANCE_ADMIN_KEY`, or the open server's single user).
+    pub admin: bool,
+    /// The key's own rate limits (`None`s fall back to the project's).
+    pub key_limits: store::RateLimits,
+    /// Models the key may use; `None` means all.
+    pub allowed_models: Option<Vec<String>>,
+    /// The signed-in person (web app session), whose plan applies.
+    pub user_id: Option<String>,
 }
 
 /// The store and the prices every request is metered with. Cheap to clone.
 #[derive(Clone)]
 pub struct Meter {
     store: Store,
-    prices: std::sync::Arc<PriceTable>,
+    prices: Arc<PriceTable>,
+    /// Where soft-limit notices are posted (`http://…`), if anywhere.
+    webhook: Option<Arc<str>>,
 }
 
 /// How a generation ended, for the ledger's `status`.
@@ -82,8 +116,15 @@ impl Meter {
     pub fn new(store: Store, prices: PriceTable) -> Self {
         Meter {
             store,
-            prices: std::sync::Arc::new(prices),
+            prices: Arc::new(prices),
+            webhook: None,
         }
+    }
+
+    /// Posts soft-limit notices to `url` (plain `http://`) besides logging them.
+    pub fn with_webhook(mut self, url: Option<String>) -> Self {
+        self.webhook = url.map(Arc::from);
+        self
     }
 
     /// The store the ledger lives in.
@@ -91,13 +132,38 @@ impl Meter {
         &self.store
     }
 
+    /// The prices a request for `model` started at `at` pays: the store's
+    /// (`parlance prices set`), else the configured table's.
+    pub async fn prices_at(&self, model: &str, at: Timestamp) -> Result<ModelPrices, ApiError> {
+        match self
+            .store
+            .price_at(model, at.unix_millis())
+            .await
+            .map_err(internal)?
+        {
+            Some(stored) => Ok(ModelPrices {
+                input: billing::Money::from_i64_units(stored.input),
+                cached_input: billing::Money::from_i64_units(stored.cached_input),
+                output: billing::Money::from_i64_units(stored.output),
+            }),
+            None => self.prices.price_at(model, at).map_err(internal),
+        }
+    }
+
     /// Reserves the worst case of `planned` for `tenant`, before any work.
     pub async fn begin(&self, tenant: &Tenant, planned: Planned<'_>) -> Result<Charge, ApiError> {
         let started_at = Timestamp::now();
-        let prices = self
-            .prices
-            .price_at(planned.model, started_at)
-            .map_err(internal)?;
+        let prices = self.prices_at(planned.model, started_at).await?;
+        if let Some(user_id) = &tenant.user_id {
+            crate::quota::admit(
+                &self.store,
+                &tenant.org_id,
+                user_id,
+                planned.model,
+                started_at,
+            )
+            .await?;
+        }
         let worst = billing::worst_case(
             u64::from(planned.prompt_tokens),
             planned.max_completion_tokens,
@@ -124,9 +190,11 @@ impl Meter {
             org_id: tenant.org_id.clone(),
             project_id: Some(tenant.project_id.clone()),
             api_key_id: Some(tenant.api_key_id.clone()),
-            user_id: None,
+            user_id: tenant.user_id.clone(),
             amount: worst,
             created_at: started_at.unix_millis(),
+            model: Some(planned.model.to_owned()),
+            backend: Some(LOCAL_BACKEND.to_owned()),
         };
         self.store
             .reserve(&reservation)
@@ -136,6 +204,14 @@ impl Meter {
                     "A request with id {} is already in progress.",
                     planned.request_id
                 )),
+                store::ErrorKind::QuotaExceeded => ApiError::QuotaExceeded {
+                    message: format!(
+                        "You exceeded your current quota, please check your plan and billing \
+                         details: {}. This request could cost up to {} USD.",
+                        err.to_string().trim_start_matches("insufficient quota: "),
+                        billing::Money::from_i64_units(worst).to_decimal_string()
+                    ),
+                },
                 _ => internal(err),
             })?;
         Ok(Charge {
@@ -149,6 +225,8 @@ impl Meter {
             started: Instant::now(),
             started_at,
             settled: false,
+            checkpointed: None,
+            rate_charge: None,
         })
     }
 }
@@ -172,19 +250,81 @@ pub struct Charge {
     started: Instant,
     started_at: Timestamp,
     settled: bool,
+    /// Tokens and time of the last progress record.
+    checkpointed: Option<(u32, Instant)>,
+    /// The tokens-per-minute estimate taken for the request, corrected
+    /// with the real usage when the charge settles.
+    rate_charge: Option<crate::limits::TokenCharge>,
 }
 
 impl Charge {
     /// Records the tokens generated so far (all choices together), for a
     /// settlement that happens on drop.
+    /// Keeps the request's tokens-per-minute estimate, to correct it with
+    /// the real usage (prompt + generated) at settlement; a release
+    /// refunds all of it.
+    pub fn attach_rate_charge(&mut self, rate_charge: crate::limits::TokenCharge) {
+        self.rate_charge = Some(rate_charge);
+    }
+
+    /// Prompt and generated tokens so far, as the rate limits count them.
+    fn used_tokens(&self) -> u64 {
+        u64::from(self.prompt_tokens) + u64::from(self.completion_tokens)
+    }
+
+    /// Records progress in the reservation at the first token and then
+    /// every [`CHECKPOINT_TOKENS`] or [`CHECKPOINT_INTERVAL`].
     pub fn set_completion_tokens(&mut self, tokens: u32) {
         self.completion_tokens = tokens;
+        if self.settled || tokens == 0 {
+            return;
+        }
+        let due = match self.checkpointed {
+            None => true,
+            Some((at_tokens, at)) => {
+                tokens >= at_tokens.saturating_add(CHECKPOINT_TOKENS)
+                    || (tokens > at_tokens && at.elapsed() >= CHECKPOINT_INTERVAL)
+            }
+        };
+        if !due {
+            return;
+        }
+        self.checkpointed = Some((tokens, Instant::now()));
+        let progress = Progress {
+            prompt_tokens: i64::from(self.prompt_tokens),
+            cached_tokens: 0,
+            completion_tokens: i64::from(tokens),
+            cost: self.cost_of(tokens),
+        };
+        let store = self.meter.store.clone();
+        let (org_id, request_id) = (self.tenant.org_id.clone(), self.request_id.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(err) = store.record_progress(&org_id, &request_id, progress).await {
+                    tracing::warn!(%request_id, error = %err, "cannot record progress");
+                }
+            });
+        }
+    }
+
+    /// The cost of the prompt and `completion_tokens`, in the billing unit.
+    fn cost_of(&self, completion_tokens: u32) -> i64 {
+        let tokens = Usage::new(u64::from(self.prompt_tokens), u64::from(completion_tokens));
+        billing::cost(tokens, &self.prices)
+            .and_then(billing::Money::to_i64_units)
+            .unwrap_or_else(|err| {
+                tracing::error!(error = %err, "cost overflow; recorded as the maximum");
+                i64::MAX
+            })
     }
 
     /// Drops the reservation without a ledger row: the request was refused
     /// before any work.
     pub async fn release(mut self) {
         self.settled = true;
+        if let Some(rate_charge) = self.rate_charge.take() {
+            rate_charge.settle(0).await;
+        }
         let store = self.meter.store.clone();
         let (org_id, request_id) = (self.tenant.org_id.clone(), self.request_id.clone());
         let released = tokio::spawn(async move {
@@ -210,10 +350,13 @@ impl Charge {
     ) {
         self.completion_tokens = completion_tokens;
         self.settled = true;
-        let (store, usage) = self.usage(outcome, finish_reason);
+        if let Some(rate_charge) = self.rate_charge.take() {
+            rate_charge.settle(self.used_tokens()).await;
+        }
+        let (meter, usage) = self.usage(outcome, finish_reason);
         // On its own task, so that a caller dropped mid-write (the client
         // left) cannot cut the settlement short.
-        if let Err(err) = tokio::spawn(write(store, usage)).await {
+        if let Err(err) = tokio::spawn(write(meter, usage)).await {
             tracing::error!(error = %err, "the settlement task failed");
         }
     }
@@ -247,10 +390,13 @@ impl Charge {
             return;
         }
         self.settled = true;
-        let (store, usage) = self.usage(outcome, finish_reason);
+        if let Some(rate_charge) = self.rate_charge.take() {
+            rate_charge.settle_detached(self.used_tokens());
+        }
+        let (meter, usage) = self.usage(outcome, finish_reason);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(write(store, usage));
+                runtime.spawn(write(meter, usage));
             }
             Err(_) => tracing::error!(
                 request_id = %usage.request_id,
@@ -259,23 +405,14 @@ impl Charge {
         }
     }
 
-    fn usage(&self, outcome: Outcome, finish_reason: Option<FinishReason>) -> (Store, NewUsage) {
-        let tokens = Usage::new(
-            u64::from(self.prompt_tokens),
-            u64::from(self.completion_tokens),
-        );
-        let cost = billing::cost(tokens, &self.prices)
-            .and_then(billing::Money::to_i64_units)
-            .unwrap_or_else(|err| {
-                tracing::error!(error = %err, "cost overflow; recorded as the maximum");
-                i64::MAX
-            });
+    fn usage(&self, outcome: Outcome, finish_reason: Option<FinishReason>) -> (Meter, NewUsage) {
+        let cost = self.cost_of(self.completion_tokens);
         let usage = NewUsage {
             request_id: self.request_id.clone(),
             org_id: self.tenant.org_id.clone(),
             project_id: Some(self.tenant.project_id.clone()),
             api_key_id: Some(self.tenant.api_key_id.clone()),
-            user_id: None,
+            user_id: self.tenant.user_id.clone(),
             model: self.model.clone(),
             backend: LOCAL_BACKEND.to_owned(),
             prompt_tokens: i64::from(self.prompt_tokens),
@@ -287,7 +424,7 @@ impl Charge {
             finish_reason: finish_reason.map(finish_reason_name),
             created_at: self.started_at.unix_millis(),
         };
-        (self.meter.store.clone(), usage)
+        (self.meter.clone(), usage)
     }
 }
 
@@ -297,13 +434,17 @@ impl Drop for Charge {
     }
 }
 
-async fn write(store: Store, usage: NewUsage) {
-    match store.settle(&usage).await {
-        Ok(recorded) if !recorded.created => tracing::info!(
+async fn write(meter: Meter, usage: NewUsage) {
+    match meter.store.settle_reporting(&usage).await {
+        Ok((recorded, _)) if !recorded.created => tracing::info!(
             request_id = %usage.request_id,
             "request id already in the ledger; no second row written"
         ),
-        Ok(_) => {}
+        Ok((_, reached)) => {
+            for notice in reached {
+                crate::notify::soft_limit_reached(meter.webhook.as_deref(), &notice).await;
+            }
+        }
         Err(err) => tracing::error!(
             request_id = %usage.request_id,
             error = %err,
@@ -320,24 +461,42 @@ fn finish_reason_name(reason: FinishReason) -> String {
         .unwrap_or_else(|| format!("{reason:?}").to_lowercase())
 }
 
-/// Settles a reservation a crash left open at zero cost with status
-/// `interrupted`: nothing is known of what it generated. Request ids are
-/// unique per organisation, so another organisation's row with the same id
-/// is no obstacle.
-pub async fn settle_interrupted(store: &Store, reservation: &Reservation) -> store::Result<()> {
+/// Settles a reservation a crash left open, with status `interrupted`, for
+/// exactly what its last progress record says it produced (nothing, at
+/// zero cost, when it had not yet produced a token). Request ids are unique
+/// per organisation, so another organisation's row with the same id is no
+/// obstacle.
+pub async fn settle_interrupted(
+    store: &Store,
+    reservation: &Reservation,
+) -> store::Result<Vec<SoftLimitReached>> {
+    let (reserved, progress) = (&reservation.reserved, reservation.progress);
     let usage = NewUsage {
-        request_id: reservation.request_id.clone(),
-        org_id: reservation.org_id.clone(),
-        project_id: reservation.project_id.clone(),
-        api_key_id: reservation.api_key_id.clone(),
-        user_id: reservation.user_id.clone(),
-        model: "unknown".to_owned(),
-        backend: LOCAL_BACKEND.to_owned(),
+        request_id: reserved.request_id.clone(),
+        org_id: reserved.org_id.clone(),
+        project_id: reserved.project_id.clone(),
+        api_key_id: reserved.api_key_id.clone(),
+        user_id: reserved.user_id.clone(),
+        model: reserved
+            .model
+            .clone()
+            .unwrap_or_else(|| "unknown".to_owned()),
+        backend: reserved
+            .backend
+            .clone()
+            .unwrap_or_else(|| LOCAL_BACKEND.to_owned()),
+        prompt_tokens: progress.prompt_tokens,
+        cached_tokens: progress.cached_tokens,
+        completion_tokens: progress.completion_tokens,
+        cost: progress.cost,
         status: "interrupted".to_owned(),
-        created_at: reservation.created_at,
+        created_at: reserved.created_at,
         ..NewUsage::default()
     };
-    store.settle(&usage).await.map(|_| ())
+    store
+        .settle_reporting(&usage)
+        .await
+        .map(|(_, reached)| reached)
 }
 
 #[cfg(test)]

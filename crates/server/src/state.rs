@@ -11,6 +11,7 @@ use api::ApiError;
 use engine::EngineHandle;
 
 use crate::auth::Auth;
+use crate::limits::{LimitDefaults, RateLimiting};
 use crate::metering::Meter;
 
 /// The default cap on a request body: 8 MiB.
@@ -44,6 +45,8 @@ pub struct AppState {
     auth: Auth,
     /// The ledger writer; `None` when there is no store.
     meter: Option<Meter>,
+    /// RPM/TPM limits per key and project; `None`: no limits.
+    rate_limits: Option<Arc<RateLimiting>>,
 }
 
 impl AppState {
@@ -75,7 +78,24 @@ impl AppState {
             live_generations: Arc::new(AtomicUsize::new(0)),
             auth: Auth::Off,
             meter: None,
+            rate_limits: None,
         }
+    }
+
+    /// Limits every authenticated request's key and project (see
+    /// [`crate::limits`]), with buckets in `limiter` (in-process or Redis).
+    pub fn with_rate_limits(
+        mut self,
+        limiter: ratelimit::Limiter,
+        defaults: LimitDefaults,
+    ) -> Self {
+        self.rate_limits = Some(Arc::new(RateLimiting::new(limiter, defaults)));
+        self
+    }
+
+    /// The rate limits, when configured.
+    pub(crate) fn rate_limits(&self) -> Option<&Arc<RateLimiting>> {
+        self.rate_limits.as_ref()
     }
 
     /// Sets how requests are authenticated; with a store (open or keyed),
@@ -88,6 +108,13 @@ impl AppState {
             }
         };
         self.auth = auth;
+        self
+    }
+
+    /// Posts budget soft-limit notices to `url` besides logging them (see
+    /// `notify`); call after [`AppState::with_auth`].
+    pub fn with_budget_webhook(mut self, url: Option<String>) -> Self {
+        self.meter = self.meter.map(|meter| meter.with_webhook(url));
         self
     }
 

@@ -11,6 +11,8 @@ pub enum ErrorKind {
     NotFound,
     /// A unique value is already taken (an email, a request id in use).
     Conflict,
+    /// A budget's hard limit leaves no room for the request.
+    QuotaExceeded,
     /// The database failed or holds data this code cannot read.
     Internal,
 }
@@ -42,6 +44,9 @@ pub enum StoreError {
     /// Hashing or parsing a password hash failed.
     #[error("password hashing failed: {0}")]
     Password(String),
+    /// A budget cannot hold the request's worst case; says which.
+    #[error("insufficient quota: {0}")]
+    BudgetExceeded(String),
     /// A stored value could not be read back (bad JSON, unknown role).
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
@@ -57,6 +62,7 @@ impl StoreError {
                 ErrorKind::InvalidRequest
             }
             StoreError::Unauthorized(_) => ErrorKind::Unauthorized,
+            StoreError::BudgetExceeded(_) => ErrorKind::QuotaExceeded,
             StoreError::Database(_)
             | StoreError::Migrate(_)
             | StoreError::Password(_)

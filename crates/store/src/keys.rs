@@ -21,6 +21,44 @@ const SECRET_LEN: usize = 48;
 /// `last_used_at` is refreshed at most this often, to spare a write per request.
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
+/// What a key may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// Calls the API (models, completions) for its project.
+    #[default]
+    Project,
+    /// Also manages its organisation: keys, usage, costs, budgets, audit log.
+    Admin,
+}
+
+impl KeyKind {
+    /// The stored name: `project` or `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Project => "project",
+            KeyKind::Admin => "admin",
+        }
+    }
+
+    fn parse(text: &str) -> Result<KeyKind> {
+        match text {
+            "project" => Ok(KeyKind::Project),
+            "admin" => Ok(KeyKind::Admin),
+            other => Err(StoreError::Corrupt(format!("key kind {other:?}"))),
+        }
+    }
+}
+
+/// Per-minute rate limits; `None` falls back to the next scope's (the
+/// project's, then the server's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens (prompt + most that may be generated) per minute.
+    pub tpm: Option<u64>,
+}
+
 /// A key as stored and listed: never the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
@@ -44,6 +82,10 @@ pub struct ApiKey {
     pub expires_at: Option<i64>,
     /// When the key was revoked (unix ms).
     pub revoked_at: Option<i64>,
+    /// Project key or admin key.
+    pub kind: KeyKind,
+    /// The key's own rate limits.
+    pub limits: RateLimits,
 }
 
 impl ApiKey {
@@ -71,6 +113,20 @@ pub struct NewApiKey {
     pub expires_at: Option<i64>,
     /// Models it may use; `None` means all.
     pub allowed_models: Option<Vec<String>>,
+    /// Project key or admin key.
+    pub kind: KeyKind,
+    /// The key's own rate limits.
+    pub limits: RateLimits,
+}
+
+/// A limit as stored: `u64` values beyond `i64` are clamped.
+pub(crate) fn limit_to_db(limit: Option<u64>) -> Option<i64> {
+    limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// A stored limit; a negative one (never written) reads as none.
+pub(crate) fn limit_from_db(limit: Option<i64>) -> Option<u64> {
+    limit.and_then(|n| u64::try_from(n).ok())
 }
 
 /// A key's secret, returned once at creation or rotation. `Debug` hides it.
@@ -90,7 +146,7 @@ impl std::fmt::Debug for KeySecret {
     }
 }
 
-fn generate_secret() -> String {
+pub(crate) fn generate_secret() -> String {
     let mut rng = rand::rngs::OsRng;
     let tail: String = (0..SECRET_LEN)
         .map(|_| char::from(SECRET_ALPHABET[rng.gen_range(0..SECRET_ALPHABET.len())]))
@@ -99,7 +155,7 @@ fn generate_secret() -> String {
 }
 
 /// Lower-case hex SHA-256 of the secret: what is stored and looked up.
-fn hash_secret(secret: &str) -> String {
+pub(crate) fn hash_secret(secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -118,7 +174,7 @@ fn redact(secret: &str) -> String {
 }
 
 const KEY_COLUMNS: &str = "id, org_id, project_id, name, redacted, allowed_models, created_at, \
-                           last_used_at, expires_at, revoked_at";
+                           last_used_at, expires_at, revoked_at, kind, rpm_limit, tpm_limit";
 
 fn key_from_row(row: &AnyRow) -> Result<ApiKey> {
     let allowed: Option<String> = row.try_get("allowed_models")?;
@@ -137,6 +193,11 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKey> {
         last_used_at: row.try_get("last_used_at")?,
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        kind: KeyKind::parse(&row.try_get::<String, _>("kind")?)?,
+        limits: RateLimits {
+            rpm: limit_from_db(row.try_get("rpm_limit")?),
+            tpm: limit_from_db(row.try_get("tpm_limit")?),
+        },
     })
 }
 
@@ -161,6 +222,8 @@ where
         last_used_at: None,
         expires_at: new.expires_at,
         revoked_at: None,
+        kind: new.kind,
+        limits: new.limits,
     };
     let allowed = key
         .allowed_models
@@ -170,7 +233,8 @@ where
         .map_err(|e| StoreError::InvalidRequest(format!("allowed_models: {e}")))?;
     sqlx::query(
         "INSERT INTO api_keys (id, org_id, project_id, name, redacted, secret_hash, \
-         allowed_models, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         allowed_models, created_at, expires_at, kind, rpm_limit, tpm_limit) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&key.id)
     .bind(&key.org_id)
@@ -181,6 +245,9 @@ where
     .bind(allowed)
     .bind(key.created_at)
     .bind(key.expires_at)
+    .bind(key.kind.as_str())
+    .bind(limit_to_db(key.limits.rpm))
+    .bind(limit_to_db(key.limits.tpm))
     .execute(executor)
     .await
     .map_err(|e| conflict_on_unique(e, "key id or secret collision"))?;
@@ -261,8 +328,30 @@ impl Store {
         self.get_key(org_id, key_id).await
     }
 
-    /// Revokes the key and creates its successor (same project, name, expiry
-    /// and allowed models) in one transaction; returns the new key and secret.
+    /// Sets the key's own rate limits; returns the key as it now is.
+    pub async fn set_key_limits(
+        &self,
+        org_id: &str,
+        key_id: &str,
+        limits: RateLimits,
+    ) -> Result<ApiKey> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET rpm_limit = $3, tpm_limit = $4 WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org_id)
+        .bind(key_id)
+        .bind(limit_to_db(limits.rpm))
+        .bind(limit_to_db(limits.tpm))
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("api key"));
+        }
+        self.get_key(org_id, key_id).await
+    }
+
+    /// Revokes the key and creates its successor (same project, name, expiry,
+    /// allowed models, kind and limits) in one transaction; returns the new key and secret.
     /// A revoked key cannot be rotated ([`StoreError::NotFound`]).
     pub async fn rotate_key(&self, org_id: &str, key_id: &str) -> Result<(ApiKey, KeySecret)> {
         let mut tx = self.pool().begin().await?;
@@ -293,6 +382,8 @@ impl Store {
             name: old.name,
             expires_at: old.expires_at,
             allowed_models: old.allowed_models,
+            kind: old.kind,
+            limits: old.limits,
         };
         let created = insert_key(&mut *tx, org_id, &new).await?;
         tx.commit().await?;

@@ -13,6 +13,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::budget::SoftLimitReached;
 use crate::error::conflict_on_unique;
 use crate::{Result, Store, StoreError};
 
@@ -86,10 +87,34 @@ pub struct NewReservation {
     pub amount: i64,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// The model, for the ledger row a recovery writes.
+    pub model: Option<String>,
+    /// The backend serving it.
+    pub backend: Option<String>,
 }
 
-/// A reservation as stored.
-pub type Reservation = NewReservation;
+/// What an open reservation has produced so far, as last recorded by
+/// [`Store::record_progress`]; a recovery bills exactly this.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Prompt tokens processed (0 until the first checkpoint).
+    pub prompt_tokens: i64,
+    /// Of those, served from cache.
+    pub cached_tokens: i64,
+    /// Tokens generated so far.
+    pub completion_tokens: i64,
+    /// Their cost in the billing unit, as the billing crate computed it.
+    pub cost: i64,
+}
+
+/// A reservation as stored: what was reserved and what it has produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reservation {
+    /// What was reserved.
+    pub reserved: NewReservation,
+    /// What it has produced so far.
+    pub progress: Progress,
+}
 
 const USAGE_COLUMNS: &str = "id, request_id, org_id, project_id, api_key_id, user_id, model, \
     backend, prompt_tokens, cached_tokens, completion_tokens, cost, latency_ms, status, \
@@ -100,8 +125,8 @@ const INSERT_USAGE: &str = "INSERT INTO usage_ledger (request_id, org_id, projec
     latency_ms, status, finish_reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
     $10, $11, $12, $13, $14, $15) ON CONFLICT (org_id, request_id) DO NOTHING";
 
-const RESERVATION_COLUMNS: &str =
-    "request_id, org_id, project_id, api_key_id, user_id, amount, created_at";
+const RESERVATION_COLUMNS: &str = "request_id, org_id, project_id, api_key_id, user_id, amount, \
+    created_at, model, backend, prompt_tokens, cached_tokens, completion_tokens, cost";
 
 fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
     Ok(UsageRecord {
@@ -128,13 +153,23 @@ fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
 
 fn reservation_from_row(row: &AnyRow) -> Result<Reservation> {
     Ok(Reservation {
-        request_id: row.try_get("request_id")?,
-        org_id: row.try_get("org_id")?,
-        project_id: row.try_get("project_id")?,
-        api_key_id: row.try_get("api_key_id")?,
-        user_id: row.try_get("user_id")?,
-        amount: row.try_get("amount")?,
-        created_at: row.try_get("created_at")?,
+        reserved: NewReservation {
+            request_id: row.try_get("request_id")?,
+            org_id: row.try_get("org_id")?,
+            project_id: row.try_get("project_id")?,
+            api_key_id: row.try_get("api_key_id")?,
+            user_id: row.try_get("user_id")?,
+            amount: row.try_get("amount")?,
+            created_at: row.try_get("created_at")?,
+            model: row.try_get("model")?,
+            backend: row.try_get("backend")?,
+        },
+        progress: Progress {
+            prompt_tokens: row.try_get("prompt_tokens")?,
+            cached_tokens: row.try_get("cached_tokens")?,
+            completion_tokens: row.try_get("completion_tokens")?,
+            cost: row.try_get("cost")?,
+        },
     })
 }
 
@@ -180,6 +215,7 @@ async fn insert_usage(conn: &mut sqlx::AnyConnection, usage: &NewUsage) -> Resul
         .bind(usage.created_at)
         .execute(&mut *conn)
         .await?;
+    crate::rollup::record(&mut *conn, usage, done.rows_affected() == 1).await?;
     let sql =
         format!("SELECT {USAGE_COLUMNS} FROM usage_ledger WHERE org_id = $1 AND request_id = $2");
     let row = sqlx::query(&sql)
@@ -194,6 +230,31 @@ async fn insert_usage(conn: &mut sqlx::AnyConnection, usage: &NewUsage) -> Resul
     })
 }
 
+/// Deletes the reservation, if any, and gives its hold back to its budgets.
+async fn release_in(
+    conn: &mut sqlx::AnyConnection,
+    org_id: &str,
+    request_id: &str,
+) -> Result<bool> {
+    // The delete comes first: it takes SQLite's write lock, and on
+    // PostgreSQL it locks the row, so two releases cannot both give back.
+    let row = sqlx::query(
+        "DELETE FROM reservations WHERE org_id = $1 AND request_id = $2 \
+         RETURNING amount, budget_scopes",
+    )
+    .bind(org_id)
+    .bind(request_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let amount: i64 = row.try_get("amount")?;
+    let holds: String = row.try_get("budget_scopes")?;
+    crate::budget::release_holds(conn, &holds, amount).await?;
+    Ok(true)
+}
+
 impl Store {
     /// Writes the usage row for a request once; a retry with the same
     /// organisation and request id (even concurrent) returns the stored row
@@ -201,8 +262,11 @@ impl Store {
     /// request id is neither read nor touched.
     pub async fn record_usage(&self, usage: &NewUsage) -> Result<Recorded> {
         check_usage(usage)?;
-        let mut conn = self.pool().acquire().await?;
-        insert_usage(&mut conn, usage).await
+        // One transaction: the ledger row and its rollups commit together.
+        let mut tx = self.pool().begin().await?;
+        let recorded = insert_usage(&mut tx, usage).await?;
+        tx.commit().await?;
+        Ok(recorded)
     }
 
     /// The ledger row of a request of the organisation.
@@ -244,15 +308,21 @@ impl Store {
         rows.iter().map(usage_from_row).collect()
     }
 
-    /// Durably records a reservation before generation. A second reservation
-    /// for the same organisation and request id is a [`StoreError::Conflict`];
-    /// other organisations' reservations do not count.
+    /// Durably records a reservation before generation and holds its
+    /// amount in every budget of its scopes, all or nothing: a budget it
+    /// does not fit is [`StoreError::BudgetExceeded`] and nothing is
+    /// written. A second reservation for the same organisation and request
+    /// id is a [`StoreError::Conflict`]; other organisations' reservations
+    /// do not count.
     pub async fn reserve(&self, reservation: &NewReservation) -> Result<()> {
         if reservation.amount < 0 {
             return Err(StoreError::InvalidRequest("negative reservation".into()));
         }
+        let mut tx = self.pool().begin().await?;
+        // The insert comes first so SQLite takes its write lock at once.
         let sql = format!(
-            "INSERT INTO reservations ({RESERVATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            "INSERT INTO reservations ({RESERVATION_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, 0)"
         );
         sqlx::query(&sql)
             .bind(&reservation.request_id)
@@ -262,38 +332,108 @@ impl Store {
             .bind(reservation.user_id.clone())
             .bind(reservation.amount)
             .bind(reservation.created_at)
-            .execute(self.pool())
+            .bind(reservation.model.clone())
+            .bind(reservation.backend.clone())
+            .execute(&mut *tx)
             .await
             .map_err(|e| conflict_on_unique(e, "request id already reserved"))?;
+        let holds = crate::budget::hold(
+            &mut tx,
+            &reservation.org_id,
+            reservation.project_id.as_deref(),
+            reservation.api_key_id.as_deref(),
+            reservation.amount,
+            reservation.created_at,
+        )
+        .await?;
+        if !holds.is_empty() {
+            sqlx::query(
+                "UPDATE reservations SET budget_scopes = $3, period = $4 \
+                 WHERE org_id = $1 AND request_id = $2",
+            )
+            .bind(&reservation.org_id)
+            .bind(&reservation.request_id)
+            .bind(&holds)
+            .bind(crate::budget::month_of(reservation.created_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Records what an open reservation has produced so far, so that a
+    /// crash bills it (see [`Store::recover`]). Progress only grows: an
+    /// older record arriving late changes nothing. Returns `false` when
+    /// nothing was written (the reservation is gone, or knows more already).
+    pub async fn record_progress(
+        &self,
+        org_id: &str,
+        request_id: &str,
+        progress: Progress,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE reservations SET prompt_tokens = $3, cached_tokens = $4, \
+             completion_tokens = $5, cost = $6 WHERE org_id = $1 AND request_id = $2 \
+             AND completion_tokens <= $5",
+        )
+        .bind(org_id)
+        .bind(request_id)
+        .bind(progress.prompt_tokens)
+        .bind(progress.cached_tokens)
+        .bind(progress.completion_tokens)
+        .bind(progress.cost)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Writes the ledger row and deletes the request's reservation in one
     /// transaction: both happen or neither. Idempotent like
     /// [`Store::record_usage`]; settling without a reservation only records.
     pub async fn settle(&self, usage: &NewUsage) -> Result<Recorded> {
+        self.settle_reporting(usage)
+            .await
+            .map(|(recorded, _)| recorded)
+    }
+
+    /// [`Store::settle`], also moving the reservation's hold out of its
+    /// budgets and the cost into their spend, and answering the soft limits
+    /// this settlement reached for the first time in their period.
+    pub async fn settle_reporting(
+        &self,
+        usage: &NewUsage,
+    ) -> Result<(Recorded, Vec<SoftLimitReached>)> {
         check_usage(usage)?;
         let mut tx = self.pool().begin().await?;
         // The insert comes first so SQLite takes its write lock at once.
         let recorded = insert_usage(&mut tx, usage).await?;
-        sqlx::query("DELETE FROM reservations WHERE org_id = $1 AND request_id = $2")
-            .bind(&usage.org_id)
-            .bind(&usage.request_id)
-            .execute(&mut *tx)
-            .await?;
+        release_in(&mut tx, &usage.org_id, &usage.request_id).await?;
+        let reached = if recorded.created {
+            crate::budget::spend(
+                &mut tx,
+                &usage.org_id,
+                usage.project_id.as_deref(),
+                usage.api_key_id.as_deref(),
+                usage.cost,
+                usage.created_at,
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
         tx.commit().await?;
-        Ok(recorded)
+        Ok((recorded, reached))
     }
 
     /// Drops a reservation without a ledger row (the request was refused
-    /// before any work). Returns whether one was there.
+    /// before any work) and gives its hold back to its budgets. Returns
+    /// whether one was there.
     pub async fn release(&self, org_id: &str, request_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM reservations WHERE org_id = $1 AND request_id = $2")
-            .bind(org_id)
-            .bind(request_id)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let mut tx = self.pool().begin().await?;
+        let released = release_in(&mut tx, org_id, request_id).await?;
+        tx.commit().await?;
+        Ok(released)
     }
 
     /// The organisation's open reservations, oldest first.

@@ -1,5 +1,6 @@
-//! Persistence for Parlance: organisations, users and roles, projects, API
-//! keys, the usage ledger, budget reservations and the audit log, on SQLite
+//! Persistence for Parlance: organisations, users and roles, web sessions,
+//! projects, API keys, the usage ledger with its rollups, reservations,
+//! budgets and their counters, prices, plans and the audit log, on SQLite
 //! (WAL, embedded) or PostgreSQL.
 //!
 //! One [`Store`] speaks to either database through sqlx's `Any` driver, so each
@@ -13,13 +14,19 @@
 //! organisation's rows. The few system operations that span organisations
 //! (finding an organisation by name, listing organisations, finding or
 //! counting keys, recovering reservations) say so in their documentation.
-//! Request ids are unique per organisation. The store holds no business rules: costs arrive as
-//! integers computed by the billing crate.
+//! Request ids are unique per organisation. The store holds no business
+//! rules: costs and prices arrive as integers computed by the billing crate;
+//! what it does enforce is what only a transaction can (a budget's hard limit
+//! against concurrent reservations, see `budget`).
 
 mod audit;
+mod budget;
 mod error;
 mod keys;
 mod ledger;
+mod prices;
+mod rollup;
+mod sessions;
 mod tenancy;
 mod usage;
 
@@ -30,12 +37,16 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEntry, NewAuditEntry};
+pub use budget::{month_of, Budget, BudgetKind, BudgetScope, BudgetStatus, SoftLimitReached};
 pub use error::{ErrorKind, Result, StoreError};
-pub use keys::{ApiKey, KeySecret, NewApiKey};
-pub use ledger::{NewReservation, NewUsage, Recorded, Reservation, UsageRecord};
+pub use keys::{ApiKey, KeyKind, KeySecret, NewApiKey, RateLimits};
+pub use ledger::{NewReservation, NewUsage, Progress, Recorded, Reservation, UsageRecord};
+pub use prices::{StoredPlan, StoredPrice, DEFAULT_PRICE_MODEL};
+pub use sessions::{Session, SessionToken};
 pub use tenancy::{Organization, Project, Role, User};
 pub use usage::{
-    BucketWidth, GroupBy, UsageBucket, UsageFilter, UsagePage, UsageQuery, UsageResult,
+    BucketWidth, CostBucket, CostGroupBy, CostResult, CostsPage, CostsQuery, GroupBy, UsageBucket,
+    UsageFilter, UsagePage, UsageQuery, UsageResult, COSTS_LIMITS,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

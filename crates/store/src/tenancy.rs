@@ -86,7 +86,12 @@ pub struct Project {
     pub name: String,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// The project's rate limits (over all its keys together).
+    pub limits: crate::RateLimits,
 }
+
+/// The columns [`project_from_row`] reads.
+const PROJECT_COLUMNS: &str = "id, org_id, name, created_at, rpm_limit, tpm_limit";
 
 fn org_from_row(row: &AnyRow) -> Result<Organization> {
     Ok(Organization {
@@ -111,6 +116,10 @@ fn project_from_row(row: &AnyRow) -> Result<Project> {
         org_id: row.try_get("org_id")?,
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
+        limits: crate::RateLimits {
+            rpm: crate::keys::limit_from_db(row.try_get("rpm_limit")?),
+            tpm: crate::keys::limit_from_db(row.try_get("tpm_limit")?),
+        },
     })
 }
 
@@ -314,6 +323,7 @@ impl Store {
             org_id: org_id.to_owned(),
             name: name.to_owned(),
             created_at: now_ms(),
+            limits: crate::RateLimits::default(),
         };
         sqlx::query("INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&project.id)
@@ -333,39 +343,61 @@ impl Store {
 
     /// One project of the organisation; another organisation's is NotFound.
     pub async fn get_project(&self, org_id: &str, project_id: &str) -> Result<Project> {
-        let row = sqlx::query(
-            "SELECT id, org_id, name, created_at FROM projects WHERE org_id = $1 AND id = $2",
-        )
-        .bind(org_id)
-        .bind(project_id)
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or(StoreError::NotFound("project"))?;
+        let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE org_id = $1 AND id = $2");
+        let row = sqlx::query(&sql)
+            .bind(org_id)
+            .bind(project_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("project"))?;
         project_from_row(&row)
     }
 
     /// The organisation's projects, oldest first.
     pub async fn list_projects(&self, org_id: &str) -> Result<Vec<Project>> {
-        let rows = sqlx::query(
-            "SELECT id, org_id, name, created_at FROM projects WHERE org_id = $1 \
-             ORDER BY created_at, id",
+        let sql = format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE org_id = $1 ORDER BY created_at, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(org_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(project_from_row).collect()
+    }
+
+    /// Sets the project's rate limits; returns the project as it now is.
+    pub async fn set_project_limits(
+        &self,
+        org_id: &str,
+        project_id: &str,
+        limits: crate::RateLimits,
+    ) -> Result<Project> {
+        let done = sqlx::query(
+            "UPDATE projects SET rpm_limit = $3, tpm_limit = $4 WHERE org_id = $1 AND id = $2",
         )
         .bind(org_id)
-        .fetch_all(self.pool())
+        .bind(project_id)
+        .bind(crate::keys::limit_to_db(limits.rpm))
+        .bind(crate::keys::limit_to_db(limits.tpm))
+        .execute(self.pool())
         .await?;
-        rows.iter().map(project_from_row).collect()
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("project"));
+        }
+        self.get_project(org_id, project_id).await
     }
 
     /// The organisation's oldest project called exactly `name`, if any.
     pub async fn find_project_by_name(&self, org_id: &str, name: &str) -> Result<Option<Project>> {
-        let row = sqlx::query(
-            "SELECT id, org_id, name, created_at FROM projects WHERE org_id = $1 AND name = $2 \
-             ORDER BY created_at, id LIMIT 1",
-        )
-        .bind(org_id)
-        .bind(name)
-        .fetch_optional(self.pool())
-        .await?;
+        let sql = format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE org_id = $1 AND name = $2 \
+             ORDER BY created_at, id LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(org_id)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(project_from_row).transpose()
     }
 }

@@ -21,6 +21,8 @@ use crate::directory::ensure_project;
 
 /// The environment variable holding the admin key.
 pub const ADMIN_KEY_ENV: &str = "PARLANCE_ADMIN_KEY";
+/// The environment variable naming the budget soft-limit webhook.
+pub const BUDGET_WEBHOOK_ENV: &str = "PARLANCE_BUDGET_WEBHOOK";
 /// The organisation and project keyless and admin requests are billed to.
 pub const LOCAL_TENANT: &str = "local";
 /// The key id the ledger shows for keyless requests.
@@ -31,7 +33,7 @@ pub const ADMIN_KEY_ID: &str = "admin";
 /// The flags of `parlance serve`. Each is optional: one not given falls
 /// through to the `PARLANCE_*` environment, then the config file, then the
 /// built-in default (see [`crate::config`]).
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct Args {
     /// Address to listen on [env: PARLANCE_HOST] (default: 127.0.0.1).
     #[arg(long)]
@@ -58,6 +60,27 @@ pub struct Args {
     /// the data directory).
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Requests per minute of each API key without its own limit; 0: no
+    /// limit [env: PARLANCE_RPM] (default: 10000).
+    #[arg(long)]
+    pub rpm: Option<u64>,
+    /// Tokens (prompt + max output) per minute of each API key without its
+    /// own limit; 0: no limit [env: PARLANCE_TPM] (default: 10000000).
+    #[arg(long)]
+    pub tpm: Option<u64>,
+    /// Requests per minute of each project without its own limit; 0: no
+    /// limit [env: PARLANCE_PROJECT_RPM] (default: 0).
+    #[arg(long)]
+    pub project_rpm: Option<u64>,
+    /// Tokens per minute of each project without its own limit; 0: no
+    /// limit [env: PARLANCE_PROJECT_TPM] (default: 0).
+    #[arg(long)]
+    pub project_tpm: Option<u64>,
+    /// Redis that several instances share their rate limits through,
+    /// redis://host:port/db [env: PARLANCE_REDIS_URL] (default: none, limits
+    /// kept in this process).
+    #[arg(long)]
+    pub redis_url: Option<String>,
 }
 
 /// Every layer applied: the file (`--config`, else `parlance.toml` in
@@ -84,6 +107,11 @@ pub fn settings(
         threads: args.threads,
         data_dir: data_dir_flag.map(Path::to_path_buf),
         database_url: args.database_url.clone(),
+        rpm: args.rpm,
+        tpm: args.tpm,
+        project_rpm: args.project_rpm,
+        project_tpm: args.project_tpm,
+        redis_url: args.redis_url.clone(),
     };
     Ok(config::resolve(file, env, flags, default_data_dir))
 }
@@ -119,15 +147,52 @@ pub fn run(
         models.push((resolved.name, engine));
     }
     runtime.block_on(async move {
+        let limiter = rate_limiter(&settings).await?;
         let (host, port) = (settings.host.as_str(), settings.port);
         let listener = tokio::net::TcpListener::bind((host, port))
             .await
             .with_context(|| format!("binding {host}:{port}"))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         eprintln!("listening on http://{addr}");
-        server::serve(listener, server::AppState::new(models).with_auth(auth)).await?;
+        let state = server::AppState::new(models)
+            .with_auth(auth)
+            .with_rate_limits(limiter, limit_defaults(&settings))
+            .with_budget_webhook(
+                std::env::var(BUDGET_WEBHOOK_ENV)
+                    .ok()
+                    .filter(|u| !u.is_empty()),
+            );
+        server::serve(listener, state).await?;
         Ok(())
     })
+}
+
+/// The rate-limit buckets: in Redis when `redis_url` is set (refusing to
+/// start when it cannot be reached), else in this process.
+async fn rate_limiter(settings: &ServeConfig) -> anyhow::Result<server::Limiter> {
+    let url = settings.redis_url.as_deref();
+    let limiter = server::Limiter::from_url(url)
+        .await
+        .context("connecting to Redis for rate limits (--redis-url, PARLANCE_REDIS_URL)")?;
+    if url.is_some() {
+        eprintln!("rate limits shared through Redis");
+    }
+    Ok(limiter)
+}
+
+/// The per-key and per-project limits of keys and projects that set none
+/// (0: no limit).
+fn limit_defaults(settings: &ServeConfig) -> server::LimitDefaults {
+    server::LimitDefaults {
+        key: store::RateLimits {
+            rpm: Some(settings.rpm),
+            tpm: Some(settings.tpm),
+        },
+        project: store::RateLimits {
+            rpm: Some(settings.project_rpm),
+            tpm: Some(settings.project_tpm),
+        },
+    }
 }
 
 /// Opens the store at `url` (creating `data_dir` for a default SQLite file)
@@ -150,10 +215,14 @@ async fn prepare(settings: &ServeConfig, admin: Option<AdminKey>) -> anyhow::Res
     // Revoked keys count: revoking every key must not open the server.
     let any_key = store.count_keys().await? > 0;
     let (org_id, project_id) = ensure_project(&store, LOCAL_TENANT, LOCAL_TENANT).await?;
+    // The admin key and the open server's single user manage the local
+    // organisation.
     let tenant = |api_key_id: &str| Tenant {
         org_id: org_id.clone(),
         project_id: project_id.clone(),
         api_key_id: api_key_id.to_owned(),
+        admin: true,
+        ..Tenant::default()
     };
     if any_key || admin.is_some() {
         let admin = admin.map(|key| (key, tenant(ADMIN_KEY_ID)));
@@ -179,8 +248,8 @@ async fn prepare(settings: &ServeConfig, admin: Option<AdminKey>) -> anyhow::Res
     })
 }
 
-/// Settles every reservation a crash left open, at zero cost, as
-/// `interrupted`.
+/// Settles every reservation a crash left open as `interrupted`, for what
+/// it had produced at its last progress record.
 async fn recover(store: &Store) -> anyhow::Result<()> {
     let open = store.recover().await.context("reading open reservations")?;
     if open.is_empty() {
@@ -189,10 +258,16 @@ async fn recover(store: &Store) -> anyhow::Result<()> {
     for reservation in &open {
         server::settle_interrupted(store, reservation)
             .await
-            .with_context(|| format!("settling interrupted request {}", reservation.request_id))?;
+            .with_context(|| {
+                format!(
+                    "settling interrupted request {}",
+                    reservation.reserved.request_id
+                )
+            })?;
     }
     eprintln!(
-        "recovered {} interrupted request(s): settled at zero cost as `interrupted`",
+        "recovered {} interrupted request(s): settled as `interrupted` for the tokens \
+         they had produced at their last checkpoint",
         open.len()
     );
     tracing::warn!(count = open.len(), "settled interrupted requests");

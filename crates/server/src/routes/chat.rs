@@ -18,7 +18,7 @@ use crate::auth::Caller;
 use crate::error::{from_engine, ServerError};
 use crate::generation::{self, chat_logprobs, collect, Settings, TokenOut};
 use crate::middleware::{RawBody, RequestId};
-use crate::routes::{begin_charge, blocking, submit_or_release, with_timeout};
+use crate::routes::{access, begin_charge, blocking, submit_or_release, with_timeout};
 use crate::state::AppState;
 use crate::stream::{sse_response, StreamFormat};
 
@@ -30,7 +30,7 @@ pub async fn create_chat_completion(
     RawBody(body): RawBody,
 ) -> Result<Response, ServerError> {
     let request: ChatCompletionRequest = api::parse_request(&body)?;
-    let model = state.model(&request.model)?.clone();
+    let model = access::resolve_model(&state, caller.as_ref(), &request.model)?.clone();
     if !model.engine.info().has_chat_template {
         return Err(ApiError::invalid(
             "messages",

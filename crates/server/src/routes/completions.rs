@@ -17,7 +17,7 @@ use crate::auth::Caller;
 use crate::error::ServerError;
 use crate::generation::{self, collect, finite, token_text, Settings, TokenOut};
 use crate::middleware::{RawBody, RequestId};
-use crate::routes::{begin_charge, blocking, submit_or_release, with_timeout};
+use crate::routes::{access, begin_charge, blocking, submit_or_release, with_timeout};
 use crate::state::AppState;
 use crate::stream::{sse_response, StreamFormat};
 
@@ -29,7 +29,7 @@ pub async fn create_completion(
     RawBody(body): RawBody,
 ) -> Result<Response, ServerError> {
     let request: CompletionRequest = api::parse_request(&body)?;
-    let model = state.model(&request.model)?.clone();
+    let model = access::resolve_model(&state, caller.as_ref(), &request.model)?.clone();
     let inputs: Vec<Result<Vec<u32>, String>> = request
         .prompt
         .inputs()

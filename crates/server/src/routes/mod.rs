@@ -2,9 +2,11 @@
 //! work to [`crate::generation`] and [`crate::stream`]. Helpers shared by
 //! the handlers live here.
 
+pub mod access;
 pub mod chat;
 pub mod completions;
 pub mod models;
+pub mod organization;
 pub mod tokenize;
 
 use std::future::Future;
@@ -21,7 +23,9 @@ use crate::state::AppState;
 
 /// Takes the reservation of a metered request (`Ok(None)` when there is no
 /// store): `prompt_tokens` as its usage reports them, `max_completion_tokens`
-/// the most its choices together may generate.
+/// the most its choices together may generate. Both are first taken from
+/// the caller's tokens-per-minute limits ([`crate::limits::charge_tokens`]):
+/// a 429 when they do not fit.
 pub async fn begin_charge(
     state: &AppState,
     caller: Option<&Extension<Caller>>,
@@ -41,13 +45,30 @@ pub async fn begin_charge(
             fresh.as_str()
         }
     };
+    let estimated = u64::from(prompt_tokens).saturating_add(max_completion_tokens);
+    let rate_charge = crate::limits::charge_tokens(estimated).await?;
     let planned = Planned {
         request_id,
         model,
         prompt_tokens,
         max_completion_tokens,
     };
-    meter.begin(tenant, planned).await.map(Some)
+    match meter.begin(tenant, planned).await {
+        // The charge settles the tokens-per-minute estimate with the real
+        // usage when it settles the ledger.
+        Ok(mut charge) => {
+            if let Some(rate_charge) = rate_charge {
+                charge.attach_rate_charge(rate_charge);
+            }
+            Ok(Some(charge))
+        }
+        Err(err) => {
+            if let Some(rate_charge) = rate_charge {
+                rate_charge.settle(0).await;
+            }
+            Err(err)
+        }
+    }
 }
 
 /// Submits every choice of every prompt; when the engine refuses, releases

@@ -3,10 +3,12 @@
 
 use api::{Model, ModelList};
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::error::ServerError;
+use crate::routes::access;
 use crate::state::{AppState, ServedModel};
 
 /// Who the served models are listed as belonging to.
@@ -16,18 +18,31 @@ fn entry(model: &ServedModel) -> Model {
     Model::new(model.name.clone(), model.created, OWNED_BY)
 }
 
-/// Lists the served models.
-pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
-    Json(ModelList::new(state.models().map(entry).collect()))
+/// Lists the served models the caller may use.
+pub async fn list_models(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+) -> Json<ModelList> {
+    let models = state
+        .models()
+        .filter(|m| access::may_use(caller.as_ref(), &m.name))
+        .map(entry)
+        .collect();
+    Json(ModelList::new(models))
 }
 
-/// One served model, or 404 `model_not_found`.
+/// One served model the caller may use, or 404 `model_not_found`.
 pub async fn retrieve_model(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
 ) -> Result<Json<Model>, ServerError> {
     let id = id.strip_prefix('/').unwrap_or(&id);
-    Ok(Json(entry(state.model(id)?)))
+    Ok(Json(entry(access::resolve_model(
+        &state,
+        caller.as_ref(),
+        id,
+    )?)))
 }
 
 /// Liveness: the server answers and its models are loaded.

@@ -1,7 +1,7 @@
 //! The usage ledger, reservations, settlement and recovery.
 
 use sqlx::Executor;
-use store::{Backend, ErrorKind, NewReservation, NewUsage, Store};
+use store::{Backend, ErrorKind, NewReservation, NewUsage, Progress, Reservation, Store};
 
 use crate::support::Db;
 
@@ -34,6 +34,16 @@ fn reservation(org: &str, request_id: &str, amount: i64) -> NewReservation {
         user_id: None,
         amount,
         created_at: 1_000,
+        model: Some("m".into()),
+        backend: Some("local".into()),
+    }
+}
+
+/// A stored reservation that has made no progress yet.
+fn stored(org: &str, request_id: &str, amount: i64) -> Reservation {
+    Reservation {
+        reserved: reservation(org, request_id, amount),
+        progress: Progress::default(),
     }
 }
 
@@ -224,9 +234,12 @@ pub async fn recover_lists_leftover_reservations(db: Db) {
     // A "restart": a new store on the same database.
     let restarted = Store::connect(&db.url).await.unwrap();
     let left = restarted.recover().await.unwrap();
-    let ids: Vec<&str> = left.iter().map(|r| r.request_id.as_str()).collect();
+    let ids: Vec<&str> = left
+        .iter()
+        .map(|r| r.reserved.request_id.as_str())
+        .collect();
     assert_eq!(ids, ["req-3", "req-4"]);
-    assert_eq!(left[0], reservation("org_a", "req-3", 10));
+    assert_eq!(left[0], stored("org_a", "req-3", 10));
     restarted.close().await;
 }
 
@@ -272,7 +285,7 @@ pub async fn request_ids_are_unique_per_org(db: Db) {
     // Settling A's request leaves B's reservation with the same id.
     assert_eq!(
         s.list_reservations("org_b").await.unwrap(),
-        vec![reservation("org_b", "req-1", 20)]
+        vec![stored("org_b", "req-1", 20)]
     );
     let b = s
         .settle(&NewUsage {
@@ -311,7 +324,7 @@ pub async fn request_ids_are_unique_per_org(db: Db) {
     assert!(!s.release("org_a", "req-2").await.unwrap());
     assert_eq!(
         s.list_reservations("org_b").await.unwrap(),
-        vec![reservation("org_b", "req-2", 10)]
+        vec![stored("org_b", "req-2", 10)]
     );
 
     // Concurrent first inserts of one id by two organisations: one row each.

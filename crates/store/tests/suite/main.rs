@@ -1,6 +1,8 @@
 //! The store suite: every case runs against SQLite (a temp file) and, when
 //! `PARLANCE_TEST_POSTGRES_URL` is set, against a fresh PostgreSQL database.
 
+mod accounts;
+mod budgets;
 mod keys;
 mod ledger;
 mod support;
@@ -51,4 +53,15 @@ suite! {
     usage::usage_buckets_and_group_by_sum_right,
     usage::usage_filters_and_pagination,
     usage::usage_rejects_bad_queries,
+    budgets::hard_limit_admits_what_fits_and_settles_into_spend,
+    budgets::every_scope_must_fit_and_refusal_holds_nothing,
+    budgets::concurrent_reservations_never_pass_the_limit,
+    budgets::prepaid_balance_tops_up_and_draws_down,
+    budgets::soft_limit_is_reported_once_per_period,
+    budgets::budgets_are_scoped_to_their_org,
+    budgets::a_new_monthly_budget_counts_the_month_so_far,
+    budgets::progress_grows_and_recovery_sees_it,
+    accounts::prices_apply_from_their_time_and_keep_history,
+    accounts::plans_are_assigned_to_members_and_use_is_counted,
+    accounts::sessions_end_on_revoke_and_expiry,
 }
