@@ -1,0 +1,68 @@
+//! The [`Backend`] trait: one place that can answer a chat request —
+//! an OpenAI-compatible server, Anthropic's Messages API, or (implemented
+//! by the server crate, which owns the engine handle) the local engine.
+//!
+//! A backend answers with a [`ChatReply`]: a whole [`ChatCompletion`] or a
+//! [`ChunkStream`] of [`ChatCompletionChunk`]s. Streams report usage in a
+//! final chunk with `choices: []` (as OpenAI's `include_usage` does); a
+//! backend may also put partial usage (e.g. prompt tokens) on earlier
+//! chunks, which the router records and strips. Failures are typed
+//! [`BackendError`]s; the router adds timeouts (first token, idle stream,
+//! whole request), retries, failover and breakers around any backend, so an
+//! implementation only has to report honestly what happened.
+
+use std::pin::Pin;
+
+use api::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest};
+use futures_util::future::BoxFuture;
+use futures_util::Stream;
+
+use crate::error::BackendError;
+
+/// A stream of chunks from one backend. It ends after the final chunk; an
+/// `Err` item is the last item.
+pub type ChunkStream =
+    Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, BackendError>> + Send + 'static>>;
+
+/// What a backend answers.
+pub enum ChatReply {
+    /// A whole answer (the request had `stream` off).
+    Whole(ChatCompletion),
+    /// A stream of chunks (the request had `stream` on).
+    Stream(ChunkStream),
+}
+
+impl std::fmt::Debug for ChatReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChatReply::Whole(whole) => f.debug_tuple("Whole").field(whole).finish(),
+            ChatReply::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+/// One place that can answer chat requests.
+///
+/// The request given is already addressed to this backend: its `model` is
+/// the backend's own name for the model, and for streamed requests
+/// `stream_options.include_usage` is on, so the stream ends with usage.
+/// Implementations must be cheap to call concurrently (`&self`).
+pub trait Backend: Send + Sync + 'static {
+    /// A short name of the kind (`openai`, `anthropic`, `local`), for logs
+    /// and the status page.
+    fn kind(&self) -> &'static str;
+
+    /// Answers one chat request, whole or streamed as `request.stream` says.
+    /// The future resolves when the answer (whole) or the response head
+    /// (streamed) is there.
+    fn chat(
+        &self,
+        request: ChatCompletionRequest,
+    ) -> BoxFuture<'static, Result<ChatReply, BackendError>>;
+
+    /// An active health check (e.g. `GET /v1/models`); `Ok` when healthy.
+    /// The default says healthy, for backends that cannot be probed.
+    fn health(&self) -> BoxFuture<'static, Result<(), BackendError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
