@@ -53,6 +53,8 @@ enum Command {
     Budget(commands::budget::Args),
     /// Set and list per-model prices.
     Prices(commands::prices::Args),
+    /// List and create projects, and set their rate limits.
+    Projects(commands::projects::Args),
     /// List, define and assign plans for people, and show what is left.
     Plan(commands::plan::Args),
 }
@@ -81,6 +83,7 @@ fn main() -> std::process::ExitCode {
         Command::Audit(a) => commands::audit::run(a, cli.data_dir.as_deref(), &data_dir),
         Command::Budget(a) => commands::budget::run(a, cli.data_dir.as_deref(), &data_dir),
         Command::Prices(a) => commands::prices::run(a, cli.data_dir.as_deref(), &data_dir),
+        Command::Projects(a) => commands::projects::run(a, cli.data_dir.as_deref(), &data_dir),
         Command::Plan(a) => commands::plan::run(a, cli.data_dir.as_deref(), &data_dir),
     };
     match result {

@@ -280,3 +280,165 @@ fn usage_and_invoice_print_the_ledger_exactly() {
     fails(d, &["invoice", "--org", "acme", "--format", "xml"]);
     fails(d, &["invoice", "--org", "nobody"]);
 }
+
+#[test]
+fn budgets_prices_plans_and_limits_are_set_shown_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    secret_line(&ok(
+        d,
+        &["keys", "create", "--org", "acme", "--project", "web"],
+    ));
+    let key_id = with_store(d, async |s| {
+        let org = s.find_org_by_name("acme").await.unwrap().unwrap();
+        s.list_keys(&org.id, None).await.unwrap()[0].id.clone()
+    });
+
+    // Budgets: exact dollars in, exact dollars out.
+    let shown = ok(
+        d,
+        &[
+            "budget",
+            "set",
+            "--org",
+            "acme",
+            "--project",
+            "web",
+            "--hard",
+            "25.50",
+            "--soft",
+            "20",
+        ],
+    );
+    assert!(shown.contains("hard $25.500000"), "{shown}");
+    assert!(shown.contains("available $25.500000"), "{shown}");
+    let err = fails(d, &["budget", "set", "--org", "acme", "--hard=-1"]);
+    assert!(err.contains("non-negative"), "{err}");
+    fails(
+        d,
+        &["budget", "top-up", "--org", "acme", "--project", "web", "5"],
+    );
+    ok(
+        d,
+        &[
+            "budget",
+            "set",
+            "--org",
+            "acme",
+            "--key",
+            &key_id,
+            "--prepaid",
+            "--hard",
+            "1",
+        ],
+    );
+    let shown = ok(
+        d,
+        &[
+            "budget", "top-up", "--org", "acme", "--key", &key_id, "0.25",
+        ],
+    );
+    assert!(shown.contains("available $1.250000"), "{shown}");
+    assert_eq!(
+        ok(d, &["budget", "show", "--org", "acme"]).lines().count(),
+        2
+    );
+    ok(
+        d,
+        &["budget", "delete", "--org", "acme", "--project", "web"],
+    );
+    assert_eq!(
+        ok(d, &["budget", "show", "--org", "acme"]).lines().count(),
+        1
+    );
+
+    // Prices: exact per token; a price that is not is refused.
+    let shown = ok(
+        d,
+        &[
+            "prices", "set", "m1", "--per", "1m", "--input", "0.15", "--output", "0.6",
+        ],
+    );
+    assert!(shown.starts_with("m1\t"), "{shown}");
+    assert!(shown.contains("$0.000150"), "{shown}");
+    fails(
+        d,
+        &[
+            "prices",
+            "set",
+            "m1",
+            "--input",
+            "0.0000000000001",
+            "--output",
+            "1",
+        ],
+    );
+    assert_eq!(ok(d, &["prices", "list"]).lines().count(), 2);
+
+    // Plans: built-in ones listed, a new one defined.
+    let plans = ok(d, &["plan", "list"]);
+    assert!(
+        plans.contains("plus\tPlus\t$20.000000/month\t10000000 tokens/month"),
+        "{plans}"
+    );
+    ok(
+        d,
+        &[
+            "plan",
+            "define",
+            "team",
+            "--price",
+            "30",
+            "--messages",
+            "500",
+            "--models",
+            "m1,m2",
+        ],
+    );
+    assert!(ok(d, &["plan", "list"])
+        .contains("team\tteam\t$30.000000/month\t500 messages/month\tm1,m2"));
+    fails(
+        d,
+        &[
+            "plan",
+            "assign",
+            "--org",
+            "acme",
+            "--user",
+            "nobody@example.com",
+            "team",
+        ],
+    );
+
+    // Rate limits of a key and a project.
+    ok(
+        d,
+        &["keys", "limits", &key_id, "--rpm", "60", "--tpm", "1000"],
+    );
+    ok(
+        d,
+        &["projects", "limits", "--org", "acme", "web", "--rpm", "600"],
+    );
+    let projects = ok(d, &["projects", "list", "--org", "acme"]);
+    assert!(projects.contains("\tweb\t600\tdefault"), "{projects}");
+    let (key, actions) = with_store(d, async |s| {
+        let org = s.find_org_by_name("acme").await.unwrap().unwrap();
+        let key = s.get_key(&org.id, &key_id).await.unwrap();
+        let audit = s.list_audit(&org.id, None, 100).await.unwrap();
+        let actions: Vec<String> = audit.into_iter().map(|e| e.entry.action).collect();
+        (key, actions)
+    });
+    assert_eq!((key.limits.rpm, key.limits.tpm), (Some(60), Some(1000)));
+    for action in [
+        "budget.set",
+        "budget.topped_up",
+        "budget.deleted",
+        "api_key.limits_changed",
+        "project.limits_changed",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} not in {actions:?}"
+        );
+    }
+}

@@ -90,6 +90,18 @@ pub enum Action {
         /// The key id, as `keys list` shows it.
         key_id: String,
     },
+    /// Set a key's own rate limits (a limit not given falls back to the
+    /// project's or the server's; 0 means none).
+    Limits {
+        /// The key id, as `keys list` shows it.
+        key_id: String,
+        /// Requests per minute.
+        #[arg(long)]
+        rpm: Option<u64>,
+        /// Tokens per minute.
+        #[arg(long)]
+        tpm: Option<u64>,
+    },
 }
 
 /// Opens the store as `serve` would, runs `work` on it, and closes it.
@@ -245,6 +257,17 @@ async fn act(action: Action, store: &Store) -> anyhow::Result<()> {
             };
             eprintln!("rotated {key_id} into {}", key.id);
             println!("{}", secret.expose());
+        }
+        Action::Limits { key_id, rpm, tpm } => {
+            let org_id = key_org(store, &key_id).await?;
+            let limits = RateLimits { rpm, tpm };
+            let key = manage::set_key_limits(store, &org_id, &key_id, limits, CLI_ACTOR).await?;
+            let show = |n: Option<u64>| n.map_or_else(|| "default".to_owned(), |n| n.to_string());
+            eprintln!(
+                "{key_id}: rpm {}, tpm {}",
+                show(key.limits.rpm),
+                show(key.limits.tpm)
+            );
         }
     }
     Ok(())

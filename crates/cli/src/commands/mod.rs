@@ -10,6 +10,7 @@ pub mod keys;
 pub mod models;
 pub mod plan;
 pub mod prices;
+pub mod projects;
 pub mod pull;
 pub mod serve;
 pub mod tokenize;

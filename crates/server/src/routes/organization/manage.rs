@@ -116,6 +116,55 @@ pub async fn revoke_key(
     Ok(after)
 }
 
+/// Sets a key's own rate limits and records `api_key.limits_changed`.
+pub async fn set_key_limits(
+    store: &Store,
+    org_id: &str,
+    key_id: &str,
+    limits: store::RateLimits,
+    actor: &str,
+) -> Result<ApiKey, StoreError> {
+    let before = store.get_key(org_id, key_id).await?;
+    let after = store.set_key_limits(org_id, key_id, limits).await?;
+    let action = "api_key.limits_changed";
+    audit(
+        store,
+        org_id,
+        actor,
+        action,
+        key_id,
+        Some(&before),
+        Some(&after),
+    )
+    .await?;
+    Ok(after)
+}
+
+/// Sets a project's rate limits (over all its keys together) and records
+/// `project.limits_changed`.
+pub async fn set_project_limits(
+    store: &Store,
+    org_id: &str,
+    project_id: &str,
+    limits: store::RateLimits,
+    actor: &str,
+) -> Result<store::Project, StoreError> {
+    let before = store.get_project(org_id, project_id).await?;
+    let after = store.set_project_limits(org_id, project_id, limits).await?;
+    let state = |p: &store::Project| json!({"id": p.id, "name": p.name, "rpm_limit": p.limits.rpm, "tpm_limit": p.limits.tpm});
+    store
+        .append_audit(&store::NewAuditEntry {
+            org_id: org_id.to_owned(),
+            actor: actor.to_owned(),
+            action: "project.limits_changed".to_owned(),
+            target: project_id.to_owned(),
+            before: Some(state(&before)),
+            after: Some(state(&after)),
+        })
+        .await?;
+    Ok(after)
+}
+
 /// Rotates a key (revokes it and creates its successor) and records
 /// `api_key.rotated` by `actor`: before is the old key, after the new one.
 pub async fn rotate_key(
