@@ -206,10 +206,12 @@ struct HeadView<'a> {
 }
 
 impl HeadView<'_> {
+    #[inline]
     fn key(&self, p: usize) -> &[f32] {
         &self.view.key(p)[self.off..self.off + self.len]
     }
 
+    #[inline]
     fn value(&self, p: usize) -> &[f32] {
         &self.view.value(p)[self.off..self.off + self.len]
     }
@@ -217,9 +219,28 @@ impl HeadView<'_> {
 
 /// Online-softmax attention with the query and the running weighted sum of
 /// values rounded to half precision at every step, as llama.cpp's F16 CPU
-/// flash-attention kernel computes it.
+/// flash-attention kernel computes it. Compiled twice: with FMA enabled where
+/// the CPU has it (`mul_add` becomes one instruction instead of a call to
+/// libm's `fmaf`; a fused multiply-add is exact either way, so the results
+/// are bit-identical) and without.
 fn attend_f16(q: &[f32], head: &HeadView, keys: Range<usize>, scale: f32, out: &mut [f32]) {
-    let round = |x: f32| kernels::f16_to_f32(kernels::f32_to_f16(x));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports FMA, checked just above.
+        return unsafe { attend_f16_fma(q, head, keys, scale, out) };
+    }
+    attend_f16_body(q, head, keys, scale, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+fn attend_f16_fma(q: &[f32], head: &HeadView, keys: Range<usize>, scale: f32, out: &mut [f32]) {
+    attend_f16_body(q, head, keys, scale, out);
+}
+
+#[inline(always)]
+fn attend_f16_body(q: &[f32], head: &HeadView, keys: Range<usize>, scale: f32, out: &mut [f32]) {
+    let round = ops::round_f16;
     let q16: Vec<f32> = q.iter().map(|&x| round(x)).collect();
     let (mut sum, mut max) = (0.0f32, f32::NEG_INFINITY);
     out.fill(0.0);

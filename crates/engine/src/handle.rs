@@ -31,6 +31,11 @@ pub struct EngineConfig {
     pub step_tokens: usize,
     /// Requests that may wait for the engine before new ones are refused.
     pub queue_capacity: usize,
+    /// Keep computed full KV blocks after a request ends and reuse them for
+    /// later requests that start with the same tokens (a shared system
+    /// prompt, a conversation's history). Cached blocks are evicted least
+    /// recently used first; the KV budget stays `kv_cache_tokens`.
+    pub prefix_cache: bool,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +46,7 @@ impl Default for EngineConfig {
             kv_cache_tokens: 0,
             step_tokens: 512,
             queue_capacity: 256,
+            prefix_cache: true,
         }
     }
 }
@@ -120,6 +126,7 @@ impl EngineHandle {
             threads,
             kv_tokens,
             config.step_tokens,
+            config.prefix_cache,
             counters.clone(),
         );
         std::thread::Builder::new()

@@ -3,8 +3,21 @@
 //! blocks. The model reads and writes through it but does not own it, so the
 //! scheduler can run many sequences in one batch and free a sequence's blocks
 //! the moment its client leaves.
+//!
+//! With prefix caching on, full blocks a sequence has computed are registered
+//! in a [`prefix`] index; when the sequence ends they stay in the pool as
+//! unreferenced cached blocks, and a later sequence whose tokens start with
+//! the same blocks takes them (reference-counted, read-only) instead of
+//! computing them again. Every block is in exactly one state: free,
+//! referenced by one or more sequences, or cached and unreferenced; the last
+//! are evicted least recently used first when the free list runs out.
+
+mod prefix;
 
 use std::collections::HashMap;
+
+pub use prefix::PrefixStats;
+use prefix::{Link, PrefixIndex};
 
 /// Identifies one sequence in the cache (chosen by the scheduler).
 pub type SeqId = u64;
@@ -18,6 +31,8 @@ pub enum KvError {
     OutOfBlocks { needed: usize, free: usize },
     #[error("unknown sequence {0}")]
     UnknownSequence(SeqId),
+    #[error("sequence {seq} wrote position {pos}, inside a shared read-only block")]
+    ReadOnlyBlock { seq: SeqId, pos: usize },
 }
 
 #[derive(Debug, Default)]
@@ -25,6 +40,10 @@ struct SeqBlocks {
     blocks: Vec<u32>,
     /// Positions with keys and values written.
     len: usize,
+    /// Prefix-index links of the leading full blocks, one per block.
+    chain: Vec<Link>,
+    /// A hash collision stopped registration of this sequence's blocks.
+    chain_broken: bool,
 }
 
 /// Key and value storage for all layers of one model.
@@ -36,11 +55,17 @@ pub struct KvCache {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
     free: Vec<u32>,
+    /// Sequences referencing each block.
+    refs: Vec<u32>,
     seqs: HashMap<SeqId, SeqBlocks>,
+    prefix: PrefixIndex,
+    prefix_caching: bool,
 }
 
 impl KvCache {
-    /// A cache for `capacity_tokens` positions in all, shared by every sequence.
+    /// A cache for `capacity_tokens` positions in all, shared by every
+    /// sequence, with prefix caching on (it only acts on blocks registered
+    /// through [`KvCache::cache_full_blocks`]).
     pub fn new(n_layers: usize, kv_dim: usize, block_size: usize, capacity_tokens: usize) -> Self {
         let n_blocks = capacity_tokens.div_ceil(block_size).max(1);
         let per_layer = n_blocks * block_size * kv_dim;
@@ -51,8 +76,22 @@ impl KvCache {
             k: (0..n_layers).map(|_| vec![0.0; per_layer]).collect(),
             v: (0..n_layers).map(|_| vec![0.0; per_layer]).collect(),
             free: (0..n_blocks as u32).rev().collect(),
+            refs: vec![0; n_blocks],
             seqs: HashMap::new(),
+            prefix: PrefixIndex::new(n_blocks),
+            prefix_caching: true,
         }
+    }
+
+    /// Turns prefix caching on or off; off, finished sequences' blocks go
+    /// straight back to the free list and admission never looks up a prefix.
+    pub fn set_prefix_caching(&mut self, on: bool) {
+        self.prefix_caching = on;
+    }
+
+    #[cfg(test)]
+    fn set_hasher(&mut self, hasher: prefix::BlockHasher) {
+        self.prefix.set_hasher(hasher);
     }
 
     pub fn n_layers(&self) -> usize {
@@ -63,15 +102,38 @@ impl KvCache {
         self.kv_dim
     }
 
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Blocks on the free list (cached blocks not counted).
     pub fn free_blocks(&self) -> usize {
         self.free.len()
     }
 
-    /// Blocks in the pool, free or not.
+    /// Cached blocks no sequence references: kept for reuse, evictable.
+    pub fn cached_blocks(&self) -> usize {
+        self.prefix.idle_len()
+    }
+
+    /// Blocks referenced by at least one sequence.
+    pub fn used_blocks(&self) -> usize {
+        self.total_blocks() - self.free_blocks() - self.cached_blocks()
+    }
+
+    /// Blocks a sequence could be given now: free ones and evictable ones.
+    pub fn available_blocks(&self) -> usize {
+        self.free.len() + self.prefix.idle_len()
+    }
+
+    /// Blocks in the pool, whatever their state.
     pub fn total_blocks(&self) -> usize {
-        self.k
-            .first()
-            .map_or(0, |l| l.len() / (self.block_size * self.kv_dim))
+        self.refs.len()
+    }
+
+    /// Prefix-cache activity so far.
+    pub fn prefix_stats(&self) -> PrefixStats {
+        self.prefix.stats
     }
 
     /// Blocks needed to hold `tokens` positions.
@@ -84,30 +146,134 @@ impl KvCache {
         self.seqs.get(&seq).map_or(0, |s| s.len)
     }
 
+    /// Sequences referencing `block` (for tests and checks).
+    pub fn block_refs(&self, block: u32) -> u32 {
+        self.refs.get(block as usize).copied().unwrap_or(0)
+    }
+
+    /// The blocks of `seq`, in position order.
+    pub fn seq_blocks(&self, seq: SeqId) -> &[u32] {
+        self.seqs.get(&seq).map_or(&[], |s| &s.blocks)
+    }
+
+    /// A block for a sequence: from the free list, else the least recently
+    /// used cached block.
+    fn allocate(&mut self) -> Option<u32> {
+        let b = self.free.pop().or_else(|| self.prefix.evict())?;
+        self.refs[b as usize] = 1;
+        Some(b)
+    }
+
+    /// Starts `seq` (not yet in the cache) with room for `total` positions,
+    /// taking the cached blocks that hold a prefix of `tokens`. Returns how
+    /// many leading positions are already computed. At least the last token
+    /// is always left to compute, so the caller gets its logits. On error
+    /// nothing changed.
+    pub fn admit(&mut self, seq: SeqId, tokens: &[u32], total: usize) -> Result<usize, KvError> {
+        if self.seqs.contains_key(&seq) {
+            self.reserve(seq, total)?;
+            return Ok(self.seq_len(seq));
+        }
+        let hits = if self.prefix_caching && !tokens.is_empty() {
+            let max_blocks = (tokens.len() - 1) / self.block_size;
+            self.prefix.lookup(tokens, self.block_size, max_blocks)
+        } else {
+            Vec::new()
+        };
+        let need = self.blocks_for(total).saturating_sub(hits.len());
+        let revived = hits.iter().filter(|(b, _)| self.prefix.is_idle(*b)).count();
+        let available = self.available_blocks() - revived;
+        if need > available {
+            return Err(KvError::OutOfBlocks {
+                needed: need,
+                free: available,
+            });
+        }
+        let mut entry = SeqBlocks::default();
+        for &(b, link) in &hits {
+            self.prefix.unpark(b);
+            self.refs[b as usize] += 1;
+            entry.blocks.push(b);
+            entry.chain.push(link);
+        }
+        entry.len = hits.len() * self.block_size;
+        for _ in 0..need {
+            // Checked above: `need` blocks are free or evictable.
+            if let Some(b) = self.allocate() {
+                entry.blocks.push(b);
+            }
+        }
+        if self.prefix_caching {
+            let st = &mut self.prefix.stats;
+            st.lookups += 1;
+            st.hit_blocks += hits.len() as u64;
+            st.hit_tokens += entry.len as u64;
+        }
+        let cached = entry.len;
+        self.seqs.insert(seq, entry);
+        Ok(cached)
+    }
+
     /// Makes room for `seq` to hold `total` positions, allocating blocks as needed.
     pub fn reserve(&mut self, seq: SeqId, total: usize) -> Result<(), KvError> {
         let have = self.seqs.get(&seq).map_or(0, |s| s.blocks.len());
         let need = self.blocks_for(total).saturating_sub(have);
-        if need > self.free.len() {
+        if need > self.available_blocks() {
             return Err(KvError::OutOfBlocks {
                 needed: need,
-                free: self.free.len(),
+                free: self.available_blocks(),
             });
         }
-        let entry = self.seqs.entry(seq).or_default();
+        let mut got = Vec::with_capacity(need);
         for _ in 0..need {
-            // Checked above: `need <= free.len()`.
-            if let Some(b) = self.free.pop() {
-                entry.blocks.push(b);
+            // Checked above: `need` blocks are free or evictable.
+            if let Some(b) = self.allocate() {
+                got.push(b);
             }
         }
+        self.seqs.entry(seq).or_default().blocks.extend(got);
         Ok(())
     }
 
-    /// Releases every block of `seq`.
+    /// Registers the full blocks of `seq` that lie inside `tokens` (its known
+    /// tokens, from position 0) and are written, so that later sequences
+    /// with the same prefix can take them. Does nothing with prefix caching off.
+    pub fn cache_full_blocks(&mut self, seq: SeqId, tokens: &[u32]) {
+        if !self.prefix_caching {
+            return;
+        }
+        let bs = self.block_size;
+        let Some(s) = self.seqs.get_mut(&seq) else {
+            return;
+        };
+        let full = tokens.len().min(s.len) / bs;
+        while !s.chain_broken && s.chain.len() < full.min(s.blocks.len()) {
+            let i = s.chain.len();
+            let parent = s.chain.last().copied();
+            match self
+                .prefix
+                .register(s.blocks[i], parent, &tokens[i * bs..(i + 1) * bs])
+            {
+                Some(link) => s.chain.push(link),
+                None => s.chain_broken = true,
+            }
+        }
+    }
+
+    /// Releases `seq`'s reference to each of its blocks. A block nobody
+    /// references any more stays cached if it is registered (its tail
+    /// becoming the first to be evicted), else goes back to the free list.
     pub fn free_seq(&mut self, seq: SeqId) {
-        if let Some(s) = self.seqs.remove(&seq) {
-            self.free.extend(s.blocks);
+        let Some(s) = self.seqs.remove(&seq) else {
+            return;
+        };
+        for &b in s.blocks.iter().rev() {
+            let r = &mut self.refs[b as usize];
+            *r = r.saturating_sub(1);
+            if *r == 0 && !(self.prefix_caching && self.prefix.park(b)) {
+                self.prefix.forget(b);
+                self.free.push(b);
+            }
         }
     }
 
@@ -120,6 +286,10 @@ impl KvCache {
                 needed: 1,
                 free: self.free.len(),
             })?;
+        if self.prefix.is_registered(block) {
+            // Registered blocks are full and may be shared: never rewritten.
+            return Err(KvError::ReadOnlyBlock { seq, pos });
+        }
         Ok((block as usize * self.block_size + pos % self.block_size) * self.kv_dim)
     }
 
@@ -135,7 +305,7 @@ impl KvCache {
         v: &[f32],
     ) -> Result<(), KvError> {
         let at = self.index(seq, pos)?;
-        let round = |x: f32| kernels::f16_to_f32(kernels::f32_to_f16(x));
+        let round = crate::ops::round_f16;
         for (dst, &x) in self.k[layer][at..at + self.kv_dim].iter_mut().zip(k) {
             *dst = round(x);
         }
@@ -173,17 +343,20 @@ pub struct SeqView<'a> {
 }
 
 impl SeqView<'_> {
+    #[inline]
     fn at(&self, pos: usize) -> usize {
         (self.blocks[pos / self.block_size] as usize * self.block_size + pos % self.block_size)
             * self.kv_dim
     }
 
     /// The whole key row (all KV heads) at `pos`; `pos` must be below the reserved length.
+    #[inline]
     pub fn key(&self, pos: usize) -> &[f32] {
         let at = self.at(pos);
         &self.k[at..at + self.kv_dim]
     }
 
+    #[inline]
     pub fn value(&self, pos: usize) -> &[f32] {
         let at = self.at(pos);
         &self.v[at..at + self.kv_dim]
@@ -222,5 +395,160 @@ mod tests {
         assert_eq!(kv.view(0, 1).unwrap().key(0), &[1.0, 1.0]);
         assert_eq!(kv.view(0, 2).unwrap().value(0), &[2.0, 2.0]);
         assert!(kv.write(0, 3, 0, &[0.0; 2], &[0.0; 2]).is_err());
+    }
+
+    /// Writes every position of `seq` that `tokens` holds (key = [pos, token],
+    /// exact in f16) and registers its full blocks.
+    fn compute(kv: &mut KvCache, seq: SeqId, tokens: &[u32]) -> usize {
+        let cached = kv.admit(seq, tokens, tokens.len()).unwrap();
+        for (p, &t) in tokens.iter().enumerate().skip(cached) {
+            let row = [p as f32, t as f32];
+            kv.write(0, seq, p, &row, &row).unwrap();
+        }
+        kv.cache_full_blocks(seq, tokens);
+        cached
+    }
+
+    fn assert_adds_up(kv: &KvCache) {
+        let used = (0..kv.total_blocks() as u32)
+            .filter(|&b| kv.block_refs(b) > 0)
+            .count();
+        assert_eq!(used, kv.used_blocks());
+        assert_eq!(
+            kv.free_blocks() + kv.used_blocks() + kv.cached_blocks(),
+            kv.total_blocks()
+        );
+    }
+
+    #[test]
+    fn a_finished_prefix_is_cached_and_reused_read_only() {
+        let mut kv = KvCache::new(1, 2, 4, 64); // 16 blocks of 4
+        let a: Vec<u32> = (100..110).collect();
+        assert_eq!(compute(&mut kv, 1, &a), 0);
+        let a_blocks = kv.seq_blocks(1)[..2].to_vec();
+        kv.free_seq(1);
+        assert_eq!(kv.cached_blocks(), 2, "two full blocks stay cached");
+        assert_eq!(kv.free_blocks(), 14);
+        assert_adds_up(&kv);
+
+        // Same first 8 tokens, another tail: the two full blocks are reused.
+        let mut b = a[..8].to_vec();
+        b.extend([7, 7, 7]);
+        assert_eq!(kv.admit(2, &b, b.len() + 1).unwrap(), 8);
+        assert_eq!(&kv.seq_blocks(2)[..2], &a_blocks[..]);
+        assert_eq!(kv.seq_len(2), 8);
+        assert_eq!(kv.view(0, 2).unwrap().key(5), &[5.0, 105.0]);
+        assert_eq!(kv.cached_blocks(), 0);
+        // A second sequence shares them too; nobody may write into them.
+        assert_eq!(kv.admit(3, &b, b.len() + 1).unwrap(), 8);
+        assert_eq!(kv.block_refs(a_blocks[0]), 2);
+        assert_eq!(
+            kv.write(0, 3, 4, &[0.0; 2], &[0.0; 2]),
+            Err(KvError::ReadOnlyBlock { seq: 3, pos: 4 })
+        );
+        kv.write(0, 3, 8, &[0.0; 2], &[0.0; 2]).unwrap();
+        assert_adds_up(&kv);
+
+        // Releasing one sharer keeps the blocks in use for the other.
+        kv.free_seq(3);
+        assert_eq!(kv.block_refs(a_blocks[0]), 1);
+        assert_eq!(kv.cached_blocks(), 0);
+        assert_adds_up(&kv);
+        kv.free_seq(2);
+        assert_eq!(kv.cached_blocks(), 2);
+        assert_eq!(kv.free_blocks(), 14);
+        assert_adds_up(&kv);
+        let st = kv.prefix_stats();
+        assert_eq!((st.lookups, st.hit_blocks, st.hit_tokens), (3, 4, 16));
+    }
+
+    #[test]
+    fn a_fully_cached_prompt_still_computes_its_last_block() {
+        let mut kv = KvCache::new(1, 2, 4, 64);
+        let a: Vec<u32> = (0..8).collect();
+        compute(&mut kv, 1, &a);
+        kv.free_seq(1);
+        assert_eq!(kv.cached_blocks(), 2);
+        // Only the first block: the last token's logits must be computed.
+        assert_eq!(kv.admit(2, &a, 9).unwrap(), 4);
+        assert_eq!(kv.admit(3, &a[..5], 6).unwrap(), 4);
+        assert_eq!(kv.admit(4, &a[..4], 5).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_hash_collision_is_not_reused() {
+        let mut kv = KvCache::new(1, 2, 4, 64);
+        kv.set_hasher(|_, _| 42); // every block collides
+        let a = [1, 2, 3, 4, 5];
+        let b = [9, 9, 9, 9, 5];
+        compute(&mut kv, 1, &a);
+        kv.free_seq(1);
+        assert_eq!(kv.cached_blocks(), 1);
+        // Same hash, other tokens: computed afresh, and not registered.
+        assert_eq!(compute(&mut kv, 2, &b), 0);
+        assert_eq!(kv.view(0, 2).unwrap().key(1), &[1.0, 9.0]);
+        kv.free_seq(2);
+        assert_eq!(kv.cached_blocks(), 1);
+        assert_adds_up(&kv);
+        // The genuine prefix still hits.
+        assert_eq!(kv.admit(3, &a, 6).unwrap(), 4);
+        assert_eq!(kv.view(0, 3).unwrap().key(1), &[1.0, 2.0]);
+    }
+
+    #[test]
+    fn a_block_under_another_parent_is_not_reused() {
+        let mut kv = KvCache::new(1, 2, 4, 64);
+        // A hash that ignores the parent: equal second blocks collide
+        // whatever came before them.
+        kv.set_hasher(|_, t| u64::from(t[0]));
+        let a = [1, 1, 1, 1, 9, 9, 9, 9, 0];
+        let b = [2, 2, 2, 2, 9, 9, 9, 9, 0];
+        compute(&mut kv, 1, &a);
+        compute(&mut kv, 2, &b);
+        kv.free_seq(1);
+        kv.free_seq(2);
+        // b's first block hits; its second is a's, computed after other keys.
+        assert_eq!(kv.admit(3, &b, 10).unwrap(), 4);
+        assert_eq!(kv.admit(4, &a, 10).unwrap(), 8);
+        assert_eq!(kv.view(0, 4).unwrap().key(5), &[5.0, 9.0]);
+    }
+
+    #[test]
+    fn cached_blocks_are_evicted_least_recently_used_tail_first() {
+        let mut kv = KvCache::new(1, 2, 4, 16); // 4 blocks
+        let a = [1, 1, 1, 1, 2, 2, 2, 2];
+        let b = [3, 3, 3, 3, 4, 4, 4, 4];
+        compute(&mut kv, 1, &a);
+        kv.free_seq(1);
+        compute(&mut kv, 2, &b);
+        kv.free_seq(2);
+        assert_eq!((kv.free_blocks(), kv.cached_blocks()), (0, 4));
+        // One new block: a's tail goes first.
+        compute(&mut kv, 3, &[5, 5, 5]);
+        assert_eq!(kv.prefix_stats().evictions, 1);
+        assert_adds_up(&kv);
+        kv.free_seq(3);
+        assert_eq!(kv.admit(4, &a, 5).unwrap(), 4, "a's head is still cached");
+        // b's head hits; its tail, the only idle block left, is evicted for room.
+        assert_eq!(kv.admit(5, &b, 5).unwrap(), 4);
+        assert_eq!(kv.prefix_stats().evictions, 2);
+        assert_eq!(kv.available_blocks(), 0);
+        assert!(matches!(
+            kv.admit(6, &[8; 4], 5),
+            Err(KvError::OutOfBlocks { .. })
+        ));
+        assert_adds_up(&kv);
+    }
+
+    #[test]
+    fn with_prefix_caching_off_blocks_go_back_to_the_free_list() {
+        let mut kv = KvCache::new(1, 2, 4, 64);
+        kv.set_prefix_caching(false);
+        let a: Vec<u32> = (0..10).collect();
+        compute(&mut kv, 1, &a);
+        kv.free_seq(1);
+        assert_eq!((kv.free_blocks(), kv.cached_blocks()), (16, 0));
+        assert_eq!(kv.admit(2, &a, 11).unwrap(), 0);
+        assert_eq!(kv.prefix_stats(), PrefixStats::default());
     }
 }

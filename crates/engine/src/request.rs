@@ -41,6 +41,10 @@ impl FinishReason {
 pub struct Usage {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
+    /// Of `prompt_tokens`, those whose keys and values came from the prefix
+    /// cache instead of being computed (OpenAI's
+    /// `usage.prompt_tokens_details.cached_tokens`; billed at the cached price).
+    pub cached_tokens: usize,
 }
 
 /// What a generation streams back, in order: zero or more `Token`s, then

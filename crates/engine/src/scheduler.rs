@@ -5,7 +5,10 @@
 //! for every sequence that reached the end of its known tokens. A sequence
 //! whose client left is dropped and its blocks freed before the next step;
 //! when the cache runs out mid-generation, the newest sequence is preempted
-//! (its blocks freed, recomputed later from its tokens).
+//! (its blocks freed, recomputed later from its tokens). With prefix caching,
+//! admission takes the cached blocks a sequence's tokens start with and
+//! prefills only the rest, and every full block computed is registered for
+//! later sequences as soon as its pass is done.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::Receiver;
@@ -43,9 +46,11 @@ impl Scheduler {
         threads: usize,
         kv_tokens: usize,
         step_tokens: usize,
+        prefix_cache: bool,
         counters: Arc<Counters>,
     ) -> Self {
-        let kv = model.new_kv_cache(kv_tokens);
+        let mut kv = model.new_kv_cache(kv_tokens);
+        kv.set_prefix_caching(prefix_cache);
         Scheduler {
             model,
             tokenizer,
@@ -78,12 +83,10 @@ impl Scheduler {
     }
 
     fn publish(&self) {
-        self.counters.set_queue(
-            self.running.len(),
-            self.waiting.len(),
-            self.kv.free_blocks(),
-            self.kv.total_blocks(),
-        );
+        // KV first: a reader that sees the new queue sizes sees these too.
+        self.counters.set_kv(&self.kv);
+        self.counters
+            .set_queue(self.running.len(), self.waiting.len());
     }
 
     fn take(&mut self, cmd: Command) {
@@ -109,27 +112,32 @@ impl Scheduler {
         self.waiting.retain(|s| !s.is_abandoned());
         let gone = before - self.running.len() - self.waiting.len();
         if gone > 0 {
-            self.counters.add_cancelled(gone as u64);
+            // Publish first: whoever sees the cancellation sees the freed blocks.
             self.publish();
+            self.counters.add_cancelled(gone as u64);
         }
     }
 
     /// Moves waiting sequences to running while their known tokens fit the cache.
     fn admit(&mut self) {
-        while let Some(seq) = self.waiting.front() {
-            if self.kv.reserve(seq.id, seq.tokens.len() + 1).is_err() {
-                if self.running.is_empty() {
-                    // Nothing will ever free room: the cache is smaller than this prompt.
-                    if let Some(seq) = self.waiting.pop_front() {
-                        seq.fail("the prompt does not fit the KV cache".into());
-                        self.counters.add_finished(1);
-                    }
-                    continue;
+        while let Some(mut seq) = self.waiting.pop_front() {
+            match self.kv.admit(seq.id, &seq.tokens, seq.tokens.len() + 1) {
+                Ok(cached) => {
+                    seq.n_cached = cached;
+                    // Billing sees what the first admission found cached.
+                    seq.cached_prompt_tokens
+                        .get_or_insert(cached.min(seq.prompt_len));
+                    self.running.push(seq);
                 }
-                return;
-            }
-            if let Some(seq) = self.waiting.pop_front() {
-                self.running.push(seq);
+                Err(_) if self.running.is_empty() => {
+                    // Nothing will ever free room: the cache is smaller than this prompt.
+                    seq.fail("the prompt does not fit the KV cache".into());
+                    self.counters.add_finished(1);
+                }
+                Err(_) => {
+                    self.waiting.push_front(seq);
+                    return;
+                }
             }
         }
     }
@@ -211,6 +219,9 @@ impl Scheduler {
         let mut finished = Vec::new();
         for (i, (s, &n)) in self.running.iter_mut().zip(&take).enumerate() {
             s.n_cached += n;
+            if n > 0 {
+                self.kv.cache_full_blocks(s.id, &s.tokens[..s.n_cached]);
+            }
             if n > 0 && s.pending() == 0 {
                 let row = out
                     .next()

@@ -18,6 +18,8 @@ pub(crate) struct Sequence {
     pub prompt_len: usize,
     /// Leading tokens whose keys and values are in the cache.
     pub n_cached: usize,
+    /// Prompt tokens the prefix cache served at first admission.
+    pub cached_prompt_tokens: Option<usize>,
     /// Most tokens this sequence may ever hold (prompt + max new tokens).
     pub limit: usize,
     sampler: Sampler,
@@ -41,6 +43,7 @@ impl Sequence {
             prompt_len: req.prompt.len(),
             tokens: req.prompt,
             n_cached: 0,
+            cached_prompt_tokens: None,
             limit,
             sampler: Sampler::new(&req.params, n_vocab),
             stop: StopMatcher::new(&req.stop),
@@ -64,6 +67,7 @@ impl Sequence {
         Usage {
             prompt_tokens: self.prompt_len,
             completion_tokens: self.tokens.len() - self.prompt_len,
+            cached_tokens: self.cached_prompt_tokens.unwrap_or(0),
         }
     }
 
