@@ -44,18 +44,22 @@ pub const PROJECT_RPM_ENV: &str = "PARLANCE_PROJECT_RPM";
 pub const PROJECT_TPM_ENV: &str = "PARLANCE_PROJECT_TPM";
 /// Environment variable for [`Layer::redis_url`].
 pub const REDIS_URL_ENV: &str = "PARLANCE_REDIS_URL";
+/// Environment variable for [`Layer::shutdown_grace_secs`].
+pub const SHUTDOWN_GRACE_ENV: &str = "PARLANCE_SHUTDOWN_GRACE_SECS";
+/// Default seconds in-flight requests get after SIGTERM or ctrl-c.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 /// Name of the SQLite file in the data directory when no database URL is set.
 pub const DATABASE_FILE: &str = "parlance.db";
 
 /// The keys a config file may hold, for error messages.
 const KEYS: &str = "host, port, models, threads, data_dir, database_url, rpm, tpm, \
-                    project_rpm, project_tpm, redis_url";
+                    project_rpm, project_tpm, redis_url, shutdown_grace_secs, gateway";
 
 /// One layer of `serve` settings (the file, the environment or the flags).
 /// Every field is optional: `None` means "this layer does not say", and the
 /// next layer down decides. This is also the schema of `parlance.toml`;
 /// a key not listed here is an error.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Layer {
     /// Address to listen on, e.g. `"0.0.0.0"` for every interface
@@ -100,6 +104,15 @@ pub struct Layer {
     /// `redis://host:port/db` (default: none, limits kept in this process;
     /// env `PARLANCE_REDIS_URL`; flag `--redis-url`).
     pub redis_url: Option<String>,
+    /// Seconds that requests and streams in flight may run on after SIGTERM
+    /// or ctrl-c before they are dropped (default `30`; env
+    /// `PARLANCE_SHUTDOWN_GRACE_SECS`).
+    pub shutdown_grace_secs: Option<u64>,
+    /// The `[gateway]` section: models, aliases, fallbacks and their
+    /// backends (local engine, OpenAI-compatible, Anthropic), retry,
+    /// breaker and health-check policy; see `docs/GATEWAY.md`. File only;
+    /// validated when the file is read.
+    pub gateway: Option<server::gateway::GatewayConfig>,
 }
 
 impl Layer {
@@ -118,6 +131,8 @@ impl Layer {
             project_rpm: self.project_rpm.or(lower.project_rpm),
             project_tpm: self.project_tpm.or(lower.project_tpm),
             redis_url: self.redis_url.or(lower.redis_url),
+            shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
+            gateway: self.gateway.or(lower.gateway),
         }
     }
 
@@ -129,6 +144,11 @@ impl Layer {
         let mut layer: Layer = toml::from_str(text)
             .map_err(|e| anyhow::anyhow!("{}", describe_toml_error(&e, text)))
             .with_context(|| format!("in config file {}", path.display()))?;
+        if let Some(gateway) = &layer.gateway {
+            gateway
+                .validate()
+                .with_context(|| format!("in config file {}", path.display()))?;
+        }
         let base = path.parent().unwrap_or(Path::new(""));
         if let Some(dir) = layer.data_dir.take() {
             layer.data_dir = Some(base.join(dir));
@@ -201,6 +221,14 @@ impl Layer {
                 })?)),
             }
         };
+        let shutdown_grace_secs = match var(SHUTDOWN_GRACE_ENV)? {
+            None => None,
+            Some(text) => Some(text.trim().parse::<u64>().with_context(|| {
+                format!(
+                    "environment variable {SHUTDOWN_GRACE_ENV}={text:?}: expected whole seconds"
+                )
+            })?),
+        };
         Ok(Layer {
             host: var(HOST_ENV)?,
             port,
@@ -213,12 +241,14 @@ impl Layer {
             project_rpm: limit(PROJECT_RPM_ENV)?,
             project_tpm: limit(PROJECT_TPM_ENV)?,
             redis_url: var(REDIS_URL_ENV)?,
+            shutdown_grace_secs,
+            gateway: None,
         })
     }
 }
 
 /// The settings `serve` runs with, every layer applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
     /// Address to listen on.
     pub host: String,
@@ -242,6 +272,10 @@ pub struct ServeConfig {
     pub project_tpm: u64,
     /// Redis for rate limits shared between instances; `None`: in-process.
     pub redis_url: Option<String>,
+    /// Seconds in-flight requests get after SIGTERM or ctrl-c.
+    pub shutdown_grace_secs: u64,
+    /// The gateway's models and policy (empty: local models only).
+    pub gateway: server::gateway::GatewayConfig,
 }
 
 /// Stacks the layers, highest last in priority order: `flags` over `env`
@@ -271,6 +305,10 @@ pub fn resolve(file: Layer, env: Layer, flags: Layer, default_data_dir: &Path) -
         project_rpm: merged.project_rpm.unwrap_or(0),
         project_tpm: merged.project_tpm.unwrap_or(0),
         redis_url: merged.redis_url,
+        shutdown_grace_secs: merged
+            .shutdown_grace_secs
+            .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
+        gateway: merged.gateway.unwrap_or_default(),
     }
 }
 
@@ -512,6 +550,32 @@ mod tests {
                 "gemma3-270m".to_owned(),
                 "/abs.gguf".to_owned()
             ])
+        );
+    }
+
+    #[test]
+    fn gateway_section_is_read_and_validated() {
+        let layer = file(
+            "[[gateway.models]]\nname = \"chat\"\naliases = [\"gpt-4o\"]\n\
+             [[gateway.models.backends]]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n",
+        )
+        .unwrap();
+        let config = resolve(layer, Layer::default(), Layer::default(), Path::new("/d"));
+        assert_eq!(config.gateway.models[0].name, "chat");
+        assert_eq!(config.gateway.models[0].aliases, ["gpt-4o"]);
+        assert_eq!(config.shutdown_grace_secs, 30);
+        // Validation names the problem and the file.
+        let err = file("[[gateway.models]]\nname = \"chat\"\nbackends = []\n").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("at least one backend"), "{text}");
+        assert!(text.contains("/etc/parlance/parlance.toml"), "{text}");
+        let err = file("[gateway.retry]\nmax_atempts = 3\n").unwrap_err();
+        assert!(format!("{err:#}").contains("max_atempts"), "{err:#}");
+        let grace = file("shutdown_grace_secs = 5").unwrap();
+        let env = Layer::from_env(env_of(&[("PARLANCE_SHUTDOWN_GRACE_SECS", "7")])).unwrap();
+        assert_eq!(
+            resolve(grace, env, Layer::default(), Path::new("/d")).shutdown_grace_secs,
+            7
         );
     }
 

@@ -226,6 +226,10 @@ impl Scheduler {
                 let row = out
                     .next()
                     .expect("one logits row per sequence that reached its end");
+                let now = std::time::Instant::now();
+                self.counters
+                    .observe_token(s.submitted, s.last_token_at, now);
+                s.last_token_at = Some(now);
                 if s.accept_logits(row, &self.tokenizer) {
                     finished.push(i);
                 }

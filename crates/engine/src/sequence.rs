@@ -28,6 +28,10 @@ pub(crate) struct Sequence {
     logprobs: Option<usize>,
     ignore_eos: bool,
     tx: UnboundedSender<Event>,
+    /// When the request was submitted, for time to first token.
+    pub submitted: std::time::Instant,
+    /// When its last token was sampled, for inter-token latency.
+    pub last_token_at: Option<std::time::Instant>,
 }
 
 impl Sequence {
@@ -51,6 +55,8 @@ impl Sequence {
             logprobs: req.logprobs,
             ignore_eos: req.ignore_eos,
             tx,
+            submitted: std::time::Instant::now(),
+            last_token_at: None,
         }
     }
 

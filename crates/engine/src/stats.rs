@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::kv::KvCache;
+use crate::latency::{AtomicHistogram, Histogram};
 
 /// Shared between the engine thread (writer) and handles (readers).
 #[derive(Debug, Default)]
@@ -22,6 +23,8 @@ pub(crate) struct Counters {
     prefix_hit_blocks: AtomicU64,
     prefix_hit_tokens: AtomicU64,
     kv_evictions: AtomicU64,
+    ttft: AtomicHistogram,
+    itl: AtomicHistogram,
 }
 
 /// A point-in-time copy of the engine's counters.
@@ -51,6 +54,10 @@ pub struct EngineStats {
     pub prefix_cache_hit_tokens: u64,
     /// Cached blocks evicted (least recently used first) to make room.
     pub kv_evictions: u64,
+    /// Time from submission to the first token, per generation.
+    pub time_to_first_token: Histogram,
+    /// Time between consecutive tokens of one generation.
+    pub inter_token_latency: Histogram,
 }
 
 impl EngineStats {
@@ -94,6 +101,20 @@ impl Counters {
         self.cancelled.fetch_add(n, Ordering::Release);
     }
 
+    /// A sequence sampled a token: its first (`previous` is `None`, measured
+    /// from `submitted`) or a later one.
+    pub fn observe_token(
+        &self,
+        submitted: std::time::Instant,
+        previous: Option<std::time::Instant>,
+        now: std::time::Instant,
+    ) {
+        match previous {
+            None => self.ttft.observe(now.saturating_duration_since(submitted)),
+            Some(at) => self.itl.observe(now.saturating_duration_since(at)),
+        }
+    }
+
     pub fn add_preempted(&self) {
         self.preempted.fetch_add(1, Ordering::Relaxed);
     }
@@ -114,6 +135,8 @@ impl Counters {
             prefix_cache_hit_blocks: self.prefix_hit_blocks.load(Ordering::Relaxed),
             prefix_cache_hit_tokens: self.prefix_hit_tokens.load(Ordering::Relaxed),
             kv_evictions: self.kv_evictions.load(Ordering::Relaxed),
+            time_to_first_token: self.ttft.snapshot(),
+            inter_token_latency: self.itl.snapshot(),
         }
     }
 }

@@ -359,3 +359,30 @@ fn a_corrupt_model_file_is_a_clear_error() {
     assert!(err.to_string().contains("not a GGUF"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn latency_histograms_count_first_and_later_tokens() {
+    // Its own engine: the shared one's counters move with other tests.
+    let path = testkit::model_path(testkit::SMOLLM2);
+    let engine = EngineHandle::start(
+        &path,
+        EngineConfig {
+            threads: 2,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    let before = engine.stats();
+    assert_eq!(before.time_to_first_token.count, 0);
+    let mut req = greedy("The capital of France is", 6);
+    req.ignore_eos = true;
+    let out = collect(engine.submit(req).unwrap());
+    assert_eq!(out.usage.completion_tokens, 6);
+    let after = engine.stats();
+    assert_eq!(after.time_to_first_token.count, 1);
+    assert_eq!(after.inter_token_latency.count, 5);
+    assert!(after.time_to_first_token.sum_micros > 0);
+    let buckets = after.inter_token_latency.cumulative;
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]));
+    assert!(*buckets.last().unwrap() <= 5);
+}

@@ -1,5 +1,6 @@
-//! Who is calling: the `Authorization: Bearer sk-…` check in front of every
-//! route but `/health`, and the [`Caller`] it leaves on the request.
+//! Who is calling: the `Authorization: Bearer sk-…` check, or the web app's
+//! session cookie, in front of every route but `/health` and the web app's
+//! public pages, and the [`Caller`] it leaves on the request.
 //!
 //! [`Auth::Keys`]: a request must carry a key the store knows (looked up by
 //! its hash) or the admin key (compared in constant time); anything else is
@@ -7,10 +8,22 @@
 //! request is billed to a built-in tenant (a key the store knows is still
 //! honoured; any other, such as the placeholder SDKs insist on, is ignored). [`Auth::Off`] (no store at all, as in the route tests):
 //! nothing is checked and nothing metered.
+//!
+//! Sessions: a request without an `Authorization` header that carries the
+//! [`SESSION_COOKIE`] is the signed-in person ([`session_tenant`]): their
+//! organisation, its `chat` project (created on demand), the key id
+//! `session:<user_id>` in the ledger, their plan (`user_id`), and admin
+//! rights for owners and admins. An unknown, expired or revoked session is
+//! a 401 in either mode. A cookie-authenticated request that changes state
+//! (any method but GET, HEAD and OPTIONS) must be JSON or carry
+//! [`CSRF_HEADER`]: a cross-site HTML form can send neither, so it cannot
+//! act with the cookie (SameSite=Strict already keeps the cookie off
+//! cross-site requests; this is the second lock).
 
 use api::ApiError;
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use store::Store;
@@ -103,14 +116,132 @@ fn bearer(request: &Request) -> Option<Result<String, ()>> {
     }))
 }
 
+/// The web app's session cookie.
+pub const SESSION_COOKIE: &str = "parlance_session";
+/// The header (any value) that marks a cookie-authenticated request as sent
+/// by the app's own scripts, when its body is not JSON.
+pub const CSRF_HEADER: &str = "x-parlance-csrf";
+/// The project of the organisation that session requests are billed to.
+pub const CHAT_PROJECT: &str = "chat";
+
+/// The value of the session cookie, if the request sends one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// Whether a cookie-authenticated request may change state: safe methods
+/// always; others only as JSON or with [`CSRF_HEADER`].
+pub fn passes_csrf_check(method: &Method, headers: &HeaderMap) -> bool {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return true;
+    }
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    json || headers.contains_key(CSRF_HEADER)
+}
+
+/// The 403 of a cookie-authenticated request that fails the CSRF check.
+pub fn csrf_refusal() -> ApiError {
+    ApiError::Forbidden {
+        message: format!(
+            "A request signed in with the session cookie must send a JSON body \
+             (Content-Type: application/json) or the {CSRF_HEADER} header."
+        ),
+    }
+}
+
+/// The tenant of a live session: see the module documentation.
+pub async fn session_tenant(store: &Store, token: &str) -> Result<Tenant, ApiError> {
+    let session = store
+        .authenticate_session(token)
+        .await
+        .map_err(|err| match err.kind() {
+            store::ErrorKind::Unauthorized => ApiError::Unauthorized {
+                message: "Your session has ended. Please sign in again.".into(),
+            },
+            _ => internal("session lookup", err),
+        })?;
+    let role = store
+        .get_role(&session.org_id, &session.user_id)
+        .await
+        .map_err(|err| match err.kind() {
+            store::ErrorKind::NotFound => ApiError::Unauthorized {
+                message: "You are no longer a member of this organization.".into(),
+            },
+            _ => internal("role lookup", err),
+        })?;
+    let project_id = chat_project(store, &session.org_id).await?;
+    Ok(Tenant {
+        org_id: session.org_id,
+        project_id,
+        api_key_id: format!("session:{}", session.user_id),
+        admin: matches!(role, store::Role::Owner | store::Role::Admin),
+        key_limits: store::RateLimits::default(),
+        allowed_models: None,
+        user_id: Some(session.user_id),
+    })
+}
+
+/// The id of the organisation's [`CHAT_PROJECT`], created when missing.
+async fn chat_project(store: &Store, org_id: &str) -> Result<String, ApiError> {
+    match store.find_project_by_name(org_id, CHAT_PROJECT).await {
+        Ok(Some(project)) => Ok(project.id),
+        Ok(None) => store
+            .create_project(org_id, CHAT_PROJECT)
+            .await
+            .map(|project| project.id)
+            .map_err(|err| internal("creating the chat project", err)),
+        Err(err) => Err(internal("project lookup", err)),
+    }
+}
+
+fn internal(what: &str, err: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal {
+        detail: format!("{what} failed: {err}"),
+    }
+}
+
+/// The store behind the auth mode, if any.
+pub fn store_of(auth: &Auth) -> Option<&Store> {
+    match auth {
+        Auth::Off => None,
+        Auth::Open { store, .. } | Auth::Keys { store, .. } => Some(store),
+    }
+}
+
 /// Authenticates the request and leaves its [`Caller`] in its extensions,
-/// or answers 401.
+/// or answers 401 (403 for a cookie request failing the CSRF check).
 pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    match identify(state.auth(), bearer(&request)).await {
+    let header = bearer(&request);
+    let cookie = session_cookie(request.headers());
+    if let (None, Some(token), Some(store)) = (&header, cookie, store_of(state.auth())) {
+        if !passes_csrf_check(request.method(), request.headers()) {
+            return ServerError::from(csrf_refusal()).into_response();
+        }
+        return match session_tenant(store, &token).await {
+            Ok(tenant) => {
+                request.extensions_mut().insert(Caller::Tenant(tenant));
+                next.run(request).await
+            }
+            Err(err) => ServerError::from(err).into_response(),
+        };
+    }
+    match identify(state.auth(), header).await {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -181,6 +312,42 @@ mod tests {
         assert!(!constant_time_eq(b"sk-abc", b"sk-ab"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            COOKIE,
+            "a=1; parlance_session=sess-xyz; b=2".parse().unwrap(),
+        );
+        assert_eq!(session_cookie(&headers).as_deref(), Some("sess-xyz"));
+        headers.insert(COOKIE, "parlance_session=; x=y".parse().unwrap());
+        assert_eq!(session_cookie(&headers), None);
+        assert_eq!(session_cookie(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn csrf_check_wants_json_or_the_header_on_unsafe_methods() {
+        let mut headers = HeaderMap::new();
+        assert!(passes_csrf_check(&Method::GET, &headers));
+        assert!(!passes_csrf_check(&Method::POST, &headers));
+        assert!(!passes_csrf_check(&Method::DELETE, &headers));
+        headers.insert(CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(!passes_csrf_check(&Method::POST, &headers));
+        headers.insert(
+            CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        assert!(!passes_csrf_check(&Method::POST, &headers));
+        headers.insert(
+            CONTENT_TYPE,
+            "Application/JSON; charset=utf-8".parse().unwrap(),
+        );
+        assert!(passes_csrf_check(&Method::POST, &headers));
+        let mut headers = HeaderMap::new();
+        headers.insert(CSRF_HEADER, "1".parse().unwrap());
+        assert!(passes_csrf_check(&Method::DELETE, &headers));
     }
 
     #[test]

@@ -16,15 +16,23 @@
 //!   budget soft-limit webhook.
 //! - `/v1/organization/*` (`routes::organization`): usage, costs, projects,
 //!   keys, budgets, audit log and invoices for admin keys.
-//! - [`serve`]: runs the router on a listener until ctrl-c.
+//! - The gateway ([`gateway::Gateway`], in [`AppState`]) routes every chat
+//!   model to its backends: the local engine ([`engine_backend`]) or remote
+//!   upstreams; `/api/status` and `/status` show their state, and
+//!   [`incidents`] records breaker changes as incidents in the store.
+//! - [`serve`]: runs the router on a listener until ctrl-c or SIGTERM, then
+//!   lets in-flight requests finish (up to the shutdown grace) and waits
+//!   for every ledger write.
 //!
 //! Routes are thin; tokenizing and template rendering run on the blocking
 //! pool; a streamed body owns its generations, so a client that leaves
 //! cancels them in the engine.
 
 mod auth;
+pub mod engine_backend;
 mod error;
 mod generation;
+pub mod incidents;
 mod limits;
 mod metering;
 mod middleware;
@@ -34,6 +42,7 @@ mod routes;
 mod state;
 mod stream;
 
+use std::future::{Future, IntoFuture};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::routing::{get, post, MethodRouter};
@@ -43,12 +52,18 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use auth::{AdminKey, Auth, Caller};
 pub use error::{status_for, ServerError};
+/// The gateway crate, re-exported for the binary's configuration.
+pub use gateway;
+pub use incidents::Background;
 pub use limits::{LimitDefaults, TokenCharge, DEFAULT_KEY_RPM, DEFAULT_KEY_TPM, PROJECT_CACHE_TTL};
 pub use metering::{settle_interrupted, Tenant, LOCAL_BACKEND};
 pub use middleware::REQUEST_ID;
 pub use ratelimit::Limiter;
 pub use routes::organization::{budgets, manage};
-pub use state::{AppState, ServedModel, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT};
+pub use state::{
+    build_gateway, AppState, Routing, ServedModel, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SHUTDOWN_GRACE,
+};
 
 /// The application: every route, under `/v1` and without it.
 pub fn router(state: AppState) -> Router {
@@ -70,6 +85,7 @@ pub fn router(state: AppState) -> Router {
             .route(&format!("/v1{path}"), route.clone())
             .route(path, route);
     }
+    app = app.merge(routes::web::authenticated());
     // Layers run outside in: authenticate, then the rate limits.
     let app = app
         .route_layer(axum::middleware::from_fn_with_state(
@@ -80,10 +96,15 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ));
+    let metrics = get(routes::metrics::metrics);
     let health = get(routes::models::health);
     let app = app
         .route("/v1/health", health.clone())
-        .route("/health", health);
+        .route("/health", health)
+        .route("/metrics", metrics)
+        .route("/api/status", get(routes::status::status_json))
+        .route("/status", get(routes::status::status_page))
+        .merge(routes::web::public());
     wrap(app, state)
 }
 
@@ -93,26 +114,143 @@ pub fn router(state: AppState) -> Router {
 fn wrap(app: Router<AppState>, state: AppState) -> Router {
     app.fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cut_at_shutdown,
+        ))
         .with_state(state)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn(middleware::request_id))
 }
 
-/// Serves `state` on `listener` until ctrl-c, then finishes the requests
-/// in flight.
+/// Serves `state` on `listener` until ctrl-c or SIGTERM, then shuts down
+/// gracefully (see [`serve_until`]).
 pub async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerError> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    serve_until(listener, state, shutdown_signal()).await
+}
+
+/// Serves `state` on `listener`, with the health checks and the incident
+/// recorder running, until `signal` completes. Then it stops accepting,
+/// lets the requests and streams in flight finish for up to the state's
+/// shutdown grace (dropping the rest, which settles them `cancelled`), and
+/// returns once every ledger write has finished.
+pub async fn serve_until(
+    listener: TcpListener,
+    state: AppState,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let background = state.start_background();
+    let grace = state.shutdown_grace();
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        signal.await;
+        let _ = signalled_tx.send(());
+    };
+    let mut server = Box::pin(
+        axum::serve(listener, router(state.clone()))
+            .with_graceful_shutdown(signal)
+            .into_future(),
+    );
+    let deadline = async move {
+        if signalled.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: finishing requests in flight"
+        );
+        tokio::time::sleep(grace).await;
+    };
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = deadline => {
+            tracing::warn!(
+                generations = state.live_generations(),
+                "shutdown grace over: cutting the requests still in flight"
+            );
+            // Handlers answer 503 and streams end; their charges settle
+            // `cancelled`. Then the connections close by themselves.
+            state.cut_token().cancel();
+            match tokio::time::timeout(CUT_WAIT, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::error!("connections still open after the cut; leaving them");
+                    Ok(())
+                }
+            }
+        }
+    };
+    drop(server);
+    drop(background);
+    if let Some(meter) = state.meter() {
+        meter.flush().await;
+    }
+    tracing::info!("ledger flushed; stopped");
+    served?;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    if let Err(err) = tokio::signal::ctrl_c().await {
-        tracing::error!(error = %err, "cannot listen for ctrl-c; serving until killed");
-        std::future::pending::<()>().await;
+/// How long connections get to close after in-flight work was cut.
+const CUT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Cuts a request still running when the shutdown grace is over: a
+/// handler still working answers 503, and an event stream ends (dropping
+/// its generations and settling its charge `cancelled`).
+async fn cut_at_shutdown(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use futures_util::StreamExt;
+    let cut = state.cut_token().clone();
+    let response = tokio::select! {
+        response = next.run(request) => response,
+        () = cut.cancelled() => {
+            return error::api_error_response(&api::ApiError::Overloaded {
+                retry_after_secs: Some(1),
+            });
+        }
+    };
+    let streamed = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !streamed {
+        return response;
     }
-    tracing::info!("shutting down");
+    let (parts, body) = response.into_parts();
+    let body = body.into_data_stream().take_until(cut.cancelled_owned());
+    axum::response::Response::from_parts(parts, axum::body::Body::from_stream(body))
+}
+
+/// Completes on ctrl-c or (on Unix) SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
 }
 
 /// Unix time in seconds.

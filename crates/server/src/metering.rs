@@ -30,6 +30,13 @@
 //! posted to the soft-limit webhook ([`crate::notify`]). The request's
 //! tokens-per-minute estimate is corrected with the real usage when the
 //! charge settles.
+//!
+//! Every write the meter spawns (settlements, releases, progress records)
+//! runs on the meter's task tracker, so a shutdown can wait until each has
+//! written ([`Meter::flush`]). A request routed to a remote backend is
+//! settled for the backend and model that served it, at that model's
+//! prices, with the upstream's reported tokens ([`Charge::served_by`],
+//! [`Charge::set_prompt_tokens`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +44,7 @@ use std::time::{Duration, Instant};
 use api::{ApiError, FinishReason};
 use billing::{ModelPrices, PriceTable, Timestamp, Usage};
 use store::{NewReservation, NewUsage, Progress, Reservation, SoftLimitReached, Store};
+use tokio_util::task::TaskTracker;
 
 /// Progress is recorded every this many generated tokens…
 pub const CHECKPOINT_TOKENS: u32 = 16;
@@ -75,6 +83,8 @@ pub struct Meter {
     prices: Arc<PriceTable>,
     /// Where soft-limit notices are posted (`http://…`), if anywhere.
     webhook: Option<Arc<str>>,
+    /// The spawned ledger writes, for [`Meter::flush`].
+    tasks: TaskTracker,
 }
 
 /// How a generation ended, for the ledger's `status`.
@@ -118,7 +128,21 @@ impl Meter {
             store,
             prices: Arc::new(prices),
             webhook: None,
+            tasks: TaskTracker::new(),
         }
+    }
+
+    /// Waits until every ledger write spawned so far has finished (writes
+    /// spawned meanwhile are waited for too).
+    pub async fn flush(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.tasks.reopen();
+    }
+
+    /// Ledger writes still running.
+    pub fn pending_writes(&self) -> usize {
+        self.tasks.len()
     }
 
     /// Posts soft-limit notices to `url` (plain `http://`) besides logging them.
@@ -227,6 +251,7 @@ impl Meter {
             settled: false,
             checkpointed: None,
             rate_charge: None,
+            backend: LOCAL_BACKEND.to_owned(),
         })
     }
 }
@@ -255,6 +280,8 @@ pub struct Charge {
     /// The tokens-per-minute estimate taken for the request, corrected
     /// with the real usage when the charge settles.
     rate_charge: Option<crate::limits::TokenCharge>,
+    /// The backend id written in the ledger.
+    backend: String,
 }
 
 impl Charge {
@@ -265,6 +292,29 @@ impl Charge {
     /// refunds all of it.
     pub fn attach_rate_charge(&mut self, rate_charge: crate::limits::TokenCharge) {
         self.rate_charge = Some(rate_charge);
+    }
+
+    /// Records that `backend` answered as gateway model `model`: the row
+    /// names them, and the request pays `model`'s prices (it may be a
+    /// fallback of the model asked for).
+    pub async fn served_by(&mut self, model: &str, backend: &str) {
+        self.backend = backend.to_owned();
+        if model != self.model {
+            match self.meter.prices_at(model, self.started_at).await {
+                Ok(prices) => {
+                    self.prices = prices;
+                    self.model = model.to_owned();
+                }
+                Err(err) => tracing::error!(%model, error = %err,
+                    "no prices for the serving model; billed at the requested one's"),
+            }
+        }
+    }
+
+    /// Sets the prompt tokens billed (an upstream's own count replacing the
+    /// estimate the reservation was sized with).
+    pub fn set_prompt_tokens(&mut self, tokens: u32) {
+        self.prompt_tokens = tokens;
     }
 
     /// Prompt and generated tokens so far, as the rate limits count them.
@@ -299,11 +349,14 @@ impl Charge {
         let store = self.meter.store.clone();
         let (org_id, request_id) = (self.tenant.org_id.clone(), self.request_id.clone());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(err) = store.record_progress(&org_id, &request_id, progress).await {
-                    tracing::warn!(%request_id, error = %err, "cannot record progress");
-                }
-            });
+            self.meter.tasks.spawn_on(
+                async move {
+                    if let Err(err) = store.record_progress(&org_id, &request_id, progress).await {
+                        tracing::warn!(%request_id, error = %err, "cannot record progress");
+                    }
+                },
+                &runtime,
+            );
         }
     }
 
@@ -327,7 +380,7 @@ impl Charge {
         }
         let store = self.meter.store.clone();
         let (org_id, request_id) = (self.tenant.org_id.clone(), self.request_id.clone());
-        let released = tokio::spawn(async move {
+        let released = self.meter.tasks.spawn(async move {
             if let Err(err) = store.release(&org_id, &request_id).await {
                 tracing::error!(
                     %request_id,
@@ -356,7 +409,8 @@ impl Charge {
         let (meter, usage) = self.usage(outcome, finish_reason);
         // On its own task, so that a caller dropped mid-write (the client
         // left) cannot cut the settlement short.
-        if let Err(err) = tokio::spawn(write(meter, usage)).await {
+        let tasks = meter.tasks.clone();
+        if let Err(err) = tasks.spawn(write(meter, usage)).await {
             tracing::error!(error = %err, "the settlement task failed");
         }
     }
@@ -396,7 +450,8 @@ impl Charge {
         let (meter, usage) = self.usage(outcome, finish_reason);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(write(meter, usage));
+                let tasks = meter.tasks.clone();
+                tasks.spawn_on(write(meter, usage), &runtime);
             }
             Err(_) => tracing::error!(
                 request_id = %usage.request_id,
@@ -414,7 +469,7 @@ impl Charge {
             api_key_id: Some(self.tenant.api_key_id.clone()),
             user_id: self.tenant.user_id.clone(),
             model: self.model.clone(),
-            backend: LOCAL_BACKEND.to_owned(),
+            backend: self.backend.clone(),
             prompt_tokens: i64::from(self.prompt_tokens),
             cached_tokens: 0,
             completion_tokens: i64::from(self.completion_tokens),

@@ -1,16 +1,24 @@
-//! [`AppState`]: the models served (name → running engine), the server's
-//! limits, and how requests are authenticated and metered, shared by every
-//! handler.
+//! [`AppState`]: the models served (name → running engine), the gateway
+//! that routes every chat model to its backends, the server's limits, and
+//! how requests are authenticated and metered, shared by every handler.
+//!
+//! Every locally served model without a `[gateway]` entry of its own gets
+//! one gateway model with a single `local` backend ([`build_gateway`]), so
+//! `/v1/models`, `/status` and routing see one list of models.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use api::ApiError;
 use engine::EngineHandle;
+use gateway::{BackendKind, ConfigError, Gateway, GatewayConfig, ModelConfig};
+
+use tokio::sync::watch;
 
 use crate::auth::Auth;
+use crate::engine_backend::EngineBackend;
 use crate::limits::{LimitDefaults, RateLimiting};
 use crate::metering::Meter;
 
@@ -47,6 +55,93 @@ pub struct AppState {
     meter: Option<Meter>,
     /// RPM/TPM limits per key and project; `None`: no limits.
     rate_limits: Option<Arc<RateLimiting>>,
+    /// The gateway and which of its models take the direct engine path.
+    routing: Arc<watch::Sender<Arc<Routing>>>,
+    /// How long in-flight requests may run on after a shutdown signal.
+    shutdown_grace: Duration,
+    /// Cancelled when the shutdown grace is over: requests and streams
+    /// still running are cut (see `serve_until`).
+    cut: tokio_util::sync::CancellationToken,
+}
+
+/// The gateway and the models it serves from exactly one local engine.
+pub struct Routing {
+    /// Routes every chat model (local ones included) to its backends.
+    pub gateway: Gateway,
+    /// Gateway model → local engine name, for models served by exactly one
+    /// `local` backend and no fallback: these take the direct engine path.
+    pub direct: HashMap<String, String>,
+    /// Every gateway model with its aliases, in configuration order (the
+    /// implied local models last).
+    pub catalog: Vec<(String, Vec<String>)>,
+}
+
+/// The default time in-flight requests get after a shutdown signal.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Builds the gateway for `config` plus one single-`local`-backend model
+/// per engine in `engines` that the config does not name (as a model or an
+/// alias). Every `local` backend must name a served engine (its `model`,
+/// else the gateway model's name).
+pub fn build_gateway(
+    config: &GatewayConfig,
+    engines: &BTreeMap<String, ServedModel>,
+    order: &[String],
+    live: &Arc<AtomicUsize>,
+) -> Result<Routing, ConfigError> {
+    let mut config = config.clone();
+    for name in order {
+        if config.resolve(name).is_none() {
+            let backend = serde_json::from_value(serde_json::json!({
+                "id": format!("{name}#local"),
+                "kind": "local",
+            }))
+            .map_err(|err| ConfigError::Build {
+                id: name.clone(),
+                problem: err.to_string(),
+            })?;
+            config.models.push(ModelConfig {
+                name: name.clone(),
+                aliases: Vec::new(),
+                fallbacks: Vec::new(),
+                routing: gateway::RoutingStrategy::default(),
+                backends: vec![backend],
+            });
+        }
+    }
+    config.validate()?;
+    let mut builder = Gateway::builder(config.clone());
+    let mut direct = HashMap::new();
+    for model in &config.models {
+        for (index, entry) in model.backends.iter().enumerate() {
+            if entry.kind != BackendKind::Local {
+                continue;
+            }
+            let id = gateway::config::backend_id(&model.name, index, entry);
+            let engine_name = entry.upstream_model(&model.name);
+            let Some(served) = engines.get(engine_name) else {
+                return Err(ConfigError::Build {
+                    id,
+                    problem: format!("no local model `{engine_name}` is loaded"),
+                });
+            };
+            if model.backends.len() == 1 && model.fallbacks.is_empty() {
+                direct.insert(model.name.clone(), engine_name.to_owned());
+            }
+            let backend = EngineBackend::new(served.engine.clone(), live.clone());
+            builder = builder.backend(id, Arc::new(backend));
+        }
+    }
+    let catalog = config
+        .models
+        .iter()
+        .map(|m| (m.name.clone(), m.aliases.clone()))
+        .collect();
+    Ok(Routing {
+        gateway: builder.build()?,
+        direct,
+        catalog,
+    })
 }
 
 impl AppState {
@@ -70,16 +165,98 @@ impl AppState {
                 },
             );
         }
+        let live = Arc::new(AtomicUsize::new(0));
+        let routing =
+            build_gateway(&GatewayConfig::default(), &map, &order, &live).unwrap_or_else(|err| {
+                // Only the implied entries are there: one per distinct name.
+                tracing::error!(error = %err, "cannot route the local models");
+                Routing {
+                    gateway: Gateway::builder(GatewayConfig::default())
+                        .build()
+                        .expect("an empty gateway configuration is valid"),
+                    direct: HashMap::new(),
+                    catalog: Vec::new(),
+                }
+            });
         AppState {
             models: Arc::new(map),
             order: Arc::new(order),
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            live_generations: Arc::new(AtomicUsize::new(0)),
+            live_generations: live,
             auth: Auth::Off,
             meter: None,
             rate_limits: None,
+            routing: Arc::new(watch::Sender::new(Arc::new(routing))),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            cut: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Routes chat models as `config` says (`[gateway]`), besides the
+    /// local models it does not name; a configuration that cannot be used
+    /// is refused with the entry at fault.
+    pub fn with_gateway(mut self, config: &GatewayConfig) -> Result<Self, ConfigError> {
+        let routing = build_gateway(config, &self.models, &self.order, &self.live_generations)?;
+        self.routing = Arc::new(watch::Sender::new(Arc::new(routing)));
+        Ok(self)
+    }
+
+    /// Replaces the gateway with one built from `config`, for every clone
+    /// of this state; requests and streams already routed finish on the old
+    /// one. An unusable configuration is refused and the old one kept.
+    pub fn reload_gateway(&self, config: &GatewayConfig) -> Result<(), ConfigError> {
+        let routing = build_gateway(config, &self.models, &self.order, &self.live_generations)?;
+        self.routing.send_replace(Arc::new(routing));
+        Ok(())
+    }
+
+    /// The routing now in force.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing.borrow().clone()
+    }
+
+    /// The routing now in force, then each that replaces it.
+    pub fn watch_routing(&self) -> watch::Receiver<Arc<Routing>> {
+        self.routing.subscribe()
+    }
+
+    /// The gateway routing every chat model (cheap: shared state).
+    pub fn gateway(&self) -> Gateway {
+        self.routing.borrow().gateway.clone()
+    }
+
+    /// Every gateway model with its aliases.
+    pub fn catalog(&self) -> Vec<(String, Vec<String>)> {
+        self.routing.borrow().catalog.clone()
+    }
+
+    /// The local engine of `model` (a gateway model name) when it is served
+    /// by exactly one local backend: such requests take the direct path.
+    pub fn direct_engine(&self, model: &str) -> Option<ServedModel> {
+        let routing = self.routing.borrow();
+        routing
+            .direct
+            .get(model)
+            .and_then(|name| self.models.get(name))
+            .cloned()
+    }
+
+    /// Sets how long in-flight requests may run on after a shutdown signal.
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// How long in-flight requests may run on after a shutdown signal.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+
+    /// Cancelled when requests still in flight must stop (the shutdown
+    /// grace is over).
+    pub fn cut_token(&self) -> &tokio_util::sync::CancellationToken {
+        &self.cut
     }
 
     /// Limits every authenticated request's key and project (see

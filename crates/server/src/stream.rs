@@ -10,6 +10,10 @@
 //! A metered stream also owns its [`Charge`]: it is settled `ok` when every
 //! choice is done, `error` on a failure, and — the body being dropped when
 //! the client leaves — `cancelled` with the tokens generated until then.
+//!
+//! A stream routed through the gateway ([`gateway_sse_response`]) relays
+//! the upstream's chunks as they come; one that dies after output ends with
+//! an SSE error event and is settled `error` for what was delivered.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -21,6 +25,8 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use engine::Event;
 use futures_util::stream::{self, SelectAll, Stream, StreamExt};
+
+use gateway::{GatewayError, GatewayStream};
 
 use crate::generation::{finish_reason, saturate, TokenOut, Tracked};
 use crate::metering::{Charge, Outcome};
@@ -246,7 +252,81 @@ pub fn sse_response<F: StreamFormat>(
         let frame = state.next_frame().await?;
         Some((Ok::<_, Infallible>(frame), state))
     });
-    let mut response = Body::from_stream(frames).into_response();
+    event_stream(Body::from_stream(frames))
+}
+
+/// A gateway stream relayed to the client, owning its charge.
+struct Relay {
+    stream: GatewayStream,
+    charge: Option<Charge>,
+    finished: bool,
+    first_reason: Option<FinishReason>,
+}
+
+impl Relay {
+    async fn next_frame(&mut self) -> Option<String> {
+        if self.finished {
+            return None;
+        }
+        match self.stream.next().await {
+            Some(Ok(chunk)) => {
+                if let Some(reason) = chunk.choices.iter().find_map(|c| c.finish_reason) {
+                    self.first_reason.get_or_insert(reason);
+                }
+                let usage = self.stream.usage();
+                if let Some(charge) = self.charge.as_mut() {
+                    charge.set_prompt_tokens(usage.prompt_tokens);
+                    charge.set_completion_tokens(usage.completion_tokens);
+                }
+                Some(api::sse_data(&chunk))
+            }
+            Some(Err(err)) => {
+                self.finished = true;
+                let usage = match &err {
+                    GatewayError::Interrupted { usage, .. } => usage.clone(),
+                    _ => self.stream.usage(),
+                };
+                tracing::warn!(error = %err, "upstream stream failed after output");
+                self.settle(Outcome::Error, usage, None);
+                Some(api::sse_error(&err.to_api_error()))
+            }
+            None => {
+                self.finished = true;
+                let usage = self.stream.usage();
+                let reason = self.first_reason;
+                self.settle(Outcome::Ok, usage, reason);
+                Some(api::sse_done().to_owned())
+            }
+        }
+    }
+
+    fn settle(&mut self, outcome: Outcome, usage: Usage, reason: Option<FinishReason>) {
+        if let Some(mut charge) = self.charge.take() {
+            charge.set_prompt_tokens(usage.prompt_tokens);
+            charge.finish_detached(outcome, usage.completion_tokens, reason);
+        }
+    }
+}
+
+/// The `text/event-stream` response relaying a committed gateway stream,
+/// settling `charge` (if metered) when it ends, fails or is dropped.
+pub fn gateway_sse_response(stream: GatewayStream, charge: Option<Charge>) -> Response {
+    let relay = Relay {
+        stream,
+        charge,
+        finished: false,
+        first_reason: None,
+    };
+    let frames = stream::unfold(relay, |mut relay| async move {
+        let frame = relay.next_frame().await?;
+        Some((Ok::<_, Infallible>(frame), relay))
+    });
+    event_stream(Body::from_stream(frames))
+}
+
+/// `body` as a `text/event-stream` response, unbuffered.
+fn event_stream(body: Body) -> Response {
+    let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

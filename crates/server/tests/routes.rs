@@ -189,7 +189,8 @@ async fn prompt_too_long_is_context_length_exceeded() {
 #[tokio::test]
 async fn unknown_route_is_404_error_object() {
     let app = app();
-    for path in ["/v1/nothing", "/", "/v2/models"] {
+    // `/` is the web app's page (routes/web); other unknown paths are 404s.
+    for path in ["/v1/nothing", "/nothing", "/v2/models"] {
         let answer = get(&app, path).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(answer.error()["type"], "invalid_request_error");

@@ -1,6 +1,7 @@
 //! Persistence for Parlance: organisations, users and roles, web sessions,
 //! projects, API keys, the usage ledger with its rollups, reservations,
-//! budgets and their counters, prices, plans and the audit log, on SQLite
+//! budgets and their counters, prices, plans, the audit log and the chat
+//! app's conversations, on SQLite
 //! (WAL, embedded) or PostgreSQL.
 //!
 //! One [`Store`] speaks to either database through sqlx's `Any` driver, so each
@@ -21,7 +22,9 @@
 
 mod audit;
 mod budget;
+mod conversations;
 mod error;
+mod incidents;
 mod keys;
 mod ledger;
 mod prices;
@@ -38,7 +41,11 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEntry, NewAuditEntry};
 pub use budget::{month_of, Budget, BudgetKind, BudgetScope, BudgetStatus, SoftLimitReached};
+pub use conversations::{
+    Conversation, ConversationUpdate, Message, NewConversation, NewMessage, MAX_CONVERSATIONS_PAGE,
+};
 pub use error::{ErrorKind, Result, StoreError};
+pub use incidents::Incident;
 pub use keys::{ApiKey, KeyKind, KeySecret, NewApiKey, RateLimits};
 pub use ledger::{NewReservation, NewUsage, Progress, Recorded, Reservation, UsageRecord};
 pub use prices::{StoredPlan, StoredPrice, DEFAULT_PRICE_MODEL};
@@ -107,6 +114,14 @@ impl Store {
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(16)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            // The store's queries are short and indexed: JIT
+                            // compiling them costs more (~13 ms) than it saves.
+                            conn.execute("SET jit = off").await?;
+                            Ok(())
+                        })
+                    })
                     .connect_with(options)
                     .await?
             }

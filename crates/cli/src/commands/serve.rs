@@ -1,6 +1,13 @@
 //! `parlance serve`: open the store (settling what a crash left open),
 //! decide how requests are authenticated, load the models once and serve
-//! the OpenAI-compatible API over HTTP until ctrl-c.
+//! the OpenAI-compatible API over HTTP until ctrl-c or SIGTERM (then
+//! finishing the requests in flight, up to the shutdown grace). Chat models
+//! are routed by the `[gateway]` section (remote backends, aliases,
+//! fallbacks); every loaded model without an entry there is served as is.
+//! On SIGHUP the file is read again and its `[gateway]` section replaces the
+//! running one (streams in flight finish on the old one; an invalid file is
+//! refused, with the error printed, and the old configuration kept); each
+//! reload is recorded in the audit log.
 //!
 //! With any API key in the store, or `PARLANCE_ADMIN_KEY` set, every route
 //! but `/health` asks for a key. With none, `serve` runs open on a loopback
@@ -33,7 +40,7 @@ pub const ADMIN_KEY_ID: &str = "admin";
 /// The flags of `parlance serve`. Each is optional: one not given falls
 /// through to the `PARLANCE_*` environment, then the config file, then the
 /// built-in default (see [`crate::config`]).
-#[derive(clap::Args, Default)]
+#[derive(clap::Args, Default, Clone)]
 pub struct Args {
     /// Address to listen on [env: PARLANCE_HOST] (default: 127.0.0.1).
     #[arg(long)]
@@ -112,12 +119,15 @@ pub fn settings(
         project_rpm: args.project_rpm,
         project_tpm: args.project_tpm,
         redis_url: args.redis_url.clone(),
+        shutdown_grace_secs: None,
+        gateway: None,
     };
     Ok(config::resolve(file, env, flags, default_data_dir))
 }
 
 /// Resolves the settings, opens the store, loads every model once, then
-/// serves until ctrl-c.
+/// serves until ctrl-c or SIGTERM, when requests in flight get
+/// `shutdown_grace_secs` to finish and the ledger is flushed before exit.
 pub fn run(
     args: Args,
     data_dir_flag: Option<&Path>,
@@ -130,7 +140,7 @@ pub fn run(
         .build()
         .context("starting the async runtime")?;
     let admin = std::env::var(ADMIN_KEY_ENV).ok().and_then(AdminKey::new);
-    let auth = runtime.block_on(prepare(&settings, admin))?;
+    let (auth, store, local_org) = runtime.block_on(prepare(&settings, admin))?;
     let mut models: Vec<(String, EngineHandle)> = Vec::new();
     for name in &settings.models {
         let resolved = catalog::ensure(name, data_dir, &mut crate::model_arg::print_progress)?;
@@ -155,6 +165,9 @@ pub fn run(
         let addr = listener.local_addr().context("reading the bound address")?;
         eprintln!("listening on http://{addr}");
         let state = server::AppState::new(models)
+            .with_gateway(&settings.gateway)
+            .context("the [gateway] configuration")?
+            .with_shutdown_grace(std::time::Duration::from_secs(settings.shutdown_grace_secs))
             .with_auth(auth)
             .with_rate_limits(limiter, limit_defaults(&settings))
             .with_budget_webhook(
@@ -162,6 +175,20 @@ pub fn run(
                     .ok()
                     .filter(|u| !u.is_empty()),
             );
+        #[cfg(unix)]
+        tokio::spawn(reload_on_sighup(
+            state.clone(),
+            Reload {
+                args,
+                data_dir_flag: data_dir_flag.map(Path::to_path_buf),
+                default_data_dir: default_data_dir.to_path_buf(),
+                store,
+                org_id: local_org,
+                current: settings.gateway.clone(),
+            },
+        ));
+        #[cfg(not(unix))]
+        let _ = (store, local_org);
         server::serve(listener, state).await?;
         Ok(())
     })
@@ -207,9 +234,93 @@ pub async fn open_store(url: &str, data_dir: &Path) -> anyhow::Result<Store> {
         .context("opening the database (--database-url, PARLANCE_DATABASE_URL)")
 }
 
+/// What a SIGHUP reload needs.
+struct Reload {
+    args: Args,
+    data_dir_flag: Option<PathBuf>,
+    default_data_dir: PathBuf,
+    /// Where reloads are audited, under the local organisation.
+    store: Store,
+    org_id: String,
+    /// The `[gateway]` section in force.
+    current: server::gateway::GatewayConfig,
+}
+
+/// Reloads the `[gateway]` section on every SIGHUP.
+#[cfg(unix)]
+async fn reload_on_sighup(state: server::AppState, mut reload: Reload) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for SIGHUP; reload disabled");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        let loaded = settings(
+            &reload.args,
+            reload.data_dir_flag.as_deref(),
+            &reload.default_data_dir,
+        )
+        .and_then(|loaded| {
+            state
+                .reload_gateway(&loaded.gateway)
+                .context("the [gateway] configuration")?;
+            Ok(loaded.gateway)
+        });
+        match loaded {
+            Ok(new) => {
+                eprintln!(
+                    "configuration reloaded: {} gateway model(s)",
+                    new.models.len()
+                );
+                tracing::info!("gateway configuration reloaded");
+                let entry = store::NewAuditEntry {
+                    org_id: reload.org_id.clone(),
+                    actor: "system".into(),
+                    action: "gateway.reloaded".into(),
+                    target: "gateway".into(),
+                    before: Some(redacted(&reload.current)),
+                    after: Some(redacted(&new)),
+                };
+                if let Err(err) = reload.store.append_audit(&entry).await {
+                    tracing::error!(error = %err, "cannot audit the reload");
+                }
+                reload.current = new;
+            }
+            Err(err) => {
+                eprintln!("configuration reload refused; the old one stays: {err:#}");
+                tracing::error!(error = %format!("{err:#}"), "configuration reload refused");
+            }
+        }
+    }
+}
+
+/// A gateway configuration as the audit log keeps it: API keys masked.
+fn redacted(config: &server::gateway::GatewayConfig) -> serde_json::Value {
+    let mut value = serde_json::to_value(config).unwrap_or(serde_json::Value::Null);
+    if let Some(models) = value["models"].as_array_mut() {
+        for model in models {
+            if let Some(backends) = model["backends"].as_array_mut() {
+                for backend in backends {
+                    if !backend["api_key"].is_null() {
+                        backend["api_key"] = serde_json::Value::String("***".into());
+                    }
+                }
+            }
+        }
+    }
+    value
+}
+
 /// Opens the store, settles what a crash left open, and decides how
-/// requests are authenticated.
-async fn prepare(settings: &ServeConfig, admin: Option<AdminKey>) -> anyhow::Result<Auth> {
+/// requests are authenticated; also hands back the store and the local
+/// organisation's id.
+async fn prepare(
+    settings: &ServeConfig,
+    admin: Option<AdminKey>,
+) -> anyhow::Result<(Auth, Store, String)> {
     let store = open_store(&settings.database_url, &settings.data_dir).await?;
     recover(&store).await?;
     // Revoked keys count: revoking every key must not open the server.
@@ -226,7 +337,11 @@ async fn prepare(settings: &ServeConfig, admin: Option<AdminKey>) -> anyhow::Res
     };
     if any_key || admin.is_some() {
         let admin = admin.map(|key| (key, tenant(ADMIN_KEY_ID)));
-        return Ok(Auth::Keys { store, admin });
+        let auth = Auth::Keys {
+            store: store.clone(),
+            admin,
+        };
+        return Ok((auth, store, org_id));
     }
     if !is_loopback(&settings.host) {
         bail!(
@@ -242,10 +357,11 @@ async fn prepare(settings: &ServeConfig, admin: Option<AdminKey>) -> anyhow::Res
         settings.host
     );
     tracing::warn!("serving open: no API key configured");
-    Ok(Auth::Open {
-        store,
+    let auth = Auth::Open {
+        store: store.clone(),
         tenant: tenant(LOCAL_KEY_ID),
-    })
+    };
+    Ok((auth, store, org_id))
 }
 
 /// Settles every reservation a crash left open as `interrupted`, for what

@@ -1,6 +1,12 @@
-//! `POST /v1/chat/completions`: render the conversation with the model's
-//! own template (off the executor), start one generation per choice, and
-//! answer whole or as a stream of chunks.
+//! `POST /v1/chat/completions`: the model (or alias) is resolved through
+//! the gateway. A model served by exactly one local engine takes the direct
+//! path: render the conversation with the model's own template (off the
+//! executor), start one generation per choice, and answer whole or as a
+//! stream of chunks (logprobs, `n`, exact prompt counts). Every other model
+//! is routed by the gateway (failover, retries, fallbacks, breakers): the
+//! reservation is sized with an estimate of the prompt, and the charge is
+//! settled with the upstream's reported usage, for the backend and model
+//! that served.
 
 use std::sync::Arc;
 
@@ -19,8 +25,12 @@ use crate::error::{from_engine, ServerError};
 use crate::generation::{self, chat_logprobs, collect, Settings, TokenOut};
 use crate::middleware::{RawBody, RequestId};
 use crate::routes::{access, begin_charge, blocking, submit_or_release, with_timeout};
-use crate::state::AppState;
-use crate::stream::{sse_response, StreamFormat};
+use crate::state::{AppState, ServedModel};
+use crate::stream::{gateway_sse_response, sse_response, StreamFormat};
+
+/// Completion tokens per choice reserved for a remote request that sets no
+/// `max_tokens` (the upstream's context length is not known here).
+pub const REMOTE_DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// Creates a chat completion.
 pub async fn create_chat_completion(
@@ -30,7 +40,127 @@ pub async fn create_chat_completion(
     RawBody(body): RawBody,
 ) -> Result<Response, ServerError> {
     let request: ChatCompletionRequest = api::parse_request(&body)?;
-    let model = access::resolve_model(&state, caller.as_ref(), &request.model)?.clone();
+    let not_found = || ApiError::ModelNotFound {
+        model: request.model.clone(),
+    };
+    // One snapshot of the routing for the whole request (a reload may
+    // replace it meanwhile).
+    let routing = state.routing();
+    let served = routing
+        .gateway
+        .resolve(&request.model)
+        .ok_or_else(not_found)?
+        .to_owned();
+    if !access::may_use(caller.as_ref(), &request.model)
+        && !access::may_use(caller.as_ref(), &served)
+    {
+        return Err(not_found().into());
+    }
+    let direct = routing
+        .direct
+        .get(&served)
+        .and_then(|engine| state.models().find(|m| &m.name == engine))
+        .cloned();
+    match direct {
+        Some(model) => local(state, caller, request_id, request, model, served).await,
+        None => {
+            let gateway = routing.gateway.clone();
+            routed(state, gateway, caller, request_id, request, served).await
+        }
+    }
+}
+
+/// A model the gateway routes (remote backends, several backends or
+/// fallbacks).
+async fn routed(
+    state: AppState,
+    gateway: gateway::Gateway,
+    caller: Option<Extension<Caller>>,
+    request_id: Option<Extension<RequestId>>,
+    request: ChatCompletionRequest,
+    model: String,
+) -> Result<Response, ServerError> {
+    let prompt_estimate = gateway::estimate_prompt_tokens(&request);
+    let per_choice = request
+        .max_output_tokens()
+        .map_or(REMOTE_DEFAULT_MAX_TOKENS, u64::from);
+    let mut charge = begin_charge(
+        &state,
+        caller.as_ref(),
+        request_id.as_ref(),
+        &model,
+        prompt_estimate,
+        per_choice.saturating_mul(u64::from(request.choice_count())),
+    )
+    .await?;
+    let stream = request.is_stream();
+    let options = gateway::RouteOptions::default();
+    let reply = if stream {
+        gateway.chat(request, options).await.map_err(ApiError::from)
+    } else {
+        with_timeout(state.request_timeout(), async move {
+            gateway.chat(request, options).await.map_err(ApiError::from)
+        })
+        .await
+    };
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(err) => {
+            // Nothing was served: nothing is billed.
+            if let Some(charge) = charge.take() {
+                charge.release().await;
+            }
+            return Err(err.into());
+        }
+    };
+    match reply {
+        gateway::GatewayReply::Stream(stream, served) => {
+            if let Some(charge) = charge.as_mut() {
+                charge.served_by(&served.model, &served.backend).await;
+            }
+            Ok(gateway_sse_response(stream, charge))
+        }
+        gateway::GatewayReply::Whole(answer, served) => {
+            if let Some(mut charge) = charge {
+                charge.served_by(&served.model, &served.backend).await;
+                let (prompt, completion) = match &answer.usage {
+                    Some(usage) => (usage.prompt_tokens, usage.completion_tokens),
+                    None => (prompt_estimate, estimate_completion(&answer)),
+                };
+                charge.set_prompt_tokens(prompt);
+                let reason = answer.choices.first().map(|c| c.finish_reason);
+                charge
+                    .finish(crate::metering::Outcome::Ok, completion, reason)
+                    .await;
+            }
+            Ok(Json(answer).into_response())
+        }
+    }
+}
+
+/// Completion tokens of an answer whose upstream gave no usage: its text
+/// at four characters a token.
+fn estimate_completion(answer: &ChatCompletion) -> u32 {
+    let chars: usize = answer
+        .choices
+        .iter()
+        .filter_map(|c| c.message.content.as_ref())
+        .map(|text| text.chars().count())
+        .sum();
+    generation::saturate(chars.div_ceil(4))
+}
+
+/// A model served by exactly one local engine: the direct engine path,
+/// answering as `served` (the gateway's model name).
+async fn local(
+    state: AppState,
+    caller: Option<Extension<Caller>>,
+    request_id: Option<Extension<RequestId>>,
+    request: ChatCompletionRequest,
+    mut model: ServedModel,
+    served: String,
+) -> Result<Response, ServerError> {
+    model.name = served;
     if !model.engine.info().has_chat_template {
         return Err(ApiError::invalid(
             "messages",
@@ -131,7 +261,7 @@ pub async fn create_chat_completion(
 /// The request's messages as the chat template takes them: `developer`
 /// becomes `system` (templates know only the older name); array contents
 /// are joined.
-fn template_messages(messages: &[ChatMessage]) -> Vec<engine::ChatMessage> {
+pub(crate) fn template_messages(messages: &[ChatMessage]) -> Vec<engine::ChatMessage> {
     messages
         .iter()
         .map(|message| {
@@ -145,7 +275,7 @@ fn template_messages(messages: &[ChatMessage]) -> Vec<engine::ChatMessage> {
         .collect()
 }
 
-fn settings(request: &ChatCompletionRequest) -> Result<Settings, ApiError> {
+pub(crate) fn settings(request: &ChatCompletionRequest) -> Result<Settings, ApiError> {
     let logprobs = (request.logprobs == Some(true)).then(|| {
         request
             .top_logprobs

@@ -5,9 +5,12 @@
 pub mod access;
 pub mod chat;
 pub mod completions;
+pub mod metrics;
 pub mod models;
 pub mod organization;
+pub mod status;
 pub mod tokenize;
+pub mod web;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,7 +1,9 @@
 //! `GET /v1/models`, `GET /v1/models/{model}` (ids may contain `/`) and
-//! `GET /health`.
+//! `GET /health`. The models listed are the gateway's (local and remote),
+//! each alias as an entry of its own, filtered by the key's
+//! `allowed_models`.
 
-use api::{Model, ModelList};
+use api::{ApiError, Model, ModelList};
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
@@ -14,20 +16,24 @@ use crate::state::{AppState, ServedModel};
 /// Who the served models are listed as belonging to.
 const OWNED_BY: &str = "parlance";
 
-fn entry(model: &ServedModel) -> Model {
-    Model::new(model.name.clone(), model.created, OWNED_BY)
+fn created(state: &AppState) -> u64 {
+    state.models().next().map_or(0, |m: &ServedModel| m.created)
 }
 
-/// Lists the served models the caller may use.
+/// Lists the models and aliases the caller may use.
 pub async fn list_models(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
 ) -> Json<ModelList> {
-    let models = state
-        .models()
-        .filter(|m| access::may_use(caller.as_ref(), &m.name))
-        .map(entry)
-        .collect();
+    let created = created(&state);
+    let mut models = Vec::new();
+    for (name, aliases) in &state.catalog() {
+        for id in std::iter::once(name).chain(aliases) {
+            if access::may_use(caller.as_ref(), id) || access::may_use(caller.as_ref(), name) {
+                models.push(Model::new(id.clone(), created, OWNED_BY));
+            }
+        }
+    }
     Json(ModelList::new(models))
 }
 
@@ -38,11 +44,15 @@ pub async fn retrieve_model(
     Path(id): Path<String>,
 ) -> Result<Json<Model>, ServerError> {
     let id = id.strip_prefix('/').unwrap_or(&id);
-    Ok(Json(entry(access::resolve_model(
-        &state,
-        caller.as_ref(),
-        id,
-    )?)))
+    let not_found = || ApiError::ModelNotFound {
+        model: id.to_owned(),
+    };
+    let gateway = state.gateway();
+    let model = gateway.resolve(id).ok_or_else(not_found)?;
+    if !access::may_use(caller.as_ref(), id) && !access::may_use(caller.as_ref(), model) {
+        return Err(not_found().into());
+    }
+    Ok(Json(Model::new(id.to_owned(), created(&state), OWNED_BY)))
 }
 
 /// Liveness: the server answers and its models are loaded.

@@ -3,6 +3,8 @@
 
 mod accounts;
 mod budgets;
+mod conversations;
+mod incidents;
 mod keys;
 mod ledger;
 mod support;
@@ -32,6 +34,7 @@ macro_rules! suite {
 }
 
 suite! {
+    incidents::incidents_open_once_close_and_give_downtime,
     tenancy::migrations_are_idempotent,
     tenancy::users_roles_and_passwords,
     tenancy::projects_are_isolated_by_org,
@@ -64,4 +67,7 @@ suite! {
     accounts::prices_apply_from_their_time_and_keep_history,
     accounts::plans_are_assigned_to_members_and_use_is_counted,
     accounts::sessions_end_on_revoke_and_expiry,
+    conversations::conversations_keep_messages_in_order_and_truncate,
+    conversations::conversations_list_newest_first_search_rename_and_delete,
+    conversations::conversations_are_isolated_by_org_and_user,
 }

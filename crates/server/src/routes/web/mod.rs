@@ -1,0 +1,119 @@
+//! The chat web app: its pages and assets ([`assets`]), sign-up, sign-in
+//! and the signed-in person ([`account`]), and their conversations stored
+//! server-side ([`conversations`]).
+//!
+//! [`public`] routes need no credentials (the page, its assets, signing up
+//! and in); [`authenticated`] routes sit behind [`crate::auth::authenticate`]
+//! like the OpenAI API, and want a signed-in person (a session cookie). The
+//! app itself talks to `/v1/*` with the same cookie.
+
+pub mod account;
+pub mod assets;
+pub mod conversations;
+
+use api::ApiError;
+use axum::body::Bytes;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use serde::de::DeserializeOwned;
+use store::{Store, StoreError};
+
+use crate::auth::{store_of, Caller};
+use crate::state::AppState;
+
+/// The routes anyone may call: the app's page and assets, sign-up, sign-in
+/// and sign-out.
+pub fn public() -> Router<AppState> {
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/assets/{*path}", get(assets::asset))
+        .route("/api/auth/signup", post(account::signup))
+        .route("/api/auth/login", post(account::login))
+        .route("/api/auth/logout", post(account::logout))
+}
+
+/// The routes of a signed-in person (behind authentication).
+pub fn authenticated() -> Router<AppState> {
+    Router::new()
+        .route("/api/me", get(account::me))
+        .route(
+            "/api/conversations",
+            get(conversations::list).post(conversations::create),
+        )
+        .route(
+            "/api/conversations/{id}",
+            get(conversations::retrieve)
+                .patch(conversations::update)
+                .delete(conversations::delete),
+        )
+        .route(
+            "/api/conversations/{id}/messages",
+            post(conversations::append),
+        )
+        .route(
+            "/api/conversations/{id}/truncate",
+            post(conversations::truncate),
+        )
+}
+
+/// The store, or a 404 on a server without one.
+fn store(state: &AppState) -> Result<Store, ApiError> {
+    store_of(state.auth())
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound {
+            message: "The web app needs a database; this server has none.".into(),
+        })
+}
+
+/// The signed-in person of a request: (store, org id, user id).
+struct Person {
+    store: Store,
+    org_id: String,
+    user_id: String,
+}
+
+/// The person signed in with the session cookie; a 401 without one.
+fn person(state: &AppState, caller: Option<Extension<Caller>>) -> Result<Person, ApiError> {
+    let store = store(state)?;
+    match caller {
+        Some(Extension(Caller::Tenant(tenant))) => match tenant.user_id {
+            Some(user_id) => Ok(Person {
+                store,
+                org_id: tenant.org_id,
+                user_id,
+            }),
+            None => Err(ApiError::Unauthorized {
+                message: "This needs a signed-in person: sign in to the web app \
+                          (an API key has no conversations)."
+                    .into(),
+            }),
+        },
+        _ => Err(ApiError::Unauthorized {
+            message: "Sign in to the web app first.".into(),
+        }),
+    }
+}
+
+/// Parses a JSON body into `T`, as an OpenAI error object when it fails.
+fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|err| api::from_json_error(&err))
+}
+
+/// The API error of a store failure: a missing row is a 404, a bad or
+/// conflicting value a 400, anything else a 500.
+fn store_error(err: StoreError) -> ApiError {
+    match err.kind() {
+        store::ErrorKind::NotFound => ApiError::NotFound {
+            message: format!("The {err}."),
+        },
+        store::ErrorKind::InvalidRequest | store::ErrorKind::Conflict => {
+            ApiError::invalid_body(err.to_string())
+        }
+        store::ErrorKind::Unauthorized => ApiError::Unauthorized {
+            message: err.to_string(),
+        },
+        store::ErrorKind::QuotaExceeded | store::ErrorKind::Internal => ApiError::Internal {
+            detail: err.to_string(),
+        },
+    }
+}

@@ -1,0 +1,89 @@
+// The app's shell: who is signed in (GET /api/me), the sign-up / sign-in
+// form, and the pages by hash route: #/ chat, #/keys API keys, #/usage
+// usage and costs.
+
+import { h, render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import htm from 'htm';
+import { api } from './api.js';
+import { Chat } from './chat.js';
+import { Keys, Usage } from './developer.js';
+
+const html = htm.bind(h);
+
+function Auth({ onSignedIn }) {
+  const [mode, setMode] = useState('signup');
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  async function submit(event) {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    const body = { email: form.get('email'), password: form.get('password') };
+    if (mode === 'signup') body.name = form.get('name');
+    setBusy(true);
+    setError('');
+    try {
+      onSignedIn(await api(`/api/auth/${mode}`, { method: 'POST', body }));
+    } catch (err) {
+      setError(err.message);
+    } finally {
+      setBusy(false);
+    }
+  }
+  const signup = mode === 'signup';
+  return html`<main class="auth">
+    <h1>Parlance</h1>
+    <form onSubmit=${submit} aria-label=${signup ? 'Sign up' : 'Sign in'}>
+      <h2>${signup ? 'Create your account' : 'Sign in'}</h2>
+      ${signup && html`<label>Name<input name="name" autocomplete="name" /></label>`}
+      <label>Email<input name="email" type="email" required autocomplete="email" /></label>
+      <label>Password<input name="password" type="password" required minlength=${signup ? 8 : 1}
+        autocomplete=${signup ? 'new-password' : 'current-password'} /></label>
+      ${error && html`<p class="error" role="alert">${error}</p>`}
+      <button type="submit" disabled=${busy}>${signup ? 'Sign up' : 'Sign in'}</button>
+      <p>${signup ? 'Already have an account? ' : 'New here? '}
+        <button type="button" class="link" onClick=${() => { setMode(signup ? 'login' : 'signup'); setError(''); }}>
+          ${signup ? 'Sign in instead' : 'Create an account'}</button></p>
+    </form>
+  </main>`;
+}
+
+function route() {
+  const hash = location.hash.replace(/^#\/?/, '');
+  return hash.split('?')[0] || 'chat';
+}
+
+function App() {
+  const [me, setMe] = useState(undefined);
+  const [page, setPage] = useState(route());
+  const refreshMe = () => api('/api/me').then(setMe).catch((err) => {
+    if (err.status === 401 || err.status === 403) setMe(null);
+    else setMe({ error: err.message });
+  });
+  useEffect(() => {
+    refreshMe();
+    const onHash = () => setPage(route());
+    addEventListener('hashchange', onHash);
+    return () => removeEventListener('hashchange', onHash);
+  }, []);
+  if (me === undefined) return html`<p class="loading">Loading…</p>`;
+  if (me === null) return html`<${Auth} onSignedIn=${setMe} />`;
+  if (me.error) return html`<p class="error" role="alert">${me.error}</p>`;
+  async function signOut() {
+    try { await api('/api/auth/logout', { method: 'POST', body: {} }); } catch (_) { /* gone anyway */ }
+    setMe(null);
+    location.hash = '#/';
+  }
+  const nav = html`<nav class="top" aria-label="Pages">
+    <a href="#/" aria-current=${page === 'chat' ? 'page' : undefined}>Chat</a>
+    <a href="#/keys" aria-current=${page === 'keys' ? 'page' : undefined}>API keys</a>
+    <a href="#/usage" aria-current=${page === 'usage' ? 'page' : undefined}>Usage</a>
+    <span class="who">${me.user.name} · ${me.role}</span>
+    <button type="button" onClick=${signOut}>Sign out</button>
+  </nav>`;
+  if (page === 'keys') return html`${nav}<${Keys} me=${me} />`;
+  if (page === 'usage') return html`${nav}<${Usage} me=${me} />`;
+  return html`${nav}<${Chat} me=${me} refreshMe=${refreshMe} />`;
+}
+
+render(html`<${App} />`, document.getElementById('app'));

@@ -1,0 +1,298 @@
+// The chat page: the conversation list (new, rename, delete, search), the
+// model picker and settings (system prompt, temperature, max tokens), the
+// messages (markdown through the sanitiser), streaming with Stop,
+// regenerate, edit-and-resend, export, and the plan's quota.
+
+import { h } from 'preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import htm from 'htm';
+import { api, download, streamChat } from './api.js';
+import { renderInto } from './render.js';
+
+const html = htm.bind(h);
+
+function Markdown({ text }) {
+  const ref = useRef(null);
+  useEffect(() => { if (ref.current) renderInto(ref.current, text); }, [text]);
+  return html`<div class="markdown" ref=${ref}></div>`;
+}
+
+function quotaText(me) {
+  const q = me.quota;
+  if (!q) return '';
+  const plan = (me.plan && me.plan.name) || q.plan;
+  if (q.remaining === null || q.remaining === undefined) return `Plan: ${plan} · unlimited`;
+  const unit = q.quota && q.quota.unit === 'messages' ? 'messages' : 'tokens';
+  return `Plan: ${plan} · ${q.remaining.toLocaleString()} ${unit} left this month`;
+}
+
+const LIMIT_HELP = 'To keep chatting now, ask an owner or admin of your organisation to move you to a bigger plan '
+  + '(parlance plan assign --org local).';
+
+function Message({ message, last, busy, onEdit, onRegenerate }) {
+  const [editing, setEditing] = useState(false);
+  const [draft, setDraft] = useState(message.content);
+  if (editing) {
+    return html`<div class="msg user editing">
+      <textarea aria-label="Edit message" value=${draft} onInput=${(e) => setDraft(e.target.value)} rows="3"></textarea>
+      <div class="row">
+        <button type="button" onClick=${() => { setEditing(false); onEdit(message, draft); }}>Save and send</button>
+        <button type="button" class="secondary" onClick=${() => { setEditing(false); setDraft(message.content); }}>Cancel</button>
+      </div>
+    </div>`;
+  }
+  const user = message.role === 'user';
+  return html`<article class=${`msg ${message.role}`} aria-label=${user ? 'Your message' : 'Assistant message'}>
+    ${user ? html`<div class="plain">${message.content}</div>` : html`<${Markdown} text=${message.content} />`}
+    ${message.stopped && html`<p class="note">Stopped.</p>`}
+    <div class="actions">
+      ${user && !busy && html`<button type="button" class="small" aria-label="Edit message"
+        onClick=${() => { setDraft(message.content); setEditing(true); }}>Edit</button>`}
+      ${!user && last && !busy && html`<button type="button" class="small" onClick=${onRegenerate}>Regenerate</button>`}
+    </div>
+  </article>`;
+}
+
+function exportMarkdown(conv, messages) {
+  const lines = [`# ${conv.title}`, '', `Model: ${conv.model}`, ''];
+  if (conv.system_prompt) lines.push(`System: ${conv.system_prompt}`, '');
+  for (const m of messages) lines.push(`## ${m.role === 'user' ? 'You' : 'Assistant'}`, '', m.content, '');
+  return lines.join('\n');
+}
+
+export function Chat({ me, refreshMe }) {
+  const [models, setModels] = useState([]);
+  const [list, setList] = useState([]);
+  const [search, setSearch] = useState('');
+  const [conv, setConv] = useState(null);
+  const [messages, setMessages] = useState([]);
+  const [model, setModel] = useState('');
+  const [system, setSystem] = useState('');
+  const [temperature, setTemperature] = useState('0.7');
+  const [maxTokens, setMaxTokens] = useState('512');
+  const [showSettings, setShowSettings] = useState(false);
+  const [showList, setShowList] = useState(false);
+  const [input, setInput] = useState('');
+  const [streaming, setStreaming] = useState(null);
+  const [error, setError] = useState(null);
+  const controller = useRef(null);
+  const bottom = useRef(null);
+  const atLimit = me.quota && me.quota.remaining === 0;
+
+  const loadList = (q = search) => api(`/api/conversations?search=${encodeURIComponent(q)}`)
+    .then((r) => setList(r.data)).catch((e) => setError({ message: e.message }));
+  useEffect(() => {
+    api('/v1/models').then((r) => {
+      setModels(r.data);
+      setModel((current) => current || (r.data[0] && r.data[0].id) || '');
+    }).catch((e) => setError({ message: e.message }));
+    loadList('');
+    const onKey = (e) => { if (e.key === 'Escape' && controller.current) controller.current.abort(); };
+    addEventListener('keydown', onKey);
+    return () => removeEventListener('keydown', onKey);
+  }, []);
+  useEffect(() => { if (bottom.current) bottom.current.scrollIntoView({ block: 'end' }); },
+    [messages, streaming && streaming.text]);
+
+  async function open(id) {
+    setError(null);
+    const c = await api(`/api/conversations/${id}`);
+    setConv(c);
+    setMessages(c.messages);
+    if (c.model) setModel(c.model);
+    setSystem(c.system_prompt || '');
+    if (c.settings.temperature !== undefined) setTemperature(String(c.settings.temperature));
+    if (c.settings.max_tokens !== undefined) setMaxTokens(String(c.settings.max_tokens));
+    setShowList(false);
+  }
+  function newChat() {
+    setConv(null);
+    setMessages([]);
+    setError(null);
+    setShowList(false);
+  }
+  async function rename(c) {
+    const title = prompt('New title', c.title);
+    if (!title) return;
+    await api(`/api/conversations/${c.id}`, { method: 'PATCH', body: { title } });
+    if (conv && conv.id === c.id) setConv({ ...conv, title });
+    loadList();
+  }
+  async function remove(c) {
+    if (!confirm(`Delete \u201c${c.title}\u201d?`)) return;
+    await api(`/api/conversations/${c.id}`, { method: 'DELETE' });
+    if (conv && conv.id === c.id) newChat();
+    loadList();
+  }
+  function settings() {
+    const s = {};
+    const t = parseFloat(temperature);
+    if (!Number.isNaN(t)) s.temperature = t;
+    const m = parseInt(maxTokens, 10);
+    if (!Number.isNaN(m) && m > 0) s.max_tokens = m;
+    return s;
+  }
+
+  // Streams the assistant's answer to `history` and stores it.
+  async function generate(c, history) {
+    const abort = new AbortController();
+    controller.current = abort;
+    const live = { text: '' };
+    setStreaming({ text: '' });
+    setError(null);
+    const body = { model, messages: [], ...settings() };
+    if (system.trim()) body.messages.push({ role: 'system', content: system });
+    for (const m of history) body.messages.push({ role: m.role, content: m.content });
+    const result = {};
+    let stopped = false;
+    try {
+      await streamChat(body, {
+        signal: abort.signal,
+        info: result,
+        onDelta: (piece) => { live.text += piece; setStreaming({ text: live.text }); },
+      });
+    } catch (err) {
+      if (err.name === 'AbortError') stopped = true;
+      else setError({ message: err.message, code: err.code, status: err.status });
+    }
+    // The answer is stored before the page goes idle, so that a finished
+    // answer is always in the list when Send comes back.
+    try {
+      if (live.text) {
+        const saved = await api(`/api/conversations/${c.id}/messages`, {
+          method: 'POST',
+          body: {
+            role: 'assistant', content: live.text,
+            request_id: result.requestId || undefined,
+            prompt_tokens: result.usage ? result.usage.prompt_tokens : undefined,
+            completion_tokens: result.usage ? result.usage.completion_tokens : undefined,
+          },
+        });
+        setMessages([...history, { ...saved, stopped }]);
+      } else {
+        setMessages(history);
+      }
+    } catch (err) {
+      setError({ message: `The answer could not be saved: ${err.message}` });
+    } finally {
+      controller.current = null;
+      setStreaming(null);
+    }
+    refreshMe();
+    loadList();
+  }
+
+  async function send(text) {
+    text = text.trim();
+    if (!text || controller.current) return;
+    let c = conv;
+    if (!c) {
+      c = await api('/api/conversations', {
+        method: 'POST',
+        body: { title: text.split('\n')[0].slice(0, 60), model, system_prompt: system, settings: settings() },
+      });
+      setConv(c);
+    } else {
+      api(`/api/conversations/${c.id}`, {
+        method: 'PATCH', body: { model, system_prompt: system, settings: settings() },
+      }).catch(() => {});
+    }
+    const saved = await api(`/api/conversations/${c.id}/messages`, {
+      method: 'POST', body: { role: 'user', content: text },
+    });
+    const history = [...messages, saved];
+    setMessages(history);
+    setInput('');
+    await generate(c, history);
+  }
+  async function regenerate() {
+    const last = messages[messages.length - 1];
+    if (!conv || !last || last.role !== 'assistant') return;
+    await api(`/api/conversations/${conv.id}/truncate`, { method: 'POST', body: { from_message_id: last.id } });
+    const history = messages.slice(0, -1);
+    setMessages(history);
+    await generate(conv, history);
+  }
+  async function editAndResend(message, text) {
+    const at = messages.findIndex((m) => m.id === message.id);
+    if (!conv || at < 0 || !text.trim()) return;
+    await api(`/api/conversations/${conv.id}/truncate`, { method: 'POST', body: { from_message_id: message.id } });
+    const history = messages.slice(0, at);
+    const saved = await api(`/api/conversations/${conv.id}/messages`, {
+      method: 'POST', body: { role: 'user', content: text.trim() },
+    });
+    setMessages([...history, saved]);
+    await generate(conv, [...history, saved]);
+  }
+  function onKeyDown(e) {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      send(input);
+    }
+  }
+  function exportAs(kind) {
+    if (!conv) return;
+    const name = conv.title.replace(/[^\w.-]+/g, '_').slice(0, 60) || 'conversation';
+    if (kind === 'json') {
+      download(`${name}.json`, 'application/json', JSON.stringify({ ...conv, messages }, null, 2));
+    } else {
+      download(`${name}.md`, 'text/markdown', exportMarkdown(conv, messages));
+    }
+  }
+
+  const busy = Boolean(streaming);
+  const quotaError = error && (error.code === 'insufficient_quota' || error.status === 429);
+  return html`<div class=${`chat ${showList ? 'list-open' : ''}`}>
+    <aside class="sidebar" aria-label="Conversations">
+      <button type="button" class="primary" onClick=${newChat}>New chat</button>
+      <input type="search" aria-label="Search conversations" placeholder="Search"
+        value=${search} onInput=${(e) => { setSearch(e.target.value); loadList(e.target.value); }} />
+      <ul>
+        ${list.map((c) => html`<li key=${c.id} class=${conv && conv.id === c.id ? 'current' : ''}>
+          <button type="button" class="title" onClick=${() => open(c.id)}>${c.title}</button>
+          <button type="button" class="small" aria-label=${`Rename ${c.title}`} onClick=${() => rename(c)}>✎</button>
+          <button type="button" class="small" aria-label=${`Delete ${c.title}`} onClick=${() => remove(c)}>✕</button>
+        </li>`)}
+      </ul>
+      <p class="quota" aria-label="Plan and quota">${quotaText(me)}</p>
+    </aside>
+    <main class="conversation">
+      <header class="bar">
+        <button type="button" class="menu" aria-label="Show conversations" aria-expanded=${showList}
+          onClick=${() => setShowList(!showList)}>☰</button>
+        <label class="model">Model
+          <select aria-label="Model" value=${model} onChange=${(e) => setModel(e.target.value)}>
+            ${models.map((m) => html`<option value=${m.id}>${m.id}</option>`)}
+          </select></label>
+        <button type="button" class="secondary" aria-expanded=${showSettings} onClick=${() => setShowSettings(!showSettings)}>Settings</button>
+        ${conv && html`<button type="button" class="secondary" onClick=${() => exportAs('md')}>Export Markdown</button>
+          <button type="button" class="secondary" onClick=${() => exportAs('json')}>Export JSON</button>`}
+      </header>
+      ${showSettings && html`<section class="settings" aria-label="Settings">
+        <label>System prompt<textarea rows="2" value=${system} onInput=${(e) => setSystem(e.target.value)}></textarea></label>
+        <label>Temperature<input type="number" min="0" max="2" step="0.1" value=${temperature}
+          onInput=${(e) => setTemperature(e.target.value)} /></label>
+        <label>Max tokens<input type="number" min="1" step="1" value=${maxTokens}
+          onInput=${(e) => setMaxTokens(e.target.value)} /></label>
+      </section>`}
+      <section class="messages" aria-label="Messages" aria-live="polite">
+        ${!messages.length && !busy && html`<p class="empty">Ask anything. Enter sends, Shift+Enter adds a line, Esc stops.</p>`}
+        ${messages.map((m, i) => html`<${Message} key=${m.id} message=${m} busy=${busy}
+          last=${i === messages.length - 1} onEdit=${editAndResend} onRegenerate=${regenerate} />`)}
+        ${busy && html`<article class="msg assistant streaming" aria-label="Assistant message" aria-busy="true">
+          <${Markdown} text=${streaming.text || '…'} /></article>`}
+        <div ref=${bottom}></div>
+      </section>
+      ${(atLimit || quotaError) && html`<p class="error limit" role="alert">
+        ${quotaError ? error.message : 'You have used all of this month\u2019s quota of your plan; it renews at the start of next month.'} ${LIMIT_HELP}</p>`}
+      ${error && !quotaError && html`<p class="error" role="alert">${error.message}</p>`}
+      <form class="composer" onSubmit=${(e) => { e.preventDefault(); send(input); }}>
+        <textarea aria-label="Message" rows="2" placeholder="Message" value=${input}
+          onInput=${(e) => setInput(e.target.value)} onKeyDown=${onKeyDown}></textarea>
+        ${busy
+          ? html`<button type="button" class="stop" onClick=${() => controller.current && controller.current.abort()}>Stop</button>`
+          : html`<button type="submit" class="primary" disabled=${!input.trim()}>Send</button>`}
+      </form>
+    </main>
+  </div>`;
+}
