@@ -140,6 +140,19 @@ pub struct Collected {
     pub tokens: Vec<TokenOut>,
     pub finish_reason: api::FinishReason,
     pub completion_tokens: u32,
+    /// Prompt tokens the engine's prefix cache served.
+    pub cached_prompt_tokens: u32,
+}
+
+/// The cached prompt tokens of a request from its choices' reports: the
+/// prompt is billed once per prompt, so the first choice of each prompt
+/// (every `n`-th generation) speaks for it.
+pub fn cached_of_prompts(index: usize, n: u32, cached: u32) -> u32 {
+    if index.is_multiple_of(n.max(1) as usize) {
+        cached
+    } else {
+        0
+    }
 }
 
 /// Waits for `generation` to finish, gathering its text and tokens.
@@ -167,6 +180,7 @@ pub async fn collect(mut generation: Tracked) -> Result<Collected, ApiError> {
                     tokens,
                     finish_reason: finish_reason(reason),
                     completion_tokens: saturate(usage.completion_tokens),
+                    cached_prompt_tokens: saturate(usage.cached_tokens),
                 });
             }
             Event::Failed { message } => return Err(ApiError::Internal { detail: message }),

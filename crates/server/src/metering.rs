@@ -245,6 +245,7 @@ impl Meter {
             model: planned.model.to_owned(),
             prices,
             prompt_tokens: planned.prompt_tokens,
+            cached_tokens: 0,
             completion_tokens: 0,
             started: Instant::now(),
             started_at,
@@ -271,6 +272,9 @@ pub struct Charge {
     model: String,
     prices: ModelPrices,
     prompt_tokens: u32,
+    /// Of the prompt tokens, those the engine's prefix cache served (billed
+    /// at the cached input price).
+    cached_tokens: u32,
     completion_tokens: u32,
     started: Instant,
     started_at: Timestamp,
@@ -285,8 +289,6 @@ pub struct Charge {
 }
 
 impl Charge {
-    /// Records the tokens generated so far (all choices together), for a
-    /// settlement that happens on drop.
     /// Keeps the request's tokens-per-minute estimate, to correct it with
     /// the real usage (prompt + generated) at settlement; a release
     /// refunds all of it.
@@ -342,7 +344,7 @@ impl Charge {
         self.checkpointed = Some((tokens, Instant::now()));
         let progress = Progress {
             prompt_tokens: i64::from(self.prompt_tokens),
-            cached_tokens: 0,
+            cached_tokens: i64::from(self.cached_tokens.min(self.prompt_tokens)),
             completion_tokens: i64::from(tokens),
             cost: self.cost_of(tokens),
         };
@@ -360,9 +362,19 @@ impl Charge {
         }
     }
 
+    /// Records how many prompt tokens the prefix cache served (never more
+    /// than the prompt).
+    pub fn set_cached_tokens(&mut self, cached: u32) {
+        self.cached_tokens = cached.min(self.prompt_tokens);
+    }
+
     /// The cost of the prompt and `completion_tokens`, in the billing unit.
     fn cost_of(&self, completion_tokens: u32) -> i64 {
-        let tokens = Usage::new(u64::from(self.prompt_tokens), u64::from(completion_tokens));
+        let tokens = Usage {
+            prompt_tokens: u64::from(self.prompt_tokens),
+            cached_tokens: u64::from(self.cached_tokens.min(self.prompt_tokens)),
+            completion_tokens: u64::from(completion_tokens),
+        };
         billing::cost(tokens, &self.prices)
             .and_then(billing::Money::to_i64_units)
             .unwrap_or_else(|err| {
@@ -471,7 +483,7 @@ impl Charge {
             model: self.model.clone(),
             backend: self.backend.clone(),
             prompt_tokens: i64::from(self.prompt_tokens),
-            cached_tokens: 0,
+            cached_tokens: i64::from(self.cached_tokens.min(self.prompt_tokens)),
             completion_tokens: i64::from(self.completion_tokens),
             cost,
             latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),

@@ -77,7 +77,11 @@ struct SseStream<F> {
     choices: Vec<ChoiceState>,
     remaining: usize,
     prompt_tokens: u32,
+    /// Generations per prompt (`n`): the first of each reports the
+    /// prompt's cached tokens.
+    choices_per_prompt: u32,
     completion_tokens: u32,
+    cached_tokens: u32,
     queued: VecDeque<String>,
     finished: bool,
     /// The reservation to settle, when metered; settled on drop if the
@@ -91,7 +95,7 @@ impl<F: StreamFormat> SseStream<F> {
     fn new(
         generations: Vec<Tracked>,
         mut format: F,
-        prompt_tokens: u32,
+        (prompt_tokens, choices_per_prompt): (u32, u32),
         charge: Option<Charge>,
     ) -> Self {
         let count = generations.len();
@@ -119,7 +123,9 @@ impl<F: StreamFormat> SseStream<F> {
                 .collect(),
             remaining: count,
             prompt_tokens,
+            choices_per_prompt,
             completion_tokens: 0,
+            cached_tokens: 0,
             queued,
             finished: false,
             charge,
@@ -175,6 +181,16 @@ impl<F: StreamFormat> SseStream<F> {
                 self.completion_tokens = self
                     .completion_tokens
                     .saturating_add(saturate(usage.completion_tokens));
+                self.cached_tokens =
+                    self.cached_tokens
+                        .saturating_add(crate::generation::cached_of_prompts(
+                            index as usize,
+                            self.choices_per_prompt,
+                            saturate(usage.cached_tokens),
+                        ));
+                if let Some(charge) = self.charge.as_mut() {
+                    charge.set_cached_tokens(self.cached_tokens);
+                }
                 let reason = finish_reason(reason);
                 self.first_reason.get_or_insert(reason);
                 self.queued
@@ -202,7 +218,11 @@ impl<F: StreamFormat> SseStream<F> {
     /// All choices are done: the usage event if asked for, then `[DONE]`.
     fn end(&mut self) {
         self.events = SelectAll::new();
-        let usage = Usage::new(self.prompt_tokens, self.completion_tokens, 0);
+        let usage = Usage::new(
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cached_tokens,
+        );
         if let Some(event) = self.format.usage(usage) {
             self.queued.push_back(event);
         }
@@ -241,13 +261,14 @@ impl<F> Drop for SseStream<F> {
 /// The `text/event-stream` response streaming `generations` through
 /// `format`, settling `charge` (if metered) when the stream ends or is
 /// dropped.
+/// `prompts` is (prompt tokens, generations per prompt).
 pub fn sse_response<F: StreamFormat>(
     generations: Vec<Tracked>,
     format: F,
-    prompt_tokens: u32,
+    prompts: (u32, u32),
     charge: Option<Charge>,
 ) -> Response {
-    let state = SseStream::new(generations, format, prompt_tokens, charge);
+    let state = SseStream::new(generations, format, prompts, charge);
     let frames = stream::unfold(state, |mut state| async move {
         let frame = state.next_frame().await?;
         Some((Ok::<_, Infallible>(frame), state))

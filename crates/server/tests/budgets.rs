@@ -464,3 +464,78 @@ async fn budgets_over_http_are_admin_only_audited_and_isolated() {
         .iter()
         .all(|e| !e.entry.action.starts_with("budget.")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_cache_hits_are_reported_and_billed_at_the_cached_price() {
+    let w = world().await;
+    // Distinct cached and uncached input prices, so the cost shows which.
+    w.store
+        .set_price(&StoredPrice {
+            model: MODEL.into(),
+            effective_at: 0,
+            input: 1_000,
+            cached_input: 100,
+            output: 7,
+        })
+        .await
+        .unwrap();
+    let app = app(&w, None);
+    let system = "You are a careful assistant for a bakery. ".repeat(12);
+    let body = |question: &str, stream: bool| {
+        json!({
+            "model": MODEL,
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": question},
+            ],
+            "max_tokens": 3,
+            "temperature": 0,
+            "stream": stream,
+            "stream_options": if stream { json!({"include_usage": true}) } else { Value::Null },
+        })
+    };
+    let first = ask(&app, &w.secret, "c-1", body("What do you sell?", false)).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let second = ask(&app, &w.secret, "c-2", body("When do you open?", false)).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text());
+    let usage = second.json()["usage"].clone();
+    let cached = usage["prompt_tokens_details"]["cached_tokens"]
+        .as_i64()
+        .unwrap();
+    let prompt = usage["prompt_tokens"].as_i64().unwrap();
+    assert!(cached >= 64 && cached < prompt, "{usage}");
+    assert_eq!(cached % 16, 0, "whole blocks only: {usage}");
+
+    let streamed = ask(&app, &w.secret, "c-3", body("Do you deliver?", true)).await;
+    let events = streamed.events();
+    let usage_event = events
+        .iter()
+        .find(|e| !e["usage"].is_null())
+        .expect("a usage chunk");
+    let stream_cached = usage_event["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_i64()
+        .unwrap();
+    assert!(stream_cached >= cached, "{usage_event}");
+
+    let rows = ledger_rows(&w.store, &w.org, 3).await;
+    for (id, expect_cached) in [("c-2", cached), ("c-3", stream_cached)] {
+        let row = &rows
+            .iter()
+            .find(|r| r.usage.request_id == id)
+            .unwrap()
+            .usage;
+        assert_eq!(row.cached_tokens, expect_cached, "{id}");
+        let uncached = row.prompt_tokens - row.cached_tokens;
+        assert_eq!(
+            row.cost,
+            uncached * 1_000 + row.cached_tokens * 100 + row.completion_tokens * 7,
+            "{id}"
+        );
+    }
+    let first_row = &rows
+        .iter()
+        .find(|r| r.usage.request_id == "c-1")
+        .unwrap()
+        .usage;
+    assert_eq!(first_row.cached_tokens, 0);
+}

@@ -22,7 +22,7 @@ use engine::Tokenizer;
 
 use crate::auth::Caller;
 use crate::error::{from_engine, ServerError};
-use crate::generation::{self, chat_logprobs, collect, Settings, TokenOut};
+use crate::generation::{self, cached_of_prompts, chat_logprobs, collect, Settings, TokenOut};
 use crate::middleware::{RawBody, RequestId};
 use crate::routes::{access, begin_charge, blocking, submit_or_release, with_timeout};
 use crate::state::{AppState, ServedModel};
@@ -223,18 +223,32 @@ async fn local(
             logprobs: settings.logprobs.is_some(),
             tokenizer,
         };
-        return Ok(sse_response(generations, format, prompt_tokens, charge));
+        let n = request.choice_count();
+        return Ok(sse_response(
+            generations,
+            format,
+            (prompt_tokens, n),
+            charge,
+        ));
     }
     let logprobs = settings.logprobs.is_some();
     let progress = charge.as_mut();
+    let n = request.choice_count();
     let answer = with_timeout(state.request_timeout(), async move {
         let mut progress = progress;
         let mut choices = Vec::with_capacity(generations.len());
         let mut completion_tokens = 0u32;
+        let mut cached_tokens = 0u32;
         for (index, generation) in generations.into_iter().enumerate() {
             let done = collect(generation).await?;
             completion_tokens = completion_tokens.saturating_add(done.completion_tokens);
+            cached_tokens = cached_tokens.saturating_add(cached_of_prompts(
+                index,
+                n,
+                done.cached_prompt_tokens,
+            ));
             if let Some(charge) = progress.as_deref_mut() {
+                charge.set_cached_tokens(cached_tokens);
                 charge.set_completion_tokens(completion_tokens);
             }
             choices.push(ChatChoice {
@@ -244,7 +258,7 @@ async fn local(
                 finish_reason: done.finish_reason,
             });
         }
-        let usage = Usage::new(prompt_tokens, completion_tokens, 0);
+        let usage = Usage::new(prompt_tokens, completion_tokens, cached_tokens);
         Ok(ChatCompletion::new(id, created, model.name, choices, usage))
     })
     .await;

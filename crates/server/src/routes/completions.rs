@@ -15,7 +15,7 @@ use engine::Tokenizer;
 
 use crate::auth::Caller;
 use crate::error::ServerError;
-use crate::generation::{self, collect, finite, token_text, Settings, TokenOut};
+use crate::generation::{self, cached_of_prompts, collect, finite, token_text, Settings, TokenOut};
 use crate::middleware::{RawBody, RequestId};
 use crate::routes::{access, begin_charge, blocking, submit_or_release, with_timeout};
 use crate::state::AppState;
@@ -82,18 +82,32 @@ pub async fn create_completion(
         offsets: Vec::new(),
     };
     if request.is_stream() {
-        return Ok(sse_response(generations, format, prompt_tokens, charge));
+        let n = request.choice_count();
+        return Ok(sse_response(
+            generations,
+            format,
+            (prompt_tokens, n),
+            charge,
+        ));
     }
     let progress = charge.as_mut();
+    let n = request.choice_count();
     let answer = with_timeout(state.request_timeout(), async move {
         let mut progress = progress;
         let mut format = format;
         let mut choices = Vec::with_capacity(generations.len());
         let mut completion_tokens = 0u32;
+        let mut cached_tokens = 0u32;
         for (index, generation) in generations.into_iter().enumerate() {
             let done = collect(generation).await?;
             completion_tokens = completion_tokens.saturating_add(done.completion_tokens);
+            cached_tokens = cached_tokens.saturating_add(cached_of_prompts(
+                index,
+                n,
+                done.cached_prompt_tokens,
+            ));
             if let Some(charge) = progress.as_deref_mut() {
+                charge.set_cached_tokens(cached_tokens);
                 charge.set_completion_tokens(completion_tokens);
             }
             let index = index as u32;
@@ -105,7 +119,7 @@ pub async fn create_completion(
             });
         }
         let mut answer = format.completion(choices);
-        answer.usage = Some(Usage::new(prompt_tokens, completion_tokens, 0));
+        answer.usage = Some(Usage::new(prompt_tokens, completion_tokens, cached_tokens));
         Ok(answer)
     })
     .await;
