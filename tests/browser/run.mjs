@@ -8,7 +8,9 @@
 //   PARLANCE_PYTHON  a python with the `openai` SDK (target/e2e-venv/bin/python)
 //   PARLANCE_CHROMIUM  the browser (default /usr/bin/chromium)
 //   PARLANCE_SCREENSHOTS  where screenshots go (default docs/screenshots)
-// Each scenario prints "ok - <name>"; the first failure exits 1.
+// Each scenario prints "ok - <name>"; the first failure exits 1. The admin,
+// KaTeX, attachment, key-limit, invoice and accessibility scenarios are in
+// more.mjs.
 
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
@@ -16,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
+import { moreScenarios } from './more.mjs';
 
 const BIN = process.env.PARLANCE_BIN;
 const MODEL = process.env.PARLANCE_MODEL;
@@ -72,13 +75,15 @@ const context = await browser.newContext({ viewport: { width: 1280, height: 800 
 await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE });
 const page = await context.newPage();
 const pageErrors = [];
-page.on('pageerror', (err) => pageErrors.push(String(err)));
-page.on('console', (msg) => { if (msg.type() === 'error') pageErrors.push(msg.text()); });
+let current = '';
+page.on('pageerror', (err) => pageErrors.push(`${current}: ${err}`));
+page.on('console', (msg) => { if (msg.type() === 'error') pageErrors.push(`${current}: ${msg.text()}`); });
 page.on('dialog', (dialog) => dialog.accept(dialog.type() === 'prompt' ? 'Renamed chat' : undefined));
 
 let failed = false;
 async function scenario(name, body) {
   if (failed) return;
+  current = name;
   try {
     await body();
     console.log(`ok - ${name}`);
@@ -339,6 +344,8 @@ await scenario('delete a conversation', async () => {
     && !(await page.evaluate(async () => (await (await fetch('/api/conversations')).json()).data))
       .some((c) => c.title === 'Renamed chat'));
 });
+
+await moreScenarios({ page, browser, BASE, SHOTS, scenario, until, composer });
 
 await scenario('no script errors on the page', async () => {
   // favicon 404s are not script errors.

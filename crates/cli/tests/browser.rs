@@ -2,8 +2,10 @@
 //! (playwright-core driving Debian's `/usr/bin/chromium`) against the real
 //! `parlance serve` and the real default model — sign up, streaming, stop,
 //! regenerate, edit-and-resend, reload, an API key used from the `openai`
-//! SDK, the usage page, hostile markdown — and refreshes the screenshots in
-//! `docs/screenshots/`.
+//! SDK, the usage page, hostile markdown; then (tests/browser/more.mjs) the
+//! admin page, KaTeX, attachments, key limits, usage by key and project,
+//! the invoice and an axe-core accessibility check — and refreshes the
+//! screenshots in `docs/screenshots/`.
 //!
 //! Needs node, `tests/browser/node_modules` (`npm ci` there) and chromium.
 //! Without them the test prints a note and passes, except in CI
@@ -41,11 +43,13 @@ fn missing(root: &Path, chromium: &Path) -> Vec<String> {
     if !node.is_ok_and(|status| status.success()) {
         missing.push("node (Node.js 18 or newer)".into());
     }
-    if !root
-        .join("tests/browser/node_modules/playwright-core/package.json")
-        .is_file()
-    {
-        missing.push("tests/browser/node_modules (run `npm ci` in tests/browser)".into());
+    for package in ["playwright-core", "axe-core"] {
+        let manifest = format!("tests/browser/node_modules/{package}/package.json");
+        if !root.join(manifest).is_file() {
+            missing.push(format!(
+                "tests/browser/node_modules/{package} (run `npm ci` in tests/browser)"
+            ));
+        }
     }
     missing
 }

@@ -1,7 +1,8 @@
 //! The web app's HTTP side on a real SQLite store: sign-up, sign-in and
 //! sign-out with the session cookie, `/api/me`, the CSRF rule for cookie
 //! requests, conversations scoped to their person, the page's strict CSP,
-//! and a chat made with the cookie billed to the person.
+//! a chat made with the cookie billed to the person, and the admin pages'
+//! JSON (`/api/admin/…`: roles, removal, plans, prices, all audited).
 
 mod common;
 
@@ -555,4 +556,207 @@ async fn without_a_store_the_web_api_is_a_404() {
     me.error();
     // The page itself is still served.
     assert_eq!(common::get(&app, "/").await.status, StatusCode::OK);
+}
+
+/// The local org's audit entries with this action.
+async fn audited(store: &Store, org: &str, action: &str) -> Vec<store::AuditEntry> {
+    let all = store.list_audit(org, None, 1000).await.unwrap();
+    all.into_iter()
+        .filter(|e| e.entry.action == action)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_roles_and_members_are_refused_with_403() {
+    let w = world().await;
+    let (_, alice) = signup(&w.app, "alice@example.com").await;
+    let (bob_answer, bob) = signup(&w.app, "bob@example.com").await;
+    let bob_id = bob_answer.json()["user"]["id"].as_str().unwrap().to_owned();
+    let alice_id = get(&w.app, "/api/me", &alice).await.json()["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let org = get_org(&w.store).await;
+
+    // A member may not see or change anything.
+    for path in [
+        "/api/admin/members",
+        "/api/admin/plans",
+        "/api/admin/prices",
+    ] {
+        let refused = get(&w.app, path, &bob).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(refused.json()["error"]["type"], "permission_error");
+    }
+    let path = format!("/api/admin/members/{alice_id}");
+    let refused = json_call(
+        &w.app,
+        Method::PATCH,
+        &path,
+        &bob,
+        json!({"role": "member"}),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let list = get(&w.app, "/api/admin/members", &alice).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text());
+    let data = list.json()["data"].as_array().unwrap().clone();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[1]["role"], "member");
+    assert_eq!(data[1]["plan"], "free");
+
+    // Promote Bob; he then sees the admin API; the change is audited.
+    let path = format!("/api/admin/members/{bob_id}");
+    let done = json_call(
+        &w.app,
+        Method::PATCH,
+        &path,
+        &alice,
+        json!({"role": "admin"}),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+    assert_eq!(get(&w.app, "/api/me", &bob).await.json()["admin"], true);
+    assert_eq!(
+        get(&w.app, "/api/admin/members", &bob).await.status,
+        StatusCode::OK
+    );
+    let entries = audited(&w.store, &org, "member.role_changed").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].entry.actor, format!("user:{alice_id}"));
+    assert_eq!(entries[0].entry.before, Some(json!({"role": "member"})));
+    assert_eq!(entries[0].entry.after, Some(json!({"role": "admin"})));
+
+    // An admin may not touch an owner; an unknown role or member is refused.
+    let owner = format!("/api/admin/members/{alice_id}");
+    let refused = json_call(
+        &w.app,
+        Method::PATCH,
+        &owner,
+        &bob,
+        json!({"role": "member"}),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
+    let bad = json_call(
+        &w.app,
+        Method::PATCH,
+        &path,
+        &alice,
+        json!({"role": "king"}),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let unknown = json_call(
+        &w.app,
+        Method::PATCH,
+        "/api/admin/members/nobody",
+        &alice,
+        json!({"role": "member"}),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text());
+
+    // The last owner can be neither demoted nor removed.
+    let last = json_call(
+        &w.app,
+        Method::PATCH,
+        &owner,
+        &alice,
+        json!({"role": "admin"}),
+    )
+    .await;
+    assert_eq!(last.status, StatusCode::BAD_REQUEST, "{}", last.text());
+    assert!(last.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("last owner"));
+    let last = call(
+        &w.app,
+        Method::DELETE,
+        &owner,
+        Some(&alice),
+        Some("application/json"),
+        None,
+    )
+    .await;
+    assert_eq!(last.status, StatusCode::BAD_REQUEST, "{}", last.text());
+
+    // Removing Bob ends his access.
+    let gone = call(
+        &w.app,
+        Method::DELETE,
+        &path,
+        Some(&alice),
+        Some("application/json"),
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::OK, "{}", gone.text());
+    assert_eq!(audited(&w.store, &org, "member.removed").await.len(), 1);
+    assert_ne!(get(&w.app, "/api/me", &bob).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_assigns_plans_and_sets_prices_with_audit() {
+    let w = world().await;
+    let (_, alice) = signup(&w.app, "alice@example.com").await;
+    let (bob_answer, bob) = signup(&w.app, "bob@example.com").await;
+    let bob_id = bob_answer.json()["user"]["id"].as_str().unwrap().to_owned();
+    let org = get_org(&w.store).await;
+
+    let plans = get(&w.app, "/api/admin/plans", &alice).await.json();
+    let ids: Vec<&str> = plans["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"free") && ids.contains(&"plus"), "{ids:?}");
+
+    let path = format!("/api/admin/members/{bob_id}/plan");
+    let done = json_call(&w.app, Method::PUT, &path, &alice, json!({"plan": "plus"})).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+    assert_eq!(
+        get(&w.app, "/api/me", &bob).await.json()["plan"]["id"],
+        "plus"
+    );
+    let entries = audited(&w.store, &org, "plan.assigned").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].entry.after, Some(json!({"plan": "plus"})));
+    let bad = json_call(&w.app, Method::PUT, &path, &alice, json!({"plan": "gold"})).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
+
+    // Prices: USD per 1M tokens, exact; the default cached price is the input's.
+    let body = json!({"model": "m", "input": "0.15", "output": "0.6"});
+    let set = json_call(&w.app, Method::POST, "/api/admin/prices", &alice, body).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text());
+    let prices = w.store.list_prices().await.unwrap();
+    let price = prices.iter().find(|p| p.model == "m").unwrap();
+    assert_eq!(price.input, 150_000, "0.15 USD / 1M tokens in picodollars");
+    assert_eq!(price.cached_input, 150_000);
+    assert_eq!(price.output, 600_000);
+    let listed = get(&w.app, "/api/admin/prices", &alice).await.json();
+    let row = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["model"] == "m")
+        .unwrap()
+        .clone();
+    assert_eq!(row["input_per_1m_usd"], "0.150000");
+    assert_eq!(audited(&w.store, "*", "price.set").await.len(), 1);
+    for body in [
+        json!({"model": "m", "input": "-1", "output": "1"}),
+        json!({"model": "m", "input": "x", "output": "1"}),
+        json!({"model": " ", "input": "1", "output": "1"}),
+        json!({"model": "m", "input": "1", "output": "1", "per": "1g"}),
+    ] {
+        let bad = json_call(&w.app, Method::POST, "/api/admin/prices", &alice, body).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
+    }
+    let body = json!({"model": "m", "input": "1", "output": "1"});
+    let refused = json_call(&w.app, Method::POST, "/api/admin/prices", &bob, body).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }

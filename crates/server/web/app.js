@@ -1,13 +1,15 @@
 // The app's shell: who is signed in (GET /api/me), the sign-up / sign-in
 // form, and the pages by hash route: #/ chat, #/keys API keys, #/usage
-// usage and costs.
+// usage and costs, #/invoice the month's invoice, #/admin members, plans,
+// prices and backends.
 
 import { h, render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
 import { api } from './api.js';
 import { Chat } from './chat.js';
-import { Keys, Usage } from './developer.js';
+import { Invoice, Keys, Usage } from './developer.js';
+import { Admin } from './admin.js';
 
 const html = htm.bind(h);
 
@@ -62,7 +64,9 @@ function App() {
   });
   useEffect(() => {
     refreshMe();
-    const onHash = () => setPage(route());
+    // A page change also refreshes the person (their role or plan may have
+    // changed on the admin page).
+    const onHash = () => { setPage(route()); refreshMe(); };
     addEventListener('hashchange', onHash);
     return () => removeEventListener('hashchange', onHash);
   }, []);
@@ -78,11 +82,15 @@ function App() {
     <a href="#/" aria-current=${page === 'chat' ? 'page' : undefined}>Chat</a>
     <a href="#/keys" aria-current=${page === 'keys' ? 'page' : undefined}>API keys</a>
     <a href="#/usage" aria-current=${page === 'usage' ? 'page' : undefined}>Usage</a>
+    <a href="#/invoice" aria-current=${page === 'invoice' ? 'page' : undefined}>Invoice</a>
+    <a href="#/admin" aria-current=${page === 'admin' ? 'page' : undefined}>Admin</a>
     <span class="who">${me.user.name} · ${me.role}</span>
     <button type="button" onClick=${signOut}>Sign out</button>
   </nav>`;
   if (page === 'keys') return html`${nav}<${Keys} me=${me} />`;
   if (page === 'usage') return html`${nav}<${Usage} me=${me} />`;
+  if (page === 'invoice') return html`${nav}<${Invoice} me=${me} />`;
+  if (page === 'admin') return html`${nav}<${Admin} me=${me} />`;
   return html`${nav}<${Chat} me=${me} refreshMe=${refreshMe} />`;
 }
 

@@ -1,7 +1,9 @@
 // The chat page: the conversation list (new, rename, delete, search), the
 // model picker and settings (system prompt, temperature, max tokens), the
 // messages (markdown through the sanitiser), streaming with Stop,
-// regenerate, edit-and-resend, export, and the plan's quota.
+// regenerate, edit-and-resend, export, the plan's quota, and text-file
+// attachments (picked or dropped; inserted into the user message as
+// context, so they are stored with the conversation and shown as chips).
 
 import { h } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
@@ -10,6 +12,68 @@ import { api, download, streamChat } from './api.js';
 import { renderInto } from './render.js';
 
 const html = htm.bind(h);
+
+/** The largest attachment, in bytes, and how many one message may carry. */
+export const MAX_ATTACHMENT_BYTES = 200 * 1024;
+const MAX_ATTACHMENTS = 5;
+const TEXT_FILE = /\.(txt|md|markdown|csv|tsv|json|jsonl|ya?ml|toml|ini|xml|html?|css|log|sql|sh|py|rs|js|mjs|ts|tsx|jsx|go|java|kt|c|h|cc|cpp|hpp|cs|rb|php|swift|r|lua|pl|scala)$/i;
+
+function attachmentName(name) {
+  return String(name).replace(/["<>\r\n]/g, '_').slice(0, 120);
+}
+
+/** The user message's text with its attachments in front, as context. */
+export function withAttachments(text, files) {
+  const blocks = files.map((f) => `<attachment name="${attachmentName(f.name)}">\n${f.text}\n</attachment>\n\n`);
+  return blocks.join('') + text;
+}
+
+/** Splits a stored user message into its attachments and its text. */
+export function splitAttachments(content) {
+  const files = [];
+  let rest = String(content || '');
+  const head = /^<attachment name="([^"<>\r\n]*)">\n([\s\S]*?)\n<\/attachment>\n\n/;
+  for (let m = head.exec(rest); m; m = head.exec(rest)) {
+    files.push({ name: m[1], size: m[2].length });
+    rest = rest.slice(m[0].length);
+  }
+  return { files, text: rest };
+}
+
+/** Reads picked or dropped files as attachments; refuses what is not text. */
+async function readAttachments(fileList, current) {
+  const added = [];
+  const problems = [];
+  for (const file of Array.from(fileList || [])) {
+    if (current.length + added.length >= MAX_ATTACHMENTS) {
+      problems.push(`At most ${MAX_ATTACHMENTS} files per message.`);
+      break;
+    }
+    if (!TEXT_FILE.test(file.name) && !String(file.type).startsWith('text/')) {
+      problems.push(`${file.name}: only text files (.txt, .md, .csv, .json, code) can be attached.`);
+      continue;
+    }
+    if (file.size > MAX_ATTACHMENT_BYTES) {
+      problems.push(`${file.name} is over ${MAX_ATTACHMENT_BYTES / 1024} KB.`);
+      continue;
+    }
+    try {
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(await file.arrayBuffer());
+      added.push({ name: file.name, size: file.size, text });
+    } catch (_) {
+      problems.push(`${file.name} is not UTF-8 text.`);
+    }
+  }
+  return { added, problems };
+}
+
+function Chips({ files, onRemove }) {
+  if (!files.length) return null;
+  return html`<ul class="chips" aria-label="Attachments">${files.map((f, i) => html`<li key=${`${f.name}-${i}`} class="chip">
+    ${f.name} <span class="size">${Math.max(1, Math.round(f.size / 1024))} KB</span>
+    ${onRemove && html`<button type="button" class="small" aria-label=${`Remove attachment ${f.name}`}
+      onClick=${() => onRemove(i)}>✕</button>`}</li>`)}</ul>`;
+}
 
 function Markdown({ text }) {
   const ref = useRef(null);
@@ -42,8 +106,10 @@ function Message({ message, last, busy, onEdit, onRegenerate }) {
     </div>`;
   }
   const user = message.role === 'user';
+  const parts = user ? splitAttachments(message.content) : null;
   return html`<article class=${`msg ${message.role}`} aria-label=${user ? 'Your message' : 'Assistant message'}>
-    ${user ? html`<div class="plain">${message.content}</div>` : html`<${Markdown} text=${message.content} />`}
+    ${user && html`<${Chips} files=${parts.files} />`}
+    ${user ? html`<div class="plain">${parts.text}</div>` : html`<${Markdown} text=${message.content} />`}
     ${message.stopped && html`<p class="note">Stopped.</p>`}
     <div class="actions">
       ${user && !busy && html`<button type="button" class="small" aria-label="Edit message"
@@ -73,6 +139,9 @@ export function Chat({ me, refreshMe }) {
   const [showSettings, setShowSettings] = useState(false);
   const [showList, setShowList] = useState(false);
   const [input, setInput] = useState('');
+  const [attached, setAttached] = useState([]);
+  const [dragging, setDragging] = useState(false);
+  const fileInput = useRef(null);
   const [streaming, setStreaming] = useState(null);
   const [error, setError] = useState(null);
   const controller = useRef(null);
@@ -182,14 +251,22 @@ export function Chat({ me, refreshMe }) {
     loadList();
   }
 
-  async function send(text) {
-    text = text.trim();
-    if (!text || controller.current) return;
+  async function attach(fileList) {
+    const { added, problems } = await readAttachments(fileList, attached);
+    if (added.length) setAttached([...attached, ...added]);
+    setError(problems.length ? { message: problems.join(' ') } : null);
+    if (fileInput.current) fileInput.current.value = '';
+  }
+  async function send(typed) {
+    typed = typed.trim();
+    if ((!typed && !attached.length) || controller.current) return;
+    const text = withAttachments(typed, attached);
+    const title = typed || attached.map((f) => f.name).join(', ');
     let c = conv;
     if (!c) {
       c = await api('/api/conversations', {
         method: 'POST',
-        body: { title: text.split('\n')[0].slice(0, 60), model, system_prompt: system, settings: settings() },
+        body: { title: title.split('\n')[0].slice(0, 60), model, system_prompt: system, settings: settings() },
       });
       setConv(c);
     } else {
@@ -203,6 +280,7 @@ export function Chat({ me, refreshMe }) {
     const history = [...messages, saved];
     setMessages(history);
     setInput('');
+    setAttached([]);
     await generate(c, history);
   }
   async function regenerate() {
@@ -286,12 +364,22 @@ export function Chat({ me, refreshMe }) {
       ${(atLimit || quotaError) && html`<p class="error limit" role="alert">
         ${quotaError ? error.message : 'You have used all of this month\u2019s quota of your plan; it renews at the start of next month.'} ${LIMIT_HELP}</p>`}
       ${error && !quotaError && html`<p class="error" role="alert">${error.message}</p>`}
-      <form class="composer" onSubmit=${(e) => { e.preventDefault(); send(input); }}>
-        <textarea aria-label="Message" rows="2" placeholder="Message" value=${input}
-          onInput=${(e) => setInput(e.target.value)} onKeyDown=${onKeyDown}></textarea>
-        ${busy
-          ? html`<button type="button" class="stop" onClick=${() => controller.current && controller.current.abort()}>Stop</button>`
-          : html`<button type="submit" class="primary" disabled=${!input.trim()}>Send</button>`}
+      <form class=${`composer ${dragging ? 'dragging' : ''}`} onSubmit=${(e) => { e.preventDefault(); send(input); }}
+        onDragOver=${(e) => { e.preventDefault(); setDragging(true); }} onDragLeave=${() => setDragging(false)}
+        onDrop=${(e) => { e.preventDefault(); setDragging(false); attach(e.dataTransfer && e.dataTransfer.files); }}>
+        <${Chips} files=${attached} onRemove=${(i) => setAttached(attached.filter((_, j) => j !== i))} />
+        <div class="row">
+          <input ref=${fileInput} type="file" multiple class="visually-hidden" id="attach-files"
+            aria-label="Attach text files" onChange=${(e) => attach(e.target.files)} />
+          <button type="button" class="secondary attach" aria-label="Attach files"
+            title=${`Attach text files (up to ${MAX_ATTACHMENT_BYTES / 1024} KB each), or drop them here`}
+            onClick=${() => fileInput.current && fileInput.current.click()}>Attach</button>
+          <textarea aria-label="Message" rows="2" placeholder="Message" value=${input}
+            onInput=${(e) => setInput(e.target.value)} onKeyDown=${onKeyDown}></textarea>
+          ${busy
+            ? html`<button type="button" class="stop" onClick=${() => controller.current && controller.current.abort()}>Stop</button>`
+            : html`<button type="submit" class="primary" disabled=${!input.trim() && !attached.length}>Send</button>`}
+        </div>
       </form>
     </main>
   </div>`;

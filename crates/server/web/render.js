@@ -2,6 +2,11 @@
 // markdown is shown as text, never parsed), code highlighted by
 // highlight.js, and the result through DOMPurify before it touches the DOM.
 // `renderInto` also gives every code block a copy button.
+//
+// Math (`$…$`, `$$…$$`, `\(…\)`, `\[…\]`, outside code) is typeset by KaTeX
+// as MathML, loaded only when a message has math; until it has loaded the
+// TeX shows as text. KaTeX runs untrusted (`trust: false`, so no \href,
+// \url, \html…) and its output goes through DOMPurify like the rest.
 
 import { Marked } from 'marked';
 import DOMPurify from 'dompurify';
@@ -13,7 +18,67 @@ function escapeHtml(text) {
   })[c]);
 }
 
+let katex = null;
+let katexLoading = null;
+
+/** Loads KaTeX once; answers a promise that settles when it is there. */
+function loadKatex() {
+  if (!katexLoading) {
+    katexLoading = import('katex').then((m) => { katex = m.default; })
+      .catch(() => { katexLoading = null; });
+  }
+  return katexLoading;
+}
+
+// Display math first, then inline; `$` needs a non-space after it and
+// before the closing `$`, which is not followed by a digit ("$5 and $6").
+const MATH = [
+  { re: /^\$\$([\s\S]+?)\$\$/, display: true },
+  { re: /^\\\[([\s\S]+?)\\\]/, display: true },
+  { re: /^\\\(([\s\S]+?)\\\)/, display: false },
+  { re: /^\$(?![\s$])((?:\\.|[^\\$\n])+?)(?<!\s)\$(?!\d)/, display: false },
+];
+
+const ANY_MATH = /\$\$[\s\S]+?\$\$|\\\[[\s\S]+?\\\]|\\\([\s\S]+?\\\)|\$(?![\s$])(?:\\.|[^\\$\n])+?(?<!\s)\$(?!\d)/;
+
+/** Whether `text` may have math for KaTeX (it may still be inside code). */
+export function hasMath(text) {
+  return ANY_MATH.test(String(text || ''));
+}
+
+function typeset(tex, display) {
+  if (!katex) return `<span class="math pending">${escapeHtml(display ? `$$${tex}$$` : `$${tex}$`)}</span>`;
+  try {
+    return katex.renderToString(tex, {
+      displayMode: display, output: 'mathml', throwOnError: true, trust: false,
+      strict: 'ignore', maxSize: 50, maxExpand: 1000,
+    });
+  } catch (_) {
+    // Not valid TeX: shown as code (KaTeX's own error markup carries an
+    // inline style, which the CSP refuses).
+    return `<code class="math error">${escapeHtml(tex)}</code>`;
+  }
+}
+
+const mathExtension = {
+  name: 'math',
+  level: 'inline',
+  start(src) {
+    const at = src.search(/\$|\\[[(]/);
+    return at < 0 ? undefined : at;
+  },
+  tokenizer(src) {
+    for (const { re, display } of MATH) {
+      const m = re.exec(src);
+      if (m) return { type: 'math', raw: m[0], text: m[1].trim(), display };
+    }
+    return undefined;
+  },
+  renderer(token) { return typeset(token.text, token.display); },
+};
+
 const marked = new Marked({
+  extensions: [mathExtension],
   gfm: true,
   breaks: true,
   renderer: {
@@ -43,7 +108,11 @@ DOMPurify.addHook('afterSanitizeAttributes', (node) => {
 });
 
 const PURIFY = {
-  USE_PROFILES: { html: true },
+  USE_PROFILES: { html: true, mathMl: true },
+  // KaTeX's MathML keeps its TeX in <semantics><annotation>, which is
+  // text and never rendered.
+  ADD_TAGS: ['semantics', 'annotation'],
+  ADD_ATTR: ['encoding'],
   FORBID_TAGS: ['style', 'form', 'input', 'button', 'textarea', 'select', 'iframe'],
   FORBID_ATTR: ['style'],
   ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|#|\/(?!\/))/i,
@@ -55,8 +124,20 @@ export function renderMarkdown(text) {
   return DOMPurify.sanitize(html, PURIFY);
 }
 
-/** Renders markdown into `element`, adding a copy button to each code block. */
+const shown = new WeakMap();
+
+/**
+ * Renders markdown into `element`, adding a copy button to each code
+ * block; when it has math and KaTeX is not loaded yet, loads it and
+ * renders again (unless the element shows other text by then).
+ */
 export function renderInto(element, text) {
+  if (!katex && hasMath(text)) {
+    loadKatex().then(() => {
+      if (katex && element.isConnected && shown.get(element) === text) renderInto(element, text);
+    });
+  }
+  shown.set(element, text);
   element.innerHTML = renderMarkdown(text);
   for (const pre of element.querySelectorAll('pre')) {
     const button = document.createElement('button');

@@ -4,13 +4,14 @@
 //! effective time (default: now); every price stays recorded. The model `*`
 //! sets the default for models without their own price; with none stored,
 //! the configured default (the reference $0.01 / $0.03 per 1K) applies.
-//! Changes are recorded in the audit log under the organisation `*`.
+//! Changes are recorded in the audit log under the organisation `*`, by the
+//! same operation as the web admin page (`server::manage::set_price`).
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use billing::Money;
-use store::{NewAuditEntry, Store, StoredPrice};
+use store::{Store, StoredPrice};
 
 use crate::commands::keys::{with_store, StoreArgs};
 
@@ -66,9 +67,8 @@ pub fn run(
 
 /// The exact per-token price, in billing units, of `price` USD per `per` tokens.
 fn per_token(price: &str, per: u64) -> anyhow::Result<i64> {
-    let money = Money::per_token(price, per)
-        .with_context(|| format!("{price:?} per {per} tokens is not an exact price"))?;
-    Ok(money.to_i64_units()?)
+    server::manage::per_token_units(price, per)
+        .with_context(|| format!("{price:?} per {per} tokens is not an exact non-negative price"))
 }
 
 fn per_1k(units: i64) -> String {
@@ -104,18 +104,7 @@ async fn act(action: Action, store: &Store) -> anyhow::Result<()> {
                 },
                 output: per_token(&output, per)?,
             };
-            let before = store.price_at(&model, price.effective_at).await?;
-            store.set_price(&price).await?;
-            store
-                .append_audit(&NewAuditEntry {
-                    org_id: "*".to_owned(),
-                    actor: "cli".to_owned(),
-                    action: "price.set".to_owned(),
-                    target: model.clone(),
-                    before: before.as_ref().map(price_json),
-                    after: Some(price_json(&price)),
-                })
-                .await?;
+            server::manage::set_price(store, &price, "cli").await?;
             print(&price);
         }
         Action::List => {
@@ -126,16 +115,6 @@ async fn act(action: Action, store: &Store) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn price_json(price: &StoredPrice) -> serde_json::Value {
-    serde_json::json!({
-        "model": price.model,
-        "effective_at_ms": price.effective_at,
-        "input_per_token_usd": Money::from_i64_units(price.input).to_decimal_string(),
-        "cached_input_per_token_usd": Money::from_i64_units(price.cached_input).to_decimal_string(),
-        "output_per_token_usd": Money::from_i64_units(price.output).to_decimal_string(),
-    })
 }
 
 fn print(price: &StoredPrice) {

@@ -116,6 +116,55 @@ pub async fn revoke_key(
     Ok(after)
 }
 
+/// The organisation installation-wide changes (prices, plan definitions)
+/// are audited under.
+pub const INSTALLATION: &str = "*";
+
+/// A price as the audit log records it.
+pub fn price_audit_json(price: &store::StoredPrice) -> Value {
+    let usd = |units: i64| Money::from_i64_units(units).to_decimal_string();
+    json!({
+        "model": price.model,
+        "effective_at_ms": price.effective_at,
+        "input_per_token_usd": usd(price.input),
+        "cached_input_per_token_usd": usd(price.cached_input),
+        "output_per_token_usd": usd(price.output),
+    })
+}
+
+/// The exact per-token price, in billing units, of `price` USD per
+/// `per_tokens` tokens; `None` when it is not exact, negative or too large.
+pub fn per_token_units(price: &str, per_tokens: u64) -> Option<i64> {
+    let units = Money::per_token(price.trim(), per_tokens)
+        .ok()?
+        .to_i64_units()
+        .ok()?;
+    (units >= 0).then_some(units)
+}
+
+/// Records a price and `price.set` by `actor` (under [`INSTALLATION`],
+/// before = the price in force at its effective time); returns that
+/// previous price.
+pub async fn set_price(
+    store: &Store,
+    price: &store::StoredPrice,
+    actor: &str,
+) -> Result<Option<store::StoredPrice>, StoreError> {
+    let before = store.price_at(&price.model, price.effective_at).await?;
+    store.set_price(price).await?;
+    store
+        .append_audit(&store::NewAuditEntry {
+            org_id: INSTALLATION.to_owned(),
+            actor: actor.to_owned(),
+            action: "price.set".to_owned(),
+            target: price.model.clone(),
+            before: before.as_ref().map(price_audit_json),
+            after: Some(price_audit_json(price)),
+        })
+        .await?;
+    Ok(before)
+}
+
 /// Sets a key's own rate limits and records `api_key.limits_changed`.
 pub async fn set_key_limits(
     store: &Store,

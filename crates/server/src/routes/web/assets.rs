@@ -38,6 +38,7 @@ static ASSETS: &[Asset] = assets! {
     "api.js" => "text/javascript; charset=utf-8",
     "chat.js" => "text/javascript; charset=utf-8",
     "developer.js" => "text/javascript; charset=utf-8",
+    "admin.js" => "text/javascript; charset=utf-8",
     "render.js" => "text/javascript; charset=utf-8",
     "style.css" => "text/css; charset=utf-8",
     "vendor/VERSIONS" => "text/plain; charset=utf-8",
@@ -54,6 +55,8 @@ static ASSETS: &[Asset] = assets! {
     "vendor/highlight/github.min.css" => "text/css; charset=utf-8",
     "vendor/highlight/github-dark.min.css" => "text/css; charset=utf-8",
     "vendor/highlight/LICENSE" => "text/plain; charset=utf-8",
+    "vendor/katex/katex.mjs" => "text/javascript; charset=utf-8",
+    "vendor/katex/LICENSE" => "text/plain; charset=utf-8",
 };
 
 /// The page: the same for every route of the app (it routes by `#/…`).
@@ -178,7 +181,7 @@ mod tests {
 
     #[test]
     fn every_vendored_library_ships_its_licence() {
-        for dir in ["preact", "htm", "marked", "dompurify", "highlight"] {
+        for dir in ["preact", "htm", "marked", "dompurify", "highlight", "katex"] {
             let licence = format!("vendor/{dir}/LICENSE");
             assert!(ASSETS.iter().any(|a| a.path == licence), "{licence}");
         }

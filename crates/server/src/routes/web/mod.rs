@@ -1,6 +1,6 @@
 //! The chat web app: its pages and assets ([`assets`]), sign-up, sign-in
 //! and the signed-in person ([`account`]), and their conversations stored
-//! server-side ([`conversations`]).
+//! server-side ([`conversations`]), and the admin pages' JSON ([`admin`]).
 //!
 //! [`public`] routes need no credentials (the page, its assets, signing up
 //! and in); [`authenticated`] routes sit behind [`crate::auth::authenticate`]
@@ -8,12 +8,13 @@
 //! app itself talks to `/v1/*` with the same cookie.
 
 pub mod account;
+pub mod admin;
 pub mod assets;
 pub mod conversations;
 
 use api::ApiError;
 use axum::body::Bytes;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post, put};
 use axum::{Extension, Router};
 use serde::de::DeserializeOwned;
 use store::{Store, StoreError};
@@ -53,6 +54,17 @@ pub fn authenticated() -> Router<AppState> {
         .route(
             "/api/conversations/{id}/truncate",
             post(conversations::truncate),
+        )
+        .route("/api/admin/members", get(admin::members))
+        .route(
+            "/api/admin/members/{user_id}",
+            patch(admin::set_role).delete(admin::remove),
+        )
+        .route("/api/admin/members/{user_id}/plan", put(admin::assign_plan))
+        .route("/api/admin/plans", get(admin::plans))
+        .route(
+            "/api/admin/prices",
+            get(admin::prices).post(admin::set_price),
         )
 }
 

@@ -1,0 +1,368 @@
+//! `/api/admin/…`: the web app's admin pages' JSON, for owners and admins
+//! of the signed-in person's organisation (anyone else gets a 403).
+//!
+//! - `GET /api/admin/members`: members with role and plan.
+//! - `PATCH /api/admin/members/{user_id} {role}`: change a role.
+//! - `DELETE /api/admin/members/{user_id}`: remove from the organisation.
+//! - `PUT /api/admin/members/{user_id}/plan {plan}`: assign a plan.
+//! - `GET /api/admin/plans`: every plan (built-in and stored).
+//! - `GET /api/admin/prices`: every recorded price.
+//! - `POST /api/admin/prices {model, input, output, cached_input?, per?}`:
+//!   record a price (USD per `per` tokens, `1k` or `1m`), as
+//!   `parlance prices set` does.
+//!
+//! Every change is appended to the audit log with the acting person, and
+//! the state before and after. Only an owner may make or unmake an owner,
+//! and the last owner can be neither demoted nor removed.
+
+use api::ApiError;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use billing::Money;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use store::{NewAuditEntry, Role, Store, StoredPrice, DEFAULT_PRICE_MODEL};
+
+use super::{json_body, person, store_error, Person};
+use crate::auth::Caller;
+use crate::routes::organization::manage;
+use crate::state::AppState;
+
+/// The audit log's organisation for installation-wide changes (prices).
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRequest {
+    role: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequest {
+    plan: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceRequest {
+    model: String,
+    input: String,
+    output: String,
+    #[serde(default)]
+    cached_input: Option<String>,
+    #[serde(default)]
+    per: Option<String>,
+}
+
+/// The signed-in person, with their role, when they are an owner or admin.
+async fn admin(
+    state: &AppState,
+    caller: Option<Extension<Caller>>,
+) -> Result<(Person, Role), ApiError> {
+    let p = person(state, caller)?;
+    let role = p
+        .store
+        .get_role(&p.org_id, &p.user_id)
+        .await
+        .map_err(store_error)?;
+    match role {
+        Role::Owner | Role::Admin => Ok((p, role)),
+        Role::Member | Role::Reader => Err(ApiError::Forbidden {
+            message: "Only owners and admins of the organization may do this.".into(),
+        }),
+    }
+}
+
+fn actor(p: &Person) -> String {
+    format!("user:{}", p.user_id)
+}
+
+async fn audit(store: &Store, entry: NewAuditEntry) -> Result<(), ApiError> {
+    store.append_audit(&entry).await.map_err(store_error)?;
+    Ok(())
+}
+
+fn parse_role(text: &str) -> Result<Role, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::invalid_body("role must be owner, admin, member or reader"))
+}
+
+/// The member's current role; a 404 when not a member.
+async fn role_of(p: &Person, user_id: &str) -> Result<Role, ApiError> {
+    p.store
+        .get_role(&p.org_id, user_id)
+        .await
+        .map_err(store_error)
+}
+
+/// Refuses to take away the organisation's last owner.
+async fn keep_an_owner(p: &Person, user_id: &str) -> Result<(), ApiError> {
+    let members = p.store.list_members(&p.org_id).await.map_err(store_error)?;
+    let others = members
+        .iter()
+        .filter(|(user, role)| *role == Role::Owner && user.id != user_id)
+        .count();
+    if others == 0 {
+        return Err(ApiError::invalid_body(
+            "This is the organization's last owner: make someone else an owner first.",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `acting` may change a member whose role is `from` to `to`
+/// (`None`: removal). Only owners touch owners.
+fn may_change(acting: Role, from: Role, to: Option<Role>) -> Result<(), ApiError> {
+    let touches_owner = from == Role::Owner || to == Some(Role::Owner);
+    if touches_owner && acting != Role::Owner {
+        return Err(ApiError::Forbidden {
+            message: "Only an owner may make or change an owner.".into(),
+        });
+    }
+    Ok(())
+}
+
+/// `GET /api/admin/members`.
+pub async fn members(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, _) = admin(&state, caller).await?;
+    let members = p.store.list_members(&p.org_id).await.map_err(store_error)?;
+    let mut data = Vec::with_capacity(members.len());
+    for (user, role) in members {
+        let plan = crate::quota::plan_of(&p.store, &p.org_id, &user.id).await?;
+        data.push(json!({
+            "id": user.id, "email": user.email, "name": user.name,
+            "role": role.as_str(), "plan": plan.id, "you": user.id == p.user_id,
+        }));
+    }
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// `PATCH /api/admin/members/{user_id} {role}`.
+pub async fn set_role(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(user_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, acting) = admin(&state, caller).await?;
+    let request: RoleRequest = json_body(&body)?;
+    let to = parse_role(&request.role)?;
+    let from = role_of(&p, &user_id).await?;
+    may_change(acting, from, Some(to))?;
+    if from == Role::Owner && to != Role::Owner {
+        keep_an_owner(&p, &user_id).await?;
+    }
+    p.store
+        .set_role(&p.org_id, &user_id, to)
+        .await
+        .map_err(store_error)?;
+    audit(
+        &p.store,
+        NewAuditEntry {
+            org_id: p.org_id.clone(),
+            actor: actor(&p),
+            action: "member.role_changed".into(),
+            target: user_id.clone(),
+            before: Some(json!({"role": from.as_str()})),
+            after: Some(json!({"role": to.as_str()})),
+        },
+    )
+    .await?;
+    Ok(Json(json!({"id": user_id, "role": to.as_str()})))
+}
+
+/// `DELETE /api/admin/members/{user_id}`.
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(user_id): Path<String>,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, acting) = admin(&state, caller).await?;
+    let from = role_of(&p, &user_id).await?;
+    may_change(acting, from, None)?;
+    if from == Role::Owner {
+        keep_an_owner(&p, &user_id).await?;
+    }
+    p.store
+        .remove_member(&p.org_id, &user_id)
+        .await
+        .map_err(store_error)?;
+    audit(
+        &p.store,
+        NewAuditEntry {
+            org_id: p.org_id.clone(),
+            actor: actor(&p),
+            action: "member.removed".into(),
+            target: user_id.clone(),
+            before: Some(json!({"role": from.as_str()})),
+            after: None,
+        },
+    )
+    .await?;
+    Ok(Json(
+        json!({"id": user_id, "object": "member.deleted", "deleted": true}),
+    ))
+}
+
+/// `GET /api/admin/plans`.
+pub async fn plans(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, _) = admin(&state, caller).await?;
+    let plans = crate::quota::plans(&p.store).await?;
+    Ok(Json(json!({"object": "list", "data": plans})))
+}
+
+/// `PUT /api/admin/members/{user_id}/plan {plan}`.
+pub async fn assign_plan(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(user_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, _) = admin(&state, caller).await?;
+    let request: PlanRequest = json_body(&body)?;
+    let known = crate::quota::plans(&p.store).await?;
+    let Some(chosen) = known.iter().find(|plan| plan.id == request.plan) else {
+        return Err(ApiError::invalid_body(format!("There is no plan {:?}.", request.plan)).into());
+    };
+    role_of(&p, &user_id).await?;
+    let stored = p.store.list_plans().await.map_err(store_error)?;
+    if stored.iter().all(|plan| plan.id != chosen.id) {
+        // A built-in plan gets its row, which assignments refer to.
+        let definition = serde_json::to_string(chosen).map_err(|err| ApiError::Internal {
+            detail: format!("plan {}: {err}", chosen.id),
+        })?;
+        p.store
+            .put_plan(&chosen.id, &definition)
+            .await
+            .map_err(store_error)?;
+    }
+    let before = p
+        .store
+        .assign_plan(&p.org_id, &user_id, &chosen.id)
+        .await
+        .map_err(store_error)?;
+    audit(
+        &p.store,
+        NewAuditEntry {
+            org_id: p.org_id.clone(),
+            actor: actor(&p),
+            action: "plan.assigned".into(),
+            target: user_id.clone(),
+            before: before.map(|plan| json!({ "plan": plan })),
+            after: Some(json!({ "plan": chosen.id })),
+        },
+    )
+    .await?;
+    Ok(Json(json!({"id": user_id, "plan": chosen.id})))
+}
+
+/// The price per 1M tokens, in USD, as exact decimal text.
+fn per_million(units: i64) -> String {
+    Money::from_i64_units(units)
+        .checked_mul(1_000_000)
+        .map_or_else(|_| "overflow".to_owned(), Money::to_decimal_string)
+}
+
+/// A price as the admin page shows it: the audit fields and per 1M tokens.
+fn price_json(price: &StoredPrice) -> Value {
+    let mut body = manage::price_audit_json(price);
+    body["input_per_1m_usd"] = per_million(price.input).into();
+    body["cached_input_per_1m_usd"] = per_million(price.cached_input).into();
+    body["output_per_1m_usd"] = per_million(price.output).into();
+    body
+}
+
+/// `GET /api/admin/prices`.
+pub async fn prices(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, _) = admin(&state, caller).await?;
+    let prices = p.store.list_prices().await.map_err(store_error)?;
+    let data: Vec<Value> = prices.iter().map(price_json).collect();
+    Ok(Json(
+        json!({"object": "list", "default_model": DEFAULT_PRICE_MODEL, "data": data}),
+    ))
+}
+
+/// The exact per-token price, in billing units, of `price` USD per `per`
+/// tokens, or a 400 naming the field.
+fn per_token(field: &str, price: &str, per: u64) -> Result<i64, ApiError> {
+    manage::per_token_units(price, per).ok_or_else(|| {
+        ApiError::invalid_body(format!(
+            "{field}: {price:?} USD per {per} tokens is not an exact non-negative price"
+        ))
+    })
+}
+
+/// `POST /api/admin/prices`: records a price effective now.
+pub async fn set_price(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, _) = admin(&state, caller).await?;
+    let request: PriceRequest = json_body(&body)?;
+    let model = request.model.trim().to_owned();
+    if model.is_empty() {
+        return Err(ApiError::invalid_body("model: name a model, or * for the default").into());
+    }
+    let per = match request
+        .per
+        .as_deref()
+        .unwrap_or("1m")
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "1k" => 1_000,
+        "1m" => 1_000_000,
+        other => {
+            return Err(
+                ApiError::invalid_body(format!("per must be 1k or 1m, not {other:?}")).into(),
+            )
+        }
+    };
+    let input = per_token("input", &request.input, per)?;
+    let price = StoredPrice {
+        model: model.clone(),
+        effective_at: store::now_ms(),
+        input,
+        cached_input: match &request.cached_input {
+            Some(text) if !text.trim().is_empty() => per_token("cached_input", text, per)?,
+            _ => input,
+        },
+        output: per_token("output", &request.output, per)?,
+    };
+    manage::set_price(&p.store, &price, &actor(&p))
+        .await
+        .map_err(store_error)?;
+    Ok(Json(price_json(&price)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_owner_touches_owners() {
+        assert!(may_change(Role::Admin, Role::Member, Some(Role::Admin)).is_ok());
+        assert!(may_change(Role::Admin, Role::Member, Some(Role::Owner)).is_err());
+        assert!(may_change(Role::Admin, Role::Owner, Some(Role::Member)).is_err());
+        assert!(may_change(Role::Admin, Role::Owner, None).is_err());
+        assert!(may_change(Role::Owner, Role::Owner, Some(Role::Admin)).is_ok());
+    }
+
+    #[test]
+    fn prices_are_exact_and_non_negative() {
+        assert_eq!(per_token("input", "1", 1_000_000).ok(), Some(1_000_000));
+        assert!(per_token("input", "-1", 1_000).is_err());
+        assert!(per_token("input", "abc", 1_000).is_err());
+    }
+}

@@ -1,0 +1,141 @@
+// The admin page (owners and admins; members see a "not allowed" page and
+// get 403s from /api/admin): members with their role and plan (change a
+// role, assign a plan, remove), the plans, the price table (set a price as
+// `parlance prices set` does) and the backends with their health
+// (/api/status). Every change is audited by the server.
+
+import { h } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import htm from 'htm';
+import { api } from './api.js';
+import { adminOnly } from './developer.js';
+
+const html = htm.bind(h);
+
+const ROLES = ['owner', 'admin', 'member', 'reader'];
+
+/** A plan's quota ({unit, limit}) in words. */
+function quotaText(plan) {
+  const q = plan.quota || {};
+  if (q.unit === 'unlimited' || q.limit === undefined) return 'unlimited';
+  return `${Number(q.limit).toLocaleString()} ${q.unit} / month`;
+}
+
+function modelsText(models) {
+  if (models === 'all') return 'all';
+  return models && models.only ? models.only.join(', ') : '';
+}
+
+function Members({ me, plans, say }) {
+  const [members, setMembers] = useState([]);
+  const load = () => api('/api/admin/members').then((r) => setMembers(r.data)).catch((e) => say(e.message, true));
+  useEffect(() => { load(); }, []);
+  async function change(m, what, value) {
+    try {
+      if (what === 'role') await api(`/api/admin/members/${m.id}`, { method: 'PATCH', body: { role: value } });
+      else await api(`/api/admin/members/${m.id}/plan`, { method: 'PUT', body: { plan: value } });
+      say(`${m.email}: ${what} is now ${value}.`);
+    } catch (err) { say(err.message, true); }
+    load();
+  }
+  async function remove(m) {
+    if (!confirm(`Remove ${m.email} from ${me.organization.name}?`)) return;
+    try {
+      await api(`/api/admin/members/${m.id}`, { method: 'DELETE' });
+      say(`${m.email} was removed.`);
+    } catch (err) { say(err.message, true); }
+    load();
+  }
+  return html`<section aria-labelledby="members-h"><h2 id="members-h">Members and roles</h2>
+    <table aria-label="Members"><thead><tr><th>Name</th><th>Email</th><th>Role</th><th>Plan</th>
+      <th><span class="visually-hidden">Actions</span></th></tr></thead>
+    <tbody>${members.map((m) => html`<tr key=${m.id}>
+      <td>${m.name}${m.you ? ' (you)' : ''}</td><td>${m.email}</td>
+      <td><select aria-label=${`Role of ${m.email}`} value=${m.role} onChange=${(e) => change(m, 'role', e.target.value)}>
+        ${ROLES.map((r) => html`<option value=${r}>${r}</option>`)}</select></td>
+      <td><select aria-label=${`Plan of ${m.email}`} value=${m.plan} onChange=${(e) => change(m, 'plan', e.target.value)}>
+        ${plans.map((p) => html`<option value=${p.id}>${p.name}</option>`)}</select></td>
+      <td>${!m.you && html`<button type="button" class="small" aria-label=${`Remove ${m.email}`}
+        onClick=${() => remove(m)}>Remove</button>`}</td></tr>`)}</tbody></table>
+  </section>`;
+}
+
+function Plans({ plans }) {
+  return html`<section aria-labelledby="plans-h"><h2 id="plans-h">Plans</h2>
+    <table aria-label="Plans"><thead><tr><th>Plan</th><th>Id</th><th class="num">Price / month (USD)</th><th>Quota</th><th>Models</th></tr></thead>
+    <tbody>${plans.map((p) => html`<tr key=${p.id}><td>${p.name}</td><td><code>${p.id}</code></td>
+      <td class="num">${p.monthly_price}</td><td>${quotaText(p)}</td>
+      <td>${modelsText(p.models)}</td></tr>`)}</tbody></table>
+    <p class="note">Define plans with <code>parlance plan define</code>; assign them to members above.</p>
+  </section>`;
+}
+
+function Prices({ say }) {
+  const [prices, setPrices] = useState([]);
+  const load = () => api('/api/admin/prices').then((r) => setPrices(r.data)).catch((e) => say(e.message, true));
+  useEffect(() => { load(); }, []);
+  async function set(event) {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    const body = { model: form.get('model'), input: form.get('input'), output: form.get('output'), per: '1m' };
+    if (form.get('cached_input')) body.cached_input = form.get('cached_input');
+    try {
+      await api('/api/admin/prices', { method: 'POST', body });
+      say(`The price of ${body.model} is set.`);
+      event.target.reset();
+    } catch (err) { say(err.message, true); }
+    load();
+  }
+  return html`<section aria-labelledby="prices-h"><h2 id="prices-h">Prices</h2>
+    <form class="inline" onSubmit=${set} aria-label="Set a price">
+      <label>Model (* for the default)<input name="model" required /></label>
+      <label>Input, USD per 1M tokens<input name="input" required inputmode="decimal" /></label>
+      <label>Cached input (optional)<input name="cached_input" inputmode="decimal" /></label>
+      <label>Output, USD per 1M tokens<input name="output" required inputmode="decimal" /></label>
+      <button type="submit" class="primary">Set price</button>
+    </form>
+    <table aria-label="Price table"><thead><tr><th>Model</th><th>Since</th><th class="num">Input / 1M</th>
+      <th class="num">Cached input / 1M</th><th class="num">Output / 1M</th></tr></thead>
+    <tbody>${prices.map((p) => html`<tr key=${`${p.model}|${p.effective_at_ms}`}><td>${p.model}</td>
+      <td>${new Date(p.effective_at_ms).toISOString().replace('T', ' ').slice(0, 16)}</td>
+      <td class="num">${p.input_per_1m_usd}</td><td class="num">${p.cached_input_per_1m_usd}</td>
+      <td class="num">${p.output_per_1m_usd}</td></tr>`)}
+      ${!prices.length && html`<tr><td colspan="5">No prices recorded: the built-in default applies.</td></tr>`}</tbody></table>
+    <p class="note">A new price applies to requests that start after it; older prices stay recorded.</p>
+  </section>`;
+}
+
+function Backends({ say }) {
+  const [status, setStatus] = useState(null);
+  useEffect(() => { api('/api/status').then(setStatus).catch((e) => say(e.message, true)); }, []);
+  const rows = [];
+  for (const m of (status ? status.models : [])) for (const b of m.backends || []) rows.push({ model: m.name, ...b });
+  const pct = (v) => (typeof v === 'number' ? `${v}%` : '—');
+  return html`<section aria-labelledby="backends-h"><h2 id="backends-h">Backends and health</h2>
+    ${status && html`<p>Overall: <strong class=${status.status === 'operational' ? 'status-ok' : 'status-bad'}>${status.status}</strong></p>`}
+    <table aria-label="Backends"><thead><tr><th>Model</th><th>Backend</th><th>Kind</th><th>State</th><th>Healthy</th>
+      <th class="num">Latency (ms)</th><th class="num">Error rate</th><th class="num">In flight</th><th class="num">Uptime 24 h</th></tr></thead>
+    <tbody>${rows.map((b) => html`<tr key=${`${b.model}|${b.id}`}><td>${b.model}</td><td>${b.id}</td><td>${b.kind}</td>
+      <td>${b.state}</td><td class=${b.healthy ? 'status-ok' : 'status-bad'}>${b.healthy ? 'yes' : 'no'}</td>
+      <td class="num">${b.latency_ms === null || b.latency_ms === undefined ? '—' : b.latency_ms}</td>
+      <td class="num">${(b.error_rate * 100).toFixed(2)}%</td><td class="num">${b.outstanding}</td>
+      <td class="num">${pct(b.uptime && b.uptime['24h'])}</td></tr>`)}</tbody></table>
+    <p class="note">The public page is <a href="/status">/status</a>.</p>
+  </section>`;
+}
+
+export function Admin({ me }) {
+  const [plans, setPlans] = useState([]);
+  const [message, setMessage] = useState(null);
+  useEffect(() => { if (me.admin) api('/api/admin/plans').then((r) => setPlans(r.data)).catch(() => {}); }, []);
+  if (!me.admin) return adminOnly(me);
+  const say = (text, bad = false) => setMessage({ text, bad });
+  return html`<main class="page">
+    <h1>Admin</h1>
+    ${message && html`<p class=${message.bad ? 'error' : 'note'} role=${message.bad ? 'alert' : 'status'}>${message.text}</p>`}
+    <${Members} me=${me} plans=${plans} say=${say} />
+    <${Plans} plans=${plans} />
+    <${Prices} say=${say} />
+    <${Backends} say=${say} />
+  </main>`;
+}
