@@ -177,7 +177,12 @@ impl Meter {
     /// Reserves the worst case of `planned` for `tenant`, before any work.
     pub async fn begin(&self, tenant: &Tenant, planned: Planned<'_>) -> Result<Charge, ApiError> {
         let started_at = Timestamp::now();
-        let prices = self.prices_at(planned.model, started_at).await?;
+        // Both reads at once: one round trip to the store, not two.
+        let (prices, used) = tokio::join!(
+            self.prices_at(planned.model, started_at),
+            self.store.get_usage(&tenant.org_id, planned.request_id)
+        );
+        let prices = prices?;
         if let Some(user_id) = &tenant.user_id {
             crate::quota::admit(
                 &self.store,
@@ -195,11 +200,7 @@ impl Meter {
         )
         .and_then(billing::Money::to_i64_units)
         .map_err(internal)?;
-        match self
-            .store
-            .get_usage(&tenant.org_id, planned.request_id)
-            .await
-        {
+        match used {
             Ok(_) => {
                 return Err(ApiError::invalid_body(format!(
                     "The request id {} was already used; send a new x-request-id.",
@@ -253,6 +254,7 @@ impl Meter {
             checkpointed: None,
             rate_charge: None,
             backend: LOCAL_BACKEND.to_owned(),
+            relabel: false,
         })
     }
 }
@@ -286,6 +288,9 @@ pub struct Charge {
     rate_charge: Option<crate::limits::TokenCharge>,
     /// The backend id written in the ledger.
     backend: String,
+    /// Whether the next progress record names `model` and `backend` in the
+    /// reservation (they changed since it was taken).
+    relabel: bool,
 }
 
 impl Charge {
@@ -311,6 +316,14 @@ impl Charge {
                     "no prices for the serving model; billed at the requested one's"),
             }
         }
+    }
+
+    /// Names the serving backend and model (see [`Charge::served_by`]) in
+    /// the open reservation with the next progress record (a stream records
+    /// one at its first token), so that a crash before settlement is
+    /// recovered under the right names without a write of its own.
+    pub fn label_reservation(&mut self) {
+        self.relabel = true;
     }
 
     /// Sets the prompt tokens billed (an upstream's own count replacing the
@@ -350,10 +363,26 @@ impl Charge {
         };
         let store = self.meter.store.clone();
         let (org_id, request_id) = (self.tenant.org_id.clone(), self.request_id.clone());
+        let served =
+            std::mem::take(&mut self.relabel).then(|| (self.model.clone(), self.backend.clone()));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             self.meter.tasks.spawn_on(
                 async move {
-                    if let Err(err) = store.record_progress(&org_id, &request_id, progress).await {
+                    let written = match served {
+                        Some((model, backend)) => {
+                            store
+                                .record_progress_served(
+                                    &org_id,
+                                    &request_id,
+                                    progress,
+                                    &model,
+                                    &backend,
+                                )
+                                .await
+                        }
+                        None => store.record_progress(&org_id, &request_id, progress).await,
+                    };
+                    if let Err(err) = written {
                         tracing::warn!(%request_id, error = %err, "cannot record progress");
                     }
                 },

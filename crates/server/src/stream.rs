@@ -324,6 +324,12 @@ impl Relay {
     fn settle(&mut self, outcome: Outcome, usage: Usage, reason: Option<FinishReason>) {
         if let Some(mut charge) = self.charge.take() {
             charge.set_prompt_tokens(usage.prompt_tokens);
+            charge.set_cached_tokens(
+                usage
+                    .prompt_tokens_details
+                    .as_ref()
+                    .map_or(0, |d| d.cached_tokens),
+            );
             charge.finish_detached(outcome, usage.completion_tokens, reason);
         }
     }

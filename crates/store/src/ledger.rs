@@ -388,6 +388,36 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// [`Store::record_progress`] that also names the backend and model
+    /// serving the reservation (a routed request learns them after
+    /// reserving), in the same write, so that crash recovery labels its row
+    /// right.
+    pub async fn record_progress_served(
+        &self,
+        org_id: &str,
+        request_id: &str,
+        progress: Progress,
+        model: &str,
+        backend: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE reservations SET prompt_tokens = $3, cached_tokens = $4, \
+             completion_tokens = $5, cost = $6, model = $7, backend = $8 \
+             WHERE org_id = $1 AND request_id = $2 AND completion_tokens <= $5",
+        )
+        .bind(org_id)
+        .bind(request_id)
+        .bind(progress.prompt_tokens)
+        .bind(progress.cached_tokens)
+        .bind(progress.completion_tokens)
+        .bind(progress.cost)
+        .bind(model)
+        .bind(backend)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Writes the ledger row and deletes the request's reservation in one
     /// transaction: both happen or neither. Idempotent like
     /// [`Store::record_usage`]; settling without a reservation only records.

@@ -16,6 +16,7 @@ use api::{
     InvalidCode, Usage,
 };
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use engine::Tokenizer;
@@ -28,6 +29,10 @@ use crate::routes::{access, begin_charge, blocking, submit_or_release, with_time
 use crate::state::{AppState, ServedModel};
 use crate::stream::{gateway_sse_response, sse_response, StreamFormat};
 
+/// The header naming a conversation, whose requests the gateway sends to
+/// the backend that served it last (its prefix cache is warm there).
+pub const CONVERSATION_HEADER: &str = "x-parlance-conversation";
+
 /// Completion tokens per choice reserved for a remote request that sets no
 /// `max_tokens` (the upstream's context length is not known here).
 pub const REMOTE_DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -37,6 +42,7 @@ pub async fn create_chat_completion(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
     request_id: Option<Extension<RequestId>>,
+    headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ServerError> {
     let request: ChatCompletionRequest = api::parse_request(&body)?;
@@ -65,21 +71,65 @@ pub async fn create_chat_completion(
         Some(model) => local(state, caller, request_id, request, model, served).await,
         None => {
             let gateway = routing.gateway.clone();
-            routed(state, gateway, caller, request_id, request, served).await
+            let options = gateway::RouteOptions {
+                sticky_key: sticky_key(caller.as_ref(), &headers, &request),
+            };
+            let route = Route {
+                gateway,
+                options,
+                model: served,
+            };
+            routed(state, route, caller, request_id, request).await
         }
     }
+}
+
+/// The sticky key of a routed request: the conversation header, else the
+/// request's `user`, scoped by organisation and by kind so that no two
+/// collide.
+fn sticky_key(
+    caller: Option<&Extension<Caller>>,
+    headers: &HeaderMap,
+    request: &ChatCompletionRequest,
+) -> Option<String> {
+    let org = match caller {
+        Some(Extension(Caller::Tenant(tenant))) => tenant.org_id.as_str(),
+        _ => "",
+    };
+    let conversation = headers
+        .get(CONVERSATION_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty());
+    match (conversation, request.user.as_deref()) {
+        (Some(conversation), _) => Some(format!("{org}/conversation:{conversation}")),
+        (None, Some(user)) if !user.is_empty() => Some(format!("{org}/user:{user}")),
+        _ => None,
+    }
+}
+
+/// Where a routed request goes: the gateway in force, how, and the
+/// gateway model asked for.
+struct Route {
+    gateway: gateway::Gateway,
+    options: gateway::RouteOptions,
+    model: String,
 }
 
 /// A model the gateway routes (remote backends, several backends or
 /// fallbacks).
 async fn routed(
     state: AppState,
-    gateway: gateway::Gateway,
+    route: Route,
     caller: Option<Extension<Caller>>,
     request_id: Option<Extension<RequestId>>,
     request: ChatCompletionRequest,
-    model: String,
 ) -> Result<Response, ServerError> {
+    let Route {
+        gateway,
+        options,
+        model,
+    } = route;
     let prompt_estimate = gateway::estimate_prompt_tokens(&request);
     let per_choice = request
         .max_output_tokens()
@@ -94,7 +144,6 @@ async fn routed(
     )
     .await?;
     let stream = request.is_stream();
-    let options = gateway::RouteOptions::default();
     let reply = if stream {
         gateway.chat(request, options).await.map_err(ApiError::from)
     } else {
@@ -117,21 +166,30 @@ async fn routed(
         gateway::GatewayReply::Stream(stream, served) => {
             if let Some(charge) = charge.as_mut() {
                 charge.served_by(&served.model, &served.backend).await;
+                charge.label_reservation();
             }
             Ok(gateway_sse_response(stream, charge))
         }
         gateway::GatewayReply::Whole(answer, served) => {
             if let Some(mut charge) = charge {
                 charge.served_by(&served.model, &served.backend).await;
-                let (prompt, completion) = match &answer.usage {
-                    Some(usage) => (usage.prompt_tokens, usage.completion_tokens),
-                    None => (prompt_estimate, estimate_completion(&answer)),
+                let (prompt, completion, cached) = match &answer.usage {
+                    Some(usage) => (
+                        usage.prompt_tokens,
+                        usage.completion_tokens,
+                        usage
+                            .prompt_tokens_details
+                            .as_ref()
+                            .map_or(0, |d| d.cached_tokens),
+                    ),
+                    None => (prompt_estimate, estimate_completion(&answer), 0),
                 };
                 charge.set_prompt_tokens(prompt);
+                charge.set_cached_tokens(cached);
                 let reason = answer.choices.first().map(|c| c.finish_reason);
-                charge
-                    .finish(crate::metering::Outcome::Ok, completion, reason)
-                    .await;
+                // Written on the meter's task (awaited at shutdown), so the
+                // answer does not wait for the ledger.
+                charge.finish_detached(crate::metering::Outcome::Ok, completion, reason);
             }
             Ok(Json(answer).into_response())
         }

@@ -2,10 +2,11 @@
 //! (JSON) and `GET /status` (a small server-rendered HTML page, no script).
 //! Both need no key, like `/health`.
 //!
-//! Per backend: breaker state, latency (EWMA, ms), error rate over the
-//! breaker window, requests in flight, and uptime over 24 h / 7 d / 30 d
-//! computed from the store's incidents (absent without a store); then the
-//! open incidents and those of the last 30 days.
+//! Per backend: its id and the name the usage ledger gives it, breaker
+//! state, latency (EWMA, ms), error rate over the breaker window, requests
+//! in flight, and uptime over 24 h / 7 d / 30 d computed from the store's
+//! incidents (absent without a store); then the open incidents and those of
+//! the last 30 days.
 
 use std::time::Duration;
 
@@ -59,9 +60,13 @@ async fn uptime(state: &AppState, backend: &str, now: i64) -> Value {
     Value::Object(out)
 }
 
-fn backend_json(status: &BackendStatus, uptime: Value) -> Value {
+/// `ledger_backend` is the name the usage ledger gives the backend: its id,
+/// except for a model served by exactly one local engine (the direct
+/// path), whose rows say `local`.
+fn backend_json(status: &BackendStatus, uptime: Value, ledger_backend: &str) -> Value {
     json!({
         "id": status.id,
+        "ledger_backend": ledger_backend,
         "kind": status.kind,
         "state": status.state.as_str(),
         "latency_ms": status.latency_ms.map(|ms| (ms * 10.0).round() / 10.0),
@@ -97,8 +102,18 @@ async fn snapshot(state: &AppState) -> Value {
     for (name, aliases) in &routing.catalog {
         let mine: Vec<&BackendStatus> = statuses.iter().filter(|s| &s.model == name).collect();
         let mut backends = Vec::with_capacity(mine.len());
+        let direct = routing.direct.contains_key(name);
         for status in &mine {
-            backends.push(backend_json(status, uptime(state, &status.id, now).await));
+            let ledger = if direct {
+                crate::metering::LOCAL_BACKEND
+            } else {
+                status.id.as_str()
+            };
+            backends.push(backend_json(
+                status,
+                uptime(state, &status.id, now).await,
+                ledger,
+            ));
         }
         models.push(json!({
             "name": name,

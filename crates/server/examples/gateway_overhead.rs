@@ -1,0 +1,354 @@
+//! The gateway-overhead benchmark (not a test): how much latency Parlance's
+//! router adds in front of a fast OpenAI-compatible upstream.
+//!
+//! It starts a mock upstream on 127.0.0.1 (a fixed small answer, whole or
+//! streamed as asked; its own single-threaded runtime, like a separate
+//! process), then an in-process Parlance server (the real `server::router`,
+//! two worker threads) whose `[gateway]` routes the model `bench` to that
+//! upstream, metered into a SQLite ledger (WAL, as `parlance serve` runs
+//! it) or unmetered. An open-loop load generator (fixed arrival rate: a
+//! request is sent every 1/rate seconds whether or not earlier ones have
+//! answered) measures each request from send to the last byte of the body,
+//! for (a) the mock directly and (b) through Parlance, and prints p50/p99
+//! and the added latency (b − a).
+//!
+//! It also times the metering's two SQLite transactions per request (the
+//! reservation before the call, the settlement after) on their own.
+//!
+//! ```text
+//! cargo run --release -p server --example gateway_overhead -- [SECS] [RATE,RATE…] [PATH,…]
+//! ```
+//! Defaults: 10 s per run at 500 and 2,000 requests/s, every path
+//! (`metered`, `unmetered`; `direct` always runs, as the baseline). Results are in
+//! `docs/PERFORMANCE.md` ("Gateway overhead").
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+use server::{AppState, Auth, Tenant};
+use store::Store;
+
+const WHOLE: &str = r#"{"id":"chatcmpl-mock","object":"chat.completion","created":1,"model":"up","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how are you?"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":6,"total_tokens":13}}"#;
+
+fn streamed() -> String {
+    let chunk = |delta: &str, finish: &str| {
+        format!(
+            "data: {{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1,\
+             \"model\":\"up\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\
+             \"finish_reason\":{finish}}}]}}\n\n"
+        )
+    };
+    let mut out = chunk(r#"{"role":"assistant","content":""}"#, "null");
+    for word in ["Hello", " there,", " how", " are", " you?"] {
+        out.push_str(&chunk(&format!("{{\"content\":\"{word}\"}}"), "null"));
+    }
+    out.push_str(&chunk("{}", "\"stop\""));
+    out.push_str(
+        "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1,\
+         \"model\":\"up\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":6,\
+         \"total_tokens\":13}}\n\ndata: [DONE]\n\n",
+    );
+    out
+}
+
+/// Starts the mock upstream on its own thread and runtime.
+fn start_mock() -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let stream_body: &'static str = Box::leak(streamed().into_boxed_str());
+            let app = Router::new()
+                .route(
+                    "/v1/chat/completions",
+                    post(move |body: Bytes| async move {
+                        let wants_stream = body.windows(13).any(|w| w == b"\"stream\":true");
+                        if wants_stream {
+                            ([(header::CONTENT_TYPE, "text/event-stream")], stream_body)
+                                .into_response()
+                        } else {
+                            ([(header::CONTENT_TYPE, "application/json")], WHOLE).into_response()
+                        }
+                    }),
+                )
+                .route(
+                    "/v1/models",
+                    get(|| async { r#"{"object":"list","data":[]}"# }),
+                );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    rx.recv().expect("the mock's address")
+}
+
+/// Starts Parlance in front of `upstream` on its own thread and runtime
+/// (two workers); metered into a SQLite ledger in `dir` when given.
+fn start_parlance(upstream: SocketAddr, ledger: Option<std::path::PathBuf>) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let gw: gateway::GatewayConfig = serde_json::from_value(json!({
+                "models": [{
+                    "name": "bench",
+                    "backends": [{
+                        "id": "mock", "kind": "openai",
+                        "base_url": format!("http://{upstream}/v1"),
+                        "model": "up", "api_key": "sk-bench",
+                    }],
+                }],
+                "health": {"enabled": false},
+            }))
+            .expect("a valid gateway config");
+            let mut state = AppState::new(Vec::new())
+                .with_gateway(&gw)
+                .expect("a usable gateway config");
+            if let Some(path) = ledger {
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                let store = Store::connect(&url).await.expect("store");
+                let org = store.create_org("local").await.expect("org");
+                let project = store
+                    .create_project(&org.id, "local")
+                    .await
+                    .expect("project");
+                state = state.with_auth(Auth::Open {
+                    store,
+                    tenant: Tenant {
+                        org_id: org.id,
+                        project_id: project.id,
+                        api_key_id: "local".into(),
+                        admin: true,
+                        ..Tenant::default()
+                    },
+                });
+            }
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            server::serve(listener, state).await.expect("serve");
+        });
+    });
+    rx.recv().expect("Parlance's address")
+}
+
+/// Latencies of one run, in microseconds, and the requests that failed.
+struct Run {
+    micros: Vec<u64>,
+    failed: usize,
+    achieved_rate: f64,
+}
+
+impl Run {
+    fn percentile(&self, p: f64) -> u64 {
+        if self.micros.is_empty() {
+            return 0;
+        }
+        let rank = ((p / 100.0) * self.micros.len() as f64).ceil() as usize;
+        self.micros[rank.clamp(1, self.micros.len()) - 1]
+    }
+}
+
+/// Sends `rate` requests a second to `url` for `secs` seconds, open loop.
+async fn run(client: &reqwest::Client, url: &str, stream: bool, rate: u32, secs: u64) -> Run {
+    let body = Bytes::from(
+        json!({
+            "model": "bench",
+            "stream": stream,
+            "messages": [{"role": "user", "content": "Say hello."}],
+        })
+        .to_string(),
+    );
+    let total = u64::from(rate) * secs;
+    let period = Duration::from_secs(1) / rate;
+    let start = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let due = start + period * u32::try_from(i).expect("fewer than 2^32 requests");
+        tokio::time::sleep_until(due).await;
+        let request = client
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.clone());
+        tasks.spawn(async move {
+            let sent = Instant::now();
+            let response = request.send().await.ok()?;
+            let ok = response.status().is_success();
+            let bytes = response.bytes().await.ok()?;
+            let complete = !stream || bytes.ends_with(b"data: [DONE]\n\n");
+            (ok && complete).then(|| sent.elapsed().as_micros() as u64)
+        });
+    }
+    let sent_in = start.elapsed();
+    let mut micros = Vec::with_capacity(total as usize);
+    let mut failed = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        match outcome.ok().flatten() {
+            Some(us) => micros.push(us),
+            None => failed += 1,
+        }
+    }
+    micros.sort_unstable();
+    Run {
+        micros,
+        failed,
+        achieved_rate: total as f64 / sent_in.as_secs_f64(),
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+/// Times the metering's SQLite writes alone: reservation, then settlement.
+async fn time_ledger(path: &std::path::Path, count: usize) {
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let store = Store::connect(&url).await.expect("store");
+    let org = store.create_org("timing").await.expect("org");
+    let (mut reads, mut reserve, mut settle) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..count {
+        let request_id = format!("t-{i}");
+        let at = store::now_ms();
+        // What `Meter::begin` reads first (concurrently): the stored price
+        // and whether the request id is already in the ledger.
+        let started = Instant::now();
+        let (price, used) = tokio::join!(
+            store.price_at("bench", at),
+            store.get_usage(&org.id, &request_id)
+        );
+        price.expect("price");
+        assert!(used.is_err(), "a fresh request id");
+        reads.push(started.elapsed().as_micros() as u64);
+        let started = Instant::now();
+        store
+            .reserve(&store::NewReservation {
+                request_id: request_id.clone(),
+                org_id: org.id.clone(),
+                project_id: None,
+                api_key_id: None,
+                user_id: None,
+                amount: 1_000,
+                created_at: at,
+                model: Some("bench".into()),
+                backend: Some("mock".into()),
+            })
+            .await
+            .expect("reserve");
+        reserve.push(started.elapsed().as_micros() as u64);
+        let started = Instant::now();
+        store
+            .settle_reporting(&store::NewUsage {
+                request_id,
+                org_id: org.id.clone(),
+                model: "bench".into(),
+                backend: "mock".into(),
+                prompt_tokens: 7,
+                completion_tokens: 6,
+                cost: 500,
+                status: "ok".into(),
+                created_at: at,
+                ..store::NewUsage::default()
+            })
+            .await
+            .expect("settle");
+        settle.push(started.elapsed().as_micros() as u64);
+    }
+    for (name, mut v) in [("reads", reads), ("reserve", reserve), ("settle", settle)] {
+        v.sort_unstable();
+        let p = |q: f64| v[((q / 100.0 * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        println!(
+            "sqlite {name:<8} p50 {} ms  p99 {} ms  ({count} sequential)",
+            ms(p(50.0)),
+            ms(p(99.0))
+        );
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let rates: Vec<u32> = args
+        .next()
+        .map(|s| s.split(',').filter_map(|r| r.parse().ok()).collect())
+        .unwrap_or_else(|| vec![500, 2_000]);
+    // Which paths to run besides `direct` (the baseline), e.g. `unmetered`.
+    let only: Option<Vec<String>> = args
+        .next()
+        .map(|s| s.split(',').map(str::to_owned).collect());
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mock = start_mock();
+    let metered = start_parlance(mock, Some(dir.path().join("ledger.db")));
+    let unmetered = start_parlance(mock, None);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        time_ledger(&dir.path().join("timing.db"), 2_000).await;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("a client");
+        let targets: Vec<(&str, String)> = [
+            ("direct", format!("http://{mock}/v1/chat/completions")),
+            ("metered", format!("http://{metered}/v1/chat/completions")),
+            ("unmetered", format!("http://{unmetered}/v1/chat/completions")),
+        ]
+        .into_iter()
+        .filter(|(name, _)| {
+            *name == "direct" || only.as_ref().is_none_or(|o| o.iter().any(|n| n == name))
+        })
+        .collect();
+        // Warm up every path (connections, SQLite pages, allocator).
+        for (_, url) in &targets {
+            for stream in [false, true] {
+                run(&client, url, stream, 500, 1).await;
+            }
+        }
+        println!(
+            "{:<6} {:>5} {:<9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}",
+            "mode", "rate", "path", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "p50 ×", "p99 ×", "failed"
+        );
+        for stream in [false, true] {
+            for &rate in &rates {
+                let mut direct = None;
+                for (name, url) in &targets {
+                    let result = run(&client, url, stream, rate, secs).await;
+                    let (p50, p99) = (result.percentile(50.0), result.percentile(99.0));
+                    let (base50, base99) = *direct.get_or_insert((p50, p99));
+                    println!(
+                        "{:<6} {:>5} {:<9} {:>8} {:>8} {:>8} {:>8} {:>9.2} {:>9.2} {:>6}  (sent {:.0}/s)",
+                        if stream { "stream" } else { "whole" },
+                        rate,
+                        name,
+                        ms(p50),
+                        ms(p99),
+                        ms(p50.saturating_sub(base50)),
+                        ms(p99.saturating_sub(base99)),
+                        p50 as f64 / base50.max(1) as f64,
+                        p99 as f64 / base99.max(1) as f64,
+                        result.failed,
+                        result.achieved_rate,
+                    );
+                }
+            }
+        }
+    });
+}
