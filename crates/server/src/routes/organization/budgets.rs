@@ -20,8 +20,9 @@ use axum::{Extension, Json};
 use billing::Money;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use store::{BudgetKind, BudgetScope, BudgetStatus, NewAuditEntry, Store, StoreError};
+use store::{BudgetKind, BudgetScope, BudgetStatus, Store, StoreError};
 
+use super::manage::{record_change, Change};
 use super::{admin, store_error};
 use crate::auth::Caller;
 use crate::error::ServerError;
@@ -83,26 +84,24 @@ async fn current(
     }
 }
 
+/// Records a budget change (its settings before and after).
 async fn audit(
     store: &Store,
-    org_id: &str,
-    actor: &str,
-    action: &str,
-    target: &str,
+    change: Change<'_>,
     before: Option<&BudgetStatus>,
     after: Option<&BudgetStatus>,
 ) -> Result<(), StoreError> {
-    store
-        .append_audit(&NewAuditEntry {
-            org_id: org_id.to_owned(),
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            before: before.map(audit_json),
-            after: after.map(audit_json),
-        })
-        .await
-        .map(drop)
+    record_change(store, change, before, after, audit_json).await
+}
+
+/// The change `actor` makes with `action` to the budget of `scope_id`.
+fn change<'a>(org_id: &'a str, actor: &'a str, action: &'a str, scope_id: &'a str) -> Change<'a> {
+    Change {
+        org_id,
+        actor,
+        action,
+        target: scope_id,
+    }
 }
 
 /// Sets a budget and records `budget.set` by `actor`.
@@ -119,17 +118,8 @@ pub async fn set(
     let after = store
         .set_budget(org_id, scope, scope_id, kind, hard_limit, soft_limit)
         .await?;
-    let action = "budget.set";
-    audit(
-        store,
-        org_id,
-        actor,
-        action,
-        scope_id,
-        before.as_ref(),
-        Some(&after),
-    )
-    .await?;
+    let change = change(org_id, actor, "budget.set", scope_id);
+    audit(store, change, before.as_ref(), Some(&after)).await?;
     Ok(after)
 }
 
@@ -143,17 +133,8 @@ pub async fn top_up(
 ) -> Result<BudgetStatus, StoreError> {
     let before = current(store, org_id, scope, scope_id).await?;
     let after = store.top_up(org_id, scope, scope_id, amount).await?;
-    let action = "budget.topped_up";
-    audit(
-        store,
-        org_id,
-        actor,
-        action,
-        scope_id,
-        before.as_ref(),
-        Some(&after),
-    )
-    .await?;
+    let change = change(org_id, actor, "budget.topped_up", scope_id);
+    audit(store, change, before.as_ref(), Some(&after)).await?;
     Ok(after)
 }
 
@@ -166,8 +147,8 @@ pub async fn delete(
 ) -> Result<BudgetStatus, StoreError> {
     let before = store.budget_status(org_id, scope, scope_id).await?;
     store.delete_budget(org_id, scope, scope_id).await?;
-    let action = "budget.deleted";
-    audit(store, org_id, actor, action, scope_id, Some(&before), None).await?;
+    let change = change(org_id, actor, "budget.deleted", scope_id);
+    audit(store, change, Some(&before), None).await?;
     Ok(before)
 }
 

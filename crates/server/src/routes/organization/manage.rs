@@ -48,6 +48,41 @@ pub fn key_audit_json(key: &ApiKey) -> Value {
     })
 }
 
+/// What an audited change names: the organisation, who did it, what, and to
+/// which thing.
+pub struct Change<'a> {
+    /// The organisation touched ([`INSTALLATION`] for installation-wide).
+    pub org_id: &'a str,
+    /// A key id, `user:<id>`, or `cli`.
+    pub actor: &'a str,
+    /// E.g. `api_key.revoked`.
+    pub action: &'a str,
+    /// The id of the thing changed.
+    pub target: &'a str,
+}
+
+/// Appends `change` to the audit log with the thing's state before and
+/// after, as `json` renders it (never a secret).
+pub async fn record_change<T>(
+    store: &Store,
+    change: Change<'_>,
+    before: Option<&T>,
+    after: Option<&T>,
+    json: fn(&T) -> Value,
+) -> Result<(), StoreError> {
+    store
+        .append_audit(&NewAuditEntry {
+            org_id: change.org_id.to_owned(),
+            actor: change.actor.to_owned(),
+            action: change.action.to_owned(),
+            target: change.target.to_owned(),
+            before: before.map(json),
+            after: after.map(json),
+        })
+        .await
+        .map(drop)
+}
+
 async fn audit(
     store: &Store,
     org_id: &str,
@@ -57,17 +92,13 @@ async fn audit(
     before: Option<&ApiKey>,
     after: Option<&ApiKey>,
 ) -> Result<(), StoreError> {
-    store
-        .append_audit(&NewAuditEntry {
-            org_id: org_id.to_owned(),
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            before: before.map(key_audit_json),
-            after: after.map(key_audit_json),
-        })
-        .await
-        .map(drop)
+    let change = Change {
+        org_id,
+        actor,
+        action,
+        target,
+    };
+    record_change(store, change, before, after, key_audit_json).await
 }
 
 /// Creates a key and records `api_key.created` by `actor`.
@@ -152,16 +183,20 @@ pub async fn set_price(
 ) -> Result<Option<store::StoredPrice>, StoreError> {
     let before = store.price_at(&price.model, price.effective_at).await?;
     store.set_price(price).await?;
-    store
-        .append_audit(&store::NewAuditEntry {
-            org_id: INSTALLATION.to_owned(),
-            actor: actor.to_owned(),
-            action: "price.set".to_owned(),
-            target: price.model.clone(),
-            before: before.as_ref().map(price_audit_json),
-            after: Some(price_audit_json(price)),
-        })
-        .await?;
+    let change = Change {
+        org_id: INSTALLATION,
+        actor,
+        action: "price.set",
+        target: &price.model,
+    };
+    record_change(
+        store,
+        change,
+        before.as_ref(),
+        Some(price),
+        price_audit_json,
+    )
+    .await?;
     Ok(before)
 }
 
@@ -200,17 +235,17 @@ pub async fn set_project_limits(
 ) -> Result<store::Project, StoreError> {
     let before = store.get_project(org_id, project_id).await?;
     let after = store.set_project_limits(org_id, project_id, limits).await?;
-    let state = |p: &store::Project| json!({"id": p.id, "name": p.name, "rpm_limit": p.limits.rpm, "tpm_limit": p.limits.tpm});
-    store
-        .append_audit(&store::NewAuditEntry {
-            org_id: org_id.to_owned(),
-            actor: actor.to_owned(),
-            action: "project.limits_changed".to_owned(),
-            target: project_id.to_owned(),
-            before: Some(state(&before)),
-            after: Some(state(&after)),
-        })
-        .await?;
+    fn state(p: &store::Project) -> Value {
+        let limits = (p.limits.rpm, p.limits.tpm);
+        json!({"id": p.id, "name": p.name, "rpm_limit": limits.0, "tpm_limit": limits.1})
+    }
+    let change = Change {
+        org_id,
+        actor,
+        action: "project.limits_changed",
+        target: project_id,
+    };
+    record_change(store, change, Some(&before), Some(&after), state).await?;
     Ok(after)
 }
 
