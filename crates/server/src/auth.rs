@@ -294,6 +294,13 @@ async fn identify(auth: &Auth, header: Option<Result<String, ()>>) -> Result<Cal
             Some(tenant) => Ok(Caller::Tenant(tenant.clone())),
             None => Err(unauthorized("Incorrect API key provided.")),
         },
+        // A saturated database: retry shortly, not a server fault.
+        Err(err) if err.kind() == store::ErrorKind::Unavailable => {
+            Err(ServerError::from(ApiError::Overloaded {
+                retry_after_secs: Some(1),
+            })
+            .into_response())
+        }
         Err(err) => Err(ServerError::from(ApiError::Internal {
             detail: format!("key lookup failed: {err}"),
         })

@@ -163,7 +163,7 @@ impl Meter {
             .store
             .price_at(model, at.unix_millis())
             .await
-            .map_err(internal)?
+            .map_err(store_failed)?
         {
             Some(stored) => Ok(ModelPrices {
                 input: billing::Money::from_i64_units(stored.input),
@@ -208,7 +208,7 @@ impl Meter {
                 )))
             }
             Err(err) if err.kind() == store::ErrorKind::NotFound => {}
-            Err(err) => return Err(internal(err)),
+            Err(err) => return Err(store_failed(err)),
         }
         let reservation = NewReservation {
             request_id: planned.request_id.to_owned(),
@@ -237,7 +237,7 @@ impl Meter {
                         billing::Money::from_i64_units(worst).to_decimal_string()
                     ),
                 },
-                _ => internal(err),
+                _ => store_failed(err),
             })?;
         Ok(Charge {
             meter: self.clone(),
@@ -262,6 +262,20 @@ impl Meter {
 fn internal(err: impl std::fmt::Display) -> ApiError {
     ApiError::Internal {
         detail: format!("metering failed: {err}"),
+    }
+}
+
+/// A store failure before any work: a busy or locked database (too many
+/// requests at once) is a 503 to retry, anything else a 500.
+fn store_failed(err: store::StoreError) -> ApiError {
+    match err.kind() {
+        store::ErrorKind::Unavailable => {
+            tracing::warn!(error = %err, "the store is saturated; asking the client to retry");
+            ApiError::Overloaded {
+                retry_after_secs: Some(1),
+            }
+        }
+        _ => internal(err),
     }
 }
 

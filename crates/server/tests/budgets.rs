@@ -539,3 +539,33 @@ async fn prefix_cache_hits_are_reported_and_billed_at_the_cached_price() {
         .usage;
     assert_eq!(first_row.cached_tokens, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_is_a_503_to_retry_not_a_500() {
+    use sqlx::Connection;
+    let w = world().await;
+    let app = app(&w, None);
+    // Another writer holds SQLite's write lock past the busy timeout.
+    let url = format!("sqlite://{}?mode=rwc", w._dir.path().join("t.db").display());
+    let mut blocker = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let body = chat("Hi", json!({"max_tokens": 1}));
+    let answer = ask(&app, &w.secret, "locked", body).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.text()
+    );
+    assert_eq!(answer.headers["retry-after"], "1");
+    assert_eq!(answer.error()["type"], "server_error");
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    // Nothing was reserved or billed; the next request goes through.
+    assert!(w.store.list_reservations(&w.org).await.unwrap().is_empty());
+    let body = chat("Hi", json!({"max_tokens": 1}));
+    let answer = ask(&app, &w.secret, "after", body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+}

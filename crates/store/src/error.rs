@@ -13,6 +13,9 @@ pub enum ErrorKind {
     Conflict,
     /// A budget's hard limit leaves no room for the request.
     QuotaExceeded,
+    /// The database is busy, locked or out of connections for now: a retry
+    /// later may succeed (the server answers 503 with `retry-after`).
+    Unavailable,
     /// The database failed or holds data this code cannot read.
     Internal,
 }
@@ -63,11 +66,31 @@ impl StoreError {
             }
             StoreError::Unauthorized(_) => ErrorKind::Unauthorized,
             StoreError::BudgetExceeded(_) => ErrorKind::QuotaExceeded,
+            StoreError::Database(err) if is_transient(err) => ErrorKind::Unavailable,
             StoreError::Database(_)
             | StoreError::Migrate(_)
             | StoreError::Password(_)
             | StoreError::Corrupt(_) => ErrorKind::Internal,
         }
+    }
+}
+
+/// Whether a driver error is a passing overload rather than a fault: no
+/// connection free in time, SQLite's BUSY/LOCKED (primary codes 5 and 6,
+/// extended codes keep them in their low byte), or PostgreSQL's
+/// serialization failure, deadlock, too many connections or shutdown.
+fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            if let Ok(n) = code.parse::<u32>() {
+                return matches!(n & 0xff, 5 | 6);
+            }
+            matches!(code, "40001" | "40P01" | "53300" | "57P01" | "57P03")
+        }
+        _ => false,
     }
 }
 
@@ -83,3 +106,17 @@ pub(crate) fn conflict_on_unique(err: sqlx::Error, what: &str) -> StoreError {
 
 /// A shorthand for results of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_timeout_is_unavailable_and_other_failures_internal() {
+        let busy = StoreError::Database(sqlx::Error::PoolTimedOut);
+        assert_eq!(busy.kind(), ErrorKind::Unavailable);
+        let broken = StoreError::Database(sqlx::Error::RowNotFound);
+        assert_eq!(broken.kind(), ErrorKind::Internal);
+        assert_eq!(StoreError::Corrupt("x".into()).kind(), ErrorKind::Internal);
+    }
+}

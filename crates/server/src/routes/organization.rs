@@ -123,6 +123,9 @@ fn store_error(err: StoreError) -> ApiError {
         store::ErrorKind::QuotaExceeded => ApiError::QuotaExceeded {
             message: err.to_string(),
         },
+        store::ErrorKind::Unavailable => ApiError::Overloaded {
+            retry_after_secs: Some(1),
+        },
         store::ErrorKind::Unauthorized | store::ErrorKind::Internal => ApiError::Internal {
             detail: err.to_string(),
         },

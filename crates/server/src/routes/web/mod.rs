@@ -124,6 +124,9 @@ fn store_error(err: StoreError) -> ApiError {
         store::ErrorKind::Unauthorized => ApiError::Unauthorized {
             message: err.to_string(),
         },
+        store::ErrorKind::Unavailable => ApiError::Overloaded {
+            retry_after_secs: Some(1),
+        },
         store::ErrorKind::QuotaExceeded | store::ErrorKind::Internal => ApiError::Internal {
             detail: err.to_string(),
         },
