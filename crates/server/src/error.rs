@@ -13,6 +13,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use engine::EngineError;
+use store::StoreError;
 
 /// Everything that can go wrong in the server.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +110,33 @@ pub fn from_engine(err: EngineError, param: &str) -> ApiError {
 
 fn saturate(value: usize) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+/// The API error of a store failure: another organisation's or a missing row
+/// is a 404, a bad argument or a taken value a 400, a wrong credential a 401,
+/// an exhausted budget a 429 `insufficient_quota`, a saturated database a 503
+/// to retry, anything else a 500.
+pub(crate) fn store_error(err: StoreError) -> ApiError {
+    match err.kind() {
+        store::ErrorKind::NotFound => ApiError::NotFound {
+            message: format!("{err}."),
+        },
+        store::ErrorKind::InvalidRequest | store::ErrorKind::Conflict => {
+            ApiError::invalid_body(err.to_string())
+        }
+        store::ErrorKind::Unauthorized => ApiError::Unauthorized {
+            message: err.to_string(),
+        },
+        store::ErrorKind::QuotaExceeded => ApiError::QuotaExceeded {
+            message: err.to_string(),
+        },
+        store::ErrorKind::Unavailable => ApiError::Overloaded {
+            retry_after_secs: Some(1),
+        },
+        store::ErrorKind::Internal => ApiError::Internal {
+            detail: err.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]

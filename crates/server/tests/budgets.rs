@@ -14,7 +14,7 @@ use server::{AppState, Auth};
 use store::{BudgetKind, BudgetScope, NewApiKey, Role, Store, StoredPrice};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{chat, send, Answer, MODEL};
+use common::{call, chat, send, Answer, MODEL};
 
 /// The reference prices, picodollars per token.
 const INPUT: i64 = 10_000_000;
@@ -314,17 +314,6 @@ async fn plans_enforce_their_models_and_monthly_quota() {
     assert_eq!(plan.id, "plus");
     assert_eq!(left.used.tokens, 7);
     assert_eq!(left.remaining, Some(10_000_000 - 7));
-}
-
-async fn call(app: &Router, method: Method, path: &str, key: &str, body: Option<Value>) -> Answer {
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-        .unwrap();
-    send(app, request).await
 }
 
 async fn admin_key(store: &Store, org: &str, project: &str) -> String {

@@ -10,11 +10,10 @@ mod common;
 #[path = "organization/keys.rs"]
 mod keys;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::Router;
 use billing::Money;
-use common::{send, Answer};
+use common::{call, Answer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -185,17 +184,6 @@ async fn world() -> World {
         b,
         a2,
     }
-}
-
-async fn call(app: &Router, method: Method, path: &str, key: &str, body: Option<Value>) -> Answer {
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-        .unwrap();
-    send(app, request).await
 }
 
 async fn get(app: &Router, path: &str, key: &str) -> Answer {

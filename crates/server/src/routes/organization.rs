@@ -21,9 +21,10 @@ use axum::http::Uri;
 use axum::routing::{get, post, MethodRouter};
 use axum::Extension;
 use serde_json::{json, Value};
-use store::{Store, StoreError};
+use store::Store;
 
 use crate::auth::{Auth, Caller};
+use crate::error::store_error;
 use crate::metering::Tenant;
 use crate::state::AppState;
 
@@ -108,27 +109,6 @@ fn admin(state: &AppState, caller: Option<Extension<Caller>>) -> Result<Admin, A
                       needs an admin API key."
                 .into(),
         }),
-    }
-}
-
-/// The API error of a store failure; a missing row is a 404.
-fn store_error(err: StoreError) -> ApiError {
-    match err.kind() {
-        store::ErrorKind::NotFound => ApiError::NotFound {
-            message: format!("{err}."),
-        },
-        store::ErrorKind::InvalidRequest | store::ErrorKind::Conflict => {
-            ApiError::invalid_body(err.to_string())
-        }
-        store::ErrorKind::QuotaExceeded => ApiError::QuotaExceeded {
-            message: err.to_string(),
-        },
-        store::ErrorKind::Unavailable => ApiError::Overloaded {
-            retry_after_secs: Some(1),
-        },
-        store::ErrorKind::Unauthorized | store::ErrorKind::Internal => ApiError::Internal {
-            detail: err.to_string(),
-        },
     }
 }
 

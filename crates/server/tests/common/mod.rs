@@ -105,6 +105,24 @@ pub async fn send(app: &Router, request: Request<Body>) -> Answer {
     }
 }
 
+/// A request with `Authorization: Bearer {key}` and, if given, a JSON body.
+pub async fn call(
+    app: &Router,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> Answer {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .unwrap();
+    send(app, request).await
+}
+
 pub async fn post_bytes(app: &Router, path: &str, body: impl Into<Body>) -> Answer {
     let request = Request::builder()
         .method(Method::POST)

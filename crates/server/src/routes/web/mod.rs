@@ -17,9 +17,10 @@ use axum::body::Bytes;
 use axum::routing::{get, patch, post, put};
 use axum::{Extension, Router};
 use serde::de::DeserializeOwned;
-use store::{Store, StoreError};
+use store::Store;
 
 use crate::auth::{store_of, Caller};
+use crate::error::store_error;
 use crate::state::AppState;
 
 /// The routes anyone may call: the app's page and assets, sign-up, sign-in
@@ -109,26 +110,4 @@ fn person(state: &AppState, caller: Option<Extension<Caller>>) -> Result<Person,
 /// Parses a JSON body into `T`, as an OpenAI error object when it fails.
 fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|err| api::from_json_error(&err))
-}
-
-/// The API error of a store failure: a missing row is a 404, a bad or
-/// conflicting value a 400, anything else a 500.
-fn store_error(err: StoreError) -> ApiError {
-    match err.kind() {
-        store::ErrorKind::NotFound => ApiError::NotFound {
-            message: format!("The {err}."),
-        },
-        store::ErrorKind::InvalidRequest | store::ErrorKind::Conflict => {
-            ApiError::invalid_body(err.to_string())
-        }
-        store::ErrorKind::Unauthorized => ApiError::Unauthorized {
-            message: err.to_string(),
-        },
-        store::ErrorKind::Unavailable => ApiError::Overloaded {
-            retry_after_secs: Some(1),
-        },
-        store::ErrorKind::QuotaExceeded | store::ErrorKind::Internal => ApiError::Internal {
-            detail: err.to_string(),
-        },
-    }
 }
