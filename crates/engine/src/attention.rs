@@ -13,12 +13,11 @@ mod tiled;
 use std::collections::HashMap;
 use std::ops::Range;
 
-use kernels::ThreadPool;
+use kernels::{attend_f16, KvRows, ThreadPool};
 
 use crate::error::EngineError;
 use crate::kv::{KvCache, SeqId, SeqView};
 use crate::layers::BatchRow;
-use crate::ops;
 
 /// The geometry of one attention layer.
 #[derive(Debug, Clone, Copy)]
@@ -205,7 +204,7 @@ struct HeadView<'a> {
     len: usize,
 }
 
-impl HeadView<'_> {
+impl KvRows for HeadView<'_> {
     #[inline]
     fn key(&self, p: usize) -> &[f32] {
         &self.view.key(p)[self.off..self.off + self.len]
@@ -215,53 +214,6 @@ impl HeadView<'_> {
     fn value(&self, p: usize) -> &[f32] {
         &self.view.value(p)[self.off..self.off + self.len]
     }
-}
-
-/// Online-softmax attention with the query and the running weighted sum of
-/// values rounded to half precision at every step, as llama.cpp's F16 CPU
-/// flash-attention kernel computes it. Compiled twice: with FMA enabled where
-/// the CPU has it (`mul_add` becomes one instruction instead of a call to
-/// libm's `fmaf`; a fused multiply-add is exact either way, so the results
-/// are bit-identical) and without.
-fn attend_f16(q: &[f32], head: &HeadView, keys: Range<usize>, scale: f32, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports FMA, checked just above.
-        return unsafe { attend_f16_fma(q, head, keys, scale, out) };
-    }
-    attend_f16_body(q, head, keys, scale, out);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
-fn attend_f16_fma(q: &[f32], head: &HeadView, keys: Range<usize>, scale: f32, out: &mut [f32]) {
-    attend_f16_body(q, head, keys, scale, out);
-}
-
-#[inline(always)]
-fn attend_f16_body(q: &[f32], head: &HeadView, keys: Range<usize>, scale: f32, out: &mut [f32]) {
-    let round = ops::round_f16;
-    let q16: Vec<f32> = q.iter().map(|&x| round(x)).collect();
-    let (mut sum, mut max) = (0.0f32, f32::NEG_INFINITY);
-    out.fill(0.0);
-    for p in keys {
-        let s = ops::dot_f16_ordered(&q16, head.key(p)) * scale;
-        let (mut ms, mut vs) = (1.0f32, 1.0f32);
-        if s > max {
-            let old = max;
-            max = s;
-            ms = (old - max).exp();
-            out.iter_mut().for_each(|o| *o = round(*o * ms));
-        } else {
-            vs = (s - max).exp();
-        }
-        for (o, &v) in out.iter_mut().zip(head.value(p)) {
-            *o = round(v.mul_add(vs, *o));
-        }
-        sum = sum.mul_add(ms, vs);
-    }
-    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-    out.iter_mut().for_each(|o| *o *= inv);
 }
 
 #[cfg(test)]

@@ -70,6 +70,20 @@ impl Linear {
         kernels::matmul(&self.matrix(f), x, n, out, pool);
     }
 
+    /// Several layers over the same input in one pass of the thread pool
+    /// (see [`kernels::matmul_many`]): `outs[i][n × rows_i] = x · W_iᵀ`.
+    pub fn forward_many(
+        f: &GgufFile,
+        layers: &[&Linear],
+        x: &[f32],
+        n: usize,
+        outs: &mut [&mut [f32]],
+        pool: &ThreadPool,
+    ) {
+        let ms: Vec<QMatrix<'_>> = layers.iter().map(|l| l.matrix(f)).collect();
+        kernels::matmul_many(&ms, x, n, outs, pool);
+    }
+
     /// Row `row` of the matrix as f32 (embedding lookup).
     pub fn row(&self, f: &GgufFile, row: usize, out: &mut [f32]) {
         self.matrix(f).dequantize_row(row, out);

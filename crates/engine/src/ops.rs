@@ -194,63 +194,9 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// `x` rounded to half precision and back, bit for bit
-/// `f16_to_f32(f32_to_f16(x))` (round to nearest, ties to even): a few integer
-/// operations in the half-precision normal range, the full conversion for
-/// zeros, subnormals, overflow and NaN. Attention rounds every accumulator
-/// element at every key, so this sits on its hottest path.
-#[inline(always)]
-pub fn round_f16(x: f32) -> f32 {
-    let b = x.to_bits();
-    // f32 exponents 113..=142 are the f16 normal range (2^-14 ..= 65504).
-    if (113..=142).contains(&((b >> 23) & 0xff)) {
-        // Drop the 13 low mantissa bits, rounding to nearest even; a carry
-        // moves into the exponent as it should.
-        let r = (b + 0x0fff + ((b >> 13) & 1)) & !0x1fff;
-        if (r >> 23) & 0xff <= 142 {
-            return f32::from_bits(r);
-        }
-    }
-    kernels::f16_to_f32(kernels::f32_to_f16(x))
-}
-
-/// Dot product of two rows of half-precision values (held as f32), summed in
-/// the order GGML's 512-bit F16 dot product uses: four 16-lane fused
-/// multiply-add accumulators over steps of 64, folded pairwise, then the lanes
-/// halved down to one. Products of half-precision values are exact in f32, so
-/// following the order reproduces the reference bit for bit; the reference
-/// machine for our fixtures is an AVX-512 one. Rows not a multiple of 64 fall
-/// back to `dot`. Always inlined, so that a caller compiled with FMA enabled
-/// (see `attention::attend_f16`) gets fused instructions, not `fmaf` calls.
-#[inline(always)]
-pub fn dot_f16_ordered(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    const STEP: usize = 4 * LANES;
-    if !a.len().is_multiple_of(STEP) {
-        return dot(a, b);
-    }
-    let mut acc = [[0.0f32; LANES]; 4];
-    for (ca, cb) in a.chunks_exact(STEP).zip(b.chunks_exact(STEP)) {
-        for (j, acc_j) in acc.iter_mut().enumerate() {
-            for (l, slot) in acc_j.iter_mut().enumerate() {
-                let i = j * LANES + l;
-                *slot = ca[i].mul_add(cb[i], *slot);
-            }
-        }
-    }
-    let mut v = [0.0f32; LANES];
-    for l in 0..LANES {
-        v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
-    }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            v[l] += v[l + width];
-        }
-    }
-    v[0]
-}
+// Half-precision rounding and the reference-ordered F16 dot product live
+// with the attention kernel that needs them.
+pub use kernels::attn::{dot_f16_ordered, round_f16};
 
 /// `acc += w * x`, elementwise.
 pub fn axpy(acc: &mut [f32], w: f32, x: &[f32]) {
@@ -313,33 +259,6 @@ mod tests {
         let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
         let scale = 1.0f32 / ((sum / x.len() as f64) as f32 + 1e-5).sqrt();
         assert_eq!(out[0].to_bits(), scale.to_bits());
-    }
-
-    #[test]
-    fn round_f16_equals_the_full_conversion() {
-        let slow = |x: f32| kernels::f16_to_f32(kernels::f32_to_f16(x));
-        let check = |b: u32| {
-            let x = f32::from_bits(b);
-            let (fast, want) = (round_f16(x), slow(x));
-            assert!(
-                fast.to_bits() == want.to_bits() || (fast.is_nan() && want.is_nan()),
-                "{x:e} ({b:#010x}): {fast:e} != {want:e}"
-            );
-        };
-        // A stride through every exponent and sign, plus the edges of the
-        // normal range and rounding ties around them.
-        for b in (0..=u32::MAX).step_by(997) {
-            check(b);
-        }
-        for edge in [2f32.powi(-14), 65504.0, 65520.0, 1.0, 2048.0] {
-            let e = edge.to_bits();
-            for d in 0..0x4000u32 {
-                for b in [e.wrapping_add(d), e.wrapping_sub(d)] {
-                    check(b);
-                    check(b | 0x8000_0000);
-                }
-            }
-        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! obviously-correct versions that the tests compare against.
 
 mod act;
+pub mod attn;
 mod f16;
 mod formats;
 mod matmul;
@@ -23,9 +24,10 @@ pub mod reference;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 
+pub use attn::{attend_f16, round_f16, KvRows};
 pub use f16::{f16_to_f32, f32_to_f16};
 pub use gguf::GgmlType;
-pub use matmul::{matmul, matmul_with, QMatrix};
+pub use matmul::{matmul, matmul_many, matmul_many_with, matmul_with, QMatrix};
 pub use pool::ThreadPool;
 
 /// Everything that can go wrong when describing a weight matrix or converting rows.

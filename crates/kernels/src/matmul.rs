@@ -2,7 +2,7 @@
 //! (into a reusable per-thread buffer), cut the output rows into chunks, and
 //! let the pool's threads run the per-type kernel over them.
 
-use crate::act::{quantize_into, ActBuf, ActKind};
+use crate::act::{quantize_into, ActBuf, ActKind, ActView};
 use crate::formats::{Format, RowsKernel, MAX_B};
 use crate::{check_row, Isa, KernelError, ThreadPool};
 use gguf::GgmlType;
@@ -123,7 +123,7 @@ impl<'a> QMatrix<'a> {
 
 thread_local! {
     /// Quantized activations, reused across calls on the calling thread.
-    static SCRATCH: RefCell<ActBuf> = RefCell::new(ActBuf::default());
+    static SCRATCH: RefCell<Vec<ActBuf>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `out[b * w.rows() + r] = sum_k W[r][k] * x[b * w.cols() + k]` for `b` in
@@ -148,27 +148,124 @@ pub fn matmul_with(
     pool: &ThreadPool,
     isa: Isa,
 ) {
-    assert_eq!(x.len(), batch * w.cols, "x must hold batch * cols values");
-    assert_eq!(
-        out.len(),
-        batch * w.rows,
-        "out must hold batch * rows values"
-    );
-    if batch == 0 || w.rows == 0 {
+    matmul_many_with(&[*w], x, batch, &mut [out], pool, isa);
+}
+
+/// Several matrices with the same input at once (a layer's query, key and
+/// value projections; a feed-forward's gate and up): `outs[i]` receives
+/// [`matmul`] of `ws[i]`. The input is quantized once per activation kind and
+/// all the matrices' rows are shared out in one pool run, so the threads meet
+/// once instead of once per matrix. Each output has exactly the bits
+/// [`matmul`] would give it.
+///
+/// # Panics
+/// If the matrices' `cols` differ, `ws` and `outs` differ in length, or a
+/// size is wrong as in [`matmul`].
+pub fn matmul_many(
+    ws: &[QMatrix<'_>],
+    x: &[f32],
+    batch: usize,
+    outs: &mut [&mut [f32]],
+    pool: &ThreadPool,
+) {
+    matmul_many_with(ws, x, batch, outs, pool, Isa::detect());
+}
+
+/// At most this many matrices go through one [`matmul_many`] call.
+const MAX_MATRICES: usize = 4;
+
+/// [`matmul_many`] on a chosen instruction set.
+///
+/// # Panics
+/// As [`matmul_many`], or with more than four matrices.
+pub fn matmul_many_with(
+    ws: &[QMatrix<'_>],
+    x: &[f32],
+    batch: usize,
+    outs: &mut [&mut [f32]],
+    pool: &ThreadPool,
+    isa: Isa,
+) {
+    assert_eq!(ws.len(), outs.len(), "one output per matrix");
+    assert!(ws.len() <= MAX_MATRICES, "at most {MAX_MATRICES} matrices");
+    let Some(first) = ws.first() else {
+        return;
+    };
+    let cols = first.cols;
+    assert_eq!(x.len(), batch * cols, "x must hold batch * cols values");
+    for (w, out) in ws.iter().zip(outs.iter()) {
+        assert_eq!(w.cols, cols, "matrices of one call share their input");
+        assert_eq!(
+            out.len(),
+            batch * w.rows,
+            "out must hold batch * rows values"
+        );
+    }
+    if batch == 0 {
         return;
     }
-    let kernel = kernel_for(w.format, isa);
-    let kind = w.format.act_kind();
-    // Take the buffer out of the thread-local so a nested call cannot alias it.
-    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    buf.prepare(kind, w.cols, batch);
-    if kind != ActKind::F32 {
-        for (b, xr) in x.chunks_exact(w.cols).enumerate() {
-            quantize_into(kind, xr, buf.row_mut(kind, w.cols, b));
+    // Quantize the input once per activation kind the matrices need (take the
+    // buffers out of the thread-local so a nested call cannot alias them).
+    let mut bufs = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let mut kinds: Vec<ActKind> = Vec::with_capacity(ws.len());
+    for w in ws {
+        let kind = w.format.act_kind();
+        if kinds.contains(&kind) {
+            continue;
         }
+        if bufs.len() <= kinds.len() {
+            bufs.push(ActBuf::default());
+        }
+        let buf = &mut bufs[kinds.len()];
+        buf.prepare(kind, cols, batch);
+        if kind != ActKind::F32 {
+            for (b, xr) in x.chunks_exact(cols).enumerate() {
+                quantize_into(kind, xr, buf.row_mut(kind, cols, b));
+            }
+        }
+        kinds.push(kind);
     }
-    run_chunks(w, &buf, x, batch, out, pool, kernel);
-    SCRATCH.with(|s| *s.borrow_mut() = buf);
+    let mut parts = Vec::with_capacity(ws.len());
+    let mut n_tasks = 0;
+    for (w, out) in ws.iter().zip(outs.iter_mut()) {
+        let slot = kinds
+            .iter()
+            .position(|&k| k == w.format.act_kind())
+            .unwrap_or(0);
+        let chunk = chunk_rows(w.rows, w.row_bytes, batch, pool.n_threads());
+        let tasks = w.rows.div_ceil(chunk);
+        parts.push(Part {
+            w: *w,
+            act: slot,
+            kernel: kernel_for(w.format, isa),
+            out: OutPtr(out.as_mut_ptr()),
+            chunk,
+            first_task: n_tasks,
+        });
+        n_tasks += tasks;
+    }
+    let views: Vec<ActView<'_>> = bufs[..kinds.len()]
+        .iter()
+        .map(|b| b.view(cols, x))
+        .collect();
+    let task = |t: usize| {
+        // The part whose tasks include t: the last one starting at or before it.
+        let Some(p) = parts.iter().rev().find(|p| p.first_task <= t) else {
+            return;
+        };
+        run_chunk(
+            &p.w,
+            &views[p.act],
+            batch,
+            p.out,
+            p.kernel,
+            p.chunk,
+            t - p.first_task,
+        );
+    };
+    pool.run(n_tasks, &task);
+    drop(views);
+    SCRATCH.with(|s| *s.borrow_mut() = bufs);
 }
 
 fn kernel_for(format: Format, isa: Isa) -> RowsKernel {
@@ -183,7 +280,7 @@ fn kernel_for(format: Format, isa: Isa) -> RowsKernel {
 /// Output pointer shared by the tasks; each task writes a disjoint set of rows.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint elements (see `run_chunks`).
+// SAFETY: tasks write disjoint elements (see `run_chunk`).
 unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
@@ -193,6 +290,17 @@ impl OutPtr {
     fn get(self) -> *mut f32 {
         self.0
     }
+}
+
+/// One matrix of a [`matmul_many`] call: its tasks are `first_task..` (one per
+/// `chunk` rows), its input the `act`-th quantized view.
+struct Part<'a> {
+    w: QMatrix<'a>,
+    act: usize,
+    kernel: RowsKernel,
+    out: OutPtr,
+    chunk: usize,
+    first_task: usize,
 }
 
 /// Rows per task: small enough to balance the threads and (for batches) keep a
@@ -205,44 +313,43 @@ fn chunk_rows(rows: usize, row_bytes: usize, batch: usize, n_threads: usize) -> 
     if batch > MAX_B {
         chunk = chunk.min((32 * 1024 / row_bytes.max(1)).max(4));
     }
-    chunk.clamp(1, rows)
+    chunk.clamp(1, rows.max(1))
 }
 
-fn run_chunks(
+/// Task `t` of one matrix: rows `t * chunk ..` of every batch row into `out`
+/// (`batch × w.rows`, which the caller checked).
+fn run_chunk(
     w: &QMatrix<'_>,
-    buf: &ActBuf,
-    x: &[f32],
+    act: &ActView<'_>,
     batch: usize,
-    out: &mut [f32],
-    pool: &ThreadPool,
+    out: OutPtr,
     kernel: RowsKernel,
+    chunk: usize,
+    t: usize,
 ) {
     let rows = w.rows;
-    let chunk = chunk_rows(rows, w.row_bytes, batch, pool.n_threads());
-    let n_tasks = rows.div_ceil(chunk);
-    let act = buf.view(w.cols, x);
-    let optr = OutPtr(out.as_mut_ptr());
-    let task = move |t: usize| {
-        let r0 = t * chunk;
-        let r1 = (r0 + chunk).min(rows);
-        let wchunk = &w.data[r0 * w.row_bytes..r1 * w.row_bytes];
-        for b0 in (0..batch).step_by(MAX_B) {
-            let nb = (batch - b0).min(MAX_B);
-            let mut outs: [&mut [f32]; MAX_B] = [&mut [], &mut [], &mut [], &mut []];
-            for (j, o) in outs.iter_mut().take(nb).enumerate() {
-                // SAFETY: `out` has batch * rows elements (asserted), so
-                // (b0 + j) * rows + r0 .. + (r1 - r0) is in bounds; task t is
-                // the only one writing rows r0..r1 of any batch row, and
-                // within this task the `nb` slices are distinct batch rows.
-                *o = unsafe {
-                    std::slice::from_raw_parts_mut(optr.get().add((b0 + j) * rows + r0), r1 - r0)
-                };
-            }
-            // SAFETY: `kernel_for` only returns SIMD kernels the CPU supports.
-            unsafe { kernel(wchunk, w.row_bytes, &act, b0, &mut outs[..nb]) };
+    let r0 = t * chunk;
+    if r0 >= rows {
+        return;
+    }
+    let r1 = (r0 + chunk).min(rows);
+    let wchunk = &w.data[r0 * w.row_bytes..r1 * w.row_bytes];
+    for b0 in (0..batch).step_by(MAX_B) {
+        let nb = (batch - b0).min(MAX_B);
+        let mut outs: [&mut [f32]; MAX_B] = [&mut [], &mut [], &mut [], &mut []];
+        for (j, o) in outs.iter_mut().take(nb).enumerate() {
+            // SAFETY: `out` has batch * rows elements (checked by the caller),
+            // so (b0 + j) * rows + r0 .. + (r1 - r0) is in bounds; task t is
+            // the only one writing rows r0..r1 of any batch row of this
+            // matrix, and within this task the `nb` slices are distinct
+            // batch rows.
+            *o = unsafe {
+                std::slice::from_raw_parts_mut(out.get().add((b0 + j) * rows + r0), r1 - r0)
+            };
         }
-    };
-    pool.run(n_tasks, &task);
+        // SAFETY: `kernel_for` only returns SIMD kernels the CPU supports.
+        unsafe { kernel(wchunk, w.row_bytes, act, b0, &mut outs[..nb]) };
+    }
 }
 
 #[cfg(test)]

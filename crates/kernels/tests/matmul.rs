@@ -217,3 +217,92 @@ fn zero_rows_and_blocks_give_zero() {
         }
     }
 }
+
+/// Each activation row gets the same bits whether it is multiplied alone (a
+/// decode step, which some kernels run several weight rows at a time) or
+/// inside a batch: the engine's batched and unbatched outputs rest on this.
+#[test]
+fn batch_rows_equal_single_rows_bit_for_bit() {
+    let mut rng = Rng(7);
+    let pools = pools();
+    for ty in TYPES {
+        for &cols in col_choices(ty) {
+            for rows in [1, 5, 8, 67] {
+                let w = weights(&mut rng, ty, rows, cols);
+                let m = QMatrix::new(ty, &w, rows, cols).expect("matrix");
+                let batch = 6;
+                let x: Vec<f32> = (0..batch).flat_map(|_| rng.vector(cols)).collect();
+                for isa in isas() {
+                    for pool in &pools {
+                        let mut all = vec![0.0; rows * batch];
+                        matmul_with(&m, &x, batch, &mut all, pool, isa);
+                        for b in 0..batch {
+                            let mut one = vec![f32::NAN; rows];
+                            matmul_with(&m, &x[b * cols..(b + 1) * cols], 1, &mut one, pool, isa);
+                            let bits =
+                                |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(
+                                bits(&one),
+                                bits(&all[b * rows..(b + 1) * rows]),
+                                "{ty} {isa:?} {rows}x{cols} row {b}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `matmul_many` gives every matrix exactly the bits `matmul` gives it alone,
+/// for matrices of one type (a llama layer's q, k, v) and of mixed types and
+/// activation kinds (a Gemma layer's).
+#[test]
+fn matmul_many_equals_separate_matmuls() {
+    let mut rng = Rng(8);
+    let pools = pools();
+    let sets: [&[GgmlType]; 3] = [
+        &[GgmlType::Q4_1, GgmlType::Q4_1, GgmlType::Q4_1],
+        &[
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+        ],
+        &[GgmlType::F32, GgmlType::Q8_0],
+    ];
+    for types in sets {
+        let cols = 512;
+        for batch in [1, 5] {
+            let ws: Vec<Vec<u8>> = types
+                .iter()
+                .enumerate()
+                .map(|(i, &ty)| weights(&mut rng, ty, 20 + 13 * i, cols))
+                .collect();
+            let ms: Vec<QMatrix<'_>> = types
+                .iter()
+                .zip(&ws)
+                .enumerate()
+                .map(|(i, (&ty, w))| QMatrix::new(ty, w, 20 + 13 * i, cols).expect("matrix"))
+                .collect();
+            let x: Vec<f32> = (0..batch).flat_map(|_| rng.vector(cols)).collect();
+            for isa in isas() {
+                for pool in &pools {
+                    let mut together: Vec<Vec<f32>> = ms
+                        .iter()
+                        .map(|m| vec![f32::NAN; m.rows() * batch])
+                        .collect();
+                    let mut outs: Vec<&mut [f32]> =
+                        together.iter_mut().map(|o| o.as_mut_slice()).collect();
+                    kernels::matmul_many_with(&ms, &x, batch, &mut outs, pool, isa);
+                    for (m, got) in ms.iter().zip(&together) {
+                        let mut alone = vec![0.0; m.rows() * batch];
+                        matmul_with(m, &x, batch, &mut alone, pool, isa);
+                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(got), bits(&alone), "{types:?} {isa:?} batch {batch}");
+                    }
+                }
+            }
+        }
+    }
+}

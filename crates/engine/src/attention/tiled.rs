@@ -9,6 +9,8 @@
 
 use std::ops::Range;
 
+use kernels::KvRows;
+
 use super::HeadView;
 use crate::ops;
 

@@ -157,9 +157,14 @@ impl Forward for Gemma3 {
                 (&self.rope_global, &global_angles, None)
             };
             ops::rms_norm_rows(&x, &b.attn_norm, eps, &mut h);
-            b.wq.forward(f, &h, n, &mut q, pool);
-            b.wk.forward(f, &h, n, &mut k, pool);
-            b.wv.forward(f, &h, n, &mut v, pool);
+            Linear::forward_many(
+                f,
+                &[&b.wq, &b.wk, &b.wv],
+                &h,
+                n,
+                &mut [&mut q, &mut k, &mut v],
+                pool,
+            );
             ops::rms_norm_chunks(&mut q, &b.q_norm, eps);
             ops::rms_norm_chunks(&mut k, &b.k_norm, eps);
             for (i, a) in angles.iter().enumerate() {
@@ -180,8 +185,7 @@ impl Forward for Gemma3 {
             ops::rms_norm_rows(&o, &b.post_attn_norm, eps, &mut h);
             ops::add_in_place(&mut x, &h);
             ops::rms_norm_rows(&x, &b.ffn_norm, eps, &mut h);
-            b.gate.forward(f, &h, n, &mut g, pool);
-            b.up.forward(f, &h, n, &mut u, pool);
+            Linear::forward_many(f, &[&b.gate, &b.up], &h, n, &mut [&mut g, &mut u], pool);
             ops::geglu_tanh(&mut g, &u);
             b.down.forward(f, &g, n, &mut o, pool);
             ops::rms_norm_rows(&o, &b.post_ffn_norm, eps, &mut h);

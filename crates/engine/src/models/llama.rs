@@ -124,9 +124,14 @@ impl Forward for Llama {
         let angles: Vec<_> = rows.iter().map(|r| self.rope.angles(r.pos)).collect();
         for (l, b) in self.blocks.iter().enumerate() {
             ops::rms_norm_rows(&x, &b.attn_norm, c.rms_eps, &mut h);
-            b.wq.forward(f, &h, n, &mut q, pool);
-            b.wk.forward(f, &h, n, &mut k, pool);
-            b.wv.forward(f, &h, n, &mut v, pool);
+            Linear::forward_many(
+                f,
+                &[&b.wq, &b.wk, &b.wv],
+                &h,
+                n,
+                &mut [&mut q, &mut k, &mut v],
+                pool,
+            );
             for (i, a) in angles.iter().enumerate() {
                 self.rope.rotate(&mut q[i * q_dim..(i + 1) * q_dim], a);
                 self.rope.rotate(&mut k[i * kv_dim..(i + 1) * kv_dim], a);
@@ -136,8 +141,7 @@ impl Forward for Llama {
             b.wo.forward(f, &att, n, &mut h, pool);
             ops::add_in_place(&mut x, &h);
             ops::rms_norm_rows(&x, &b.ffn_norm, c.rms_eps, &mut h);
-            b.gate.forward(f, &h, n, &mut g, pool);
-            b.up.forward(f, &h, n, &mut u, pool);
+            Linear::forward_many(f, &[&b.gate, &b.up], &h, n, &mut [&mut g, &mut u], pool);
             ops::swiglu(&mut g, &u);
             b.down.forward(f, &g, n, &mut h, pool);
             ops::add_in_place(&mut x, &h);

@@ -4,9 +4,157 @@
 use super::*;
 use crate::formats::{q4_1, q5_0, q8_0};
 
-rows_kernel!(rows_q4_1, dot_q4_1);
-rows_kernel!(rows_q5_0, dot_q5_0);
-rows_kernel!(rows_q8_0, dot_q8_0);
+rows_kernel!(rows_q4_1_batch, dot_q4_1);
+rows_kernel!(rows_q5_0_batch, dot_q5_0);
+rows_kernel!(rows_q8_0_batch, dot_q8_0);
+
+/// Q4_1 rows: one activation row (a decode step) takes the grouped
+/// single-row driver, more take the per-row kernel that unpacks each block
+/// once for all of them.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn rows_q4_1(
+    w: &[u8],
+    row_bytes: usize,
+    act: &ActView<'_>,
+    b0: usize,
+    outs: &mut [&mut [f32]],
+) {
+    match outs {
+        [out] => single::rows::<Q4_1Block>(w, row_bytes, act, b0, out),
+        _ => rows_q4_1_batch(w, row_bytes, act, b0, outs),
+    }
+}
+
+/// Q5_0 rows; see [`rows_q4_1`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn rows_q5_0(
+    w: &[u8],
+    row_bytes: usize,
+    act: &ActView<'_>,
+    b0: usize,
+    outs: &mut [&mut [f32]],
+) {
+    match outs {
+        [out] => single::rows::<Q5_0Block>(w, row_bytes, act, b0, out),
+        _ => rows_q5_0_batch(w, row_bytes, act, b0, outs),
+    }
+}
+
+/// Q8_0 rows; see [`rows_q4_1`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn rows_q8_0(
+    w: &[u8],
+    row_bytes: usize,
+    act: &ActView<'_>,
+    b0: usize,
+    outs: &mut [&mut [f32]],
+) {
+    match outs {
+        [out] => single::rows::<Q8_0Block>(w, row_bytes, act, b0, out),
+        _ => rows_q8_0_batch(w, row_bytes, act, b0, outs),
+    }
+}
+
+/// Q4_1 blocks for the single-row driver: the same steps as [`dot_q4_1`].
+struct Q4_1Block;
+
+impl single::Block for Q4_1Block {
+    const BYTES: usize = q4_1::BLOCK;
+    const OFFSET: bool = true;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn step(
+        blk: *const u8,
+        qy: __m256i,
+        dy: f32,
+        sy: f32,
+        acc: &mut __m256,
+        summ: &mut f32,
+    ) {
+        // SAFETY: the caller passes a whole block: two halves, 16 quant bytes.
+        let (d, m, qx) = unsafe { (f16_at(blk), f16_at(blk.add(2)), nibbles_at(blk.add(4))) };
+        *summ += m * sy;
+        let xy = mul_sum_us8_pairs_float(qx, qy);
+        *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), xy, *acc);
+    }
+}
+
+/// Q8_0 blocks for the single-row driver: the same steps as [`dot_q8_0`].
+struct Q8_0Block;
+
+impl single::Block for Q8_0Block {
+    const BYTES: usize = q8_0::BLOCK;
+    const OFFSET: bool = false;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn step(
+        blk: *const u8,
+        qy: __m256i,
+        dy: f32,
+        _sy: f32,
+        acc: &mut __m256,
+        _summ: &mut f32,
+    ) {
+        // SAFETY: the caller passes a whole block: one half, 32 quant bytes.
+        let (dw, qx) = unsafe { (f16_at(blk), _mm256_loadu_si256(blk.add(2).cast())) };
+        i8_step(acc, qx, dw * dy, qy);
+    }
+}
+
+/// Q5_0 blocks for the single-row driver: the same steps as [`dot_q5_0`].
+struct Q5_0Block;
+
+impl single::Block for Q5_0Block {
+    const BYTES: usize = q5_0::BLOCK;
+    const OFFSET: bool = false;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn step(
+        blk: *const u8,
+        qy: __m256i,
+        dy: f32,
+        _sy: f32,
+        acc: &mut __m256,
+        _summ: &mut f32,
+    ) {
+        // SAFETY: the caller passes a whole block: one half, four bytes of
+        // fifth bits, 16 quant bytes.
+        let (dw, qh, low) = unsafe {
+            (
+                f16_at(blk),
+                blk.add(2).cast::<u32>().read_unaligned(),
+                nibbles_at(blk.add(6)),
+            )
+        };
+        let qx = q5_0_values(u32::from_le(qh), low);
+        i8_step(acc, qx, dw * dy, qy);
+    }
+}
+
+/// Q5_0's signed values from its fifth bits and low nibbles: value =
+/// (nibble | fifth bit << 4) - 16; where the fifth bit is clear the byte is
+/// nibble - 16 = nibble | 0xF0 in two's complement.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn q5_0_values(qh: u32, low: __m256i) -> __m256i {
+    let high = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(0xF0u8 as i8));
+    _mm256_or_si256(low, high)
+}
+
+/// One block of signed 8-bit weights `qx` against activation quants `qy`:
+/// `acc += scale * sum(qx * qy)` in eight lanes (the sign of x moves onto y,
+/// so |x| times signed y fits the unsigned-by-signed multiply).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn i8_step(acc: &mut __m256, qx: __m256i, scale: f32, qy: __m256i) {
+    let ax = _mm256_sign_epi8(qx, qx);
+    let q = mul_sum_us8_pairs_float(ax, _mm256_sign_epi8(qy, qx));
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(scale), q, *acc);
+}
+
 rows_kernel!(rows_f32, dot_f32);
 rows_kernel!(rows_f16, dot_f16);
 
@@ -49,13 +197,10 @@ fn acc_i8_block<const B: usize>(
     i: usize,
 ) {
     let nb = a.cols / 32;
-    // The sign of x moves onto y, so |x| (unsigned) times signed y.
-    let ax = _mm256_sign_epi8(qx, qx);
     for j in 0..B {
         let k = (b0 + j) * nb + i;
         let qy = load32_i8(&a.qs[k * 32..k * 32 + 32]);
-        let q = mul_sum_us8_pairs_float(ax, _mm256_sign_epi8(qy, qx));
-        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d[k]), q, acc[j]);
+        i8_step(&mut acc[j], qx, dw * a.d[k], qy);
     }
 }
 
@@ -81,10 +226,7 @@ fn dot_q5_0<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
     let mut acc = [_mm256_setzero_ps(); B];
     for (i, blk) in w.chunks_exact(q5_0::BLOCK).enumerate() {
         let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
-        // value = (nibble | fifth bit << 4) - 16: where the fifth bit is clear
-        // the byte is nibble - 16 = nibble | 0xF0 in two's complement.
-        let high = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(0xF0u8 as i8));
-        let qx = _mm256_or_si256(nibbles(&blk[6..22]), high);
+        let qx = q5_0_values(qh, nibbles(&blk[6..22]));
         acc_i8_block(&mut acc, qx, f16(&blk[0..2]), a, b0, i);
     }
     let mut out = [0.0f32; B];

@@ -13,8 +13,10 @@
 // index loops read better there than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+pub(crate) mod attn;
 mod kquants;
 mod legacy;
+mod single;
 
 use crate::act::ActView;
 use crate::formats::{Format, RowsKernel, MAX_B};
@@ -98,6 +100,31 @@ fn hsum_ps4(v: __m128) -> f32 {
 fn f16(b: &[u8]) -> f32 {
     let h = u16::from_le_bytes([b[0], b[1]]);
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+}
+
+/// The little-endian f16 at `p`, widened by the F16C unit.
+///
+/// # Safety
+/// `p` must point at two readable bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: two readable bytes (the caller's contract); unaligned read.
+    let h = unsafe { p.cast::<u16>().read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le(h)))))
+}
+
+/// [`nibbles`] of the 16 bytes at `p`.
+///
+/// # Safety
+/// `p` must point at 16 readable bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn nibbles_at(p: *const u8) -> __m256i {
+    // SAFETY: 16 readable bytes (the caller's contract); unaligned load.
+    let t = unsafe { _mm_loadu_si128(p.cast()) };
+    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(t), t);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
 }
 
 /// 32 bytes from the start of `p`.
