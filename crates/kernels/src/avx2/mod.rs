@@ -14,8 +14,10 @@
 #![allow(clippy::needless_range_loop)]
 
 pub(crate) mod attn;
+mod batch;
+mod blocks;
+mod float;
 mod kquants;
-mod legacy;
 mod single;
 
 use crate::act::ActView;
@@ -25,11 +27,11 @@ use std::arch::x86_64::*;
 /// The AVX2 kernel for `format`.
 pub(crate) fn kernel(format: Format) -> RowsKernel {
     match format {
-        Format::F32 => legacy::rows_f32,
-        Format::F16 => legacy::rows_f16,
-        Format::Q4_1 => legacy::rows_q4_1,
-        Format::Q5_0 => legacy::rows_q5_0,
-        Format::Q8_0 => legacy::rows_q8_0,
+        Format::F32 => float::rows_f32,
+        Format::F16 => float::rows_f16,
+        Format::Q4_1 => blocks::rows_q4_1,
+        Format::Q5_0 => blocks::rows_q5_0,
+        Format::Q8_0 => blocks::rows_q8_0,
         Format::Q4K => kquants::rows_q4_k,
         Format::Q6K => kquants::rows_q6_k,
     }
@@ -114,7 +116,8 @@ unsafe fn f16_at(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le(h)))))
 }
 
-/// [`nibbles`] of the 16 bytes at `p`.
+/// The 16 bytes of nibble pairs at `p` as 32 bytes: the low nibbles first,
+/// then the high.
 ///
 /// # Safety
 /// `p` must point at 16 readable bytes.
@@ -186,14 +189,6 @@ fn load8_f16_bytes(p: &[u8]) -> __m256 {
     _mm256_cvtph_ps(load16(p))
 }
 
-/// 16 bytes of nibble pairs to 32 bytes: the low nibbles first, then the high.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn nibbles(p: &[u8]) -> __m256i {
-    let t = load16(p);
-    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(t), t);
-    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
-}
 
 /// Byte i of the result is 0xFF when bit i of `x` is set, else 0.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -211,13 +206,6 @@ fn bits_to_bytes(x: u32) -> __m256i {
     _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit)
 }
 
-/// Unsigned bytes times signed bytes, summed in fours, as floats.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn mul_sum_us8_pairs_float(ax: __m256i, sy: __m256i) -> __m256 {
-    let dot = _mm256_maddubs_epi16(ax, sy);
-    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot))
-}
 
 #[cfg(test)]
 mod tests {

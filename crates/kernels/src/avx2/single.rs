@@ -8,6 +8,7 @@
 //! its blocks in order with the format's own step, so a row's result has the
 //! same bits as the per-row kernels give it.
 
+use super::blocks::{widen, Block};
 use super::*;
 
 /// Weight rows taken together.
@@ -15,23 +16,6 @@ const GROUP: usize = 4;
 
 /// How many groups ahead the weights are prefetched.
 const PREFETCH_GROUPS: usize = 2;
-
-/// One 32-element block format's step.
-pub(super) trait Block {
-    /// Bytes per block.
-    const BYTES: usize;
-    /// Whether the format has an offset term (`summ`) to add at the end.
-    const OFFSET: bool;
-
-    /// Adds the block at `blk` times activation block `qy` (scale `dy`,
-    /// `sy = dy * sum(qy)`) into `acc` and, for formats with an offset
-    /// term, `summ`.
-    ///
-    /// # Safety
-    /// `blk` must point at `BYTES` readable bytes; the CPU must support AVX2,
-    /// FMA and F16C.
-    unsafe fn step(blk: *const u8, qy: __m256i, dy: f32, sy: f32, acc: &mut __m256, summ: &mut f32);
-}
 
 /// `out[r] = dot(weight row r, activation row b)` for every row of `w`.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -94,16 +78,15 @@ fn group<K: Block, const G: usize>(rows: &[u8], row_bytes: usize, act: &Act<'_>,
             // SAFETY: row j (< G) lies inside `rows` (asserted) and block i
             // (i < the row's block count, the length of act.d) inside the row;
             // AVX2, FMA and F16C are enabled for this function.
-            unsafe {
-                K::step(
-                    base.add(j * row_bytes + i * K::BYTES),
-                    qy,
-                    dy,
-                    sy,
-                    &mut acc[j],
-                    &mut summs[j],
-                );
+            let (u, p) = unsafe {
+                let u = K::unpack(base.add(j * row_bytes + i * K::BYTES));
+                let p = K::products(&u, qy);
+                (u, p)
+            };
+            if K::OFFSET {
+                summs[j] += u.m * sy;
             }
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(u.d * dy), widen(p), acc[j]);
         }
     }
     for j in 0..G {

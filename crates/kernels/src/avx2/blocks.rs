@@ -1,0 +1,172 @@
+//! The 32-element block formats (Q4_1 against Q8_1 activations, Q5_0 and
+//! Q8_0 against Q8_0): each format's unpacking of a weight block and its
+//! integer products with an activation block, and the row kernels built on
+//! them. One activation row (a decode step) goes to [`single`]; two or more
+//! to [`batch`]. Both follow llama.cpp's AVX2 dot products step for step
+//! (per block: integer products summed in pairs, widened to floats, one
+//! fused multiply-add by `d_w * d_a` into eight lanes; Q4_1 adds its
+//! `m_w * s_a` offsets in a separate scalar sum), so every row's result has
+//! the same bits on either path.
+
+use super::*;
+use crate::formats::{q4_1, q5_0, q8_0};
+
+/// A weight block unpacked for the integer products.
+pub(super) struct Unpacked {
+    /// Unsigned 8-bit operand of `maddubs` (the quants, or their magnitudes).
+    pub ax: __m256i,
+    /// For signed formats, the signed quants (their signs move onto the
+    /// activations); unused otherwise.
+    pub sx: __m256i,
+    /// The block's scale.
+    pub d: f32,
+    /// The block's offset (Q4_1's `m`); 0 otherwise.
+    pub m: f32,
+}
+
+/// One 32-element block format.
+pub(super) trait Block {
+    /// Bytes per block.
+    const BYTES: usize;
+    /// Whether the format has an offset term (`m * s_a`) added after the sum.
+    const OFFSET: bool;
+
+    /// Unpacks the block at `blk`.
+    ///
+    /// # Safety
+    /// `blk` must point at `BYTES` readable bytes; the CPU must support AVX2,
+    /// FMA and F16C.
+    unsafe fn unpack(blk: *const u8) -> Unpacked;
+
+    /// Sixteen sums of adjacent products of the block's 32 values and the
+    /// activation quants `qy` (`maddubs`).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C.
+    unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i;
+}
+
+/// Q4_1: `f16 d; f16 m; u8 qs[16]`, unsigned nibbles.
+pub(super) struct Q4_1;
+
+impl Block for Q4_1 {
+    const BYTES: usize = q4_1::BLOCK;
+    const OFFSET: bool = true;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack(blk: *const u8) -> Unpacked {
+        // SAFETY: a whole block (the caller's contract): two halves, 16 quant bytes.
+        let (d, m, ax) = unsafe { (f16_at(blk), f16_at(blk.add(2)), nibbles_at(blk.add(4))) };
+        Unpacked { ax, sx: ax, d, m }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i {
+        _mm256_maddubs_epi16(u.ax, qy)
+    }
+}
+
+/// Q8_0: `f16 d; i8 qs[32]`.
+pub(super) struct Q8_0;
+
+impl Block for Q8_0 {
+    const BYTES: usize = q8_0::BLOCK;
+    const OFFSET: bool = false;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack(blk: *const u8) -> Unpacked {
+        // SAFETY: a whole block (the caller's contract): one half, 32 quant bytes.
+        let (d, qx) = unsafe { (f16_at(blk), _mm256_loadu_si256(blk.add(2).cast())) };
+        signed(qx, d)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i {
+        signed_products(u, qy)
+    }
+}
+
+/// Q5_0: `f16 d; u32 qh; u8 qs[16]`, value = (nibble | fifth bit << 4) - 16.
+pub(super) struct Q5_0;
+
+impl Block for Q5_0 {
+    const BYTES: usize = q5_0::BLOCK;
+    const OFFSET: bool = false;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack(blk: *const u8) -> Unpacked {
+        // SAFETY: a whole block (the caller's contract): one half, four bytes
+        // of fifth bits, 16 quant bytes.
+        let (d, qh, low) = unsafe {
+            (
+                f16_at(blk),
+                u32::from_le(blk.add(2).cast::<u32>().read_unaligned()),
+                nibbles_at(blk.add(6)),
+            )
+        };
+        // Where the fifth bit is clear the value is nibble - 16, which is
+        // nibble | 0xF0 in two's complement.
+        let high = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(0xF0u8 as i8));
+        signed(_mm256_or_si256(low, high), d)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i {
+        signed_products(u, qy)
+    }
+}
+
+/// Signed quants `qx` as `maddubs` operands: |x| now, x's signs for later.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn signed(qx: __m256i, d: f32) -> Unpacked {
+    Unpacked {
+        ax: _mm256_sign_epi8(qx, qx),
+        sx: qx,
+        d,
+        m: 0.0,
+    }
+}
+
+/// |x| times y with x's sign moved onto y.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn signed_products(u: &Unpacked, qy: __m256i) -> __m256i {
+    _mm256_maddubs_epi16(u.ax, _mm256_sign_epi8(qy, u.sx))
+}
+
+/// Pair sums from `maddubs` widened to eight float lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(super) fn widen(p: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), p))
+}
+
+/// Defines `$name`, the row kernel of block format `$block`.
+macro_rules! block_kernel {
+    ($name:ident, $block:ty) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(super) fn $name(
+            w: &[u8],
+            row_bytes: usize,
+            act: &ActView<'_>,
+            b0: usize,
+            outs: &mut [&mut [f32]],
+        ) {
+            match outs {
+                [out] => single::rows::<$block>(w, row_bytes, act, b0, out),
+                _ => batch::rows::<$block>(w, row_bytes, act, b0, outs),
+            }
+        }
+    };
+}
+
+block_kernel!(rows_q4_1, Q4_1);
+block_kernel!(rows_q5_0, Q5_0);
+block_kernel!(rows_q8_0, Q8_0);
