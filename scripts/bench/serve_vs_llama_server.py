@@ -75,18 +75,24 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def stream_one(port: int, model: str, prompt: str, max_tokens: int, out: dict) -> None:
-    body = json.dumps({
+def stream_one(port: int, model: str, prompt: str, max_tokens: int, out: dict,
+               endpoint: str = "chat") -> None:
+    body = {
         "model": model,
-        "messages": [{"role": "user", "content": prompt}],
         "max_tokens": max_tokens,
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
-    })
+    }
+    if endpoint == "chat":
+        body["messages"] = [{"role": "user", "content": prompt}]
+        path = "/v1/chat/completions"
+    else:
+        body["prompt"] = prompt
+        path = "/v1/completions"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     start = time.perf_counter()
-    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
     resp = conn.getresponse()
     if resp.status != 200:
         out["error"] = f"{resp.status}: {resp.read()[:200]!r}"
@@ -104,19 +110,24 @@ def stream_one(port: int, model: str, prompt: str, max_tokens: int, out: dict) -
         if chunk.get("usage"):
             usage_tokens = chunk["usage"].get("completion_tokens")
         for choice in chunk.get("choices") or []:
-            if (choice.get("delta") or {}).get("content"):
+            if (choice.get("delta") or {}).get("content") or choice.get("text"):
                 arrivals.append(time.perf_counter())
     out.update(start=start, arrivals=arrivals, tokens=usage_tokens or len(arrivals),
                end=time.perf_counter())
 
 
-def run_round(port: int, model: str, concurrency: int, max_tokens: int) -> dict:
+def run_round(port: int, model: str, concurrency: int, max_tokens: int, tag: str,
+              endpoint: str = "chat") -> dict:
+    """One round of `concurrency` simultaneous streams. `tag` makes the
+    prompts differ from every other round's, so no server answers a round
+    from a cache of an earlier one."""
     results = [dict() for _ in range(concurrency)]
     threads = [
         threading.Thread(
             target=stream_one,
-            args=(port, model, f"Tell a long story about {TOPICS[i % len(TOPICS)]} (#{i}).",
-                  max_tokens, results[i]),
+            args=(port, model,
+                  f"Tell a long story about {TOPICS[i % len(TOPICS)]} (round {tag}, #{i}).",
+                  max_tokens, results[i], endpoint),
         )
         for i in range(concurrency)
     ]
@@ -185,6 +196,8 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,4,16,64")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--parlance", default=str(ROOT / "target/release/parlance"))
+    ap.add_argument("--endpoint", choices=["chat", "completions"], default="chat",
+                    help="completions for base models without a chat template (gemma3-270m)")
     args = ap.parse_args()
     bin_dir = os.environ.get("LLAMA_CPP_BIN")
     if not bin_dir or not Path(bin_dir, "llama-server").exists():
@@ -197,8 +210,9 @@ def main() -> None:
         ours, ours_port = start_parlance(args.parlance, model_path, args.threads, data_dir)
         try:
             served = json.loads(http_get(ours_port, "/v1/models"))["data"][0]["id"]
-            run_round(ours_port, served, 1, 8)  # warm-up
-            ours_rows = {c: run_round(ours_port, served, c, args.max_tokens) for c in levels}
+            run_round(ours_port, served, 1, 8, "warm-up", args.endpoint)
+            ours_rows = {c: run_round(ours_port, served, c, args.max_tokens, str(c), args.endpoint)
+                         for c in levels}
             ours_rss = peak_rss_mib(ours.pid)
         finally:
             ours.terminate()
@@ -207,8 +221,8 @@ def main() -> None:
     for c in levels:
         llama, port = start_llama(bin_dir, model_path, args.threads, c, args.max_tokens)
         try:
-            run_round(port, "m", 1, 8)  # warm-up
-            llama_rows[c] = run_round(port, "m", c, args.max_tokens)
+            run_round(port, "m", 1, 8, "warm-up", args.endpoint)
+            llama_rows[c] = run_round(port, "m", c, args.max_tokens, str(c), args.endpoint)
             llama_rss = max(llama_rss, peak_rss_mib(llama.pid))
         finally:
             llama.terminate()
@@ -224,7 +238,9 @@ def main() -> None:
         print(f"{c:>7} | {l['tok_s']:9.1f} {o['tok_s']:9.1f} | {l['ttft_p50']:9.0f} {o['ttft_p50']:9.0f} | "
               f"{l['ttft_p99']:9.0f} {o['ttft_p99']:9.0f} | {l['itl_p50']:8.1f} {o['itl_p50']:8.1f} | "
               f"{l['itl_p99']:8.1f} {o['itl_p99']:8.1f} | {o['tok_s'] / l['tok_s']:.2f}")
-    print(f"peak RSS MiB: llama-server {llama_rss:.0f} (largest slot count), parlance {ours_rss:.0f}")
+    model_mib = Path(model_path).stat().st_size / 2**20
+    print(f"peak RSS MiB: llama-server {llama_rss:.0f} (largest slot count), parlance {ours_rss:.0f}"
+          f" (model file {model_mib:.0f})")
 
 
 def http_get(port: int, path: str) -> bytes:

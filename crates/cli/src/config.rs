@@ -32,6 +32,10 @@ pub const PORT_ENV: &str = "PARLANCE_PORT";
 pub const MODELS_ENV: &str = "PARLANCE_MODELS";
 /// Environment variable for [`Layer::threads`].
 pub const THREADS_ENV: &str = "PARLANCE_THREADS";
+/// Environment variable for [`Layer::kv_cache_tokens`].
+pub const KV_CACHE_TOKENS_ENV: &str = "PARLANCE_KV_CACHE_TOKENS";
+/// Environment variable for [`Layer::prefix_cache`].
+pub const PREFIX_CACHE_ENV: &str = "PARLANCE_PREFIX_CACHE";
 /// Environment variable for [`Layer::database_url`].
 pub const DATABASE_URL_ENV: &str = "PARLANCE_DATABASE_URL";
 /// Environment variable for [`Layer::rpm`].
@@ -52,8 +56,9 @@ pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 pub const DATABASE_FILE: &str = "parlance.db";
 
 /// The keys a config file may hold, for error messages.
-const KEYS: &str = "host, port, models, threads, data_dir, database_url, rpm, tpm, \
-                    project_rpm, project_tpm, redis_url, shutdown_grace_secs, gateway";
+const KEYS: &str = "host, port, models, threads, kv_cache_tokens, prefix_cache, data_dir, \
+                    database_url, rpm, tpm, project_rpm, project_tpm, redis_url, \
+                    shutdown_grace_secs, gateway";
 
 /// One layer of `serve` settings (the file, the environment or the flags).
 /// Every field is optional: `None` means "this layer does not say", and the
@@ -73,9 +78,18 @@ pub struct Layer {
     /// default model, pulled if missing; env `PARLANCE_MODELS`,
     /// comma-separated; flag `--model`, repeated).
     pub models: Option<Vec<String>>,
-    /// Worker threads per model for the forward pass; `0` means one per core
+    /// Worker threads per model for the forward pass; `0` means one per physical core
     /// (default `0`; env `PARLANCE_THREADS`; flag `--threads`).
     pub threads: Option<usize>,
+    /// Positions each model's KV cache holds across all sequences; `0`
+    /// means the engine's default, twice the context length (default `0`;
+    /// env `PARLANCE_KV_CACHE_TOKENS`; flag `--kv-cache-tokens`).
+    pub kv_cache_tokens: Option<usize>,
+    /// Keep computed KV blocks after a request ends and reuse them for later
+    /// requests that share a prefix (default `true`; env
+    /// `PARLANCE_PREFIX_CACHE`, `true`/`false`/`1`/`0`; flag
+    /// `--prefix-cache <true|false>`).
+    pub prefix_cache: Option<bool>,
     /// Where models and data live (default: `$XDG_DATA_HOME/parlance`, else
     /// `~/.local/share/parlance`; env `PARLANCE_DATA_DIR`; flag
     /// `--data-dir`).
@@ -124,6 +138,8 @@ impl Layer {
             port: self.port.or(lower.port),
             models: self.models.or(lower.models),
             threads: self.threads.or(lower.threads),
+            kv_cache_tokens: self.kv_cache_tokens.or(lower.kv_cache_tokens),
+            prefix_cache: self.prefix_cache.or(lower.prefix_cache),
             data_dir: self.data_dir.or(lower.data_dir),
             database_url: self.database_url.or(lower.database_url),
             rpm: self.rpm.or(lower.rpm),
@@ -198,9 +214,27 @@ impl Layer {
             None => None,
             Some(text) => Some(text.trim().parse::<usize>().with_context(|| {
                 format!(
-                    "environment variable {THREADS_ENV}={text:?}: expected a whole number (0: one per core)"
+                    "environment variable {THREADS_ENV}={text:?}: expected a whole number (0: one per physical core)"
                 )
             })?),
+        };
+        let kv_cache_tokens = match var(KV_CACHE_TOKENS_ENV)? {
+            None => None,
+            Some(text) => Some(text.trim().parse::<usize>().with_context(|| {
+                format!(
+                    "environment variable {KV_CACHE_TOKENS_ENV}={text:?}: expected a whole number of positions (0: twice the context length)"
+                )
+            })?),
+        };
+        let prefix_cache = match var(PREFIX_CACHE_ENV)? {
+            None => None,
+            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
+                _ => bail!(
+                    "environment variable {PREFIX_CACHE_ENV}={text:?}: expected true, false, 1 or 0"
+                ),
+            },
         };
         let models = var(MODELS_ENV)?.and_then(|text| {
             let list: Vec<String> = text
@@ -234,6 +268,8 @@ impl Layer {
             port,
             models,
             threads,
+            kv_cache_tokens,
+            prefix_cache,
             data_dir: None,
             database_url: var(DATABASE_URL_ENV)?,
             rpm: limit(RPM_ENV)?,
@@ -256,8 +292,12 @@ pub struct ServeConfig {
     pub port: u16,
     /// Catalog names or GGUF paths, never empty.
     pub models: Vec<String>,
-    /// Worker threads per model (0: one per core).
+    /// Worker threads per model (0: one per physical core).
     pub threads: usize,
+    /// Positions each model's KV cache holds (0: twice the context length).
+    pub kv_cache_tokens: usize,
+    /// Whether finished requests' KV blocks are kept for prefix reuse.
+    pub prefix_cache: bool,
     /// Where models and data live.
     pub data_dir: PathBuf,
     /// The database URL (keys, usage ledger).
@@ -296,6 +336,8 @@ pub fn resolve(file: Layer, env: Layer, flags: Layer, default_data_dir: &Path) -
         port: merged.port.unwrap_or(DEFAULT_PORT),
         models,
         threads: merged.threads.unwrap_or(0),
+        kv_cache_tokens: merged.kv_cache_tokens.unwrap_or(0),
+        prefix_cache: merged.prefix_cache.unwrap_or(true),
         database_url: merged
             .database_url
             .unwrap_or_else(|| default_database_url(&data_dir)),
@@ -391,6 +433,8 @@ mod tests {
             vec![catalog::default_model().name.to_owned()]
         );
         assert_eq!(config.threads, 0);
+        assert_eq!(config.kv_cache_tokens, 0);
+        assert!(config.prefix_cache);
         assert_eq!(config.data_dir, PathBuf::from("/data"));
         assert_eq!(config.database_url, "sqlite:///data/parlance.db?mode=rwc");
     }
@@ -446,6 +490,53 @@ mod tests {
         assert_eq!(config.threads, 1); // flag over env
         assert_eq!(config.models, vec!["gemma3-270m".to_owned()]);
         assert_eq!(config.data_dir, PathBuf::from("/srv/parlance"));
+    }
+
+    #[test]
+    fn kv_cache_tokens_from_file_env_and_flag() {
+        let file = file("kv_cache_tokens = 4096").unwrap();
+        let config = resolve(
+            file.clone(),
+            Layer::default(),
+            Layer::default(),
+            Path::new("/d"),
+        );
+        assert_eq!(config.kv_cache_tokens, 4096); // file
+        let env = Layer::from_env(env_of(&[("PARLANCE_KV_CACHE_TOKENS", "8192")])).unwrap();
+        let config = resolve(file.clone(), env.clone(), Layer::default(), Path::new("/d"));
+        assert_eq!(config.kv_cache_tokens, 8192); // env over file
+        let flags = Layer {
+            kv_cache_tokens: Some(1024),
+            ..Layer::default()
+        };
+        assert_eq!(
+            resolve(file, env, flags, Path::new("/d")).kv_cache_tokens,
+            1024
+        ); // flag over env
+    }
+
+    #[test]
+    fn prefix_cache_from_file_env_and_flag() {
+        let file = file("prefix_cache = false").unwrap();
+        let config = resolve(
+            file.clone(),
+            Layer::default(),
+            Layer::default(),
+            Path::new("/d"),
+        );
+        assert!(!config.prefix_cache); // file over the default
+        let env = Layer::from_env(env_of(&[("PARLANCE_PREFIX_CACHE", "1")])).unwrap();
+        let config = resolve(file.clone(), env.clone(), Layer::default(), Path::new("/d"));
+        assert!(config.prefix_cache); // env over file
+        let flags = Layer {
+            prefix_cache: Some(false),
+            ..Layer::default()
+        };
+        assert!(!resolve(file, env, flags, Path::new("/d")).prefix_cache); // flag over env
+        for (text, want) in [("true", true), ("false", false), ("1", true), ("0", false)] {
+            let env = Layer::from_env(env_of(&[("PARLANCE_PREFIX_CACHE", text)])).unwrap();
+            assert_eq!(env.prefix_cache, Some(want), "{text}");
+        }
     }
 
     #[test]
@@ -513,6 +604,16 @@ mod tests {
         assert!(format!("{err:#}").contains("PARLANCE_PORT"), "{err:#}");
         let err = Layer::from_env(env_of(&[("PARLANCE_THREADS", "-1")])).unwrap_err();
         assert!(format!("{err:#}").contains("PARLANCE_THREADS"), "{err:#}");
+        let err = Layer::from_env(env_of(&[("PARLANCE_KV_CACHE_TOKENS", "lots")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("PARLANCE_KV_CACHE_TOKENS"),
+            "{err:#}"
+        );
+        let err = Layer::from_env(env_of(&[("PARLANCE_PREFIX_CACHE", "yes")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("PARLANCE_PREFIX_CACHE"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -530,6 +631,8 @@ mod tests {
             ("host = \"h\"\nthreads = -3\n", "threads"),
             ("port = 70000", "port"),
             ("models = \"one\"", "models"),
+            ("kv_cache_tokens = -1", "kv_cache_tokens"),
+            ("prefix_cache = \"maybe\"", "prefix_cache"),
         ] {
             let text = format!("{:#}", file(toml).unwrap_err());
             assert!(text.contains(&format!("`{key}`")), "{toml}: {text}");

@@ -21,7 +21,7 @@ use crate::stats::{Counters, EngineStats};
 /// How the engine runs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Worker threads for the forward pass (0: one per available core).
+    /// Worker threads for the forward pass (0: one per physical core).
     pub threads: usize,
     /// Longest sequence (prompt + generated) one request may hold; 0: the model's own.
     pub context_length: usize,
@@ -115,7 +115,7 @@ impl EngineHandle {
             n => n,
         };
         let threads = match config.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => kernels::default_threads(),
             n => n,
         };
         let (tx, rx) = sync_channel(config.queue_capacity.max(1));

@@ -28,7 +28,7 @@ pub use attn::{attend_f16, round_f16, KvRows};
 pub use f16::{f16_to_f32, f32_to_f16};
 pub use gguf::GgmlType;
 pub use matmul::{matmul, matmul_many, matmul_many_with, matmul_with, QMatrix};
-pub use pool::ThreadPool;
+pub use pool::{default_threads, ThreadPool};
 
 /// Everything that can go wrong when describing a weight matrix or converting rows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

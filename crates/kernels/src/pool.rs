@@ -241,6 +241,40 @@ fn wait_for_job(s: &Shared, seen: u64) -> bool {
     }
 }
 
+/// The thread count to use when none is configured: one per physical core
+/// (a core's hardware threads share its vector units and caches, so a
+/// second thread per core adds contention to these kernels, not speed),
+/// never more than this process may run in parallel.
+pub fn default_threads() -> usize {
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    physical_cores().map_or(available, |cores| cores.clamp(1, available))
+}
+
+/// Distinct physical cores among the online CPUs (Linux sysfs); `None` where
+/// the topology cannot be read.
+fn physical_cores() -> Option<usize> {
+    let cpus = std::fs::read_dir("/sys/devices/system/cpu").ok()?;
+    let mut cores = std::collections::HashSet::new();
+    for entry in cpus.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_cpu = name
+            .strip_prefix("cpu")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if !is_cpu {
+            continue;
+        }
+        // An offline CPU has no topology to read; it is not ours to use.
+        let topology = entry.path().join("topology");
+        let siblings = std::fs::read_to_string(topology.join("core_cpus_list"))
+            .or_else(|_| std::fs::read_to_string(topology.join("thread_siblings_list")));
+        if let Ok(list) = siblings {
+            cores.insert(list.trim().to_string());
+        }
+    }
+    (!cores.is_empty()).then_some(cores.len())
+}
+
 impl Drop for ThreadPool {
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
@@ -266,6 +300,13 @@ impl std::fmt::Debug for ThreadPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_threads_is_at_least_one_and_at_most_the_cpus() {
+        let n = default_threads();
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert!(n >= 1 && n <= available, "{n} of {available}");
+    }
 
     #[test]
     fn runs_every_task_exactly_once() {

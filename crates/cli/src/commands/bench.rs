@@ -21,7 +21,7 @@ pub struct Args {
     /// Tokens generated one at a time.
     #[arg(long, default_value_t = 128)]
     pub gen_tokens: usize,
-    /// Worker threads (0: one per core).
+    /// Worker threads (0: one per physical core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Repetitions; the mean is reported.
@@ -33,7 +33,7 @@ pub fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
     let path = crate::model_arg::resolve(&args.model, data_dir)?;
     let model = Model::load(&path)?;
     let threads = match args.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => kernels::default_threads(),
         n => n,
     };
     let pool = ThreadPool::new(threads);

@@ -29,7 +29,7 @@ pub struct SamplingArgs {
     /// A string that ends generation (repeatable); it is not printed.
     #[arg(long)]
     pub stop: Vec<String>,
-    /// Worker threads (0: one per core).
+    /// Worker threads (0: one per physical core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
 }

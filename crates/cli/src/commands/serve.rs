@@ -54,10 +54,19 @@ pub struct Args {
     /// default model, pulled if missing).
     #[arg(long = "model")]
     pub models: Vec<String>,
-    /// Worker threads per model for the forward pass; 0 is one per core
+    /// Worker threads per model for the forward pass; 0 is one per physical core
     /// [env: PARLANCE_THREADS] (default: 0).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Positions each model's KV cache holds across all sequences; 0 is
+    /// twice the context length [env: PARLANCE_KV_CACHE_TOKENS] (default: 0).
+    #[arg(long, value_name = "N")]
+    pub kv_cache_tokens: Option<usize>,
+    /// Keep computed KV blocks after a request ends and reuse them for later
+    /// requests sharing a prefix [env: PARLANCE_PREFIX_CACHE] (default:
+    /// true).
+    #[arg(long)]
+    pub prefix_cache: Option<bool>,
     /// TOML config file (default: parlance.toml in the data directory, if
     /// it exists). Flags and PARLANCE_* variables override it.
     #[arg(long, value_name = "FILE")]
@@ -112,6 +121,8 @@ pub fn settings(
         port: args.port,
         models: (!args.models.is_empty()).then(|| args.models.clone()),
         threads: args.threads,
+        kv_cache_tokens: args.kv_cache_tokens,
+        prefix_cache: args.prefix_cache,
         data_dir: data_dir_flag.map(Path::to_path_buf),
         database_url: args.database_url.clone(),
         rpm: args.rpm,
@@ -149,6 +160,8 @@ pub fn run(
         }
         let config = EngineConfig {
             threads: settings.threads,
+            kv_cache_tokens: settings.kv_cache_tokens,
+            prefix_cache: settings.prefix_cache,
             ..EngineConfig::default()
         };
         let engine = EngineHandle::start(&resolved.path, config)

@@ -189,7 +189,6 @@ fn load8_f16_bytes(p: &[u8]) -> __m256 {
     _mm256_cvtph_ps(load16(p))
 }
 
-
 /// Byte i of the result is 0xFF when bit i of `x` is set, else 0.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -205,7 +204,6 @@ fn bits_to_bytes(x: u32) -> __m256i {
     let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
     _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit)
 }
-
 
 #[cfg(test)]
 mod tests {
