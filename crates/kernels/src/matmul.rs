@@ -3,7 +3,7 @@
 //! let the pool's threads run the per-type kernel over them.
 
 use crate::act::{quantize_into, ActBuf, ActKind, ActView};
-use crate::formats::{Format, RowsKernel, MAX_B};
+use crate::formats::{Format, RowsKernel, MAX_B, MAX_B_WIDE};
 use crate::{check_row, Isa, KernelError, ThreadPool};
 use gguf::GgmlType;
 use std::cell::RefCell;
@@ -232,12 +232,14 @@ pub fn matmul_many_with(
             .iter()
             .position(|&k| k == w.format.act_kind())
             .unwrap_or(0);
-        let chunk = chunk_rows(w.rows, w.row_bytes, batch, pool.n_threads());
+        let (kernel, max_b) = kernel_for(w.format, isa);
+        let chunk = chunk_rows(w.rows, w.row_bytes, batch, max_b, pool.n_threads());
         let tasks = w.rows.div_ceil(chunk);
         parts.push(Part {
             w: *w,
             act: slot,
-            kernel: kernel_for(w.format, isa),
+            kernel,
+            max_b,
             out: OutPtr(out.as_mut_ptr()),
             chunk,
             first_task: n_tasks,
@@ -258,7 +260,7 @@ pub fn matmul_many_with(
             &views[p.act],
             batch,
             p.out,
-            p.kernel,
+            (p.kernel, p.max_b),
             p.chunk,
             t - p.first_task,
         );
@@ -268,13 +270,15 @@ pub fn matmul_many_with(
     SCRATCH.with(|s| *s.borrow_mut() = bufs);
 }
 
-fn kernel_for(format: Format, isa: Isa) -> RowsKernel {
+/// The kernel for `format` on `isa` and the most activation rows it takes
+/// per call.
+fn kernel_for(format: Format, isa: Isa) -> (RowsKernel, usize) {
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx2 && Isa::detect() == Isa::Avx2 {
         return crate::avx2::kernel(format);
     }
     let _ = isa;
-    format.scalar_kernel()
+    (format.scalar_kernel(), MAX_B)
 }
 
 /// Output pointer shared by the tasks; each task writes a disjoint set of rows.
@@ -298,6 +302,8 @@ struct Part<'a> {
     w: QMatrix<'a>,
     act: usize,
     kernel: RowsKernel,
+    /// Most activation rows `kernel` takes per call.
+    max_b: usize,
     out: OutPtr,
     chunk: usize,
     first_task: usize,
@@ -305,12 +311,18 @@ struct Part<'a> {
 
 /// Rows per task: small enough to balance the threads and (for batches) keep a
 /// chunk of weights in cache while every activation row passes over it.
-fn chunk_rows(rows: usize, row_bytes: usize, batch: usize, n_threads: usize) -> usize {
+fn chunk_rows(
+    rows: usize,
+    row_bytes: usize,
+    batch: usize,
+    max_b: usize,
+    n_threads: usize,
+) -> usize {
     let mut chunk = rows;
     if n_threads > 1 {
         chunk = rows.div_ceil(n_threads * 4).max(16);
     }
-    if batch > MAX_B {
+    if batch > max_b {
         chunk = chunk.min((32 * 1024 / row_bytes.max(1)).max(4));
     }
     chunk.clamp(1, rows.max(1))
@@ -323,7 +335,7 @@ fn run_chunk(
     act: &ActView<'_>,
     batch: usize,
     out: OutPtr,
-    kernel: RowsKernel,
+    (kernel, max_b): (RowsKernel, usize),
     chunk: usize,
     t: usize,
 ) {
@@ -334,9 +346,10 @@ fn run_chunk(
     }
     let r1 = (r0 + chunk).min(rows);
     let wchunk = &w.data[r0 * w.row_bytes..r1 * w.row_bytes];
-    for b0 in (0..batch).step_by(MAX_B) {
-        let nb = (batch - b0).min(MAX_B);
-        let mut outs: [&mut [f32]; MAX_B] = [&mut [], &mut [], &mut [], &mut []];
+    let max_b = max_b.clamp(1, MAX_B_WIDE);
+    for b0 in (0..batch).step_by(max_b) {
+        let nb = (batch - b0).min(max_b);
+        let mut outs: [&mut [f32]; MAX_B_WIDE] = Default::default();
         for (j, o) in outs.iter_mut().take(nb).enumerate() {
             // SAFETY: `out` has batch * rows elements (checked by the caller),
             // so (b0 + j) * rows + r0 .. + (r1 - r0) is in bounds; task t is
@@ -389,7 +402,7 @@ mod tests {
             (192, 360, 64, 2),
             (7, 5, 9, 1),
         ] {
-            let c = chunk_rows(rows, rb, batch, nt);
+            let c = chunk_rows(rows, rb, batch, 4, nt);
             assert!(c >= 1 && c <= rows);
             assert!(rows.div_ceil(c) * c >= rows);
         }

@@ -1,6 +1,6 @@
 //! The several-activation-rows driver for the 32-element block formats (a
 //! prefill chunk, or a decode step of many sequences): each weight block is
-//! unpacked once and multiplied into up to four activation rows. The
+//! unpacked once and multiplied into up to eight activation rows. The
 //! activation scales (and Q8_1 sums) of those rows are first laid side by
 //! side per block, so one vector multiply gives all the rows' `d_w * d_a`
 //! and one multiply-add all their `m_w * s_a` terms; the inner loop then
@@ -11,9 +11,14 @@
 
 use super::blocks::{widen, Block};
 use super::*;
+use crate::formats::MAX_B_WIDE;
+
+/// Lanes of the side-by-side scales (one per activation row).
+const W: usize = MAX_B_WIDE;
+const _: () = assert!(W == 8, "scales fill one 8-lane register");
 
 /// `outs[j][r] = dot(weight row r, activation row b0 + j)` for every row of
-/// `w` and `j < outs.len()` (2 to 4).
+/// `w` and `j < outs.len()` (2 to [`MAX_B_WIDE`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn rows<K: Block>(
     w: &[u8],
@@ -27,7 +32,11 @@ pub(super) fn rows<K: Block>(
         1 => go::<K, 1>(w, row_bytes, a, b0, outs),
         2 => go::<K, 2>(w, row_bytes, a, b0, outs),
         3 => go::<K, 3>(w, row_bytes, a, b0, outs),
-        _ => go::<K, 4>(w, row_bytes, a, b0, outs),
+        4 => go::<K, 4>(w, row_bytes, a, b0, outs),
+        5 => go::<K, 5>(w, row_bytes, a, b0, outs),
+        6 => go::<K, 6>(w, row_bytes, a, b0, outs),
+        7 => go::<K, 7>(w, row_bytes, a, b0, outs),
+        _ => go::<K, 8>(w, row_bytes, a, b0, outs),
     }
 }
 
@@ -42,44 +51,38 @@ fn go<K: Block, const B: usize>(
 ) {
     let nb = a.cols / 32;
     assert_eq!(row_bytes, nb * K::BYTES, "row size");
-    assert!(B <= 4 && outs.len() >= B);
+    assert!(B <= W && outs.len() >= B);
     let n_rows = w.len() / row_bytes;
     assert!(outs[..B].iter().all(|o| o.len() >= n_rows));
-    // Block i's scales (and sums) of the B rows at [4 * i .. 4 * i + B].
-    let mut dt = vec![0.0f32; 4 * nb];
-    let mut st = vec![0.0f32; 4 * nb];
+    // Block i's scales (and sums) of the B rows at [W * i .. W * i + B].
+    let mut dt = vec![0.0f32; W * nb];
+    let mut st = vec![0.0f32; W * nb];
     for j in 0..B {
         let row = (b0 + j) * nb..(b0 + j + 1) * nb;
         for (i, &d) in a.d[row.clone()].iter().enumerate() {
-            dt[4 * i + j] = d;
+            dt[W * i + j] = d;
         }
         if K::OFFSET {
             for (i, &s) in a.s[row].iter().enumerate() {
-                st[4 * i + j] = s;
+                st[W * i + j] = s;
             }
         }
     }
     let qstride = nb * 32;
     let qs = &a.qs[b0 * qstride..(b0 + B) * qstride];
-    let lane: [__m256i; 4] = std::array::from_fn(|j| _mm256_set1_epi32(j as i32));
+    let lane: [__m256i; W] = std::array::from_fn(|j| _mm256_set1_epi32(j as i32));
     for (r, row) in w.chunks_exact(row_bytes).enumerate() {
         let base = row.as_ptr();
         let mut acc = [_mm256_setzero_ps(); B];
-        let mut summs = _mm_setzero_ps();
+        let mut summs = _mm256_setzero_ps();
         for i in 0..nb {
             // SAFETY: block i (i < nb) lies inside the row (its length was
             // asserted); AVX2, FMA and F16C are enabled for this function.
             let u = unsafe { K::unpack(base.add(i * K::BYTES)) };
-            // SAFETY: 4 * i + 4 <= 4 * nb floats.
-            let (dv, sv) = unsafe {
-                (
-                    _mm_loadu_ps(dt.as_ptr().add(4 * i)),
-                    _mm_loadu_ps(st.as_ptr().add(4 * i)),
-                )
-            };
-            let scales = _mm256_castps128_ps256(_mm_mul_ps(_mm_set1_ps(u.d), dv));
+            let scales = _mm256_mul_ps(_mm256_set1_ps(u.d), load8_f32(&dt[W * i..]));
             if K::OFFSET {
-                summs = _mm_add_ps(summs, _mm_mul_ps(_mm_set1_ps(u.m), sv));
+                let m = _mm256_set1_ps(u.m);
+                summs = _mm256_add_ps(summs, _mm256_mul_ps(m, load8_f32(&st[W * i..])));
             }
             for j in 0..B {
                 // SAFETY: row j's block i is 32 bytes at j * qstride + 32 * i
@@ -88,14 +91,14 @@ fn go<K: Block, const B: usize>(
                     unsafe { _mm256_loadu_si256(qs.as_ptr().add(j * qstride + 32 * i).cast()) };
                 // SAFETY: AVX2, FMA and F16C are enabled for this function.
                 let p = unsafe { K::products(&u, qy) };
-                // Lane j of the four products, in all eight lanes.
+                // Lane j of the products, in all eight lanes.
                 let s = _mm256_permutevar8x32_ps(scales, lane[j]);
                 acc[j] = _mm256_fmadd_ps(s, widen(p), acc[j]);
             }
         }
-        let mut sm = [0.0f32; 4];
-        // SAFETY: four writable floats.
-        unsafe { _mm_storeu_ps(sm.as_mut_ptr(), summs) };
+        let mut sm = [0.0f32; W];
+        // SAFETY: eight writable floats.
+        unsafe { _mm256_storeu_ps(sm.as_mut_ptr(), summs) };
         for j in 0..B {
             let dot = hsum_ps(acc[j]);
             // Formats without an offset end at the sum itself (adding 0.0

@@ -3,7 +3,8 @@
 //! They follow the structure of llama.cpp's AVX2 dot products (same integer
 //! sums, the same per-block FMA accumulation into eight float lanes and the
 //! same final horizontal sums), so results match its CPU backend to the last
-//! bits in most cases. Each kernel takes up to [`MAX_B`] activation rows at
+//! bits in most cases. Each kernel takes up to [`MAX_B`] (the block formats:
+//! [`MAX_B_WIDE`]) activation rows at
 //! once and unpacks each weight block only once for all of them.
 //!
 //! Every function here is `#[target_feature(enable = "avx2,fma,f16c")]`;
@@ -21,19 +22,19 @@ mod kquants;
 mod single;
 
 use crate::act::ActView;
-use crate::formats::{Format, RowsKernel, MAX_B};
+use crate::formats::{Format, RowsKernel, MAX_B, MAX_B_WIDE};
 use std::arch::x86_64::*;
 
-/// The AVX2 kernel for `format`.
-pub(crate) fn kernel(format: Format) -> RowsKernel {
+/// The AVX2 kernel for `format` and the most activation rows it takes per call.
+pub(crate) fn kernel(format: Format) -> (RowsKernel, usize) {
     match format {
-        Format::F32 => float::rows_f32,
-        Format::F16 => float::rows_f16,
-        Format::Q4_1 => blocks::rows_q4_1,
-        Format::Q5_0 => blocks::rows_q5_0,
-        Format::Q8_0 => blocks::rows_q8_0,
-        Format::Q4K => kquants::rows_q4_k,
-        Format::Q6K => kquants::rows_q6_k,
+        Format::F32 => (float::rows_f32, MAX_B),
+        Format::F16 => (float::rows_f16, MAX_B),
+        Format::Q4_1 => (blocks::rows_q4_1, MAX_B_WIDE),
+        Format::Q5_0 => (blocks::rows_q5_0, MAX_B_WIDE),
+        Format::Q8_0 => (blocks::rows_q8_0, MAX_B_WIDE),
+        Format::Q4K => (kquants::rows_q4_k, MAX_B),
+        Format::Q6K => (kquants::rows_q6_k, MAX_B),
     }
 }
 

@@ -28,9 +28,15 @@ pub(crate) enum Format {
 /// per block for all of them).
 pub(crate) const MAX_B: usize = 4;
 
+/// Most activation rows any kernel handles per call (the AVX2 kernels of the
+/// 32-element block formats, whose weight unpacking is a large share of the
+/// work, take this many).
+pub(crate) const MAX_B_WIDE: usize = 8;
+
 /// Computes `outs[j][r] = dot(weight row r of w, activation row b0 + j)` for
 /// every row of `w` (consecutive rows of `row_bytes`) and every `j` below
-/// `outs.len()` (at most [`MAX_B`]).
+/// `outs.len()` (at most [`MAX_B`], or [`MAX_B_WIDE`] for the kernels that
+/// say so).
 ///
 /// # Safety
 /// The caller must ensure the CPU supports the instruction set the kernel was
