@@ -206,12 +206,12 @@ struct HeadView<'a> {
 
 impl KvRows for HeadView<'_> {
     #[inline]
-    fn key(&self, p: usize) -> &[f32] {
+    fn key(&self, p: usize) -> &[u16] {
         &self.view.key(p)[self.off..self.off + self.len]
     }
 
     #[inline]
-    fn value(&self, p: usize) -> &[f32] {
+    fn value(&self, p: usize) -> &[u16] {
         &self.view.value(p)[self.off..self.off + self.len]
     }
 }

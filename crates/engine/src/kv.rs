@@ -51,9 +51,10 @@ pub struct KvCache {
     n_layers: usize,
     kv_dim: usize,
     block_size: usize,
-    /// `[layer][block][slot][kv_dim]`, flattened per layer.
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    /// `[layer][block][slot][kv_dim]`, flattened per layer: IEEE half
+    /// precision bits, as llama.cpp's default F16 cache stores them.
+    k: Vec<Vec<u16>>,
+    v: Vec<Vec<u16>>,
     free: Vec<u32>,
     /// Sequences referencing each block.
     refs: Vec<u32>,
@@ -73,8 +74,8 @@ impl KvCache {
             n_layers,
             kv_dim,
             block_size,
-            k: (0..n_layers).map(|_| vec![0.0; per_layer]).collect(),
-            v: (0..n_layers).map(|_| vec![0.0; per_layer]).collect(),
+            k: (0..n_layers).map(|_| vec![0; per_layer]).collect(),
+            v: (0..n_layers).map(|_| vec![0; per_layer]).collect(),
             free: (0..n_blocks as u32).rev().collect(),
             refs: vec![0; n_blocks],
             seqs: HashMap::new(),
@@ -295,7 +296,7 @@ impl KvCache {
 
     /// Writes the key and value rows of `seq` at `pos` in `layer`, rounded to
     /// half precision as llama.cpp's default F16 cache stores them (so that
-    /// our numbers track the reference's).
+    /// our numbers track the reference's, at half the memory of f32).
     pub fn write(
         &mut self,
         layer: usize,
@@ -305,12 +306,12 @@ impl KvCache {
         v: &[f32],
     ) -> Result<(), KvError> {
         let at = self.index(seq, pos)?;
-        let round = crate::ops::round_f16;
+        let half = kernels::f32_to_f16;
         for (dst, &x) in self.k[layer][at..at + self.kv_dim].iter_mut().zip(k) {
-            *dst = round(x);
+            *dst = half(x);
         }
         for (dst, &x) in self.v[layer][at..at + self.kv_dim].iter_mut().zip(v) {
-            *dst = round(x);
+            *dst = half(x);
         }
         let s = self
             .seqs
@@ -335,8 +336,8 @@ impl KvCache {
 
 /// Keys and values of one sequence in one layer, addressed by position.
 pub struct SeqView<'a> {
-    k: &'a [f32],
-    v: &'a [f32],
+    k: &'a [u16],
+    v: &'a [u16],
     blocks: &'a [u32],
     block_size: usize,
     kv_dim: usize,
@@ -349,15 +350,17 @@ impl SeqView<'_> {
             * self.kv_dim
     }
 
-    /// The whole key row (all KV heads) at `pos`; `pos` must be below the reserved length.
+    /// The whole key row (all KV heads) at `pos` as half-precision bits;
+    /// `pos` must be below the reserved length.
     #[inline]
-    pub fn key(&self, pos: usize) -> &[f32] {
+    pub fn key(&self, pos: usize) -> &[u16] {
         let at = self.at(pos);
         &self.k[at..at + self.kv_dim]
     }
 
+    /// The whole value row at `pos`, as [`SeqView::key`].
     #[inline]
-    pub fn value(&self, pos: usize) -> &[f32] {
+    pub fn value(&self, pos: usize) -> &[u16] {
         let at = self.at(pos);
         &self.v[at..at + self.kv_dim]
     }
@@ -366,6 +369,11 @@ impl SeqView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cached row back as f32.
+    fn floats(row: &[u16]) -> Vec<f32> {
+        row.iter().map(|&h| kernels::f16_to_f32(h)).collect()
+    }
 
     #[test]
     fn blocks_are_reserved_reused_and_refused_when_full() {
@@ -377,7 +385,7 @@ mod tests {
             Err(KvError::OutOfBlocks { needed: 2, free: 1 })
         );
         kv.write(1, 1, 8, &[1.0, 2.0, 3.0, 4.0], &[5.0; 4]).unwrap(); // exact in f16
-        assert_eq!(kv.view(1, 1).unwrap().key(8), &[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(floats(kv.view(1, 1).unwrap().key(8)), [1.0, 2.0, 3.0, 4.0]);
         assert_eq!(kv.seq_len(1), 9);
         kv.free_seq(1);
         assert_eq!(kv.free_blocks(), 4);
@@ -392,8 +400,8 @@ mod tests {
         kv.reserve(2, 2).unwrap();
         kv.write(0, 1, 0, &[1.0, 1.0], &[1.0, 1.0]).unwrap();
         kv.write(0, 2, 0, &[2.0, 2.0], &[2.0, 2.0]).unwrap();
-        assert_eq!(kv.view(0, 1).unwrap().key(0), &[1.0, 1.0]);
-        assert_eq!(kv.view(0, 2).unwrap().value(0), &[2.0, 2.0]);
+        assert_eq!(floats(kv.view(0, 1).unwrap().key(0)), [1.0, 1.0]);
+        assert_eq!(floats(kv.view(0, 2).unwrap().value(0)), [2.0, 2.0]);
         assert!(kv.write(0, 3, 0, &[0.0; 2], &[0.0; 2]).is_err());
     }
 
@@ -437,7 +445,7 @@ mod tests {
         assert_eq!(kv.admit(2, &b, b.len() + 1).unwrap(), 8);
         assert_eq!(&kv.seq_blocks(2)[..2], &a_blocks[..]);
         assert_eq!(kv.seq_len(2), 8);
-        assert_eq!(kv.view(0, 2).unwrap().key(5), &[5.0, 105.0]);
+        assert_eq!(floats(kv.view(0, 2).unwrap().key(5)), [5.0, 105.0]);
         assert_eq!(kv.cached_blocks(), 0);
         // A second sequence shares them too; nobody may write into them.
         assert_eq!(kv.admit(3, &b, b.len() + 1).unwrap(), 8);
@@ -486,13 +494,13 @@ mod tests {
         assert_eq!(kv.cached_blocks(), 1);
         // Same hash, other tokens: computed afresh, and not registered.
         assert_eq!(compute(&mut kv, 2, &b), 0);
-        assert_eq!(kv.view(0, 2).unwrap().key(1), &[1.0, 9.0]);
+        assert_eq!(floats(kv.view(0, 2).unwrap().key(1)), [1.0, 9.0]);
         kv.free_seq(2);
         assert_eq!(kv.cached_blocks(), 1);
         assert_adds_up(&kv);
         // The genuine prefix still hits.
         assert_eq!(kv.admit(3, &a, 6).unwrap(), 4);
-        assert_eq!(kv.view(0, 3).unwrap().key(1), &[1.0, 2.0]);
+        assert_eq!(floats(kv.view(0, 3).unwrap().key(1)), [1.0, 2.0]);
     }
 
     #[test]
@@ -510,7 +518,7 @@ mod tests {
         // b's first block hits; its second is a's, computed after other keys.
         assert_eq!(kv.admit(3, &b, 10).unwrap(), 4);
         assert_eq!(kv.admit(4, &a, 10).unwrap(), 8);
-        assert_eq!(kv.view(0, 4).unwrap().key(5), &[5.0, 9.0]);
+        assert_eq!(floats(kv.view(0, 4).unwrap().key(5)), [5.0, 9.0]);
     }
 
     #[test]

@@ -15,13 +15,13 @@ use std::ops::Range;
 
 use crate::Isa;
 
-/// Where [`attend_f16`] reads one KV head's rows (f32 holding half-precision
-/// values, `head_dim` long).
+/// Where [`attend_f16`] reads one KV head's rows: IEEE half-precision bits,
+/// `head_dim` long (the KV cache's own storage).
 pub trait KvRows {
     /// The key at position `p`.
-    fn key(&self, p: usize) -> &[f32];
+    fn key(&self, p: usize) -> &[u16];
     /// The value at position `p`.
-    fn value(&self, p: usize) -> &[f32];
+    fn value(&self, p: usize) -> &[u16];
 }
 
 /// The dot products' lane layout: four accumulators of this many lanes, over
@@ -133,10 +133,14 @@ fn attend_f16_portable<K: KvRows + ?Sized>(
     out: &mut [f32],
 ) {
     let q16: Vec<f32> = q.iter().map(|&x| round_f16(x)).collect();
+    let mut key = vec![0.0f32; q.len()];
     let (mut sum, mut max) = (0.0f32, f32::NEG_INFINITY);
     out.fill(0.0);
     for p in keys {
-        let s = dot_f16_ordered(&q16, kv.key(p)) * scale;
+        for (k, &h) in key.iter_mut().zip(kv.key(p)) {
+            *k = crate::f16_to_f32(h);
+        }
+        let s = dot_f16_ordered(&q16, &key) * scale;
         let (mut ms, mut vs) = (1.0f32, 1.0f32);
         if s > max {
             let old = max;
@@ -147,7 +151,7 @@ fn attend_f16_portable<K: KvRows + ?Sized>(
             vs = (s - max).exp();
         }
         for (o, &v) in out.iter_mut().zip(kv.value(p)) {
-            *o = round_f16(v.mul_add(vs, *o));
+            *o = round_f16(crate::f16_to_f32(v).mul_add(vs, *o));
         }
         sum = sum.mul_add(ms, vs);
     }
@@ -160,15 +164,15 @@ mod tests {
     use super::*;
 
     struct Rows {
-        k: Vec<Vec<f32>>,
-        v: Vec<Vec<f32>>,
+        k: Vec<Vec<u16>>,
+        v: Vec<Vec<u16>>,
     }
 
     impl KvRows for Rows {
-        fn key(&self, p: usize) -> &[f32] {
+        fn key(&self, p: usize) -> &[u16] {
             &self.k[p]
         }
-        fn value(&self, p: usize) -> &[f32] {
+        fn value(&self, p: usize) -> &[u16] {
             &self.v[p]
         }
     }
@@ -184,6 +188,9 @@ mod tests {
         }
         fn row(&mut self, n: usize, amp: f32) -> Vec<f32> {
             (0..n).map(|_| round_f16(self.f(amp))).collect()
+        }
+        fn halves(&mut self, n: usize, amp: f32) -> Vec<u16> {
+            (0..n).map(|_| crate::f32_to_f16(self.f(amp))).collect()
         }
     }
 
@@ -224,8 +231,8 @@ mod tests {
             (64, 1, 1.0),
         ] {
             let rows = Rows {
-                k: (0..n).map(|_| rng.row(hd, amp)).collect(),
-                v: (0..n).map(|_| rng.row(hd, 1.0)).collect(),
+                k: (0..n).map(|_| rng.halves(hd, amp)).collect(),
+                v: (0..n).map(|_| rng.halves(hd, 1.0)).collect(),
             };
             for trial in 0..6 {
                 let q: Vec<f32> = (0..hd).map(|_| rng.f(amp)).collect();

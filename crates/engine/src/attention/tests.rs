@@ -73,7 +73,7 @@ fn reference(row: BatchRow, qh: &[f32], head: usize, kv: &KvCache, s: AttnShape)
             let k = &view.key(p)[off..off + s.head_dim];
             qh.iter()
                 .zip(k)
-                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .map(|(&a, &b)| f64::from(a) * f64::from(kernels::f16_to_f32(b)))
                 .sum::<f64>()
                 * f64::from(s.scale)
         })
@@ -85,7 +85,7 @@ fn reference(row: BatchRow, qh: &[f32], head: usize, kv: &KvCache, s: AttnShape)
     for (w, p) in weights.iter().zip(keys) {
         let v = &view.value(p)[off..off + s.head_dim];
         for (o, &x) in out.iter_mut().zip(v) {
-            *o += w / total * f64::from(x);
+            *o += w / total * f64::from(kernels::f16_to_f32(x));
         }
     }
     out
@@ -273,7 +273,12 @@ fn f16_path_is_bit_identical_across_bodies() {
         let q16: Vec<f32> = q.iter().map(|&x| round(x)).collect();
         let (mut sum, mut max, mut o) = (0.0f32, f32::NEG_INFINITY, vec![0.0f32; hd]);
         for p in keys {
-            let s = crate::ops::dot_f16_ordered(&q16, head.key(p)) * 0.125;
+            let key: Vec<f32> = head
+                .key(p)
+                .iter()
+                .map(|&h| kernels::f16_to_f32(h))
+                .collect();
+            let s = crate::ops::dot_f16_ordered(&q16, &key) * 0.125;
             let (mut ms, mut vs) = (1.0f32, 1.0f32);
             if s > max {
                 ms = (max - s).exp();
@@ -283,7 +288,7 @@ fn f16_path_is_bit_identical_across_bodies() {
                 vs = (s - max).exp();
             }
             for (x, &v) in o.iter_mut().zip(head.value(p)) {
-                *x = round(v.mul_add(vs, *x));
+                *x = round(kernels::f16_to_f32(v).mul_add(vs, *x));
             }
             sum = sum.mul_add(ms, vs);
         }

@@ -37,7 +37,7 @@ pub(super) fn attend(
     let mut max = vec![f32::NEG_INFINITY; ranges.len()];
     let mut sum = vec![0.0f32; ranges.len()];
     let mut scores = [0.0f32; KEY_BLOCK];
-    let (mut keys, mut values): ([&[f32]; KEY_BLOCK], [&[f32]; KEY_BLOCK]) =
+    let (mut keys, mut values): ([&[u16]; KEY_BLOCK], [&[u16]; KEY_BLOCK]) =
         ([&[]; KEY_BLOCK], [&[]; KEY_BLOCK]);
     out.fill(0.0);
     let mut start = k_lo;
@@ -89,7 +89,7 @@ pub(super) fn attend(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Simd {
     Portable,
-    /// AVX2 and FMA are present (checked by [`Simd::detect`]) and the head
+    /// AVX2, FMA and F16C are present (checked by [`Simd::detect`]) and the head
     /// size is a multiple of 8.
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -106,30 +106,34 @@ impl Simd {
         Simd::Portable
     }
 
-    /// `out[j] = q · keys[j]`.
-    fn dot_keys(self, q: &[f32], keys: &[&[f32]], out: &mut [f32]) {
+    /// `out[j] = q · keys[j]` (keys in half precision).
+    fn dot_keys(self, q: &[f32], keys: &[&[u16]], out: &mut [f32]) {
         match self {
             Simd::Portable => {
+                let mut row = vec![0.0f32; q.len()];
                 for (o, k) in out.iter_mut().zip(keys) {
-                    *o = ops::dot(q, k);
+                    widen(k, &mut row);
+                    *o = ops::dot(q, &row);
                 }
             }
             #[cfg(target_arch = "x86_64")]
             Simd::Avx2 => {
                 assert!(keys.iter().all(|k| k.len() == q.len()), "key row size");
-                // SAFETY: `Avx2` is only chosen when the CPU has AVX2 and FMA
+                // SAFETY: `Avx2` is only chosen when the CPU has AVX2, FMA and F16C
                 // and the rows are a multiple of 8 long; all rows are q's length.
                 unsafe { avx2::dot_keys(q, keys, out) }
             }
         }
     }
 
-    /// `acc += Σⱼ weights[j] · values[j]`.
-    fn accumulate(self, acc: &mut [f32], weights: &[f32], values: &[&[f32]]) {
+    /// `acc += Σⱼ weights[j] · values[j]` (values in half precision).
+    fn accumulate(self, acc: &mut [f32], weights: &[f32], values: &[&[u16]]) {
         match self {
             Simd::Portable => {
+                let mut row = vec![0.0f32; acc.len()];
                 for (&w, v) in weights.iter().zip(values) {
-                    ops::axpy(acc, w, v);
+                    widen(v, &mut row);
+                    ops::axpy(acc, w, &row);
                 }
             }
             #[cfg(target_arch = "x86_64")]
@@ -145,14 +149,32 @@ impl Simd {
     }
 }
 
+/// Half-precision bits to f32 (exact).
+fn widen(h: &[u16], out: &mut [f32]) {
+    for (o, &x) in out.iter_mut().zip(h) {
+        *o = kernels::f16_to_f32(x);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    //! AVX2+FMA loops of the tile; callers check the CPU and the row sizes.
+    //! AVX2+FMA+F16C loops of the tile; callers check the CPU and the row sizes.
 
     use std::arch::x86_64::*;
 
+    /// Eight halves at `p + c` widened to floats.
+    ///
+    /// # Safety
+    /// `c + 8 <= p.len()`; the CPU must have F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn load_half8(p: &[u16], c: usize) -> __m256 {
+        // SAFETY: eight readable halves at c (the caller's contract).
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.as_ptr().add(c).cast()) })
+    }
+
     /// Sum of the eight lanes.
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -163,16 +185,16 @@ mod avx2 {
     /// `N` dot products of `q` with `keys`, one accumulator per key.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and FMA; every key must be as long as `q`, a multiple of 8.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot_n<const N: usize>(q: &[f32], keys: &[&[f32]], out: &mut [f32]) {
+    /// The CPU must have AVX2, FMA and F16C; every key must be as long as `q`, a multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_n<const N: usize>(q: &[f32], keys: &[&[u16]], out: &mut [f32]) {
         let mut acc = [_mm256_setzero_ps(); N];
         for c in (0..q.len()).step_by(8) {
             // SAFETY: c + 8 <= q.len() == keys[j].len() (the caller's contract).
             let qv = unsafe { _mm256_loadu_ps(q.as_ptr().add(c)) };
             for (a, k) in acc.iter_mut().zip(keys) {
                 // SAFETY: as above.
-                *a = _mm256_fmadd_ps(qv, unsafe { _mm256_loadu_ps(k.as_ptr().add(c)) }, *a);
+                *a = _mm256_fmadd_ps(qv, unsafe { load_half8(k, c) }, *a);
             }
         }
         for (o, a) in out.iter_mut().zip(acc) {
@@ -184,8 +206,8 @@ mod avx2 {
     ///
     /// # Safety
     /// As [`dot_n`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot_keys(q: &[f32], keys: &[&[f32]], out: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_keys(q: &[f32], keys: &[&[u16]], out: &mut [f32]) {
         let mut j = 0;
         while j + 8 <= keys.len() {
             // SAFETY: forwarded contract.
@@ -208,14 +230,14 @@ mod avx2 {
     /// `acc` held in `W` registers across all the values.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and FMA; `c + 8W` must not pass the end of
+    /// The CPU must have AVX2, FMA and F16C; `c + 8W` must not pass the end of
     /// `acc`, and every value row must be as long as `acc`.
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn accumulate_w<const W: usize>(
         acc: &mut [f32],
         c: usize,
         weights: &[f32],
-        values: &[&[f32]],
+        values: &[&[u16]],
     ) {
         let mut a = [_mm256_setzero_ps(); W];
         for (r, slot) in a.iter_mut().enumerate() {
@@ -226,7 +248,7 @@ mod avx2 {
             let wv = _mm256_set1_ps(w);
             for (r, slot) in a.iter_mut().enumerate() {
                 // SAFETY: v.len() == acc.len() (the caller's contract).
-                let x = unsafe { _mm256_loadu_ps(v.as_ptr().add(c + 8 * r)) };
+                let x = unsafe { load_half8(v, c + 8 * r) };
                 *slot = _mm256_fmadd_ps(wv, x, *slot);
             }
         }
@@ -239,10 +261,10 @@ mod avx2 {
     /// `acc += Σⱼ weights[j] · values[j]`.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and FMA; `acc` must be a multiple of 8 long and
+    /// The CPU must have AVX2, FMA and F16C; `acc` must be a multiple of 8 long and
     /// every value row as long as `acc`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn accumulate(acc: &mut [f32], weights: &[f32], values: &[&[f32]]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn accumulate(acc: &mut [f32], weights: &[f32], values: &[&[u16]]) {
         let mut c = 0;
         while c + 64 <= acc.len() {
             // SAFETY: forwarded contract, c + 64 <= acc.len().

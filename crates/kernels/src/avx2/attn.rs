@@ -23,17 +23,27 @@ fn store8(p: &mut [f32], x: __m256) {
     unsafe { _mm256_storeu_ps(p.as_mut_ptr(), x) }
 }
 
-/// [`crate::attn::dot_f16_ordered`] for rows a multiple of 64 long: each
-/// 16-lane accumulator is two 8-lane registers (low lanes, high lanes).
+/// Eight halves (bits at `p[0..8]`) widened to floats.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn dot_ordered(a: &[f32], b: &[f32]) -> f32 {
+fn load8_half(p: &[u16]) -> __m256 {
+    assert!(p.len() >= 8);
+    // SAFETY: eight readable halves (asserted): 16 bytes, unaligned load.
+    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.as_ptr().cast()) })
+}
+
+/// [`crate::attn::dot_f16_ordered`] of f32 `a` and half-precision `b`, rows a
+/// multiple of 64 long: each 16-lane accumulator is two 8-lane registers
+/// (low lanes, high lanes).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn dot_ordered(a: &[f32], b: &[u16]) -> f32 {
     let mut acc = [_mm256_setzero_ps(); 8];
     for (ca, cb) in a.chunks_exact(64).zip(b.chunks_exact(64)) {
         for (r, acc_r) in acc.iter_mut().enumerate() {
             // Register r holds lanes (r % 2) * 8 .. + 8 of accumulator r / 2.
             let i = r * 8;
-            *acc_r = _mm256_fmadd_ps(load8_f32(&ca[i..]), load8_f32(&cb[i..]), *acc_r);
+            *acc_r = _mm256_fmadd_ps(load8_f32(&ca[i..]), load8_half(&cb[i..]), *acc_r);
         }
     }
     // v = (acc0 + acc2) + (acc1 + acc3), lane by lane, for both halves.
@@ -85,7 +95,7 @@ pub(crate) unsafe fn attend_f16<K: KvRows + ?Sized>(
         assert!(value.len() >= n);
         let w = _mm256_set1_ps(vs);
         for i in (0..n).step_by(8) {
-            let o = _mm256_fmadd_ps(load8_f32(&value[i..]), w, load8_f32(&out[i..]));
+            let o = _mm256_fmadd_ps(load8_half(&value[i..]), w, load8_f32(&out[i..]));
             store8(&mut out[i..], round8(o));
         }
         sum = sum.mul_add(ms, vs);
