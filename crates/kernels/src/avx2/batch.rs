@@ -27,6 +27,7 @@ pub(super) fn rows<K: Block>(
     b0: usize,
     outs: &mut [&mut [f32]],
 ) {
+    assert!(outs.len() <= W, "at most {W} activation rows per call");
     match outs.len() {
         0 => {}
         1 => go::<K, 1>(w, row_bytes, a, b0, outs),

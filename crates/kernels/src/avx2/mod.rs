@@ -65,6 +65,10 @@ macro_rules! rows_kernel {
                     }
                 }
             }
+            assert!(
+                outs.len() <= MAX_B,
+                "at most {MAX_B} activation rows per call"
+            );
             match outs.len() {
                 1 => go::<1>(w, row_bytes, act, b0, outs),
                 2 => go::<2>(w, row_bytes, act, b0, outs),

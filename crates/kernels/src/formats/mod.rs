@@ -137,6 +137,10 @@ unsafe fn rows_scalar<const F: u8>(
     b0: usize,
     outs: &mut [&mut [f32]],
 ) {
+    assert!(
+        outs.len() <= MAX_B,
+        "at most {MAX_B} activation rows per call"
+    );
     match outs.len() {
         1 => rows_b::<F, 1>(w, row_bytes, act, b0, outs),
         2 => rows_b::<F, 2>(w, row_bytes, act, b0, outs),
