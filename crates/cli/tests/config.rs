@@ -2,21 +2,14 @@
 //! `PARLANCE_*` environment overrides it, flags override both, and a bad
 //! file stops the server with a message naming the key and the file.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Kills the server when the test ends, pass or fail.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::Server;
 
 /// `parlance --data-dir DIR serve ARGS…` with no `PARLANCE_*` variables
 /// inherited from the caller's environment.
@@ -44,21 +37,8 @@ fn parlance(data_dir: &Path, args: &[&str]) -> Command {
 
 /// Starts the server and returns it with the address it printed.
 fn start(mut cmd: Command) -> (Server, String) {
-    let mut server = Server(cmd.spawn().unwrap());
-    let stderr = server.0.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = String::new();
-    loop {
-        let Some(line) = lines.next() else {
-            panic!("serve exited before listening:\n{seen}");
-        };
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("listening on http://") {
-            return (server, rest.trim().to_owned());
-        }
-        seen.push_str(&line);
-        seen.push('\n');
-    }
+    let (server, addr, _stderr) = Server::listening(cmd.spawn().unwrap());
+    (server, addr)
 }
 
 /// Runs a command that must fail quickly; returns its stderr.

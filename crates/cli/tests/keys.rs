@@ -5,26 +5,19 @@
 //! `cancelled`; a revoked key is refused; with no key, serve runs open on
 //! loopback and refuses to start on any other address.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use store::{Store, UsageRecord};
+use support::Server;
 
 const MODEL: &str = "smollm2-135m-instruct";
-
-/// Kills the server when the test ends, pass or fail.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn parlance(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_parlance"))
@@ -62,18 +55,7 @@ fn serve(data_dir: &Path, host: &str) -> (Server, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut server = Server(child);
-    let stderr = server.0.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before listening")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("listening on http://") {
-            break rest.trim().to_owned();
-        }
-    };
+    let (server, addr, lines) = Server::listening(child);
     // Keep draining stderr so the server never blocks on it.
     std::thread::spawn(move || lines.for_each(drop));
     (server, addr)

@@ -1,20 +1,13 @@
 //! `parlance serve` as a user runs it: on port 0 it prints the real
 //! address, lists its models and answers a chat request over HTTP.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// Kills the server when the test ends, pass or fail.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::Server;
 
 fn request(addr: &str, method: &str, path: &str, body: &str) -> String {
     let mut socket = TcpStream::connect(addr).unwrap();
@@ -48,18 +41,7 @@ fn serve_on_port_zero_prints_the_address_and_answers() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut server = Server(child);
-    let stderr = server.0.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before listening")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("listening on http://") {
-            break rest.trim().to_owned();
-        }
-    };
+    let (_server, addr, _lines) = Server::listening(child);
     assert!(!addr.ends_with(":0"), "{addr}");
 
     let models = request(&addr, "GET", "/v1/models", "");

@@ -4,20 +4,13 @@
 //! is read again; an invalid file is refused and the old one kept.
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Kills the server when the test ends, pass or fail.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::Server;
 
 #[test]
 fn sigterm_lets_the_stream_finish_flushes_the_ledger_and_exits_zero() {
@@ -35,18 +28,7 @@ fn sigterm_lets_the_stream_finish_flushes_the_ledger_and_exits_zero() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut server = Server(child);
-    let stderr = server.0.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before listening")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("listening on http://") {
-            break rest.trim().to_owned();
-        }
-    };
+    let (mut server, addr, lines) = Server::listening(child);
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
 
@@ -179,18 +161,7 @@ fn sighup_reloads_the_gateway_and_refuses_an_invalid_file() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut server = Server(child);
-    let stderr = server.0.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before listening")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("listening on http://") {
-            break rest.trim().to_owned();
-        }
-    };
+    let (server, addr, lines) = Server::listening(child);
     let (said, heard) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {

@@ -194,10 +194,6 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-// Half-precision rounding and the reference-ordered F16 dot product live
-// with the attention kernel that needs them.
-pub use kernels::attn::{dot_f16_ordered, round_f16};
-
 /// `acc += w * x`, elementwise.
 pub fn axpy(acc: &mut [f32], w: f32, x: &[f32]) {
     for (a, &b) in acc.iter_mut().zip(x) {

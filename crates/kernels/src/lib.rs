@@ -24,7 +24,7 @@ pub mod reference;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 
-pub use attn::{attend_f16, round_f16, KvRows};
+pub use attn::{attend_f16, KvRows};
 pub use f16::{f16_to_f32, f32_to_f16};
 pub use gguf::GgmlType;
 pub use matmul::{matmul, matmul_many, matmul_many_with, matmul_with, QMatrix};

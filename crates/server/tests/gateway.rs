@@ -366,22 +366,6 @@ async fn an_unknown_model_is_404_and_models_lists_aliases() {
     assert_eq!(one.json()["id"], "gpt-4o");
 }
 
-/// Polls the store until `condition` holds on the incidents, or panics.
-async fn wait_incidents(world: &World, what: &str, condition: impl Fn(&[store::Incident]) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let listed = world.store.list_incidents(0, 100).await.unwrap();
-        if condition(&listed) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: incidents are {listed:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn an_incident_opens_with_the_breaker_and_closes_with_it_and_status_shows_it() {
     let mock = Mock::start("flaky", Behavior::Status(500)).await;
@@ -396,9 +380,12 @@ async fn an_incident_opens_with_the_breaker_and_closes_with_it_and_status_shows_
         let answer = ask(&world, &format!("req-f{i}"), body("chat", false)).await;
         assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
     }
-    wait_incidents(&world, "an open incident", |l| {
-        l.len() == 1 && l[0].backend == "flaky" && l[0].closed_at.is_none()
-    })
+    common::wait_incidents(
+        &world.store,
+        Duration::from_secs(10),
+        "an open incident",
+        |l| l.len() == 1 && l[0].backend == "flaky" && l[0].closed_at.is_none(),
+    )
     .await;
     let status = common::get(&world.app, "/api/status").await;
     assert_eq!(status.status, StatusCode::OK);
@@ -437,9 +424,12 @@ async fn an_incident_opens_with_the_breaker_and_closes_with_it_and_status_shows_
         assert!(tokio::time::Instant::now() < deadline, "never recovered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    wait_incidents(&world, "a closed incident", |l| {
-        l.len() == 1 && l[0].closed_at.is_some()
-    })
+    common::wait_incidents(
+        &world.store,
+        Duration::from_secs(10),
+        "a closed incident",
+        |l| l.len() == 1 && l[0].closed_at.is_some(),
+    )
     .await;
     let json = common::get(&world.app, "/api/status").await.json();
     assert_eq!(json["status"], "ok");
@@ -616,9 +606,12 @@ async fn a_reload_swaps_the_gateway_keeps_streams_in_flight_and_refuses_a_bad_co
     let old_answer = in_flight.await.unwrap();
     assert_eq!(content_of(&events(&old_answer)), "old");
     assert_eq!(row(&world, "req-old").await.unwrap().backend, "old");
-    wait_incidents(&world, "the old backend's incident closed", |l| {
-        l.iter().all(|i| i.closed_at.is_some())
-    })
+    common::wait_incidents(
+        &world.store,
+        Duration::from_secs(10),
+        "the old backend's incident closed",
+        |l| l.iter().all(|i| i.closed_at.is_some()),
+    )
     .await;
     // A configuration that cannot be used is refused; the new one stays.
     let mut broken = model("chat", vec![openai("x", &new.base_url(), 0)]);

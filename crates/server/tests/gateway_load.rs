@@ -113,21 +113,6 @@ async fn ask(app: &axum::Router, request_id: &str, stream: bool) -> Seen {
     }
 }
 
-async fn wait_incidents(store: &Store, what: &str, condition: impl Fn(&[store::Incident]) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let listed = store.list_incidents(0, 100).await.expect("incidents");
-        if condition(&listed) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: incidents are {listed:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_under_load_through_the_server_bills_each_success_once() {
     let a = Arc::new(Mock::start("a", Behavior::Ok { words: WORDS }).await);
@@ -254,9 +239,12 @@ async fn failover_under_load_through_the_server_bills_each_success_once() {
     assert!(left.is_empty(), "no reservation is left: {left:?}");
 
     // The killed backend's breaker opened and an incident was recorded.
-    wait_incidents(&store, "an incident open for a", |l| {
-        l.iter().any(|i| i.backend == "a" && i.closed_at.is_none())
-    })
+    common::wait_incidents(
+        &store,
+        Duration::from_secs(30),
+        "an incident open for a",
+        |l| l.iter().any(|i| i.backend == "a" && i.closed_at.is_none()),
+    )
     .await;
     assert!(
         !store
@@ -279,8 +267,11 @@ async fn failover_under_load_through_the_server_bills_each_success_once() {
     })
     .await;
     assert!(closed, "a's breaker closes once it is back");
-    wait_incidents(&store, "a's incident closed", |l| {
-        l.iter().any(|i| i.backend == "a") && l.iter().all(|i| i.closed_at.is_some())
-    })
+    common::wait_incidents(
+        &store,
+        Duration::from_secs(30),
+        "a's incident closed",
+        |l| l.iter().any(|i| i.backend == "a") && l.iter().all(|i| i.closed_at.is_some()),
+    )
     .await;
 }

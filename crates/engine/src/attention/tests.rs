@@ -278,7 +278,7 @@ fn f16_path_is_bit_identical_across_bodies() {
                 .iter()
                 .map(|&h| kernels::f16_to_f32(h))
                 .collect();
-            let s = crate::ops::dot_f16_ordered(&q16, &key) * 0.125;
+            let s = kernels::attn::dot_f16_ordered(&q16, &key) * 0.125;
             let (mut ms, mut vs) = (1.0f32, 1.0f32);
             if s > max {
                 ms = (max - s).exp();

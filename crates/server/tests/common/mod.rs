@@ -153,3 +153,25 @@ pub fn chat(content: &str, extra: Value) -> Value {
     }
     body
 }
+
+/// Polls the store's incidents until `condition` holds on them, or panics
+/// naming `what` once `within` has passed.
+pub async fn wait_incidents(
+    store: &store::Store,
+    within: std::time::Duration,
+    what: &str,
+    condition: impl Fn(&[store::Incident]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let listed = store.list_incidents(0, 100).await.expect("incidents");
+        if condition(&listed) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: incidents are {listed:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
