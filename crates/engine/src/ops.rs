@@ -110,11 +110,11 @@ impl Rope {
     }
 }
 
-/// `gate = silu(gate) * up`, elementwise (SwiGLU).
+/// `gate = silu(gate) * up`, elementwise (SwiGLU), with GGML's vectorised
+/// `exp` so that the result equals llama.cpp's bit for bit
+/// ([`kernels::glu`] says why that matters).
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
-    }
+    kernels::glu::swiglu(gate, up);
 }
 
 /// GELU with the tanh approximation.

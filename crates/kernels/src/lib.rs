@@ -17,6 +17,7 @@ mod act;
 pub mod attn;
 mod f16;
 mod formats;
+pub mod glu;
 mod matmul;
 mod pool;
 pub mod reference;

@@ -18,6 +18,7 @@ pub(crate) mod attn;
 mod batch;
 mod blocks;
 mod float;
+pub(crate) mod glu;
 mod kquants;
 mod single;
 
