@@ -117,11 +117,13 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     kernels::glu::swiglu(gate, up);
 }
 
-/// GELU with the tanh approximation.
+/// GELU with the tanh approximation, rounded as GGML's table of it is built:
+/// its C compiler fuses `1 + a·x·x` into one multiply-add, which moves some
+/// table entries by one half-precision step.
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     const COEF: f32 = 0.044_715;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF * x * x)).tanh())
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (COEF * x).mul_add(x, 1.0)).tanh())
 }
 
 /// `half(gelu_tanh(x))` for every half-precision `x`, indexed by its bits.
@@ -145,14 +147,14 @@ pub fn geglu_tanh(gate: &mut [f32], up: &[f32]) {
     let table = gelu_table();
     for (g, &u) in gate.iter_mut().zip(up) {
         let x = *g;
-        let act = if x <= -10.0 {
+        *g = if x <= -10.0 {
+            // A plain zero, not `0 · up` (which keeps the sign of `up`).
             0.0
         } else if x >= 10.0 {
-            x
+            x * u
         } else {
-            table[usize::from(kernels::f32_to_f16(x))]
+            table[usize::from(kernels::f32_to_f16(x))] * u
         };
-        *g = act * u;
     }
 }
 
@@ -273,10 +275,22 @@ mod tests {
     }
 
     #[test]
+    fn gelu_table_rounds_as_ggml_builds_it() {
+        // llama.cpp b11434's table (dumped from its GeGLU output) holds
+        // -0.045501709 for x = -1.99902344; an unfused `1 + a·x·x` gives the
+        // next half-precision value up, -0.045471191.
+        let x = kernels::f16_to_f32(0xbfff);
+        let mut g = [x];
+        geglu_tanh(&mut g, &[1.0]);
+        assert_eq!(kernels::f32_to_f16(g[0]), 0xa9d3);
+    }
+
+    #[test]
     fn geglu_saturates_outside_the_table_range() {
         let mut g = [-12.0f32, 12.0, 1.0];
-        geglu_tanh(&mut g, &[2.0, 2.0, 1.0]);
-        assert_eq!(g[0], 0.0);
+        geglu_tanh(&mut g, &[-2.0, 2.0, 1.0]);
+        // A positive zero, as GGML writes it, whatever the sign of `up`.
+        assert_eq!(g[0].to_bits(), 0.0f32.to_bits());
         assert_eq!(g[1], 24.0);
         assert!((g[2] - gelu_tanh(1.0)).abs() < 1e-3);
     }
