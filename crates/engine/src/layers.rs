@@ -4,7 +4,7 @@
 //! in [`crate::attention`].
 
 use gguf::{GgmlType, GgufFile, TensorInfo};
-use kernels::{QMatrix, ThreadPool};
+use kernels::{QMatrix, RowOrder, ThreadPool};
 
 use crate::error::EngineError;
 use crate::kv::{KvCache, SeqId};
@@ -19,6 +19,10 @@ pub struct BatchRow {
     pub token: u32,
     /// Whether the caller wants this row's logits (the last prompt token, or a decode step).
     pub want_logits: bool,
+    /// The summation order llama.cpp would give this row's K-quant products
+    /// ([`RowOrder::prompt_row`] for a prompt row, the default for a decode
+    /// step). Only the sums' last bits depend on it.
+    pub order: RowOrder,
 }
 
 /// A weight matrix stored in the model file: `rows` outputs of `cols` inputs.
@@ -65,9 +69,18 @@ impl Linear {
         .expect("shape and type were validated when the model was loaded")
     }
 
-    /// `out[n × rows] = x[n × cols] · Wᵀ`.
-    pub fn forward(&self, f: &GgufFile, x: &[f32], n: usize, out: &mut [f32], pool: &ThreadPool) {
-        kernels::matmul(&self.matrix(f), x, n, out, pool);
+    /// `out[n × rows] = x[n × cols] · Wᵀ`, each row summed in its `orders`
+    /// entry's order (see [`BatchRow::order`]).
+    pub fn forward(
+        &self,
+        f: &GgufFile,
+        x: &[f32],
+        n: usize,
+        orders: &[RowOrder],
+        out: &mut [f32],
+        pool: &ThreadPool,
+    ) {
+        Linear::forward_many(f, &[self], x, n, orders, &mut [out], pool);
     }
 
     /// Several layers over the same input in one pass of the thread pool
@@ -77,11 +90,12 @@ impl Linear {
         layers: &[&Linear],
         x: &[f32],
         n: usize,
+        orders: &[RowOrder],
         outs: &mut [&mut [f32]],
         pool: &ThreadPool,
     ) {
         let ms: Vec<QMatrix<'_>> = layers.iter().map(|l| l.matrix(f)).collect();
-        kernels::matmul_many(&ms, x, n, outs, pool);
+        kernels::matmul_many_ordered(&ms, x, n, orders, outs, pool, kernels::Isa::detect());
     }
 
     /// Row `row` of the matrix as f32 (embedding lookup).
@@ -151,6 +165,7 @@ pub fn output_logits(
         );
     }
     let mut logits = vec![0.0f32; picked.len() * output.rows()];
-    output.forward(f, &normed, picked.len(), &mut logits, pool);
+    // llama.cpp's output head sees one row per sequence that wants logits.
+    output.forward(f, &normed, picked.len(), &[], &mut logits, pool);
     logits
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ThreadPool;
+use kernels::{RowOrder, ThreadPool};
 
 use crate::error::EngineError;
 use crate::kv::KvCache;
@@ -26,9 +26,19 @@ pub struct ModelConfig {
     pub n_ctx_train: usize,
     pub n_vocab: usize,
     pub rms_eps: f32,
+    /// The sliding window of the model's local attention layers, if it has
+    /// them (`<arch>.attention.sliding_window`).
+    pub sliding_window: Option<usize>,
 }
 
 impl ModelConfig {
+    /// The summation order llama.cpp would give the prompt row at `pos` of
+    /// a `prompt_len`-token prompt ([`RowOrder::prompt_row`]; the reference
+    /// server splits a sliding-window model's prompt to checkpoint its cache).
+    pub fn prompt_row_order(&self, pos: usize, prompt_len: usize) -> RowOrder {
+        RowOrder::prompt_row(pos, prompt_len, self.sliding_window.is_some())
+    }
+
     /// Width of one position's keys (or values) across all KV heads.
     pub fn kv_dim(&self) -> usize {
         self.n_kv_head * self.head_dim
@@ -65,6 +75,7 @@ impl ModelConfig {
             head_dim,
             n_ctx_train: get("context_length")?,
             n_vocab,
+            sliding_window: get("attention.sliding_window").ok().filter(|&w| w > 0),
             rms_eps: f
                 .get_f32(&format!("{arch}.attention.layer_norm_rms_epsilon"))
                 .unwrap_or(1e-5),

@@ -190,6 +190,7 @@ impl Scheduler {
                     pos: p,
                     token: s.tokens[p],
                     want_logits: p + 1 == s.tokens.len(),
+                    order: self.model.config().prompt_row_order(p, s.prompt_len),
                 });
             }
         }

@@ -7,6 +7,7 @@
 //! follows GGML's reference (`-127 / max`, round half to even, `d = 1/iscale`).
 
 use crate::f16::{f16_to_f32, f32_to_f16};
+use crate::RowOrder;
 use gguf::QK_K;
 
 /// The activation format a weight type pairs with.
@@ -41,6 +42,9 @@ pub(crate) struct ActView<'a> {
     pub bsums: &'a [i16],
     pub h: &'a [u16],
     pub f: &'a [f32],
+    /// Each row's summation order (see [`RowOrder`]); rows past its end
+    /// take the default.
+    pub orders: &'a [RowOrder],
 }
 
 impl ActView<'_> {
@@ -48,6 +52,12 @@ impl ActView<'_> {
     #[inline]
     pub fn qs_row(&self, b: usize) -> &[i8] {
         &self.qs[b * self.cols..(b + 1) * self.cols]
+    }
+
+    /// Row `b`'s summation order.
+    #[inline]
+    pub fn order(&self, b: usize) -> RowOrder {
+        self.orders.get(b).copied().unwrap_or_default()
     }
 }
 
@@ -91,8 +101,9 @@ impl ActBuf {
         }
     }
 
-    /// A view of the first `batch` rows (`f` is the unquantized input, used by F32).
-    pub fn view<'a>(&'a self, cols: usize, f: &'a [f32]) -> ActView<'a> {
+    /// A view of the rows (`f` is the unquantized input, used by F32;
+    /// `orders` the rows' summation orders).
+    pub fn view<'a>(&'a self, cols: usize, f: &'a [f32], orders: &'a [RowOrder]) -> ActView<'a> {
         ActView {
             cols,
             qs: &self.qs,
@@ -101,6 +112,7 @@ impl ActBuf {
             bsums: &self.bsums,
             h: &self.h,
             f,
+            orders,
         }
     }
 }

@@ -19,6 +19,7 @@ mod f16;
 mod formats;
 pub mod glu;
 mod matmul;
+mod order;
 mod pool;
 pub mod reference;
 
@@ -28,7 +29,10 @@ mod avx2;
 pub use attn::{attend_f16, KvRows};
 pub use f16::{f16_to_f32, f32_to_f16};
 pub use gguf::GgmlType;
-pub use matmul::{matmul, matmul_many, matmul_many_with, matmul_with, QMatrix};
+pub use matmul::{
+    matmul, matmul_many, matmul_many_ordered, matmul_many_with, matmul_with, QMatrix,
+};
+pub use order::{RowOrder, REFERENCE_BATCH, REFERENCE_CHECKPOINT_TAIL, REFERENCE_UBATCH};
 pub use pool::{default_threads, ThreadPool};
 
 /// Everything that can go wrong when describing a weight matrix or converting rows.

@@ -4,6 +4,7 @@
 
 use crate::act::{quantize_into, ActBuf, ActKind, ActView};
 use crate::formats::{Format, RowsKernel, MAX_B, MAX_B_WIDE};
+use crate::RowOrder;
 use crate::{check_row, Isa, KernelError, ThreadPool};
 use gguf::GgmlType;
 use std::cell::RefCell;
@@ -186,6 +187,25 @@ pub fn matmul_many_with(
     pool: &ThreadPool,
     isa: Isa,
 ) {
+    matmul_many_ordered(ws, x, batch, &[], outs, pool, isa);
+}
+
+/// [`matmul_many_with`] with each activation row's summation order:
+/// `orders[b]` (the default past its end) says which of llama.cpp's kernels
+/// row `b` would meet, and the K-quant kernels follow its order (see
+/// [`RowOrder`]). Other formats have one order.
+///
+/// # Panics
+/// As [`matmul_many`].
+pub fn matmul_many_ordered(
+    ws: &[QMatrix<'_>],
+    x: &[f32],
+    batch: usize,
+    orders: &[RowOrder],
+    outs: &mut [&mut [f32]],
+    pool: &ThreadPool,
+    isa: Isa,
+) {
     assert_eq!(ws.len(), outs.len(), "one output per matrix");
     assert!(ws.len() <= MAX_MATRICES, "at most {MAX_MATRICES} matrices");
     let Some(first) = ws.first() else {
@@ -248,7 +268,7 @@ pub fn matmul_many_with(
     }
     let views: Vec<ActView<'_>> = bufs[..kinds.len()]
         .iter()
-        .map(|b| b.view(cols, x))
+        .map(|b| b.view(cols, x, orders))
         .collect();
     let task = |t: usize| {
         // The part whose tasks include t: the last one starting at or before it.

@@ -306,3 +306,89 @@ fn matmul_many_equals_separate_matmuls() {
         }
     }
 }
+
+/// The K-quant summation orders (see `RowOrder`): each is computed the same
+/// way, bit for bit, by the portable and the SIMD kernels, a row's order
+/// does not depend on its neighbours' orders, and every order stays within
+/// rounding of the reference.
+#[test]
+fn k_quant_row_orders_agree_across_isas() {
+    use kernels::{matmul_many_ordered, RowOrder};
+    let mut rng = Rng(11);
+    let pool = kernels::ThreadPool::new(2);
+    let orders = [
+        RowOrder::default(),
+        RowOrder {
+            q4k_in_quad: true,
+            q6k_tiled: false,
+        },
+        RowOrder {
+            q4k_in_quad: false,
+            q6k_tiled: true,
+        },
+        RowOrder {
+            q4k_in_quad: true,
+            q6k_tiled: true,
+        },
+    ];
+    for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        for &cols in col_choices(ty) {
+            let rows = 37;
+            let batch = 9;
+            let w = weights(&mut rng, ty, rows, cols);
+            let m = QMatrix::new(ty, &w, rows, cols).expect("matrix");
+            let x: Vec<f32> = (0..batch).flat_map(|_| rng.vector(cols)).collect();
+            let bound = abs_bound(ty, &w, rows, cols, &x, batch);
+            let want = reference::matmul(ty, &w, rows, cols, &x, batch).expect("reference");
+            let row_orders: Vec<RowOrder> = (0..batch).map(|b| orders[b % 4]).collect();
+            let mut outs = Vec::new();
+            for isa in isas() {
+                let mut got = vec![0.0; rows * batch];
+                matmul_many_ordered(&[m], &x, batch, &row_orders, &mut [&mut got], &pool, isa);
+                assert_close(&got, &want, &bound, 1e-5, &format!("{ty} {isa:?} {cols}"));
+                // Alone, a row keeps its bits.
+                for b in 0..batch {
+                    let mut one = vec![0.0; rows];
+                    let xb = &x[b * cols..(b + 1) * cols];
+                    matmul_many_ordered(
+                        &[m],
+                        xb,
+                        1,
+                        &row_orders[b..=b],
+                        &mut [&mut one],
+                        &pool,
+                        isa,
+                    );
+                    assert_eq!(
+                        one.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
+                        got[b * rows..(b + 1) * rows]
+                            .iter()
+                            .map(|f| f.to_bits())
+                            .collect::<Vec<_>>(),
+                        "{ty} {isa:?} row {b}"
+                    );
+                }
+                outs.push((isa, got));
+            }
+            // The orders that are defined per super-block (every Q4_K order,
+            // tiled Q6_K) give the portable kernel's bits on every ISA.
+            let (_, first) = &outs[0];
+            for (isa, got) in &outs[1..] {
+                for (b, order) in row_orders.iter().enumerate() {
+                    if ty == GgmlType::Q6_K && !order.q6k_tiled {
+                        continue;
+                    }
+                    let r = b * rows..(b + 1) * rows;
+                    assert_eq!(
+                        got[r.clone()]
+                            .iter()
+                            .map(|f| f.to_bits())
+                            .collect::<Vec<_>>(),
+                        first[r].iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
+                        "{ty} {isa:?} row {b} ({order:?})"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use engine::layers::BatchRow;
 use engine::Model;
-use kernels::ThreadPool;
+use kernels::{RowOrder, ThreadPool};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,6 +49,7 @@ pub fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
                 pos: p,
                 token: token(p),
                 want_logits: p + 1 == args.prompt_tokens,
+                order: model.config().prompt_row_order(p, args.prompt_tokens),
             })
             .collect();
         let t = Instant::now();
@@ -63,6 +64,7 @@ pub fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
                 pos: p,
                 token: token(p + 7),
                 want_logits: true,
+                order: RowOrder::default(),
             };
             model.forward(&[row], &mut kv, &pool)?;
         }

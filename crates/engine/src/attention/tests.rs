@@ -1,6 +1,7 @@
 //! Attention against a plain reference: scores, softmax, weighted sum.
 
 use super::*;
+use kernels::RowOrder;
 
 /// A small deterministic generator of values in [-1, 1).
 struct Rng(u64);
@@ -55,6 +56,7 @@ fn setup(case: &Case, rng: &mut Rng) -> (Vec<BatchRow>, Vec<f32>, KvCache) {
                 pos: q.cached + i,
                 token: 0,
                 want_logits: false,
+                order: RowOrder::default(),
             });
         }
     }
@@ -204,6 +206,7 @@ fn plan_covers_every_row_and_head_once() {
             pos,
             token: 0,
             want_logits: false,
+            order: RowOrder::default(),
         });
         if pos < 3 {
             rows.push(BatchRow {
@@ -211,6 +214,7 @@ fn plan_covers_every_row_and_head_once() {
                 pos,
                 token: 0,
                 want_logits: false,
+                order: RowOrder::default(),
             });
         }
     }

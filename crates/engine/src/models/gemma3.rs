@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ThreadPool;
+use kernels::{RowOrder, ThreadPool};
 
 use crate::attention::{self, AttnShape};
 use crate::error::EngineError;
@@ -125,6 +125,7 @@ impl Forward for Gemma3 {
         let f = &*self.file;
         let c = &self.cfg;
         let n = rows.len();
+        let orders: Vec<RowOrder> = rows.iter().map(|r| r.order).collect();
         let (d, hd) = (c.n_embd, c.head_dim);
         let (q_dim, kv_dim) = (c.n_head * hd, c.kv_dim());
         let eps = c.rms_eps;
@@ -151,6 +152,13 @@ impl Forward for Gemma3 {
             .map(|r| self.rope_global.angles(r.pos))
             .collect();
         for (l, b) in self.blocks.iter().enumerate() {
+            // llama.cpp runs the last layer's feed-forward only on the rows
+            // that want logits, one per sequence: each sums alone.
+            let ffn_orders: &[RowOrder] = if l + 1 == self.blocks.len() {
+                &[]
+            } else {
+                &orders
+            };
             let (rope, angles, window) = if b.local {
                 (&self.rope_local, &local_angles, self.window)
             } else {
@@ -162,6 +170,7 @@ impl Forward for Gemma3 {
                 &[&b.wq, &b.wk, &b.wv],
                 &h,
                 n,
+                &orders,
                 &mut [&mut q, &mut k, &mut v],
                 pool,
             );
@@ -181,13 +190,21 @@ impl Forward for Gemma3 {
                 window,
             };
             attention::attention(rows, &q, kv, l, shape, pool, &mut att)?;
-            b.wo.forward(f, &att, n, &mut o, pool);
+            b.wo.forward(f, &att, n, &orders, &mut o, pool);
             ops::rms_norm_rows(&o, &b.post_attn_norm, eps, &mut h);
             ops::add_in_place(&mut x, &h);
             ops::rms_norm_rows(&x, &b.ffn_norm, eps, &mut h);
-            Linear::forward_many(f, &[&b.gate, &b.up], &h, n, &mut [&mut g, &mut u], pool);
+            Linear::forward_many(
+                f,
+                &[&b.gate, &b.up],
+                &h,
+                n,
+                ffn_orders,
+                &mut [&mut g, &mut u],
+                pool,
+            );
             ops::geglu_tanh(&mut g, &u);
-            b.down.forward(f, &g, n, &mut o, pool);
+            b.down.forward(f, &g, n, ffn_orders, &mut o, pool);
             ops::rms_norm_rows(&o, &b.post_ffn_norm, eps, &mut h);
             ops::add_in_place(&mut x, &h);
         }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ThreadPool;
+use kernels::{RowOrder, ThreadPool};
 
 use crate::attention::{self, AttnShape};
 use crate::error::EngineError;
@@ -99,6 +99,7 @@ impl Forward for Llama {
         let f = &*self.file;
         let c = &self.cfg;
         let n = rows.len();
+        let orders: Vec<RowOrder> = rows.iter().map(|r| r.order).collect();
         let (d, q_dim, kv_dim) = (c.n_embd, c.n_head * c.head_dim, c.kv_dim());
         let shape = AttnShape {
             n_head: c.n_head,
@@ -123,12 +124,20 @@ impl Forward for Llama {
         // Rotary angles depend only on each row's position: once per pass.
         let angles: Vec<_> = rows.iter().map(|r| self.rope.angles(r.pos)).collect();
         for (l, b) in self.blocks.iter().enumerate() {
+            // llama.cpp runs the last layer's feed-forward only on the rows
+            // that want logits, one per sequence: each sums alone.
+            let ffn_orders: &[RowOrder] = if l + 1 == self.blocks.len() {
+                &[]
+            } else {
+                &orders
+            };
             ops::rms_norm_rows(&x, &b.attn_norm, c.rms_eps, &mut h);
             Linear::forward_many(
                 f,
                 &[&b.wq, &b.wk, &b.wv],
                 &h,
                 n,
+                &orders,
                 &mut [&mut q, &mut k, &mut v],
                 pool,
             );
@@ -138,12 +147,20 @@ impl Forward for Llama {
             }
             layers::store_kv(rows, &k, &v, kv, l)?;
             attention::attention(rows, &q, kv, l, shape, pool, &mut att)?;
-            b.wo.forward(f, &att, n, &mut h, pool);
+            b.wo.forward(f, &att, n, &orders, &mut h, pool);
             ops::add_in_place(&mut x, &h);
             ops::rms_norm_rows(&x, &b.ffn_norm, c.rms_eps, &mut h);
-            Linear::forward_many(f, &[&b.gate, &b.up], &h, n, &mut [&mut g, &mut u], pool);
+            Linear::forward_many(
+                f,
+                &[&b.gate, &b.up],
+                &h,
+                n,
+                ffn_orders,
+                &mut [&mut g, &mut u],
+                pool,
+            );
             ops::swiglu(&mut g, &u);
-            b.down.forward(f, &g, n, &mut h, pool);
+            b.down.forward(f, &g, n, ffn_orders, &mut h, pool);
             ops::add_in_place(&mut x, &h);
         }
         Ok(layers::output_logits(

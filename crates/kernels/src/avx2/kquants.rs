@@ -7,15 +7,17 @@ use gguf::QK_K;
 rows_kernel!(rows_q4_k, dot_q4_k);
 rows_kernel!(rows_q6_k, dot_q6_k);
 
-/// Q4_K: per sub-block `d * sc * sum(q * y)` accumulated as integers, and the
-/// min term `dmin * m * sum(y)` from the activation block sums.
+/// Q4_K: per pair of sub-blocks, `sc * sum(q * y)` and the min term
+/// `m * sum(y)` (from the activation block sums) as exact integers, then
+/// folded into two float sums in the order of llama.cpp's repacked kernels
+/// ([`q4_k::accumulate`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn dot_q4_k<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
     let nb = a.cols / QK_K;
     let m4 = _mm256_set1_epi8(0x0f);
-    let mut acc = [_mm256_setzero_ps(); B];
-    let mut acc_m = [_mm_setzero_ps(); B];
+    let mut acc = [0.0f32; B];
+    let mut acc_min = [0.0f32; B];
     for (i, blk) in w.chunks_exact(q4_k::BLOCK).enumerate() {
         let d = f16(&blk[0..2]);
         let dmin = f16(&blk[2..4]);
@@ -23,19 +25,8 @@ fn dot_q4_k<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
         let mut mins8 = [0u8; 16];
         mins8[..8].copy_from_slice(&mn);
         let mins = _mm256_castsi256_si128(_mm256_cvtepu8_epi16(load16(&mins8)));
-        let mut sumi = [_mm256_setzero_si256(); B];
-        for j in 0..B {
-            let k = (b0 + j) * nb + i;
-            let bs = load16_i16(&a.bsums[k * 16..k * 16 + 16]);
-            // Sums over each 32-element sub-block, then times its min.
-            let q8s = _mm_hadd_epi16(
-                _mm256_castsi256_si128(bs),
-                _mm256_extracti128_si256::<1>(bs),
-            );
-            let prod = _mm_madd_epi16(mins, q8s);
-            acc_m[j] = _mm_fmadd_ps(_mm_set1_ps(-a.d[k] * dmin), _mm_cvtepi32_ps(prod), acc_m[j]);
-        }
         let qs = &blk[16..];
+        let mut pairs = [[_mm256_setzero_si256(); 4]; B];
         for g in 0..QK_K / 64 {
             let q4bits = load32(&qs[32 * g..32 * g + 32]);
             let q4l = _mm256_and_si256(q4bits, m4);
@@ -47,23 +38,77 @@ fn dot_q4_k<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
                 let y = &a.qs[k * QK_K + 64 * g..k * QK_K + 64 * g + 64];
                 let pl = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, load32_i8(&y[..32])));
                 let ph = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, load32_i8(&y[32..])));
-                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(pl, ph));
+                pairs[j][g] = _mm256_add_epi32(pl, ph);
             }
         }
         for j in 0..B {
             let k = (b0 + j) * nb + i;
-            acc[j] = _mm256_fmadd_ps(
-                _mm256_set1_ps(a.d[k] * d),
-                _mm256_cvtepi32_ps(sumi[j]),
-                acc[j],
+            let bs = load16_i16(&a.bsums[k * 16..k * 16 + 16]);
+            // Per sub-block activation sums, times the mins, added in pairs.
+            let q8s = _mm_hadd_epi16(
+                _mm256_castsi256_si128(bs),
+                _mm256_extracti128_si256::<1>(bs),
+            );
+            accumulate_q4_k(
+                a.order(b0 + j).q4k_in_quad,
+                hsum4_epi32(pairs[j]),
+                to_i32x4(_mm_madd_epi16(mins, q8s)),
+                (d * a.d[k], dmin * a.d[k]),
+                &mut acc[j],
+                &mut acc_min[j],
             );
         }
     }
     let mut out = [0.0f32; B];
     for j in 0..B {
-        out[j] = hsum_ps(acc[j]) + hsum_ps4(acc_m[j]);
+        out[j] = acc[j] - acc_min[j];
     }
     out
+}
+
+/// [`q4_k::accumulate`], here compiled with FMA.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn accumulate_q4_k(
+    in_quad: bool,
+    pairs: [i32; 4],
+    min_pairs: [i32; 4],
+    scales: (f32, f32),
+    acc: &mut f32,
+    acc_min: &mut f32,
+) {
+    q4_k::accumulate(in_quad, pairs, min_pairs, scales, acc, acc_min);
+}
+
+/// The four lanes of `v`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn to_i32x4(v: __m128i) -> [i32; 4] {
+    let mut out = [0i32; 4];
+    // SAFETY: 16 writable bytes; unaligned store.
+    unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), v) };
+    out
+}
+
+/// The exact integer sum of eight lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn hsum_epi32(v: __m256i) -> i32 {
+    let h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+    _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32::<1>(h)))
+}
+
+/// The exact integer sum of each of four eight-lane vectors.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn hsum4_epi32(v: [__m256i; 4]) -> [i32; 4] {
+    // Pairwise adds leave [v0, v1, v2, v3] partial sums in each 128-bit half.
+    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    to_i32x4(_mm_add_epi32(
+        _mm256_castsi256_si128(h),
+        _mm256_extracti128_si256::<1>(h),
+    ))
 }
 
 /// Shuffle masks picking scale bytes 2i and 2i + 1, each repeated eight times.
@@ -82,7 +127,9 @@ const SCALE_PAIRS: [[u8; 16]; 8] = {
 };
 
 /// Q6_K: unsigned 6-bit q times y with per-16 signed scales, minus
-/// `32 * sum(scale * block sum)` for the offset.
+/// `32 * sum(scale * block sum)` for the offset. A lone row sums as
+/// llama.cpp's AVX2 dot product (eight float lanes, added at the end); a
+/// tiled row as its tiled matmul ([`q6_k::accumulate_tiled`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn dot_q6_k<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
@@ -90,6 +137,8 @@ fn dot_q6_k<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
     let m3 = _mm256_set1_epi8(3);
     let m15 = _mm256_set1_epi8(15);
     let mut acc = [_mm256_setzero_ps(); B];
+    let mut acc_tiled = [0.0f32; B];
+    let tiled: [bool; B] = std::array::from_fn(|j| a.order(b0 + j).q6k_tiled);
     for (i, blk) in w.chunks_exact(q6_k::BLOCK).enumerate() {
         let dw = f16(&blk[208..210]);
         let scales = load16(&blk[192..208]);
@@ -137,16 +186,31 @@ fn dot_q6_k<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
         }
         for j in 0..B {
             let k = (b0 + j) * nb + i;
-            acc[j] = _mm256_fmadd_ps(
-                _mm256_set1_ps(a.d[k] * dw),
-                _mm256_cvtepi32_ps(sumi[j]),
-                acc[j],
-            );
+            if tiled[j] {
+                accumulate_q6_k_tiled(hsum_epi32(sumi[j]), dw, a.d[k], &mut acc_tiled[j]);
+            } else {
+                acc[j] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(a.d[k] * dw),
+                    _mm256_cvtepi32_ps(sumi[j]),
+                    acc[j],
+                );
+            }
         }
     }
     let mut out = [0.0f32; B];
     for j in 0..B {
-        out[j] = hsum_ps(acc[j]);
+        out[j] = if tiled[j] {
+            acc_tiled[j]
+        } else {
+            hsum_ps(acc[j])
+        };
     }
     out
+}
+
+/// [`q6_k::accumulate_tiled`], here compiled with FMA.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn accumulate_q6_k_tiled(isum: i32, d_w: f32, d_a: f32, acc: &mut f32) {
+    q6_k::accumulate_tiled(isum, d_w, d_a, acc);
 }

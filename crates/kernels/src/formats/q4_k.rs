@@ -119,21 +119,53 @@ pub(crate) fn quantize(src: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Adds one super-block's terms to a row's two running sums, in the order
+/// of llama.cpp's repacked Q4_K kernels (GGML repacks Q4_K on every x86 CPU
+/// with AVX2 and never runs its plain Q4_K dot product there). `pairs[g]`
+/// and `min_pairs[g]` are the exact integer sums of sub-blocks `2g` and
+/// `2g + 1` (scale × dot product, min × activation sum), `dd` and `dm` the
+/// super-block's `d` and `dmin` times the activation scale. A row of a
+/// four-row group (the GEMM) adds the four pairs one fused multiply-add at a
+/// time; a lone row (the GEMV) adds their total once. The row's result is
+/// `acc - acc_min`.
+#[inline(always)]
+pub(crate) fn accumulate(
+    in_quad: bool,
+    pairs: [i32; 4],
+    min_pairs: [i32; 4],
+    (dd, dm): (f32, f32),
+    acc: &mut f32,
+    acc_min: &mut f32,
+) {
+    if in_quad {
+        for (&p, &m) in pairs.iter().zip(&min_pairs) {
+            *acc = (p as f32).mul_add(dd, *acc);
+            *acc_min = (m as f32).mul_add(dm, *acc_min);
+        }
+    } else {
+        *acc = (pairs.iter().sum::<i32>() as f32).mul_add(dd, *acc);
+        *acc_min = (min_pairs.iter().sum::<i32>() as f32).mul_add(dm, *acc_min);
+    }
+}
+
 /// One weight row against activation rows `b0..b0 + B` (Q8_K).
 #[inline]
 pub(crate) fn dot<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
     let nb = a.cols / QK_K;
-    let mut out = [0.0f32; B];
+    let mut acc = [0.0f32; B];
+    let mut acc_min = [0.0f32; B];
     for (i, blk) in w.chunks_exact(BLOCK).enumerate() {
         let d = read_f16(&blk[0..2]);
         let dmin = read_f16(&blk[2..4]);
         let (sc, mn) = scales_mins(&blk[4..16]);
         let qs = &blk[16..];
-        for (j, o) in out.iter_mut().enumerate() {
+        for j in 0..B {
             let b = b0 + j;
             let y = &a.qs_row(b)[i * QK_K..(i + 1) * QK_K];
             let bs = &a.bsums[(b * nb + i) * 16..(b * nb + i + 1) * 16];
-            let mut isum = 0i32;
+            let sub_sum = |k: usize| i32::from(bs[2 * k]) + i32::from(bs[2 * k + 1]);
+            let mut pairs = [0i32; 4];
+            let mut min_pairs = [0i32; 4];
             for g in 0..4 {
                 let (mut lo, mut hi) = (0i32, 0i32);
                 for l in 0..32 {
@@ -141,14 +173,24 @@ pub(crate) fn dot<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32;
                     lo += i32::from(q & 0x0f) * i32::from(y[64 * g + l]);
                     hi += i32::from(q >> 4) * i32::from(y[64 * g + 32 + l]);
                 }
-                isum += i32::from(sc[2 * g]) * lo + i32::from(sc[2 * g + 1]) * hi;
+                pairs[g] = i32::from(sc[2 * g]) * lo + i32::from(sc[2 * g + 1]) * hi;
+                min_pairs[g] = i32::from(mn[2 * g]) * sub_sum(2 * g)
+                    + i32::from(mn[2 * g + 1]) * sub_sum(2 * g + 1);
             }
-            let msum: i32 = (0..8)
-                .map(|k| i32::from(mn[k]) * (i32::from(bs[2 * k]) + i32::from(bs[2 * k + 1])))
-                .sum();
             let yd = a.d[b * nb + i];
-            *o += yd * d * isum as f32 - yd * dmin * msum as f32;
+            accumulate(
+                a.order(b).q4k_in_quad,
+                pairs,
+                min_pairs,
+                (d * yd, dmin * yd),
+                &mut acc[j],
+                &mut acc_min[j],
+            );
         }
+    }
+    let mut out = [0.0f32; B];
+    for j in 0..B {
+        out[j] = acc[j] - acc_min[j];
     }
     out
 }

@@ -104,7 +104,18 @@ pub(crate) fn quantize(src: &[f32]) -> Vec<u8> {
     out
 }
 
-/// One weight row against activation rows `b0..b0 + B` (Q8_K).
+/// Adds one super-block's term `isum · d_w · d_a` to a row's sum as
+/// llama.cpp's tiled K-quant matmul does (batches of eight rows or more):
+/// the integer sum converted and multiplied by `d_w` (each rounded), then
+/// one fused multiply-add with `d_a`.
+#[inline(always)]
+pub(crate) fn accumulate_tiled(isum: i32, d_w: f32, d_a: f32, acc: &mut f32) {
+    *acc = (isum as f32 * d_w).mul_add(d_a, *acc);
+}
+
+/// One weight row against activation rows `b0..b0 + B` (Q8_K). Tiled rows
+/// (see [`crate::RowOrder`]) sum as llama.cpp's tiled matmul; the others in
+/// a plain order (the AVX2 kernel follows llama.cpp's dot product there).
 #[inline]
 pub(crate) fn dot<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
     let nb = a.cols / QK_K;
@@ -127,7 +138,12 @@ pub(crate) fn dot<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32;
                     .sum();
                 isum += i32::from(*s as i8) * sub;
             }
-            *o += d * a.d[b * nb + i] * isum as f32;
+            let yd = a.d[b * nb + i];
+            if a.order(b).q6k_tiled {
+                accumulate_tiled(isum, d, yd, o);
+            } else {
+                *o += d * yd * isum as f32;
+            }
         }
     }
     out
