@@ -7,7 +7,8 @@
 //! reads quants through raw pointers, with no bounds checks or spilled
 //! indices. Each (weight row, activation row) pair still sums its blocks in
 //! order with the same operations as [`super::single`], so results have the
-//! same bits on both paths.
+//! same bits on both paths. On CPUs with AVX512-VNNI the integer products of
+//! a block take one instruction instead of two (the same lanes exactly).
 
 use super::blocks::{widen, Block};
 use super::*;
@@ -17,48 +18,104 @@ use crate::formats::MAX_B_WIDE;
 const W: usize = MAX_B_WIDE;
 const _: () = assert!(W == 8, "scales fill one 8-lane register");
 
-/// `outs[j][r] = dot(weight row r, activation row b0 + j)` for every row of
-/// `w` and `j < outs.len()` (2 to [`MAX_B_WIDE`]).
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn rows<K: Block>(
-    w: &[u8],
-    row_bytes: usize,
-    a: &ActView<'_>,
-    b0: usize,
-    outs: &mut [&mut [f32]],
-) {
-    assert!(outs.len() <= W, "at most {W} activation rows per call");
-    match outs.len() {
-        0 => {}
-        1 => go::<K, 1>(w, row_bytes, a, b0, outs),
-        2 => go::<K, 2>(w, row_bytes, a, b0, outs),
-        3 => go::<K, 3>(w, row_bytes, a, b0, outs),
-        4 => go::<K, 4>(w, row_bytes, a, b0, outs),
-        5 => go::<K, 5>(w, row_bytes, a, b0, outs),
-        6 => go::<K, 6>(w, row_bytes, a, b0, outs),
-        7 => go::<K, 7>(w, row_bytes, a, b0, outs),
-        _ => go::<K, 8>(w, row_bytes, a, b0, outs),
-    }
+/// Defines the several-rows driver `$rows` (dispatching on the row count
+/// to `$go`), compiled for `$features`, whose per-(block, row) integer
+/// products and float widening are `$dot(&unpacked, qy) -> __m256`.
+macro_rules! batch_driver {
+    ($rows:ident, $go:ident, $features:literal, $dot:ident) => {
+        /// `outs[j][r] = dot(weight row r, activation row b0 + j)` for every
+        /// row of `w` and `j < outs.len()` (2 to [`MAX_B_WIDE`]).
+        #[target_feature(enable = $features)]
+        pub(super) fn $rows<K: Block>(
+            w: &[u8],
+            row_bytes: usize,
+            a: &ActView<'_>,
+            b0: usize,
+            outs: &mut [&mut [f32]],
+        ) {
+            assert!(outs.len() <= W, "at most {W} activation rows per call");
+            match outs.len() {
+                0 => {}
+                1 => $go::<K, 1>(w, row_bytes, a, b0, outs),
+                2 => $go::<K, 2>(w, row_bytes, a, b0, outs),
+                3 => $go::<K, 3>(w, row_bytes, a, b0, outs),
+                4 => $go::<K, 4>(w, row_bytes, a, b0, outs),
+                5 => $go::<K, 5>(w, row_bytes, a, b0, outs),
+                6 => $go::<K, 6>(w, row_bytes, a, b0, outs),
+                7 => $go::<K, 7>(w, row_bytes, a, b0, outs),
+                _ => $go::<K, 8>(w, row_bytes, a, b0, outs),
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn $go<K: Block, const B: usize>(
+            w: &[u8],
+            row_bytes: usize,
+            a: &ActView<'_>,
+            b0: usize,
+            outs: &mut [&mut [f32]],
+        ) {
+            let nb = a.cols / 32;
+            assert_eq!(row_bytes, nb * K::BYTES, "row size");
+            assert!(B <= W && outs.len() >= B);
+            let n_rows = w.len() / row_bytes;
+            assert!(outs[..B].iter().all(|o| o.len() >= n_rows));
+            let (dt, st) = side_by_side::<K>(a, b0, B, nb);
+            let qstride = nb * 32;
+            let qs = &a.qs[b0 * qstride..(b0 + B) * qstride];
+            let lane: [__m256i; W] = std::array::from_fn(|j| _mm256_set1_epi32(j as i32));
+            for (r, row) in w.chunks_exact(row_bytes).enumerate() {
+                let base = row.as_ptr();
+                let mut acc = [_mm256_setzero_ps(); B];
+                let mut summs = _mm256_setzero_ps();
+                for i in 0..nb {
+                    // SAFETY: block i (i < nb) lies inside the row (its length
+                    // was asserted); the CPU features are enabled here.
+                    let u = unsafe { K::unpack(base.add(i * K::BYTES)) };
+                    let scales = _mm256_mul_ps(_mm256_set1_ps(u.d), load8_f32(&dt[W * i..]));
+                    if K::OFFSET {
+                        let m = _mm256_set1_ps(u.m);
+                        summs = _mm256_add_ps(summs, _mm256_mul_ps(m, load8_f32(&st[W * i..])));
+                    }
+                    for j in 0..B {
+                        // SAFETY: row j's block i is 32 bytes at
+                        // j * qstride + 32 * i inside `qs` (j < B, i < nb).
+                        let qy = unsafe {
+                            _mm256_loadu_si256(qs.as_ptr().add(j * qstride + 32 * i).cast())
+                        };
+                        // SAFETY: the CPU features are enabled here.
+                        let p = unsafe { $dot::<K>(&u, qy) };
+                        // Lane j of the products, in all eight lanes.
+                        let s = _mm256_permutevar8x32_ps(scales, lane[j]);
+                        acc[j] = _mm256_fmadd_ps(s, p, acc[j]);
+                    }
+                }
+                let mut sm = [0.0f32; W];
+                // SAFETY: eight writable floats.
+                unsafe { _mm256_storeu_ps(sm.as_mut_ptr(), summs) };
+                for j in 0..B {
+                    let dot = hsum_ps(acc[j]);
+                    // Formats without an offset end at the sum itself (adding
+                    // 0.0 would turn a -0.0 into +0.0).
+                    outs[j][r] = if K::OFFSET { dot + sm[j] } else { dot };
+                }
+            }
+        }
+    };
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn go<K: Block, const B: usize>(
-    w: &[u8],
-    row_bytes: usize,
+/// Block i's activation scales (and Q8_1 sums) of rows `b0..b0 + rows`, at
+/// `[W * i .. W * i + rows]`.
+fn side_by_side<K: Block>(
     a: &ActView<'_>,
     b0: usize,
-    outs: &mut [&mut [f32]],
-) {
-    let nb = a.cols / 32;
-    assert_eq!(row_bytes, nb * K::BYTES, "row size");
-    assert!(B <= W && outs.len() >= B);
-    let n_rows = w.len() / row_bytes;
-    assert!(outs[..B].iter().all(|o| o.len() >= n_rows));
-    // Block i's scales (and sums) of the B rows at [W * i .. W * i + B].
+    rows: usize,
+    nb: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let mut dt = vec![0.0f32; W * nb];
     let mut st = vec![0.0f32; W * nb];
-    for j in 0..B {
+    for j in 0..rows {
         let row = (b0 + j) * nb..(b0 + j + 1) * nb;
         for (i, &d) in a.d[row.clone()].iter().enumerate() {
             dt[W * i + j] = d;
@@ -69,42 +126,29 @@ fn go<K: Block, const B: usize>(
             }
         }
     }
-    let qstride = nb * 32;
-    let qs = &a.qs[b0 * qstride..(b0 + B) * qstride];
-    let lane: [__m256i; W] = std::array::from_fn(|j| _mm256_set1_epi32(j as i32));
-    for (r, row) in w.chunks_exact(row_bytes).enumerate() {
-        let base = row.as_ptr();
-        let mut acc = [_mm256_setzero_ps(); B];
-        let mut summs = _mm256_setzero_ps();
-        for i in 0..nb {
-            // SAFETY: block i (i < nb) lies inside the row (its length was
-            // asserted); AVX2, FMA and F16C are enabled for this function.
-            let u = unsafe { K::unpack(base.add(i * K::BYTES)) };
-            let scales = _mm256_mul_ps(_mm256_set1_ps(u.d), load8_f32(&dt[W * i..]));
-            if K::OFFSET {
-                let m = _mm256_set1_ps(u.m);
-                summs = _mm256_add_ps(summs, _mm256_mul_ps(m, load8_f32(&st[W * i..])));
-            }
-            for j in 0..B {
-                // SAFETY: row j's block i is 32 bytes at j * qstride + 32 * i
-                // inside `qs` (j < B, i < nb).
-                let qy =
-                    unsafe { _mm256_loadu_si256(qs.as_ptr().add(j * qstride + 32 * i).cast()) };
-                // SAFETY: AVX2, FMA and F16C are enabled for this function.
-                let p = unsafe { K::products(&u, qy) };
-                // Lane j of the products, in all eight lanes.
-                let s = _mm256_permutevar8x32_ps(scales, lane[j]);
-                acc[j] = _mm256_fmadd_ps(s, widen(p), acc[j]);
-            }
-        }
-        let mut sm = [0.0f32; W];
-        // SAFETY: eight writable floats.
-        unsafe { _mm256_storeu_ps(sm.as_mut_ptr(), summs) };
-        for j in 0..B {
-            let dot = hsum_ps(acc[j]);
-            // Formats without an offset end at the sum itself (adding 0.0
-            // would turn a -0.0 into +0.0).
-            outs[j][r] = if K::OFFSET { dot + sm[j] } else { dot };
-        }
-    }
+    (dt, st)
 }
+
+/// Products by `maddubs`, pair sums widened by `madd` (llama.cpp's AVX2 steps).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn dot_avx2<K: Block>(u: &super::blocks::Unpacked, qy: __m256i) -> __m256 {
+    // SAFETY: the caller's CPU has AVX2, FMA and F16C.
+    widen(unsafe { K::products(u, qy) })
+}
+
+/// The same lanes from one VNNI instruction.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+#[inline]
+unsafe fn dot_vnni<K: Block>(u: &super::blocks::Unpacked, qy: __m256i) -> __m256 {
+    // SAFETY: the caller's CPU has VNNI too.
+    _mm256_cvtepi32_ps(unsafe { K::dot4(u, qy) })
+}
+
+batch_driver!(rows, go, "avx2,fma,f16c", dot_avx2);
+batch_driver!(
+    rows_vnni,
+    go_vnni,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    dot_vnni
+);

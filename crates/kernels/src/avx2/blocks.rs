@@ -44,6 +44,14 @@ pub(super) trait Block {
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C.
     unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i;
+
+    /// The same products summed in fours into eight 32-bit lanes with one
+    /// VNNI instruction: exactly `madd(1, products)`, since no pair sum of
+    /// these formats reaches the 16-bit saturation of `maddubs`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL.
+    unsafe fn dot4(u: &Unpacked, qy: __m256i) -> __m256i;
 }
 
 /// Q4_1: `f16 d; f16 m; u8 qs[16]`, unsigned nibbles.
@@ -66,6 +74,12 @@ impl Block for Q4_1 {
     unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i {
         _mm256_maddubs_epi16(u.ax, qy)
     }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[inline]
+    unsafe fn dot4(u: &Unpacked, qy: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u.ax, qy)
+    }
 }
 
 /// Q8_0: `f16 d; i8 qs[32]`.
@@ -87,6 +101,12 @@ impl Block for Q8_0 {
     #[inline]
     unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i {
         signed_products(u, qy)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[inline]
+    unsafe fn dot4(u: &Unpacked, qy: __m256i) -> __m256i {
+        signed_dot4(u, qy)
     }
 }
 
@@ -120,6 +140,12 @@ impl Block for Q5_0 {
     unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i {
         signed_products(u, qy)
     }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[inline]
+    unsafe fn dot4(u: &Unpacked, qy: __m256i) -> __m256i {
+        signed_dot4(u, qy)
+    }
 }
 
 /// Signed quants `qx` as `maddubs` operands: |x| now, x's signs for later.
@@ -141,6 +167,13 @@ fn signed_products(u: &Unpacked, qy: __m256i) -> __m256i {
     _mm256_maddubs_epi16(u.ax, _mm256_sign_epi8(qy, u.sx))
 }
 
+/// [`signed_products`] summed in fours by one VNNI instruction.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+#[inline]
+fn signed_dot4(u: &Unpacked, qy: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), u.ax, _mm256_sign_epi8(qy, u.sx))
+}
+
 /// Pair sums from `maddubs` widened to eight float lanes.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -148,9 +181,11 @@ pub(super) fn widen(p: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), p))
 }
 
-/// Defines `$name`, the row kernel of block format `$block`.
+/// Defines `$name`, the row kernel of block format `$block`, and
+/// `$vnni_name`, the same with the several-rows driver's integer products
+/// taken by VNNI instructions.
 macro_rules! block_kernel {
-    ($name:ident, $block:ty) => {
+    ($name:ident, $vnni_name:ident, $block:ty) => {
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(super) fn $name(
             w: &[u8],
@@ -164,9 +199,23 @@ macro_rules! block_kernel {
                 _ => batch::rows::<$block>(w, row_bytes, act, b0, outs),
             }
         }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+        pub(super) fn $vnni_name(
+            w: &[u8],
+            row_bytes: usize,
+            act: &ActView<'_>,
+            b0: usize,
+            outs: &mut [&mut [f32]],
+        ) {
+            match outs {
+                [out] => single::rows::<$block>(w, row_bytes, act, b0, out),
+                _ => batch::rows_vnni::<$block>(w, row_bytes, act, b0, outs),
+            }
+        }
     };
 }
 
-block_kernel!(rows_q4_1, Q4_1);
-block_kernel!(rows_q5_0, Q5_0);
-block_kernel!(rows_q8_0, Q8_0);
+block_kernel!(rows_q4_1, rows_q4_1_vnni, Q4_1);
+block_kernel!(rows_q5_0, rows_q5_0_vnni, Q5_0);
+block_kernel!(rows_q8_0, rows_q8_0_vnni, Q8_0);

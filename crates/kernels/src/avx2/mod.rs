@@ -28,15 +28,34 @@ use std::arch::x86_64::*;
 
 /// The AVX2 kernel for `format` and the most activation rows it takes per call.
 pub(crate) fn kernel(format: Format) -> (RowsKernel, usize) {
-    match format {
-        Format::F32 => (float::rows_f32, MAX_B),
-        Format::F16 => (float::rows_f16, MAX_B),
-        Format::Q4_1 => (blocks::rows_q4_1, MAX_B_WIDE),
-        Format::Q5_0 => (blocks::rows_q5_0, MAX_B_WIDE),
-        Format::Q8_0 => (blocks::rows_q8_0, MAX_B_WIDE),
-        Format::Q4K => (kquants::rows_q4_k, MAX_B),
-        Format::Q6K => (kquants::rows_q6_k, MAX_B),
+    kernel_with(format, has_vnni())
+}
+
+/// [`kernel`], with or without the VNNI variants of the block formats.
+fn kernel_with(format: Format, vnni: bool) -> (RowsKernel, usize) {
+    match (format, vnni) {
+        (Format::F32, _) => (float::rows_f32, MAX_B),
+        (Format::F16, _) => (float::rows_f16, MAX_B),
+        (Format::Q4_1, false) => (blocks::rows_q4_1, MAX_B_WIDE),
+        (Format::Q4_1, true) => (blocks::rows_q4_1_vnni, MAX_B_WIDE),
+        (Format::Q5_0, false) => (blocks::rows_q5_0, MAX_B_WIDE),
+        (Format::Q5_0, true) => (blocks::rows_q5_0_vnni, MAX_B_WIDE),
+        (Format::Q8_0, false) => (blocks::rows_q8_0, MAX_B_WIDE),
+        (Format::Q8_0, true) => (blocks::rows_q8_0_vnni, MAX_B_WIDE),
+        (Format::Q4K, _) => (kquants::rows_q4_k, MAX_B),
+        (Format::Q6K, _) => (kquants::rows_q6_k, MAX_B),
     }
+}
+
+/// Whether this CPU has AVX512-VNNI with 256-bit forms (checked once): the
+/// block formats' several-rows kernels then take their integer products in
+/// one instruction.
+fn has_vnni() -> bool {
+    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VNNI.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    })
 }
 
 /// Defines `$name`, a [`RowsKernel`] looping over weight rows and calling
@@ -214,6 +233,53 @@ fn bits_to_bytes(x: u32) -> __m256i {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The VNNI kernels give the plain AVX2 kernels' bits.
+    #[test]
+    fn vnni_kernels_equal_avx2_kernels_bit_for_bit() {
+        if !crate::Isa::Avx2.is_available() || !has_vnni() {
+            println!("skipping: no AVX512-VNNI");
+            return;
+        }
+        use crate::act::{quantize_into, ActBuf};
+        let cols = 256;
+        let batch = 8;
+        let mut state = 0x1234_5678u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state as f32 / u32::MAX as f32) * 2.0 - 1.0
+        };
+        let x: Vec<f32> = (0..cols * batch).map(|_| next() * 3.0).collect();
+        for format in [Format::Q4_1, Format::Q5_0, Format::Q8_0] {
+            let rows = 13;
+            let w: Vec<u8> = (0..rows)
+                .flat_map(|_| format.quantize(&(0..cols).map(|_| next()).collect::<Vec<_>>()))
+                .collect();
+            let row_bytes = w.len() / rows;
+            let kind = format.act_kind();
+            let mut buf = ActBuf::default();
+            buf.prepare(kind, cols, batch);
+            for (b, xr) in x.chunks_exact(cols).enumerate() {
+                quantize_into(kind, xr, buf.row_mut(kind, cols, b));
+            }
+            let view = buf.view(cols, &x, &[]);
+            let run = |vnni: bool| {
+                let (k, _) = kernel_with(format, vnni);
+                let mut out = vec![vec![0.0f32; rows]; batch];
+                let mut refs: Vec<&mut [f32]> = out.iter_mut().map(|o| o.as_mut_slice()).collect();
+                // SAFETY: AVX2 (and, for `vnni`, AVX512-VNNI) were detected above.
+                unsafe { k(&w, row_bytes, &view, 0, &mut refs) };
+                out
+            };
+            let (plain, vnni) = (run(false), run(true));
+            for (p, v) in plain.iter().zip(&vnni) {
+                let bits = |r: &[f32]| r.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(p), bits(v), "{format:?}");
+            }
+        }
+    }
 
     #[test]
     fn bits_to_bytes_spreads_each_bit() {
