@@ -10,7 +10,7 @@
 //! same bits on both paths. On CPUs with AVX512-VNNI the integer products of
 //! a block take one instruction instead of two (the same lanes exactly).
 
-use super::blocks::{widen, Block};
+use super::blocks::{widen, Block, Unpacked};
 use super::*;
 use crate::formats::MAX_B_WIDE;
 
@@ -20,9 +20,10 @@ const _: () = assert!(W == 8, "scales fill one 8-lane register");
 
 /// Defines the several-rows driver `$rows` (dispatching on the row count
 /// to `$go`), compiled for `$features`, whose per-(block, row) integer
-/// products and float widening are `$dot(&unpacked, qy) -> __m256`.
+/// products and float widening are `$dot(&unpacked, start, qy) -> __m256`
+/// (`$vnni`: the VNNI form, with biased activations for signed formats).
 macro_rules! batch_driver {
-    ($rows:ident, $go:ident, $features:literal, $dot:ident) => {
+    ($rows:ident, $go:ident, $features:literal, $vnni:literal, $dot:ident) => {
         /// `outs[j][r] = dot(weight row r, activation row b0 + j)` for every
         /// row of `w` and `j < outs.len()` (2 to [`MAX_B_WIDE`]).
         #[target_feature(enable = $features)]
@@ -64,6 +65,15 @@ macro_rules! batch_driver {
             let (dt, st) = side_by_side::<K>(a, b0, B, nb);
             let qstride = nb * 32;
             let qs = &a.qs[b0 * qstride..(b0 + B) * qstride];
+            // The VNNI products of signed formats take the activations
+            // biased by +128, made once here for every weight row.
+            let biased: Vec<i8>;
+            let qs = if $vnni && K::BIASED {
+                biased = qs.iter().map(|&q| q ^ i8::MIN).collect();
+                &biased[..]
+            } else {
+                qs
+            };
             let lane: [__m256i; W] = std::array::from_fn(|j| _mm256_set1_epi32(j as i32));
             for (r, row) in w.chunks_exact(row_bytes).enumerate() {
                 let base = row.as_ptr();
@@ -73,6 +83,12 @@ macro_rules! batch_driver {
                     // SAFETY: block i (i < nb) lies inside the row (its length
                     // was asserted); the CPU features are enabled here.
                     let u = unsafe { K::unpack(base.add(i * K::BYTES)) };
+                    // SAFETY: the CPU features are enabled here.
+                    let start = if $vnni {
+                        unsafe { vnni_start::<K>(&u) }
+                    } else {
+                        _mm256_setzero_si256()
+                    };
                     let scales = _mm256_mul_ps(_mm256_set1_ps(u.d), load8_f32(&dt[W * i..]));
                     if K::OFFSET {
                         let m = _mm256_set1_ps(u.m);
@@ -85,7 +101,7 @@ macro_rules! batch_driver {
                             _mm256_loadu_si256(qs.as_ptr().add(j * qstride + 32 * i).cast())
                         };
                         // SAFETY: the CPU features are enabled here.
-                        let p = unsafe { $dot::<K>(&u, qy) };
+                        let p = unsafe { $dot::<K>(&u, start, qy) };
                         // Lane j of the products, in all eight lanes.
                         let s = _mm256_permutevar8x32_ps(scales, lane[j]);
                         acc[j] = _mm256_fmadd_ps(s, p, acc[j]);
@@ -132,23 +148,32 @@ fn side_by_side<K: Block>(
 /// Products by `maddubs`, pair sums widened by `madd` (llama.cpp's AVX2 steps).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn dot_avx2<K: Block>(u: &super::blocks::Unpacked, qy: __m256i) -> __m256 {
+unsafe fn dot_avx2<K: Block>(u: &Unpacked, _start: __m256i, qy: __m256i) -> __m256 {
     // SAFETY: the caller's CPU has AVX2, FMA and F16C.
     widen(unsafe { K::products(u, qy) })
 }
 
-/// The same lanes from one VNNI instruction.
+/// The same lanes from one VNNI instruction (`qy` biased for signed formats).
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 #[inline]
-unsafe fn dot_vnni<K: Block>(u: &super::blocks::Unpacked, qy: __m256i) -> __m256 {
+unsafe fn dot_vnni<K: Block>(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256 {
     // SAFETY: the caller's CPU has VNNI too.
-    _mm256_cvtepi32_ps(unsafe { K::dot4(u, qy) })
+    _mm256_cvtepi32_ps(unsafe { K::dot4(u, start, qy) })
 }
 
-batch_driver!(rows, go, "avx2,fma,f16c", dot_avx2);
+/// [`Block::vnni_start`].
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+#[inline]
+unsafe fn vnni_start<K: Block>(u: &Unpacked) -> __m256i {
+    // SAFETY: the caller's CPU has VNNI.
+    unsafe { K::vnni_start(u) }
+}
+
+batch_driver!(rows, go, "avx2,fma,f16c", false, dot_avx2);
 batch_driver!(
     rows_vnni,
     go_vnni,
     "avx2,fma,f16c,avx512vnni,avx512vl",
+    true,
     dot_vnni
 );

@@ -45,13 +45,26 @@ pub(super) trait Block {
     /// The CPU must support AVX2, FMA and F16C.
     unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i;
 
-    /// The same products summed in fours into eight 32-bit lanes with one
-    /// VNNI instruction: exactly `madd(1, products)`, since no pair sum of
-    /// these formats reaches the 16-bit saturation of `maddubs`.
+    /// Whether the VNNI products take the activation quants biased by +128
+    /// (as unsigned bytes, the weights as the signed operand).
+    const BIASED: bool;
+
+    /// The VNNI accumulator's starting lanes for this block: for biased
+    /// activations, `-128 ·` the sum of each lane's four weights, which
+    /// cancels the bias exactly; zero otherwise.
     ///
     /// # Safety
     /// The CPU must support AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL.
-    unsafe fn dot4(u: &Unpacked, qy: __m256i) -> __m256i;
+    unsafe fn vnni_start(u: &Unpacked) -> __m256i;
+
+    /// The block's products with activation quants `qy` (biased when
+    /// [`Block::BIASED`]) summed in fours into eight 32-bit lanes, from
+    /// `start` ([`Block::vnni_start`]): exactly `madd(1, products)`, since no
+    /// pair sum of these formats reaches `maddubs`' 16-bit saturation.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL.
+    unsafe fn dot4(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256i;
 }
 
 /// Q4_1: `f16 d; f16 m; u8 qs[16]`, unsigned nibbles.
@@ -75,10 +88,18 @@ impl Block for Q4_1 {
         _mm256_maddubs_epi16(u.ax, qy)
     }
 
+    const BIASED: bool = false;
+
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
     #[inline]
-    unsafe fn dot4(u: &Unpacked, qy: __m256i) -> __m256i {
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u.ax, qy)
+    unsafe fn vnni_start(_u: &Unpacked) -> __m256i {
+        _mm256_setzero_si256()
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[inline]
+    unsafe fn dot4(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(start, u.ax, qy)
     }
 }
 
@@ -103,10 +124,18 @@ impl Block for Q8_0 {
         signed_products(u, qy)
     }
 
+    const BIASED: bool = true;
+
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
     #[inline]
-    unsafe fn dot4(u: &Unpacked, qy: __m256i) -> __m256i {
-        signed_dot4(u, qy)
+    unsafe fn vnni_start(u: &Unpacked) -> __m256i {
+        bias_correction(u)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[inline]
+    unsafe fn dot4(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(start, qy, u.sx)
     }
 }
 
@@ -141,10 +170,18 @@ impl Block for Q5_0 {
         signed_products(u, qy)
     }
 
+    const BIASED: bool = true;
+
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
     #[inline]
-    unsafe fn dot4(u: &Unpacked, qy: __m256i) -> __m256i {
-        signed_dot4(u, qy)
+    unsafe fn vnni_start(u: &Unpacked) -> __m256i {
+        bias_correction(u)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[inline]
+    unsafe fn dot4(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(start, qy, u.sx)
     }
 }
 
@@ -167,11 +204,13 @@ fn signed_products(u: &Unpacked, qy: __m256i) -> __m256i {
     _mm256_maddubs_epi16(u.ax, _mm256_sign_epi8(qy, u.sx))
 }
 
-/// [`signed_products`] summed in fours by one VNNI instruction.
+/// `-128 ·` the sum of each four signed weights: started from it, the VNNI
+/// sum of `(y + 128) · x` is exactly the sum of `y · x`.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 #[inline]
-fn signed_dot4(u: &Unpacked, qy: __m256i) -> __m256i {
-    _mm256_dpbusd_epi32(_mm256_setzero_si256(), u.ax, _mm256_sign_epi8(qy, u.sx))
+fn bias_correction(u: &Unpacked) -> __m256i {
+    let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(-128), u.sx);
+    _mm256_sub_epi32(_mm256_setzero_si256(), sums)
 }
 
 /// Pair sums from `maddubs` widened to eight float lanes.

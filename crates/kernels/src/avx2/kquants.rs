@@ -4,8 +4,172 @@ use super::*;
 use crate::formats::{q4_k, q6_k};
 use gguf::QK_K;
 
-rows_kernel!(rows_q4_k, dot_q4_k);
 rows_kernel!(rows_q6_k, dot_q6_k);
+
+/// Q4_K against 1 to [`MAX_B_WIDE`] activation rows: one row takes
+/// [`dot_q4_k`] per weight row; several take [`many_q4_k`], which unpacks
+/// each weight block once for all of them and runs their float sums side by
+/// side.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn rows_q4_k(
+    w: &[u8],
+    row_bytes: usize,
+    act: &ActView<'_>,
+    b0: usize,
+    outs: &mut [&mut [f32]],
+) {
+    assert!(
+        outs.len() <= MAX_B_WIDE,
+        "at most {MAX_B_WIDE} activation rows per call"
+    );
+    match outs.len() {
+        0 => {}
+        1 => {
+            for (r, row) in w.chunks_exact(row_bytes).enumerate() {
+                outs[0][r] = dot_q4_k::<1>(row, act, b0)[0];
+            }
+        }
+        2 => many_q4_k::<2>(w, row_bytes, act, b0, outs),
+        3 => many_q4_k::<3>(w, row_bytes, act, b0, outs),
+        4 => many_q4_k::<4>(w, row_bytes, act, b0, outs),
+        5 => many_q4_k::<5>(w, row_bytes, act, b0, outs),
+        6 => many_q4_k::<6>(w, row_bytes, act, b0, outs),
+        7 => many_q4_k::<7>(w, row_bytes, act, b0, outs),
+        _ => many_q4_k::<8>(w, row_bytes, act, b0, outs),
+    }
+}
+
+/// Q4_K for `B` (2..=8) activation rows, their sums in the lanes of one
+/// register: per super-block the rows' four pair sums (and min sums) are
+/// transposed into four vectors with a lane per row, then added with four
+/// fused multiply-adds, which is [`q4_k::accumulate`]'s sequence in every
+/// lane. A lone-row lane gets the pairs' total in the first step and zeros
+/// in the other three, and adding `0 · dd` leaves a sum unchanged (the sums
+/// start at +0 and never become -0), so its bits are the lone-row order's.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn many_q4_k<const B: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    a: &ActView<'_>,
+    b0: usize,
+    outs: &mut [&mut [f32]],
+) {
+    const W: usize = MAX_B_WIDE;
+    let nb = a.cols / QK_K;
+    assert_eq!(row_bytes, nb * q4_k::BLOCK, "row size");
+    assert!((2..=W).contains(&B) && outs.len() >= B);
+    let n_rows = w.len() / row_bytes;
+    assert!(outs[..B].iter().all(|o| o.len() >= n_rows));
+    // Block i's activation scales of the B rows at [W * i .. W * i + B].
+    let mut dt = vec![0.0f32; W * nb];
+    for j in 0..B {
+        for i in 0..nb {
+            dt[W * i + j] = a.d[(b0 + j) * nb + i];
+        }
+    }
+    let mut quad = [0i32; W];
+    for (j, q) in quad.iter_mut().enumerate().take(B) {
+        *q = if a.order(b0 + j).q4k_in_quad { -1 } else { 0 };
+    }
+    // SAFETY: eight readable i32.
+    let quad = unsafe { _mm256_loadu_si256(quad.as_ptr().cast()) };
+    let m4 = _mm256_set1_epi8(0x0f);
+    for (r, row) in w.chunks_exact(row_bytes).enumerate() {
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_min = _mm256_setzero_ps();
+        for (i, blk) in row.chunks_exact(q4_k::BLOCK).enumerate() {
+            let d = f16(&blk[0..2]);
+            let dmin = f16(&blk[2..4]);
+            let (sc, mn) = q4_k::scales_mins(&blk[4..16]);
+            let mut mins8 = [0u8; 16];
+            mins8[..8].copy_from_slice(&mn);
+            let mins = _mm256_castsi256_si128(_mm256_cvtepu8_epi16(load16(&mins8)));
+            let qs = &blk[16..];
+            let q4: [(__m256i, __m256i); 4] = std::array::from_fn(|g| {
+                let bits = load32(&qs[32 * g..32 * g + 32]);
+                (
+                    _mm256_and_si256(bits, m4),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4),
+                )
+            });
+            let mut pairs = [_mm_setzero_si128(); W];
+            let mut min_pairs = [_mm_setzero_si128(); W];
+            for j in 0..B {
+                let k = (b0 + j) * nb + i;
+                let y = &a.qs[k * QK_K..(k + 1) * QK_K];
+                let v: [__m256i; 4] = std::array::from_fn(|g| {
+                    let (lo, hi) = q4[g];
+                    let scale_l = _mm256_set1_epi16(i16::from(sc[2 * g]));
+                    let scale_h = _mm256_set1_epi16(i16::from(sc[2 * g + 1]));
+                    let yl = load32_i8(&y[64 * g..64 * g + 32]);
+                    let yh = load32_i8(&y[64 * g + 32..64 * g + 64]);
+                    _mm256_add_epi32(
+                        _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(lo, yl)),
+                        _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(hi, yh)),
+                    )
+                });
+                pairs[j] = hsum4_epi32(v);
+                let bs = load16_i16(&a.bsums[k * 16..k * 16 + 16]);
+                let q8s = _mm_hadd_epi16(
+                    _mm256_castsi256_si128(bs),
+                    _mm256_extracti128_si256::<1>(bs),
+                );
+                min_pairs[j] = _mm_madd_epi16(mins, q8s);
+            }
+            let dts = load8_f32(&dt[W * i..]);
+            let dd = _mm256_mul_ps(_mm256_set1_ps(d), dts);
+            let dm = _mm256_mul_ps(_mm256_set1_ps(dmin), dts);
+            let p = lone_rows_folded(transpose_8x4(&pairs), quad);
+            let m = lone_rows_folded(transpose_8x4(&min_pairs), quad);
+            for (p, m) in p.into_iter().zip(m) {
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), dd, acc);
+                acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), dm, acc_min);
+            }
+        }
+        let mut res = [0.0f32; W];
+        // SAFETY: eight writable floats.
+        unsafe { _mm256_storeu_ps(res.as_mut_ptr(), _mm256_sub_ps(acc, acc_min)) };
+        for j in 0..B {
+            outs[j][r] = res[j];
+        }
+    }
+}
+
+/// Four lanes in each of eight rows, as four vectors of eight lanes (vector
+/// `g` holds lane `g` of every row).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn transpose_8x4(x: &[__m128i; MAX_B_WIDE]) -> [__m256i; 4] {
+    let half = |x: &[__m128i]| {
+        let t0 = _mm_unpacklo_epi32(x[0], x[1]);
+        let t1 = _mm_unpacklo_epi32(x[2], x[3]);
+        let t2 = _mm_unpackhi_epi32(x[0], x[1]);
+        let t3 = _mm_unpackhi_epi32(x[2], x[3]);
+        [
+            _mm_unpacklo_epi64(t0, t1),
+            _mm_unpackhi_epi64(t0, t1),
+            _mm_unpacklo_epi64(t2, t3),
+            _mm_unpackhi_epi64(t2, t3),
+        ]
+    };
+    let (lo, hi) = (half(&x[..4]), half(&x[4..]));
+    std::array::from_fn(|g| _mm256_set_m128i(hi[g], lo[g]))
+}
+
+/// The four pair vectors with each lone-row lane (clear in `quad`) holding
+/// its pairs' total in the first and zero in the others.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn lone_rows_folded(p: [__m256i; 4], quad: __m256i) -> [__m256i; 4] {
+    let total = _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+    [
+        _mm256_blendv_epi8(total, p[0], quad),
+        _mm256_and_si256(p[1], quad),
+        _mm256_and_si256(p[2], quad),
+        _mm256_and_si256(p[3], quad),
+    ]
+}
 
 /// Q4_K: per pair of sub-blocks, `sc * sum(q * y)` and the min term
 /// `m * sum(y)` (from the activation block sums) as exact integers, then
@@ -51,7 +215,7 @@ fn dot_q4_k<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
             );
             accumulate_q4_k(
                 a.order(b0 + j).q4k_in_quad,
-                hsum4_epi32(pairs[j]),
+                to_i32x4(hsum4_epi32(pairs[j])),
                 to_i32x4(_mm_madd_epi16(mins, q8s)),
                 (d * a.d[k], dmin * a.d[k]),
                 &mut acc[j],
@@ -99,16 +263,13 @@ fn hsum_epi32(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32::<1>(h)))
 }
 
-/// The exact integer sum of each of four eight-lane vectors.
+/// The exact integer sum of each of four eight-lane vectors, in four lanes.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn hsum4_epi32(v: [__m256i; 4]) -> [i32; 4] {
+fn hsum4_epi32(v: [__m256i; 4]) -> __m128i {
     // Pairwise adds leave [v0, v1, v2, v3] partial sums in each 128-bit half.
     let h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    to_i32x4(_mm_add_epi32(
-        _mm256_castsi256_si128(h),
-        _mm256_extracti128_si256::<1>(h),
-    ))
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
 }
 
 /// Shuffle masks picking scale bytes 2i and 2i + 1, each repeated eight times.

@@ -42,7 +42,7 @@ fn kernel_with(format: Format, vnni: bool) -> (RowsKernel, usize) {
         (Format::Q5_0, true) => (blocks::rows_q5_0_vnni, MAX_B_WIDE),
         (Format::Q8_0, false) => (blocks::rows_q8_0, MAX_B_WIDE),
         (Format::Q8_0, true) => (blocks::rows_q8_0_vnni, MAX_B_WIDE),
-        (Format::Q4K, _) => (kquants::rows_q4_k, MAX_B),
+        (Format::Q4K, _) => (kquants::rows_q4_k, MAX_B_WIDE),
         (Format::Q6K, _) => (kquants::rows_q6_k, MAX_B),
     }
 }
