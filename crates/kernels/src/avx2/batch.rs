@@ -123,7 +123,7 @@ macro_rules! batch_driver {
 
 /// Block i's activation scales (and Q8_1 sums) of rows `b0..b0 + rows`, at
 /// `[W * i .. W * i + rows]`.
-fn side_by_side<K: Block>(
+pub(super) fn side_by_side<K: Block>(
     a: &ActView<'_>,
     b0: usize,
     rows: usize,

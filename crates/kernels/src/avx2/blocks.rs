@@ -220,11 +220,11 @@ pub(super) fn widen(p: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), p))
 }
 
-/// Defines `$name`, the row kernel of block format `$block`, and
-/// `$vnni_name`, the same with the several-rows driver's integer products
-/// taken by VNNI instructions.
+/// Defines `$name`, the row kernel of block format `$block`; `$vnni_name`,
+/// the same with the several-rows driver's integer products taken by VNNI
+/// instructions; and `$wide_name`, with the 512-bit several-rows driver.
 macro_rules! block_kernel {
-    ($name:ident, $vnni_name:ident, $block:ty) => {
+    ($name:ident, $vnni_name:ident, $wide_name:ident, $block:ty) => {
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(super) fn $name(
             w: &[u8],
@@ -252,9 +252,23 @@ macro_rules! block_kernel {
                 _ => batch::rows_vnni::<$block>(w, row_bytes, act, b0, outs),
             }
         }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
+        pub(super) fn $wide_name(
+            w: &[u8],
+            row_bytes: usize,
+            act: &ActView<'_>,
+            b0: usize,
+            outs: &mut [&mut [f32]],
+        ) {
+            match outs {
+                [out] => single::rows::<$block>(w, row_bytes, act, b0, out),
+                _ => wide::rows::<$block>(w, row_bytes, act, b0, outs),
+            }
+        }
     };
 }
 
-block_kernel!(rows_q4_1, rows_q4_1_vnni, Q4_1);
-block_kernel!(rows_q5_0, rows_q5_0_vnni, Q5_0);
-block_kernel!(rows_q8_0, rows_q8_0_vnni, Q8_0);
+block_kernel!(rows_q4_1, rows_q4_1_vnni, rows_q4_1_wide, Q4_1);
+block_kernel!(rows_q5_0, rows_q5_0_vnni, rows_q5_0_wide, Q5_0);
+block_kernel!(rows_q8_0, rows_q8_0_vnni, rows_q8_0_wide, Q8_0);

@@ -21,6 +21,7 @@ mod float;
 pub(crate) mod glu;
 mod kquants;
 mod single;
+mod wide;
 
 use crate::act::ActView;
 use crate::formats::{Format, RowsKernel, MAX_B, MAX_B_WIDE};
@@ -28,34 +29,66 @@ use std::arch::x86_64::*;
 
 /// The AVX2 kernel for `format` and the most activation rows it takes per call.
 pub(crate) fn kernel(format: Format) -> (RowsKernel, usize) {
-    kernel_with(format, has_vnni())
+    kernel_with(format, Extensions::detect())
 }
 
-/// [`kernel`], with or without the VNNI variants of the block formats.
-fn kernel_with(format: Format, vnni: bool) -> (RowsKernel, usize) {
-    match (format, vnni) {
-        (Format::F32, _) => (float::rows_f32, MAX_B),
-        (Format::F16, _) => (float::rows_f16, MAX_B),
-        (Format::Q4_1, false) => (blocks::rows_q4_1, MAX_B_WIDE),
-        (Format::Q4_1, true) => (blocks::rows_q4_1_vnni, MAX_B_WIDE),
-        (Format::Q5_0, false) => (blocks::rows_q5_0, MAX_B_WIDE),
-        (Format::Q5_0, true) => (blocks::rows_q5_0_vnni, MAX_B_WIDE),
-        (Format::Q8_0, false) => (blocks::rows_q8_0, MAX_B_WIDE),
-        (Format::Q8_0, true) => (blocks::rows_q8_0_vnni, MAX_B_WIDE),
-        (Format::Q4K, _) => (kquants::rows_q4_k, MAX_B_WIDE),
-        (Format::Q6K, _) => (kquants::rows_q6_k, MAX_B),
+/// The instruction-set extensions past AVX2 that the block formats'
+/// several-rows kernels can use (each gives the same bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extensions {
+    /// AVX2, FMA and F16C only.
+    None,
+    /// AVX512-VNNI in 256-bit registers (with AVX512-VL).
+    Vnni,
+    /// AVX-512 (F, BW, VL, DQ) with VNNI: 512-bit registers.
+    Wide,
+}
+
+impl Extensions {
+    /// The best this CPU has (checked once).
+    fn detect() -> Extensions {
+        static BEST: std::sync::OnceLock<Extensions> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let has = |f: &str| match f {
+                "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+                "avx512bw" => std::arch::is_x86_feature_detected!("avx512bw"),
+                "avx512vl" => std::arch::is_x86_feature_detected!("avx512vl"),
+                "avx512dq" => std::arch::is_x86_feature_detected!("avx512dq"),
+                "avx512vnni" => std::arch::is_x86_feature_detected!("avx512vnni"),
+                _ => false,
+            };
+            if ["avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vnni"]
+                .iter()
+                .all(|f| has(f))
+            {
+                Extensions::Wide
+            } else if has("avx512vnni") && has("avx512vl") {
+                Extensions::Vnni
+            } else {
+                Extensions::None
+            }
+        })
     }
 }
 
-/// Whether this CPU has AVX512-VNNI with 256-bit forms (checked once): the
-/// block formats' several-rows kernels then take their integer products in
-/// one instruction.
-fn has_vnni() -> bool {
-    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *VNNI.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx512vnni")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-    })
+/// [`kernel`] for a chosen level of extensions.
+fn kernel_with(format: Format, ext: Extensions) -> (RowsKernel, usize) {
+    use Extensions::{None as Plain, Vnni, Wide};
+    match (format, ext) {
+        (Format::F32, _) => (float::rows_f32, MAX_B),
+        (Format::F16, _) => (float::rows_f16, MAX_B),
+        (Format::Q4_1, Plain) => (blocks::rows_q4_1, MAX_B_WIDE),
+        (Format::Q4_1, Vnni) => (blocks::rows_q4_1_vnni, MAX_B_WIDE),
+        (Format::Q4_1, Wide) => (blocks::rows_q4_1_wide, MAX_B_WIDE),
+        (Format::Q5_0, Plain) => (blocks::rows_q5_0, MAX_B_WIDE),
+        (Format::Q5_0, Vnni) => (blocks::rows_q5_0_vnni, MAX_B_WIDE),
+        (Format::Q5_0, Wide) => (blocks::rows_q5_0_wide, MAX_B_WIDE),
+        (Format::Q8_0, Plain) => (blocks::rows_q8_0, MAX_B_WIDE),
+        (Format::Q8_0, Vnni) => (blocks::rows_q8_0_vnni, MAX_B_WIDE),
+        (Format::Q8_0, Wide) => (blocks::rows_q8_0_wide, MAX_B_WIDE),
+        (Format::Q4K, _) => (kquants::rows_q4_k, MAX_B_WIDE),
+        (Format::Q6K, _) => (kquants::rows_q6_k, MAX_B),
+    }
 }
 
 /// Defines `$name`, a [`RowsKernel`] looping over weight rows and calling
@@ -234,10 +267,12 @@ fn bits_to_bytes(x: u32) -> __m256i {
 mod tests {
     use super::*;
 
-    /// The VNNI kernels give the plain AVX2 kernels' bits.
+    /// The VNNI and 512-bit kernels give the plain AVX2 kernels' bits, for
+    /// even and odd row counts.
     #[test]
     fn vnni_kernels_equal_avx2_kernels_bit_for_bit() {
-        if !crate::Isa::Avx2.is_available() || !has_vnni() {
+        let best = Extensions::detect();
+        if !crate::Isa::Avx2.is_available() || best == Extensions::None {
             println!("skipping: no AVX512-VNNI");
             return;
         }
@@ -265,18 +300,27 @@ mod tests {
                 quantize_into(kind, xr, buf.row_mut(kind, cols, b));
             }
             let view = buf.view(cols, &x, &[]);
-            let run = |vnni: bool| {
-                let (k, _) = kernel_with(format, vnni);
-                let mut out = vec![vec![0.0f32; rows]; batch];
+            let run = |ext: Extensions, n: usize| {
+                let (k, _) = kernel_with(format, ext);
+                let mut out = vec![vec![0.0f32; rows]; n];
                 let mut refs: Vec<&mut [f32]> = out.iter_mut().map(|o| o.as_mut_slice()).collect();
-                // SAFETY: AVX2 (and, for `vnni`, AVX512-VNNI) were detected above.
+                // SAFETY: AVX2 and the extensions `ext` needs were detected above.
                 unsafe { k(&w, row_bytes, &view, 0, &mut refs) };
                 out
             };
-            let (plain, vnni) = (run(false), run(true));
-            for (p, v) in plain.iter().zip(&vnni) {
-                let bits = |r: &[f32]| r.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(p), bits(v), "{format:?}");
+            let plain = run(Extensions::None, batch);
+            let mut levels = vec![Extensions::Vnni];
+            if best == Extensions::Wide {
+                levels.push(Extensions::Wide);
+            }
+            for ext in levels {
+                for n in [2, 3, 8] {
+                    let got = run(ext, n);
+                    for (p, v) in plain.iter().zip(&got) {
+                        let bits = |r: &[f32]| r.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(p), bits(v), "{format:?} {ext:?} {n} rows");
+                    }
+                }
             }
         }
     }
