@@ -79,12 +79,7 @@ fn many_q4_k<const B: usize>(
         let mut acc = _mm256_setzero_ps();
         let mut acc_min = _mm256_setzero_ps();
         for (i, blk) in row.chunks_exact(q4_k::BLOCK).enumerate() {
-            let d = f16(&blk[0..2]);
-            let dmin = f16(&blk[2..4]);
-            let (sc, mn) = q4_k::scales_mins(&blk[4..16]);
-            let mut mins8 = [0u8; 16];
-            mins8[..8].copy_from_slice(&mn);
-            let mins = _mm256_castsi256_si128(_mm256_cvtepu8_epi16(load16(&mins8)));
+            let (d, dmin, sc, mins) = q4_k_header(blk);
             let qs = &blk[16..];
             let q4: [(__m256i, __m256i); 4] = std::array::from_fn(|g| {
                 let bits = load32(&qs[32 * g..32 * g + 32]);
@@ -136,6 +131,18 @@ fn many_q4_k<const B: usize>(
     }
 }
 
+/// A Q4_K super-block's `d`, `dmin`, eight sub-block scales, and eight mins
+/// widened to 16 bits (the multipliers of the activation sub-block sums).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn q4_k_header(blk: &[u8]) -> (f32, f32, [u8; 8], __m128i) {
+    let (sc, mn) = q4_k::scales_mins(&blk[4..16]);
+    let mut mins8 = [0u8; 16];
+    mins8[..8].copy_from_slice(&mn);
+    let mins = _mm256_castsi256_si128(_mm256_cvtepu8_epi16(load16(&mins8)));
+    (f16(&blk[0..2]), f16(&blk[2..4]), sc, mins)
+}
+
 /// Four lanes in each of eight rows, as four vectors of eight lanes (vector
 /// `g` holds lane `g` of every row).
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -183,12 +190,7 @@ fn dot_q4_k<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
     let mut acc = [0.0f32; B];
     let mut acc_min = [0.0f32; B];
     for (i, blk) in w.chunks_exact(q4_k::BLOCK).enumerate() {
-        let d = f16(&blk[0..2]);
-        let dmin = f16(&blk[2..4]);
-        let (sc, mn) = q4_k::scales_mins(&blk[4..16]);
-        let mut mins8 = [0u8; 16];
-        mins8[..8].copy_from_slice(&mn);
-        let mins = _mm256_castsi256_si128(_mm256_cvtepu8_epi16(load16(&mins8)));
+        let (d, dmin, sc, mins) = q4_k_header(blk);
         let qs = &blk[16..];
         let mut pairs = [[_mm256_setzero_si256(); 4]; B];
         for g in 0..QK_K / 64 {
