@@ -121,6 +121,19 @@ pub fn load_vector(f: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, Eng
         .collect())
 }
 
+/// The indices of the rows that want logits, in order.
+pub fn output_rows(rows: &[BatchRow]) -> Vec<usize> {
+    (0..rows.len()).filter(|&i| rows[i].want_logits).collect()
+}
+
+/// The rows of `x` (each `width` long) at `keep`, in that order.
+pub fn gather_rows(x: &[f32], width: usize, keep: &[usize]) -> Vec<f32> {
+    keep.iter()
+        .flat_map(|&i| &x[i * width..(i + 1) * width])
+        .copied()
+        .collect()
+}
+
 /// Writes each row's key and value (`rows.len() × kv_dim` each) into the cache.
 pub fn store_kv(
     rows: &[BatchRow],

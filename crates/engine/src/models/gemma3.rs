@@ -124,7 +124,7 @@ impl Forward for Gemma3 {
     ) -> Result<Vec<f32>, EngineError> {
         let f = &*self.file;
         let c = &self.cfg;
-        let n = rows.len();
+        let mut n = rows.len();
         let orders: Vec<RowOrder> = rows.iter().map(|r| r.order).collect();
         let (d, hd) = (c.n_embd, c.head_dim);
         let (q_dim, kv_dim) = (c.n_head * hd, c.kv_dim());
@@ -147,6 +147,7 @@ impl Forward for Gemma3 {
         let q_scale = 1.0 / (hd as f32).sqrt();
         // Rotary angles depend only on each row's position: once per pass.
         let local_angles: Vec<_> = rows.iter().map(|r| self.rope_local.angles(r.pos)).collect();
+        let mut out_rows: Vec<BatchRow> = rows.to_vec();
         let global_angles: Vec<_> = rows
             .iter()
             .map(|r| self.rope_global.angles(r.pos))
@@ -191,6 +192,20 @@ impl Forward for Gemma3 {
             };
             attention::attention(rows, &q, kv, l, shape, pool, &mut att)?;
             b.wo.forward(f, &att, n, &orders, &mut o, pool);
+            if l + 1 == self.blocks.len() {
+                // Past the last attention only the rows that want logits
+                // matter (the others' keys and values are written).
+                let keep = layers::output_rows(rows);
+                if keep.len() < n {
+                    x = layers::gather_rows(&x, d, &keep);
+                    o = layers::gather_rows(&o, d, &keep);
+                    n = keep.len();
+                    h.truncate(n * d);
+                    g.truncate(n * c.n_ff);
+                    u.truncate(n * c.n_ff);
+                    out_rows = keep.iter().map(|&i| rows[i]).collect();
+                }
+            }
             ops::rms_norm_rows(&o, &b.post_attn_norm, eps, &mut h);
             ops::add_in_place(&mut x, &h);
             ops::rms_norm_rows(&x, &b.ffn_norm, eps, &mut h);
@@ -210,7 +225,7 @@ impl Forward for Gemma3 {
         }
         Ok(layers::output_logits(
             f,
-            rows,
+            &out_rows,
             &x,
             &self.output_norm,
             eps,

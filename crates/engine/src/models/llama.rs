@@ -98,7 +98,7 @@ impl Forward for Llama {
     ) -> Result<Vec<f32>, EngineError> {
         let f = &*self.file;
         let c = &self.cfg;
-        let n = rows.len();
+        let mut n = rows.len();
         let orders: Vec<RowOrder> = rows.iter().map(|r| r.order).collect();
         let (d, q_dim, kv_dim) = (c.n_embd, c.n_head * c.head_dim, c.kv_dim());
         let shape = AttnShape {
@@ -123,6 +123,7 @@ impl Forward for Llama {
         let (mut g, mut u) = (vec![0.0f32; n * c.n_ff], vec![0.0f32; n * c.n_ff]);
         // Rotary angles depend only on each row's position: once per pass.
         let angles: Vec<_> = rows.iter().map(|r| self.rope.angles(r.pos)).collect();
+        let mut out_rows: Vec<BatchRow> = rows.to_vec();
         for (l, b) in self.blocks.iter().enumerate() {
             // llama.cpp runs the last layer's feed-forward only on the rows
             // that want logits, one per sequence: each sums alone.
@@ -148,6 +149,19 @@ impl Forward for Llama {
             layers::store_kv(rows, &k, &v, kv, l)?;
             attention::attention(rows, &q, kv, l, shape, pool, &mut att)?;
             b.wo.forward(f, &att, n, &orders, &mut h, pool);
+            if l + 1 == self.blocks.len() {
+                // Past the last attention only the rows that want logits
+                // matter (the others' keys and values are written).
+                let keep = layers::output_rows(rows);
+                if keep.len() < n {
+                    x = layers::gather_rows(&x, d, &keep);
+                    h = layers::gather_rows(&h, d, &keep);
+                    n = keep.len();
+                    g.truncate(n * c.n_ff);
+                    u.truncate(n * c.n_ff);
+                    out_rows = keep.iter().map(|&i| rows[i]).collect();
+                }
+            }
             ops::add_in_place(&mut x, &h);
             ops::rms_norm_rows(&x, &b.ffn_norm, c.rms_eps, &mut h);
             Linear::forward_many(
@@ -165,7 +179,7 @@ impl Forward for Llama {
         }
         Ok(layers::output_logits(
             f,
-            rows,
+            &out_rows,
             &x,
             &self.output_norm,
             c.rms_eps,
