@@ -5,12 +5,17 @@
 //! activation rows once to the weight type's "vec-dot type", exactly as the
 //! llama.cpp CPU backend does (Q4_1 pairs with Q8_1; Q5_0 and Q8_0 with Q8_0;
 //! the K-quants with Q8_K; F16 with F16), and then takes integer dot products
-//! block by block, so our logits track llama.cpp's closely.
+//! block by block, adding the blocks' float terms in the order of the
+//! reference kernel a row would meet ([`RowOrder`]), so our logits equal
+//! llama.cpp's bit for bit on x86 CPUs with AVX2.
 //!
 //! The inner loops exist twice: a portable scalar version ([`Isa::Scalar`]) and
 //! an AVX2+FMA+F16C version ([`Isa::Avx2`]) picked at run time, so one binary
 //! runs on any x86_64 (and builds on other architectures with the scalar path).
-//! Work is split over a persistent [`ThreadPool`]. [`reference`] holds slow,
+//! Where the CPU has AVX512-VNNI (and AVX-512), the block formats' several-row
+//! kernels take their integer products with VNNI, two rows per 512-bit
+//! register; they give the AVX2 kernels' bits exactly.
+//! Work is split over a persistent [`ThreadPool`]. [`mod@reference`] holds slow,
 //! obviously-correct versions that the tests compare against.
 
 mod act;

@@ -65,8 +65,11 @@ fn reference_ubatch(pos: usize, prompt_len: usize, checkpoints: bool) -> (usize,
 
 impl RowOrder {
     /// The order of the prompt row at `pos` of a `prompt_len`-token prompt
-    /// as the reference server evaluates it (see [`reference_ubatch`];
-    /// `checkpoints` for a model with a sliding window): the ubatch holding
+    /// as the reference server evaluates it (batches of up to
+    /// [`REFERENCE_BATCH`] tokens, ending [`REFERENCE_CHECKPOINT_TAIL`] and
+    /// that plus [`REFERENCE_UBATCH`] tokens before the prompt's end when
+    /// `checkpoints` is set, for a model with a sliding window; ubatches of
+    /// [`REFERENCE_UBATCH`] within each): the ubatch holding
     /// `pos` goes to the four-row GEMM in whole groups of four (the rest one
     /// row at a time), and to the tiled Q6_K matmul when it has eight rows
     /// or more. Positions past the prompt are decode steps.

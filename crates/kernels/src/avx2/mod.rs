@@ -3,12 +3,14 @@
 //! They follow the structure of llama.cpp's AVX2 dot products (same integer
 //! sums, the same per-block FMA accumulation into eight float lanes and the
 //! same final horizontal sums), so results match its CPU backend to the last
-//! bits in most cases. Each kernel takes up to [`MAX_B`] (the block formats:
-//! [`MAX_B_WIDE`]) activation rows at
-//! once and unpacks each weight block only once for all of them.
+//! bit. Each kernel takes up to [`MAX_B`] (the block formats and Q4_K:
+//! [`MAX_B_WIDE`]) activation rows at once and unpacks each weight block
+//! only once for all of them. The block formats' several-row kernels also
+//! come in AVX512-VNNI and 512-bit forms with the same bits.
 //!
-//! Every function here is `#[target_feature(enable = "avx2,fma,f16c")]`;
-//! calling one is only sound after [`crate::Isa::Avx2`] was detected.
+//! Every function here is `#[target_feature(enable = "avx2,fma,f16c")]` (or
+//! more); calling one is only sound after [`crate::Isa::Avx2`] (and the
+//! extra features) were detected.
 
 // The kernels keep B parallel accumulator arrays indexed by activation row;
 // index loops read better there than zipped iterators.
