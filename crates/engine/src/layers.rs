@@ -121,17 +121,27 @@ pub fn load_vector(f: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, Eng
         .collect())
 }
 
-/// The indices of the rows that want logits, in order.
-pub fn output_rows(rows: &[BatchRow]) -> Vec<usize> {
-    (0..rows.len()).filter(|&i| rows[i].want_logits).collect()
-}
-
-/// The rows of `x` (each `width` long) at `keep`, in that order.
-pub fn gather_rows(x: &[f32], width: usize, keep: &[usize]) -> Vec<f32> {
-    keep.iter()
-        .flat_map(|&i| &x[i * width..(i + 1) * width])
-        .copied()
-        .collect()
+/// Past the last layer's attention only the rows that want logits matter
+/// (the others' keys and values are written), and llama.cpp narrows to them
+/// there: keeps those rows of each `(buffer, row width)` in `bufs` and
+/// returns them, or `None` when every row wants logits.
+pub fn keep_output_rows(
+    rows: &[BatchRow],
+    bufs: &mut [(&mut Vec<f32>, usize)],
+) -> Option<Vec<BatchRow>> {
+    let keep: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].want_logits).collect();
+    if keep.len() == rows.len() {
+        return None;
+    }
+    for (buf, width) in bufs.iter_mut() {
+        let w = *width;
+        **buf = keep
+            .iter()
+            .flat_map(|&i| &buf[i * w..(i + 1) * w])
+            .copied()
+            .collect();
+    }
+    Some(keep.iter().map(|&i| rows[i]).collect())
 }
 
 /// Writes each row's key and value (`rows.len() × kv_dim` each) into the cache.

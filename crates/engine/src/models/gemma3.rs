@@ -147,7 +147,7 @@ impl Forward for Gemma3 {
         let q_scale = 1.0 / (hd as f32).sqrt();
         // Rotary angles depend only on each row's position: once per pass.
         let local_angles: Vec<_> = rows.iter().map(|r| self.rope_local.angles(r.pos)).collect();
-        let mut out_rows: Vec<BatchRow> = rows.to_vec();
+        let mut out_rows: Option<Vec<BatchRow>> = None;
         let global_angles: Vec<_> = rows
             .iter()
             .map(|r| self.rope_global.angles(r.pos))
@@ -155,11 +155,8 @@ impl Forward for Gemma3 {
         for (l, b) in self.blocks.iter().enumerate() {
             // llama.cpp runs the last layer's feed-forward only on the rows
             // that want logits, one per sequence: each sums alone.
-            let ffn_orders: &[RowOrder] = if l + 1 == self.blocks.len() {
-                &[]
-            } else {
-                &orders
-            };
+            let last = l + 1 == self.blocks.len();
+            let ffn_orders: &[RowOrder] = if last { &[] } else { &orders };
             let (rope, angles, window) = if b.local {
                 (&self.rope_local, &local_angles, self.window)
             } else {
@@ -192,18 +189,17 @@ impl Forward for Gemma3 {
             };
             attention::attention(rows, &q, kv, l, shape, pool, &mut att)?;
             b.wo.forward(f, &att, n, &orders, &mut o, pool);
-            if l + 1 == self.blocks.len() {
-                // Past the last attention only the rows that want logits
-                // matter (the others' keys and values are written).
-                let keep = layers::output_rows(rows);
-                if keep.len() < n {
-                    x = layers::gather_rows(&x, d, &keep);
-                    o = layers::gather_rows(&o, d, &keep);
-                    n = keep.len();
-                    h.truncate(n * d);
-                    g.truncate(n * c.n_ff);
-                    u.truncate(n * c.n_ff);
-                    out_rows = keep.iter().map(|&i| rows[i]).collect();
+            if last {
+                let mut bufs = [
+                    (&mut x, d),
+                    (&mut o, d),
+                    (&mut h, d),
+                    (&mut g, c.n_ff),
+                    (&mut u, c.n_ff),
+                ];
+                if let Some(kept) = layers::keep_output_rows(rows, &mut bufs) {
+                    n = kept.len();
+                    out_rows = Some(kept);
                 }
             }
             ops::rms_norm_rows(&o, &b.post_attn_norm, eps, &mut h);
@@ -225,7 +221,7 @@ impl Forward for Gemma3 {
         }
         Ok(layers::output_logits(
             f,
-            &out_rows,
+            out_rows.as_deref().unwrap_or(rows),
             &x,
             &self.output_norm,
             eps,

@@ -123,15 +123,12 @@ impl Forward for Llama {
         let (mut g, mut u) = (vec![0.0f32; n * c.n_ff], vec![0.0f32; n * c.n_ff]);
         // Rotary angles depend only on each row's position: once per pass.
         let angles: Vec<_> = rows.iter().map(|r| self.rope.angles(r.pos)).collect();
-        let mut out_rows: Vec<BatchRow> = rows.to_vec();
+        let mut out_rows: Option<Vec<BatchRow>> = None;
         for (l, b) in self.blocks.iter().enumerate() {
             // llama.cpp runs the last layer's feed-forward only on the rows
             // that want logits, one per sequence: each sums alone.
-            let ffn_orders: &[RowOrder] = if l + 1 == self.blocks.len() {
-                &[]
-            } else {
-                &orders
-            };
+            let last = l + 1 == self.blocks.len();
+            let ffn_orders: &[RowOrder] = if last { &[] } else { &orders };
             ops::rms_norm_rows(&x, &b.attn_norm, c.rms_eps, &mut h);
             Linear::forward_many(
                 f,
@@ -149,17 +146,11 @@ impl Forward for Llama {
             layers::store_kv(rows, &k, &v, kv, l)?;
             attention::attention(rows, &q, kv, l, shape, pool, &mut att)?;
             b.wo.forward(f, &att, n, &orders, &mut h, pool);
-            if l + 1 == self.blocks.len() {
-                // Past the last attention only the rows that want logits
-                // matter (the others' keys and values are written).
-                let keep = layers::output_rows(rows);
-                if keep.len() < n {
-                    x = layers::gather_rows(&x, d, &keep);
-                    h = layers::gather_rows(&h, d, &keep);
-                    n = keep.len();
-                    g.truncate(n * c.n_ff);
-                    u.truncate(n * c.n_ff);
-                    out_rows = keep.iter().map(|&i| rows[i]).collect();
+            if last {
+                let mut bufs = [(&mut x, d), (&mut h, d), (&mut g, c.n_ff), (&mut u, c.n_ff)];
+                if let Some(kept) = layers::keep_output_rows(rows, &mut bufs) {
+                    n = kept.len();
+                    out_rows = Some(kept);
                 }
             }
             ops::add_in_place(&mut x, &h);
@@ -179,7 +170,7 @@ impl Forward for Llama {
         }
         Ok(layers::output_logits(
             f,
-            &out_rows,
+            out_rows.as_deref().unwrap_or(rows),
             &x,
             &self.output_norm,
             c.rms_eps,

@@ -62,18 +62,18 @@ macro_rules! batch_driver {
             assert!(B <= W && outs.len() >= B);
             let n_rows = w.len() / row_bytes;
             assert!(outs[..B].iter().all(|o| o.len() >= n_rows));
-            let (dt, st) = side_by_side::<K>(a, b0, B, nb);
+            let mut scratch = Scratch::take();
+            scratch.side_by_side(a.d, K::OFFSET.then_some(a.s), b0, B, nb);
             let qstride = nb * 32;
-            let qs = &a.qs[b0 * qstride..(b0 + B) * qstride];
+            let mut qs = &a.qs[b0 * qstride..(b0 + B) * qstride];
             // The VNNI products of signed formats take the activations
             // biased by +128, made once here for every weight row.
-            let biased: Vec<i8>;
-            let qs = if $vnni && K::BIASED {
-                biased = qs.iter().map(|&q| q ^ i8::MIN).collect();
-                &biased[..]
-            } else {
-                qs
-            };
+            if $vnni && K::BIASED {
+                scratch.quants.clear();
+                scratch.quants.extend(qs.iter().map(|&q| q ^ i8::MIN));
+                qs = &scratch.quants;
+            }
+            let (dt, st) = (&scratch.scales, &scratch.sums);
             let lane: [__m256i; W] = std::array::from_fn(|j| _mm256_set1_epi32(j as i32));
             for (r, row) in w.chunks_exact(row_bytes).enumerate() {
                 let base = row.as_ptr();
@@ -117,32 +117,9 @@ macro_rules! batch_driver {
                     outs[j][r] = if K::OFFSET { dot + sm[j] } else { dot };
                 }
             }
+            scratch.put_back();
         }
     };
-}
-
-/// Block i's activation scales (and Q8_1 sums) of rows `b0..b0 + rows`, at
-/// `[W * i .. W * i + rows]`.
-pub(super) fn side_by_side<K: Block>(
-    a: &ActView<'_>,
-    b0: usize,
-    rows: usize,
-    nb: usize,
-) -> (Vec<f32>, Vec<f32>) {
-    let mut dt = vec![0.0f32; W * nb];
-    let mut st = vec![0.0f32; W * nb];
-    for j in 0..rows {
-        let row = (b0 + j) * nb..(b0 + j + 1) * nb;
-        for (i, &d) in a.d[row.clone()].iter().enumerate() {
-            dt[W * i + j] = d;
-        }
-        if K::OFFSET {
-            for (i, &s) in a.s[row].iter().enumerate() {
-                st[W * i + j] = s;
-            }
-        }
-    }
-    (dt, st)
 }
 
 /// Products by `maddubs`, pair sums widened by `madd` (llama.cpp's AVX2 steps).

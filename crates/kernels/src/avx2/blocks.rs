@@ -38,16 +38,25 @@ pub(super) trait Block {
     /// FMA and F16C.
     unsafe fn unpack(blk: *const u8) -> Unpacked;
 
+    /// Whether the quants are signed. Then `maddubs` takes their magnitudes
+    /// with their signs moved onto the activations, and the VNNI products
+    /// take the activations biased by +128 (as the unsigned operand).
+    const BIASED: bool;
+
     /// Sixteen sums of adjacent products of the block's 32 values and the
     /// activation quants `qy` (`maddubs`).
     ///
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C.
-    unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i;
-
-    /// Whether the VNNI products take the activation quants biased by +128
-    /// (as unsigned bytes, the weights as the signed operand).
-    const BIASED: bool;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i {
+        if Self::BIASED {
+            _mm256_maddubs_epi16(u.ax, _mm256_sign_epi8(qy, u.sx))
+        } else {
+            _mm256_maddubs_epi16(u.ax, qy)
+        }
+    }
 
     /// The VNNI accumulator's starting lanes for this block: for biased
     /// activations, `-128 ·` the sum of each lane's four weights, which
@@ -55,7 +64,16 @@ pub(super) trait Block {
     ///
     /// # Safety
     /// The CPU must support AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL.
-    unsafe fn vnni_start(u: &Unpacked) -> __m256i;
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[inline]
+    unsafe fn vnni_start(u: &Unpacked) -> __m256i {
+        if Self::BIASED {
+            let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(-128), u.sx);
+            _mm256_sub_epi32(_mm256_setzero_si256(), sums)
+        } else {
+            _mm256_setzero_si256()
+        }
+    }
 
     /// The block's products with activation quants `qy` (biased when
     /// [`Block::BIASED`]) summed in fours into eight 32-bit lanes, from
@@ -64,7 +82,15 @@ pub(super) trait Block {
     ///
     /// # Safety
     /// The CPU must support AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL.
-    unsafe fn dot4(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256i;
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[inline]
+    unsafe fn dot4(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256i {
+        if Self::BIASED {
+            _mm256_dpbusd_epi32(start, qy, u.sx)
+        } else {
+            _mm256_dpbusd_epi32(start, u.ax, qy)
+        }
+    }
 }
 
 /// Q4_1: `f16 d; f16 m; u8 qs[16]`, unsigned nibbles.
@@ -73,6 +99,7 @@ pub(super) struct Q4_1;
 impl Block for Q4_1 {
     const BYTES: usize = q4_1::BLOCK;
     const OFFSET: bool = true;
+    const BIASED: bool = false;
 
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
@@ -80,26 +107,6 @@ impl Block for Q4_1 {
         // SAFETY: a whole block (the caller's contract): two halves, 16 quant bytes.
         let (d, m, ax) = unsafe { (f16_at(blk), f16_at(blk.add(2)), nibbles_at(blk.add(4))) };
         Unpacked { ax, sx: ax, d, m }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i {
-        _mm256_maddubs_epi16(u.ax, qy)
-    }
-
-    const BIASED: bool = false;
-
-    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    #[inline]
-    unsafe fn vnni_start(_u: &Unpacked) -> __m256i {
-        _mm256_setzero_si256()
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    #[inline]
-    unsafe fn dot4(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256i {
-        _mm256_dpbusd_epi32(start, u.ax, qy)
     }
 }
 
@@ -109,6 +116,7 @@ pub(super) struct Q8_0;
 impl Block for Q8_0 {
     const BYTES: usize = q8_0::BLOCK;
     const OFFSET: bool = false;
+    const BIASED: bool = true;
 
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
@@ -116,26 +124,6 @@ impl Block for Q8_0 {
         // SAFETY: a whole block (the caller's contract): one half, 32 quant bytes.
         let (d, qx) = unsafe { (f16_at(blk), _mm256_loadu_si256(blk.add(2).cast())) };
         signed(qx, d)
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i {
-        signed_products(u, qy)
-    }
-
-    const BIASED: bool = true;
-
-    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    #[inline]
-    unsafe fn vnni_start(u: &Unpacked) -> __m256i {
-        bias_correction(u)
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    #[inline]
-    unsafe fn dot4(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256i {
-        _mm256_dpbusd_epi32(start, qy, u.sx)
     }
 }
 
@@ -145,6 +133,7 @@ pub(super) struct Q5_0;
 impl Block for Q5_0 {
     const BYTES: usize = q5_0::BLOCK;
     const OFFSET: bool = false;
+    const BIASED: bool = true;
 
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
@@ -163,26 +152,6 @@ impl Block for Q5_0 {
         let high = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(0xF0u8 as i8));
         signed(_mm256_or_si256(low, high), d)
     }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn products(u: &Unpacked, qy: __m256i) -> __m256i {
-        signed_products(u, qy)
-    }
-
-    const BIASED: bool = true;
-
-    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    #[inline]
-    unsafe fn vnni_start(u: &Unpacked) -> __m256i {
-        bias_correction(u)
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    #[inline]
-    unsafe fn dot4(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256i {
-        _mm256_dpbusd_epi32(start, qy, u.sx)
-    }
 }
 
 /// Signed quants `qx` as `maddubs` operands: |x| now, x's signs for later.
@@ -197,22 +166,6 @@ fn signed(qx: __m256i, d: f32) -> Unpacked {
     }
 }
 
-/// |x| times y with x's sign moved onto y.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn signed_products(u: &Unpacked, qy: __m256i) -> __m256i {
-    _mm256_maddubs_epi16(u.ax, _mm256_sign_epi8(qy, u.sx))
-}
-
-/// `-128 ·` the sum of each four signed weights: started from it, the VNNI
-/// sum of `(y + 128) · x` is exactly the sum of `y · x`.
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-#[inline]
-fn bias_correction(u: &Unpacked) -> __m256i {
-    let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(-128), u.sx);
-    _mm256_sub_epi32(_mm256_setzero_si256(), sums)
-}
-
 /// Pair sums from `maddubs` widened to eight float lanes.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -220,13 +173,13 @@ pub(super) fn widen(p: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), p))
 }
 
-/// Defines `$name`, the row kernel of block format `$block`; `$vnni_name`,
-/// the same with the several-rows driver's integer products taken by VNNI
-/// instructions; and `$wide_name`, with the 512-bit several-rows driver.
+/// Defines `$name`, a row kernel of block format `$block` compiled for
+/// `$features`: one activation row goes to [`single`], several to the
+/// driver `$m::$driver`.
 macro_rules! block_kernel {
-    ($name:ident, $vnni_name:ident, $wide_name:ident, $block:ty) => {
-        #[target_feature(enable = "avx2,fma,f16c")]
-        pub(super) fn $name(
+    ($name:ident, $features:literal, $m:ident::$driver:ident, $block:ty) => {
+        #[target_feature(enable = $features)]
+        fn $name(
             w: &[u8],
             row_bytes: usize,
             act: &ActView<'_>,
@@ -235,40 +188,52 @@ macro_rules! block_kernel {
         ) {
             match outs {
                 [out] => single::rows::<$block>(w, row_bytes, act, b0, out),
-                _ => batch::rows::<$block>(w, row_bytes, act, b0, outs),
-            }
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-        pub(super) fn $vnni_name(
-            w: &[u8],
-            row_bytes: usize,
-            act: &ActView<'_>,
-            b0: usize,
-            outs: &mut [&mut [f32]],
-        ) {
-            match outs {
-                [out] => single::rows::<$block>(w, row_bytes, act, b0, out),
-                _ => batch::rows_vnni::<$block>(w, row_bytes, act, b0, outs),
-            }
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
-        pub(super) fn $wide_name(
-            w: &[u8],
-            row_bytes: usize,
-            act: &ActView<'_>,
-            b0: usize,
-            outs: &mut [&mut [f32]],
-        ) {
-            match outs {
-                [out] => single::rows::<$block>(w, row_bytes, act, b0, out),
-                _ => wide::rows::<$block>(w, row_bytes, act, b0, outs),
+                _ => $m::$driver::<$block>(w, row_bytes, act, b0, outs),
             }
         }
     };
 }
 
-block_kernel!(rows_q4_1, rows_q4_1_vnni, rows_q4_1_wide, Q4_1);
-block_kernel!(rows_q5_0, rows_q5_0_vnni, rows_q5_0_wide, Q5_0);
-block_kernel!(rows_q8_0, rows_q8_0_vnni, rows_q8_0_wide, Q8_0);
+/// Defines `$kernels`, block format `$block`'s row kernels by
+/// [`Extensions`] level: plain AVX2, with VNNI products, and with the
+/// 512-bit several-rows driver.
+macro_rules! block_kernels {
+    ($kernels:ident, $block:ty, $plain:ident, $vnni:ident, $wide:ident) => {
+        block_kernel!($plain, "avx2,fma,f16c", batch::rows, $block);
+        block_kernel!(
+            $vnni,
+            "avx2,fma,f16c,avx512vnni,avx512vl",
+            batch::rows_vnni,
+            $block
+        );
+        block_kernel!(
+            $wide,
+            "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni",
+            wide::rows,
+            $block
+        );
+        pub(super) const $kernels: [RowsKernel; 3] = [$plain, $vnni, $wide];
+    };
+}
+
+block_kernels!(
+    Q4_1_KERNELS,
+    Q4_1,
+    rows_q4_1,
+    rows_q4_1_vnni,
+    rows_q4_1_wide
+);
+block_kernels!(
+    Q5_0_KERNELS,
+    Q5_0,
+    rows_q5_0,
+    rows_q5_0_vnni,
+    rows_q5_0_wide
+);
+block_kernels!(
+    Q8_0_KERNELS,
+    Q8_0,
+    rows_q8_0,
+    rows_q8_0_vnni,
+    rows_q8_0_wide
+);

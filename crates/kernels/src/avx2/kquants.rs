@@ -26,7 +26,7 @@ pub(super) fn rows_q4_k(
         0 => {}
         1 => {
             for (r, row) in w.chunks_exact(row_bytes).enumerate() {
-                outs[0][r] = dot_q4_k::<1>(row, act, b0)[0];
+                outs[0][r] = dot_q4_k(row, act, b0);
             }
         }
         2 => many_q4_k::<2>(w, row_bytes, act, b0, outs),
@@ -61,60 +61,30 @@ fn many_q4_k<const B: usize>(
     assert!((2..=W).contains(&B) && outs.len() >= B);
     let n_rows = w.len() / row_bytes;
     assert!(outs[..B].iter().all(|o| o.len() >= n_rows));
+    let mut scratch = Scratch::take();
     // Block i's activation scales of the B rows at [W * i .. W * i + B].
-    let mut dt = vec![0.0f32; W * nb];
-    for j in 0..B {
-        for i in 0..nb {
-            dt[W * i + j] = a.d[(b0 + j) * nb + i];
-        }
-    }
+    scratch.side_by_side(a.d, None, b0, B, nb);
     let mut quad = [0i32; W];
     for (j, q) in quad.iter_mut().enumerate().take(B) {
         *q = if a.order(b0 + j).q4k_in_quad { -1 } else { 0 };
     }
     // SAFETY: eight readable i32.
     let quad = unsafe { _mm256_loadu_si256(quad.as_ptr().cast()) };
-    let m4 = _mm256_set1_epi8(0x0f);
     for (r, row) in w.chunks_exact(row_bytes).enumerate() {
         let mut acc = _mm256_setzero_ps();
         let mut acc_min = _mm256_setzero_ps();
         for (i, blk) in row.chunks_exact(q4_k::BLOCK).enumerate() {
-            let (d, dmin, sc, mins) = q4_k_header(blk);
-            let qs = &blk[16..];
-            let q4: [(__m256i, __m256i); 4] = std::array::from_fn(|g| {
-                let bits = load32(&qs[32 * g..32 * g + 32]);
-                (
-                    _mm256_and_si256(bits, m4),
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4),
-                )
-            });
+            let blk = Q4kBlock::unpack(blk);
             let mut pairs = [_mm_setzero_si128(); W];
             let mut min_pairs = [_mm_setzero_si128(); W];
             for j in 0..B {
                 let k = (b0 + j) * nb + i;
-                let y = &a.qs[k * QK_K..(k + 1) * QK_K];
-                let v: [__m256i; 4] = std::array::from_fn(|g| {
-                    let (lo, hi) = q4[g];
-                    let scale_l = _mm256_set1_epi16(i16::from(sc[2 * g]));
-                    let scale_h = _mm256_set1_epi16(i16::from(sc[2 * g + 1]));
-                    let yl = load32_i8(&y[64 * g..64 * g + 32]);
-                    let yh = load32_i8(&y[64 * g + 32..64 * g + 64]);
-                    _mm256_add_epi32(
-                        _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(lo, yl)),
-                        _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(hi, yh)),
-                    )
-                });
-                pairs[j] = hsum4_epi32(v);
-                let bs = load16_i16(&a.bsums[k * 16..k * 16 + 16]);
-                let q8s = _mm_hadd_epi16(
-                    _mm256_castsi256_si128(bs),
-                    _mm256_extracti128_si256::<1>(bs),
-                );
-                min_pairs[j] = _mm_madd_epi16(mins, q8s);
+                pairs[j] = blk.pairs(&a.qs[k * QK_K..(k + 1) * QK_K]);
+                min_pairs[j] = blk.min_pairs(&a.bsums[k * 16..k * 16 + 16]);
             }
-            let dts = load8_f32(&dt[W * i..]);
-            let dd = _mm256_mul_ps(_mm256_set1_ps(d), dts);
-            let dm = _mm256_mul_ps(_mm256_set1_ps(dmin), dts);
+            let dts = load8_f32(&scratch.scales[W * i..]);
+            let dd = _mm256_mul_ps(_mm256_set1_ps(blk.d), dts);
+            let dm = _mm256_mul_ps(_mm256_set1_ps(blk.dmin), dts);
             let p = lone_rows_folded(transpose_8x4(&pairs), quad);
             let m = lone_rows_folded(transpose_8x4(&min_pairs), quad);
             for (p, m) in p.into_iter().zip(m) {
@@ -129,18 +99,74 @@ fn many_q4_k<const B: usize>(
             outs[j][r] = res[j];
         }
     }
+    scratch.put_back();
 }
 
-/// A Q4_K super-block's `d`, `dmin`, eight sub-block scales, and eight mins
-/// widened to 16 bits (the multipliers of the activation sub-block sums).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn q4_k_header(blk: &[u8]) -> (f32, f32, [u8; 8], __m128i) {
-    let (sc, mn) = q4_k::scales_mins(&blk[4..16]);
-    let mut mins8 = [0u8; 16];
-    mins8[..8].copy_from_slice(&mn);
-    let mins = _mm256_castsi256_si128(_mm256_cvtepu8_epi16(load16(&mins8)));
-    (f16(&blk[0..2]), f16(&blk[2..4]), sc, mins)
+/// One Q4_K super-block unpacked for the integer products: `d`, `dmin`, the
+/// eight sub-block scales, the eight mins widened to 16 bits, and each
+/// 64-weight group's 4-bit quants as bytes (low nibbles, high nibbles).
+struct Q4kBlock {
+    d: f32,
+    dmin: f32,
+    scales: [u8; 8],
+    mins: __m128i,
+    quants: [(__m256i, __m256i); 4],
+}
+
+impl Q4kBlock {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn unpack(blk: &[u8]) -> Q4kBlock {
+        let (scales, mn) = q4_k::scales_mins(&blk[4..16]);
+        let mut mins8 = [0u8; 16];
+        mins8[..8].copy_from_slice(&mn);
+        let m4 = _mm256_set1_epi8(0x0f);
+        let qs = &blk[16..];
+        Q4kBlock {
+            d: f16(&blk[0..2]),
+            dmin: f16(&blk[2..4]),
+            scales,
+            mins: _mm256_castsi256_si128(_mm256_cvtepu8_epi16(load16(&mins8))),
+            quants: std::array::from_fn(|g| {
+                let bits = load32(&qs[32 * g..32 * g + 32]);
+                (
+                    _mm256_and_si256(bits, m4),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4),
+                )
+            }),
+        }
+    }
+
+    /// The exact sums `sc · Σ q·y` of sub-blocks 2g and 2g + 1 (g in 0..4)
+    /// against one activation block `y` (256 quants).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn pairs(&self, y: &[i8]) -> __m128i {
+        hsum4_epi32(std::array::from_fn(|g| {
+            let (lo, hi) = self.quants[g];
+            let scale_l = _mm256_set1_epi16(i16::from(self.scales[2 * g]));
+            let scale_h = _mm256_set1_epi16(i16::from(self.scales[2 * g + 1]));
+            let yl = load32_i8(&y[64 * g..64 * g + 32]);
+            let yh = load32_i8(&y[64 * g + 32..64 * g + 64]);
+            _mm256_add_epi32(
+                _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(lo, yl)),
+                _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(hi, yh)),
+            )
+        }))
+    }
+
+    /// The exact sums `m · Σ y` of sub-blocks 2g and 2g + 1, from the
+    /// activation block's sixteen sums of 16 quants.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn min_pairs(&self, bsums: &[i16]) -> __m128i {
+        let bs = load16_i16(bsums);
+        let q8s = _mm_hadd_epi16(
+            _mm256_castsi256_si128(bs),
+            _mm256_extracti128_si256::<1>(bs),
+        );
+        _mm_madd_epi16(self.mins, q8s)
+    }
 }
 
 /// Four lanes in each of eight rows, as four vectors of eight lanes (vector
@@ -178,58 +204,29 @@ fn lone_rows_folded(p: [__m256i; 4], quad: __m256i) -> [__m256i; 4] {
     ]
 }
 
-/// Q4_K: per pair of sub-blocks, `sc * sum(q * y)` and the min term
-/// `m * sum(y)` (from the activation block sums) as exact integers, then
-/// folded into two float sums in the order of llama.cpp's repacked kernels
+/// Q4_K, one weight row against activation row `b`: per super-block the
+/// pair sums and min sums as exact integers ([`Q4kBlock`]), folded into two
+/// float sums in the order of llama.cpp's repacked kernels
 /// ([`q4_k::accumulate`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn dot_q4_k<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
+fn dot_q4_k(w: &[u8], a: &ActView<'_>, b: usize) -> f32 {
     let nb = a.cols / QK_K;
-    let m4 = _mm256_set1_epi8(0x0f);
-    let mut acc = [0.0f32; B];
-    let mut acc_min = [0.0f32; B];
+    let in_quad = a.order(b).q4k_in_quad;
+    let (mut acc, mut acc_min) = (0.0f32, 0.0f32);
     for (i, blk) in w.chunks_exact(q4_k::BLOCK).enumerate() {
-        let (d, dmin, sc, mins) = q4_k_header(blk);
-        let qs = &blk[16..];
-        let mut pairs = [[_mm256_setzero_si256(); 4]; B];
-        for g in 0..QK_K / 64 {
-            let q4bits = load32(&qs[32 * g..32 * g + 32]);
-            let q4l = _mm256_and_si256(q4bits, m4);
-            let q4h = _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits), m4);
-            let scale_l = _mm256_set1_epi16(i16::from(sc[2 * g]));
-            let scale_h = _mm256_set1_epi16(i16::from(sc[2 * g + 1]));
-            for j in 0..B {
-                let k = (b0 + j) * nb + i;
-                let y = &a.qs[k * QK_K + 64 * g..k * QK_K + 64 * g + 64];
-                let pl = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, load32_i8(&y[..32])));
-                let ph = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, load32_i8(&y[32..])));
-                pairs[j][g] = _mm256_add_epi32(pl, ph);
-            }
-        }
-        for j in 0..B {
-            let k = (b0 + j) * nb + i;
-            let bs = load16_i16(&a.bsums[k * 16..k * 16 + 16]);
-            // Per sub-block activation sums, times the mins, added in pairs.
-            let q8s = _mm_hadd_epi16(
-                _mm256_castsi256_si128(bs),
-                _mm256_extracti128_si256::<1>(bs),
-            );
-            accumulate_q4_k(
-                a.order(b0 + j).q4k_in_quad,
-                to_i32x4(hsum4_epi32(pairs[j])),
-                to_i32x4(_mm_madd_epi16(mins, q8s)),
-                (d * a.d[k], dmin * a.d[k]),
-                &mut acc[j],
-                &mut acc_min[j],
-            );
-        }
+        let k = b * nb + i;
+        let blk = Q4kBlock::unpack(blk);
+        accumulate_q4_k(
+            in_quad,
+            to_i32x4(blk.pairs(&a.qs[k * QK_K..(k + 1) * QK_K])),
+            to_i32x4(blk.min_pairs(&a.bsums[k * 16..k * 16 + 16])),
+            (blk.d * a.d[k], blk.dmin * a.d[k]),
+            &mut acc,
+            &mut acc_min,
+        );
     }
-    let mut out = [0.0f32; B];
-    for j in 0..B {
-        out[j] = acc[j] - acc_min[j];
-    }
-    out
+    acc - acc_min
 }
 
 /// [`q4_k::accumulate`], here compiled with FMA.

@@ -35,39 +35,30 @@ pub(crate) fn kernel(format: Format) -> (RowsKernel, usize) {
 }
 
 /// The instruction-set extensions past AVX2 that the block formats'
-/// several-rows kernels can use (each gives the same bits).
+/// several-rows kernels can use (each gives the same bits); the value
+/// indexes their kernel tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Extensions {
     /// AVX2, FMA and F16C only.
-    None,
+    None = 0,
     /// AVX512-VNNI in 256-bit registers (with AVX512-VL).
-    Vnni,
+    Vnni = 1,
     /// AVX-512 (F, BW, VL, DQ) with VNNI: 512-bit registers.
-    Wide,
+    Wide = 2,
 }
 
 impl Extensions {
     /// The best this CPU has (checked once).
     fn detect() -> Extensions {
+        use std::arch::is_x86_feature_detected as has;
         static BEST: std::sync::OnceLock<Extensions> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            let has = |f: &str| match f {
-                "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
-                "avx512bw" => std::arch::is_x86_feature_detected!("avx512bw"),
-                "avx512vl" => std::arch::is_x86_feature_detected!("avx512vl"),
-                "avx512dq" => std::arch::is_x86_feature_detected!("avx512dq"),
-                "avx512vnni" => std::arch::is_x86_feature_detected!("avx512vnni"),
-                _ => false,
-            };
-            if ["avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vnni"]
-                .iter()
-                .all(|f| has(f))
-            {
-                Extensions::Wide
-            } else if has("avx512vnni") && has("avx512vl") {
-                Extensions::Vnni
-            } else {
-                Extensions::None
+            let vnni = has!("avx512vnni") && has!("avx512vl");
+            let wide = has!("avx512f") && has!("avx512bw") && has!("avx512dq");
+            match (vnni, wide) {
+                (true, true) => Extensions::Wide,
+                (true, false) => Extensions::Vnni,
+                _ => Extensions::None,
             }
         })
     }
@@ -75,21 +66,63 @@ impl Extensions {
 
 /// [`kernel`] for a chosen level of extensions.
 fn kernel_with(format: Format, ext: Extensions) -> (RowsKernel, usize) {
-    use Extensions::{None as Plain, Vnni, Wide};
-    match (format, ext) {
-        (Format::F32, _) => (float::rows_f32, MAX_B),
-        (Format::F16, _) => (float::rows_f16, MAX_B),
-        (Format::Q4_1, Plain) => (blocks::rows_q4_1, MAX_B_WIDE),
-        (Format::Q4_1, Vnni) => (blocks::rows_q4_1_vnni, MAX_B_WIDE),
-        (Format::Q4_1, Wide) => (blocks::rows_q4_1_wide, MAX_B_WIDE),
-        (Format::Q5_0, Plain) => (blocks::rows_q5_0, MAX_B_WIDE),
-        (Format::Q5_0, Vnni) => (blocks::rows_q5_0_vnni, MAX_B_WIDE),
-        (Format::Q5_0, Wide) => (blocks::rows_q5_0_wide, MAX_B_WIDE),
-        (Format::Q8_0, Plain) => (blocks::rows_q8_0, MAX_B_WIDE),
-        (Format::Q8_0, Vnni) => (blocks::rows_q8_0_vnni, MAX_B_WIDE),
-        (Format::Q8_0, Wide) => (blocks::rows_q8_0_wide, MAX_B_WIDE),
-        (Format::Q4K, _) => (kquants::rows_q4_k, MAX_B_WIDE),
-        (Format::Q6K, _) => (kquants::rows_q6_k, MAX_B),
+    let level = ext as usize;
+    match format {
+        Format::F32 => (float::rows_f32, MAX_B),
+        Format::F16 => (float::rows_f16, MAX_B),
+        Format::Q4_1 => (blocks::Q4_1_KERNELS[level], MAX_B_WIDE),
+        Format::Q5_0 => (blocks::Q5_0_KERNELS[level], MAX_B_WIDE),
+        Format::Q8_0 => (blocks::Q8_0_KERNELS[level], MAX_B_WIDE),
+        Format::Q4K => (kquants::rows_q4_k, MAX_B_WIDE),
+        Format::Q6K => (kquants::rows_q6_k, MAX_B),
+    }
+}
+
+/// Per-thread buffers the several-row drivers reuse from call to call (a
+/// step calls them thousands of times): taken out of a thread-local at the
+/// start of a call and put back at its end.
+#[derive(Default)]
+struct Scratch {
+    /// Activation scales side by side: block i's at `[W * i .. W * i + rows]`
+    /// (`W` = [`MAX_B_WIDE`]), unused lanes 0.
+    scales: Vec<f32>,
+    /// Q8_1 sums, laid out as `scales` (empty for other activations).
+    sums: Vec<f32>,
+    /// Activation quants re-laid for a driver (biased, or interleaved in pairs).
+    quants: Vec<i8>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+impl Scratch {
+    fn take() -> Scratch {
+        SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
+
+    fn put_back(self) {
+        SCRATCH.with(|s| *s.borrow_mut() = self);
+    }
+
+    /// Lays rows `b0..b0 + rows`' per-block scales `d` (and sums `s`, when
+    /// given) side by side, `nb` blocks per row.
+    fn side_by_side(&mut self, d: &[f32], s: Option<&[f32]>, b0: usize, rows: usize, nb: usize) {
+        const W: usize = MAX_B_WIDE;
+        let lay = |out: &mut Vec<f32>, v: &[f32]| {
+            out.clear();
+            out.resize(W * nb, 0.0);
+            for j in 0..rows {
+                for (i, &x) in v[(b0 + j) * nb..(b0 + j + 1) * nb].iter().enumerate() {
+                    out[W * i + j] = x;
+                }
+            }
+        };
+        lay(&mut self.scales, d);
+        match s {
+            Some(s) => lay(&mut self.sums, s),
+            None => self.sums.clear(),
+        }
     }
 }
 

@@ -5,7 +5,6 @@
 //! in order into eight float lanes, then llama.cpp's horizontal sum), so
 //! every result keeps its bits while the two halves share each instruction.
 
-use super::batch::side_by_side;
 use super::blocks::Block;
 use super::*;
 use crate::formats::MAX_B_WIDE;
@@ -49,12 +48,15 @@ fn go<K: Block, const P: usize>(
     assert!(P <= PAIRS && n <= 2 * P);
     let n_rows = w.len() / row_bytes;
     assert!(outs.iter().all(|o| o.len() >= n_rows));
-    let (dt, st) = side_by_side::<K>(a, b0, n, nb);
+    let mut scratch = Scratch::take();
+    scratch.side_by_side(a.d, K::OFFSET.then_some(a.s), b0, n, nb);
     // Pair p's block i: 64 bytes at (p * nb + i) * 64, row 2p's quants then
     // row 2p + 1's (zeros for a missing row, whose sums are dropped); biased
     // by +128 for the signed formats (see `Block::BIASED`).
     let qstride = nb * 32;
-    let mut pq = vec![0i8; P * nb * 64];
+    scratch.quants.clear();
+    scratch.quants.resize(P * nb * 64, 0);
+    let pq = &mut scratch.quants;
     for j in 0..n {
         let row = &a.qs[(b0 + j) * qstride..(b0 + j + 1) * qstride];
         let (p, h) = (j / 2, j % 2);
@@ -66,6 +68,7 @@ fn go<K: Block, const P: usize>(
         }
     }
     // Lanes 0..8 take row 2p's scale, lanes 8..16 row 2p + 1's.
+    let (pq, dt, st) = (&scratch.quants, &scratch.scales, &scratch.sums);
     let idx: [__m512i; PAIRS] = std::array::from_fn(|p| {
         _mm512_inserti64x4::<1>(
             _mm512_castsi256_si512(_mm256_set1_epi32(2 * p as i32)),
@@ -117,4 +120,5 @@ fn go<K: Block, const P: usize>(
             out[r] = if K::OFFSET { dot + sm[j] } else { dot };
         }
     }
+    scratch.put_back();
 }
