@@ -1,7 +1,9 @@
-//! Times the matmul kernels on SmolLM2-135M's shapes (random weights).
+//! Times the matmul kernels on SmolLM2-135M's and Gemma 3 270M's shapes
+//! (random weights).
 //!
-//! `cargo run --release -p kernels --example matmul_bench [threads]`
-//! prints, per shape and batch, microseconds per call, GFLOP/s and weight
+//! `cargo run --release -p kernels --example matmul_bench [threads [shape]]`
+//! (`shape`: a substring of the shape names to time; `BATCHES=1,16,512`
+//! sets the batch sizes, 1, 16 and 64 by default) prints, per shape and batch, microseconds per call, GFLOP/s and weight
 //! GB/s, then a whole decode step's worth of matmuls (30 layers + output).
 
 use kernels::{matmul_with, quantize_row, GgmlType, Isa, QMatrix, ThreadPool};
@@ -14,7 +16,7 @@ struct Shape {
     cols: usize,
 }
 
-const SHAPES: [Shape; 6] = [
+const SHAPES: [Shape; 10] = [
     Shape {
         name: "attn_q/o 576x576",
         ty: GgmlType::Q4_1,
@@ -50,6 +52,30 @@ const SHAPES: [Shape; 6] = [
         ty: GgmlType::Q4_K,
         rows: 576,
         cols: 1536,
+    },
+    Shape {
+        name: "gemma up 2048x640",
+        ty: GgmlType::Q5_0,
+        rows: 2048,
+        cols: 640,
+    },
+    Shape {
+        name: "gemma down 640x2048",
+        ty: GgmlType::Q4_K,
+        rows: 640,
+        cols: 2048,
+    },
+    Shape {
+        name: "gemma q6_k 640x2048",
+        ty: GgmlType::Q6_K,
+        rows: 640,
+        cols: 2048,
+    },
+    Shape {
+        name: "gemma out 262144x640",
+        ty: GgmlType::Q8_0,
+        rows: 262144,
+        cols: 640,
     },
 ];
 
@@ -105,11 +131,17 @@ fn main() {
     );
     let mut seed = 42u64;
     let mats: Vec<(&Shape, Vec<u8>)> = SHAPES.iter().map(|s| (s, weights(s, &mut seed))).collect();
-    for (s, w) in &mats {
+    // Optional: a substring of the shapes to time, and the batch sizes.
+    let only = std::env::args().nth(2).unwrap_or_default();
+    let batches: Vec<usize> = std::env::var("BATCHES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|b| b.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 16, 64]);
+    for (s, w) in mats.iter().filter(|(s, _)| s.name.contains(&only)) {
         let Ok(m) = QMatrix::new(s.ty, w, s.rows, s.cols) else {
             continue;
         };
-        for batch in [1usize, 16, 64] {
+        for &batch in &batches {
             let x = random(batch * s.cols, &mut seed);
             let mut out = vec![0.0; batch * s.rows];
             let t = time(|| matmul_with(&m, &x, batch, &mut out, &pool, isa));
@@ -125,6 +157,9 @@ fn main() {
                 gbs
             );
         }
+    }
+    if !only.is_empty() {
+        return;
     }
     // One decode step: per layer q, k, v, o, gate, up, down; then the output
     // head. Every layer gets its own copy of the weights, as in a real model,

@@ -12,9 +12,10 @@
 //! The inner loops exist twice: a portable scalar version ([`Isa::Scalar`]) and
 //! an AVX2+FMA+F16C version ([`Isa::Avx2`]) picked at run time, so one binary
 //! runs on any x86_64 (and builds on other architectures with the scalar path).
-//! Where the CPU has AVX512-VNNI (and AVX-512), the block formats' several-row
-//! kernels take their integer products with VNNI, two rows per 512-bit
-//! register; they give the AVX2 kernels' bits exactly.
+//! Where the CPU has AVX512-VNNI (with AVX512-VL), the block formats'
+//! several-row kernels take their integer products with VNNI and turn them
+//! into floats with exact integer arithmetic; they give the AVX2 kernels'
+//! bits exactly.
 //! Work is split over a persistent [`ThreadPool`]. [`mod@reference`] holds slow,
 //! obviously-correct versions that the tests compare against.
 

@@ -1,14 +1,29 @@
 //! The several-activation-rows driver for the 32-element block formats (a
 //! prefill chunk, or a decode step of many sequences): each weight block is
-//! unpacked once and multiplied into up to eight activation rows. The
-//! activation scales (and Q8_1 sums) of those rows are first laid side by
-//! side per block, so one vector multiply gives all the rows' `d_w * d_a`
-//! and one multiply-add all their `m_w * s_a` terms; the inner loop then
-//! reads quants through raw pointers, with no bounds checks or spilled
-//! indices. Each (weight row, activation row) pair still sums its blocks in
-//! order with the same operations as [`super::single`], so results have the
-//! same bits on both paths. On CPUs with AVX512-VNNI the integer products of
-//! a block take one instruction instead of two (the same lanes exactly).
+//! unpacked once and multiplied into up to eight activation rows. Each
+//! (weight row, activation row) pair still sums its blocks in order with the
+//! same operations as [`super::single`] (per block: the integer products in
+//! eight lanes, widened to floats, one fused multiply-add by `d_w · d_a`;
+//! then llama.cpp's horizontal sum), so results have the same bits on both
+//! paths. What the driver saves is instructions around those steps:
+//!
+//! - a weight row's scales `d_w · d_a` are made eight rows at a time before
+//!   its blocks are summed, and each multiply-add takes its scale as a
+//!   broadcast from memory, with no shuffle; Q4_1's `m_w · s_a` offsets are
+//!   summed there too, eight rows at a time;
+//! - the weights are prefetched a few rows ahead (the hardware prefetcher
+//!   alone leaves the core waiting for the first touch of each row);
+//! - on CPUs with AVX512-VNNI (used in 256-bit registers), the integer
+//!   products of a block come from one `vpdpbusd` instead of `maddubs` and
+//!   `madd` (signed formats take the activations biased by +128, and the
+//!   accumulator starts from `-128 ·` the weights' sums, which cancels the
+//!   bias exactly), and their conversion to floats is exact integer
+//!   arithmetic instead of `vcvtdq2ps`: the accumulator also starts from the
+//!   bit pattern of 1.5 · 2^23, so its lanes end as the bits of the float
+//!   `1.5 · 2^23 + sum` (exact: every sum here is far below 2^22 in size),
+//!   and one subtraction of 1.5 · 2^23 leaves `sum`, the very float
+//!   `vcvtdq2ps` gives (+0 for 0). That moves the conversion off the
+//!   multiply units, which the products and the multiply-adds keep busy.
 
 use super::blocks::{widen, Block, Unpacked};
 use super::*;
@@ -18,12 +33,22 @@ use crate::formats::MAX_B_WIDE;
 const W: usize = MAX_B_WIDE;
 const _: () = assert!(W == 8, "scales fill one 8-lane register");
 
+/// How many weight rows ahead the weights are prefetched.
+const PREFETCH_ROWS: usize = 2;
+
+/// 1.5 · 2^23 as a float, and its bits: for |n| < 2^22, the bits
+/// `MAGIC_BITS + n` are the float `MAGIC + n`, exactly.
+const MAGIC: f32 = 12_582_912.0;
+const MAGIC_BITS: i32 = 0x4B40_0000;
+const _: () = assert!(MAGIC.to_bits() == MAGIC_BITS as u32);
+
 /// Defines the several-rows driver `$rows` (dispatching on the row count
-/// to `$go`), compiled for `$features`, whose per-(block, row) integer
-/// products and float widening are `$dot(&unpacked, start, qy) -> __m256`
-/// (`$vnni`: the VNNI form, with biased activations for signed formats).
+/// to `$go`), compiled for `$features`, whose per-(block, row) products
+/// as floats are `$dot(&unpacked, start, qy) -> __m256`, from `start =
+/// $start(&unpacked)` made once per weight block (`$vnni`: the VNNI form,
+/// with biased activations for signed formats).
 macro_rules! batch_driver {
-    ($rows:ident, $go:ident, $features:literal, $vnni:literal, $dot:ident) => {
+    ($rows:ident, $go:ident, $features:literal, $vnni:literal, $start:ident, $dot:ident) => {
         /// `outs[j][r] = dot(weight row r, activation row b0 + j)` for every
         /// row of `w` and `j < outs.len()` (2 to [`MAX_B_WIDE`]).
         #[target_feature(enable = $features)]
@@ -73,38 +98,54 @@ macro_rules! batch_driver {
                 scratch.quants.extend(qs.iter().map(|&q| q ^ i8::MIN));
                 qs = &scratch.quants;
             }
-            let (dt, st) = (&scratch.scales, &scratch.sums);
-            let lane: [__m256i; W] = std::array::from_fn(|j| _mm256_set1_epi32(j as i32));
+            scratch.products.clear();
+            scratch.products.resize(W * nb, 0.0);
+            let (dt, st, prods) = (&scratch.scales, &scratch.sums, &mut scratch.products);
             for (r, row) in w.chunks_exact(row_bytes).enumerate() {
                 let base = row.as_ptr();
-                let mut acc = [_mm256_setzero_ps(); B];
+                // A hint only (a prefetch past the end of the weights is
+                // harmless): the row PREFETCH_ROWS ahead.
+                let ahead = base.wrapping_add(PREFETCH_ROWS * row_bytes);
+                for line in (0..row_bytes).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+                }
+                // Block i's scales d_w · d_a at prods[W * i ..], and the
+                // rows' offset terms (Q4_1) summed block by block.
                 let mut summs = _mm256_setzero_ps();
                 for i in 0..nb {
                     // SAFETY: block i (i < nb) lies inside the row (its length
-                    // was asserted); the CPU features are enabled here.
-                    let u = unsafe { K::unpack(base.add(i * K::BYTES)) };
-                    // SAFETY: the CPU features are enabled here.
-                    let start = if $vnni {
-                        unsafe { vnni_start::<K>(&u) }
-                    } else {
-                        _mm256_setzero_si256()
-                    };
-                    let scales = _mm256_mul_ps(_mm256_set1_ps(u.d), load8_f32(&dt[W * i..]));
+                    // was asserted); every format here starts with its f16
+                    // scale `d` (Q4_1 follows it with its f16 offset `m`).
+                    let d = unsafe { f16_at(base.add(i * K::BYTES)) };
+                    let s = _mm256_mul_ps(_mm256_set1_ps(d), load8_f32(&dt[W * i..]));
+                    // SAFETY: eight writable floats at W * i (i < nb).
+                    unsafe { _mm256_storeu_ps(prods.as_mut_ptr().add(W * i), s) };
                     if K::OFFSET {
-                        let m = _mm256_set1_ps(u.m);
+                        // SAFETY: as above.
+                        let m = _mm256_set1_ps(unsafe { f16_at(base.add(i * K::BYTES + 2)) });
                         summs = _mm256_add_ps(summs, _mm256_mul_ps(m, load8_f32(&st[W * i..])));
                     }
+                }
+                let mut acc = [_mm256_setzero_ps(); B];
+                for i in 0..nb {
+                    // SAFETY: block i (i < nb) lies inside the row; the CPU
+                    // features are enabled here.
+                    let u = unsafe { K::unpack(base.add(i * K::BYTES)) };
+                    // SAFETY: the CPU features are enabled here.
+                    let start = unsafe { $start::<K>(&u) };
                     for j in 0..B {
                         // SAFETY: row j's block i is 32 bytes at
-                        // j * qstride + 32 * i inside `qs` (j < B, i < nb).
-                        let qy = unsafe {
-                            _mm256_loadu_si256(qs.as_ptr().add(j * qstride + 32 * i).cast())
+                        // j * qstride + 32 * i inside `qs` (j < B, i < nb);
+                        // its scale is at W * i + j (< W * nb).
+                        let (qy, s) = unsafe {
+                            (
+                                _mm256_loadu_si256(qs.as_ptr().add(j * qstride + 32 * i).cast()),
+                                _mm256_broadcast_ss(&*prods.as_ptr().add(W * i + j)),
+                            )
                         };
                         // SAFETY: the CPU features are enabled here.
-                        let p = unsafe { $dot::<K>(&u, start, qy) };
-                        // Lane j of the products, in all eight lanes.
-                        let s = _mm256_permutevar8x32_ps(scales, lane[j]);
-                        acc[j] = _mm256_fmadd_ps(s, p, acc[j]);
+                        let x = unsafe { $dot::<K>(&u, start, qy) };
+                        acc[j] = _mm256_fmadd_ps(s, x, acc[j]);
                     }
                 }
                 let mut sm = [0.0f32; W];
@@ -122,7 +163,14 @@ macro_rules! batch_driver {
     };
 }
 
-/// Products by `maddubs`, pair sums widened by `madd` (llama.cpp's AVX2 steps).
+/// No start for `maddubs` products.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn start_avx2<K: Block>(_u: &Unpacked) -> __m256i {
+    _mm256_setzero_si256()
+}
+
+/// Products by `maddubs`, pair sums widened by `madd` and converted (llama.cpp's AVX2 steps).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn dot_avx2<K: Block>(u: &Unpacked, _start: __m256i, qy: __m256i) -> __m256 {
@@ -130,27 +178,30 @@ unsafe fn dot_avx2<K: Block>(u: &Unpacked, _start: __m256i, qy: __m256i) -> __m2
     widen(unsafe { K::products(u, qy) })
 }
 
-/// The same lanes from one VNNI instruction (`qy` biased for signed formats).
+/// [`Block::vnni_start`] plus the bits of 1.5 · 2^23.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+#[inline]
+unsafe fn start_vnni<K: Block>(u: &Unpacked) -> __m256i {
+    // SAFETY: the caller's CPU has VNNI.
+    _mm256_add_epi32(unsafe { K::vnni_start(u) }, _mm256_set1_epi32(MAGIC_BITS))
+}
+
+/// The same lanes from one VNNI instruction (`qy` biased for signed
+/// formats), as floats by subtracting 1.5 · 2^23.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 #[inline]
 unsafe fn dot_vnni<K: Block>(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256 {
     // SAFETY: the caller's CPU has VNNI too.
-    _mm256_cvtepi32_ps(unsafe { K::dot4(u, start, qy) })
+    let p = unsafe { K::dot4(u, start, qy) };
+    _mm256_sub_ps(_mm256_castsi256_ps(p), _mm256_set1_ps(MAGIC))
 }
 
-/// [`Block::vnni_start`].
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-#[inline]
-unsafe fn vnni_start<K: Block>(u: &Unpacked) -> __m256i {
-    // SAFETY: the caller's CPU has VNNI.
-    unsafe { K::vnni_start(u) }
-}
-
-batch_driver!(rows, go, "avx2,fma,f16c", false, dot_avx2);
+batch_driver!(rows, go, "avx2,fma,f16c", false, start_avx2, dot_avx2);
 batch_driver!(
     rows_vnni,
     go_vnni,
     "avx2,fma,f16c,avx512vnni,avx512vl",
     true,
+    start_vnni,
     dot_vnni
 );

@@ -195,10 +195,9 @@ macro_rules! block_kernel {
 }
 
 /// Defines `$kernels`, block format `$block`'s row kernels by
-/// [`Extensions`] level: plain AVX2, with VNNI products, and with the
-/// 512-bit several-rows driver.
+/// [`Extensions`] level: plain AVX2, and with VNNI products.
 macro_rules! block_kernels {
-    ($kernels:ident, $block:ty, $plain:ident, $vnni:ident, $wide:ident) => {
+    ($kernels:ident, $block:ty, $plain:ident, $vnni:ident) => {
         block_kernel!($plain, "avx2,fma,f16c", batch::rows, $block);
         block_kernel!(
             $vnni,
@@ -206,34 +205,10 @@ macro_rules! block_kernels {
             batch::rows_vnni,
             $block
         );
-        block_kernel!(
-            $wide,
-            "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni",
-            wide::rows,
-            $block
-        );
-        pub(super) const $kernels: [RowsKernel; 3] = [$plain, $vnni, $wide];
+        pub(super) const $kernels: [RowsKernel; 2] = [$plain, $vnni];
     };
 }
 
-block_kernels!(
-    Q4_1_KERNELS,
-    Q4_1,
-    rows_q4_1,
-    rows_q4_1_vnni,
-    rows_q4_1_wide
-);
-block_kernels!(
-    Q5_0_KERNELS,
-    Q5_0,
-    rows_q5_0,
-    rows_q5_0_vnni,
-    rows_q5_0_wide
-);
-block_kernels!(
-    Q8_0_KERNELS,
-    Q8_0,
-    rows_q8_0,
-    rows_q8_0_vnni,
-    rows_q8_0_wide
-);
+block_kernels!(Q4_1_KERNELS, Q4_1, rows_q4_1, rows_q4_1_vnni);
+block_kernels!(Q5_0_KERNELS, Q5_0, rows_q5_0, rows_q5_0_vnni);
+block_kernels!(Q8_0_KERNELS, Q8_0, rows_q8_0, rows_q8_0_vnni);

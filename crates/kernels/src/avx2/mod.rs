@@ -6,7 +6,7 @@
 //! bit. Each kernel takes up to [`MAX_B`] (the block formats and Q4_K:
 //! [`MAX_B_WIDE`]) activation rows at once and unpacks each weight block
 //! only once for all of them. The block formats' several-row kernels also
-//! come in AVX512-VNNI and 512-bit forms with the same bits.
+//! come in an AVX512-VNNI form with the same bits.
 //!
 //! Every function here is `#[target_feature(enable = "avx2,fma,f16c")]` (or
 //! more); calling one is only sound after [`crate::Isa::Avx2`] (and the
@@ -23,7 +23,6 @@ mod float;
 pub(crate) mod glu;
 mod kquants;
 mod single;
-mod wide;
 
 use crate::act::ActView;
 use crate::formats::{Format, RowsKernel, MAX_B, MAX_B_WIDE};
@@ -43,8 +42,6 @@ enum Extensions {
     None = 0,
     /// AVX512-VNNI in 256-bit registers (with AVX512-VL).
     Vnni = 1,
-    /// AVX-512 (F, BW, VL, DQ) with VNNI: 512-bit registers.
-    Wide = 2,
 }
 
 impl Extensions {
@@ -53,12 +50,10 @@ impl Extensions {
         use std::arch::is_x86_feature_detected as has;
         static BEST: std::sync::OnceLock<Extensions> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            let vnni = has!("avx512vnni") && has!("avx512vl");
-            let wide = has!("avx512f") && has!("avx512bw") && has!("avx512dq");
-            match (vnni, wide) {
-                (true, true) => Extensions::Wide,
-                (true, false) => Extensions::Vnni,
-                _ => Extensions::None,
+            if has!("avx512vnni") && has!("avx512vl") {
+                Extensions::Vnni
+            } else {
+                Extensions::None
             }
         })
     }
@@ -88,8 +83,10 @@ struct Scratch {
     scales: Vec<f32>,
     /// Q8_1 sums, laid out as `scales` (empty for other activations).
     sums: Vec<f32>,
-    /// Activation quants re-laid for a driver (biased, or interleaved in pairs).
+    /// Activation quants re-laid for a driver (biased by +128).
     quants: Vec<i8>,
+    /// One weight row's scales `d_w · d_a`, laid out as `scales`.
+    products: Vec<f32>,
 }
 
 thread_local! {
@@ -302,7 +299,7 @@ fn bits_to_bytes(x: u32) -> __m256i {
 mod tests {
     use super::*;
 
-    /// The VNNI and 512-bit kernels give the plain AVX2 kernels' bits, for
+    /// The VNNI kernels give the plain AVX2 kernels' bits, for
     /// even and odd row counts.
     #[test]
     fn vnni_kernels_equal_avx2_kernels_bit_for_bit() {
@@ -344,11 +341,7 @@ mod tests {
                 out
             };
             let plain = run(Extensions::None, batch);
-            let mut levels = vec![Extensions::Vnni];
-            if best == Extensions::Wide {
-                levels.push(Extensions::Wide);
-            }
-            for ext in levels {
+            for ext in [Extensions::Vnni] {
                 for n in [2, 3, 8] {
                     let got = run(ext, n);
                     for (p, v) in plain.iter().zip(&got) {
