@@ -3,7 +3,7 @@
 //! let the pool's threads run the per-type kernel over them.
 
 use crate::act::{quantize_into, ActBuf, ActKind, ActView};
-use crate::formats::{Format, RowsKernel, MAX_B, MAX_B_WIDE};
+use crate::formats::{Format, RowsKernel, MAX_B, MAX_B_ANY};
 use crate::RowOrder;
 use crate::{check_row, Isa, KernelError, ThreadPool};
 use gguf::GgmlType;
@@ -366,10 +366,10 @@ fn run_chunk(
     }
     let r1 = (r0 + chunk).min(rows);
     let wchunk = &w.data[r0 * w.row_bytes..r1 * w.row_bytes];
-    let max_b = max_b.clamp(1, MAX_B_WIDE);
+    let max_b = max_b.clamp(1, MAX_B_ANY);
     for b0 in (0..batch).step_by(max_b) {
         let nb = (batch - b0).min(max_b);
-        let mut outs: [&mut [f32]; MAX_B_WIDE] = Default::default();
+        let mut outs: [&mut [f32]; MAX_B_ANY] = Default::default();
         for (j, o) in outs.iter_mut().take(nb).enumerate() {
             // SAFETY: `out` has batch * rows elements (checked by the caller),
             // so (b0 + j) * rows + r0 .. + (r1 - r0) is in bounds; task t is

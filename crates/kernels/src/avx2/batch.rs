@@ -1,6 +1,7 @@
 //! The several-activation-rows driver for the 32-element block formats (a
 //! prefill chunk, or a decode step of many sequences): each weight block is
-//! unpacked once and multiplied into up to eight activation rows. Each
+//! unpacked once and multiplied into up to eight activation rows (sixteen
+//! with AVX512-VL's 32 vector registers). Each
 //! (weight row, activation row) pair still sums its blocks in order with the
 //! same operations as [`super::single`] (per block: the integer products in
 //! eight lanes, widened to floats, one fused multiply-add by `d_w · d_a`;
@@ -27,11 +28,7 @@
 
 use super::blocks::{widen, Block, Unpacked};
 use super::*;
-use crate::formats::MAX_B_WIDE;
-
-/// Lanes of the side-by-side scales (one per activation row).
-const W: usize = MAX_B_WIDE;
-const _: () = assert!(W == 8, "scales fill one 8-lane register");
+use crate::formats::{MAX_B_ANY, MAX_B_WIDE};
 
 /// How many weight rows ahead the weights are prefetched.
 const PREFETCH_ROWS: usize = 2;
@@ -42,15 +39,17 @@ const MAGIC: f32 = 12_582_912.0;
 const MAGIC_BITS: i32 = 0x4B40_0000;
 const _: () = assert!(MAGIC.to_bits() == MAGIC_BITS as u32);
 
-/// Defines the several-rows driver `$rows` (dispatching on the row count
-/// to `$go`), compiled for `$features`, whose per-(block, row) products
-/// as floats are `$dot(&unpacked, start, qy) -> __m256`, from `start =
-/// $start(&unpacked)` made once per weight block (`$vnni`: the VNNI form,
-/// with biased activations for signed formats).
+/// Defines the several-rows driver `$rows` for up to `$lanes` (8 or 16)
+/// activation rows (dispatching on the row count, one of `$n`, to `$go`),
+/// compiled for `$features`, whose per-(block, row) products as floats are
+/// `$dot(&unpacked, start, qy) -> __m256`, from `start = $start(&unpacked)`
+/// made once per weight block (`$vnni`: the VNNI form, with biased
+/// activations for signed formats).
 macro_rules! batch_driver {
-    ($rows:ident, $go:ident, $features:literal, $vnni:literal, $start:ident, $dot:ident) => {
+    ($rows:ident, $go:ident, $features:literal, $lanes:expr, [$($n:literal)*],
+     $vnni:literal, $start:ident, $dot:ident) => {
         /// `outs[j][r] = dot(weight row r, activation row b0 + j)` for every
-        /// row of `w` and `j < outs.len()` (2 to [`MAX_B_WIDE`]).
+        /// row of `w` and `j < outs.len()`.
         #[target_feature(enable = $features)]
         pub(super) fn $rows<K: Block>(
             w: &[u8],
@@ -59,17 +58,11 @@ macro_rules! batch_driver {
             b0: usize,
             outs: &mut [&mut [f32]],
         ) {
+            const W: usize = $lanes;
             assert!(outs.len() <= W, "at most {W} activation rows per call");
             match outs.len() {
-                0 => {}
-                1 => $go::<K, 1>(w, row_bytes, a, b0, outs),
-                2 => $go::<K, 2>(w, row_bytes, a, b0, outs),
-                3 => $go::<K, 3>(w, row_bytes, a, b0, outs),
-                4 => $go::<K, 4>(w, row_bytes, a, b0, outs),
-                5 => $go::<K, 5>(w, row_bytes, a, b0, outs),
-                6 => $go::<K, 6>(w, row_bytes, a, b0, outs),
-                7 => $go::<K, 7>(w, row_bytes, a, b0, outs),
-                _ => $go::<K, 8>(w, row_bytes, a, b0, outs),
+                $($n => $go::<K, $n>(w, row_bytes, a, b0, outs),)*
+                _ => {}
             }
         }
 
@@ -82,17 +75,19 @@ macro_rules! batch_driver {
             b0: usize,
             outs: &mut [&mut [f32]],
         ) {
+            // Lanes of the side-by-side scales (one per activation row), in
+            // registers of eight.
+            const W: usize = $lanes;
+            const V: usize = W / 8;
             let nb = a.cols / 32;
             assert_eq!(row_bytes, nb * K::BYTES, "row size");
             assert!(B <= W && outs.len() >= B);
             let n_rows = w.len() / row_bytes;
             assert!(outs[..B].iter().all(|o| o.len() >= n_rows));
             let mut scratch = Scratch::take();
-            scratch.side_by_side(a.d, K::OFFSET.then_some(a.s), b0, B, nb);
+            scratch.side_by_side::<W>(a.d, K::OFFSET.then_some(a.s), b0, B, nb);
             let qstride = nb * 32;
             let mut qs = &a.qs[b0 * qstride..(b0 + B) * qstride];
-            // The VNNI products of signed formats take the activations
-            // biased by +128, made once here for every weight row.
             if $vnni && K::BIASED {
                 scratch.quants.clear();
                 scratch.quants.extend(qs.iter().map(|&q| q ^ i8::MIN));
@@ -111,19 +106,24 @@ macro_rules! batch_driver {
                 }
                 // Block i's scales d_w · d_a at prods[W * i ..], and the
                 // rows' offset terms (Q4_1) summed block by block.
-                let mut summs = _mm256_setzero_ps();
+                let mut summs = [_mm256_setzero_ps(); V];
                 for i in 0..nb {
                     // SAFETY: block i (i < nb) lies inside the row (its length
                     // was asserted); every format here starts with its f16
                     // scale `d` (Q4_1 follows it with its f16 offset `m`).
-                    let d = unsafe { f16_at(base.add(i * K::BYTES)) };
-                    let s = _mm256_mul_ps(_mm256_set1_ps(d), load8_f32(&dt[W * i..]));
-                    // SAFETY: eight writable floats at W * i (i < nb).
-                    unsafe { _mm256_storeu_ps(prods.as_mut_ptr().add(W * i), s) };
+                    let d = _mm256_set1_ps(unsafe { f16_at(base.add(i * K::BYTES)) });
+                    for v in 0..V {
+                        let s = _mm256_mul_ps(d, load8_f32(&dt[W * i + 8 * v..]));
+                        // SAFETY: eight writable floats at W * i + 8 * v (i < nb).
+                        unsafe { _mm256_storeu_ps(prods.as_mut_ptr().add(W * i + 8 * v), s) };
+                    }
                     if K::OFFSET {
                         // SAFETY: as above.
                         let m = _mm256_set1_ps(unsafe { f16_at(base.add(i * K::BYTES + 2)) });
-                        summs = _mm256_add_ps(summs, _mm256_mul_ps(m, load8_f32(&st[W * i..])));
+                        for v in 0..V {
+                            let t = _mm256_mul_ps(m, load8_f32(&st[W * i + 8 * v..]));
+                            summs[v] = _mm256_add_ps(summs[v], t);
+                        }
                     }
                 }
                 let mut acc = [_mm256_setzero_ps(); B];
@@ -135,7 +135,7 @@ macro_rules! batch_driver {
                     let start = unsafe { $start::<K>(&u) };
                     for j in 0..B {
                         // SAFETY: row j's block i is 32 bytes at
-                        // j * qstride + 32 * i inside `qs` (j < B, i < nb);
+                        // (i * B + j) * 32 inside `qs` (j < B, i < nb);
                         // its scale is at W * i + j (< W * nb).
                         let (qy, s) = unsafe {
                             (
@@ -149,8 +149,10 @@ macro_rules! batch_driver {
                     }
                 }
                 let mut sm = [0.0f32; W];
-                // SAFETY: eight writable floats.
-                unsafe { _mm256_storeu_ps(sm.as_mut_ptr(), summs) };
+                for v in 0..V {
+                    // SAFETY: eight writable floats at 8 * v (< W).
+                    unsafe { _mm256_storeu_ps(sm.as_mut_ptr().add(8 * v), summs[v]) };
+                }
                 for j in 0..B {
                     let dot = hsum_ps(acc[j]);
                     // Formats without an offset end at the sum itself (adding
@@ -196,11 +198,22 @@ unsafe fn dot_vnni<K: Block>(u: &Unpacked, start: __m256i, qy: __m256i) -> __m25
     _mm256_sub_ps(_mm256_castsi256_ps(p), _mm256_set1_ps(MAGIC))
 }
 
-batch_driver!(rows, go, "avx2,fma,f16c", false, start_avx2, dot_avx2);
+batch_driver!(
+    rows,
+    go,
+    "avx2,fma,f16c",
+    MAX_B_WIDE,
+    [1 2 3 4 5 6 7 8],
+    false,
+    start_avx2,
+    dot_avx2
+);
 batch_driver!(
     rows_vnni,
     go_vnni,
     "avx2,fma,f16c,avx512vnni,avx512vl",
+    MAX_B_ANY,
+    [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16],
     true,
     start_vnni,
     dot_vnni

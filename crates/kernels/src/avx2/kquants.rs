@@ -63,7 +63,7 @@ fn many_q4_k<const B: usize>(
     assert!(outs[..B].iter().all(|o| o.len() >= n_rows));
     let mut scratch = Scratch::take();
     // Block i's activation scales of the B rows at [W * i .. W * i + B].
-    scratch.side_by_side(a.d, None, b0, B, nb);
+    scratch.side_by_side::<W>(a.d, None, b0, B, nb);
     let mut quad = [0i32; W];
     for (j, q) in quad.iter_mut().enumerate().take(B) {
         *q = if a.order(b0 + j).q4k_in_quad { -1 } else { 0 };

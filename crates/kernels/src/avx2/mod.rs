@@ -25,7 +25,7 @@ mod kquants;
 mod single;
 
 use crate::act::ActView;
-use crate::formats::{Format, RowsKernel, MAX_B, MAX_B_WIDE};
+use crate::formats::{Format, RowsKernel, MAX_B, MAX_B_ANY, MAX_B_WIDE};
 use std::arch::x86_64::*;
 
 /// The AVX2 kernel for `format` and the most activation rows it takes per call.
@@ -62,12 +62,14 @@ impl Extensions {
 /// [`kernel`] for a chosen level of extensions.
 fn kernel_with(format: Format, ext: Extensions) -> (RowsKernel, usize) {
     let level = ext as usize;
+    // The block formats' rows per call, by level.
+    let block_rows = [MAX_B_WIDE, MAX_B_ANY][level];
     match format {
         Format::F32 => (float::rows_f32, MAX_B),
         Format::F16 => (float::rows_f16, MAX_B),
-        Format::Q4_1 => (blocks::Q4_1_KERNELS[level], MAX_B_WIDE),
-        Format::Q5_0 => (blocks::Q5_0_KERNELS[level], MAX_B_WIDE),
-        Format::Q8_0 => (blocks::Q8_0_KERNELS[level], MAX_B_WIDE),
+        Format::Q4_1 => (blocks::Q4_1_KERNELS[level], block_rows),
+        Format::Q5_0 => (blocks::Q5_0_KERNELS[level], block_rows),
+        Format::Q8_0 => (blocks::Q8_0_KERNELS[level], block_rows),
         Format::Q4K => (kquants::rows_q4_k, MAX_B_WIDE),
         Format::Q6K => (kquants::rows_q6_k, MAX_B),
     }
@@ -78,8 +80,8 @@ fn kernel_with(format: Format, ext: Extensions) -> (RowsKernel, usize) {
 /// start of a call and put back at its end.
 #[derive(Default)]
 struct Scratch {
-    /// Activation scales side by side: block i's at `[W * i .. W * i + rows]`
-    /// (`W` = [`MAX_B_WIDE`]), unused lanes 0.
+    /// Activation scales side by side: block i's at `[L * i .. L * i + rows]`
+    /// (`L` lanes, the driver's rows per call), unused lanes 0.
     scales: Vec<f32>,
     /// Q8_1 sums, laid out as `scales` (empty for other activations).
     sums: Vec<f32>,
@@ -103,15 +105,22 @@ impl Scratch {
     }
 
     /// Lays rows `b0..b0 + rows`' per-block scales `d` (and sums `s`, when
-    /// given) side by side, `nb` blocks per row.
-    fn side_by_side(&mut self, d: &[f32], s: Option<&[f32]>, b0: usize, rows: usize, nb: usize) {
-        const W: usize = MAX_B_WIDE;
+    /// given) side by side in `L` lanes, `nb` blocks per row.
+    fn side_by_side<const L: usize>(
+        &mut self,
+        d: &[f32],
+        s: Option<&[f32]>,
+        b0: usize,
+        rows: usize,
+        nb: usize,
+    ) {
+        assert!(rows <= L, "at most {L} rows side by side");
         let lay = |out: &mut Vec<f32>, v: &[f32]| {
             out.clear();
-            out.resize(W * nb, 0.0);
+            out.resize(L * nb, 0.0);
             for j in 0..rows {
                 for (i, &x) in v[(b0 + j) * nb..(b0 + j + 1) * nb].iter().enumerate() {
-                    out[W * i + j] = x;
+                    out[L * i + j] = x;
                 }
             }
         };
@@ -299,8 +308,8 @@ fn bits_to_bytes(x: u32) -> __m256i {
 mod tests {
     use super::*;
 
-    /// The VNNI kernels give the plain AVX2 kernels' bits, for
-    /// even and odd row counts.
+    /// The VNNI kernels give the plain AVX2 kernels' bits, for any row count
+    /// up to sixteen.
     #[test]
     fn vnni_kernels_equal_avx2_kernels_bit_for_bit() {
         let best = Extensions::detect();
@@ -310,7 +319,7 @@ mod tests {
         }
         use crate::act::{quantize_into, ActBuf};
         let cols = 256;
-        let batch = 8;
+        let batch = MAX_B_ANY;
         let mut state = 0x1234_5678u32;
         let mut next = || {
             state ^= state << 13;
@@ -332,22 +341,22 @@ mod tests {
                 quantize_into(kind, xr, buf.row_mut(kind, cols, b));
             }
             let view = buf.view(cols, &x, &[]);
-            let run = |ext: Extensions, n: usize| {
+            let run = |ext: Extensions, b0: usize, n: usize| {
                 let (k, _) = kernel_with(format, ext);
                 let mut out = vec![vec![0.0f32; rows]; n];
                 let mut refs: Vec<&mut [f32]> = out.iter_mut().map(|o| o.as_mut_slice()).collect();
                 // SAFETY: AVX2 and the extensions `ext` needs were detected above.
-                unsafe { k(&w, row_bytes, &view, 0, &mut refs) };
+                unsafe { k(&w, row_bytes, &view, b0, &mut refs) };
                 out
             };
-            let plain = run(Extensions::None, batch);
-            for ext in [Extensions::Vnni] {
-                for n in [2, 3, 8] {
-                    let got = run(ext, n);
-                    for (p, v) in plain.iter().zip(&got) {
-                        let bits = |r: &[f32]| r.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                        assert_eq!(bits(p), bits(v), "{format:?} {ext:?} {n} rows");
-                    }
+            // The plain kernels take eight rows at a time.
+            let mut plain = run(Extensions::None, 0, MAX_B_WIDE);
+            plain.extend(run(Extensions::None, MAX_B_WIDE, batch - MAX_B_WIDE));
+            for n in [2, 3, 8, 11, 16] {
+                let got = run(Extensions::Vnni, 0, n);
+                for (p, v) in plain.iter().zip(&got) {
+                    let bits = |r: &[f32]| r.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(p), bits(v), "{format:?} {n} rows");
                 }
             }
         }

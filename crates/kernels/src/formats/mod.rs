@@ -28,10 +28,14 @@ pub(crate) enum Format {
 /// per block for all of them).
 pub(crate) const MAX_B: usize = 4;
 
-/// Most activation rows any kernel handles per call (the AVX2 kernels of the
-/// 32-element block formats, whose weight unpacking is a large share of the
-/// work, take this many).
+/// Most activation rows the AVX2 kernels of the 32-element block formats and
+/// Q4_K handle per call (their weight unpacking is a large share of the
+/// work).
 pub(crate) const MAX_B_WIDE: usize = 8;
+
+/// Most activation rows any kernel handles per call (the block formats'
+/// VNNI kernels, which have 32 vector registers for their sums).
+pub(crate) const MAX_B_ANY: usize = 16;
 
 /// Computes `outs[j][r] = dot(weight row r of w, activation row b0 + j)` for
 /// every row of `w` (consecutive rows of `row_bytes`) and every `j` below
