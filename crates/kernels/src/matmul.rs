@@ -329,6 +329,9 @@ struct Part<'a> {
     first_task: usize,
 }
 
+/// Most weight bytes one task of a several-threads matmul takes.
+const MAX_TASK_BYTES: usize = 1 << 20;
+
 /// Rows per task: small enough to balance the threads and (for batches) keep a
 /// chunk of weights in cache while every activation row passes over it.
 fn chunk_rows(
@@ -340,7 +343,11 @@ fn chunk_rows(
 ) -> usize {
     let mut chunk = rows;
     if n_threads > 1 {
+        // Four tasks per thread, but none over MAX_TASK_BYTES of weights: a
+        // thread that runs out of tasks waits for the others' last one, so
+        // a large matrix (an output head) gets many short tasks.
         chunk = rows.div_ceil(n_threads * 4).max(16);
+        chunk = chunk.min((MAX_TASK_BYTES / row_bytes.max(1)).max(16));
     }
     if batch > max_b {
         chunk = chunk.min((32 * 1024 / row_bytes.max(1)).max(4));
