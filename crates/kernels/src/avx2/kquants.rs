@@ -6,101 +6,120 @@ use gguf::QK_K;
 
 rows_kernel!(rows_q6_k, dot_q6_k);
 
-/// Q4_K against 1 to [`MAX_B_WIDE`] activation rows: one row takes
-/// [`dot_q4_k`] per weight row; several take [`many_q4_k`], which unpacks
-/// each weight block once for all of them and runs their float sums side by
-/// side.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn rows_q4_k(
-    w: &[u8],
-    row_bytes: usize,
-    act: &ActView<'_>,
-    b0: usize,
-    outs: &mut [&mut [f32]],
-) {
-    assert!(
-        outs.len() <= MAX_B_WIDE,
-        "at most {MAX_B_WIDE} activation rows per call"
-    );
-    match outs.len() {
-        0 => {}
-        1 => {
-            for (r, row) in w.chunks_exact(row_bytes).enumerate() {
-                outs[0][r] = dot_q4_k(row, act, b0);
+/// Defines `$rows`, Q4_K against 1 to [`MAX_B_WIDE`] activation rows,
+/// compiled for `$features`: one row takes [`dot_q4_k`] per weight row;
+/// several take `$many`, which unpacks each weight block once for all of
+/// them and runs their float sums side by side, with each row's pair sums
+/// from `$pairs` ([`Q4kBlock::pairs`], or its VNNI form).
+macro_rules! q4_k_kernel {
+    ($rows:ident, $many:ident, $features:literal, $pairs:ident) => {
+        #[target_feature(enable = $features)]
+        pub(super) fn $rows(
+            w: &[u8],
+            row_bytes: usize,
+            act: &ActView<'_>,
+            b0: usize,
+            outs: &mut [&mut [f32]],
+        ) {
+            assert!(
+                outs.len() <= MAX_B_WIDE,
+                "at most {MAX_B_WIDE} activation rows per call"
+            );
+            match outs.len() {
+                0 => {}
+                1 => {
+                    for (r, row) in w.chunks_exact(row_bytes).enumerate() {
+                        outs[0][r] = dot_q4_k(row, act, b0);
+                    }
+                }
+                2 => $many::<2>(w, row_bytes, act, b0, outs),
+                3 => $many::<3>(w, row_bytes, act, b0, outs),
+                4 => $many::<4>(w, row_bytes, act, b0, outs),
+                5 => $many::<5>(w, row_bytes, act, b0, outs),
+                6 => $many::<6>(w, row_bytes, act, b0, outs),
+                7 => $many::<7>(w, row_bytes, act, b0, outs),
+                _ => $many::<8>(w, row_bytes, act, b0, outs),
             }
         }
-        2 => many_q4_k::<2>(w, row_bytes, act, b0, outs),
-        3 => many_q4_k::<3>(w, row_bytes, act, b0, outs),
-        4 => many_q4_k::<4>(w, row_bytes, act, b0, outs),
-        5 => many_q4_k::<5>(w, row_bytes, act, b0, outs),
-        6 => many_q4_k::<6>(w, row_bytes, act, b0, outs),
-        7 => many_q4_k::<7>(w, row_bytes, act, b0, outs),
-        _ => many_q4_k::<8>(w, row_bytes, act, b0, outs),
-    }
+
+        /// Q4_K for `B` (2..=8) activation rows, their sums in the lanes of
+        /// one register: per super-block the rows' four pair sums (and min
+        /// sums) are transposed into four vectors with a lane per row, then
+        /// added with four fused multiply-adds, which is
+        /// [`q4_k::accumulate`]'s sequence in every lane. A lone-row lane
+        /// gets the pairs' total in the first step and zeros in the other
+        /// three, and adding `0 · dd` leaves a sum unchanged (the sums start
+        /// at +0 and never become -0), so its bits are the lone-row order's.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn $many<const B: usize>(
+            w: &[u8],
+            row_bytes: usize,
+            a: &ActView<'_>,
+            b0: usize,
+            outs: &mut [&mut [f32]],
+        ) {
+            const W: usize = MAX_B_WIDE;
+            let nb = a.cols / QK_K;
+            assert_eq!(row_bytes, nb * q4_k::BLOCK, "row size");
+            assert!((2..=W).contains(&B) && outs.len() >= B);
+            let n_rows = w.len() / row_bytes;
+            assert!(outs[..B].iter().all(|o| o.len() >= n_rows));
+            let mut scratch = Scratch::take();
+            // Block i's activation scales of the B rows at [W * i .. W * i + B].
+            scratch.side_by_side::<W>(a.d, None, b0, B, nb);
+            let mut quad = [0i32; W];
+            for (j, q) in quad.iter_mut().enumerate().take(B) {
+                *q = if a.order(b0 + j).q4k_in_quad { -1 } else { 0 };
+            }
+            // SAFETY: eight readable i32.
+            let quad = unsafe { _mm256_loadu_si256(quad.as_ptr().cast()) };
+            for (r, row) in w.chunks_exact(row_bytes).enumerate() {
+                let mut acc = _mm256_setzero_ps();
+                let mut acc_min = _mm256_setzero_ps();
+                for (i, blk) in row.chunks_exact(q4_k::BLOCK).enumerate() {
+                    let blk = Q4kBlock::unpack(blk);
+                    let mut pairs = [_mm_setzero_si128(); W];
+                    let mut min_pairs = [_mm_setzero_si128(); W];
+                    for j in 0..B {
+                        let k = (b0 + j) * nb + i;
+                        pairs[j] = blk.$pairs(&a.qs[k * QK_K..(k + 1) * QK_K]);
+                        min_pairs[j] = blk.min_pairs(&a.bsums[k * 16..k * 16 + 16]);
+                    }
+                    let dts = load8_f32(&scratch.scales[W * i..]);
+                    let dd = _mm256_mul_ps(_mm256_set1_ps(blk.d), dts);
+                    let dm = _mm256_mul_ps(_mm256_set1_ps(blk.dmin), dts);
+                    let p = lone_rows_folded(transpose_8x4(&pairs), quad);
+                    let m = lone_rows_folded(transpose_8x4(&min_pairs), quad);
+                    for (p, m) in p.into_iter().zip(m) {
+                        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), dd, acc);
+                        acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), dm, acc_min);
+                    }
+                }
+                let mut res = [0.0f32; W];
+                // SAFETY: eight writable floats.
+                unsafe { _mm256_storeu_ps(res.as_mut_ptr(), _mm256_sub_ps(acc, acc_min)) };
+                for j in 0..B {
+                    outs[j][r] = res[j];
+                }
+            }
+            scratch.put_back();
+        }
+    };
 }
 
-/// Q4_K for `B` (2..=8) activation rows, their sums in the lanes of one
-/// register: per super-block the rows' four pair sums (and min sums) are
-/// transposed into four vectors with a lane per row, then added with four
-/// fused multiply-adds, which is [`q4_k::accumulate`]'s sequence in every
-/// lane. A lone-row lane gets the pairs' total in the first step and zeros
-/// in the other three, and adding `0 · dd` leaves a sum unchanged (the sums
-/// start at +0 and never become -0), so its bits are the lone-row order's.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn many_q4_k<const B: usize>(
-    w: &[u8],
-    row_bytes: usize,
-    a: &ActView<'_>,
-    b0: usize,
-    outs: &mut [&mut [f32]],
-) {
-    const W: usize = MAX_B_WIDE;
-    let nb = a.cols / QK_K;
-    assert_eq!(row_bytes, nb * q4_k::BLOCK, "row size");
-    assert!((2..=W).contains(&B) && outs.len() >= B);
-    let n_rows = w.len() / row_bytes;
-    assert!(outs[..B].iter().all(|o| o.len() >= n_rows));
-    let mut scratch = Scratch::take();
-    // Block i's activation scales of the B rows at [W * i .. W * i + B].
-    scratch.side_by_side::<W>(a.d, None, b0, B, nb);
-    let mut quad = [0i32; W];
-    for (j, q) in quad.iter_mut().enumerate().take(B) {
-        *q = if a.order(b0 + j).q4k_in_quad { -1 } else { 0 };
-    }
-    // SAFETY: eight readable i32.
-    let quad = unsafe { _mm256_loadu_si256(quad.as_ptr().cast()) };
-    for (r, row) in w.chunks_exact(row_bytes).enumerate() {
-        let mut acc = _mm256_setzero_ps();
-        let mut acc_min = _mm256_setzero_ps();
-        for (i, blk) in row.chunks_exact(q4_k::BLOCK).enumerate() {
-            let blk = Q4kBlock::unpack(blk);
-            let mut pairs = [_mm_setzero_si128(); W];
-            let mut min_pairs = [_mm_setzero_si128(); W];
-            for j in 0..B {
-                let k = (b0 + j) * nb + i;
-                pairs[j] = blk.pairs(&a.qs[k * QK_K..(k + 1) * QK_K]);
-                min_pairs[j] = blk.min_pairs(&a.bsums[k * 16..k * 16 + 16]);
-            }
-            let dts = load8_f32(&scratch.scales[W * i..]);
-            let dd = _mm256_mul_ps(_mm256_set1_ps(blk.d), dts);
-            let dm = _mm256_mul_ps(_mm256_set1_ps(blk.dmin), dts);
-            let p = lone_rows_folded(transpose_8x4(&pairs), quad);
-            let m = lone_rows_folded(transpose_8x4(&min_pairs), quad);
-            for (p, m) in p.into_iter().zip(m) {
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), dd, acc);
-                acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), dm, acc_min);
-            }
-        }
-        let mut res = [0.0f32; W];
-        // SAFETY: eight writable floats.
-        unsafe { _mm256_storeu_ps(res.as_mut_ptr(), _mm256_sub_ps(acc, acc_min)) };
-        for j in 0..B {
-            outs[j][r] = res[j];
-        }
-    }
-    scratch.put_back();
-}
+q4_k_kernel!(rows_q4_k, many_q4_k, "avx2,fma,f16c", pairs);
+// With AVX512-VL's 32 registers the unpacked block and the scales stay in
+// registers; VNNI fuses each sub-block's scaling and adding.
+q4_k_kernel!(
+    rows_q4_k_vnni,
+    many_q4_k_vnni,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    pairs_vnni
+);
+
+/// Q4_K's row kernels by [`Extensions`](super::Extensions) level.
+pub(super) const Q4_K_KERNELS: [RowsKernel; 2] = [rows_q4_k, rows_q4_k_vnni];
 
 /// One Q4_K super-block unpacked for the integer products: `d`, `dmin`, the
 /// eight sub-block scales, the eight mins widened to 16 bits, and each
@@ -143,16 +162,47 @@ impl Q4kBlock {
     #[inline]
     fn pairs(&self, y: &[i8]) -> __m128i {
         hsum4_epi32(std::array::from_fn(|g| {
-            let (lo, hi) = self.quants[g];
-            let scale_l = _mm256_set1_epi16(i16::from(self.scales[2 * g]));
-            let scale_h = _mm256_set1_epi16(i16::from(self.scales[2 * g + 1]));
-            let yl = load32_i8(&y[64 * g..64 * g + 32]);
-            let yh = load32_i8(&y[64 * g + 32..64 * g + 64]);
-            _mm256_add_epi32(
-                _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(lo, yl)),
-                _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(hi, yh)),
-            )
+            self.pair_lanes(g, &y[64 * g..64 * g + 64])
         }))
+    }
+
+    /// [`Q4kBlock::pairs`] by [`Q4kBlock::pair_lanes_vnni`].
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[inline]
+    fn pairs_vnni(&self, y: &[i8]) -> __m128i {
+        hsum4_epi32(std::array::from_fn(|g| {
+            self.pair_lanes_vnni(g, &y[64 * g..64 * g + 64])
+        }))
+    }
+
+    /// Sub-blocks 2g and 2g + 1 against their 64 activation quants `y`:
+    /// eight lanes whose exact total is the pair's sum `sc · Σ q·y`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn pair_lanes(&self, g: usize, y: &[i8]) -> __m256i {
+        let (lo, hi) = self.quants[g];
+        let scale_l = _mm256_set1_epi16(i16::from(self.scales[2 * g]));
+        let scale_h = _mm256_set1_epi16(i16::from(self.scales[2 * g + 1]));
+        let yl = load32_i8(&y[..32]);
+        let yh = load32_i8(&y[32..64]);
+        _mm256_add_epi32(
+            _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(lo, yl)),
+            _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(hi, yh)),
+        )
+    }
+
+    /// [`Q4kBlock::pair_lanes`] with the second sub-block's scaling and
+    /// adding fused into one `vpdpwssd` (the same exact integers).
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[inline]
+    fn pair_lanes_vnni(&self, g: usize, y: &[i8]) -> __m256i {
+        let (lo, hi) = self.quants[g];
+        let scale_l = _mm256_set1_epi16(i16::from(self.scales[2 * g]));
+        let scale_h = _mm256_set1_epi16(i16::from(self.scales[2 * g + 1]));
+        let yl = load32_i8(&y[..32]);
+        let yh = load32_i8(&y[32..64]);
+        let low = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(lo, yl));
+        _mm256_dpwssd_epi32(low, scale_h, _mm256_maddubs_epi16(hi, yh))
     }
 
     /// The exact sums `m · Σ y` of sub-blocks 2g and 2g + 1, from the

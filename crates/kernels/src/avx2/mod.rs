@@ -70,7 +70,7 @@ fn kernel_with(format: Format, ext: Extensions) -> (RowsKernel, usize) {
         Format::Q4_1 => (blocks::Q4_1_KERNELS[level], block_rows),
         Format::Q5_0 => (blocks::Q5_0_KERNELS[level], block_rows),
         Format::Q8_0 => (blocks::Q8_0_KERNELS[level], block_rows),
-        Format::Q4K => (kquants::rows_q4_k, MAX_B_WIDE),
+        Format::Q4K => (kquants::Q4_K_KERNELS[level], MAX_B_WIDE),
         Format::Q6K => (kquants::rows_q6_k, MAX_B),
     }
 }
@@ -309,7 +309,7 @@ mod tests {
     use super::*;
 
     /// The VNNI kernels give the plain AVX2 kernels' bits, for any row count
-    /// up to sixteen.
+    /// they take (up to sixteen).
     #[test]
     fn vnni_kernels_equal_avx2_kernels_bit_for_bit() {
         let best = Extensions::detect();
@@ -328,7 +328,7 @@ mod tests {
             (state as f32 / u32::MAX as f32) * 2.0 - 1.0
         };
         let x: Vec<f32> = (0..cols * batch).map(|_| next() * 3.0).collect();
-        for format in [Format::Q4_1, Format::Q5_0, Format::Q8_0] {
+        for format in [Format::Q4_1, Format::Q5_0, Format::Q8_0, Format::Q4K] {
             let rows = 13;
             let w: Vec<u8> = (0..rows)
                 .flat_map(|_| format.quantize(&(0..cols).map(|_| next()).collect::<Vec<_>>()))
@@ -340,7 +340,14 @@ mod tests {
             for (b, xr) in x.chunks_exact(cols).enumerate() {
                 quantize_into(kind, xr, buf.row_mut(kind, cols, b));
             }
-            let view = buf.view(cols, &x, &[]);
+            // Q4_K rows in both of llama.cpp's orders.
+            let orders: Vec<crate::RowOrder> = (0..batch)
+                .map(|b| crate::RowOrder {
+                    q4k_in_quad: b % 3 != 0,
+                    q6k_tiled: false,
+                })
+                .collect();
+            let view = buf.view(cols, &x, &orders);
             let run = |ext: Extensions, b0: usize, n: usize| {
                 let (k, _) = kernel_with(format, ext);
                 let mut out = vec![vec![0.0f32; rows]; n];
@@ -352,7 +359,8 @@ mod tests {
             // The plain kernels take eight rows at a time.
             let mut plain = run(Extensions::None, 0, MAX_B_WIDE);
             plain.extend(run(Extensions::None, MAX_B_WIDE, batch - MAX_B_WIDE));
-            for n in [2, 3, 8, 11, 16] {
+            let most = kernel_with(format, Extensions::Vnni).1;
+            for n in [2, 3, 8, 11, 16].into_iter().filter(|&n| n <= most) {
                 let got = run(Extensions::Vnni, 0, n);
                 for (p, v) in plain.iter().zip(&got) {
                     let bits = |r: &[f32]| r.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
