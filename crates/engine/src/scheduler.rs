@@ -9,10 +9,17 @@
 //! admission takes the cached blocks a sequence's tokens start with and
 //! prefills only the rest, and every full block computed is registered for
 //! later sequences as soon as its pass is done.
+//!
+//! An idle engine that receives a request waits up to [`GATHER_GAP`] for
+//! another before its first step (and keeps gathering while requests keep
+//! coming, up to [`GATHER_MAX`]): a burst of requests then shares one
+//! prefill pass instead of the first running alone while the rest queue
+//! behind it. A lone request pays at most [`GATHER_GAP`].
 
 use std::collections::VecDeque;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kernels::ThreadPool;
 use tokenizer::Tokenizer;
@@ -22,6 +29,11 @@ use crate::layers::BatchRow;
 use crate::model::Model;
 use crate::sequence::Sequence;
 use crate::stats::Counters;
+
+/// How long an idle engine waits for the next request of a burst.
+pub(crate) const GATHER_GAP: Duration = Duration::from_millis(4);
+/// The longest an idle engine gathers a burst before its first step.
+pub(crate) const GATHER_MAX: Duration = Duration::from_millis(25);
 
 pub(crate) enum Command {
     Submit(Box<Sequence>),
@@ -71,6 +83,7 @@ impl Scheduler {
                     Ok(cmd) => self.take(cmd),
                     Err(_) => return,
                 }
+                self.gather(&rx);
             }
             while let Ok(cmd) = rx.try_recv() {
                 self.take(cmd);
@@ -79,6 +92,23 @@ impl Scheduler {
             self.admit();
             self.step();
             self.publish();
+        }
+    }
+
+    /// Takes the rest of a burst: requests that follow each other within
+    /// [`GATHER_GAP`], for at most [`GATHER_MAX`].
+    fn gather(&mut self, rx: &Receiver<Command>) {
+        let deadline = Instant::now() + GATHER_MAX;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match rx.recv_timeout(GATHER_GAP.min(left)) {
+                Ok(cmd) => self.take(cmd),
+                // Quiet for a gap, or every handle gone (the loop sees that next).
+                Err(_) => return,
+            }
         }
     }
 
