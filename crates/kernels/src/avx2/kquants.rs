@@ -5,6 +5,16 @@ use crate::formats::{q4_k, q6_k};
 use gguf::QK_K;
 
 rows_kernel!(rows_q6_k, dot_q6_k);
+// With AVX512-VL's 32 registers, eight rows' sums fit.
+rows_kernel!(
+    rows_q6_k_vnni,
+    dot_q6_k_vnni,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    [1 2 3 4 5 6 7 8]
+);
+
+/// Q6_K's row kernels by [`Extensions`](super::Extensions) level.
+pub(super) const Q6_K_KERNELS: [RowsKernel; 2] = [rows_q6_k, rows_q6_k_vnni];
 
 /// Defines `$rows`, Q4_K against 1 to [`MAX_B_WIDE`] activation rows,
 /// compiled for `$features`: one row takes [`dot_q4_k`] per weight row;
@@ -336,86 +346,119 @@ const SCALE_PAIRS: [[u8; 16]; 8] = {
     m
 };
 
-/// Q6_K: unsigned 6-bit q times y with per-16 signed scales, minus
-/// `32 * sum(scale * block sum)` for the offset. A lone row sums as
-/// llama.cpp's AVX2 dot product (eight float lanes, added at the end); a
-/// tiled row as its tiled matmul ([`q6_k::accumulate_tiled`]).
+/// Defines `$dot`, Q6_K's dot product of one weight row against
+/// `B` activation rows, compiled for `$features`, adding each half's scaled
+/// products into the integer sums with `$scale_add`.
+macro_rules! q6_k_dot {
+    ($dot:ident, $features:literal, $scale_add:ident) => {
+        /// Q6_K: unsigned 6-bit q times y with per-16 signed scales, minus
+        /// `32 * sum(scale * block sum)` for the offset. A lone row sums as
+        /// llama.cpp's AVX2 dot product (eight float lanes, added at the end); a
+        /// tiled row as its tiled matmul ([`q6_k::accumulate_tiled`]).
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn $dot<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
+            let nb = a.cols / QK_K;
+            let m3 = _mm256_set1_epi8(3);
+            let m15 = _mm256_set1_epi8(15);
+            let mut acc = [_mm256_setzero_ps(); B];
+            let mut acc_tiled = [0.0f32; B];
+            let tiled: [bool; B] = std::array::from_fn(|j| a.order(b0 + j).q6k_tiled);
+            for (i, blk) in w.chunks_exact(q6_k::BLOCK).enumerate() {
+                let dw = f16(&blk[208..210]);
+                let scales = load16(&blk[192..208]);
+                let scales16 = _mm256_cvtepi8_epi16(scales);
+                let mut sumi = [_mm256_setzero_si256(); B];
+                for j in 0..B {
+                    let k = (b0 + j) * nb + i;
+                    let bs = load16_i16(&a.bsums[k * 16..k * 16 + 16]);
+                    sumi[j] = _mm256_sub_epi32(
+                        sumi[j],
+                        _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, scales16)),
+                    );
+                }
+                for n in 0..QK_K / 128 {
+                    let ql = &blk[64 * n..64 * n + 64];
+                    let bits1 = load32(&ql[..32]);
+                    let bits2 = load32(&ql[32..]);
+                    let bits_h = load32(&blk[128 + 32 * n..128 + 32 * n + 32]);
+                    let h0 = _mm256_slli_epi16::<4>(_mm256_and_si256(bits_h, m3));
+                    let h1 = _mm256_slli_epi16::<2>(_mm256_and_si256(bits_h, _mm256_set1_epi8(12)));
+                    let h2 = _mm256_and_si256(bits_h, _mm256_set1_epi8(48));
+                    let h3 =
+                        _mm256_srli_epi16::<2>(_mm256_and_si256(bits_h, _mm256_set1_epi8(-64)));
+                    let q = [
+                        _mm256_or_si256(_mm256_and_si256(bits1, m15), h0),
+                        _mm256_or_si256(_mm256_and_si256(bits2, m15), h1),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits1), m15), h2),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits2), m15), h3),
+                    ];
+                    let mut sc = [_mm256_setzero_si256(); 4];
+                    for (c, s) in sc.iter_mut().enumerate() {
+                        let pick = _mm_shuffle_epi8(scales, load16(&SCALE_PAIRS[4 * n + c]));
+                        *s = _mm256_cvtepi8_epi16(pick);
+                    }
+                    for j in 0..B {
+                        let k = (b0 + j) * nb + i;
+                        let y = &a.qs[k * QK_K + 128 * n..k * QK_K + 128 * n + 128];
+                        let prods: [__m256i; 4] = std::array::from_fn(|c| {
+                            _mm256_maddubs_epi16(q[c], load32_i8(&y[32 * c..32 * c + 32]))
+                        });
+                        sumi[j] = $scale_add(sumi[j], &sc, &prods);
+                    }
+                }
+                for j in 0..B {
+                    let k = (b0 + j) * nb + i;
+                    if tiled[j] {
+                        accumulate_q6_k_tiled(hsum_epi32(sumi[j]), dw, a.d[k], &mut acc_tiled[j]);
+                    } else {
+                        acc[j] = _mm256_fmadd_ps(
+                            _mm256_set1_ps(a.d[k] * dw),
+                            _mm256_cvtepi32_ps(sumi[j]),
+                            acc[j],
+                        );
+                    }
+                }
+            }
+            let mut out = [0.0f32; B];
+            for j in 0..B {
+                out[j] = if tiled[j] {
+                    acc_tiled[j]
+                } else {
+                    hsum_ps(acc[j])
+                };
+            }
+            out
+        }
+    };
+}
+
+q6_k_dot!(dot_q6_k, "avx2,fma,f16c", scale_add);
+q6_k_dot!(
+    dot_q6_k_vnni,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    scale_add_vnni
+);
+
+/// `sum + Σ_c madd(sc[c], prods[c])`, in llama.cpp's order of adds (exact
+/// integers either way).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn dot_q6_k<const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize) -> [f32; B] {
-    let nb = a.cols / QK_K;
-    let m3 = _mm256_set1_epi8(3);
-    let m15 = _mm256_set1_epi8(15);
-    let mut acc = [_mm256_setzero_ps(); B];
-    let mut acc_tiled = [0.0f32; B];
-    let tiled: [bool; B] = std::array::from_fn(|j| a.order(b0 + j).q6k_tiled);
-    for (i, blk) in w.chunks_exact(q6_k::BLOCK).enumerate() {
-        let dw = f16(&blk[208..210]);
-        let scales = load16(&blk[192..208]);
-        let scales16 = _mm256_cvtepi8_epi16(scales);
-        let mut sumi = [_mm256_setzero_si256(); B];
-        for j in 0..B {
-            let k = (b0 + j) * nb + i;
-            let bs = load16_i16(&a.bsums[k * 16..k * 16 + 16]);
-            sumi[j] = _mm256_sub_epi32(
-                sumi[j],
-                _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, scales16)),
-            );
-        }
-        for n in 0..QK_K / 128 {
-            let ql = &blk[64 * n..64 * n + 64];
-            let bits1 = load32(&ql[..32]);
-            let bits2 = load32(&ql[32..]);
-            let bits_h = load32(&blk[128 + 32 * n..128 + 32 * n + 32]);
-            let h0 = _mm256_slli_epi16::<4>(_mm256_and_si256(bits_h, m3));
-            let h1 = _mm256_slli_epi16::<2>(_mm256_and_si256(bits_h, _mm256_set1_epi8(12)));
-            let h2 = _mm256_and_si256(bits_h, _mm256_set1_epi8(48));
-            let h3 = _mm256_srli_epi16::<2>(_mm256_and_si256(bits_h, _mm256_set1_epi8(-64)));
-            let q = [
-                _mm256_or_si256(_mm256_and_si256(bits1, m15), h0),
-                _mm256_or_si256(_mm256_and_si256(bits2, m15), h1),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits1), m15), h2),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits2), m15), h3),
-            ];
-            let mut sc = [_mm256_setzero_si256(); 4];
-            for (c, s) in sc.iter_mut().enumerate() {
-                let pick = _mm_shuffle_epi8(scales, load16(&SCALE_PAIRS[4 * n + c]));
-                *s = _mm256_cvtepi8_epi16(pick);
-            }
-            for j in 0..B {
-                let k = (b0 + j) * nb + i;
-                let y = &a.qs[k * QK_K + 128 * n..k * QK_K + 128 * n + 128];
-                let mut p = [_mm256_setzero_si256(); 4];
-                for c in 0..4 {
-                    let prod = _mm256_maddubs_epi16(q[c], load32_i8(&y[32 * c..32 * c + 32]));
-                    p[c] = _mm256_madd_epi16(sc[c], prod);
-                }
-                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(p[0], p[1]));
-                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(p[2], p[3]));
-            }
-        }
-        for j in 0..B {
-            let k = (b0 + j) * nb + i;
-            if tiled[j] {
-                accumulate_q6_k_tiled(hsum_epi32(sumi[j]), dw, a.d[k], &mut acc_tiled[j]);
-            } else {
-                acc[j] = _mm256_fmadd_ps(
-                    _mm256_set1_ps(a.d[k] * dw),
-                    _mm256_cvtepi32_ps(sumi[j]),
-                    acc[j],
-                );
-            }
-        }
+fn scale_add(sum: __m256i, sc: &[__m256i; 4], prods: &[__m256i; 4]) -> __m256i {
+    let p: [__m256i; 4] = std::array::from_fn(|c| _mm256_madd_epi16(sc[c], prods[c]));
+    let sum = _mm256_add_epi32(sum, _mm256_add_epi32(p[0], p[1]));
+    _mm256_add_epi32(sum, _mm256_add_epi32(p[2], p[3]))
+}
+
+/// [`scale_add`] with each scaling and adding fused into one `vpdpwssd`.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+#[inline]
+fn scale_add_vnni(sum: __m256i, sc: &[__m256i; 4], prods: &[__m256i; 4]) -> __m256i {
+    let mut sum = sum;
+    for c in 0..4 {
+        sum = _mm256_dpwssd_epi32(sum, sc[c], prods[c]);
     }
-    let mut out = [0.0f32; B];
-    for j in 0..B {
-        out[j] = if tiled[j] {
-            acc_tiled[j]
-        } else {
-            hsum_ps(acc[j])
-        };
-    }
-    out
+    sum
 }
 
 /// [`q6_k::accumulate_tiled`], here compiled with FMA.

@@ -71,7 +71,7 @@ fn kernel_with(format: Format, ext: Extensions) -> (RowsKernel, usize) {
         Format::Q5_0 => (blocks::Q5_0_KERNELS[level], block_rows),
         Format::Q8_0 => (blocks::Q8_0_KERNELS[level], block_rows),
         Format::Q4K => (kquants::Q4_K_KERNELS[level], MAX_B_WIDE),
-        Format::Q6K => (kquants::rows_q6_k, MAX_B),
+        Format::Q6K => (kquants::Q6_K_KERNELS[level], [MAX_B, MAX_B_WIDE][level]),
     }
 }
 
@@ -133,10 +133,15 @@ impl Scratch {
 }
 
 /// Defines `$name`, a [`RowsKernel`] looping over weight rows and calling
-/// `$dot::<B>(row, act, b0) -> [f32; B]`.
+/// `$dot::<B>(row, act, b0) -> [f32; B]`, compiled for `$features` (AVX2,
+/// FMA and F16C unless given), for as many activation rows as `$n` lists
+/// (1 to [`MAX_B`] unless given).
 macro_rules! rows_kernel {
     ($name:ident, $dot:ident) => {
-        #[target_feature(enable = "avx2,fma,f16c")]
+        rows_kernel!($name, $dot, "avx2,fma,f16c", [1 2 3 4]);
+    };
+    ($name:ident, $dot:ident, $features:literal, [$($n:literal)*]) => {
+        #[target_feature(enable = $features)]
         pub(super) fn $name(
             w: &[u8],
             row_bytes: usize,
@@ -144,7 +149,7 @@ macro_rules! rows_kernel {
             b0: usize,
             outs: &mut [&mut [f32]],
         ) {
-            #[target_feature(enable = "avx2,fma,f16c")]
+            #[target_feature(enable = $features)]
             fn go<const B: usize>(
                 w: &[u8],
                 row_bytes: usize,
@@ -159,15 +164,14 @@ macro_rules! rows_kernel {
                     }
                 }
             }
+            let most = [$($n),*].len();
             assert!(
-                outs.len() <= MAX_B,
-                "at most {MAX_B} activation rows per call"
+                outs.len() <= most,
+                "at most {most} activation rows per call"
             );
             match outs.len() {
-                1 => go::<1>(w, row_bytes, act, b0, outs),
-                2 => go::<2>(w, row_bytes, act, b0, outs),
-                3 => go::<3>(w, row_bytes, act, b0, outs),
-                _ => go::<4>(w, row_bytes, act, b0, outs),
+                $($n => go::<$n>(w, row_bytes, act, b0, outs),)*
+                _ => {}
             }
         }
     };
@@ -328,7 +332,13 @@ mod tests {
             (state as f32 / u32::MAX as f32) * 2.0 - 1.0
         };
         let x: Vec<f32> = (0..cols * batch).map(|_| next() * 3.0).collect();
-        for format in [Format::Q4_1, Format::Q5_0, Format::Q8_0, Format::Q4K] {
+        for format in [
+            Format::Q4_1,
+            Format::Q5_0,
+            Format::Q8_0,
+            Format::Q4K,
+            Format::Q6K,
+        ] {
             let rows = 13;
             let w: Vec<u8> = (0..rows)
                 .flat_map(|_| format.quantize(&(0..cols).map(|_| next()).collect::<Vec<_>>()))
@@ -340,11 +350,11 @@ mod tests {
             for (b, xr) in x.chunks_exact(cols).enumerate() {
                 quantize_into(kind, xr, buf.row_mut(kind, cols, b));
             }
-            // Q4_K rows in both of llama.cpp's orders.
+            // K-quant rows in both of llama.cpp's orders.
             let orders: Vec<crate::RowOrder> = (0..batch)
                 .map(|b| crate::RowOrder {
                     q4k_in_quad: b % 3 != 0,
-                    q6k_tiled: false,
+                    q6k_tiled: b % 2 == 0,
                 })
                 .collect();
             let view = buf.view(cols, &x, &orders);
@@ -356,9 +366,12 @@ mod tests {
                 unsafe { k(&w, row_bytes, &view, b0, &mut refs) };
                 out
             };
-            // The plain kernels take eight rows at a time.
-            let mut plain = run(Extensions::None, 0, MAX_B_WIDE);
-            plain.extend(run(Extensions::None, MAX_B_WIDE, batch - MAX_B_WIDE));
+            // The plain kernels take fewer rows at a time.
+            let step = kernel_with(format, Extensions::None).1;
+            let plain: Vec<Vec<f32>> = (0..batch)
+                .step_by(step)
+                .flat_map(|b0| run(Extensions::None, b0, step.min(batch - b0)))
+                .collect();
             let most = kernel_with(format, Extensions::Vnni).1;
             for n in [2, 3, 8, 11, 16].into_iter().filter(|&n| n <= most) {
                 let got = run(Extensions::Vnni, 0, n);
