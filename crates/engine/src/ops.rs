@@ -2,6 +2,8 @@
 //! rotary position embeddings, activations, softmax. Plain loops over `f32`
 //! rows that the compiler vectorises; the heavy matmuls live in `kernels`.
 
+use kernels::ThreadPool;
+
 /// `1 / sqrt(mean(x²) + eps)` rounded as GGML's CPU RMS norm: squares in
 /// f32, summed in f64, the mean rounded to f32 before `eps` and the root.
 /// (An f32 running sum moves the scale by a few ulps, which is enough to flip
@@ -21,10 +23,30 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// RMS norm of every `w.len()`-wide row of `x` into the same row of `out`.
-pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    for (xi, oi) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
-        rms_norm(xi, w, eps, oi);
-    }
+pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32], pool: &ThreadPool) {
+    let d = w.len();
+    pool.for_rows(out, d, MIN_PARALLEL_ROWS, &|i, o| {
+        rms_norm(&x[i * d..(i + 1) * d], w, eps, o);
+    });
+}
+
+/// Fewest rows a row-by-row pass shares over the pool's threads (fewer go
+/// on the calling thread alone: waking a worker would cost more).
+pub const MIN_PARALLEL_ROWS: usize = 4;
+
+/// `gate = glu(gate) * up` for every `row_len`-element row, over the pool's
+/// threads (`glu`: [`swiglu`] or [`geglu_tanh`], which act on one row as
+/// GGML does).
+pub fn glu_rows(
+    glu: fn(&mut [f32], &[f32]),
+    gate: &mut [f32],
+    up: &[f32],
+    row_len: usize,
+    pool: &ThreadPool,
+) {
+    pool.for_rows(gate, row_len, MIN_PARALLEL_ROWS, &|i, g| {
+        glu(g, &up[i * row_len..(i + 1) * row_len]);
+    });
 }
 
 /// In-place RMS norm of every `w.len()`-sized chunk of `x` (per-head norms).

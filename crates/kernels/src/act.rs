@@ -88,17 +88,27 @@ impl ActBuf {
         }
     }
 
-    /// Mutable destinations for row `b` (empty where `kind` does not use a part).
-    pub fn row_mut(&mut self, kind: ActKind, cols: usize, b: usize) -> RowMut<'_> {
+    /// Mutable destinations for rows `0..batch`, each its own (disjoint)
+    /// slices, so that different threads may fill different rows.
+    pub fn rows_mut(&mut self, kind: ActKind, cols: usize, batch: usize) -> Vec<RowMut<'_>> {
         let blk = if kind == ActKind::Q8K { QK_K } else { 32 };
         let nb = cols / blk;
-        RowMut {
-            qs: sub(&mut self.qs, b * cols, cols),
-            d: sub(&mut self.d, b * nb, nb),
-            s: sub(&mut self.s, b * nb, nb),
-            bsums: sub(&mut self.bsums, b * cols / 16, cols / 16),
-            h: sub(&mut self.h, b * cols, cols),
-        }
+        let (mut qs, mut d, mut s, mut bsums, mut h) = (
+            &mut self.qs[..],
+            &mut self.d[..],
+            &mut self.s[..],
+            &mut self.bsums[..],
+            &mut self.h[..],
+        );
+        (0..batch)
+            .map(|_| RowMut {
+                qs: take(&mut qs, cols),
+                d: take(&mut d, nb),
+                s: take(&mut s, nb),
+                bsums: take(&mut bsums, cols / 16),
+                h: take(&mut h, cols),
+            })
+            .collect()
     }
 
     /// A view of the rows (`f` is the unquantized input, used by F32;
@@ -117,12 +127,15 @@ impl ActBuf {
     }
 }
 
-/// `v[lo..lo + n]`, or an empty slice when `v` is shorter (a part not in use).
-fn sub<T>(v: &mut [T], lo: usize, n: usize) -> &mut [T] {
-    match v.get_mut(lo..lo + n) {
-        Some(s) => s,
-        None => &mut [],
+/// The first `n` elements of `*v`, leaving the rest in `*v`; empty when `*v`
+/// is shorter (a part not in use).
+fn take<'a, T>(v: &mut &'a mut [T], n: usize) -> &'a mut [T] {
+    if v.len() < n {
+        return &mut [];
     }
+    let (head, tail) = std::mem::take(v).split_at_mut(n);
+    *v = tail;
+    head
 }
 
 /// One activation row's destinations.
@@ -132,6 +145,19 @@ pub(crate) struct RowMut<'a> {
     pub s: &'a mut [f32],
     pub bsums: &'a mut [i16],
     pub h: &'a mut [u16],
+}
+
+impl RowMut<'_> {
+    /// The same destinations, borrowed for a shorter time.
+    pub fn reborrow(&mut self) -> RowMut<'_> {
+        RowMut {
+            qs: self.qs,
+            d: self.d,
+            s: self.s,
+            bsums: self.bsums,
+            h: self.h,
+        }
+    }
 }
 
 /// Quantizes one row `x` into `dst` according to `kind`.

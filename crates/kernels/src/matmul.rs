@@ -172,6 +172,9 @@ pub fn matmul_many(
     matmul_many_with(ws, x, batch, outs, pool, Isa::detect());
 }
 
+/// Fewest activation rows whose quantization is shared over the threads.
+const MIN_PARALLEL_ROWS: usize = 8;
+
 /// At most this many matrices go through one [`matmul_many`] call.
 const MAX_MATRICES: usize = 4;
 
@@ -239,9 +242,14 @@ pub fn matmul_many_ordered(
         let buf = &mut bufs[kinds.len()];
         buf.prepare(kind, cols, batch);
         if kind != ActKind::F32 {
-            for (b, xr) in x.chunks_exact(cols).enumerate() {
-                quantize_into(kind, xr, buf.row_mut(kind, cols, b));
-            }
+            // Row by row, over the threads when there are enough rows.
+            let mut rows = buf.rows_mut(kind, cols, batch);
+            pool.for_parts(&mut rows, MIN_PARALLEL_ROWS, &|first, part| {
+                for (i, dst) in part.iter_mut().enumerate() {
+                    let b = first + i;
+                    quantize_into(kind, &x[b * cols..(b + 1) * cols], dst.reborrow());
+                }
+            });
         }
         kinds.push(kind);
     }

@@ -115,6 +115,60 @@ impl ThreadPool {
         self.workers.len() + 1
     }
 
+    /// Runs `f(first, part)` over `items` cut into consecutive parts
+    /// (`first`: the part's first index), shared over the threads when there
+    /// are at least `min_items` items, else in one part on the calling
+    /// thread. Each part is handed to exactly one task, so `f` may write it.
+    pub fn for_parts<T: Send>(
+        &self,
+        items: &mut [T],
+        min_items: usize,
+        f: &(dyn Fn(usize, &mut [T]) + Sync),
+    ) {
+        let n = items.len();
+        if n < min_items.max(2) || self.workers.is_empty() {
+            f(0, items);
+            return;
+        }
+        // Two parts per thread evens out a thread that starts late.
+        let per = n.div_ceil(self.n_threads() * 2);
+        let parts: Vec<Mutex<(usize, &mut [T])>> = items
+            .chunks_mut(per)
+            .enumerate()
+            .map(|(i, c)| Mutex::new((i * per, c)))
+            .collect();
+        self.run(parts.len(), &|t| {
+            let mut part = parts[t].lock().unwrap_or_else(|p| p.into_inner());
+            let (first, items) = &mut *part;
+            f(*first, items);
+        });
+    }
+
+    /// [`ThreadPool::for_parts`] over the `row_len`-element rows of `data`:
+    /// `f(i, row)` for every row `i`, shared over the threads when there are
+    /// at least `min_rows`.
+    ///
+    /// # Panics
+    /// If `data.len()` is not a multiple of `row_len`.
+    pub fn for_rows<T: Send>(
+        &self,
+        data: &mut [T],
+        row_len: usize,
+        min_rows: usize,
+        f: &(dyn Fn(usize, &mut [T]) + Sync),
+    ) {
+        assert!(
+            row_len > 0 && data.len().is_multiple_of(row_len),
+            "whole rows"
+        );
+        let mut rows: Vec<&mut [T]> = data.chunks_exact_mut(row_len).collect();
+        self.for_parts(&mut rows, min_rows, &|first, part| {
+            for (i, row) in part.iter_mut().enumerate() {
+                f(first + i, row);
+            }
+        });
+    }
+
     /// Runs `f(i)` for every `i` in `0..n_tasks` across the workers and the
     /// calling thread; returns when all are done. A nested or concurrent call
     /// (while another `run` is in progress) runs its tasks on its own thread.
@@ -300,6 +354,30 @@ impl std::fmt::Debug for ThreadPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every row is handed to exactly one call, with its own index, on one
+    /// thread or several.
+    #[test]
+    fn for_rows_visits_each_row_once_with_its_index() {
+        for threads in [1, 2, 3] {
+            let pool = ThreadPool::new(threads);
+            for (n_rows, min) in [(0, 4), (1, 4), (3, 4), (4, 4), (17, 4), (64, 2)] {
+                let mut data = vec![0u32; n_rows * 5];
+                pool.for_rows(&mut data, 5, min, &|i, row| {
+                    assert_eq!(row.len(), 5);
+                    for v in row.iter_mut() {
+                        *v += i as u32 + 1;
+                    }
+                });
+                for (i, row) in data.chunks_exact(5).enumerate() {
+                    assert!(
+                        row.iter().all(|&v| v == i as u32 + 1),
+                        "{threads} threads, row {i}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn default_threads_is_at_least_one_and_at_most_the_cpus() {

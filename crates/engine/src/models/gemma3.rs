@@ -162,7 +162,7 @@ impl Forward for Gemma3 {
             } else {
                 (&self.rope_global, &global_angles, None)
             };
-            ops::rms_norm_rows(&x, &b.attn_norm, eps, &mut h);
+            ops::rms_norm_rows(&x, &b.attn_norm, eps, &mut h, pool);
             Linear::forward_many(
                 f,
                 &[&b.wq, &b.wk, &b.wv],
@@ -172,13 +172,17 @@ impl Forward for Gemma3 {
                 &mut [&mut q, &mut k, &mut v],
                 pool,
             );
-            ops::rms_norm_chunks(&mut q, &b.q_norm, eps);
-            ops::rms_norm_chunks(&mut k, &b.k_norm, eps);
-            for (i, a) in angles.iter().enumerate() {
-                rope.rotate(&mut q[i * q_dim..(i + 1) * q_dim], a);
-                rope.rotate(&mut k[i * kv_dim..(i + 1) * kv_dim], a);
-            }
-            q.iter_mut().for_each(|v| *v *= q_scale);
+            // Per row: the heads' norms, the rotation, and (queries) the scale.
+            let min = ops::MIN_PARALLEL_ROWS;
+            pool.for_rows(&mut q[..n * q_dim], q_dim, min, &|i, row| {
+                ops::rms_norm_chunks(row, &b.q_norm, eps);
+                rope.rotate(row, &angles[i]);
+                row.iter_mut().for_each(|v| *v *= q_scale);
+            });
+            pool.for_rows(&mut k[..n * kv_dim], kv_dim, min, &|i, row| {
+                ops::rms_norm_chunks(row, &b.k_norm, eps);
+                rope.rotate(row, &angles[i]);
+            });
             layers::store_kv(rows, &k, &v, kv, l)?;
             let shape = AttnShape {
                 n_head: c.n_head,
@@ -202,9 +206,9 @@ impl Forward for Gemma3 {
                     out_rows = Some(kept);
                 }
             }
-            ops::rms_norm_rows(&o, &b.post_attn_norm, eps, &mut h);
+            ops::rms_norm_rows(&o, &b.post_attn_norm, eps, &mut h, pool);
             ops::add_in_place(&mut x, &h);
-            ops::rms_norm_rows(&x, &b.ffn_norm, eps, &mut h);
+            ops::rms_norm_rows(&x, &b.ffn_norm, eps, &mut h, pool);
             Linear::forward_many(
                 f,
                 &[&b.gate, &b.up],
@@ -214,9 +218,9 @@ impl Forward for Gemma3 {
                 &mut [&mut g, &mut u],
                 pool,
             );
-            ops::geglu_tanh(&mut g, &u);
+            ops::glu_rows(ops::geglu_tanh, &mut g, &u, c.n_ff, pool);
             b.down.forward(f, &g, n, ffn_orders, &mut o, pool);
-            ops::rms_norm_rows(&o, &b.post_ffn_norm, eps, &mut h);
+            ops::rms_norm_rows(&o, &b.post_ffn_norm, eps, &mut h, pool);
             ops::add_in_place(&mut x, &h);
         }
         Ok(layers::output_logits(

@@ -129,7 +129,7 @@ impl Forward for Llama {
             // that want logits, one per sequence: each sums alone.
             let last = l + 1 == self.blocks.len();
             let ffn_orders: &[RowOrder] = if last { &[] } else { &orders };
-            ops::rms_norm_rows(&x, &b.attn_norm, c.rms_eps, &mut h);
+            ops::rms_norm_rows(&x, &b.attn_norm, c.rms_eps, &mut h, pool);
             Linear::forward_many(
                 f,
                 &[&b.wq, &b.wk, &b.wv],
@@ -139,10 +139,13 @@ impl Forward for Llama {
                 &mut [&mut q, &mut k, &mut v],
                 pool,
             );
-            for (i, a) in angles.iter().enumerate() {
-                self.rope.rotate(&mut q[i * q_dim..(i + 1) * q_dim], a);
-                self.rope.rotate(&mut k[i * kv_dim..(i + 1) * kv_dim], a);
-            }
+            let min = ops::MIN_PARALLEL_ROWS;
+            pool.for_rows(&mut q[..n * q_dim], q_dim, min, &|i, row| {
+                self.rope.rotate(row, &angles[i]);
+            });
+            pool.for_rows(&mut k[..n * kv_dim], kv_dim, min, &|i, row| {
+                self.rope.rotate(row, &angles[i]);
+            });
             layers::store_kv(rows, &k, &v, kv, l)?;
             attention::attention(rows, &q, kv, l, shape, pool, &mut att)?;
             b.wo.forward(f, &att, n, &orders, &mut h, pool);
@@ -154,7 +157,7 @@ impl Forward for Llama {
                 }
             }
             ops::add_in_place(&mut x, &h);
-            ops::rms_norm_rows(&x, &b.ffn_norm, c.rms_eps, &mut h);
+            ops::rms_norm_rows(&x, &b.ffn_norm, c.rms_eps, &mut h, pool);
             Linear::forward_many(
                 f,
                 &[&b.gate, &b.up],
@@ -164,7 +167,7 @@ impl Forward for Llama {
                 &mut [&mut g, &mut u],
                 pool,
             );
-            ops::swiglu(&mut g, &u);
+            ops::glu_rows(ops::swiglu, &mut g, &u, c.n_ff, pool);
             b.down.forward(f, &g, n, ffn_orders, &mut h, pool);
             ops::add_in_place(&mut x, &h);
         }

@@ -347,8 +347,8 @@ mod tests {
             let kind = format.act_kind();
             let mut buf = ActBuf::default();
             buf.prepare(kind, cols, batch);
-            for (b, xr) in x.chunks_exact(cols).enumerate() {
-                quantize_into(kind, xr, buf.row_mut(kind, cols, b));
+            for (xr, dst) in x.chunks_exact(cols).zip(buf.rows_mut(kind, cols, batch)) {
+                quantize_into(kind, xr, dst);
             }
             // K-quant rows in both of llama.cpp's orders.
             let orders: Vec<crate::RowOrder> = (0..batch)
