@@ -36,7 +36,9 @@ pub(super) fn attend(
     let k_hi = ranges.iter().map(|r| r.end).max().unwrap_or(0);
     let mut max = vec![f32::NEG_INFINITY; ranges.len()];
     let mut sum = vec![0.0f32; ranges.len()];
-    let mut scores = [0.0f32; KEY_BLOCK];
+    // Query i's scores against the current block at [i * KEY_BLOCK ..].
+    let mut scores = vec![0.0f32; ranges.len() * KEY_BLOCK];
+    let mut active: Vec<usize> = Vec::with_capacity(ranges.len());
     let (mut keys, mut values): ([&[u16]; KEY_BLOCK], [&[u16]; KEY_BLOCK]) =
         ([&[]; KEY_BLOCK], [&[]; KEY_BLOCK]);
     out.fill(0.0);
@@ -47,14 +49,45 @@ pub(super) fn attend(
             keys[p - start] = head.key(p);
             values[p - start] = head.value(p);
         }
-        for (i, r) in ranges.iter().enumerate() {
-            let (lo, hi) = (r.start.max(start), r.end.min(end));
-            if lo >= hi {
-                continue;
+        let nk = end - start;
+        // The queries whose keys meet the block score all of it, two at a
+        // time (each key chunk widened once for both); each then takes its
+        // own span.
+        active.clear();
+        active.extend(
+            ranges
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.start.max(start) < r.end.min(end))
+                .map(|(i, _)| i),
+        );
+        for pair in active.chunks(2) {
+            match *pair {
+                [a, b] => {
+                    // a < b: split the scores between their rows.
+                    let (left, right) = scores.split_at_mut(b * KEY_BLOCK);
+                    simd.dot_keys_2(
+                        [&q[a * d..(a + 1) * d], &q[b * d..(b + 1) * d]],
+                        &keys[..nk],
+                        [
+                            &mut left[a * KEY_BLOCK..a * KEY_BLOCK + nk],
+                            &mut right[..nk],
+                        ],
+                    );
+                }
+                [a] => simd.dot_keys(
+                    &q[a * d..(a + 1) * d],
+                    &keys[..nk],
+                    &mut scores[a * KEY_BLOCK..a * KEY_BLOCK + nk],
+                ),
+                _ => {}
             }
+        }
+        for &i in &active {
+            let r = &ranges[i];
+            let (lo, hi) = (r.start.max(start), r.end.min(end));
             let span = lo - start..hi - start;
-            let s = &mut scores[span.clone()];
-            simd.dot_keys(&q[i * d..(i + 1) * d], &keys[span.clone()], s);
+            let s = &mut scores[i * KEY_BLOCK + span.start..i * KEY_BLOCK + span.end];
             let mut block_max = f32::NEG_INFINITY;
             for x in s.iter_mut() {
                 *x *= scale;
@@ -122,6 +155,30 @@ impl Simd {
                 // SAFETY: `Avx2` is only chosen when the CPU has AVX2, FMA and F16C
                 // and the rows are a multiple of 8 long; all rows are q's length.
                 unsafe { avx2::dot_keys(q, keys, out) }
+            }
+        }
+    }
+
+    /// [`Simd::dot_keys`] for two queries at once (the same sums).
+    fn dot_keys_2(self, q: [&[f32]; 2], keys: &[&[u16]], out: [&mut [f32]; 2]) {
+        match self {
+            Simd::Portable => {
+                let [o0, o1] = out;
+                self.dot_keys(q[0], keys, o0);
+                self.dot_keys(q[1], keys, o1);
+            }
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => {
+                assert!(
+                    keys.iter().all(|k| k.len() == q[0].len()) && q[1].len() == q[0].len(),
+                    "row sizes"
+                );
+                assert!(
+                    out.iter().all(|o| o.len() == keys.len()),
+                    "one score per key"
+                );
+                // SAFETY: as in `dot_keys`; both queries and all keys are q[0]'s length.
+                unsafe { avx2::dot_keys_2(q, keys, out) }
             }
         }
     }
@@ -222,6 +279,57 @@ mod avx2 {
         while j < keys.len() {
             // SAFETY: forwarded contract.
             unsafe { dot_n::<1>(q, &keys[j..j + 1], &mut out[j..j + 1]) };
+            j += 1;
+        }
+    }
+
+    /// [`dot_n`] for two queries: each key chunk is widened once for both,
+    /// and each (query, key) pair sums exactly as there.
+    ///
+    /// # Safety
+    /// As [`dot_n`], for both queries.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_n2<const N: usize>(q: [&[f32]; 2], keys: &[&[u16]], out: [&mut [f32]; 2]) {
+        let mut acc = [[_mm256_setzero_ps(); N]; 2];
+        for c in (0..q[0].len()).step_by(8) {
+            // SAFETY: c + 8 <= q[0].len() == q[1].len() == keys[j].len() (the
+            // caller's contract).
+            let (q0, q1) = unsafe {
+                (
+                    _mm256_loadu_ps(q[0].as_ptr().add(c)),
+                    _mm256_loadu_ps(q[1].as_ptr().add(c)),
+                )
+            };
+            for (j, k) in keys.iter().enumerate().take(N) {
+                // SAFETY: as above.
+                let kv = unsafe { load_half8(k, c) };
+                acc[0][j] = _mm256_fmadd_ps(q0, kv, acc[0][j]);
+                acc[1][j] = _mm256_fmadd_ps(q1, kv, acc[1][j]);
+            }
+        }
+        for (o, a) in out.into_iter().zip(acc) {
+            for (o, a) in o.iter_mut().zip(a) {
+                *o = hsum(a);
+            }
+        }
+    }
+
+    /// [`dot_keys`] for two queries, four keys at a time.
+    ///
+    /// # Safety
+    /// As [`dot_n`], for both queries; each `out` holds one score per key.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_keys_2(q: [&[f32]; 2], keys: &[&[u16]], out: [&mut [f32]; 2]) {
+        let [o0, o1] = out;
+        let mut j = 0;
+        while j + 4 <= keys.len() {
+            // SAFETY: forwarded contract.
+            unsafe { dot_n2::<4>(q, &keys[j..j + 4], [&mut o0[j..j + 4], &mut o1[j..j + 4]]) };
+            j += 4;
+        }
+        while j < keys.len() {
+            // SAFETY: forwarded contract.
+            unsafe { dot_n2::<1>(q, &keys[j..j + 1], [&mut o0[j..j + 1], &mut o1[j..j + 1]]) };
             j += 1;
         }
     }
