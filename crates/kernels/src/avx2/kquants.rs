@@ -186,19 +186,29 @@ impl Q4kBlock {
     }
 
     /// Sub-blocks 2g and 2g + 1 against their 64 activation quants `y`:
+    /// each sub-block's scale (sixteen 16-bit lanes) and its products
+    /// summed in pairs (`maddubs`).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn sub_block_products(&self, g: usize, y: &[i8]) -> [(__m256i, __m256i); 2] {
+        let (lo, hi) = self.quants[g];
+        let scale = |s: usize| _mm256_set1_epi16(i16::from(self.scales[s]));
+        [
+            (scale(2 * g), _mm256_maddubs_epi16(lo, load32_i8(&y[..32]))),
+            (
+                scale(2 * g + 1),
+                _mm256_maddubs_epi16(hi, load32_i8(&y[32..64])),
+            ),
+        ]
+    }
+
+    /// Sub-blocks 2g and 2g + 1 against their 64 activation quants `y`:
     /// eight lanes whose exact total is the pair's sum `sc · Σ q·y`.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     fn pair_lanes(&self, g: usize, y: &[i8]) -> __m256i {
-        let (lo, hi) = self.quants[g];
-        let scale_l = _mm256_set1_epi16(i16::from(self.scales[2 * g]));
-        let scale_h = _mm256_set1_epi16(i16::from(self.scales[2 * g + 1]));
-        let yl = load32_i8(&y[..32]);
-        let yh = load32_i8(&y[32..64]);
-        _mm256_add_epi32(
-            _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(lo, yl)),
-            _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(hi, yh)),
-        )
+        let [(sl, pl), (sh, ph)] = self.sub_block_products(g, y);
+        _mm256_add_epi32(_mm256_madd_epi16(sl, pl), _mm256_madd_epi16(sh, ph))
     }
 
     /// [`Q4kBlock::pair_lanes`] with the second sub-block's scaling and
@@ -206,13 +216,8 @@ impl Q4kBlock {
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
     #[inline]
     fn pair_lanes_vnni(&self, g: usize, y: &[i8]) -> __m256i {
-        let (lo, hi) = self.quants[g];
-        let scale_l = _mm256_set1_epi16(i16::from(self.scales[2 * g]));
-        let scale_h = _mm256_set1_epi16(i16::from(self.scales[2 * g + 1]));
-        let yl = load32_i8(&y[..32]);
-        let yh = load32_i8(&y[32..64]);
-        let low = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(lo, yl));
-        _mm256_dpwssd_epi32(low, scale_h, _mm256_maddubs_epi16(hi, yh))
+        let [(sl, pl), (sh, ph)] = self.sub_block_products(g, y);
+        _mm256_dpwssd_epi32(_mm256_madd_epi16(sl, pl), sh, ph)
     }
 
     /// The exact sums `m · Σ y` of sub-blocks 2g and 2g + 1, from the
