@@ -5,8 +5,10 @@
 //! same final horizontal sums), so results match its CPU backend to the last
 //! bit. Each kernel takes up to [`MAX_B`] (the block formats and Q4_K:
 //! [`MAX_B_WIDE`]) activation rows at once and unpacks each weight block
-//! only once for all of them. The block formats' several-row kernels also
-//! come in an AVX512-VNNI form with the same bits.
+//! only once for all of them. The block formats', Q4_K's and Q6_K's
+//! several-row kernels also come in an AVX512-VNNI form with the same bits,
+//! compiled for AVX512-VL's 32 registers (the block formats then take
+//! [`MAX_B_ANY`] rows, Q6_K [`MAX_B_WIDE`]).
 //!
 //! Every function here is `#[target_feature(enable = "avx2,fma,f16c")]` (or
 //! more); calling one is only sound after [`crate::Isa::Avx2`] (and the
