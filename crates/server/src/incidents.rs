@@ -7,10 +7,10 @@
 //! one, and the old backends' open incidents are closed: the new gateway's
 //! breakers start closed.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use gateway::{BreakerEvent, BreakerState, Gateway};
-use store::{ErrorKind, Store};
+use store::Store;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
@@ -104,13 +104,6 @@ pub fn record_incidents(gateway: &Gateway, store: Store) -> JoinHandle<()> {
     })
 }
 
-/// Tries at writing one breaker change: a write can fail for a passing
-/// reason (with SQLite, a transaction that read before the ledger's writer
-/// committed cannot then take the write lock, and the ledger is busiest
-/// exactly when a backend is failing), so it is tried again after a pause
-/// that doubles each time (20 ms to 320 ms).
-const RECORD_ATTEMPTS: u32 = 5;
-
 async fn record(store: &Store, event: &BreakerEvent) {
     let at = event
         .at
@@ -118,86 +111,15 @@ async fn record(store: &Store, event: &BreakerEvent) {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     tracing::warn!(backend = %event.backend, model = %event.model, from = event.from.as_str(),
         to = event.to.as_str(), reason = %event.reason, "backend breaker changed");
-    for attempt in 1..=RECORD_ATTEMPTS {
-        let outcome = match event.to {
-            BreakerState::Open => store
-                .open_incident(&event.backend, &event.model, &event.reason, at)
-                .await
-                .map(drop),
-            BreakerState::Closed => store.close_incidents(&event.backend, at).await.map(drop),
-            BreakerState::HalfOpen => Ok(()),
-        };
-        match outcome {
-            Ok(()) => return,
-            Err(err) if err.kind() == ErrorKind::Unavailable && attempt < RECORD_ATTEMPTS => {
-                tracing::warn!(backend = %event.backend, error = %err, attempt,
-                    "incident not recorded yet; trying again");
-                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
-            }
-            Err(err) => {
-                tracing::error!(backend = %event.backend, error = %err, "cannot record the incident");
-                return;
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sqlx::Connection;
-    use std::time::SystemTime;
-
-    /// A breaker that opens while the ledger is writing still opens an
-    /// incident: the recorder's transaction reads, then finds that another
-    /// writer committed meanwhile (SQLite refuses its write lock outright,
-    /// whatever the busy timeout), and tries again.
-    #[tokio::test]
-    async fn an_incident_is_recorded_when_another_writer_commits_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+    let outcome = match event.to {
+        BreakerState::Open => store
+            .open_incident(&event.backend, &event.model, &event.reason, at)
             .await
-            .unwrap();
-        // Another writer holds the write lock (as the ledger's flush does).
-        let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut other)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO incidents (backend, model, reason, opened_at) VALUES ('other', 'm', 'r', 1)",
-        )
-        .execute(&mut other)
-        .await
-        .unwrap();
-        let event = BreakerEvent {
-            backend: "flaky".into(),
-            model: "chat".into(),
-            from: BreakerState::Closed,
-            to: BreakerState::Open,
-            reason: "3 consecutive failures".into(),
-            at: SystemTime::now(),
-        };
-        let recording = {
-            let store = store.clone();
-            tokio::spawn(async move { record(&store, &event).await })
-        };
-        // Give the recorder time to read and start waiting for the lock,
-        // then commit: its snapshot is now stale. (The pause only decides
-        // whether the race is staged; the incident must be there either way.)
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
-        recording.await.unwrap();
-        let open: Vec<_> = store
-            .list_incidents(0, 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|i| i.backend == "flaky" && i.closed_at.is_none())
-            .collect();
-        assert_eq!(open.len(), 1, "the incident was recorded once");
+            .map(drop),
+        BreakerState::Closed => store.close_incidents(&event.backend, at).await.map(drop),
+        BreakerState::HalfOpen => Ok(()),
+    };
+    if let Err(err) = outcome {
+        tracing::error!(backend = %event.backend, error = %err, "cannot record the incident");
     }
 }

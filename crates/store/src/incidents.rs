@@ -42,6 +42,11 @@ const COLUMNS: &str = "id, backend, model, reason, opened_at, closed_at";
 impl Store {
     /// Opens an incident for `backend` at `at` (unix ms) unless one is
     /// already open for it; returns the open incident's id either way.
+    ///
+    /// The check and the insert are one statement: a transaction that read
+    /// first and wrote after could not take SQLite's write lock once another
+    /// writer (the usage ledger, busiest exactly when a backend fails) had
+    /// committed in between, and the incident would be lost.
     pub async fn open_incident(
         &self,
         backend: &str,
@@ -49,29 +54,25 @@ impl Store {
         reason: &str,
         at: i64,
     ) -> Result<i64> {
-        let mut tx = self.pool().begin().await?;
-        let open: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM incidents WHERE backend = $1 AND closed_at IS NULL \
-             ORDER BY id LIMIT 1",
-        )
-        .bind(backend)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(id) = open {
-            tx.commit().await?;
-            return Ok(id);
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO incidents (backend, model, reason, opened_at) VALUES ($1, $2, $3, $4) \
-             RETURNING id",
+        sqlx::query(
+            "INSERT INTO incidents (backend, model, reason, opened_at) \
+             SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS BIGINT) \
+             WHERE NOT EXISTS \
+             (SELECT 1 FROM incidents WHERE backend = CAST($1 AS TEXT) AND closed_at IS NULL)",
         )
         .bind(backend)
         .bind(model)
         .bind(reason)
         .bind(at)
-        .fetch_one(&mut *tx)
+        .execute(self.pool())
         .await?;
-        tx.commit().await?;
+        let id: i64 = sqlx::query_scalar(
+            "SELECT id FROM incidents WHERE backend = $1 AND closed_at IS NULL \
+             ORDER BY id LIMIT 1",
+        )
+        .bind(backend)
+        .fetch_one(self.pool())
+        .await?;
         Ok(id)
     }
 
@@ -150,11 +151,52 @@ fn covered(spans: Vec<(i64, i64)>) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::Connection;
 
     #[test]
     fn overlapping_spans_count_once() {
         assert_eq!(covered(vec![]), 0);
         assert_eq!(covered(vec![(0, 10), (5, 15), (20, 25)]), 20);
         assert_eq!(covered(vec![(0, 10), (2, 3)]), 10);
+    }
+
+    /// A breaker that opens while another writer (the ledger) holds SQLite's
+    /// write lock and then commits still gets its incident, exactly once.
+    #[tokio::test]
+    async fn an_incident_opens_while_another_writer_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO incidents (backend, model, reason, opened_at) VALUES ('other', 'm', 'r', 1)",
+        )
+        .execute(&mut other)
+        .await
+        .unwrap();
+        let opening = {
+            let store = store.clone();
+            tokio::spawn(async move { store.open_incident("flaky", "chat", "3 failures", 2).await })
+        };
+        tokio::task::yield_now().await;
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+        let id = opening.await.unwrap().expect("the incident opens");
+        let open: Vec<_> = store
+            .list_incidents(0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.backend == "flaky" && i.closed_at.is_none())
+            .collect();
+        assert_eq!(open.len(), 1, "the incident was recorded once");
+        assert_eq!(open[0].id, id);
     }
 }
