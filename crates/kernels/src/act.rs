@@ -90,7 +90,12 @@ impl ActBuf {
 
     /// Mutable destinations for rows `0..batch`, each its own (disjoint)
     /// slices, so that different threads may fill different rows.
-    pub fn rows_mut(&mut self, kind: ActKind, cols: usize, batch: usize) -> Vec<RowMut<'_>> {
+    pub fn rows_mut(
+        &mut self,
+        kind: ActKind,
+        cols: usize,
+        batch: usize,
+    ) -> impl Iterator<Item = RowMut<'_>> {
         let blk = if kind == ActKind::Q8K { QK_K } else { 32 };
         let nb = cols / blk;
         let (mut qs, mut d, mut s, mut bsums, mut h) = (
@@ -100,15 +105,13 @@ impl ActBuf {
             &mut self.bsums[..],
             &mut self.h[..],
         );
-        (0..batch)
-            .map(|_| RowMut {
-                qs: take(&mut qs, cols),
-                d: take(&mut d, nb),
-                s: take(&mut s, nb),
-                bsums: take(&mut bsums, cols / 16),
-                h: take(&mut h, cols),
-            })
-            .collect()
+        (0..batch).map(move |_| RowMut {
+            qs: take(&mut qs, cols),
+            d: take(&mut d, nb),
+            s: take(&mut s, nb),
+            bsums: take(&mut bsums, cols / 16),
+            h: take(&mut h, cols),
+        })
     }
 
     /// A view of the rows (`f` is the unquantized input, used by F32;

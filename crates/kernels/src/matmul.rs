@@ -243,13 +243,20 @@ pub fn matmul_many_ordered(
         buf.prepare(kind, cols, batch);
         if kind != ActKind::F32 {
             // Row by row, over the threads when there are enough rows.
-            let mut rows = buf.rows_mut(kind, cols, batch);
-            pool.for_parts(&mut rows, MIN_PARALLEL_ROWS, &|first, part| {
-                for (i, dst) in part.iter_mut().enumerate() {
-                    let b = first + i;
-                    quantize_into(kind, &x[b * cols..(b + 1) * cols], dst.reborrow());
+            let rows = buf.rows_mut(kind, cols, batch);
+            if pool.shares(batch, MIN_PARALLEL_ROWS) {
+                let mut rows: Vec<_> = rows.collect();
+                pool.for_parts(&mut rows, MIN_PARALLEL_ROWS, &|first, part| {
+                    for (i, dst) in part.iter_mut().enumerate() {
+                        let b = first + i;
+                        quantize_into(kind, &x[b * cols..(b + 1) * cols], dst.reborrow());
+                    }
+                });
+            } else {
+                for (xr, dst) in x.chunks_exact(cols).zip(rows) {
+                    quantize_into(kind, xr, dst);
                 }
-            });
+            }
         }
         kinds.push(kind);
     }

@@ -115,6 +115,12 @@ impl ThreadPool {
         self.workers.len() + 1
     }
 
+    /// Whether [`ThreadPool::for_parts`] shares `n` items (at least
+    /// `min_items`, and two) over more than the calling thread.
+    pub fn shares(&self, n: usize, min_items: usize) -> bool {
+        n >= min_items.max(2) && !self.workers.is_empty()
+    }
+
     /// Runs `f(first, part)` over `items` cut into consecutive parts
     /// (`first`: the part's first index), shared over the threads when there
     /// are at least `min_items` items, else in one part on the calling
@@ -126,7 +132,7 @@ impl ThreadPool {
         f: &(dyn Fn(usize, &mut [T]) + Sync),
     ) {
         let n = items.len();
-        if n < min_items.max(2) || self.workers.is_empty() {
+        if !self.shares(n, min_items) {
             f(0, items);
             return;
         }
@@ -161,6 +167,13 @@ impl ThreadPool {
             row_len > 0 && data.len().is_multiple_of(row_len),
             "whole rows"
         );
+        // A pass too small to share runs here, without gathering its rows.
+        if !self.shares(data.len() / row_len, min_rows) {
+            for (i, row) in data.chunks_exact_mut(row_len).enumerate() {
+                f(i, row);
+            }
+            return;
+        }
         let mut rows: Vec<&mut [T]> = data.chunks_exact_mut(row_len).collect();
         self.for_parts(&mut rows, min_rows, &|first, part| {
             for (i, row) in part.iter_mut().enumerate() {
