@@ -7,6 +7,7 @@
 //! follows GGML's reference (`-127 / max`, round half to even, `d = 1/iscale`).
 
 use crate::f16::{f16_to_f32, f32_to_f16};
+use crate::lines::LineBuf;
 use crate::RowOrder;
 use gguf::QK_K;
 
@@ -23,7 +24,8 @@ pub(crate) enum ActKind {
 /// Reusable storage for quantized activation rows.
 #[derive(Default)]
 pub(crate) struct ActBuf {
-    qs: Vec<i8>,
+    /// Quants, each row on a cache line when `cols` is a multiple of 64.
+    qs: LineBuf<i8>,
     d: Vec<f32>,
     s: Vec<f32>,
     bsums: Vec<i16>,
@@ -69,8 +71,7 @@ impl ActBuf {
         match kind {
             ActKind::Q8_0 | ActKind::Q8_1 | ActKind::Q8K => {
                 let blk = if kind == ActKind::Q8K { QK_K } else { 32 };
-                self.qs
-                    .extend(std::iter::repeat_n(0, grow(self.qs.len(), n)));
+                self.qs.grow_to(n);
                 self.d
                     .extend(std::iter::repeat_n(0.0, grow(self.d.len(), n / blk)));
                 if kind == ActKind::Q8_1 {
@@ -99,7 +100,7 @@ impl ActBuf {
         let blk = if kind == ActKind::Q8K { QK_K } else { 32 };
         let nb = cols / blk;
         let (mut qs, mut d, mut s, mut bsums, mut h) = (
-            &mut self.qs[..],
+            self.qs.as_mut_slice(),
             &mut self.d[..],
             &mut self.s[..],
             &mut self.bsums[..],
@@ -119,7 +120,7 @@ impl ActBuf {
     pub fn view<'a>(&'a self, cols: usize, f: &'a [f32], orders: &'a [RowOrder]) -> ActView<'a> {
         ActView {
             cols,
-            qs: &self.qs,
+            qs: self.qs.as_slice(),
             d: &self.d,
             s: &self.s,
             bsums: &self.bsums,

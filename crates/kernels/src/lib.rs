@@ -24,6 +24,7 @@ pub mod attn;
 mod f16;
 mod formats;
 pub mod glu;
+mod lines;
 mod matmul;
 mod order;
 mod pool;

@@ -96,7 +96,7 @@ macro_rules! q4_k_kernel {
                         pairs[j] = blk.$pairs(&a.qs[k * QK_K..(k + 1) * QK_K]);
                         min_pairs[j] = blk.min_pairs(&a.bsums[k * 16..k * 16 + 16]);
                     }
-                    let dts = load8_f32(&scratch.scales[W * i..]);
+                    let dts = load8_f32(&scratch.scales.as_slice()[W * i..]);
                     let dd = _mm256_mul_ps(_mm256_set1_ps(blk.d), dts);
                     let dm = _mm256_mul_ps(_mm256_set1_ps(blk.dmin), dts);
                     let p = lone_rows_folded(transpose_8x4(&pairs), quad);

@@ -28,6 +28,7 @@ mod single;
 
 use crate::act::ActView;
 use crate::formats::{Format, RowsKernel, MAX_B, MAX_B_ANY, MAX_B_WIDE};
+use crate::lines::LineBuf;
 use std::arch::x86_64::*;
 
 /// The AVX2 kernel for `format` and the most activation rows it takes per call.
@@ -84,13 +85,13 @@ fn kernel_with(format: Format, ext: Extensions) -> (RowsKernel, usize) {
 struct Scratch {
     /// Activation scales side by side: block i's at `[L * i .. L * i + rows]`
     /// (`L` lanes, the driver's rows per call), unused lanes 0.
-    scales: Vec<f32>,
+    scales: LineBuf<f32>,
     /// Q8_1 sums, laid out as `scales` (empty for other activations).
-    sums: Vec<f32>,
+    sums: LineBuf<f32>,
     /// Activation quants re-laid for a driver (biased by +128).
-    quants: Vec<i8>,
+    quants: LineBuf<i8>,
     /// One weight row's scales `d_w · d_a`, laid out as `scales`.
-    products: Vec<f32>,
+    products: LineBuf<f32>,
 }
 
 thread_local! {
@@ -117,9 +118,8 @@ impl Scratch {
         nb: usize,
     ) {
         assert!(rows <= L, "at most {L} rows side by side");
-        let lay = |out: &mut Vec<f32>, v: &[f32]| {
-            out.clear();
-            out.resize(L * nb, 0.0);
+        let lay = |out: &mut LineBuf<f32>, v: &[f32]| {
+            let out = out.cleared(L * nb);
             for j in 0..rows {
                 for (i, &x) in v[(b0 + j) * nb..(b0 + j + 1) * nb].iter().enumerate() {
                     out[L * i + j] = x;
@@ -129,7 +129,9 @@ impl Scratch {
         lay(&mut self.scales, d);
         match s {
             Some(s) => lay(&mut self.sums, s),
-            None => self.sums.clear(),
+            None => {
+                self.sums.cleared(0);
+            }
         }
     }
 }
