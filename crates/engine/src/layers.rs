@@ -166,7 +166,9 @@ pub fn store_kv(
 }
 
 /// The final norm and output projection for the rows that want logits:
-/// `m × n_vocab` logits, in row order.
+/// `m × n_vocab` logits, in row order, into `logits` (resized; what it held
+/// is overwritten, not cleared first).
+#[allow(clippy::too_many_arguments)]
 pub fn output_logits(
     f: &GgufFile,
     rows: &[BatchRow],
@@ -175,7 +177,8 @@ pub fn output_logits(
     eps: f32,
     output: &Linear,
     pool: &ThreadPool,
-) -> Vec<f32> {
+    logits: &mut Vec<f32>,
+) {
     let d = norm.len();
     let picked: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].want_logits).collect();
     let mut normed = vec![0.0f32; picked.len() * d];
@@ -187,8 +190,7 @@ pub fn output_logits(
             &mut normed[j * d..(j + 1) * d],
         );
     }
-    let mut logits = vec![0.0f32; picked.len() * output.rows()];
+    logits.resize(picked.len() * output.rows(), 0.0);
     // llama.cpp's output head sees one row per sequence that wants logits.
-    output.forward(f, &normed, picked.len(), &[], &mut logits, pool);
-    logits
+    output.forward(f, &normed, picked.len(), &[], logits, pool);
 }

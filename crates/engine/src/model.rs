@@ -99,14 +99,17 @@ pub trait Forward: Send + Sync {
     fn config(&self) -> &ModelConfig;
 
     /// Runs `rows` through the model, writing their keys and values into `kv`
-    /// (which must have room for every row's position), and returns the logits
-    /// of the rows with `want_logits`, in order, `n_vocab` each.
+    /// (which must have room for every row's position), and leaves in
+    /// `logits` (resized to fit; a buffer reused from step to step is not
+    /// cleared first) the logits of the rows with `want_logits`, in order,
+    /// `n_vocab` each.
     fn forward(
         &self,
         rows: &[BatchRow],
         kv: &mut KvCache,
         pool: &ThreadPool,
-    ) -> Result<Vec<f32>, EngineError>;
+        logits: &mut Vec<f32>,
+    ) -> Result<(), EngineError>;
 }
 
 /// A model file loaded for inference.
@@ -155,12 +158,29 @@ impl Model {
         )
     }
 
+    /// Runs `rows` through the model and returns the logits of the rows with
+    /// `want_logits`, in order, `n_vocab` each (see [`Forward::forward`]).
     pub fn forward(
         &self,
         rows: &[BatchRow],
         kv: &mut KvCache,
         pool: &ThreadPool,
     ) -> Result<Vec<f32>, EngineError> {
+        let mut logits = Vec::new();
+        self.forward_into(rows, kv, pool, &mut logits)?;
+        Ok(logits)
+    }
+
+    /// [`Model::forward`] into a buffer the caller keeps from step to step,
+    /// so a step neither allocates nor clears its (often many megabytes of)
+    /// logits.
+    pub fn forward_into(
+        &self,
+        rows: &[BatchRow],
+        kv: &mut KvCache,
+        pool: &ThreadPool,
+        logits: &mut Vec<f32>,
+    ) -> Result<(), EngineError> {
         for r in rows {
             if r.token as usize >= self.config().n_vocab {
                 return Err(EngineError::InvalidRequest(format!(
@@ -170,6 +190,6 @@ impl Model {
                 )));
             }
         }
-        self.family.forward(rows, kv, pool)
+        self.family.forward(rows, kv, pool, logits)
     }
 }

@@ -49,6 +49,8 @@ pub(crate) struct Scheduler {
     waiting: VecDeque<Sequence>,
     running: Vec<Sequence>,
     counters: Arc<Counters>,
+    /// The last step's logits, kept so the next step reuses the buffer.
+    logits: Vec<f32>,
 }
 
 impl Scheduler {
@@ -72,6 +74,7 @@ impl Scheduler {
             waiting: VecDeque::new(),
             running: Vec::new(),
             counters,
+            logits: Vec::new(),
         }
     }
 
@@ -233,18 +236,20 @@ impl Scheduler {
             }
             return;
         }
-        let mut logits = match self.model.forward(&rows, &mut self.kv, &self.pool) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "forward pass failed");
-                for s in self.running.drain(..) {
-                    s.fail("the model failed to run this request".into());
-                    self.kv.free_seq(s.id);
-                    self.counters.add_finished(1);
-                }
-                return;
+        let mut logits = std::mem::take(&mut self.logits);
+        if let Err(e) = self
+            .model
+            .forward_into(&rows, &mut self.kv, &self.pool, &mut logits)
+        {
+            tracing::error!(error = %e, "forward pass failed");
+            for s in self.running.drain(..) {
+                s.fail("the model failed to run this request".into());
+                self.kv.free_seq(s.id);
+                self.counters.add_finished(1);
             }
-        };
+            self.logits = logits;
+            return;
+        }
         let n_vocab = self.model.config().n_vocab;
         let mut out = logits.chunks_exact_mut(n_vocab);
         let mut finished = Vec::new();
@@ -266,6 +271,7 @@ impl Scheduler {
                 }
             }
         }
+        self.logits = logits;
         self.counters.add_finished(finished.len() as u64);
         for i in finished.into_iter().rev() {
             let s = self.running.remove(i);

@@ -69,6 +69,14 @@ impl PenaltyCounts {
     }
 }
 
+/// Whether [`apply_penalties`] can change any logit for this history.
+pub fn penalties_apply(params: &SamplingParams, history: &[u32]) -> bool {
+    let off = params.repetition_penalty == 1.0
+        && params.presence_penalty == 0.0
+        && params.frequency_penalty == 0.0;
+    params.penalty_last_n > 0 && !off && !history.is_empty()
+}
+
 /// Applies `params`' repetition, presence and frequency penalties for
 /// the last `penalty_last_n` tokens of `history` to
 /// `logits` (indexed by token id). `penalty_last_n == 0` applies nothing.
@@ -78,13 +86,12 @@ pub fn apply_penalties(
     history: &[u32],
     params: &SamplingParams,
 ) {
+    if !penalties_apply(params, history) {
+        return;
+    }
     let repetition = params.repetition_penalty;
     let presence = params.presence_penalty;
     let frequency = params.frequency_penalty;
-    let off = repetition == 1.0 && presence == 0.0 && frequency == 0.0;
-    if params.penalty_last_n == 0 || off || history.is_empty() {
-        return;
-    }
     let window = &history[history.len().saturating_sub(params.penalty_last_n)..];
     counts.for_each_count(window, logits.len(), |id, count| {
         let l = &mut logits[id as usize];

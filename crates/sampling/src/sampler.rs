@@ -8,7 +8,7 @@
 
 use crate::filters::{self, Candidates};
 use crate::math::max_f32;
-use crate::penalties::{apply_logit_bias, apply_penalties, PenaltyCounts};
+use crate::penalties::{apply_logit_bias, apply_penalties, penalties_apply, PenaltyCounts};
 use crate::{Rng, SamplingParams};
 
 /// Samples tokens for one sequence. Create one per request; it keeps its
@@ -55,12 +55,18 @@ impl Sampler {
     /// logits.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let p = &self.params;
-        self.work.clear();
-        self.work.extend_from_slice(logits);
-        apply_logit_bias(&mut self.work, &p.logit_bias);
-        apply_penalties(&mut self.work, &mut self.counts, history, p);
+        // A working copy only when bias or penalties change something: a
+        // greedy step over a 262k vocabulary is then one pass over the logits.
+        let adjusted = !p.logit_bias.is_empty() || penalties_apply(p, history);
+        if adjusted {
+            self.work.clear();
+            self.work.extend_from_slice(logits);
+            apply_logit_bias(&mut self.work, &p.logit_bias);
+            apply_penalties(&mut self.work, &mut self.counts, history, p);
+        }
+        let scores: &[f32] = if adjusted { &self.work } else { logits };
 
-        let Some((best_id, best_logit)) = argmax(&self.work) else {
+        let Some((best_id, best_logit)) = argmax(scores) else {
             return 0;
         };
         if p.is_greedy() {
@@ -72,7 +78,7 @@ impl Sampler {
             return argmax(logits).map_or(0, |(id, _)| id);
         }
 
-        self.candidates.fill_top_k(&self.work, p.top_k);
+        self.candidates.fill_top_k(scores, p.top_k);
         filters::top_k(&mut self.candidates, p.top_k);
         filters::top_p(&mut self.candidates, p.top_p);
         filters::min_p(&mut self.candidates, p.min_p);
@@ -84,12 +90,25 @@ impl Sampler {
 
 /// The first highest logit and its id; NaN never wins. `None` if empty;
 /// an all-NaN row reports token 0 at `-inf`.
+/// The first id holding the largest logit (NaN never wins; 0 when all are
+/// NaN), and that logit. The maximum is taken chunk by chunk, so only the
+/// chunk that holds it is read a second time to find its position.
 fn argmax(logits: &[f32]) -> Option<(u32, f32)> {
+    const CHUNK: usize = 4096;
     if logits.is_empty() {
         return None;
     }
-    let max = max_f32(logits);
-    let id = logits.iter().position(|&l| l == max).unwrap_or(0);
+    let (mut max, mut at) = (f32::NEG_INFINITY, 0);
+    for (c, chunk) in logits.chunks(CHUNK).enumerate() {
+        let m = max_f32(chunk);
+        if m > max {
+            (max, at) = (m, c * CHUNK);
+        }
+    }
+    let id = logits[at..]
+        .iter()
+        .position(|&l| l == max)
+        .map_or(0, |i| at + i);
     Some((id as u32, max))
 }
 
@@ -122,6 +141,39 @@ mod tests {
         let row = logits_row(49_152, 3);
         let want = (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b });
         assert_eq!(s.sample(&row, &[]) as usize, want);
+    }
+
+    #[test]
+    fn argmax_takes_the_first_of_tied_maxima_across_chunks() {
+        let mut row = vec![0.0f32; 20_000];
+        row[9_000] = 3.0;
+        row[15_000] = 3.0;
+        row[100] = f32::NAN;
+        row[19_999] = 2.0;
+        assert_eq!(argmax(&row), Some((9_000, 3.0)));
+        // The maximum's first occurrence may sit before a later chunk's NaN.
+        row[9_000] = 0.0;
+        assert_eq!(argmax(&row), Some((15_000, 3.0)));
+        assert_eq!(argmax(&[f32::NAN; 5000]).map(|(id, _)| id), Some(0));
+        assert_eq!(
+            argmax(&[f32::NEG_INFINITY; 9000]),
+            Some((0, f32::NEG_INFINITY))
+        );
+        assert_eq!(argmax(&[]), None);
+    }
+
+    #[test]
+    fn greedy_with_penalties_sees_the_adjusted_logits_but_leaves_the_input() {
+        let logits = vec![2.0f32, 1.9, 0.0];
+        let p = SamplingParams {
+            presence_penalty: 0.5,
+            ..SamplingParams::greedy()
+        };
+        let mut s = sampler(p, 3);
+        assert_eq!(s.sample(&logits, &[0]), 1);
+        assert_eq!(logits, [2.0, 1.9, 0.0]);
+        // Without a history the penalty changes nothing.
+        assert_eq!(s.sample(&logits, &[]), 0);
     }
 
     #[test]

@@ -121,7 +121,8 @@ impl Forward for Gemma3 {
         rows: &[BatchRow],
         kv: &mut KvCache,
         pool: &ThreadPool,
-    ) -> Result<Vec<f32>, EngineError> {
+        logits: &mut Vec<f32>,
+    ) -> Result<(), EngineError> {
         let f = &*self.file;
         let c = &self.cfg;
         let mut n = rows.len();
@@ -223,7 +224,7 @@ impl Forward for Gemma3 {
             ops::rms_norm_rows(&o, &b.post_ffn_norm, eps, &mut h, pool);
             ops::add_in_place(&mut x, &h);
         }
-        Ok(layers::output_logits(
+        layers::output_logits(
             f,
             out_rows.as_deref().unwrap_or(rows),
             &x,
@@ -231,6 +232,8 @@ impl Forward for Gemma3 {
             eps,
             &self.output,
             pool,
-        ))
+            logits,
+        );
+        Ok(())
     }
 }

@@ -95,7 +95,8 @@ impl Forward for Llama {
         rows: &[BatchRow],
         kv: &mut KvCache,
         pool: &ThreadPool,
-    ) -> Result<Vec<f32>, EngineError> {
+        logits: &mut Vec<f32>,
+    ) -> Result<(), EngineError> {
         let f = &*self.file;
         let c = &self.cfg;
         let mut n = rows.len();
@@ -171,7 +172,7 @@ impl Forward for Llama {
             b.down.forward(f, &g, n, ffn_orders, &mut h, pool);
             ops::add_in_place(&mut x, &h);
         }
-        Ok(layers::output_logits(
+        layers::output_logits(
             f,
             out_rows.as_deref().unwrap_or(rows),
             &x,
@@ -179,6 +180,8 @@ impl Forward for Llama {
             c.rms_eps,
             &self.output,
             pool,
-        ))
+            logits,
+        );
+        Ok(())
     }
 }
