@@ -19,7 +19,10 @@
 //!   no 32-byte load or store straddles two (a Q8_0 row of Gemma's head:
 //!   ~1.8 → ~1.45 cycles per (block, row) with this and the previous point);
 //! - the weights are prefetched a few rows ahead (the hardware prefetcher
-//!   alone leaves the core waiting for the first touch of each row);
+//!   alone leaves the core waiting for the first touch of each row), and
+//!   each block is unpacked (with its VNNI start) while the previous
+//!   block's products run, so those never wait on the unpacking (Q5_0's
+//!   fifth bits come from one AVX512-BW byte mask in the VNNI form);
 //! - on CPUs with AVX512-VNNI (used in 256-bit registers), the integer
 //!   products of a block come from one `vpdpbusd` instead of `maddubs` and
 //!   `madd` (signed formats take the activations biased by +128, and the
@@ -48,12 +51,12 @@ const _: () = assert!(MAGIC.to_bits() == MAGIC_BITS as u32);
 /// Defines the several-rows driver `$rows` for up to `$lanes` (8 or 16)
 /// activation rows (dispatching on the row count, one of `$n`, to `$go`),
 /// compiled for `$features`, whose per-(block, row) products as floats are
-/// `$dot(&unpacked, start, qy) -> __m256`, from `start = $start(&unpacked)`
-/// made once per weight block (`$vnni`: the VNNI form, with biased
-/// activations for signed formats).
+/// `$dot(&unpacked, start, qy) -> __m256`, from `unpacked = K::$unpack(block)`
+/// and `start = $start(&unpacked)` made once per weight block (`$vnni`: the
+/// VNNI form, with biased activations for signed formats).
 macro_rules! batch_driver {
     ($rows:ident, $go:ident, $features:literal, $lanes:expr, [$($n:literal)*],
-     $vnni:literal, $start:ident, $dot:ident) => {
+     $vnni:literal, $unpack:ident, $start:ident, $dot:ident) => {
         /// `outs[j][r] = dot(weight row r, activation row b0 + j)` for every
         /// row of `w` and `j < outs.len()`.
         #[target_feature(enable = $features)]
@@ -145,12 +148,22 @@ macro_rules! batch_driver {
                     }
                 }
                 let mut acc = [_mm256_setzero_ps(); B];
+                // Each block is unpacked one block ahead, so its products
+                // need not wait for the unpacking.
+                // SAFETY: block 0 lies inside the row (nb >= 1 when there are rows).
+                let mut next = unsafe { K::$unpack(base) };
+                // SAFETY: the CPU features are enabled here.
+                let mut next_start = unsafe { $start::<K>(&next) };
                 for i in 0..nb {
-                    // SAFETY: block i (i < nb) lies inside the row; the CPU
-                    // features are enabled here.
-                    let u = unsafe { K::unpack(base.add(i * K::BYTES)) };
-                    // SAFETY: the CPU features are enabled here.
-                    let start = unsafe { $start::<K>(&u) };
+                    let (u, start) = (next, next_start);
+                    if i + 1 < nb {
+                        // SAFETY: block i + 1 (< nb) lies inside the row; the
+                        // CPU features are enabled here.
+                        unsafe {
+                            next = K::$unpack(base.add((i + 1) * K::BYTES));
+                            next_start = $start::<K>(&next);
+                        }
+                    }
                     for j in 0..B {
                         // SAFETY: row j's block i is 32 bytes at
                         // (i * B + j) * 32 inside the re-laid `qs` (j < B, i < nb);
@@ -199,7 +212,7 @@ unsafe fn dot_avx2<K: Block>(u: &Unpacked, _start: __m256i, qy: __m256i) -> __m2
 }
 
 /// [`Block::vnni_start`] plus the bits of 1.5 · 2^23.
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
 #[inline]
 unsafe fn start_vnni<K: Block>(u: &Unpacked) -> __m256i {
     // SAFETY: the caller's CPU has VNNI.
@@ -208,7 +221,7 @@ unsafe fn start_vnni<K: Block>(u: &Unpacked) -> __m256i {
 
 /// The same lanes from one VNNI instruction (`qy` biased for signed
 /// formats), as floats by subtracting 1.5 · 2^23.
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
 #[inline]
 unsafe fn dot_vnni<K: Block>(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256 {
     // SAFETY: the caller's CPU has VNNI too.
@@ -223,16 +236,18 @@ batch_driver!(
     MAX_B_WIDE,
     [1 2 3 4 5 6 7 8],
     false,
+    unpack,
     start_avx2,
     dot_avx2
 );
 batch_driver!(
     rows_vnni,
     go_vnni,
-    "avx2,fma,f16c,avx512vnni,avx512vl",
+    "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
     MAX_B_ANY,
     [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16],
     true,
+    unpack_vnni,
     start_vnni,
     dot_vnni
 );

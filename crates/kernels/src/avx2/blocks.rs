@@ -12,6 +12,7 @@ use super::*;
 use crate::formats::{q4_1, q5_0, q8_0};
 
 /// A weight block unpacked for the integer products.
+#[derive(Clone, Copy)]
 pub(super) struct Unpacked {
     /// Unsigned 8-bit operand of `maddubs` (the quants, or their magnitudes).
     pub ax: __m256i,
@@ -37,6 +38,18 @@ pub(super) trait Block {
     /// `blk` must point at `BYTES` readable bytes; the CPU must support AVX2,
     /// FMA and F16C.
     unsafe fn unpack(blk: *const u8) -> Unpacked;
+
+    /// [`Block::unpack`] for the VNNI products, which read only `sx` (signed
+    /// formats) or `ax`: formats whose unpacking byte masks shorten override it.
+    ///
+    /// # Safety
+    /// As [`Block::unpack`], and the CPU must support AVX512-VNNI, -VL and -BW.
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
+    #[inline]
+    unsafe fn unpack_vnni(blk: *const u8) -> Unpacked {
+        // SAFETY: the caller's contract.
+        unsafe { Self::unpack(blk) }
+    }
 
     /// Whether the quants are signed. Then `maddubs` takes their magnitudes
     /// with their signs moved onto the activations, and the VNNI products
@@ -64,7 +77,7 @@ pub(super) trait Block {
     ///
     /// # Safety
     /// The CPU must support AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL.
-    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
     #[inline]
     unsafe fn vnni_start(u: &Unpacked) -> __m256i {
         if Self::BIASED {
@@ -82,7 +95,7 @@ pub(super) trait Block {
     ///
     /// # Safety
     /// The CPU must support AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL.
-    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
     #[inline]
     unsafe fn dot4(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256i {
         if Self::BIASED {
@@ -152,6 +165,23 @@ impl Block for Q5_0 {
         let high = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(0xF0u8 as i8));
         signed(_mm256_or_si256(low, high), d)
     }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
+    #[inline]
+    unsafe fn unpack_vnni(blk: *const u8) -> Unpacked {
+        // SAFETY: as in `unpack`.
+        let (d, qh, low) = unsafe {
+            (
+                f16_at(blk),
+                u32::from_le(blk.add(2).cast::<u32>().read_unaligned()),
+                nibbles_at(blk.add(6)),
+            )
+        };
+        // The same values with a byte mask: nibble - 16 where the fifth bit
+        // (bit i of qh for byte i) is clear.
+        let qx = _mm256_mask_sub_epi8(low, !qh, low, _mm256_set1_epi8(16));
+        signed(qx, d)
+    }
 }
 
 /// Signed quants `qx` as `maddubs` operands: |x| now, x's signs for later.
@@ -201,7 +231,7 @@ macro_rules! block_kernels {
         block_kernel!($plain, "avx2,fma,f16c", batch::rows, $block);
         block_kernel!(
             $vnni,
-            "avx2,fma,f16c,avx512vnni,avx512vl",
+            "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
             batch::rows_vnni,
             $block
         );

@@ -9,7 +9,7 @@ rows_kernel!(rows_q6_k, dot_q6_k);
 rows_kernel!(
     rows_q6_k_vnni,
     dot_q6_k_vnni,
-    "avx2,fma,f16c,avx512vnni,avx512vl",
+    "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
     [1 2 3 4 5 6 7 8]
 );
 
@@ -124,7 +124,7 @@ q4_k_kernel!(rows_q4_k, many_q4_k, "avx2,fma,f16c", pairs);
 q4_k_kernel!(
     rows_q4_k_vnni,
     many_q4_k_vnni,
-    "avx2,fma,f16c,avx512vnni,avx512vl",
+    "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
     pairs_vnni
 );
 
@@ -177,7 +177,7 @@ impl Q4kBlock {
     }
 
     /// [`Q4kBlock::pairs`] by [`Q4kBlock::pair_lanes_vnni`].
-    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
     #[inline]
     fn pairs_vnni(&self, y: &[i8]) -> __m128i {
         hsum4_epi32(std::array::from_fn(|g| {
@@ -213,7 +213,7 @@ impl Q4kBlock {
 
     /// [`Q4kBlock::pair_lanes`] with the second sub-block's scaling and
     /// adding fused into one `vpdpwssd` (the same exact integers).
-    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
     #[inline]
     fn pair_lanes_vnni(&self, g: usize, y: &[i8]) -> __m256i {
         let [(sl, pl), (sh, ph)] = self.sub_block_products(g, y);
@@ -441,7 +441,7 @@ macro_rules! q6_k_dot {
 q6_k_dot!(dot_q6_k, "avx2,fma,f16c", scale_add);
 q6_k_dot!(
     dot_q6_k_vnni,
-    "avx2,fma,f16c,avx512vnni,avx512vl",
+    "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
     scale_add_vnni
 );
 
@@ -456,7 +456,7 @@ fn scale_add(sum: __m256i, sc: &[__m256i; 4], prods: &[__m256i; 4]) -> __m256i {
 }
 
 /// [`scale_add`] with each scaling and adding fused into one `vpdpwssd`.
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
 #[inline]
 fn scale_add_vnni(sum: __m256i, sc: &[__m256i; 4], prods: &[__m256i; 4]) -> __m256i {
     let mut sum = sum;

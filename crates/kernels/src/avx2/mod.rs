@@ -43,7 +43,8 @@ pub(crate) fn kernel(format: Format) -> (RowsKernel, usize) {
 enum Extensions {
     /// AVX2, FMA and F16C only.
     None = 0,
-    /// AVX512-VNNI in 256-bit registers (with AVX512-VL).
+    /// AVX512-VNNI in 256-bit registers (with AVX512-VL, and AVX512-BW's
+    /// byte masks, which every CPU with VNNI has).
     Vnni = 1,
 }
 
@@ -53,7 +54,7 @@ impl Extensions {
         use std::arch::is_x86_feature_detected as has;
         static BEST: std::sync::OnceLock<Extensions> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            if has!("avx512vnni") && has!("avx512vl") {
+            if has!("avx512vnni") && has!("avx512vl") && has!("avx512bw") {
                 Extensions::Vnni
             } else {
                 Extensions::None
