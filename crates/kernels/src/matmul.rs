@@ -365,7 +365,11 @@ fn chunk_rows(
         chunk = chunk.min((MAX_TASK_BYTES / row_bytes.max(1)).max(16));
     }
     if batch > max_b {
-        chunk = chunk.min((32 * 1024 / row_bytes.max(1)).max(4));
+        // Every group of max_b activation rows passes over the task's
+        // weights, which should stay in the core's L2 cache meanwhile. Much
+        // smaller tasks pay each kernel call's set-up (laying out the
+        // activations) too often: 32 KiB tasks made prefill ~8% slower.
+        chunk = chunk.min((128 * 1024 / row_bytes.max(1)).max(4));
     }
     chunk.clamp(1, rows.max(1))
 }
