@@ -88,11 +88,10 @@ impl Sampler {
     }
 }
 
-/// The first highest logit and its id; NaN never wins. `None` if empty;
-/// an all-NaN row reports token 0 at `-inf`.
-/// The first id holding the largest logit (NaN never wins; 0 when all are
-/// NaN), and that logit. The maximum is taken chunk by chunk, so only the
-/// chunk that holds it is read a second time to find its position.
+/// The first id holding the largest logit, and that logit; NaN never wins.
+/// `None` if empty; an all-NaN row reports token 0 at `-inf`. The maximum
+/// is taken chunk by chunk, so only the chunk that holds it is read a second
+/// time to find its position.
 fn argmax(logits: &[f32]) -> Option<(u32, f32)> {
     const CHUNK: usize = 4096;
     if logits.is_empty() {

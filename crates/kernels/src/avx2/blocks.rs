@@ -151,15 +151,8 @@ impl Block for Q5_0 {
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn unpack(blk: *const u8) -> Unpacked {
-        // SAFETY: a whole block (the caller's contract): one half, four bytes
-        // of fifth bits, 16 quant bytes.
-        let (d, qh, low) = unsafe {
-            (
-                f16_at(blk),
-                u32::from_le(blk.add(2).cast::<u32>().read_unaligned()),
-                nibbles_at(blk.add(6)),
-            )
-        };
+        // SAFETY: a whole block (the caller's contract).
+        let (d, qh, low) = unsafe { q5_0_parts(blk) };
         // Where the fifth bit is clear the value is nibble - 16, which is
         // nibble | 0xF0 in two's complement.
         let high = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(0xF0u8 as i8));
@@ -169,18 +162,30 @@ impl Block for Q5_0 {
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
     #[inline]
     unsafe fn unpack_vnni(blk: *const u8) -> Unpacked {
-        // SAFETY: as in `unpack`.
-        let (d, qh, low) = unsafe {
-            (
-                f16_at(blk),
-                u32::from_le(blk.add(2).cast::<u32>().read_unaligned()),
-                nibbles_at(blk.add(6)),
-            )
-        };
+        // SAFETY: a whole block (the caller's contract).
+        let (d, qh, low) = unsafe { q5_0_parts(blk) };
         // The same values with a byte mask: nibble - 16 where the fifth bit
         // (bit i of qh for byte i) is clear.
         let qx = _mm256_mask_sub_epi8(low, !qh, low, _mm256_set1_epi8(16));
         signed(qx, d)
+    }
+}
+
+/// A Q5_0 block's scale, fifth bits and low nibbles (as 32 bytes).
+///
+/// # Safety
+/// `blk` must point at a whole block: one half, four bytes of fifth bits,
+/// 16 quant bytes; the CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q5_0_parts(blk: *const u8) -> (f32, u32, __m256i) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        (
+            f16_at(blk),
+            u32::from_le(blk.add(2).cast::<u32>().read_unaligned()),
+            nibbles_at(blk.add(6)),
+        )
     }
 }
 
