@@ -100,6 +100,78 @@ fn concurrent_requests_equal_solo_runs() {
     }
 }
 
+/// Issue 6's check: a greedy request gives the same tokens alone and inside
+/// a batch of sixteen mixed requests (other prompts and lengths, sampled
+/// ones, a stop string, logprobs, one dropped after its first token). A
+/// decode step of sixteen sequences runs the several-row kernels at their
+/// widest; no row of it may come out different from a step of its own.
+#[test]
+fn greedy_requests_in_a_batch_of_sixteen_mixed_requests_equal_their_solo_runs() {
+    let greedy_prompts = [
+        "The capital of France is",
+        "def fibonacci(n):",
+        "Once upon a time, in a land far",
+        "The three primary colours are",
+        "Water boils at",
+        "My favourite fruit is",
+        "To make a cup of tea,",
+        "The quick brown fox",
+    ];
+    let solo: Vec<Outcome> = greedy_prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| run(greedy(p, 12 + 3 * i)))
+        .collect();
+    let mut batch: Vec<(Option<usize>, GenerateRequest)> = Vec::new();
+    for (i, p) in greedy_prompts.iter().enumerate() {
+        batch.push((Some(i), greedy(p, 12 + 3 * i)));
+        let other = match i % 4 {
+            0 => GenerateRequest {
+                params: SamplingParams {
+                    temperature: 0.9,
+                    seed: Some(i as u64),
+                    ..SamplingParams::default()
+                },
+                ..greedy("Write a short poem about the sea.", 40)
+            },
+            1 => GenerateRequest {
+                stop: vec![".".into()],
+                ..greedy("List three animals", 30)
+            },
+            2 => GenerateRequest {
+                logprobs: Some(3),
+                ..greedy("In 1492, Columbus", 20)
+            },
+            _ => GenerateRequest {
+                ignore_eos: true,
+                ..greedy("Count: one, two, three,", 48)
+            },
+        };
+        batch.push((None, other));
+    }
+    assert_eq!(batch.len(), 16);
+    let mut gens: Vec<(Option<usize>, engine::Generation)> = batch
+        .into_iter()
+        .map(|(i, req)| (i, smol().submit(req).unwrap()))
+        .collect();
+    // One of the others walks away after its first token, so the batch
+    // shrinks while the rest decode.
+    let (_, mut quitter) = gens.remove(3);
+    assert!(matches!(quitter.next_blocking(), Some(Event::Token { .. })));
+    drop(quitter);
+    for (i, g) in gens {
+        let out = collect(g);
+        if let Some(i) = i {
+            assert_eq!(
+                out.ids, solo[i].ids,
+                "{:?}: batched tokens differ from its solo run",
+                greedy_prompts[i]
+            );
+            assert_eq!(out.text, solo[i].text);
+        }
+    }
+}
+
 #[test]
 fn max_tokens_ends_with_length_and_exact_usage() {
     let req = GenerateRequest {
