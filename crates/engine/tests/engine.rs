@@ -66,8 +66,12 @@ fn collect(mut gen: engine::Generation) -> Outcome {
 }
 
 fn greedy(prompt: &str, max_tokens: usize) -> GenerateRequest {
+    greedy_on(smol(), prompt, max_tokens)
+}
+
+fn greedy_on(e: &EngineHandle, prompt: &str, max_tokens: usize) -> GenerateRequest {
     GenerateRequest {
-        prompt: smol().encode_prompt(prompt),
+        prompt: e.encode_prompt(prompt),
         params: SamplingParams {
             temperature: 0.0,
             ..SamplingParams::default()
@@ -105,8 +109,7 @@ fn concurrent_requests_equal_solo_runs() {
 /// ones, a stop string, logprobs, one dropped after its first token). A
 /// decode step of sixteen sequences runs the several-row kernels at their
 /// widest; no row of it may come out different from a step of its own.
-#[test]
-fn greedy_requests_in_a_batch_of_sixteen_mixed_requests_equal_their_solo_runs() {
+fn greedy_requests_in_a_batch_of_sixteen_equal_their_solo_runs(e: &EngineHandle) {
     let greedy_prompts = [
         "The capital of France is",
         "def fibonacci(n):",
@@ -117,14 +120,15 @@ fn greedy_requests_in_a_batch_of_sixteen_mixed_requests_equal_their_solo_runs() 
         "To make a cup of tea,",
         "The quick brown fox",
     ];
+    let max_tokens = |i: usize| 12 + 3 * i;
     let solo: Vec<Outcome> = greedy_prompts
         .iter()
         .enumerate()
-        .map(|(i, p)| run(greedy(p, 12 + 3 * i)))
+        .map(|(i, p)| collect(e.submit(greedy_on(e, p, max_tokens(i))).unwrap()))
         .collect();
     let mut batch: Vec<(Option<usize>, GenerateRequest)> = Vec::new();
     for (i, p) in greedy_prompts.iter().enumerate() {
-        batch.push((Some(i), greedy(p, 12 + 3 * i)));
+        batch.push((Some(i), greedy_on(e, p, max_tokens(i))));
         let other = match i % 4 {
             0 => GenerateRequest {
                 params: SamplingParams {
@@ -132,19 +136,19 @@ fn greedy_requests_in_a_batch_of_sixteen_mixed_requests_equal_their_solo_runs() 
                     seed: Some(i as u64),
                     ..SamplingParams::default()
                 },
-                ..greedy("Write a short poem about the sea.", 40)
+                ..greedy_on(e, "Write a short poem about the sea.", 40)
             },
             1 => GenerateRequest {
                 stop: vec![".".into()],
-                ..greedy("List three animals", 30)
+                ..greedy_on(e, "List three animals", 30)
             },
             2 => GenerateRequest {
                 logprobs: Some(3),
-                ..greedy("In 1492, Columbus", 20)
+                ..greedy_on(e, "In 1492, Columbus", 20)
             },
             _ => GenerateRequest {
                 ignore_eos: true,
-                ..greedy("Count: one, two, three,", 48)
+                ..greedy_on(e, "Count: one, two, three,", 48)
             },
         };
         batch.push((None, other));
@@ -152,7 +156,7 @@ fn greedy_requests_in_a_batch_of_sixteen_mixed_requests_equal_their_solo_runs() 
     assert_eq!(batch.len(), 16);
     let mut gens: Vec<(Option<usize>, engine::Generation)> = batch
         .into_iter()
-        .map(|(i, req)| (i, smol().submit(req).unwrap()))
+        .map(|(i, req)| (i, e.submit(req).unwrap()))
         .collect();
     // One of the others walks away after its first token, so the batch
     // shrinks while the rest decode.
@@ -170,6 +174,26 @@ fn greedy_requests_in_a_batch_of_sixteen_mixed_requests_equal_their_solo_runs() 
             assert_eq!(out.text, solo[i].text);
         }
     }
+}
+
+#[test]
+fn smollm2_greedy_requests_in_a_batch_of_sixteen_mixed_requests_equal_their_solo_runs() {
+    greedy_requests_in_a_batch_of_sixteen_equal_their_solo_runs(smol());
+}
+
+/// Gemma's formats (Q5_0, Q4_K, Q6_K and its Q8_0 head) through the same check.
+#[test]
+fn gemma3_greedy_requests_in_a_batch_of_sixteen_mixed_requests_equal_their_solo_runs() {
+    let path = testkit::model_path(testkit::GEMMA3);
+    let e = EngineHandle::start(
+        &path,
+        EngineConfig {
+            threads: 2,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    greedy_requests_in_a_batch_of_sixteen_equal_their_solo_runs(&e);
 }
 
 #[test]
