@@ -150,7 +150,8 @@ macro_rules! batch_driver {
                 let mut acc = [_mm256_setzero_ps(); B];
                 // Each block is unpacked one block ahead, so its products
                 // need not wait for the unpacking.
-                // SAFETY: block 0 lies inside the row (nb >= 1 when there are rows).
+                // SAFETY: there is a row, so row_bytes = nb · BYTES is not 0
+                // (`chunks_exact` takes no 0) and block 0 lies inside it.
                 let mut next = unsafe { K::$unpack(base) };
                 // SAFETY: the CPU features are enabled here.
                 let mut next_start = unsafe { $start::<K>(&next) };
