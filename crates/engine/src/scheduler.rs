@@ -49,7 +49,8 @@ pub(crate) struct Scheduler {
     waiting: VecDeque<Sequence>,
     running: Vec<Sequence>,
     counters: Arc<Counters>,
-    /// The last step's logits, kept so the next step reuses the buffer.
+    /// The last step's logits, kept so the next step reuses the buffer
+    /// (dropped when the engine goes idle).
     logits: Vec<f32>,
 }
 
@@ -82,6 +83,8 @@ impl Scheduler {
     pub fn run(mut self, rx: Receiver<Command>) {
         loop {
             if self.running.is_empty() && self.waiting.is_empty() {
+                // Idle: give back the logits buffer (64 Gemma rows held 64 MB).
+                self.logits = Vec::new();
                 match rx.recv() {
                     Ok(cmd) => self.take(cmd),
                     Err(_) => return,
