@@ -10,17 +10,20 @@ use engine::{
 
 fn smol() -> &'static EngineHandle {
     static E: OnceLock<EngineHandle> = OnceLock::new();
-    E.get_or_init(|| {
-        let path = testkit::model_path(testkit::SMOLLM2);
-        EngineHandle::start(
-            &path,
-            EngineConfig {
-                threads: 2,
-                ..EngineConfig::default()
-            },
-        )
-        .unwrap()
-    })
+    E.get_or_init(|| start_engine(testkit::SMOLLM2))
+}
+
+/// An engine of its own on catalog model `name`, with two threads.
+fn start_engine(name: &str) -> EngineHandle {
+    let path = testkit::model_path(name);
+    EngineHandle::start(
+        &path,
+        EngineConfig {
+            threads: 2,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap()
 }
 
 #[derive(Debug)]
@@ -184,15 +187,7 @@ fn smollm2_greedy_requests_in_a_batch_of_sixteen_mixed_requests_equal_their_solo
 /// Gemma's formats (Q5_0, Q4_K, Q6_K and its Q8_0 head) through the same check.
 #[test]
 fn gemma3_greedy_requests_in_a_batch_of_sixteen_mixed_requests_equal_their_solo_runs() {
-    let path = testkit::model_path(testkit::GEMMA3);
-    let e = EngineHandle::start(
-        &path,
-        EngineConfig {
-            threads: 2,
-            ..EngineConfig::default()
-        },
-    )
-    .unwrap();
+    let e = start_engine(testkit::GEMMA3);
     greedy_requests_in_a_batch_of_sixteen_equal_their_solo_runs(&e);
 }
 
@@ -303,15 +298,7 @@ fn logprobs_come_from_the_distribution() {
 #[test]
 fn a_dropped_generation_is_cancelled_and_its_blocks_freed() {
     // An engine of its own, so other tests' work does not move the counters.
-    let path = testkit::model_path(testkit::SMOLLM2);
-    let e = EngineHandle::start(
-        &path,
-        EngineConfig {
-            threads: 2,
-            ..EngineConfig::default()
-        },
-    )
-    .unwrap();
+    let e = start_engine(testkit::SMOLLM2);
     let long = || GenerateRequest {
         prompt: e.encode_prompt("Tell me a very long story."),
         params: SamplingParams::greedy(),
@@ -405,15 +392,7 @@ fn invalid_requests_are_refused_up_front() {
 
 #[test]
 fn a_model_without_chat_template_refuses_chat_but_completes() {
-    let path = testkit::model_path(testkit::GEMMA3);
-    let g = EngineHandle::start(
-        &path,
-        EngineConfig {
-            threads: 2,
-            ..EngineConfig::default()
-        },
-    )
-    .unwrap();
+    let g = start_engine(testkit::GEMMA3);
     assert!(!g.info().has_chat_template);
     let msgs = [ChatMessage {
         role: "user".into(),
@@ -459,15 +438,7 @@ fn a_corrupt_model_file_is_a_clear_error() {
 #[test]
 fn latency_histograms_count_first_and_later_tokens() {
     // Its own engine: the shared one's counters move with other tests.
-    let path = testkit::model_path(testkit::SMOLLM2);
-    let engine = EngineHandle::start(
-        &path,
-        EngineConfig {
-            threads: 2,
-            ..EngineConfig::default()
-        },
-    )
-    .unwrap();
+    let engine = start_engine(testkit::SMOLLM2);
     let before = engine.stats();
     assert_eq!(before.time_to_first_token.count, 0);
     let mut req = greedy("The capital of France is", 6);

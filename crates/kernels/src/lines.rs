@@ -47,13 +47,19 @@ impl<T: Copy + Default> LineBuf<T> {
         }
     }
 
-    /// The visible part made exactly `len` long and filled with the default.
-    pub fn cleared(&mut self, len: usize) -> &mut [T] {
+    /// The visible part made exactly `len` long, holding whatever it held
+    /// (for a caller that writes all of it).
+    pub fn resized(&mut self, len: usize) -> &mut [T] {
         if self.raw.len() < len + Self::SLACK {
             self.raw.resize(len + Self::SLACK, T::default());
         }
         self.len = len;
-        let s = self.as_mut_slice();
+        self.as_mut_slice()
+    }
+
+    /// The visible part made exactly `len` long and filled with the default.
+    pub fn cleared(&mut self, len: usize) -> &mut [T] {
+        let s = self.resized(len);
         s.fill(T::default());
         s
     }
@@ -90,6 +96,9 @@ mod tests {
         q.grow_to(640);
         q.as_mut_slice()[639] = 5;
         assert_eq!(q.as_slice()[639], 5);
+        // Resizing keeps the line start and, within the old length, the contents.
+        assert_eq!(q.resized(640)[639], 5);
+        assert_eq!(q.as_slice().as_ptr() as usize % LINE, 0);
         assert_eq!(q.as_slice().as_ptr() as usize % LINE, 0);
     }
 }

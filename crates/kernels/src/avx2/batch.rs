@@ -100,7 +100,8 @@ macro_rules! batch_driver {
             {
                 // Block-major: block i of row j at (i * B + j) * 32.
                 let flip = if $vnni && K::BIASED { i8::MIN } else { 0 };
-                let laid = scratch.quants.cleared(qs.len());
+                // Every byte is written below.
+                let laid = scratch.quants.resized(qs.len());
                 for j in 0..B {
                     for i in 0..nb {
                         let src = &qs[j * qstride + 32 * i..][..32];
@@ -111,7 +112,8 @@ macro_rules! batch_driver {
                 }
                 qs = scratch.quants.as_slice();
             }
-            let prods = scratch.products.cleared(W * nb);
+            // Each row's pass below writes the table before its blocks read it.
+            let prods = scratch.products.resized(W * nb);
             let (dt, st) = (scratch.scales.as_slice(), scratch.sums.as_slice());
             assert!(dt.len() >= W * nb && (!K::OFFSET || st.len() >= W * nb));
             let (dtp, stp, pp) = (dt.as_ptr(), st.as_ptr(), prods.as_mut_ptr());
