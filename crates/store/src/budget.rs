@@ -189,7 +189,7 @@ pub fn month_of(at_ms: i64) -> String {
 }
 
 /// The unix-millisecond bounds `[start, end)` of a `YYYY-MM` month.
-fn month_bounds(period: &str) -> Option<(i64, i64)> {
+pub(crate) fn month_bounds(period: &str) -> Option<(i64, i64)> {
     let (y, m) = period.split_once('-')?;
     let (year, month): (i64, i64) = (y.parse().ok()?, m.parse().ok()?);
     if !(1..=12).contains(&month) {
@@ -215,9 +215,10 @@ fn days_from_civil(year: i64, month: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-const BUDGET_COLUMNS: &str = "scope, scope_id, org_id, kind, hard_limit, soft_limit, updated_at";
+pub(crate) const BUDGET_COLUMNS: &str =
+    "scope, scope_id, org_id, kind, hard_limit, soft_limit, updated_at";
 
-fn budget_from_row(row: &AnyRow) -> Result<Budget> {
+pub(crate) fn budget_from_row(row: &AnyRow) -> Result<Budget> {
     let scope: String = row.try_get("scope")?;
     let kind: String = row.try_get("kind")?;
     Ok(Budget {

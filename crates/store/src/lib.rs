@@ -15,7 +15,10 @@
 //! organisation's rows. The few system operations that span organisations
 //! (finding an organisation by name, listing organisations, finding or
 //! counting keys, recovering reservations) say so in their documentation.
-//! Request ids are unique per organisation. The store holds no business
+//! Request ids are unique per organisation. The installation's default
+//! organisation and project are named [`DEFAULT_ORG`] and
+//! [`DEFAULT_PROJECT`]; opening a store folds the organisation once called
+//! `local` into it (see `defaults`). The store holds no business
 //! rules: costs and prices arrive as integers computed by the billing crate;
 //! what it does enforce is what only a transaction can (a budget's hard limit
 //! against concurrent reservations, see `budget`).
@@ -23,6 +26,7 @@
 mod audit;
 mod budget;
 mod conversations;
+mod defaults;
 mod error;
 mod incidents;
 mod keys;
@@ -44,6 +48,7 @@ pub use budget::{month_of, Budget, BudgetKind, BudgetScope, BudgetStatus, SoftLi
 pub use conversations::{
     Conversation, ConversationUpdate, Message, NewConversation, NewMessage, MAX_CONVERSATIONS_PAGE,
 };
+pub use defaults::{LocalOrgFold, DEFAULT_ORG, DEFAULT_PROJECT};
 pub use error::{ErrorKind, Result, StoreError};
 pub use incidents::Incident;
 pub use keys::{ApiKey, KeyKind, KeySecret, NewApiKey, RateLimits};
@@ -76,8 +81,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`) and
-    /// applies any migrations not yet applied.
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`),
+    /// applies any migrations not yet applied, then folds an old `local`
+    /// organisation into the default one ([`Store::fold_local_org`]).
     ///
     /// SQLite connections run in WAL mode with foreign keys on, a 5 s busy
     /// timeout and `synchronous = NORMAL` (a committed transaction survives a
@@ -128,6 +134,7 @@ impl Store {
         };
         let store = Store { pool, backend };
         store.migrate().await?;
+        store.fold_local_org().await?;
         Ok(store)
     }
 

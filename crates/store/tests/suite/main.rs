@@ -4,6 +4,7 @@
 mod accounts;
 mod budgets;
 mod conversations;
+mod fold;
 mod incidents;
 mod keys;
 mod ledger;
@@ -70,4 +71,9 @@ suite! {
     conversations::conversations_keep_messages_in_order_and_truncate,
     conversations::conversations_list_newest_first_search_rename_and_delete,
     conversations::conversations_are_isolated_by_org_and_user,
+    fold::a_lone_local_org_is_renamed_to_default_on_open,
+    fold::local_and_default_merge_without_losing_a_row,
+    fold::a_kept_monthly_budget_counts_the_merged_months_spend,
+    fold::several_local_orgs_become_one_default,
+    fold::concurrent_opens_fold_once,
 }
