@@ -1,25 +1,22 @@
 //! Plans for people using the chat app, and their monthly quotas.
 //!
 //! A [`Plan`] has a monthly price, a monthly [`Quota`] (tokens or messages)
-//! and the models it allows. [`PlanBook`] assigns users to plans and counts
-//! each user's use per calendar month. The counter belongs to the user and
-//! month, not to the plan, so a plan change takes effect at once: the new
-//! plan's quota minus what was already used this month is what remains.
+//! and the models it allows. [`Plan::admit`] decides whether a request may
+//! run given what the user has used this month ([`QuotaUse`]), and
+//! [`Plan::remaining`] says what is left. Who is on which plan and how much
+//! they have used are not kept here: the server reads both from the store
+//! (the use is counted from the usage ledger per calendar month), so a plan
+//! change takes effect at once and every instance sees the same counts.
 //!
-//! The flow is [`PlanBook::check`] before a request (model allowed, quota
-//! left) and [`PlanBook::record`] after it with the tokens actually used;
-//! concurrent requests of one user can overshoot a token quota by at most
-//! their own size, which is acceptable for a plan (money is guarded by the
-//! budget reservations of [`crate::budget`], not by this counter).
-
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, PoisonError};
+//! Concurrent requests of one user can overshoot a token quota by at most
+//! their own size, which is acceptable for a plan: money is guarded by the
+//! store's budget reservations, not by this check.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::BillingError;
 use crate::money::Money;
-use crate::time::{Month, Timestamp};
+use crate::time::Month;
 
 /// A monthly allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +124,6 @@ impl Plan {
         let remaining = self.remaining(used, month);
         if remaining.remaining == Some(0) {
             return Err(BillingError::PlanQuotaExhausted {
-                user: String::new(),
                 plan: remaining.plan,
             });
         }
@@ -159,197 +155,64 @@ pub struct Remaining {
     pub remaining: Option<u64>,
 }
 
-#[derive(Debug, Default)]
-struct PlanState {
-    plans: BTreeMap<String, Plan>,
-    users: HashMap<String, String>,
-    usage: HashMap<(String, Month), QuotaUse>,
-    default_plan: String,
-}
-
-impl PlanState {
-    fn plan_of(&self, user: &str) -> Result<&Plan, BillingError> {
-        let id = self.users.get(user).unwrap_or(&self.default_plan);
-        self.plans
-            .get(id)
-            .ok_or_else(|| BillingError::UnknownPlan { plan: id.clone() })
-    }
-
-    fn remaining(&self, user: &str, month: Month) -> Result<Remaining, BillingError> {
-        let plan = self.plan_of(user)?;
-        let used = self
-            .usage
-            .get(&(user.to_string(), month))
-            .copied()
-            .unwrap_or_default();
-        Ok(plan.remaining(used, month))
-    }
-}
-
-/// Plans, user assignments and per-month counters; thread-safe.
-#[derive(Debug)]
-pub struct PlanBook {
-    state: Mutex<PlanState>,
-}
-
-impl PlanBook {
-    /// A book with these plans; users without an assignment get `default_plan`.
-    pub fn new(plans: Vec<Plan>, default_plan: &str) -> Result<PlanBook, BillingError> {
-        let plans: BTreeMap<String, Plan> = plans.into_iter().map(|p| (p.id.clone(), p)).collect();
-        if !plans.contains_key(default_plan) {
-            return Err(BillingError::UnknownPlan {
-                plan: default_plan.to_string(),
-            });
-        }
-        Ok(PlanBook {
-            state: Mutex::new(PlanState {
-                plans,
-                default_plan: default_plan.to_string(),
-                ..PlanState::default()
-            }),
-        })
-    }
-
-    /// Free and Plus, with Free as the default.
-    pub fn reference() -> PlanBook {
-        let mut plans = BTreeMap::new();
-        for plan in [Plan::free(), Plan::plus()] {
-            plans.insert(plan.id.clone(), plan);
-        }
-        PlanBook {
-            state: Mutex::new(PlanState {
-                plans,
-                default_plan: "free".into(),
-                ..PlanState::default()
-            }),
-        }
-    }
-
-    /// Every mutation checks before it writes, so a poisoned lock is safe to recover.
-    fn with_state<R>(&self, f: impl FnOnce(&mut PlanState) -> R) -> R {
-        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut guard)
-    }
-
-    /// Adds or replaces a plan definition; users on it see the change at once.
-    pub fn define(&self, plan: Plan) {
-        self.with_state(|s| {
-            s.plans.insert(plan.id.clone(), plan);
-        });
-    }
-
-    /// All plans, by id.
-    pub fn plans(&self) -> Vec<Plan> {
-        self.with_state(|s| s.plans.values().cloned().collect())
-    }
-
-    /// Moves `user` to `plan`, effective immediately.
-    pub fn assign(&self, user: &str, plan: &str) -> Result<(), BillingError> {
-        self.with_state(|s| {
-            if !s.plans.contains_key(plan) {
-                return Err(BillingError::UnknownPlan {
-                    plan: plan.to_string(),
-                });
-            }
-            s.users.insert(user.to_string(), plan.to_string());
-            Ok(())
-        })
-    }
-
-    /// The user's current plan.
-    pub fn plan_of(&self, user: &str) -> Result<Plan, BillingError> {
-        self.with_state(|s| s.plan_of(user).cloned())
-    }
-
-    /// What `user` has left in the month of `at`.
-    pub fn remaining(&self, user: &str, at: Timestamp) -> Result<Remaining, BillingError> {
-        self.with_state(|s| s.remaining(user, Month::containing(at)))
-    }
-
-    /// Admits a request for `model` at `at` if the plan allows the model and
-    /// has quota left; returns what remains before the request.
-    pub fn check(&self, user: &str, model: &str, at: Timestamp) -> Result<Remaining, BillingError> {
-        self.with_state(|s| {
-            let month = Month::containing(at);
-            let used = s
-                .usage
-                .get(&(user.to_string(), month))
-                .copied()
-                .unwrap_or_default();
-            s.plan_of(user)?
-                .admit(model, used, month)
-                .map_err(|err| match err {
-                    BillingError::PlanQuotaExhausted { plan, .. } => {
-                        BillingError::PlanQuotaExhausted {
-                            user: user.to_string(),
-                            plan,
-                        }
-                    }
-                    other => other,
-                })
-        })
-    }
-
-    /// Counts one message of `tokens` tokens for a request that started at `at`.
-    pub fn record(
-        &self,
-        user: &str,
-        tokens: u64,
-        at: Timestamp,
-    ) -> Result<Remaining, BillingError> {
-        self.with_state(|s| {
-            let month = Month::containing(at);
-            let used = s.usage.entry((user.to_string(), month)).or_default();
-            used.tokens = used.tokens.saturating_add(tokens);
-            used.messages = used.messages.saturating_add(1);
-            s.remaining(user, month)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Timestamp;
 
     const T: Timestamp = Timestamp(1_800_000_000_000);
 
-    #[test]
-    fn free_quota_runs_out_and_renews_next_month() {
-        let book = PlanBook::reference();
-        assert_eq!(book.plan_of("ann").unwrap().id, "free");
-        assert_eq!(book.remaining("ann", T).unwrap().remaining, Some(100_000));
-        book.check("ann", "any", T).unwrap();
-        let r = book.record("ann", 99_000, T).unwrap();
-        assert_eq!(r.remaining, Some(1_000));
-        book.record("ann", 5_000, T).unwrap();
-        let err = book.check("ann", "any", T).unwrap_err();
-        assert!(matches!(err, BillingError::PlanQuotaExhausted { .. }));
-        let next = Month::containing(T).next().start();
-        assert_eq!(
-            book.check("ann", "any", next).unwrap().remaining,
-            Some(100_000)
-        );
+    fn month() -> Month {
+        Month::containing(T)
+    }
+
+    fn tokens(tokens: u64) -> QuotaUse {
+        QuotaUse {
+            tokens,
+            messages: 1,
+        }
     }
 
     #[test]
-    fn plan_change_takes_effect_at_once() {
-        let book = PlanBook::reference();
-        book.record("bob", 100_000, T).unwrap();
-        assert!(book.check("bob", "m", T).is_err());
-        book.assign("bob", "plus").unwrap();
-        let r = book.check("bob", "m", T).unwrap();
-        assert_eq!(r.plan, "plus");
-        assert_eq!(r.remaining, Some(9_900_000));
+    fn free_quota_runs_out_and_a_new_month_starts_from_zero() {
+        let free = Plan::free();
+        let fresh = free.admit("any", QuotaUse::default(), month()).unwrap();
+        assert_eq!(fresh.remaining, Some(100_000));
+        assert_eq!(fresh.plan, "free");
         assert_eq!(
-            book.plan_of("bob").unwrap().monthly_price.to_string(),
-            "$20.000000"
+            free.admit("any", tokens(99_000), month())
+                .unwrap()
+                .remaining,
+            Some(1_000)
         );
-        book.assign("bob", "free").unwrap();
-        assert!(book.check("bob", "m", T).is_err());
-        assert!(matches!(
-            book.assign("bob", "gold"),
-            Err(BillingError::UnknownPlan { .. })
-        ));
+        // Use past the quota (a request overshooting it) saturates at zero.
+        for used in [100_000, 104_000] {
+            let err = free.admit("any", tokens(used), month()).unwrap_err();
+            assert_eq!(
+                err,
+                BillingError::PlanQuotaExhausted {
+                    plan: "free".into()
+                }
+            );
+            assert_eq!(err.kind(), crate::ErrorKind::QuotaExceeded);
+            assert_eq!(free.remaining(tokens(used), month()).remaining, Some(0));
+        }
+        // The caller counts use per month; next month's count starts at zero.
+        let next = month().next();
+        let r = free.admit("any", QuotaUse::default(), next).unwrap();
+        assert_eq!((r.month, r.remaining), (next, Some(100_000)));
+    }
+
+    #[test]
+    fn a_plan_change_applies_to_the_month_so_far() {
+        // Use belongs to the user and month, not to the plan: the same use
+        // exhausts Free and leaves Plus's quota minus it.
+        let used = tokens(100_000);
+        assert!(Plan::free().admit("m", used, month()).is_err());
+        let r = Plan::plus().admit("m", used, month()).unwrap();
+        assert_eq!((r.plan.as_str(), r.remaining), ("plus", Some(9_900_000)));
+        assert_eq!(r.used, used);
+        assert_eq!(Plan::plus().monthly_price.to_string(), "$20.000000");
     }
 
     #[test]
@@ -361,23 +224,59 @@ mod tests {
             quota: Quota::Messages(2),
             models: AllowedModels::Only(vec!["small".into()]),
         };
-        let book = PlanBook::new(vec![lite], "lite").unwrap();
-        let err = book.check("cy", "large", T).unwrap_err();
+        let err = lite
+            .admit("large", QuotaUse::default(), month())
+            .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Forbidden);
-        book.check("cy", "small", T).unwrap();
-        book.record("cy", 5_000_000, T).unwrap();
-        assert_eq!(book.record("cy", 1, T).unwrap().remaining, Some(0));
+        // A message quota counts messages, whatever their size.
+        let one = QuotaUse {
+            tokens: 5_000_000,
+            messages: 1,
+        };
         assert_eq!(
-            book.check("cy", "small", T).unwrap_err().kind(),
+            lite.admit("small", one, month()).unwrap().remaining,
+            Some(1)
+        );
+        let two = QuotaUse {
+            tokens: 5_000_001,
+            messages: 2,
+        };
+        assert_eq!(
+            lite.admit("small", two, month()).unwrap_err().kind(),
             crate::ErrorKind::QuotaExceeded
         );
-        assert!(PlanBook::new(vec![], "none").is_err());
-        book.define(Plan {
+        // A model outside the plan is refused before the quota is looked at.
+        assert_eq!(
+            lite.admit("large", two, month()).unwrap_err().kind(),
+            crate::ErrorKind::Forbidden
+        );
+        let unlimited = Plan {
             quota: Quota::Unlimited,
             ..Plan::free()
-        });
-        book.assign("cy", "free").unwrap();
-        assert_eq!(book.check("cy", "large", T).unwrap().remaining, None);
-        assert_eq!(book.plans().len(), 2);
+        };
+        let huge = QuotaUse {
+            tokens: u64::MAX,
+            messages: u64::MAX,
+        };
+        assert_eq!(
+            unlimited.admit("large", huge, month()).unwrap().remaining,
+            None
+        );
+    }
+
+    #[test]
+    fn plans_round_trip_through_json() {
+        // The store keeps plan definitions as this JSON.
+        let lite = Plan {
+            id: "lite".into(),
+            name: "Lite".into(),
+            monthly_price: Money::from_dollars(5),
+            quota: Quota::Messages(2),
+            models: AllowedModels::Only(vec!["small".into()]),
+        };
+        for plan in [Plan::free(), Plan::plus(), lite] {
+            let json = serde_json::to_string(&plan).unwrap();
+            assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+        }
     }
 }

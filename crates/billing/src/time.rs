@@ -2,7 +2,7 @@
 //!
 //! Billing needs only two things from time: ordering (a price change applies
 //! to requests that start at or after it) and the calendar month an instant
-//! falls in (monthly budgets, quotas and invoices). [`Timestamp`] is Unix time
+//! falls in (plan quotas and invoices). [`Timestamp`] is Unix time
 //! in milliseconds; [`Month`] is a UTC calendar month, converted with the
 //! proleptic-Gregorian day algorithms of H. Hinnant's `chrono`-compatible
 //! "civil_from_days" / "days_from_civil".

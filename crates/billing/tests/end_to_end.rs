@@ -1,9 +1,10 @@
-//! The whole billing path without I/O: price at start → reserve worst case →
-//! settle actual → ledger records → invoice; every sum agrees exactly.
+//! The billing arithmetic of a month without I/O: price at start → worst
+//! case → actual cost → ledger records → invoice; every sum agrees exactly.
+//! (Holding the worst case against budgets and settling the cost is the
+//! store's job, tested in the store suite.)
 
 use billing::{
-    cost, worst_case, BudgetBook, HardLimit, Invoice, Ledger, Limits, ModelPrices, Money, Month,
-    PriceTable, Scope, Timestamp, Usage, UsageRecord,
+    cost, worst_case, Invoice, ModelPrices, Money, Month, PriceTable, Timestamp, Usage, UsageRecord,
 };
 use proptest::prelude::*;
 
@@ -69,24 +70,21 @@ fn req() -> impl Strategy<Value = Req> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
-    fn ledger_invoice_and_budget_agree(reqs in proptest::collection::vec(req(), 0..80)) {
+    fn ledger_and_invoice_agree(reqs in proptest::collection::vec(req(), 0..80)) {
         let prices = table();
-        let book = BudgetBook::new();
-        let org = Scope::Org("acme".into());
-        book.set_limits(org.clone(), Limits { hard: HardLimit::Unlimited, soft: None });
         let mut ledger = Vec::new();
         for r in &reqs {
             let p = prices.price_at(r.model, r.at).unwrap();
-            let scopes = [org.clone(), Scope::Project(r.project.into())];
-            let id = book.reserve(&scopes, worst_case(r.usage.prompt_tokens, r.max_tokens, &p).unwrap(), r.at).unwrap();
+            let worst = worst_case(r.usage.prompt_tokens, r.max_tokens, &p).unwrap();
             if r.refused {
-                book.release(id).unwrap();
                 continue;
             }
             let actual = cost(r.usage, &p).unwrap();
-            let s = book.settle(id, actual).unwrap().settlement;
-            prop_assert_eq!(s.charged, actual);
-            prop_assert_eq!(s.overage, actual.checked_sub(s.reserved).unwrap().max_zero());
+            // The worst case covers the actual cost whenever the backend
+            // generated no more than it was asked to.
+            if r.usage.completion_tokens <= r.max_tokens {
+                prop_assert!(actual <= worst, "{} > {}", actual, worst);
+            }
             ledger.push(UsageRecord {
                 org: "acme".into(),
                 project: r.project.into(),
@@ -100,8 +98,6 @@ proptest! {
         let invoice = Invoice::build("acme", month, &ledger).unwrap();
         let ledger_sum = Money::checked_sum(ledger.iter().map(|r| r.cost)).unwrap();
         prop_assert_eq!(invoice.total, ledger_sum);
-        prop_assert_eq!(book.account(&org).unwrap().spent_in(month), ledger_sum);
-        prop_assert_eq!(book.account(&org).unwrap().reserved, Money::ZERO);
         // Per model, Σ of costs == cost of the summed usage, split at the price change.
         for model in ["small", "big"] {
             for (lo, hi) in [(Timestamp(MONTH_START), CHANGE), (CHANGE, month.end())] {
