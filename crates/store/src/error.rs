@@ -32,6 +32,9 @@ pub enum StoreError {
     /// A malformed argument.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A page cursor that is malformed or belongs to another query.
+    #[error("invalid page cursor: {0}")]
+    InvalidCursor(String),
     /// The credential is unknown, revoked or expired, or the password is wrong.
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
@@ -61,9 +64,9 @@ impl StoreError {
         match self {
             StoreError::NotFound(_) => ErrorKind::NotFound,
             StoreError::Conflict(_) => ErrorKind::Conflict,
-            StoreError::InvalidRequest(_) | StoreError::UnsupportedUrl(_) => {
-                ErrorKind::InvalidRequest
-            }
+            StoreError::InvalidRequest(_)
+            | StoreError::InvalidCursor(_)
+            | StoreError::UnsupportedUrl(_) => ErrorKind::InvalidRequest,
             StoreError::Unauthorized(_) => ErrorKind::Unauthorized,
             StoreError::BudgetExceeded(_) => ErrorKind::QuotaExceeded,
             StoreError::Database(err) if is_transient(err) => ErrorKind::Unavailable,

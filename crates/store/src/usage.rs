@@ -273,10 +273,10 @@ fn page_start(query: &UsageQuery, aligned_start: i64, width: i64) -> Result<i64>
     let at: i64 = cursor
         .strip_prefix(PAGE_PREFIX)
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| StoreError::InvalidRequest(format!("bad page cursor {cursor:?}")))?;
+        .ok_or_else(|| StoreError::InvalidCursor(format!("{cursor:?} is malformed")))?;
     if at < aligned_start || at.rem_euclid(width) != 0 {
-        return Err(StoreError::InvalidRequest(format!(
-            "page cursor {cursor:?} does not belong to this query"
+        return Err(StoreError::InvalidCursor(format!(
+            "{cursor:?} does not belong to this query"
         )));
     }
     Ok(at)
