@@ -320,7 +320,7 @@ await scenario('an API key made in the page works with the openai SDK and shows 
 await scenario('at the quota limit the app says what to do', async () => {
   const cli = (...args) => execFileSync(BIN, ['plan', ...args, '--data-dir', dataDir], { stdio: 'pipe' }).toString();
   cli('define', 'tiny', '--name', 'Tiny', '--tokens', '1');
-  cli('assign', '--org', 'local', '--user', 'ada@example.com', 'tiny');
+  cli('assign', '--user', 'ada@example.com', 'tiny');
   await page.goto(`${BASE}/#/`);
   await page.reload();
   await page.getByLabel('Plan and quota').getByText('Plan: Tiny · 0 tokens left this month').waitFor();

@@ -342,8 +342,8 @@ pub fn resolve(file: Layer, env: Layer, flags: Layer, default_data_dir: &Path) -
             .database_url
             .unwrap_or_else(|| default_database_url(&data_dir)),
         data_dir,
-        rpm: merged.rpm.unwrap_or(server::DEFAULT_KEY_RPM),
-        tpm: merged.tpm.unwrap_or(server::DEFAULT_KEY_TPM),
+        rpm: merged.rpm.unwrap_or(service::limits::DEFAULT_KEY_RPM),
+        tpm: merged.tpm.unwrap_or(service::limits::DEFAULT_KEY_TPM),
         project_rpm: merged.project_rpm.unwrap_or(0),
         project_tpm: merged.project_tpm.unwrap_or(0),
         redis_url: merged.redis_url,

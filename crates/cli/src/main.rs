@@ -4,7 +4,6 @@
 
 mod commands;
 mod config;
-mod directory;
 mod model_arg;
 
 use std::path::PathBuf;

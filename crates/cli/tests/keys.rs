@@ -432,3 +432,135 @@ fn ledger_org_and_key(data_dir: &Path, request_id: &str) -> (String, String) {
         panic!("no ledger row for {request_id}");
     })
 }
+
+/// Starts `serve` on loopback with `PARLANCE_ADMIN_KEY` set.
+fn serve_with_admin_key(data_dir: &Path, admin_key: &str) -> (Server, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_parlance"))
+        .env("PARLANCE_LOG", "warn")
+        .env("PARLANCE_ADMIN_KEY", admin_key)
+        .env_remove("PARLANCE_DATABASE_URL")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--port", "0", "--threads", "2", "--model"])
+        .arg(testkit::model_path(testkit::SMOLLM2))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (server, addr, lines) = Server::listening(child);
+    std::thread::spawn(move || lines.for_each(drop));
+    (server, addr)
+}
+
+/// The requests and input tokens a usage page reports for `api_key_id`.
+fn usage_of(page: &Value, api_key_id: &str) -> (u64, u64) {
+    let mut totals = (0, 0);
+    for bucket in page["data"].as_array().expect("buckets") {
+        for result in bucket["results"].as_array().expect("results") {
+            if result["api_key_id"] == api_key_id {
+                totals.0 += result["num_model_requests"].as_u64().unwrap();
+                totals.1 += result["input_tokens"].as_u64().unwrap();
+            }
+        }
+    }
+    totals
+}
+
+/// Regression: `keys create` without `--org` put keys in an organisation
+/// named `default` while `PARLANCE_ADMIN_KEY` and the web app used `local`,
+/// so a newcomer's usage showed nowhere. Now all of them share the
+/// installation's one default organisation.
+#[test]
+fn a_cli_key_is_billed_where_the_admin_key_and_the_web_app_look() {
+    let data = tempfile::tempdir().unwrap();
+    let out = parlance(data.path(), &["keys", "create", "--name", "newcomer"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let admin_key = "sk-admin-test-0123456789";
+    let (_server, addr) = serve_with_admin_key(data.path(), admin_key);
+
+    let chat = json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 2,
+    })
+    .to_string();
+    let (status, body) = call(&addr, "/v1/chat/completions", Some(&secret), "r-cli", &chat);
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let prompt = answer["usage"]["prompt_tokens"].as_u64().unwrap();
+
+    // The ledger row's key, to find it in the usage pages.
+    let url = store_url(data.path());
+    let key_id = runtime().block_on(async {
+        let store = Store::connect(&url).await.unwrap();
+        let org = store.find_org_by_name("default").await.unwrap().unwrap();
+        let row = store.get_usage(&org.id, "r-cli").await.unwrap();
+        store.close().await;
+        row.usage.api_key_id.unwrap()
+    });
+
+    // The admin key's usage and costs see it.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
+    let usage_path =
+        format!("/v1/organization/usage/completions?start_time={since}&group_by=api_key_id");
+    let (status, body) = call(&addr, &usage_path, Some(admin_key), "r-usage", "");
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(usage_of(&page, &key_id), (1, prompt), "{body}");
+    let costs_path = format!("/v1/organization/costs?start_time={since}");
+    let (status, body) = call(&addr, &costs_path, Some(admin_key), "r-costs", "");
+    assert_eq!(status, 200, "{body}");
+    let costs: Value = serde_json::from_str(&body).unwrap();
+    let spent: f64 = costs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|bucket| bucket["results"].as_array().unwrap())
+        .map(|result| result["amount"]["value"].as_f64().unwrap())
+        .sum();
+    assert!(spent > 0.0, "the CLI key's spend is in the costs: {body}");
+
+    // The web app: the first person to sign up owns the same organisation,
+    // and its Usage page (which reads the same API with the session
+    // cookie) sees the CLI key's request.
+    let signup = json!({"email": "owner@example.com", "password": "a-long-password"}).to_string();
+    let mut socket = TcpStream::connect(&addr).unwrap();
+    write!(
+        socket,
+        "POST /api/auth/signup HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{signup}",
+        signup.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: "))
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let mut socket = TcpStream::connect(&addr).unwrap();
+    write!(
+        socket,
+        "GET {usage_path} HTTP/1.1\r\nhost: test\r\ncookie: {cookie}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let page: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(usage_of(&page, &key_id), (1, prompt), "{body}");
+}

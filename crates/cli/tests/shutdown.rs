@@ -90,7 +90,7 @@ fn sigterm_lets_the_stream_finish_flushes_the_ledger_and_exits_zero() {
             data_dir.path().join("parlance.db").display()
         );
         let store = store::Store::connect(&url).await.unwrap();
-        let org = store.find_org_by_name("local").await.unwrap().unwrap();
+        let org = store.find_org_by_name("default").await.unwrap().unwrap();
         let row = store.get_usage(&org.id, "req-shutdown").await.unwrap();
         assert_eq!(row.usage.status, "ok");
         assert!(row.usage.completion_tokens >= 1);
@@ -212,7 +212,7 @@ fn sighup_reloads_the_gateway_and_refuses_an_invalid_file() {
             data_dir.path().join("parlance.db").display()
         );
         let store = store::Store::connect(&url).await.unwrap();
-        let org = store.find_org_by_name("local").await.unwrap().unwrap();
+        let org = store.find_org_by_name("default").await.unwrap().unwrap();
         let audit = store.list_audit(&org.id, None, 100).await.unwrap();
         let reloads: Vec<_> = audit
             .iter()

@@ -1,6 +1,6 @@
 //! The [`Backend`] trait: one place that can answer a chat request —
 //! an OpenAI-compatible server, Anthropic's Messages API, or (implemented
-//! by the server crate, which owns the engine handle) the local engine.
+//! by the service crate, which owns the engine handle) the local engine.
 //!
 //! A backend answers with a [`ChatReply`]: a whole [`ChatCompletion`] or a
 //! [`ChunkStream`] of [`ChatCompletionChunk`]s. Streams report usage in a

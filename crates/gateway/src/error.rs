@@ -5,13 +5,12 @@
 //!   mid-stream, …) and saying whether any chunk had already been produced.
 //!   The router reads it to decide between retry, failover and giving up.
 //! - [`GatewayError`]: what the caller of the gateway gets when routing as a
-//!   whole failed, with its coarse [`api::ErrorKind`] and a conversion to
-//!   the OpenAI error object ([`api::ApiError`]). Only the server maps kinds
-//!   to HTTP statuses.
+//!   whole failed. What a client is told of it is decided in one place, the
+//!   service crate's error table, not here.
 
 use std::time::Duration;
 
-use api::{ApiError, ErrorKind, Usage};
+use api::{ApiError, Usage};
 
 /// How a call to a backend failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +98,7 @@ impl FailureKind {
 }
 
 /// One failed call to one backend.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{} failure: {detail}", kind.name())]
 pub struct BackendError {
     /// What went wrong.
@@ -110,6 +109,9 @@ pub struct BackendError {
     pub detail: String,
     /// Whether any chunk had already been produced when it failed.
     pub produced: bool,
+    /// For a rejection by a backend that speaks the API itself (the local
+    /// engine): the error meant for the client, with its `param` and `code`.
+    pub client_error: Option<ApiError>,
 }
 
 impl BackendError {
@@ -119,6 +121,18 @@ impl BackendError {
             kind,
             detail: detail.into(),
             produced: false,
+            client_error: None,
+        }
+    }
+
+    /// A backend's refusal of the request itself, carrying the error the
+    /// client is to see: never retried, never counted against the backend.
+    pub fn rejected(client_error: ApiError) -> Self {
+        BackendError {
+            kind: FailureKind::Rejected { status: 400 },
+            detail: client_error.to_string(),
+            produced: false,
+            client_error: Some(client_error),
         }
     }
 
@@ -145,6 +159,9 @@ pub enum GatewayError {
         status: u16,
         /// The upstream's message, meant for the client.
         message: String,
+        /// The whole error meant for the client, when the backend gave one
+        /// (see [`BackendError::client_error`]).
+        client_error: Option<ApiError>,
     },
     /// The request asks for something no backend of the model supports.
     #[error("unsupported request: {detail}")]
@@ -190,65 +207,4 @@ pub enum GatewayError {
         /// chunks when the upstream never said).
         usage: Usage,
     },
-}
-
-impl GatewayError {
-    /// The coarse class, which decides the HTTP status in the server.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            GatewayError::UnknownModel { .. } => ErrorKind::NotFound,
-            GatewayError::Rejected { .. } | GatewayError::Unsupported { .. } => {
-                ErrorKind::InvalidRequest
-            }
-            GatewayError::RateLimited { .. } => ErrorKind::RateLimited,
-            GatewayError::NoHealthyBackend { .. } => ErrorKind::Overloaded,
-            GatewayError::Exhausted { last, .. } if last.kind.is_timeout() => ErrorKind::Timeout,
-            GatewayError::Exhausted { .. } | GatewayError::Interrupted { .. } => {
-                ErrorKind::Upstream
-            }
-        }
-    }
-
-    /// The OpenAI error object for the client. Upstream internals stay in
-    /// `detail` fields, which the API error keeps out of 5xx bodies.
-    pub fn to_api_error(&self) -> ApiError {
-        match self {
-            GatewayError::UnknownModel { model } => ApiError::ModelNotFound {
-                model: model.clone(),
-            },
-            GatewayError::Rejected { message, .. } => ApiError::InvalidRequest {
-                message: message.clone(),
-                param: None,
-                code: None,
-            },
-            GatewayError::Unsupported { detail } => ApiError::InvalidRequest {
-                message: detail.clone(),
-                param: None,
-                code: None,
-            },
-            GatewayError::RateLimited { retry_after, .. } => ApiError::RateLimited {
-                message: "The upstream providers of this model are rate limited; please retry \
-                          later."
-                    .to_owned(),
-                retry_after_secs: retry_after.map(|wait| wait.as_secs().max(1)),
-            },
-            GatewayError::NoHealthyBackend { .. } => ApiError::Overloaded {
-                retry_after_secs: Some(1),
-            },
-            GatewayError::Exhausted { last, elapsed, .. } if last.kind.is_timeout() => {
-                ApiError::Timeout {
-                    after_secs: elapsed.as_secs().max(1),
-                }
-            }
-            other => ApiError::Upstream {
-                detail: other.to_string(),
-            },
-        }
-    }
-}
-
-impl From<GatewayError> for ApiError {
-    fn from(err: GatewayError) -> Self {
-        err.to_api_error()
-    }
 }

@@ -4,8 +4,8 @@
 //! - [`Backend`]: one place that answers chat requests, whole or streamed
 //!   ([`ChatReply`]), with typed failures ([`BackendError`]). Implemented
 //!   here for OpenAI-compatible servers ([`OpenAiBackend`]) and Anthropic's
-//!   Messages API ([`AnthropicBackend`], translated both ways); the server
-//!   implements it for the local engine and hands it in through
+//!   Messages API ([`AnthropicBackend`], translated both ways); the service
+//!   crate implements it for the local engine and hands it in through
 //!   [`GatewayBuilder::backend`].
 //! - [`Gateway`]: routing of a model (or alias) to its backends by priority
 //!   and weight (or fewest in flight), sticky keys, retries with jittered
@@ -17,8 +17,9 @@
 //! - [`GatewayConfig`]: the `[gateway]` section of the config file, with
 //!   validation ([`ConfigError`]). Documented in `docs/GATEWAY.md`.
 //!
-//! Nothing here knows HTTP status tables (the server maps
-//! [`GatewayError::kind`]) or the engine.
+//! Nothing here knows HTTP status tables, what a client is told of a
+//! [`GatewayError`] (the service crate's error table decides), or the
+//! engine.
 
 pub mod anthropic;
 mod backend;

@@ -116,6 +116,7 @@ impl Tally {
                 return Some(GatewayError::Rejected {
                     status,
                     message: err.detail,
+                    client_error: err.client_error,
                 })
             }
             FailureKind::RateLimited { retry_after } => {

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use api::{ChatCompletionChunk, ErrorKind};
+use api::ChatCompletionChunk;
 use futures_util::StreamExt;
 use gateway::{
     BackendStatus, BreakerState, FailureKind, Gateway, GatewayError, GatewayReply, GatewayStream,
@@ -131,7 +131,6 @@ async fn hang_before_headers_alone_is_a_timeout() {
     };
     assert_eq!(*attempts, 2, "one retry after backoff");
     assert_eq!(last.kind, FailureKind::HeadersTimeout);
-    assert_eq!(err.kind(), ErrorKind::Timeout);
 }
 
 #[tokio::test]
@@ -178,7 +177,6 @@ async fn drop_mid_stream_ends_with_interrupted_and_delivered_usage() {
     let Some(err @ GatewayError::Interrupted { .. }) = end else {
         panic!("expected Interrupted, got {end:?}");
     };
-    assert_eq!(err.kind(), ErrorKind::Upstream);
     let GatewayError::Interrupted { kind, usage, .. } = err else {
         unreachable!()
     };
@@ -237,7 +235,6 @@ async fn every_backend_rate_limited_is_a_rate_limit_error_with_retry_after() {
         .chat(chat("m", true), RouteOptions::default())
         .await
         .expect_err("rate limited");
-    assert_eq!(err.kind(), ErrorKind::RateLimited);
     let GatewayError::RateLimited { retry_after, .. } = &err else {
         panic!("expected RateLimited, got {err:?}");
     };
@@ -246,13 +243,6 @@ async fn every_backend_rate_limited_is_a_rate_limit_error_with_retry_after() {
         wait > Duration::from_secs(5) && wait <= Duration::from_secs(7),
         "{wait:?}"
     );
-    let api::ApiError::RateLimited {
-        retry_after_secs, ..
-    } = err.to_api_error()
-    else {
-        panic!("expected the API's rate limit error");
-    };
-    assert!(retry_after_secs.is_some());
 }
 
 #[tokio::test]
@@ -280,7 +270,6 @@ async fn status_500_is_retried_then_fails_over() {
         (*attempts, &last.kind),
         (2, &FailureKind::Status { status: 500 })
     );
-    assert!(matches!(err.to_api_error(), api::ApiError::Upstream { .. }));
 }
 
 #[tokio::test]
@@ -335,8 +324,12 @@ async fn rejected_request_is_neither_retried_nor_counted() {
         .chat(chat("m", false), RouteOptions::default())
         .await
         .expect_err("rejected");
-    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
-    let GatewayError::Rejected { status, message } = &err else {
+    let GatewayError::Rejected {
+        status,
+        message,
+        client_error: None,
+    } = &err
+    else {
         panic!("expected Rejected, got {err:?}");
     };
     assert_eq!((*status, message.as_str()), (400, "mock status 400"));
@@ -543,11 +536,10 @@ async fn unknown_model_is_not_found() {
         .chat(chat("nope", false), RouteOptions::default())
         .await
         .expect_err("unknown");
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(matches!(
-        err.to_api_error(),
-        api::ApiError::ModelNotFound { .. }
-    ));
+    assert!(
+        matches!(&err, GatewayError::UnknownModel { model } if model == "nope"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -31,7 +31,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
-use server::{AppState, Auth, Tenant};
+use server::{AppState, Auth};
+use service::Tenant;
 use store::Store;
 
 const WHOLE: &str = r#"{"id":"chatcmpl-mock","object":"chat.completion","created":1,"model":"up","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how are you?"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":6,"total_tokens":13}}"#;

@@ -10,7 +10,7 @@
 //! nothing is checked and nothing metered.
 //!
 //! Sessions: a request without an `Authorization` header that carries the
-//! [`SESSION_COOKIE`] is the signed-in person ([`session_tenant`]): their
+//! [`SESSION_COOKIE`] is the signed-in person (`service::Tenant::of_session`): their
 //! organisation, its `chat` project (created on demand), the key id
 //! `session:<user_id>` in the ledger, their plan (`user_id`), and admin
 //! rights for owners and admins. An unknown, expired or revoked session is
@@ -29,8 +29,8 @@ use axum::response::{IntoResponse, Response};
 use store::Store;
 
 use crate::error::ServerError;
-use crate::metering::Tenant;
 use crate::state::AppState;
+use service::Tenant;
 
 /// How requests are authenticated.
 #[derive(Clone, Default)]
@@ -121,8 +121,6 @@ pub const SESSION_COOKIE: &str = "parlance_session";
 /// The header (any value) that marks a cookie-authenticated request as sent
 /// by the app's own scripts, when its body is not JSON.
 pub const CSRF_HEADER: &str = "x-parlance-csrf";
-/// The project of the organisation that session requests are billed to.
-pub const CHAT_PROJECT: &str = "chat";
 
 /// The value of the session cookie, if the request sends one.
 pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
@@ -161,57 +159,6 @@ pub fn csrf_refusal() -> ApiError {
     }
 }
 
-/// The tenant of a live session: see the module documentation.
-pub async fn session_tenant(store: &Store, token: &str) -> Result<Tenant, ApiError> {
-    let session = store
-        .authenticate_session(token)
-        .await
-        .map_err(|err| match err.kind() {
-            store::ErrorKind::Unauthorized => ApiError::Unauthorized {
-                message: "Your session has ended. Please sign in again.".into(),
-            },
-            _ => internal("session lookup", err),
-        })?;
-    let role = store
-        .get_role(&session.org_id, &session.user_id)
-        .await
-        .map_err(|err| match err.kind() {
-            store::ErrorKind::NotFound => ApiError::Unauthorized {
-                message: "You are no longer a member of this organization.".into(),
-            },
-            _ => internal("role lookup", err),
-        })?;
-    let project_id = chat_project(store, &session.org_id).await?;
-    Ok(Tenant {
-        org_id: session.org_id,
-        project_id,
-        api_key_id: format!("session:{}", session.user_id),
-        admin: matches!(role, store::Role::Owner | store::Role::Admin),
-        key_limits: store::RateLimits::default(),
-        allowed_models: None,
-        user_id: Some(session.user_id),
-    })
-}
-
-/// The id of the organisation's [`CHAT_PROJECT`], created when missing.
-async fn chat_project(store: &Store, org_id: &str) -> Result<String, ApiError> {
-    match store.find_project_by_name(org_id, CHAT_PROJECT).await {
-        Ok(Some(project)) => Ok(project.id),
-        Ok(None) => store
-            .create_project(org_id, CHAT_PROJECT)
-            .await
-            .map(|project| project.id)
-            .map_err(|err| internal("creating the chat project", err)),
-        Err(err) => Err(internal("project lookup", err)),
-    }
-}
-
-fn internal(what: &str, err: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal {
-        detail: format!("{what} failed: {err}"),
-    }
-}
-
 /// The store behind the auth mode, if any.
 pub fn store_of(auth: &Auth) -> Option<&Store> {
     match auth {
@@ -233,7 +180,7 @@ pub async fn authenticate(
         if !passes_csrf_check(request.method(), request.headers()) {
             return ServerError::from(csrf_refusal()).into_response();
         }
-        return match session_tenant(store, &token).await {
+        return match Tenant::of_session(store, &token).await {
             Ok(tenant) => {
                 request.extensions_mut().insert(Caller::Tenant(tenant));
                 next.run(request).await
@@ -294,17 +241,8 @@ async fn identify(auth: &Auth, header: Option<Result<String, ()>>) -> Result<Cal
             Some(tenant) => Ok(Caller::Tenant(tenant.clone())),
             None => Err(unauthorized("Incorrect API key provided.")),
         },
-        // A saturated database: retry shortly, not a server fault.
-        Err(err) if err.kind() == store::ErrorKind::Unavailable => {
-            Err(ServerError::from(ApiError::Overloaded {
-                retry_after_secs: Some(1),
-            })
-            .into_response())
-        }
-        Err(err) => Err(ServerError::from(ApiError::Internal {
-            detail: format!("key lookup failed: {err}"),
-        })
-        .into_response()),
+        // A saturated database is a 503 to retry, not a server fault.
+        Err(err) => Err(ServerError::from(err).into_response()),
     }
 }
 

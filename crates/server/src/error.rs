@@ -1,19 +1,17 @@
-//! The crate's one error type, [`ServerError`], and the one table from an
-//! error's kind to its HTTP status.
+//! The server's error type, [`ServerError`], and the one table from an API
+//! error's kind to its HTTP status ([`status_for`]).
 //!
-//! Handlers fail with an [`ApiError`] (wrapped here); it renders as the
-//! OpenAI error object `{"error": {message, type, param, code}}` with the
-//! status [`status_for`] gives its kind, plus `retry-after` where the error
-//! knows when a retry may succeed. Engine errors are translated into API
-//! errors by [`from_engine`], naming the parameter the caller says the
-//! failure is about.
+//! Handlers fail with a `service::Error` or an [`ApiError`]; what a client
+//! is told of each crate's error is decided in one place, the service
+//! crate's error table (`service::error`). Here the API error renders as
+//! the OpenAI error object `{"error": {message, type, param, code}}` with
+//! the status of its kind, plus `retry-after` where the error knows when a
+//! retry may succeed.
 
-use api::{ApiError, ErrorKind, InvalidCode};
+use api::{ApiError, ErrorKind};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use engine::EngineError;
-use store::StoreError;
 
 /// Everything that can go wrong in the server.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +22,18 @@ pub enum ServerError {
     /// The listener failed (binding, accepting, serving).
     #[error("server I/O failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<service::Error> for ServerError {
+    fn from(err: service::Error) -> Self {
+        ServerError::Api(err.into())
+    }
+}
+
+impl From<store::StoreError> for ServerError {
+    fn from(err: store::StoreError) -> Self {
+        service::Error::from(err).into()
+    }
 }
 
 /// The HTTP status of each error kind: the server's one table.
@@ -71,74 +81,6 @@ impl IntoResponse for ServerError {
     }
 }
 
-/// How long an overloaded client should wait before retrying.
-pub const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
-
-/// Translates an engine error into the API error a client sees; `param`
-/// names the request field an invalid-request failure is about.
-pub fn from_engine(err: EngineError, param: &str) -> ApiError {
-    match err {
-        EngineError::ContextLengthExceeded {
-            prompt,
-            requested,
-            n_ctx,
-        } => ApiError::ContextLengthExceeded {
-            context_length: saturate(n_ctx),
-            prompt_tokens: saturate(prompt),
-            completion_tokens: saturate(requested),
-            requested: (prompt as u64).saturating_add(requested as u64),
-        },
-        EngineError::NoChatTemplate(message) => {
-            ApiError::invalid("messages", InvalidCode::InvalidValue, message)
-        }
-        EngineError::Overloaded => ApiError::Overloaded {
-            retry_after_secs: Some(OVERLOADED_RETRY_AFTER_SECS),
-        },
-        other => match other.kind() {
-            engine::ErrorKind::InvalidRequest => {
-                ApiError::invalid(param, InvalidCode::InvalidValue, other.to_string())
-            }
-            engine::ErrorKind::Overloaded => ApiError::Overloaded {
-                retry_after_secs: Some(OVERLOADED_RETRY_AFTER_SECS),
-            },
-            engine::ErrorKind::Internal => ApiError::Internal {
-                detail: other.to_string(),
-            },
-        },
-    }
-}
-
-fn saturate(value: usize) -> u32 {
-    u32::try_from(value).unwrap_or(u32::MAX)
-}
-
-/// The API error of a store failure: another organisation's or a missing row
-/// is a 404, a bad argument or a taken value a 400, a wrong credential a 401,
-/// an exhausted budget a 429 `insufficient_quota`, a saturated database a 503
-/// to retry, anything else a 500.
-pub(crate) fn store_error(err: StoreError) -> ApiError {
-    match err.kind() {
-        store::ErrorKind::NotFound => ApiError::NotFound {
-            message: format!("{err}."),
-        },
-        store::ErrorKind::InvalidRequest | store::ErrorKind::Conflict => {
-            ApiError::invalid_body(err.to_string())
-        }
-        store::ErrorKind::Unauthorized => ApiError::Unauthorized {
-            message: err.to_string(),
-        },
-        store::ErrorKind::QuotaExceeded => ApiError::QuotaExceeded {
-            message: err.to_string(),
-        },
-        store::ErrorKind::Unavailable => ApiError::Overloaded {
-            retry_after_secs: Some(1),
-        },
-        store::ErrorKind::Internal => ApiError::Internal {
-            detail: err.to_string(),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,30 +106,16 @@ mod tests {
     }
 
     #[test]
-    fn overloaded_engine_sets_retry_after() {
-        let response = api_error_response(&from_engine(EngineError::Overloaded, "messages"));
+    fn an_overloaded_engine_sets_retry_after() {
+        let err = service::Error::engine(engine::EngineError::Overloaded, "messages");
+        let response = ServerError::from(err).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 
     #[test]
-    fn context_length_maps_to_its_code() {
-        let err = from_engine(
-            EngineError::ContextLengthExceeded {
-                prompt: 9000,
-                requested: 10,
-                n_ctx: 8192,
-            },
-            "messages",
-        );
-        assert_eq!(err.code(), Some("context_length_exceeded"));
-        assert_eq!(status_for(err.kind()), StatusCode::BAD_REQUEST);
-    }
-
-    #[test]
-    fn internal_engine_errors_do_not_leak() {
-        let err = from_engine(EngineError::Stopped, "messages");
-        assert_eq!(status_for(err.kind()), StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(!err.to_object().message.contains("stopped"));
+    fn a_missing_row_is_a_404_on_every_path() {
+        let response = ServerError::from(store::StoreError::NotFound("project")).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
 }

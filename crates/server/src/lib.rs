@@ -1,49 +1,40 @@
-//! The OpenAI-compatible HTTP server: axum routes over the engines of the
-//! models served, SSE streaming, and the one table from error kind to HTTP
-//! status ([`error::status_for`]).
+//! The OpenAI-compatible HTTP server: axum routes over the service layer
+//! (`service`), authentication, SSE streaming, the web app, the status page
+//! and metrics, and the one table from error kind to HTTP status
+//! ([`error::status_for`]).
 //!
-//! - [`AppState`]: the model registry (name → running engine), limits, and
-//!   the [`Auth`] mode: with a store, every route but `/health` asks for a
-//!   key ([`auth`]) and every generation is reserved for and settled in the
-//!   usage ledger ([`metering`]).
+//! - [`AppState`]: the [`service::Service`] (models, routing, meter, rate
+//!   limits), the [`Auth`] mode — with a store, every route but `/health`
+//!   asks for a key or a session ([`auth`]) and every generation is metered
+//!   — and the HTTP settings.
 //! - [`router`]: every route, each also without the `/v1` prefix, wrapped
 //!   in the request-id, panic-catching and fallback layers, so that every
 //!   answer — success, error, unknown route, panic — carries
 //!   `x-request-id` and errors are the OpenAI error object.
-//! - [`limits`]: requests and tokens per minute per key and project, with
-//!   OpenAI's `x-ratelimit-*` headers and 429s.
-//! - [`quota`]: plans for people and their monthly quota; [`notify`]: the
-//!   budget soft-limit webhook.
+//! - [`limits`]: the middleware taking one request from the caller's key and
+//!   project, and OpenAI's `x-ratelimit-*` headers and 429s.
 //! - `/v1/organization/*` (`routes::organization`): usage, costs, projects,
-//!   keys, budgets, audit log and invoices for admin keys.
-//! - The gateway ([`gateway::Gateway`], in [`AppState`]) routes every chat
-//!   model to its backends: the local engine ([`engine_backend`]) or remote
-//!   upstreams; `/api/status` and `/status` show their state, and
-//!   [`incidents`] records breaker changes as incidents in the store.
+//!   keys, budgets, audit log and invoices for admin keys; the web app
+//!   (`routes::web`); `/api/status` and `/status`; `/metrics`.
+//! - [`incidents`] records the gateway's breaker changes as incidents.
 //! - [`serve`]: runs the router on a listener until ctrl-c or SIGTERM, then
 //!   lets in-flight requests finish (up to the shutdown grace) and waits
 //!   for every ledger write.
 //!
-//! Routes are thin; tokenizing and template rendering run on the blocking
-//! pool; a streamed body owns its generations, so a client that leaves
-//! cancels them in the engine.
+//! Routes are thin: they parse, call the service, and write JSON or SSE; a
+//! streamed body owns its answer, so a client that leaves cancels its
+//! generations in the engine.
 
 mod auth;
-pub mod engine_backend;
 mod error;
-mod generation;
 pub mod incidents;
 mod limits;
-mod metering;
 mod middleware;
-mod notify;
-pub mod quota;
 mod routes;
 mod state;
 mod stream;
 
 use std::future::{Future, IntoFuture};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
@@ -55,15 +46,9 @@ pub use error::{status_for, ServerError};
 /// The gateway crate, re-exported for the binary's configuration.
 pub use gateway;
 pub use incidents::Background;
-pub use limits::{LimitDefaults, TokenCharge, DEFAULT_KEY_RPM, DEFAULT_KEY_TPM, PROJECT_CACHE_TTL};
-pub use metering::{settle_interrupted, Tenant, LOCAL_BACKEND};
 pub use middleware::REQUEST_ID;
 pub use ratelimit::Limiter;
-pub use routes::organization::{budgets, manage};
-pub use state::{
-    build_gateway, AppState, Routing, ServedModel, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SHUTDOWN_GRACE,
-};
+pub use state::{AppState, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE};
 
 /// The application: every route, under `/v1` and without it.
 pub fn router(state: AppState) -> Router {
@@ -253,17 +238,7 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-/// Unix time in seconds.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
-/// 24 random hex digits, for response and request ids.
-pub(crate) fn random_hex() -> String {
-    format!("{:024x}", rand::random::<u128>() >> 32)
-}
+pub(crate) use service::random_hex;
 
 #[cfg(test)]
 mod tests {
@@ -298,13 +273,5 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("index"));
-    }
-
-    #[test]
-    fn ids_are_distinct_hex() {
-        let (a, b) = (random_hex(), random_hex());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 24);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
     }
 }

@@ -258,7 +258,7 @@ async fn plans_enforce_their_models_and_monthly_quota() {
     s.set_role(&w.org, &alice.id, Role::Member).await.unwrap();
     let now = billing::Timestamp::now();
     // The default plan (Free) allows every model and has tokens left.
-    let left = server::quota::admit(s, &w.org, &alice.id, MODEL, now)
+    let left = service::plans::admit(s, &w.org, &alice.id, MODEL, now)
         .await
         .unwrap();
     assert_eq!(left.plan, "free");
@@ -275,11 +275,13 @@ async fn plans_enforce_their_models_and_monthly_quota() {
         .await
         .unwrap();
     s.assign_plan(&w.org, &alice.id, "lite").await.unwrap();
-    let err = server::quota::admit(s, &w.org, &alice.id, "other-model", now)
-        .await
-        .unwrap_err();
+    let err = api::ApiError::from(
+        service::plans::admit(s, &w.org, &alice.id, "other-model", now)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(server::status_for(err.kind()), StatusCode::FORBIDDEN);
-    server::quota::admit(s, &w.org, &alice.id, MODEL, now)
+    service::plans::admit(s, &w.org, &alice.id, MODEL, now)
         .await
         .unwrap();
     s.record_usage(&store::NewUsage {
@@ -296,9 +298,11 @@ async fn plans_enforce_their_models_and_monthly_quota() {
     })
     .await
     .unwrap();
-    let err = server::quota::admit(s, &w.org, &alice.id, MODEL, now)
-        .await
-        .unwrap_err();
+    let err = api::ApiError::from(
+        service::plans::admit(s, &w.org, &alice.id, MODEL, now)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.error_type(), "insufficient_quota");
     // A plan change takes effect at once.
     s.put_plan(
@@ -308,7 +312,7 @@ async fn plans_enforce_their_models_and_monthly_quota() {
     .await
     .unwrap();
     s.assign_plan(&w.org, &alice.id, "plus").await.unwrap();
-    let (plan, left) = server::quota::remaining(s, &w.org, &alice.id, now)
+    let (plan, left) = service::plans::remaining(s, &w.org, &alice.id, now)
         .await
         .unwrap();
     assert_eq!(plan.id, "plus");

@@ -18,7 +18,8 @@ use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use gateway::{BackendConfig, BackendKind, GatewayConfig};
 use serde_json::{json, Value};
-use server::{AppState, Auth, Tenant};
+use server::{AppState, Auth};
+use service::Tenant;
 use store::{NewUsage, Store};
 
 use common::Answer;
@@ -623,4 +624,94 @@ async fn a_reload_swaps_the_gateway_keeps_streams_in_flight_and_refuses_a_bad_co
     assert!(err.to_string().contains("nowhere"), "{err}");
     let answer = ask(&world, "req-after", body("fresh", false)).await;
     assert_eq!(answer.status, StatusCode::OK);
+}
+
+/// Regression: with an alias configured, `/v1/models` listed it and chat
+/// answered it, but `/v1/completions` answered 404 `model_not_found`: the
+/// endpoints resolved models differently. Now every endpoint resolves an
+/// alias the same way, and bills the model it names.
+#[tokio::test]
+async fn every_endpoint_resolves_an_alias_like_chat() {
+    let local: BackendConfig = serde_json::from_value(json!({
+        "id": "engine", "kind": "local", "model": common::MODEL,
+    }))
+    .unwrap();
+    let mut entry = model("chat-model", vec![local]);
+    entry.aliases = vec!["gpt-3.5-turbo-instruct".into(), "gpt-4o".into()];
+    let world = world_with(
+        vec![(common::MODEL.to_owned(), common::engine())],
+        config(vec![entry], 60_000),
+    )
+    .await;
+    let post = |uri: &str, id: &str, body: Value| {
+        Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .header("x-request-id", id)
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let completion = json!({"model": "gpt-3.5-turbo-instruct", "prompt": "Hello", "max_tokens": 2});
+    let answer = common::send(&world.app, post("/v1/completions", "req-cmpl", completion)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.json()["model"], "chat-model");
+    let usage = row(&world, "req-cmpl").await.expect("a ledger row");
+    assert_eq!(
+        (usage.model.as_str(), usage.status.as_str()),
+        ("chat-model", "ok")
+    );
+
+    let mut chat = body("gpt-4o", false);
+    chat["max_tokens"] = json!(2);
+    let answer = ask(&world, "req-chat", chat).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.json()["model"], "chat-model");
+
+    let tokenize = json!({"model": "gpt-4o", "content": "Hello"});
+    let answer = common::send(&world.app, post("/tokenize", "req-tok", tokenize)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+
+    let get = |uri: &str| Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let answer = common::send(&world.app, get("/v1/models/gpt-3.5-turbo-instruct")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let answer = common::send(&world.app, get("/v1/models")).await;
+    let ids: Vec<Value> = answer.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert!(ids.contains(&json!("gpt-3.5-turbo-instruct")), "{ids:?}");
+
+    // An unknown name is the same 404 everywhere.
+    let completion = json!({"model": "nope", "prompt": "Hello", "max_tokens": 2});
+    let answer = common::send(&world.app, post("/v1/completions", "req-nope", completion)).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+    assert_eq!(answer.json()["error"]["code"], "model_not_found");
+}
+
+/// A model served only by remote backends has no engine for the legacy
+/// endpoint: a clear 400 naming `model`, not a 404 or a 500.
+#[tokio::test]
+async fn completions_for_a_remote_only_model_name_the_model() {
+    let world = world(config(
+        vec![model(
+            "remote",
+            vec![openai("dead", &refused_url().await, 0)],
+        )],
+        60_000,
+    ))
+    .await;
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/completions")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"model": "remote", "prompt": "Hi", "max_tokens": 1}).to_string(),
+        ))
+        .unwrap();
+    let answer = common::send(&world.app, request).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text());
+    assert_eq!(answer.json()["error"]["param"], "model");
 }

@@ -25,7 +25,8 @@ use axum::http::{Method, Request, StatusCode};
 use futures_util::StreamExt;
 use gateway::BreakerState;
 use serde_json::{json, Value};
-use server::{AppState, Auth, Tenant};
+use server::{AppState, Auth};
+use service::Tenant;
 use store::Store;
 
 use upstream::{config, eventually, model, openai, Behavior, Mock};

@@ -17,7 +17,8 @@ use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use gateway::GatewayConfig;
 use serde_json::{json, Value};
-use server::{AppState, Auth, Tenant};
+use server::{AppState, Auth};
+use service::Tenant;
 use store::{NewUsage, Store};
 
 use upstream::{config, model, openai, Behavior, Mock};

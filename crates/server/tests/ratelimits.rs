@@ -10,7 +10,8 @@ use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use common::{chat, send, Answer, MODEL};
 use serde_json::{json, Value};
-use server::{AppState, Auth, LimitDefaults, Limiter};
+use server::{AppState, Auth, Limiter};
+use service::LimitDefaults;
 use store::{NewApiKey, RateLimits, Store};
 use tempfile::TempDir;
 

@@ -100,7 +100,7 @@ async fn signup(app: &Router, email: &str) -> (Answer, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_signup_owns_the_local_org_later_ones_are_members() {
+async fn first_signup_owns_the_default_org_later_ones_are_members() {
     let w = world().await;
     let (first, alice) = signup(&w.app, "alice@example.com").await;
     let cookie = first.headers["set-cookie"].to_str().unwrap().to_owned();
@@ -110,7 +110,7 @@ async fn first_signup_owns_the_local_org_later_ones_are_members() {
     assert!(!cookie.contains("Secure"), "plain http: {cookie}");
     let body = first.json();
     assert_eq!(body["role"], "owner");
-    assert_eq!(body["organization"]["name"], "local");
+    assert_eq!(body["organization"]["name"], "default");
     assert_eq!(body["user"]["email"], "alice@example.com");
     let (second, bob) = signup(&w.app, "Bob@Example.com").await;
     assert_eq!(second.json()["role"], "member");
@@ -300,7 +300,7 @@ async fn cookie_requests_that_change_state_must_be_json_or_carry_the_header() {
 }
 
 async fn get_org(store: &Store) -> String {
-    store.find_org_by_name("local").await.unwrap().unwrap().id
+    store.find_org_by_name("default").await.unwrap().unwrap().id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

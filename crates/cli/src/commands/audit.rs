@@ -1,11 +1,11 @@
 //! `parlance audit`: an organisation's audit log (key creations,
 //! revocations, rotations… with actor, time and before/after state), oldest
 //! first, as a table or, with `--json`, the JSON list of
-//! `GET /v1/organization/audit_logs` (both from `server::manage`).
+//! `GET /v1/organization/audit_logs` (both from `service::manage`).
 
 use std::path::Path;
 
-use server::manage;
+use service::manage;
 
 use crate::commands::keys::{self, StoreArgs, DEFAULT_ORG};
 

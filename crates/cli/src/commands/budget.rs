@@ -2,7 +2,7 @@
 //! on an organisation, one of its projects or one of its keys, monthly or
 //! prepaid. Amounts are US dollars as exact decimals (`25`, `0.50`).
 //! Every change is recorded in the audit log (actor `cli`), by the same
-//! operations as the HTTP API's (`server::budgets`).
+//! operations as the HTTP API's (`service::budgets`).
 
 use std::path::Path;
 
@@ -94,7 +94,7 @@ const CLI_ACTOR: &str = "cli";
 
 /// Dollars to billing units, refusing negatives and amounts a column cannot hold.
 fn dollars(text: &str) -> anyhow::Result<i64> {
-    server::budgets::parse_usd("amount", text).map_err(|err| anyhow::anyhow!("{err}"))
+    service::budgets::parse_usd("amount", text).map_err(|err| anyhow::anyhow!("{err}"))
 }
 
 fn usd(units: i64) -> String {
@@ -162,14 +162,14 @@ async fn act(action: Action, store: &Store) -> anyhow::Result<()> {
             let hard = hard.as_deref().map(dollars).transpose()?;
             let soft = soft.as_deref().map(dollars).transpose()?;
             let status =
-                server::budgets::set(store, &org, CLI_ACTOR, (scope, &id), kind, hard, soft)
+                service::budgets::set(store, &org, CLI_ACTOR, (scope, &id), kind, hard, soft)
                     .await?;
             print(&status);
         }
         Action::TopUp { scope, amount } => {
             let (org, scope, id) = resolve(store, &scope).await?;
             let amount = dollars(&amount)?;
-            let status = server::budgets::top_up(store, &org, CLI_ACTOR, (scope, &id), amount)
+            let status = service::budgets::top_up(store, &org, CLI_ACTOR, (scope, &id), amount)
                 .await
                 .context("top-ups need a prepaid budget (budget set --prepaid)")?;
             print(&status);
@@ -182,7 +182,7 @@ async fn act(action: Action, store: &Store) -> anyhow::Result<()> {
         }
         Action::Delete { scope } => {
             let (org, scope, id) = resolve(store, &scope).await?;
-            server::budgets::delete(store, &org, CLI_ACTOR, (scope, &id))
+            service::budgets::delete(store, &org, CLI_ACTOR, (scope, &id))
                 .await
                 .with_context(|| format!("there is no budget on {} {id}", scope.as_str()))?;
             eprintln!("deleted the budget on {} {id}", scope.as_str());

@@ -1,12 +1,12 @@
 //! `parlance invoice`: an organisation's monthly invoice, built by the same
 //! function as `GET /v1/organization/invoices/{YYYY-MM}`
-//! (`server::manage::invoice`, from the ledger rows of the month) and
+//! (`service::manage::invoice`, from the ledger rows of the month) and
 //! printed as the same JSON, or as CSV.
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use server::manage;
+use service::manage;
 
 use crate::commands::keys::{self, StoreArgs, DEFAULT_ORG};
 

@@ -8,22 +8,19 @@
 //! `create` and `rotate` print the new secret as their only line on stdout,
 //! so that scripts can capture it; everything else goes to stderr. Every
 //! create, revoke and rotation is written to the audit log with the actor
-//! `cli`, through the same `server::manage` calls as the HTTP admin API.
+//! `cli`, through the same `service::manage` calls as the HTTP admin API.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use server::manage::{self, CLI_ACTOR};
+use service::ensure_project;
+use service::manage::{self, CLI_ACTOR};
 use store::{KeyKind, NewApiKey, RateLimits, Store};
 
 use crate::commands::{serve, usage};
-use crate::directory::ensure_project;
 
-/// The organisation `keys create` uses when none is named.
-pub const DEFAULT_ORG: &str = "default";
-/// The project `keys create` uses when none is named.
-pub const DEFAULT_PROJECT: &str = "default";
+pub use service::{DEFAULT_ORG, DEFAULT_PROJECT};
 
 /// Where the store is: the flags every administrative command takes.
 #[derive(clap::Args, Clone)]

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use billing::{AllowedModels, Money, Plan, Quota, Timestamp};
-use store::{NewAuditEntry, Store, User};
+use service::manage::CLI_ACTOR;
+use store::{Store, User};
 
 use crate::commands::keys::{org_id, with_store, StoreArgs, DEFAULT_ORG};
 
@@ -114,17 +115,9 @@ fn describe(plan: &Plan) -> String {
 }
 
 async fn act(action: Action, store: &Store) -> anyhow::Result<()> {
-    let plans = |store: &Store| {
-        let store = store.clone();
-        async move {
-            server::quota::plans(&store)
-                .await
-                .map_err(|err| anyhow::anyhow!("{err}"))
-        }
-    };
     match action {
         Action::List => {
-            for plan in plans(store).await? {
+            for plan in service::plans::plans(store).await? {
                 println!("{}", describe(&plan));
             }
         }
@@ -145,12 +138,9 @@ async fn act(action: Action, store: &Store) -> anyhow::Result<()> {
             };
             let monthly_price = Money::parse(&price)
                 .with_context(|| format!("{price:?} is not an amount in USD"))?;
-            if monthly_price < Money::ZERO {
-                bail!("a plan's price must not be negative");
-            }
             let plan = Plan {
                 name: name.unwrap_or_else(|| id.clone()),
-                id: id.clone(),
+                id,
                 monthly_price,
                 quota,
                 models: if models.is_empty() {
@@ -159,53 +149,20 @@ async fn act(action: Action, store: &Store) -> anyhow::Result<()> {
                     AllowedModels::Only(models)
                 },
             };
-            let before = plans(store).await?.into_iter().find(|p| p.id == id);
-            store.put_plan(&id, &serde_json::to_string(&plan)?).await?;
-            store
-                .append_audit(&NewAuditEntry {
-                    org_id: "*".to_owned(),
-                    actor: "cli".to_owned(),
-                    action: "plan.defined".to_owned(),
-                    target: id,
-                    before: before.map(serde_json::to_value).transpose()?,
-                    after: Some(serde_json::to_value(&plan)?),
-                })
-                .await?;
+            service::plans::define(store, &plan, CLI_ACTOR).await?;
             println!("{}", describe(&plan));
         }
         Action::Assign { org, user, plan } => {
             let org = org_id(store, &org).await?;
             let user = member(store, &org, &user).await?;
-            let known = plans(store).await?;
-            let Some(chosen) = known.iter().find(|p| p.id == plan) else {
-                bail!("no plan {plan:?}; `parlance plan list` shows them");
-            };
-            if store.list_plans().await?.iter().all(|p| p.id != chosen.id) {
-                // A built-in plan gets its row, which assignments refer to.
-                store
-                    .put_plan(&chosen.id, &serde_json::to_string(chosen)?)
-                    .await?;
-            }
-            let before = store.assign_plan(&org, &user.id, &plan).await?;
-            store
-                .append_audit(&NewAuditEntry {
-                    org_id: org,
-                    actor: "cli".to_owned(),
-                    action: "plan.assigned".to_owned(),
-                    target: user.id.clone(),
-                    before: before.map(|p| serde_json::json!({ "plan": p })),
-                    after: Some(serde_json::json!({ "plan": plan })),
-                })
-                .await?;
-            eprintln!("{} is now on {plan}", user.email);
+            let plan = service::plans::assign(store, &org, &user.id, &plan, CLI_ACTOR).await?;
+            eprintln!("{} is now on {}", user.email, plan.id);
         }
         Action::Show { org, user } => {
             let org = org_id(store, &org).await?;
             let user = member(store, &org, &user).await?;
             let (plan, remaining) =
-                server::quota::remaining(store, &org, &user.id, Timestamp::now())
-                    .await
-                    .map_err(|err| anyhow::anyhow!("{err}"))?;
+                service::plans::remaining(store, &org, &user.id, Timestamp::now()).await?;
             println!("{}", describe(&plan));
             println!(
                 "used this month: {} tokens, {} messages; remaining: {}",

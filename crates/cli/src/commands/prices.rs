@@ -5,7 +5,7 @@
 //! sets the default for models without their own price; with none stored,
 //! the configured default (the reference $0.01 / $0.03 per 1K) applies.
 //! Changes are recorded in the audit log under the organisation `*`, by the
-//! same operation as the web admin page (`server::manage::set_price`).
+//! same operation as the web admin page (`service::manage::set_price`).
 
 use std::path::Path;
 
@@ -67,7 +67,7 @@ pub fn run(
 
 /// The exact per-token price, in billing units, of `price` USD per `per` tokens.
 fn per_token(price: &str, per: u64) -> anyhow::Result<i64> {
-    server::manage::per_token_units(price, per)
+    service::manage::per_token_units(price, per)
         .with_context(|| format!("{price:?} per {per} tokens is not an exact non-negative price"))
 }
 
@@ -104,7 +104,7 @@ async fn act(action: Action, store: &Store) -> anyhow::Result<()> {
                 },
                 output: per_token(&output, per)?,
             };
-            server::manage::set_price(store, &price, "cli").await?;
+            service::manage::set_price(store, &price, "cli").await?;
             print(&price);
         }
         Action::List => {

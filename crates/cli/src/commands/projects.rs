@@ -8,7 +8,7 @@ use anyhow::bail;
 use store::{RateLimits, Store};
 
 use crate::commands::keys::{org_id, with_store, StoreArgs, DEFAULT_ORG};
-use crate::directory::ensure_project;
+use service::ensure_project;
 
 /// The flags of `parlance projects`.
 #[derive(clap::Args)]
@@ -102,7 +102,7 @@ async fn act(action: Action, store: &Store) -> anyhow::Result<()> {
             };
             let limits = RateLimits { rpm, tpm };
             let after =
-                server::manage::set_project_limits(store, &org, &found.id, limits, "cli").await?;
+                service::manage::set_project_limits(store, &org, &found.id, limits, "cli").await?;
             eprintln!(
                 "{project}: rpm {}, tpm {}",
                 show(after.limits.rpm),

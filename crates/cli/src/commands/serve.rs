@@ -13,29 +13,24 @@
 //! but `/health` asks for a key. With none, `serve` runs open on a loopback
 //! address (saying so loudly) and refuses to start on any other. Either way
 //! every generation is metered in the usage ledger; keyless requests are
-//! billed to the built-in `local` organisation and project.
+//! billed to the installation's default organisation and project (the one
+//! `parlance keys create` uses without `--org`), as key id `local`.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use engine::{EngineConfig, EngineHandle};
-use server::{AdminKey, Auth, Tenant};
+use server::{AdminKey, Auth};
+use service::{Tenant, ADMIN_KEY_ID, LOCAL_KEY_ID};
 use store::Store;
 
 use crate::config::{self, Layer, ServeConfig};
-use crate::directory::ensure_project;
 
 /// The environment variable holding the admin key.
 pub const ADMIN_KEY_ENV: &str = "PARLANCE_ADMIN_KEY";
 /// The environment variable naming the budget soft-limit webhook.
 pub const BUDGET_WEBHOOK_ENV: &str = "PARLANCE_BUDGET_WEBHOOK";
-/// The organisation and project keyless and admin requests are billed to.
-pub const LOCAL_TENANT: &str = "local";
-/// The key id the ledger shows for keyless requests.
-pub const LOCAL_KEY_ID: &str = "local";
-/// The key id the ledger shows for requests made with the admin key.
-pub const ADMIN_KEY_ID: &str = "admin";
 
 /// The flags of `parlance serve`. Each is optional: one not given falls
 /// through to the `PARLANCE_*` environment, then the config file, then the
@@ -222,8 +217,8 @@ async fn rate_limiter(settings: &ServeConfig) -> anyhow::Result<server::Limiter>
 
 /// The per-key and per-project limits of keys and projects that set none
 /// (0: no limit).
-fn limit_defaults(settings: &ServeConfig) -> server::LimitDefaults {
-    server::LimitDefaults {
+fn limit_defaults(settings: &ServeConfig) -> service::LimitDefaults {
+    service::LimitDefaults {
         key: store::RateLimits {
             rpm: Some(settings.rpm),
             tpm: Some(settings.tpm),
@@ -252,7 +247,7 @@ struct Reload {
     args: Args,
     data_dir_flag: Option<PathBuf>,
     default_data_dir: PathBuf,
-    /// Where reloads are audited, under the local organisation.
+    /// Where reloads are audited, under the default organisation.
     store: Store,
     org_id: String,
     /// The `[gateway]` section in force.
@@ -289,15 +284,14 @@ async fn reload_on_sighup(state: server::AppState, mut reload: Reload) {
                     new.models.len()
                 );
                 tracing::info!("gateway configuration reloaded");
-                let entry = store::NewAuditEntry {
-                    org_id: reload.org_id.clone(),
-                    actor: "system".into(),
-                    action: "gateway.reloaded".into(),
-                    target: "gateway".into(),
-                    before: Some(redacted(&reload.current)),
-                    after: Some(redacted(&new)),
-                };
-                if let Err(err) = reload.store.append_audit(&entry).await {
+                let (before, after) = (redacted(&reload.current), redacted(&new));
+                let audited = service::manage::record_gateway_reload(
+                    &reload.store,
+                    &reload.org_id,
+                    &before,
+                    &after,
+                );
+                if let Err(err) = audited.await {
                     tracing::error!(error = %err, "cannot audit the reload");
                 }
                 reload.current = new;
@@ -338,18 +332,16 @@ async fn prepare(
     recover(&store).await?;
     // Revoked keys count: revoking every key must not open the server.
     let any_key = store.count_keys().await? > 0;
-    let (org_id, project_id) = ensure_project(&store, LOCAL_TENANT, LOCAL_TENANT).await?;
-    // The admin key and the open server's single user manage the local
-    // organisation.
-    let tenant = |api_key_id: &str| Tenant {
-        org_id: org_id.clone(),
-        project_id: project_id.clone(),
-        api_key_id: api_key_id.to_owned(),
-        admin: true,
-        ..Tenant::default()
-    };
+    // The admin key and the open server's single user manage the
+    // installation's default organisation.
+    let keyless = Tenant::installation(&store, LOCAL_KEY_ID).await?;
+    let org_id = keyless.org_id.clone();
     if any_key || admin.is_some() {
-        let admin = admin.map(|key| (key, tenant(ADMIN_KEY_ID)));
+        let admin_tenant = Tenant {
+            api_key_id: ADMIN_KEY_ID.to_owned(),
+            ..keyless
+        };
+        let admin = admin.map(|key| (key, admin_tenant));
         let auth = Auth::Keys {
             store: store.clone(),
             admin,
@@ -372,7 +364,7 @@ async fn prepare(
     tracing::warn!("serving open: no API key configured");
     let auth = Auth::Open {
         store: store.clone(),
-        tenant: tenant(LOCAL_KEY_ID),
+        tenant: keyless,
     };
     Ok((auth, store, org_id))
 }
@@ -385,7 +377,7 @@ async fn recover(store: &Store) -> anyhow::Result<()> {
         return Ok(());
     }
     for reservation in &open {
-        server::settle_interrupted(store, reservation)
+        service::settle_interrupted(store, reservation)
             .await
             .with_context(|| {
                 format!(

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use server::manage;
+use service::manage;
 use store::{BucketWidth, GroupBy, UsageFilter, UsagePage, UsageQuery};
 
 use crate::commands::keys::{self, StoreArgs, DEFAULT_ORG};

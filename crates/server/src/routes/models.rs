@@ -3,15 +3,15 @@
 //! each alias as an entry of its own, filtered by the key's
 //! `allowed_models`.
 
-use api::{ApiError, Model, ModelList};
+use api::{Model, ModelList};
 use axum::extract::{Path, State};
-use axum::{Extension, Json};
+use axum::Json;
 use serde_json::{json, Value};
+use service::ServedModel;
 
-use crate::auth::Caller;
 use crate::error::ServerError;
-use crate::routes::access;
-use crate::state::{AppState, ServedModel};
+use crate::routes::Context;
+use crate::state::AppState;
 
 /// Who the served models are listed as belonging to.
 const OWNED_BY: &str = "parlance";
@@ -21,37 +21,25 @@ fn created(state: &AppState) -> u64 {
 }
 
 /// Lists the models and aliases the caller may use.
-pub async fn list_models(
-    State(state): State<AppState>,
-    caller: Option<Extension<Caller>>,
-) -> Json<ModelList> {
+pub async fn list_models(State(state): State<AppState>, context: Context) -> Json<ModelList> {
     let created = created(&state);
-    let mut models = Vec::new();
-    for (name, aliases) in &state.catalog() {
-        for id in std::iter::once(name).chain(aliases) {
-            if access::may_use(caller.as_ref(), id) || access::may_use(caller.as_ref(), name) {
-                models.push(Model::new(id.clone(), created, OWNED_BY));
-            }
-        }
-    }
+    let models = state
+        .routing()
+        .visible(context.tenant())
+        .into_iter()
+        .map(|(id, _)| Model::new(id, created, OWNED_BY))
+        .collect();
     Json(ModelList::new(models))
 }
 
-/// One served model the caller may use, or 404 `model_not_found`.
+/// One model or alias the caller may use, or 404 `model_not_found`.
 pub async fn retrieve_model(
     State(state): State<AppState>,
-    caller: Option<Extension<Caller>>,
+    context: Context,
     Path(id): Path<String>,
 ) -> Result<Json<Model>, ServerError> {
     let id = id.strip_prefix('/').unwrap_or(&id);
-    let not_found = || ApiError::ModelNotFound {
-        model: id.to_owned(),
-    };
-    let gateway = state.gateway();
-    let model = gateway.resolve(id).ok_or_else(not_found)?;
-    if !access::may_use(caller.as_ref(), id) && !access::may_use(caller.as_ref(), model) {
-        return Err(not_found().into());
-    }
+    state.service().resolve(context.tenant(), id)?;
     Ok(Json(Model::new(id.to_owned(), created(&state), OWNED_BY)))
 }
 

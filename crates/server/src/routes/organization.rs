@@ -12,7 +12,7 @@
 
 pub mod budgets;
 mod keys;
-pub mod manage;
+
 mod records;
 mod usage;
 
@@ -24,9 +24,8 @@ use serde_json::{json, Value};
 use store::Store;
 
 use crate::auth::{Auth, Caller};
-use crate::error::store_error;
-use crate::metering::Tenant;
 use crate::state::AppState;
+use service::Tenant;
 
 /// The admin API's routes, relative to `/v1`.
 pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {

@@ -102,10 +102,10 @@ async fn snapshot(state: &AppState) -> Value {
     for (name, aliases) in &routing.catalog {
         let mine: Vec<&BackendStatus> = statuses.iter().filter(|s| &s.model == name).collect();
         let mut backends = Vec::with_capacity(mine.len());
-        let direct = routing.direct.contains_key(name);
+        let direct = routing.is_direct(name);
         for status in &mine {
             let ledger = if direct {
-                crate::metering::LOCAL_BACKEND
+                service::LOCAL_BACKEND
             } else {
                 status.id.as_str()
             };

@@ -9,10 +9,12 @@ use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 
+use service::ServedModel;
+
 use crate::error::ServerError;
 use crate::middleware::RawBody;
-use crate::routes::blocking;
-use crate::state::{AppState, ServedModel};
+use crate::routes::Context;
+use crate::state::AppState;
 
 /// The optional `model` field of the llama.cpp-shaped bodies.
 #[derive(Deserialize)]
@@ -21,21 +23,29 @@ struct ModelField {
     model: Option<String>,
 }
 
-fn model_of<'a>(state: &'a AppState, body: &[u8]) -> Result<&'a ServedModel, ApiError> {
+/// The model the body names (resolved like every endpoint's), else the
+/// first loaded one.
+fn model_of(state: &AppState, context: &Context, body: &[u8]) -> Result<ServedModel, ServerError> {
     let name = serde_json::from_slice::<ModelField>(body)
         .ok()
         .and_then(|field| field.model);
-    state.model_or_default(name.as_deref())
+    Ok(state
+        .service()
+        .engine_for(context.tenant(), name.as_deref())?)
 }
 
 /// Text → token ids (with their pieces on request).
 pub async fn tokenize(
     State(state): State<AppState>,
+    context: Context,
     RawBody(body): RawBody,
 ) -> Result<Json<TokenizeResponse>, ServerError> {
     let request: TokenizeRequest = api::parse_request(&body)?;
-    let tokenizer = model_of(&state, &body)?.engine.tokenizer().clone();
-    let tokens = blocking(move || {
+    let tokenizer = model_of(&state, &context, &body)?
+        .engine
+        .tokenizer()
+        .clone();
+    let tokens = tokio::task::spawn_blocking(move || {
         let ids = tokenizer.encode(&request.content, request.add_special.unwrap_or(false), true);
         ids.into_iter()
             .map(|id| match request.with_pieces {
@@ -47,17 +57,22 @@ pub async fn tokenize(
             })
             .collect()
     })
-    .await?;
+    .await
+    .map_err(service::Error::from)?;
     Ok(Json(TokenizeResponse { tokens }))
 }
 
 /// Token ids → text.
 pub async fn detokenize(
     State(state): State<AppState>,
+    context: Context,
     RawBody(body): RawBody,
 ) -> Result<Json<DetokenizeResponse>, ServerError> {
     let request: DetokenizeRequest = api::parse_request(&body)?;
-    let tokenizer = model_of(&state, &body)?.engine.tokenizer().clone();
+    let tokenizer = model_of(&state, &context, &body)?
+        .engine
+        .tokenizer()
+        .clone();
     let vocab = tokenizer.vocab_size();
     if let Some(bad) = request.tokens.iter().find(|&&id| id as usize >= vocab) {
         return Err(ApiError::invalid(
@@ -67,6 +82,8 @@ pub async fn detokenize(
         )
         .into());
     }
-    let content = blocking(move || tokenizer.decode(&request.tokens, false)).await?;
+    let content = tokio::task::spawn_blocking(move || tokenizer.decode(&request.tokens, false))
+        .await
+        .map_err(service::Error::from)?;
     Ok(Json(DetokenizeResponse { content }))
 }

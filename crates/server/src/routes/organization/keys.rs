@@ -7,7 +7,7 @@
 //! A key is found only inside the caller's organisation, under the project
 //! in the path, and of the kind of the route (a project key is not an admin
 //! key): anything else is a 404. Creating and rotating answer the secret
-//! once, as `value`; every change is audited through [`super::manage`].
+//! once, as `value`; every change is audited through `service::manage`.
 
 use api::{ApiError, InvalidCode};
 use axum::extract::{Path, State};
@@ -17,12 +17,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use store::{ApiKey, KeyKind, KeySecret, NewApiKey, Project, RateLimits};
 
-use super::manage::{self, seconds};
-use super::{admin, list_page, store_error, Admin, Params};
+use super::{admin, list_page, Admin, Params};
 use crate::auth::Caller;
 use crate::error::ServerError;
 use crate::middleware::RawBody;
 use crate::state::AppState;
+use service::manage::{self, seconds};
 
 fn project_json(project: &Project) -> Value {
     json!({
@@ -154,7 +154,7 @@ async fn project(admin: &Admin, project_id: &str) -> Result<Project, ApiError> {
         .await
         .map_err(|err| match err.kind() {
             store::ErrorKind::NotFound => not_found("project", project_id),
-            _ => store_error(err),
+            _ => service::Error::from(err).into(),
         })
 }
 
@@ -175,7 +175,7 @@ async fn key_of(
         .await
         .map_err(|err| match err.kind() {
             store::ErrorKind::NotFound => not_found(what, key_id),
-            _ => store_error(err),
+            _ => service::Error::from(err).into(),
         })?;
     if key.kind != kind || project_id.is_some_and(|p| p != key.project_id) {
         return Err(not_found(what, key_id));
@@ -194,7 +194,7 @@ async fn list_keys(
         .store
         .list_keys(&admin.tenant.org_id, project_id)
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     let items = keys
         .iter()
         .filter(|k| k.kind == kind)
@@ -215,7 +215,7 @@ pub async fn list_projects(
         .store
         .list_projects(&admin.tenant.org_id)
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     let items = projects
         .iter()
         .map(|p| (p.id.clone(), project_json(p)))
@@ -267,7 +267,7 @@ pub async fn create_project_key(
         &admin.tenant.api_key_id,
     )
     .await
-    .map_err(store_error)?;
+    .map_err(service::Error::from)?;
     Ok(Json(created_json(&key, &secret)))
 }
 
@@ -344,7 +344,7 @@ pub async fn create_admin_key(
         &admin.tenant.api_key_id,
     )
     .await
-    .map_err(store_error)?;
+    .map_err(service::Error::from)?;
     Ok(Json(created_json(&key, &secret)))
 }
 
@@ -394,7 +394,7 @@ async fn delete(
         &admin.tenant.api_key_id,
     )
     .await
-    .map_err(store_error)?;
+    .map_err(service::Error::from)?;
     Ok(Json(deleted_json(&key)))
 }
 
@@ -418,7 +418,7 @@ async fn rotate(
                 "No active key found with id '{key_id}'; a revoked key cannot be rotated."
             ),
         },
-        _ => store_error(err),
+        _ => service::Error::from(err).into(),
     })?;
     Ok(Json(created_json(&key, &secret)))
 }

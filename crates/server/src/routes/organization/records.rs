@@ -9,11 +9,11 @@ use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use super::manage::{self, InvoiceError};
-use super::{admin, store_error, Admin, Params, LIST_LIMITS};
+use super::{admin, Admin, Params, LIST_LIMITS};
 use crate::auth::Caller;
 use crate::error::ServerError;
 use crate::state::AppState;
+use service::manage;
 
 /// `json` (the default) or `csv`.
 fn wants_csv(params: &Params) -> Result<bool, ApiError> {
@@ -64,7 +64,7 @@ fn audit_cursor(params: &Params) -> Result<Option<i64>, ApiError> {
 async fn export(admin: &Admin, after: Option<i64>) -> Result<Response, ApiError> {
     let mut entries = manage::all_audit(&admin.store, &admin.tenant.org_id)
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     if let Some(after) = after {
         entries.retain(|e| e.id > after);
     }
@@ -92,7 +92,7 @@ pub async fn list_audit_logs(
         .store
         .list_audit(&admin.tenant.org_id, after, limit.saturating_add(1))
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     let has_more = entries.len() > limit as usize;
     entries.truncate(limit as usize);
     let body = manage::audit_list_json(&entries, has_more);
@@ -128,14 +128,7 @@ pub async fn retrieve_invoice(
             format!("The month must be written YYYY-MM, not {month:?}."),
         )
     })?;
-    let invoice = manage::invoice(&admin.store, &admin.tenant.org_id, month)
-        .await
-        .map_err(|err| match err {
-            InvoiceError::Store(err) => store_error(err),
-            InvoiceError::Billing(err) => ApiError::Internal {
-                detail: err.to_string(),
-            },
-        })?;
+    let invoice = manage::invoice(&admin.store, &admin.tenant.org_id, month).await?;
     if csv {
         return Ok(csv_response(
             invoice.to_csv(),

@@ -11,11 +11,11 @@ use axum::{Extension, Json};
 use serde_json::Value;
 use store::{BucketWidth, CostGroupBy, CostsQuery, GroupBy, UsageFilter, UsageQuery};
 
-use super::manage;
-use super::{admin, store_error, Params};
+use super::{admin, Params};
 use crate::auth::Caller;
 use crate::error::ServerError;
 use crate::state::AppState;
+use service::manage;
 
 /// The largest unix-seconds time that converts to milliseconds.
 const MAX_SECONDS: i64 = i64::MAX / 1000;
@@ -50,16 +50,6 @@ fn limit(params: &Params, max: u32) -> Result<Option<u32>, ApiError> {
     Ok(params
         .int("limit", 1, i64::from(max))?
         .and_then(|n| u32::try_from(n).ok()))
-}
-
-/// A store refusal of a query already checked here: only the cursor is left.
-fn page_error(err: store::StoreError) -> ApiError {
-    match err.kind() {
-        store::ErrorKind::InvalidRequest => {
-            ApiError::invalid("page", InvalidCode::InvalidValue, err.to_string())
-        }
-        _ => store_error(err),
-    }
 }
 
 /// The usage question a query string asks.
@@ -152,7 +142,7 @@ pub async fn usage_completions(
         .store
         .usage(&admin.tenant.org_id, &query)
         .await
-        .map_err(page_error)?;
+        .map_err(service::Error::from)?;
     Ok(Json(manage::usage_page_json(&page)))
 }
 
@@ -168,7 +158,7 @@ pub async fn costs(
         .store
         .costs(&admin.tenant.org_id, &query)
         .await
-        .map_err(page_error)?;
+        .map_err(service::Error::from)?;
     let body = manage::costs_page_json(&page).to_json_string();
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

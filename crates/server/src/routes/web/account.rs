@@ -1,8 +1,8 @@
 //! People in the web app: `POST /api/auth/signup`, `/api/auth/login`,
 //! `/api/auth/logout` and `GET /api/me`.
 //!
-//! Everyone signs up into the installation's `local` organisation (the one
-//! keyless and admin-key requests are billed to, created when missing): the
+//! Everyone signs up into the installation's default organisation (the one
+//! keyless, admin-key and `parlance keys create` requests bill, created when missing): the
 //! first person to sign up becomes its owner, later ones members. Signing
 //! up or in opens a session and sets the [`SESSION_COOKIE`]: HttpOnly,
 //! SameSite=Strict, Path=/, lasting [`SESSION_TTL`], and Secure when the
@@ -26,12 +26,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use store::{Role, Store};
 
-use super::{json_body, person, store, store_error};
+use super::{json_body, person, store};
 use crate::auth::{csrf_refusal, passes_csrf_check, session_cookie, Caller, SESSION_COOKIE};
 use crate::state::AppState;
 
-/// The organisation people sign up into.
-pub const LOCAL_ORG: &str = "local";
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The shortest password accepted at sign-up.
@@ -89,7 +87,7 @@ pub async fn signup(
         let first = store
             .list_members(&org_id)
             .await
-            .map_err(store_error)?
+            .map_err(service::Error::from)?
             .is_empty();
         if !signup_allowed(std::env::var(SIGNUP_ENV).ok().as_deref(), first) {
             return Err(ApiError::Forbidden {
@@ -115,13 +113,13 @@ pub async fn signup(
                     "This email is already registered: sign in instead.".into(),
                     "email",
                 ),
-                _ => store_error(err),
+                _ => service::Error::from(err).into(),
             })?;
         let role = if first { Role::Owner } else { Role::Member };
         store
             .set_role(&org_id, &user.id, role)
             .await
-            .map_err(store_error)?;
+            .map_err(service::Error::from)?;
         open_session(&store, &headers, &org_id, &user.id).await
     })
     .await
@@ -148,7 +146,7 @@ pub async fn login(
             .await
             .map_err(|err| match err.kind() {
                 store::ErrorKind::Unauthorized => wrong(),
-                _ => store_error(err),
+                _ => service::Error::from(err).into(),
             })?;
         let org_id = local_org(&store).await?;
         store
@@ -169,7 +167,10 @@ pub async fn logout(State(state): State<AppState>, method: Method, headers: Head
         }
         let store = store(&state)?;
         if let Some(token) = session_cookie(&headers) {
-            store.revoke_session(&token).await.map_err(store_error)?;
+            store
+                .revoke_session(&token)
+                .await
+                .map_err(service::Error::from)?;
         }
         let mut response = Json(json!({"signed_out": true})).into_response();
         let cookie = format!(
@@ -195,8 +196,11 @@ pub async fn me(State(state): State<AppState>, caller: Option<Extension<Caller>>
 
 /// The JSON of `GET /api/me` (also the answer to signing up and in).
 async fn describe(store: &Store, org_id: &str, user_id: &str) -> Result<Value, ApiError> {
-    let org = store.get_org(org_id).await.map_err(store_error)?;
-    let members = store.list_members(org_id).await.map_err(store_error)?;
+    let org = store.get_org(org_id).await.map_err(service::Error::from)?;
+    let members = store
+        .list_members(org_id)
+        .await
+        .map_err(service::Error::from)?;
     let (user, role) = members
         .into_iter()
         .find(|(user, _)| user.id == user_id)
@@ -204,7 +208,7 @@ async fn describe(store: &Store, org_id: &str, user_id: &str) -> Result<Value, A
             message: "You are no longer a member of this organization.".into(),
         })?;
     let now = billing::Timestamp::now();
-    let (plan, remaining) = crate::quota::remaining(store, org_id, user_id, now).await?;
+    let (plan, remaining) = service::plans::remaining(store, org_id, user_id, now).await?;
     Ok(json!({
         "object": "me",
         "user": {"id": user.id, "email": user.email, "name": user.name},
@@ -227,7 +231,7 @@ async fn open_session(
     let (_, token) = store
         .create_session(org_id, user_id, ttl_ms)
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     let body = describe(store, org_id, user_id).await?;
     let mut response = Json(body).into_response();
     let cookie = format!(
@@ -259,16 +263,10 @@ fn secure(headers: &HeaderMap) -> bool {
     forced || https
 }
 
-/// The id of the [`LOCAL_ORG`], created when missing.
+/// The id of the installation's default organisation, which the web app
+/// signs people into (the CLI's keys and `PARLANCE_ADMIN_KEY` bill it too).
 async fn local_org(store: &Store) -> Result<String, ApiError> {
-    match store
-        .find_org_by_name(LOCAL_ORG)
-        .await
-        .map_err(store_error)?
-    {
-        Some(org) => Ok(org.id),
-        None => Ok(store.create_org(LOCAL_ORG).await.map_err(store_error)?.id),
-    }
+    Ok(service::ensure_org(store, service::DEFAULT_ORG).await?)
 }
 
 fn invalid(message: String, param: &str) -> ApiError {

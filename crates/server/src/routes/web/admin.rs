@@ -22,12 +22,12 @@ use axum::{Extension, Json};
 use billing::Money;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use store::{NewAuditEntry, Role, Store, StoredPrice, DEFAULT_PRICE_MODEL};
+use store::{Role, StoredPrice, DEFAULT_PRICE_MODEL};
 
-use super::{json_body, person, store_error, Person};
+use super::{json_body, person, Person};
 use crate::auth::Caller;
-use crate::routes::organization::manage;
 use crate::state::AppState;
+use service::manage;
 
 /// The audit log's organisation for installation-wide changes (prices).
 
@@ -59,68 +59,19 @@ pub struct PriceRequest {
 async fn admin(
     state: &AppState,
     caller: Option<Extension<Caller>>,
-) -> Result<(Person, Role), ApiError> {
+) -> Result<(Person, Role), crate::ServerError> {
     let p = person(state, caller)?;
-    let role = p
-        .store
-        .get_role(&p.org_id, &p.user_id)
-        .await
-        .map_err(store_error)?;
-    match role {
-        Role::Owner | Role::Admin => Ok((p, role)),
-        Role::Member | Role::Reader => Err(ApiError::Forbidden {
-            message: "Only owners and admins of the organization may do this.".into(),
-        }),
-    }
+    let role = service::members::managing_role(&p.store, &p.org_id, &p.user_id).await?;
+    Ok((p, role))
 }
 
 fn actor(p: &Person) -> String {
     format!("user:{}", p.user_id)
 }
 
-async fn audit(store: &Store, entry: NewAuditEntry) -> Result<(), ApiError> {
-    store.append_audit(&entry).await.map_err(store_error)?;
-    Ok(())
-}
-
 fn parse_role(text: &str) -> Result<Role, ApiError> {
     text.parse()
         .map_err(|_| ApiError::invalid_body("role must be owner, admin, member or reader"))
-}
-
-/// The member's current role; a 404 when not a member.
-async fn role_of(p: &Person, user_id: &str) -> Result<Role, ApiError> {
-    p.store
-        .get_role(&p.org_id, user_id)
-        .await
-        .map_err(store_error)
-}
-
-/// Refuses to take away the organisation's last owner.
-async fn keep_an_owner(p: &Person, user_id: &str) -> Result<(), ApiError> {
-    let members = p.store.list_members(&p.org_id).await.map_err(store_error)?;
-    let others = members
-        .iter()
-        .filter(|(user, role)| *role == Role::Owner && user.id != user_id)
-        .count();
-    if others == 0 {
-        return Err(ApiError::invalid_body(
-            "This is the organization's last owner: make someone else an owner first.",
-        ));
-    }
-    Ok(())
-}
-
-/// Whether `acting` may change a member whose role is `from` to `to`
-/// (`None`: removal). Only owners touch owners.
-fn may_change(acting: Role, from: Role, to: Option<Role>) -> Result<(), ApiError> {
-    let touches_owner = from == Role::Owner || to == Some(Role::Owner);
-    if touches_owner && acting != Role::Owner {
-        return Err(ApiError::Forbidden {
-            message: "Only an owner may make or change an owner.".into(),
-        });
-    }
-    Ok(())
 }
 
 /// `GET /api/admin/members`.
@@ -129,10 +80,14 @@ pub async fn members(
     caller: Option<Extension<Caller>>,
 ) -> Result<Json<Value>, crate::ServerError> {
     let (p, _) = admin(&state, caller).await?;
-    let members = p.store.list_members(&p.org_id).await.map_err(store_error)?;
+    let members = p
+        .store
+        .list_members(&p.org_id)
+        .await
+        .map_err(service::Error::from)?;
     let mut data = Vec::with_capacity(members.len());
     for (user, role) in members {
-        let plan = crate::quota::plan_of(&p.store, &p.org_id, &user.id).await?;
+        let plan = service::plans::plan_of(&p.store, &p.org_id, &user.id).await?;
         data.push(json!({
             "id": user.id, "email": user.email, "name": user.name,
             "role": role.as_str(), "plan": plan.id, "you": user.id == p.user_id,
@@ -151,27 +106,8 @@ pub async fn set_role(
     let (p, acting) = admin(&state, caller).await?;
     let request: RoleRequest = json_body(&body)?;
     let to = parse_role(&request.role)?;
-    let from = role_of(&p, &user_id).await?;
-    may_change(acting, from, Some(to))?;
-    if from == Role::Owner && to != Role::Owner {
-        keep_an_owner(&p, &user_id).await?;
-    }
-    p.store
-        .set_role(&p.org_id, &user_id, to)
-        .await
-        .map_err(store_error)?;
-    audit(
-        &p.store,
-        NewAuditEntry {
-            org_id: p.org_id.clone(),
-            actor: actor(&p),
-            action: "member.role_changed".into(),
-            target: user_id.clone(),
-            before: Some(json!({"role": from.as_str()})),
-            after: Some(json!({"role": to.as_str()})),
-        },
-    )
-    .await?;
+    let actor = actor(&p);
+    service::members::set_role(&p.store, &p.org_id, (&actor, acting), &user_id, to).await?;
     Ok(Json(json!({"id": user_id, "role": to.as_str()})))
 }
 
@@ -182,27 +118,8 @@ pub async fn remove(
     Path(user_id): Path<String>,
 ) -> Result<Json<Value>, crate::ServerError> {
     let (p, acting) = admin(&state, caller).await?;
-    let from = role_of(&p, &user_id).await?;
-    may_change(acting, from, None)?;
-    if from == Role::Owner {
-        keep_an_owner(&p, &user_id).await?;
-    }
-    p.store
-        .remove_member(&p.org_id, &user_id)
-        .await
-        .map_err(store_error)?;
-    audit(
-        &p.store,
-        NewAuditEntry {
-            org_id: p.org_id.clone(),
-            actor: actor(&p),
-            action: "member.removed".into(),
-            target: user_id.clone(),
-            before: Some(json!({"role": from.as_str()})),
-            after: None,
-        },
-    )
-    .await?;
+    let actor = actor(&p);
+    service::members::remove(&p.store, &p.org_id, (&actor, acting), &user_id).await?;
     Ok(Json(
         json!({"id": user_id, "object": "member.deleted", "deleted": true}),
     ))
@@ -214,7 +131,7 @@ pub async fn plans(
     caller: Option<Extension<Caller>>,
 ) -> Result<Json<Value>, crate::ServerError> {
     let (p, _) = admin(&state, caller).await?;
-    let plans = crate::quota::plans(&p.store).await?;
+    let plans = service::plans::plans(&p.store).await?;
     Ok(Json(json!({"object": "list", "data": plans})))
 }
 
@@ -227,40 +144,9 @@ pub async fn assign_plan(
 ) -> Result<Json<Value>, crate::ServerError> {
     let (p, _) = admin(&state, caller).await?;
     let request: PlanRequest = json_body(&body)?;
-    let known = crate::quota::plans(&p.store).await?;
-    let Some(chosen) = known.iter().find(|plan| plan.id == request.plan) else {
-        return Err(ApiError::invalid_body(format!("There is no plan {:?}.", request.plan)).into());
-    };
-    role_of(&p, &user_id).await?;
-    let stored = p.store.list_plans().await.map_err(store_error)?;
-    if stored.iter().all(|plan| plan.id != chosen.id) {
-        // A built-in plan gets its row, which assignments refer to.
-        let definition = serde_json::to_string(chosen).map_err(|err| ApiError::Internal {
-            detail: format!("plan {}: {err}", chosen.id),
-        })?;
-        p.store
-            .put_plan(&chosen.id, &definition)
-            .await
-            .map_err(store_error)?;
-    }
-    let before = p
-        .store
-        .assign_plan(&p.org_id, &user_id, &chosen.id)
-        .await
-        .map_err(store_error)?;
-    audit(
-        &p.store,
-        NewAuditEntry {
-            org_id: p.org_id.clone(),
-            actor: actor(&p),
-            action: "plan.assigned".into(),
-            target: user_id.clone(),
-            before: before.map(|plan| json!({ "plan": plan })),
-            after: Some(json!({ "plan": chosen.id })),
-        },
-    )
-    .await?;
-    Ok(Json(json!({"id": user_id, "plan": chosen.id})))
+    let plan =
+        service::plans::assign(&p.store, &p.org_id, &user_id, &request.plan, &actor(&p)).await?;
+    Ok(Json(json!({"id": user_id, "plan": plan.id})))
 }
 
 /// The price per 1M tokens, in USD, as exact decimal text.
@@ -285,7 +171,7 @@ pub async fn prices(
     caller: Option<Extension<Caller>>,
 ) -> Result<Json<Value>, crate::ServerError> {
     let (p, _) = admin(&state, caller).await?;
-    let prices = p.store.list_prices().await.map_err(store_error)?;
+    let prices = p.store.list_prices().await.map_err(service::Error::from)?;
     let data: Vec<Value> = prices.iter().map(price_json).collect();
     Ok(Json(
         json!({"object": "list", "default_model": DEFAULT_PRICE_MODEL, "data": data}),
@@ -342,22 +228,13 @@ pub async fn set_price(
     };
     manage::set_price(&p.store, &price, &actor(&p))
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     Ok(Json(price_json(&price)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_an_owner_touches_owners() {
-        assert!(may_change(Role::Admin, Role::Member, Some(Role::Admin)).is_ok());
-        assert!(may_change(Role::Admin, Role::Member, Some(Role::Owner)).is_err());
-        assert!(may_change(Role::Admin, Role::Owner, Some(Role::Member)).is_err());
-        assert!(may_change(Role::Admin, Role::Owner, None).is_err());
-        assert!(may_change(Role::Owner, Role::Owner, Some(Role::Admin)).is_ok());
-    }
 
     #[test]
     fn prices_are_exact_and_non_negative() {

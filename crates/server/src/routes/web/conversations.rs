@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use store::{Conversation, ConversationUpdate, Message, NewConversation, NewMessage};
 
-use super::{json_body, person, store_error};
+use super::{json_body, person};
 use crate::auth::Caller;
 use crate::state::AppState;
 
@@ -102,7 +102,7 @@ pub async fn list(
             query.limit.unwrap_or(100),
         )
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     let data: Vec<Value> = found.iter().map(conversation_json).collect();
     Ok(Json(json!({"object": "list", "data": data})))
 }
@@ -129,7 +129,7 @@ pub async fn create(
         .store
         .create_conversation(&p.org_id, &p.user_id, &new)
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     let mut body = conversation_json(&conversation);
     body["messages"] = json!([]);
     Ok((axum::http::StatusCode::CREATED, Json(body)).into_response())
@@ -146,12 +146,12 @@ pub async fn retrieve(
         .store
         .get_conversation(&p.org_id, &p.user_id, &id)
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     let messages = p
         .store
         .list_messages(&p.org_id, &p.user_id, &id)
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     let mut body = conversation_json(&conversation);
     body["messages"] = messages.iter().map(message_json).collect();
     Ok(Json(body))
@@ -176,7 +176,7 @@ pub async fn update(
         .store
         .update_conversation(&p.org_id, &p.user_id, &id, &update)
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     Ok(Json(conversation_json(&conversation)))
 }
 
@@ -190,7 +190,7 @@ pub async fn delete(
     p.store
         .delete_conversation(&p.org_id, &p.user_id, &id)
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     Ok(Json(
         json!({"id": id, "object": "conversation.deleted", "deleted": true}),
     ))
@@ -216,7 +216,7 @@ pub async fn append(
         .store
         .append_message(&p.org_id, &p.user_id, &id, &new)
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     Ok((
         axum::http::StatusCode::CREATED,
         Json(message_json(&message)),
@@ -237,7 +237,7 @@ pub async fn truncate(
         .store
         .truncate_conversation(&p.org_id, &p.user_id, &id, &request.from_message_id)
         .await
-        .map_err(store_error)?;
+        .map_err(service::Error::from)?;
     Ok(Json(json!({"id": id, "deleted_messages": deleted})))
 }
 

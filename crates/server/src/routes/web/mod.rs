@@ -20,7 +20,6 @@ use serde::de::DeserializeOwned;
 use store::Store;
 
 use crate::auth::{store_of, Caller};
-use crate::error::store_error;
 use crate::state::AppState;
 
 /// The routes anyone may call: the app's page and assets, sign-up, sign-in

@@ -4,7 +4,7 @@
 //! ledger; and the JSON forms of usage pages, cost pages, keys and audit
 //! entries.
 //!
-//! Exported as `server::manage`. Every function takes the organisation id
+//! Every function takes the organisation id
 //! and reads only that organisation's rows (the store enforces it).
 //!
 //! Money leaves this module exactly: a cost amount is written as a JSON
@@ -200,6 +200,24 @@ pub async fn set_price(
     Ok(before)
 }
 
+/// Records `gateway.reloaded` by `system` in the organisation `org_id`:
+/// the `[gateway]` configuration before and after, as the caller renders
+/// it (secrets redacted).
+pub async fn record_gateway_reload(
+    store: &Store,
+    org_id: &str,
+    before: &Value,
+    after: &Value,
+) -> Result<(), StoreError> {
+    let change = Change {
+        org_id,
+        actor: "system",
+        action: "gateway.reloaded",
+        target: "gateway",
+    };
+    record_change(store, change, Some(before), Some(after), Value::clone).await
+}
+
 /// Sets a key's own rate limits and records `api_key.limits_changed`.
 pub async fn set_key_limits(
     store: &Store,
@@ -272,21 +290,10 @@ pub async fn rotate_key(
     Ok((key, secret))
 }
 
-/// An error while building an invoice.
-#[derive(Debug, thiserror::Error)]
-pub enum InvoiceError {
-    /// Reading the ledger failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The sums overflowed or a stored value is out of range.
-    #[error(transparent)]
-    Billing(#[from] billing::BillingError),
-}
-
 /// The organisation's invoice for `month`, from every ledger row that
 /// started in it; the costs are the ledger's, summed exactly, so the
 /// invoice agrees with the costs API to the picodollar.
-pub async fn invoice(store: &Store, org_id: &str, month: Month) -> Result<Invoice, InvoiceError> {
+pub async fn invoice(store: &Store, org_id: &str, month: Month) -> crate::Result<Invoice> {
     let (start, end) = (month.start().unix_millis(), month.end().unix_millis());
     let mut records = Vec::new();
     let mut after = None;

@@ -1,6 +1,17 @@
-//! From a validated request to running generations and back: sampling
-//! settings, submitting one generation per choice, gathering a
-//! generation's events, and turning engine logprobs into wire logprobs.
+//! The one local-generation path, for every endpoint: **prepare** (the
+//! endpoint's sampling [`Settings`]; a chat's messages rendered with the
+//! model's own template and tokenized, off the executor: [`chat`]),
+//! **submit** one generation per choice ([`submit_all`]), and **merge**
+//! their engine events into one answer ([`Answer`], the only merger) that
+//! each endpoint writes in its own wire format ([`AnswerFormat`]): chat
+//! chunks and answers ([`chat::ChatChunks`]), legacy completions
+//! ([`completion::CompletionChunks`]), and the gateway's chunk stream for
+//! the local backend ([`engine_backend`]).
+
+pub mod chat;
+pub mod completion;
+pub mod engine_backend;
+mod merge;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +20,21 @@ use std::sync::Arc;
 use api::{ApiError, InvalidCode, TokenLogprob, TopLogprob};
 use engine::{EngineHandle, Event, GenerateRequest, Generation, SamplingParams, Tokenizer};
 
-use crate::error::from_engine;
+pub use merge::{Answer, AnswerEvent, Whole, WholeChoice};
+
+use crate::Error;
+
+/// How an endpoint writes a local answer as its wire objects (chunks of a
+/// stream; the same objects feed the whole answer's assembly where the
+/// endpoint needs it).
+pub trait AnswerFormat: Send + 'static {
+    /// One wire object.
+    type Chunk: serde::Serialize + Send + 'static;
+    /// The objects opening an answer of `choices` choices, if any.
+    fn opening(&mut self, choices: usize) -> Vec<Self::Chunk>;
+    /// The objects of one event; never called with [`AnswerEvent::Failed`].
+    fn event(&mut self, event: AnswerEvent) -> Vec<Self::Chunk>;
+}
 
 /// The logprob sent for a token the engine scored `-inf` (JSON has no
 /// infinity, and clients expect a number).
@@ -18,13 +43,21 @@ const MIN_LOGPROB: f32 = -9999.0;
 /// How every choice of one request is sampled.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
+    /// `temperature` (default 1).
     pub temperature: Option<f64>,
+    /// `top_p` (default 1).
     pub top_p: Option<f64>,
+    /// `presence_penalty` (default 0).
     pub presence_penalty: Option<f64>,
+    /// `frequency_penalty` (default 0).
     pub frequency_penalty: Option<f64>,
+    /// `logit_bias`, as token ids.
     pub logit_bias: Vec<(u32, f32)>,
+    /// `seed`: choice `i` uses `seed + i`.
     pub seed: Option<i64>,
+    /// The most tokens each choice may generate (`None`: the context's room).
     pub max_tokens: Option<u32>,
+    /// Stop strings.
     pub stop: Vec<String>,
     /// `Some(k)`: report each token's logprob and its `k` best alternatives.
     pub logprobs: Option<usize>,
@@ -111,15 +144,15 @@ pub fn submit_all(
     prompts: &[Vec<u32>],
     n: u32,
     settings: &Settings,
-    param: &str,
-) -> Result<Vec<Tracked>, ApiError> {
+    param: &'static str,
+) -> Result<Vec<Tracked>, Error> {
     let mut generations = Vec::with_capacity(prompts.len() * n as usize);
     for prompt in prompts {
         for _ in 0..n {
             let index = generations.len() as u64;
             let generation = engine
                 .submit(settings.request(prompt.clone(), index))
-                .map_err(|err| from_engine(err, param))?;
+                .map_err(|err| Error::engine(err, param))?;
             generations.push(Tracked::new(generation, live.clone()));
         }
     }
@@ -129,66 +162,10 @@ pub fn submit_all(
 /// One generated token, as reported by the engine.
 #[derive(Debug, Clone)]
 pub struct TokenOut {
+    /// The token id.
     pub id: u32,
+    /// Its logprob and best alternatives, when asked for.
     pub logprobs: Option<engine::TokenLogprobs>,
-}
-
-/// A finished generation.
-#[derive(Debug, Clone)]
-pub struct Collected {
-    pub text: String,
-    pub tokens: Vec<TokenOut>,
-    pub finish_reason: api::FinishReason,
-    pub completion_tokens: u32,
-    /// Prompt tokens the engine's prefix cache served.
-    pub cached_prompt_tokens: u32,
-}
-
-/// The cached prompt tokens of a request from its choices' reports: the
-/// prompt is billed once per prompt, so the first choice of each prompt
-/// (every `n`-th generation) speaks for it.
-pub fn cached_of_prompts(index: usize, n: u32, cached: u32) -> u32 {
-    if index.is_multiple_of(n.max(1) as usize) {
-        cached
-    } else {
-        0
-    }
-}
-
-/// Waits for `generation` to finish, gathering its text and tokens.
-pub async fn collect(mut generation: Tracked) -> Result<Collected, ApiError> {
-    let mut text = String::new();
-    let mut tokens = Vec::new();
-    while let Some(event) = generation.next().await {
-        match event {
-            Event::Token {
-                id,
-                text: piece,
-                logprobs,
-            } => {
-                text.push_str(&piece);
-                tokens.push(TokenOut { id, logprobs });
-            }
-            Event::Done {
-                text: rest,
-                reason,
-                usage,
-            } => {
-                text.push_str(&rest);
-                return Ok(Collected {
-                    text,
-                    tokens,
-                    finish_reason: finish_reason(reason),
-                    completion_tokens: saturate(usage.completion_tokens),
-                    cached_prompt_tokens: saturate(usage.cached_tokens),
-                });
-            }
-            Event::Failed { message } => return Err(ApiError::Internal { detail: message }),
-        }
-    }
-    Err(ApiError::Internal {
-        detail: "the generation ended without a result".into(),
-    })
 }
 
 /// The wire finish reason of an engine one.

@@ -1,0 +1,198 @@
+//! A legacy completion request on the local engine: its prompts (text or
+//! token ids) tokenized off the executor, its sampling settings, and its
+//! answer as `text_completion` objects ([`CompletionChunks`]), streamed or
+//! whole.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use api::{
+    Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, FinishReason, PromptInput,
+};
+use engine::{EngineHandle, Tokenizer};
+
+use super::{finite, saturate, token_text, AnswerEvent, AnswerFormat, Settings, TokenOut, Whole};
+use crate::Result;
+
+/// The request field a completion's engine errors are about.
+pub const PARAM: &str = "prompt";
+
+/// The token ids of every prompt of `request` (ids as given, text
+/// tokenized on the blocking pool).
+pub async fn prompts(engine: &EngineHandle, request: &CompletionRequest) -> Result<Vec<Vec<u32>>> {
+    let inputs: Vec<Result<Vec<u32>, String>> = request
+        .prompt
+        .inputs()
+        .into_iter()
+        .map(|input| match input {
+            PromptInput::Tokens(tokens) => Ok(tokens.to_vec()),
+            PromptInput::Text(text) => Err(text.to_owned()),
+        })
+        .collect();
+    let engine = engine.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        inputs
+            .into_iter()
+            .map(|input| input.unwrap_or_else(|text| engine.encode_prompt(&text)))
+            .collect()
+    })
+    .await?)
+}
+
+/// How the choices of `request` are sampled.
+pub fn settings(request: &CompletionRequest) -> Result<Settings> {
+    Ok(Settings {
+        temperature: request.temperature,
+        top_p: request.top_p,
+        presence_penalty: request.presence_penalty,
+        frequency_penalty: request.frequency_penalty,
+        logit_bias: super::logit_bias(request.logit_bias.as_ref())?,
+        seed: request.seed,
+        max_tokens: Some(request.max_output_tokens().max(1)),
+        stop: request
+            .stop_sequences()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        logprobs: request
+            .logprobs
+            .map(|k| k.clamp(0, api::MAX_COMPLETION_LOGPROBS) as usize),
+    })
+}
+
+/// Legacy completion objects: one `text_completion` per delta,
+/// `finish_reason` on the last of each choice, then the usage object when
+/// asked for.
+pub struct CompletionChunks {
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+    logprobs: bool,
+    tokenizer: Arc<Tokenizer>,
+    /// Per choice, the characters of text already returned.
+    offsets: Vec<u32>,
+}
+
+impl CompletionChunks {
+    /// A fresh `cmpl-…` answer of `model`.
+    pub fn new(
+        model: String,
+        include_usage: bool,
+        logprobs: bool,
+        tokenizer: Arc<Tokenizer>,
+    ) -> Self {
+        CompletionChunks {
+            id: format!("cmpl-{}", crate::random_hex()),
+            created: crate::unix_now(),
+            model,
+            include_usage,
+            logprobs,
+            tokenizer,
+            offsets: Vec::new(),
+        }
+    }
+
+    fn object(&self, choices: Vec<CompletionChoice>) -> Completion {
+        Completion::new(self.id.clone(), self.created, self.model.clone(), choices)
+    }
+
+    /// The whole answer gathered in `whole`.
+    pub fn completion(mut self, whole: Whole) -> Completion {
+        let choices = whole
+            .choices
+            .into_iter()
+            .enumerate()
+            .map(|(index, choice)| {
+                let index = index as u32;
+                CompletionChoice {
+                    index,
+                    logprobs: self.logprobs_of(index, &choice.tokens),
+                    text: choice.text,
+                    finish_reason: choice.finish_reason,
+                }
+            })
+            .collect();
+        let mut answer = self.object(choices);
+        answer.usage = Some(whole.usage);
+        answer
+    }
+
+    /// The legacy parallel-array logprobs of `tokens`, continuing choice
+    /// `index`'s character offsets.
+    fn logprobs_of(&mut self, index: u32, tokens: &[TokenOut]) -> Option<CompletionLogprobs> {
+        if !self.logprobs {
+            return None;
+        }
+        let index = index as usize;
+        if self.offsets.len() <= index {
+            self.offsets.resize(index + 1, 0);
+        }
+        let mut out = CompletionLogprobs::default();
+        for token in tokens {
+            let Some(logprobs) = &token.logprobs else {
+                continue;
+            };
+            let text = token_text(&self.tokenizer, token.id);
+            out.text_offset.push(self.offsets[index]);
+            self.offsets[index] =
+                self.offsets[index].saturating_add(saturate(text.chars().count()));
+            out.tokens.push(text);
+            out.token_logprobs
+                .push(Some(finite(logprobs.chosen_logprob)));
+            let top: BTreeMap<String, f32> = logprobs
+                .top
+                .iter()
+                .map(|&(id, logprob)| (token_text(&self.tokenizer, id), finite(logprob)))
+                .collect();
+            out.top_logprobs.push(Some(top));
+        }
+        Some(out)
+    }
+
+    fn choice(
+        &mut self,
+        index: u32,
+        text: String,
+        tokens: &[TokenOut],
+        reason: Option<FinishReason>,
+    ) -> Completion {
+        let logprobs = self.logprobs_of(index, tokens);
+        self.object(vec![CompletionChoice {
+            text,
+            index,
+            logprobs,
+            finish_reason: reason,
+        }])
+    }
+}
+
+impl AnswerFormat for CompletionChunks {
+    type Chunk = Completion;
+
+    fn opening(&mut self, _choices: usize) -> Vec<Completion> {
+        Vec::new()
+    }
+
+    fn event(&mut self, event: AnswerEvent) -> Vec<Completion> {
+        match event {
+            AnswerEvent::Text {
+                index,
+                text,
+                tokens,
+            } => vec![self.choice(index, text, &tokens, None)],
+            AnswerEvent::Finished {
+                index,
+                text,
+                tokens,
+                reason,
+            } => vec![self.choice(index, text, &tokens, Some(reason))],
+            AnswerEvent::Done(usage) if self.include_usage => {
+                let mut last = self.object(Vec::new());
+                last.usage = Some(usage);
+                vec![last]
+            }
+            AnswerEvent::Done(_) | AnswerEvent::Failed(_) => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,596 @@
+//! Metering: the durable reservation before a generation and the one
+//! ledger row after it.
+//!
+//! [`Meter::begin`] takes the request's tokens from its tokens-per-minute
+//! limits (passed in: [`RequestLimits`]) and reserves its worst case (every
+//! prompt token at the input price plus the most tokens it may generate at
+//! the output price) under the request id, before any work. It hands back a
+//! [`Charge`], which the request's answer owns until the generation ends.
+//! A charge has one way to end, [`Charge::settle`] with the outcome and the
+//! tokens used; dropping an unsettled charge (the client left, the handler
+//! was cancelled) settles it as `cancelled` with the tokens recorded so
+//! far. Settlement writes the ledger row and deletes the reservation in one
+//! transaction, on a spawned task so that no drop path awaits, and corrects
+//! the tokens-per-minute estimate with the real usage; the store makes a
+//! retried request id write no second row. A request refused before any
+//! work settles [`Outcome::Refused`]: no row, the reservation released, the
+//! estimate refunded. Request ids are unique per organisation: two tenants
+//! may send the same `x-request-id` without touching each other's rows.
+//!
+//! While it runs, the charge records its progress in the reservation
+//! ([`Charge::record`]: at the first token, then every
+//! [`CHECKPOINT_TOKENS`] tokens or [`CHECKPOINT_INTERVAL`]), so a crash
+//! leaves a reservation that `serve` settles at start for what was produced
+//! ([`settle_interrupted`]): a crash costs the operator at most the tokens
+//! of one checkpoint interval per request, and never bills a client twice.
+//!
+//! Budgets and plans: the store admits the reservation only if every budget
+//! of the request's organisation, project and key can hold its worst case,
+//! and a signed-in person's plan must allow the model and have quota left
+//! ([`crate::plans`]); otherwise the answer is a 429 `insufficient_quota`
+//! (a 403 for a model outside the plan) before any work. A settlement that
+//! reaches a soft limit for the first time in its period is logged and
+//! posted to the soft-limit webhook ([`crate::notify`]).
+//!
+//! Every write the meter spawns (settlements, releases, progress records)
+//! runs on the meter's task tracker, so a shutdown can wait until each has
+//! written ([`Meter::flush`]). A request routed to a remote backend is
+//! settled for the backend and model that served it, at that model's
+//! prices, with the upstream's reported tokens ([`Charge::served_by`]).
+//!
+//! Where a price becomes a cost: [`Meter::prices_at`] fixes the request's
+//! prices at its start (the store's table, else the configured one);
+//! `billing::worst_case` sizes the reservation and `billing::cost` prices
+//! every progress record and the settlement, in integer picodollars.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api::{ApiError, FinishReason};
+use billing::{ModelPrices, PriceTable, Timestamp, Usage};
+use store::{NewReservation, NewUsage, Progress, Reservation, SoftLimitReached, Store, StoreError};
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+use crate::limits::{RequestLimits, TokenCharge};
+use crate::{Error, Result, Tenant};
+
+/// Progress is recorded every this many generated tokens…
+pub const CHECKPOINT_TOKENS: u64 = 16;
+/// …or when this much time has passed since the last record, whichever
+/// comes first (checked as tokens arrive).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The backend name written in the ledger for the in-process engine.
+pub const LOCAL_BACKEND: &str = "local";
+
+/// The store and the prices every request is metered with. Cheap to clone.
+#[derive(Clone)]
+pub struct Meter {
+    store: Store,
+    prices: Arc<PriceTable>,
+    /// Where soft-limit notices are posted (`http://…`), if anywhere.
+    webhook: Option<Arc<str>>,
+    /// The spawned ledger writes, for [`Meter::flush`].
+    tasks: TaskTracker,
+}
+
+/// How a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every choice finished (the first one's reason, for the ledger).
+    Finished(Option<FinishReason>),
+    /// The engine or the upstream failed (or the request timed out) midway.
+    Failed,
+    /// The client left before the end.
+    Cancelled,
+    /// Refused before any work: no ledger row, the reservation released
+    /// and the tokens-per-minute estimate refunded.
+    Refused,
+}
+
+impl Outcome {
+    /// The ledger's `status`; `None` when no row is written.
+    fn status(self) -> Option<&'static str> {
+        match self {
+            Outcome::Finished(_) => Some("ok"),
+            Outcome::Failed => Some("error"),
+            Outcome::Cancelled => Some("cancelled"),
+            Outcome::Refused => None,
+        }
+    }
+}
+
+/// What one request asks for, to size its reservation.
+#[derive(Debug, Clone)]
+pub struct Planned<'a> {
+    /// The request id (the idempotency key).
+    pub request_id: &'a str,
+    /// The model served.
+    pub model: &'a str,
+    /// Prompt tokens as the usage object reports them (an estimate for a
+    /// remote backend, corrected at settlement).
+    pub prompt_tokens: u64,
+    /// The most tokens every choice together may generate.
+    pub max_completion_tokens: u64,
+}
+
+impl Meter {
+    /// A meter writing to `store` at the prices of `prices`.
+    pub fn new(store: Store, prices: PriceTable) -> Self {
+        Meter {
+            store,
+            prices: Arc::new(prices),
+            webhook: None,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Waits until every ledger write spawned so far has finished (writes
+    /// spawned meanwhile are waited for too).
+    pub async fn flush(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.tasks.reopen();
+    }
+
+    /// Ledger writes still running.
+    pub fn pending_writes(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Posts soft-limit notices to `url` (plain `http://`) besides logging them.
+    pub fn with_webhook(mut self, url: Option<String>) -> Self {
+        self.webhook = url.map(Arc::from);
+        self
+    }
+
+    /// The store the ledger lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The prices a request for `model` started at `at` pays: the store's
+    /// (`parlance prices set`), else the configured table's.
+    pub async fn prices_at(&self, model: &str, at: Timestamp) -> Result<ModelPrices> {
+        match self.store.price_at(model, at.unix_millis()).await? {
+            Some(stored) => Ok(ModelPrices {
+                input: billing::Money::from_i64_units(stored.input),
+                cached_input: billing::Money::from_i64_units(stored.cached_input),
+                output: billing::Money::from_i64_units(stored.output),
+            }),
+            None => Ok(self.prices.price_at(model, at)?),
+        }
+    }
+
+    /// Takes the request's tokens (prompt + the most it may generate) from
+    /// `limits`, then reserves the worst case of `planned` for `tenant`,
+    /// before any work. A refusal of either takes nothing.
+    pub async fn begin(
+        &self,
+        tenant: &Tenant,
+        limits: Option<&RequestLimits>,
+        planned: Planned<'_>,
+    ) -> Result<Charge> {
+        let estimated = planned
+            .prompt_tokens
+            .saturating_add(planned.max_completion_tokens);
+        let rate_charge = match limits {
+            Some(limits) => Some(limits.charge_tokens(estimated).await?),
+            None => None,
+        };
+        match self.reserve(tenant, &planned).await {
+            Ok((prices, started_at)) => Ok(Charge {
+                meter: self.clone(),
+                tenant: tenant.clone(),
+                request_id: planned.request_id.to_owned(),
+                model: planned.model.to_owned(),
+                prices,
+                used: Usage {
+                    prompt_tokens: planned.prompt_tokens,
+                    cached_tokens: 0,
+                    completion_tokens: 0,
+                },
+                started: Instant::now(),
+                started_at,
+                settled: false,
+                checkpointed: None,
+                rate_charge,
+                backend: LOCAL_BACKEND.to_owned(),
+                relabel: false,
+            }),
+            Err(err) => {
+                if let Some(rate_charge) = rate_charge {
+                    rate_charge.settle(0).await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Admits and reserves `planned`, handing back its prices and when it
+    /// started.
+    async fn reserve(
+        &self,
+        tenant: &Tenant,
+        planned: &Planned<'_>,
+    ) -> Result<(ModelPrices, Timestamp)> {
+        let started_at = Timestamp::now();
+        // Both reads at once: one round trip to the store, not two.
+        let (prices, used) = tokio::join!(
+            self.prices_at(planned.model, started_at),
+            self.store.get_usage(&tenant.org_id, planned.request_id)
+        );
+        let prices = prices?;
+        if let Some(user_id) = &tenant.user_id {
+            crate::plans::admit(
+                &self.store,
+                &tenant.org_id,
+                user_id,
+                planned.model,
+                started_at,
+            )
+            .await?;
+        }
+        let worst = billing::worst_case(
+            planned.prompt_tokens,
+            planned.max_completion_tokens,
+            &prices,
+        )
+        .and_then(billing::Money::to_i64_units)?;
+        match used {
+            Ok(_) => {
+                return Err(ApiError::invalid_body(format!(
+                    "The request id {} was already used; send a new x-request-id.",
+                    planned.request_id
+                ))
+                .into())
+            }
+            Err(StoreError::NotFound(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+        let reservation = NewReservation {
+            request_id: planned.request_id.to_owned(),
+            org_id: tenant.org_id.clone(),
+            project_id: Some(tenant.project_id.clone()),
+            api_key_id: Some(tenant.api_key_id.clone()),
+            user_id: tenant.user_id.clone(),
+            amount: worst,
+            created_at: started_at.unix_millis(),
+            model: Some(planned.model.to_owned()),
+            backend: Some(LOCAL_BACKEND.to_owned()),
+        };
+        match self.store.reserve(&reservation).await {
+            Ok(_) => Ok((prices, started_at)),
+            Err(StoreError::Conflict(_)) => Err(ApiError::invalid_body(format!(
+                "A request with id {} is already in progress.",
+                planned.request_id
+            ))
+            .into()),
+            Err(StoreError::BudgetExceeded(why)) => Err(ApiError::QuotaExceeded {
+                message: format!(
+                    "You exceeded your current quota, please check your plan and billing \
+                     details: {why}. This request could cost up to {} USD.",
+                    billing::Money::from_i64_units(worst).to_decimal_string()
+                ),
+            }
+            .into()),
+            Err(err) => Err(Error::from(err)),
+        }
+    }
+}
+
+/// A reservation taken for one request; settles exactly once, by
+/// [`Charge::settle`] or, failing that, when dropped.
+pub struct Charge {
+    meter: Meter,
+    tenant: Tenant,
+    request_id: String,
+    model: String,
+    prices: ModelPrices,
+    /// The tokens recorded so far (the prompt's cached tokens are those the
+    /// engine's prefix cache served, billed at the cached input price).
+    used: Usage,
+    started: Instant,
+    started_at: Timestamp,
+    settled: bool,
+    /// Completion tokens and time of the last progress record.
+    checkpointed: Option<(u64, Instant)>,
+    /// The tokens-per-minute estimate taken for the request, corrected
+    /// with the real usage when the charge settles.
+    rate_charge: Option<TokenCharge>,
+    /// The backend id written in the ledger.
+    backend: String,
+    /// Whether the next progress record names `model` and `backend` in the
+    /// reservation (they changed since it was taken).
+    relabel: bool,
+}
+
+/// The ledger write of a settled charge, running on the meter's tasks:
+/// await [`Settlement::written`] to answer only once it is written, or
+/// drop it (a shutdown still waits for it).
+#[must_use = "await `written()` or drop the settlement explicitly"]
+pub struct Settlement(Option<JoinHandle<()>>);
+
+impl Settlement {
+    /// Waits until the ledger row (or the release) is written.
+    pub async fn written(self) {
+        if let Some(task) = self.0 {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "the settlement task failed");
+            }
+        }
+    }
+}
+
+impl Charge {
+    /// Records that `backend` answered as gateway model `model`: the row
+    /// names them, and the request pays `model`'s prices (it may be a
+    /// fallback of the model asked for). The open reservation is relabelled
+    /// with the next progress record, so that a crash before settlement is
+    /// recovered under the right names without a write of its own.
+    pub async fn served_by(&mut self, model: &str, backend: &str) {
+        self.backend = backend.to_owned();
+        self.relabel = true;
+        if model != self.model {
+            match self.meter.prices_at(model, self.started_at).await {
+                Ok(prices) => {
+                    self.prices = prices;
+                    self.model = model.to_owned();
+                }
+                Err(err) => tracing::error!(%model, error = %err,
+                    "no prices for the serving model; billed at the requested one's"),
+            }
+        }
+    }
+
+    /// The tokens recorded so far.
+    pub fn used(&self) -> Usage {
+        self.used
+    }
+
+    /// Records the tokens used so far, and the progress in the reservation
+    /// at the first generated token and then every [`CHECKPOINT_TOKENS`] or
+    /// [`CHECKPOINT_INTERVAL`].
+    pub fn record(&mut self, used: Usage) {
+        self.used = clamped(used);
+        let tokens = self.used.completion_tokens;
+        if self.settled || tokens == 0 {
+            return;
+        }
+        let due = match self.checkpointed {
+            None => true,
+            Some((at_tokens, at)) => {
+                tokens >= at_tokens.saturating_add(CHECKPOINT_TOKENS)
+                    || (tokens > at_tokens && at.elapsed() >= CHECKPOINT_INTERVAL)
+            }
+        };
+        if !due {
+            return;
+        }
+        self.checkpointed = Some((tokens, Instant::now()));
+        let progress = Progress {
+            prompt_tokens: to_i64(self.used.prompt_tokens),
+            cached_tokens: to_i64(self.used.cached_tokens),
+            completion_tokens: to_i64(tokens),
+            cost: self.cost(),
+        };
+        let store = self.meter.store.clone();
+        let (org_id, request_id) = (self.tenant.org_id.clone(), self.request_id.clone());
+        let served =
+            std::mem::take(&mut self.relabel).then(|| (self.model.clone(), self.backend.clone()));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        self.meter.tasks.spawn_on(
+            async move {
+                let written = match served {
+                    Some((model, backend)) => {
+                        store
+                            .record_progress_served(
+                                &org_id,
+                                &request_id,
+                                progress,
+                                &model,
+                                &backend,
+                            )
+                            .await
+                    }
+                    None => store.record_progress(&org_id, &request_id, progress).await,
+                };
+                if let Err(err) = written {
+                    tracing::warn!(%request_id, error = %err, "cannot record progress");
+                }
+            },
+            &runtime,
+        );
+    }
+
+    /// Ends the charge: `used` is what the request consumed (prompt,
+    /// cached and generated tokens, every choice together). Writes the
+    /// ledger row (none for [`Outcome::Refused`]), deletes the reservation
+    /// and corrects the tokens-per-minute estimate, on the meter's tasks.
+    pub fn settle(mut self, outcome: Outcome, used: Usage) -> Settlement {
+        self.used = clamped(used);
+        self.spawn_settlement(outcome)
+    }
+
+    fn spawn_settlement(&mut self, outcome: Outcome) -> Settlement {
+        if std::mem::replace(&mut self.settled, true) {
+            return Settlement(None);
+        }
+        let rate_charge = self.rate_charge.take();
+        let rate_tokens = match outcome {
+            Outcome::Refused => 0,
+            _ => self
+                .used
+                .prompt_tokens
+                .saturating_add(self.used.completion_tokens),
+        };
+        let meter = self.meter.clone();
+        let row = outcome.status().map(|status| self.row(status, outcome));
+        let (org_id, request_id) = (self.tenant.org_id.clone(), self.request_id.clone());
+        let write = async move {
+            if let Some(rate_charge) = rate_charge {
+                rate_charge.settle(rate_tokens).await;
+            }
+            match row {
+                Some(row) => write(&meter, row).await,
+                None => {
+                    if let Err(err) = meter.store.release(&org_id, &request_id).await {
+                        tracing::error!(%request_id, error = %err,
+                            "cannot release; the reservation is left for recovery");
+                    }
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Settlement(Some(self.meter.tasks.spawn_on(write, &runtime))),
+            Err(_) => {
+                tracing::error!(request_id = %self.request_id,
+                    "no runtime to settle on; the reservation is left for recovery");
+                Settlement(None)
+            }
+        }
+    }
+
+    /// The cost of the tokens used so far, in the billing unit.
+    fn cost(&self) -> i64 {
+        billing::cost(self.used, &self.prices)
+            .and_then(billing::Money::to_i64_units)
+            .unwrap_or_else(|err| {
+                tracing::error!(error = %err, "cost overflow; recorded as the maximum");
+                i64::MAX
+            })
+    }
+
+    fn row(&self, status: &str, outcome: Outcome) -> NewUsage {
+        let finish_reason = match outcome {
+            Outcome::Finished(reason) => reason.map(finish_reason_name),
+            _ => None,
+        };
+        NewUsage {
+            request_id: self.request_id.clone(),
+            org_id: self.tenant.org_id.clone(),
+            project_id: Some(self.tenant.project_id.clone()),
+            api_key_id: Some(self.tenant.api_key_id.clone()),
+            user_id: self.tenant.user_id.clone(),
+            model: self.model.clone(),
+            backend: self.backend.clone(),
+            prompt_tokens: to_i64(self.used.prompt_tokens),
+            cached_tokens: to_i64(self.used.cached_tokens),
+            completion_tokens: to_i64(self.used.completion_tokens),
+            cost: self.cost(),
+            latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            status: status.to_owned(),
+            finish_reason,
+            created_at: self.started_at.unix_millis(),
+        }
+    }
+}
+
+impl Drop for Charge {
+    /// The safety net: a charge nobody settled (the client left, a handler
+    /// was cancelled) settles `cancelled` for the tokens recorded so far.
+    fn drop(&mut self) {
+        drop(self.spawn_settlement(Outcome::Cancelled));
+    }
+}
+
+/// `used` with the cached tokens never more than the prompt.
+fn clamped(mut used: Usage) -> Usage {
+    used.cached_tokens = used.cached_tokens.min(used.prompt_tokens);
+    used
+}
+
+fn to_i64(tokens: u64) -> i64 {
+    i64::try_from(tokens).unwrap_or(i64::MAX)
+}
+
+async fn write(meter: &Meter, usage: NewUsage) {
+    match meter.store.settle_reporting(&usage).await {
+        Ok((recorded, _)) if !recorded.created => tracing::info!(
+            request_id = %usage.request_id,
+            "request id already in the ledger; no second row written"
+        ),
+        Ok((_, reached)) => {
+            for notice in reached {
+                crate::notify::soft_limit_reached(meter.webhook.as_deref(), &notice).await;
+            }
+        }
+        Err(err) => tracing::error!(
+            request_id = %usage.request_id,
+            error = %err,
+            "cannot settle; the reservation is left for recovery"
+        ),
+    }
+}
+
+/// The ledger's name of a finish reason.
+fn finish_reason_name(reason: FinishReason) -> String {
+    serde_json::to_value(reason)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{reason:?}").to_lowercase())
+}
+
+/// The tokens of a wire usage object, as the ledger bills them.
+pub fn billed(usage: &api::Usage) -> Usage {
+    Usage {
+        prompt_tokens: u64::from(usage.prompt_tokens),
+        cached_tokens: usage
+            .prompt_tokens_details
+            .as_ref()
+            .map_or(0, |details| u64::from(details.cached_tokens)),
+        completion_tokens: u64::from(usage.completion_tokens),
+    }
+}
+
+/// Settles a reservation a crash left open, with status `interrupted`, for
+/// exactly what its last progress record says it produced (nothing, at
+/// zero cost, when it had not yet produced a token). Request ids are unique
+/// per organisation, so another organisation's row with the same id is no
+/// obstacle.
+pub async fn settle_interrupted(
+    store: &Store,
+    reservation: &Reservation,
+) -> store::Result<Vec<SoftLimitReached>> {
+    let (reserved, progress) = (&reservation.reserved, reservation.progress);
+    let usage = NewUsage {
+        request_id: reserved.request_id.clone(),
+        org_id: reserved.org_id.clone(),
+        project_id: reserved.project_id.clone(),
+        api_key_id: reserved.api_key_id.clone(),
+        user_id: reserved.user_id.clone(),
+        model: reserved
+            .model
+            .clone()
+            .unwrap_or_else(|| "unknown".to_owned()),
+        backend: reserved
+            .backend
+            .clone()
+            .unwrap_or_else(|| LOCAL_BACKEND.to_owned()),
+        prompt_tokens: progress.prompt_tokens,
+        cached_tokens: progress.cached_tokens,
+        completion_tokens: progress.completion_tokens,
+        cost: progress.cost,
+        status: "interrupted".to_owned(),
+        created_at: reserved.created_at,
+        ..NewUsage::default()
+    };
+    store
+        .settle_reporting(&usage)
+        .await
+        .map(|(_, reached)| reached)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_reasons_use_their_wire_names() {
+        assert_eq!(finish_reason_name(FinishReason::Stop), "stop");
+        assert_eq!(finish_reason_name(FinishReason::Length), "length");
+    }
+}
