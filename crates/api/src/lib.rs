@@ -16,8 +16,8 @@
 //! - [`sse`]: `data: …` framing, the `[DONE]` terminator, error events.
 //!
 //! The shapes follow the OpenAI API reference and what the `openai` Python
-//! SDK accepts under strict response validation; see
-//! `shared/OPENAI_API.md` for the checklist.
+//! SDK accepts under strict response validation (its own generated tests
+//! run against `parlance serve`: `crates/cli/tests/`).
 
 mod chat;
 mod chat_response;

@@ -1,7 +1,7 @@
 //! The billing crate's one error type and the kind each error maps to.
 
 /// What sort of failure a [`BillingError`] is, in the vocabulary the server
-/// and CLI share (see STYLE.md); only they map kinds to statuses.
+/// and CLI share (see docs/ARCHITECTURE.md); only they map kinds to statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The input (an amount, a price, a usage object) is malformed.

@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 /// What sort of failure a [`CatalogError`] is, in the vocabulary the server
-/// and CLI share (see STYLE.md); only they map kinds to statuses or exit codes.
+/// and CLI share (see docs/ARCHITECTURE.md); only they map kinds to statuses or exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The caller named something that does not exist (model, file).

@@ -2,7 +2,7 @@
 //! metadata and compiling or rendering a chat template.
 
 /// What sort of failure a [`TokenizerError`] is, in the vocabulary the server
-/// and CLI share (see STYLE.md); only they map kinds to statuses.
+/// and CLI share (see docs/ARCHITECTURE.md); only they map kinds to statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The request cannot be served as asked (e.g. chat on a model with no
