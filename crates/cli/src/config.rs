@@ -52,13 +52,15 @@ pub const REDIS_URL_ENV: &str = "PARLANCE_REDIS_URL";
 pub const SHUTDOWN_GRACE_ENV: &str = "PARLANCE_SHUTDOWN_GRACE_SECS";
 /// Default seconds in-flight requests get after SIGTERM or ctrl-c.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+/// Environment variable for [`Layer::instance_lease_secs`].
+pub const INSTANCE_LEASE_ENV: &str = "PARLANCE_INSTANCE_LEASE_SECS";
 /// Name of the SQLite file in the data directory when no database URL is set.
 pub const DATABASE_FILE: &str = "parlance.db";
 
 /// The keys a config file may hold, for error messages.
 const KEYS: &str = "host, port, models, threads, kv_cache_tokens, prefix_cache, data_dir, \
                     database_url, rpm, tpm, project_rpm, project_tpm, redis_url, \
-                    shutdown_grace_secs, gateway";
+                    shutdown_grace_secs, instance_lease_secs, gateway";
 
 /// One layer of `serve` settings (the file, the environment or the flags).
 /// Every field is optional: `None` means "this layer does not say", and the
@@ -122,6 +124,11 @@ pub struct Layer {
     /// or ctrl-c before they are dropped (default `30`; env
     /// `PARLANCE_SHUTDOWN_GRACE_SECS`).
     pub shutdown_grace_secs: Option<u64>,
+    /// Seconds this instance's lease holds without a heartbeat: after a
+    /// crash, its reservations are settled `interrupted` by another
+    /// instance (or its own restart) only once it ran out (default `30`;
+    /// env `PARLANCE_INSTANCE_LEASE_SECS`).
+    pub instance_lease_secs: Option<u64>,
     /// The `[gateway]` section: models, aliases, fallbacks and their
     /// backends (local engine, OpenAI-compatible, Anthropic), retry,
     /// breaker and health-check policy; see `docs/GATEWAY.md`. File only;
@@ -148,6 +155,7 @@ impl Layer {
             project_tpm: self.project_tpm.or(lower.project_tpm),
             redis_url: self.redis_url.or(lower.redis_url),
             shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
+            instance_lease_secs: self.instance_lease_secs.or(lower.instance_lease_secs),
             gateway: self.gateway.or(lower.gateway),
         }
     }
@@ -263,6 +271,21 @@ impl Layer {
                 )
             })?),
         };
+        let instance_lease_secs = match var(INSTANCE_LEASE_ENV)? {
+            None => None,
+            Some(text) => Some(
+                text.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&secs| secs > 0)
+                    .with_context(|| {
+                        format!(
+                            "environment variable {INSTANCE_LEASE_ENV}={text:?}: expected whole \
+                             seconds, at least 1"
+                        )
+                    })?,
+            ),
+        };
         Ok(Layer {
             host: var(HOST_ENV)?,
             port,
@@ -278,6 +301,7 @@ impl Layer {
             project_tpm: limit(PROJECT_TPM_ENV)?,
             redis_url: var(REDIS_URL_ENV)?,
             shutdown_grace_secs,
+            instance_lease_secs,
             gateway: None,
         })
     }
@@ -314,6 +338,8 @@ pub struct ServeConfig {
     pub redis_url: Option<String>,
     /// Seconds in-flight requests get after SIGTERM or ctrl-c.
     pub shutdown_grace_secs: u64,
+    /// How long this instance's lease holds without a heartbeat.
+    pub instance_lease: std::time::Duration,
     /// The gateway's models and policy (empty: local models only).
     pub gateway: server::gateway::GatewayConfig,
 }
@@ -350,6 +376,10 @@ pub fn resolve(file: Layer, env: Layer, flags: Layer, default_data_dir: &Path) -
         shutdown_grace_secs: merged
             .shutdown_grace_secs
             .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
+        instance_lease: merged.instance_lease_secs.filter(|&secs| secs > 0).map_or(
+            service::instances::DEFAULT_LEASE,
+            std::time::Duration::from_secs,
+        ),
         gateway: merged.gateway.unwrap_or_default(),
     }
 }
@@ -679,6 +709,28 @@ mod tests {
         assert_eq!(
             resolve(grace, env, Layer::default(), Path::new("/d")).shutdown_grace_secs,
             7
+        );
+    }
+
+    #[test]
+    fn instance_lease_from_file_and_env() {
+        let default = resolve(
+            Layer::default(),
+            Layer::default(),
+            Layer::default(),
+            Path::new("/d"),
+        );
+        assert_eq!(default.instance_lease, service::instances::DEFAULT_LEASE);
+        let lease = file("instance_lease_secs = 5").unwrap();
+        let env = Layer::from_env(env_of(&[("PARLANCE_INSTANCE_LEASE_SECS", "9")])).unwrap();
+        let settings = resolve(lease.clone(), env, Layer::default(), Path::new("/d"));
+        assert_eq!(settings.instance_lease, std::time::Duration::from_secs(9));
+        let settings = resolve(lease, Layer::default(), Layer::default(), Path::new("/d"));
+        assert_eq!(settings.instance_lease, std::time::Duration::from_secs(5));
+        let err = Layer::from_env(env_of(&[("PARLANCE_INSTANCE_LEASE_SECS", "0")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("PARLANCE_INSTANCE_LEASE_SECS"),
+            "{err:#}"
         );
     }
 

@@ -249,6 +249,7 @@ async fn time_ledger(path: &std::path::Path, count: usize) {
                 created_at: at,
                 model: Some("bench".into()),
                 backend: Some("mock".into()),
+                owner: None,
             })
             .await
             .expect("reserve");

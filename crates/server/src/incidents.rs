@@ -1,5 +1,7 @@
-//! Background work of a running server: the gateway's active health checks
-//! and the incident recorder, which reads the breakers' state changes
+//! Background work of a running server: the instance lease's heartbeat and
+//! its sweep of expired instances' requests (`service::instances`), the
+//! gateway's active health checks and the incident recorder, which reads
+//! the breakers' state changes
 //! ([`gateway::Gateway::subscribe`]) and keeps the store's incidents: one
 //! opened when a backend's breaker opens, closed when it closes.
 //! [`Background`] holds the tasks and stops them when dropped. When the
@@ -39,9 +41,11 @@ impl AppState {
         let first = store
             .as_ref()
             .map(|store| record_incidents(&current.gateway, store.clone()));
+        let upkeep = self.lease().map(|lease| lease.spawn_upkeep());
         let supervisor = tokio::spawn(async move {
             // Dropped (aborting every task) when the supervisor is aborted.
             let mut running = AbortAll(first.into_iter().collect());
+            let _upkeep = AbortAll(upkeep.into_iter().collect());
             let mut current = current;
             loop {
                 running.0.extend(current.gateway.spawn_health_checks());

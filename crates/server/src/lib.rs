@@ -170,6 +170,9 @@ pub async fn serve_until(
     if let Some(meter) = state.meter() {
         meter.flush().await;
     }
+    if let Some(lease) = state.lease() {
+        lease.end().await;
+    }
     tracing::info!("ledger flushed; stopped");
     served?;
     Ok(())

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use engine::EngineHandle;
 use gateway::{ConfigError, Gateway, GatewayConfig};
+use service::instances::Lease;
 use service::{LimitDefaults, Meter, RateLimiting, Routing, ServedModel, Service};
 use tokio::sync::watch;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     /// Cancelled when the shutdown grace is over: requests and streams
     /// still running are cut (see `serve_until`).
     cut: tokio_util::sync::CancellationToken,
+    /// This instance's lease, which owns its reservations.
+    lease: Option<Arc<Lease>>,
 }
 
 impl AppState {
@@ -45,7 +48,28 @@ impl AppState {
             auth: Auth::Off,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             cut: tokio_util::sync::CancellationToken::new(),
+            lease: None,
         }
+    }
+
+    /// Holds `lease` for this instance: every reservation names it as its
+    /// owner, the server renews it and sweeps for expired instances'
+    /// requests while it runs, and ends it after the last settlement (see
+    /// `service::instances`). Call after [`AppState::with_auth`].
+    pub fn with_lease(mut self, lease: Lease) -> Self {
+        let meter = self
+            .service
+            .meter()
+            .cloned()
+            .map(|m| m.with_owner(lease.id()));
+        self.service = self.service.with_meter(meter);
+        self.lease = Some(Arc::new(lease));
+        self
+    }
+
+    /// This instance's lease, when it holds one.
+    pub fn lease(&self) -> Option<&Arc<Lease>> {
+        self.lease.as_ref()
     }
 
     /// The request path: models, routing, meter and limits.

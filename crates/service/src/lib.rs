@@ -22,6 +22,7 @@
 pub mod budgets;
 pub mod error;
 pub mod generation;
+pub mod instances;
 pub mod limits;
 pub mod manage;
 pub mod members;

@@ -73,6 +73,8 @@ pub struct Meter {
     webhook: Option<Arc<str>>,
     /// The spawned ledger writes, for [`Meter::flush`].
     tasks: TaskTracker,
+    /// The instance whose lease owns the reservations made here.
+    owner: Option<Arc<str>>,
 }
 
 /// How a generation ended.
@@ -123,7 +125,16 @@ impl Meter {
             prices: Arc::new(prices),
             webhook: None,
             tasks: TaskTracker::new(),
+            owner: None,
         }
+    }
+
+    /// Names instance `id` (its lease: [`crate::instances`]) as the owner of
+    /// every reservation made from now on, so that only that lease's expiry
+    /// lets another instance recover them.
+    pub fn with_owner(mut self, id: &str) -> Self {
+        self.owner = Some(Arc::from(id));
+        self
     }
 
     /// Waits until every ledger write spawned so far has finished (writes
@@ -259,6 +270,7 @@ impl Meter {
             created_at: started_at.unix_millis(),
             model: Some(planned.model.to_owned()),
             backend: Some(LOCAL_BACKEND.to_owned()),
+            owner: self.owner.as_deref().map(str::to_owned),
         };
         match self.store.reserve(&reservation).await {
             Ok(_) => Ok((prices, started_at)),

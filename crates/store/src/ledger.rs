@@ -91,6 +91,9 @@ pub struct NewReservation {
     pub model: Option<String>,
     /// The backend serving it.
     pub backend: Option<String>,
+    /// The instance that made it (its lease, see [`Store::renew_lease`]);
+    /// `None` for reservations made before instances held leases.
+    pub owner: Option<String>,
 }
 
 /// What an open reservation has produced so far, as last recorded by
@@ -125,8 +128,9 @@ const INSERT_USAGE: &str = "INSERT INTO usage_ledger (request_id, org_id, projec
     latency_ms, status, finish_reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
     $10, $11, $12, $13, $14, $15) ON CONFLICT (org_id, request_id) DO NOTHING";
 
-const RESERVATION_COLUMNS: &str = "request_id, org_id, project_id, api_key_id, user_id, amount, \
-    created_at, model, backend, prompt_tokens, cached_tokens, completion_tokens, cost";
+pub(crate) const RESERVATION_COLUMNS: &str =
+    "request_id, org_id, project_id, api_key_id, user_id, amount, \
+    created_at, model, backend, owner, prompt_tokens, cached_tokens, completion_tokens, cost";
 
 fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
     Ok(UsageRecord {
@@ -151,7 +155,7 @@ fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
     })
 }
 
-fn reservation_from_row(row: &AnyRow) -> Result<Reservation> {
+pub(crate) fn reservation_from_row(row: &AnyRow) -> Result<Reservation> {
     Ok(Reservation {
         reserved: NewReservation {
             request_id: row.try_get("request_id")?,
@@ -163,6 +167,7 @@ fn reservation_from_row(row: &AnyRow) -> Result<Reservation> {
             created_at: row.try_get("created_at")?,
             model: row.try_get("model")?,
             backend: row.try_get("backend")?,
+            owner: row.try_get("owner")?,
         },
         progress: Progress {
             prompt_tokens: row.try_get("prompt_tokens")?,
@@ -322,7 +327,7 @@ impl Store {
         // The insert comes first so SQLite takes its write lock at once.
         let sql = format!(
             "INSERT INTO reservations ({RESERVATION_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, 0)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, 0, 0)"
         );
         sqlx::query(&sql)
             .bind(&reservation.request_id)
@@ -334,6 +339,7 @@ impl Store {
             .bind(reservation.created_at)
             .bind(reservation.model.clone())
             .bind(reservation.backend.clone())
+            .bind(reservation.owner.clone())
             .execute(&mut *tx)
             .await
             .map_err(|e| conflict_on_unique(e, "request id already reserved"))?;
@@ -479,9 +485,9 @@ impl Store {
         rows.iter().map(reservation_from_row).collect()
     }
 
-    /// Every reservation left open, across organisations, oldest first: at
-    /// start-up these are requests interrupted by a crash, to settle from what
-    /// is known or release. A system operation, not a tenant read.
+    /// Every reservation left open, across organisations, oldest first,
+    /// whoever owns it. A system operation, not a tenant read; recovery
+    /// wants [`Store::orphaned_reservations`], which spares live instances'.
     pub async fn recover(&self) -> Result<Vec<Reservation>> {
         let sql = format!(
             "SELECT {RESERVATION_COLUMNS} FROM reservations ORDER BY created_at, org_id, request_id"

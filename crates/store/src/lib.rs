@@ -14,7 +14,8 @@
 //! organisation id and answers [`StoreError::NotFound`] for another
 //! organisation's rows. The few system operations that span organisations
 //! (finding an organisation by name, listing organisations, finding or
-//! counting keys, recovering reservations) say so in their documentation.
+//! counting keys, instances and their leases, recovering reservations) say
+//! so in their documentation.
 //! Request ids are unique per organisation. The installation's default
 //! organisation and project are named [`DEFAULT_ORG`] and
 //! [`DEFAULT_PROJECT`]; opening a store folds the organisation once called
@@ -29,6 +30,7 @@ mod conversations;
 mod defaults;
 mod error;
 mod incidents;
+mod instances;
 mod keys;
 mod ledger;
 mod prices;
@@ -51,6 +53,7 @@ pub use conversations::{
 pub use defaults::{LocalOrgFold, DEFAULT_ORG, DEFAULT_PROJECT};
 pub use error::{ErrorKind, Result, StoreError};
 pub use incidents::Incident;
+pub use instances::Instance;
 pub use keys::{ApiKey, KeyKind, KeySecret, NewApiKey, RateLimits};
 pub use ledger::{NewReservation, NewUsage, Progress, Recorded, Reservation, UsageRecord};
 pub use prices::{StoredPlan, StoredPrice, DEFAULT_PRICE_MODEL};

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use engine::{EngineConfig, EngineHandle};
 use server::{AdminKey, Auth};
+use service::instances::Lease;
 use service::{Tenant, ADMIN_KEY_ID, LOCAL_KEY_ID};
 use store::Store;
 
@@ -126,6 +127,7 @@ pub fn settings(
         project_tpm: args.project_tpm,
         redis_url: args.redis_url.clone(),
         shutdown_grace_secs: None,
+        instance_lease_secs: None,
         gateway: None,
     };
     Ok(config::resolve(file, env, flags, default_data_dir))
@@ -146,7 +148,7 @@ pub fn run(
         .build()
         .context("starting the async runtime")?;
     let admin = std::env::var(ADMIN_KEY_ENV).ok().and_then(AdminKey::new);
-    let (auth, store, local_org) = runtime.block_on(prepare(&settings, admin))?;
+    let (auth, store, local_org, lease) = runtime.block_on(prepare(&settings, admin))?;
     let mut models: Vec<(String, EngineHandle)> = Vec::new();
     for name in &settings.models {
         let resolved = catalog::ensure(name, data_dir, &mut crate::model_arg::print_progress)?;
@@ -177,6 +179,7 @@ pub fn run(
             .context("the [gateway] configuration")?
             .with_shutdown_grace(std::time::Duration::from_secs(settings.shutdown_grace_secs))
             .with_auth(auth)
+            .with_lease(lease)
             .with_rate_limits(limiter, limit_defaults(&settings))
             .with_budget_webhook(
                 std::env::var(BUDGET_WEBHOOK_ENV)
@@ -321,15 +324,19 @@ fn redacted(config: &server::gateway::GatewayConfig) -> serde_json::Value {
     value
 }
 
-/// Opens the store, settles what a crash left open, and decides how
-/// requests are authenticated; also hands back the store and the local
-/// organisation's id.
+/// Opens the store, takes this instance's lease, settles what crashed
+/// instances left open (those whose lease ran out), and decides how
+/// requests are authenticated; also hands back the store, the default
+/// organisation's id and the lease.
 async fn prepare(
     settings: &ServeConfig,
     admin: Option<AdminKey>,
-) -> anyhow::Result<(Auth, Store, String)> {
+) -> anyhow::Result<(Auth, Store, String, Lease)> {
     let store = open_store(&settings.database_url, &settings.data_dir).await?;
-    recover(&store).await?;
+    let lease = Lease::acquire(&store, settings.instance_lease)
+        .await
+        .context("registering this instance's lease")?;
+    recover(&lease).await?;
     // Revoked keys count: revoking every key must not open the server.
     let any_key = store.count_keys().await? > 0;
     // The admin key and the open server's single user manage the
@@ -346,7 +353,7 @@ async fn prepare(
             store: store.clone(),
             admin,
         };
-        return Ok((auth, store, org_id));
+        return Ok((auth, store, org_id, lease));
     }
     if !is_loopback(&settings.host) {
         bail!(
@@ -366,32 +373,25 @@ async fn prepare(
         store: store.clone(),
         tenant: keyless,
     };
-    Ok((auth, store, org_id))
+    Ok((auth, store, org_id, lease))
 }
 
-/// Settles every reservation a crash left open as `interrupted`, for what
-/// it had produced at its last progress record.
-async fn recover(store: &Store) -> anyhow::Result<()> {
-    let open = store.recover().await.context("reading open reservations")?;
-    if open.is_empty() {
-        return Ok(());
+/// Settles every reservation a crashed instance left open — those whose
+/// owner's lease ran out, never a live instance's — as `interrupted`, for
+/// what it had produced at its last progress record. A crashed instance
+/// whose lease still holds is swept later, by whichever instance runs.
+async fn recover(lease: &Lease) -> anyhow::Result<()> {
+    let settled = lease
+        .sweep()
+        .await
+        .context("settling interrupted requests")?;
+    if settled > 0 {
+        eprintln!(
+            "recovered {settled} interrupted request(s): settled as `interrupted` for the tokens \
+             they had produced at their last checkpoint"
+        );
+        tracing::warn!(count = settled, "settled interrupted requests");
     }
-    for reservation in &open {
-        service::settle_interrupted(store, reservation)
-            .await
-            .with_context(|| {
-                format!(
-                    "settling interrupted request {}",
-                    reservation.reserved.request_id
-                )
-            })?;
-    }
-    eprintln!(
-        "recovered {} interrupted request(s): settled as `interrupted` for the tokens \
-         they had produced at their last checkpoint",
-        open.len()
-    );
-    tracing::warn!(count = open.len(), "settled interrupted requests");
     Ok(())
 }
 

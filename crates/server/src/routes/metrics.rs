@@ -2,8 +2,9 @@
 //! server are doing — queue depth, running sequences, KV blocks (free, used,
 //! cached), prefix-cache lookups and hits, evictions, generations finished
 //! and cancelled, preemptions, and the time-to-first-token and inter-token
-//! latency histograms — one series per served model. Public like `/health`:
-//! it carries counts, never tenants' data.
+//! latency histograms — one series per served model — and this instance's
+//! lease renewals and its sweeps of interrupted requests. Public like
+//! `/health`: it carries counts, never tenants' data.
 
 use std::fmt::Write;
 
@@ -11,6 +12,10 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use engine::{EngineStats, Histogram, BUCKET_BOUNDS_SECONDS};
+
+use std::sync::atomic::Ordering;
+
+use service::instances::LeaseStats;
 
 use crate::state::AppState;
 
@@ -177,10 +182,47 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .models()
         .map(|m| (m.name.clone(), m.engine.stats()))
         .collect();
-    (
-        [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        render(&models, state.live_generations()),
-    )
+    let mut text = render(&models, state.live_generations());
+    if let Some(lease) = state.lease() {
+        lease_families(&mut text, lease.id(), lease.stats());
+    }
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
+}
+
+/// This instance's lease and its sweep of interrupted requests.
+fn lease_families(out: &mut String, instance: &str, stats: &LeaseStats) {
+    let labels = format!("instance=\"{}\"", label(instance));
+    let counter = |counter: &std::sync::atomic::AtomicU64| {
+        vec![(labels.clone(), counter.load(Ordering::Relaxed))]
+    };
+    family(
+        out,
+        "parlance_instance_lease_renewals_total",
+        "counter",
+        "Heartbeats that renewed this instance's lease.",
+        &counter(&stats.renewals),
+    );
+    family(
+        out,
+        "parlance_instance_lease_renewal_failures_total",
+        "counter",
+        "Heartbeats that could not renew this instance's lease.",
+        &counter(&stats.renewal_failures),
+    );
+    family(
+        out,
+        "parlance_recovery_sweeps_total",
+        "counter",
+        "Sweeps for reservations whose instance's lease expired.",
+        &counter(&stats.sweeps),
+    );
+    family(
+        out,
+        "parlance_recovered_requests_total",
+        "counter",
+        "Requests of expired instances settled as interrupted by this instance.",
+        &counter(&stats.recovered),
+    );
 }
 
 #[cfg(test)]

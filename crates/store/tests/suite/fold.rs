@@ -49,6 +49,7 @@ fn reservation(org: &str, project: &str, key: &str, id: &str, amount: i64) -> Ne
         created_at: now_ms(),
         model: Some("m".into()),
         backend: Some("local".into()),
+        owner: None,
     }
 }
 

@@ -36,6 +36,7 @@ fn reservation(org: &str, request_id: &str, amount: i64) -> NewReservation {
         created_at: 1_000,
         model: Some("m".into()),
         backend: Some("local".into()),
+        owner: None,
     }
 }
 

@@ -6,6 +6,7 @@ mod budgets;
 mod conversations;
 mod fold;
 mod incidents;
+mod instances;
 mod keys;
 mod ledger;
 mod support;
@@ -36,6 +37,7 @@ macro_rules! suite {
 
 suite! {
     incidents::incidents_open_once_close_and_give_downtime,
+    instances::only_an_expired_or_missing_owner_orphans_a_reservation,
     tenancy::migrations_are_idempotent,
     tenancy::users_roles_and_passwords,
     tenancy::projects_are_isolated_by_org,

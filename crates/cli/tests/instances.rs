@@ -1,0 +1,278 @@
+//! Several `parlance serve` instances on one database, as real processes:
+//! instances own their reservations. One instance is killed (`kill -9`)
+//! and restarted while the other streams; the survivor's requests are each
+//! billed once, `ok`, for exactly the tokens its clients were told, and the
+//! killed instance's own requests are settled `interrupted` only after its
+//! lease ran out — never by the restart. Runs on SQLite (one file, several
+//! processes) always, and on PostgreSQL when `PARLANCE_TEST_POSTGRES_URL`
+//! names a server (a fresh database is made and dropped).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use store::Store;
+use support::Server;
+
+/// The lease the test instances hold: long enough for a restart to happen
+/// well inside it, short enough for the test.
+const LEASE_SECS: u64 = 8;
+/// Streams the surviving instance serves across the restart.
+const SURVIVOR_STREAMS: usize = 6;
+/// Tokens each of them generates.
+const SURVIVOR_TOKENS: u64 = 96;
+
+fn serve(data_dir: &Path, database_url: &str) -> (Server, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_parlance"))
+        .env("PARLANCE_LOG", "warn")
+        .env("PARLANCE_INSTANCE_LEASE_SECS", LEASE_SECS.to_string())
+        .env_remove("PARLANCE_ADMIN_KEY")
+        .env_remove("PARLANCE_DATABASE_URL")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--port", "0", "--threads", "1", "--database-url"])
+        .arg(database_url)
+        .arg("--model")
+        .arg(testkit::model_path(testkit::SMOLLM2))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (server, addr, lines) = Server::listening(child);
+    std::thread::spawn(move || lines.for_each(drop));
+    (server, addr)
+}
+
+/// Opens a streamed chat request and reads until `min_chunks` content
+/// chunks arrived; the socket is left open, the stream running.
+fn open_stream(addr: &str, request_id: &str, max_tokens: u64, min_chunks: usize) -> TcpStream {
+    let body = json!({
+        "model": "smollm2-135m-instruct",
+        "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+        "max_tokens": max_tokens,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        // No end of text before max_tokens: the token counts are exact.
+        "logit_bias": {"0": -100, "2": -100},
+    })
+    .to_string();
+    let mut socket = TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .unwrap();
+    write!(
+        socket,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         x-request-id: {request_id}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(socket.try_clone().unwrap());
+    let mut chunks = 0;
+    let mut line = String::new();
+    while chunks < min_chunks {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "stream ended early"
+        );
+        if line.starts_with("data: {") && line.contains("\"content\"") {
+            chunks += 1;
+        }
+    }
+    socket
+}
+
+/// Reads a stream to its end; the usage its client was told.
+fn finish_stream(mut socket: TcpStream) -> Value {
+    let mut rest = String::new();
+    socket.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("data: [DONE]"), "{rest}");
+    rest.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .filter_map(|chunk| chunk.get("usage").cloned())
+        .find(|usage| !usage.is_null())
+        .expect("a usage chunk")
+}
+
+async fn default_org(store: &Store) -> String {
+    store
+        .find_org_by_name(store::DEFAULT_ORG)
+        .await
+        .unwrap()
+        .expect("the default organisation")
+        .id
+}
+
+/// One restart at a time: four servers at once would starve two cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn restart_under_load(database_url: &str) {
+    let _one_at_a_time = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let data = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_a, addr_a) = serve(data.path(), database_url);
+    let (mut b, addr_b) = serve(data.path(), database_url);
+
+    // Two of B's requests are in flight (past their first checkpoint) …
+    let doomed: Vec<TcpStream> = (0..2)
+        .map(|i| open_stream(&addr_b, &format!("b-{i}"), 4000, 20))
+        .collect();
+    // … and A streams while B is killed and restarted.
+    let survivors: Vec<_> = (0..SURVIVOR_STREAMS)
+        .map(|i| {
+            let addr = addr_a.clone();
+            std::thread::spawn(move || {
+                let id = format!("a-{i}");
+                let socket = open_stream(&addr, &id, SURVIVOR_TOKENS, 1);
+                (id, finish_stream(socket))
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    b.0.kill().unwrap();
+    b.0.wait().unwrap();
+    let killed_at = Instant::now();
+    drop(doomed);
+    let (_b, _addr_b) = serve(data.path(), database_url);
+    let restarted_after = killed_at.elapsed();
+    assert!(
+        restarted_after < Duration::from_secs(LEASE_SECS / 2),
+        "the restart took {restarted_after:?}: too slow for this test's lease"
+    );
+
+    // The restart settled nothing of B's or A's: B's lease still holds.
+    let store = runtime.block_on(Store::connect(database_url)).unwrap();
+    let org = runtime.block_on(default_org(&store));
+    let open: Vec<String> = runtime
+        .block_on(store.list_reservations(&org))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.reserved.request_id)
+        .collect();
+    for id in ["b-0", "b-1"] {
+        assert!(
+            open.contains(&id.to_owned()),
+            "{id} was settled by the restart: {open:?}"
+        );
+    }
+
+    // Every one of A's requests: one row, `ok`, exactly what its client got.
+    for survivor in survivors {
+        let (id, usage) = survivor.join().unwrap();
+        // The row is written as the stream ends, on the server's own task.
+        let row = runtime.block_on(async {
+            for _ in 0..100 {
+                if let Ok(row) = store.get_usage(&org, &id).await {
+                    return row.usage;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("{id} has no ledger row");
+        });
+        assert_eq!(row.status, "ok", "{id}: {row:?}");
+        assert_eq!(row.completion_tokens as u64, SURVIVOR_TOKENS, "{id}");
+        assert_eq!(
+            row.completion_tokens,
+            usage["completion_tokens"].as_i64().unwrap(),
+            "{id}"
+        );
+        assert_eq!(
+            row.prompt_tokens,
+            usage["prompt_tokens"].as_i64().unwrap(),
+            "{id}"
+        );
+    }
+
+    // B's own requests are settled `interrupted` once its lease ran out,
+    // for what their last checkpoint recorded, by a sweep.
+    let deadline = killed_at + Duration::from_secs(LEASE_SECS * 4);
+    let rows = loop {
+        let rows: Vec<_> = ["b-0", "b-1"]
+            .iter()
+            .filter_map(|id| runtime.block_on(store.get_usage(&org, id)).ok())
+            .collect();
+        if rows.len() == 2 {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B's requests were never recovered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let settled_after = killed_at.elapsed();
+    // The lease was last renewed at most a third of it before the kill.
+    let earliest = Duration::from_secs(LEASE_SECS) * 2 / 3;
+    assert!(
+        settled_after >= earliest,
+        "B's requests were settled {settled_after:?} after the kill, before its lease ran out"
+    );
+    for row in rows {
+        let usage = row.usage;
+        assert_eq!(usage.status, "interrupted", "{usage:?}");
+        assert!(usage.completion_tokens >= 16, "{usage:?}");
+        assert!(usage.cost > 0, "{usage:?}");
+    }
+    runtime.block_on(store.close());
+}
+
+#[test]
+fn a_restart_never_settles_another_instances_live_requests_on_sqlite() {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        data.path().join("shared.db").display()
+    );
+    restart_under_load(&url);
+}
+
+#[test]
+fn a_restart_never_settles_another_instances_live_requests_on_postgres() {
+    let Ok(admin_url) = std::env::var("PARLANCE_TEST_POSTGRES_URL") else {
+        eprintln!("skipping PostgreSQL: set PARLANCE_TEST_POSTGRES_URL");
+        return;
+    };
+    let name = format!("parlance_instances_{}", std::process::id());
+    let psql = |sql: &str| {
+        let out = Command::new("psql")
+            .arg(&admin_url)
+            .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql (PostgreSQL's client) runs");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    psql(&format!("CREATE DATABASE {name}"));
+    let (base, query) = match admin_url.rsplit_once('/') {
+        Some((base, rest)) => (
+            base.to_owned(),
+            rest.split_once('?')
+                .map_or(String::new(), |(_, q)| format!("?{q}")),
+        ),
+        None => panic!("PARLANCE_TEST_POSTGRES_URL names no database: {admin_url}"),
+    };
+    let url = format!("{base}/{name}{query}");
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| restart_under_load(&url)));
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
