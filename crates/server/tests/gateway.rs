@@ -412,7 +412,15 @@ async fn an_incident_opens_with_the_breaker_and_closes_with_it_and_status_shows_
         .to_str()
         .unwrap()
         .starts_with("text/html"));
-    assert!(page.text().contains("flaky") && page.text().contains("<strong>open</strong>"));
+    let text = page.text();
+    assert!(
+        text.contains("flaky") && text.contains("</span> Down</span>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<strong class=\"down\">ongoing</strong>"),
+        "{text}"
+    );
     // The upstream recovers: after the cool-down a request probes, succeeds,
     // and the breaker (and the incident) closes.
     mock.set(Behavior::Ok { words: 2 });

@@ -118,34 +118,146 @@ impl Store {
         let mut spans = Vec::with_capacity(rows.len());
         for row in &rows {
             let incident = incident_from_row(row)?;
-            let start = incident.opened_at.max(from);
-            let end = incident.closed_at.unwrap_or(to).min(to);
-            if end > start {
-                spans.push((start, end));
+            if let Some(span) = clip(&incident, from, to) {
+                spans.push(span);
             }
         }
         Ok(covered(spans))
     }
+
+    /// Downtime of `backend` per day: entry `i` is the milliseconds of day
+    /// `[from + i·24 h, from + (i+1)·24 h)` cut at `until` that it spent in
+    /// incidents, exactly what [`Store::downtime_ms`] gives for that day
+    /// (ending at `until` if that is sooner); a day that starts at or after
+    /// `until` is 0. An open incident lasts until `until`. `days` entries,
+    /// oldest first, from one query. Pass a UTC midnight as `from` for
+    /// calendar days, and now as `until`.
+    pub async fn daily_downtime_ms(
+        &self,
+        backend: &str,
+        from: i64,
+        days: u32,
+        until: i64,
+    ) -> Result<Vec<i64>> {
+        self.daily_joint_downtime_ms(&[backend], from, days, until)
+            .await
+    }
+
+    /// Like [`Store::daily_downtime_ms`], but each day's milliseconds during
+    /// which every one of `backends` was in an incident at once: the
+    /// downtime of a model that all of them serve. One query for all of
+    /// them; no backends, no downtime.
+    pub async fn daily_joint_downtime_ms(
+        &self,
+        backends: &[&str],
+        from: i64,
+        days: u32,
+        until: i64,
+    ) -> Result<Vec<i64>> {
+        let end = from
+            .saturating_add(i64::from(days).saturating_mul(DAY_MS))
+            .min(until);
+        if backends.is_empty() || end <= from {
+            return Ok(vec![0; days as usize]);
+        }
+        let placeholders: Vec<String> = (1..=backends.len()).map(|n| format!("${n}")).collect();
+        let n = backends.len();
+        let sql = format!(
+            "SELECT backend, opened_at, closed_at FROM incidents WHERE backend IN ({}) \
+             AND opened_at < ${} AND (closed_at IS NULL OR closed_at > ${}) ORDER BY opened_at",
+            placeholders.join(", "),
+            n + 1,
+            n + 2,
+        );
+        let mut query = sqlx::query_as::<_, (String, i64, Option<i64>)>(&sql);
+        for backend in backends {
+            query = query.bind(*backend);
+        }
+        let rows = query.bind(end).bind(from).fetch_all(self.pool()).await?;
+        // Each backend's time in incidents, then the part all share.
+        let mut joint: Option<Vec<(i64, i64)>> = None;
+        for backend in backends {
+            let spans: Vec<(i64, i64)> = rows
+                .iter()
+                .filter(|(b, _, _)| b == backend)
+                .filter_map(|&(_, opened, closed)| {
+                    let (start, stop) = (opened.max(from), closed.unwrap_or(until).min(end));
+                    (stop > start).then_some((start, stop))
+                })
+                .collect();
+            let spans = merged(spans);
+            joint = Some(match joint {
+                None => spans,
+                Some(so_far) => intersection(&so_far, &spans),
+            });
+        }
+        Ok(per_day(&joint.unwrap_or_default(), from, days, until))
+    }
 }
 
-/// Total length of the union of `spans` (sorted by start).
-fn covered(spans: Vec<(i64, i64)>) -> i64 {
-    let mut total = 0i64;
-    let mut current: Option<(i64, i64)> = None;
+/// A day in milliseconds.
+const DAY_MS: i64 = 86_400_000;
+
+/// The part of `[from, to)` `incident` covers (an open one lasts until
+/// `to`), if any.
+fn clip(incident: &Incident, from: i64, to: i64) -> Option<(i64, i64)> {
+    let start = incident.opened_at.max(from);
+    let end = incident.closed_at.unwrap_or(to).min(to);
+    (end > start).then_some((start, end))
+}
+
+/// The union of `spans` as disjoint spans, sorted.
+fn merged(mut spans: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    spans.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
     for (start, end) in spans {
-        current = match current {
-            Some((s, e)) if start <= e => Some((s, e.max(end))),
-            Some((s, e)) => {
-                total = total.saturating_add(e - s);
-                Some((start, end))
-            }
-            None => Some((start, end)),
-        };
+        match out.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => out.push((start, end)),
+        }
     }
-    if let Some((s, e)) = current {
-        total = total.saturating_add(e - s);
+    out
+}
+
+/// The intersection of two sorted lists of disjoint spans.
+fn intersection(a: &[(i64, i64)], b: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < a.len() && j < b.len() {
+        let start = a[i].0.max(b[j].0);
+        let end = a[i].1.min(b[j].1);
+        if end > start {
+            out.push((start, end));
+        }
+        if a[i].1 < b[j].1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
     }
-    total
+    out
+}
+
+/// How much of each day `[from + i·24 h, from + (i+1)·24 h)` (cut at
+/// `until`) the sorted disjoint `spans` cover.
+fn per_day(spans: &[(i64, i64)], from: i64, days: u32, until: i64) -> Vec<i64> {
+    (0..i64::from(days))
+        .map(|i| {
+            let start = from.saturating_add(i * DAY_MS);
+            let end = start.saturating_add(DAY_MS).min(until);
+            spans
+                .iter()
+                .map(|&(s, e)| (e.min(end) - s.max(start)).max(0))
+                .sum()
+        })
+        .collect()
+}
+
+/// Total length of the union of `spans`.
+fn covered(spans: Vec<(i64, i64)>) -> i64 {
+    merged(spans)
+        .into_iter()
+        .fold(0i64, |total, (s, e)| total.saturating_add(e - s))
 }
 
 #[cfg(test)]
@@ -158,6 +270,24 @@ mod tests {
         assert_eq!(covered(vec![]), 0);
         assert_eq!(covered(vec![(0, 10), (5, 15), (20, 25)]), 20);
         assert_eq!(covered(vec![(0, 10), (2, 3)]), 10);
+        assert_eq!(covered(vec![(20, 25), (0, 10), (10, 12)]), 17);
+    }
+
+    #[test]
+    fn spans_intersect_and_split_by_day() {
+        let a = merged(vec![(0, 10), (20, 30)]);
+        let b = merged(vec![(5, 25), (28, 40)]);
+        assert_eq!(intersection(&a, &b), [(5, 10), (20, 25), (28, 30)]);
+        assert_eq!(intersection(&a, &[]), []);
+        // Across midnight; the last day is cut at `until`, later days are 0.
+        let spans = [
+            (DAY_MS - 60_000, DAY_MS + 120_000),
+            (2 * DAY_MS, 3 * DAY_MS),
+        ];
+        assert_eq!(
+            per_day(&spans, 0, 4, 2 * DAY_MS + 1_000),
+            [60_000, 120_000, 1_000, 0]
+        );
     }
 
     /// A breaker that opens while another writer (the ledger) holds SQLite's
