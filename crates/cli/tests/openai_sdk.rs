@@ -3,79 +3,19 @@
 //! runs it too.
 //!
 //! The suite's Python environment is a virtualenv at `target/e2e-venv`, made
-//! here on first use from `tests/e2e/requirements.txt` (pip needs the package
-//! index once) and reused while the requirements are unchanged.
+//! on first use from `tests/e2e/requirements.txt` and the other files of
+//! `support::python::REQUIREMENTS` (pip needs the package index once) and
+//! reused while the requirements are unchanged.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::python::{repo_root, venv, wait_with_timeout};
 
 /// The whole suite normally takes well under a minute; this only stops a hang.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(900);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
-    assert!(status.success(), "{what}: {cmd:?} failed with {status}");
-}
-
-/// `target/e2e-venv` with the pinned requirements installed; quick when it
-/// already is (a stamp file holds the requirements it was made from).
-fn venv(root: &Path) -> PathBuf {
-    let venv = root.join("target/e2e-venv");
-    let python = venv.join("bin/python");
-    let requirements = root.join("tests/e2e/requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", requirements.display()));
-    let stamp = venv.join(".parlance-requirements");
-    if python.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&*wanted) {
-        return python;
-    }
-    if !python.is_file() {
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "creating the e2e virtualenv (needs python3 with venv)",
-        );
-    }
-    run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(&requirements),
-        "installing tests/e2e/requirements.txt into target/e2e-venv",
-    );
-    std::fs::write(&stamp, &wanted).expect("writing the venv stamp");
-    python
-}
-
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("waiting for pytest") {
-            return Some(status);
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn openai_python_sdk_against_parlance_serve() {

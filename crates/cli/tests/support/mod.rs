@@ -1,7 +1,10 @@
 //! What the tests that run `parlance serve` as a child process share: a
 //! handle that kills the server when dropped, and the wait for the line in
-//! which it names its address.
+//! which it names its address; [`python`], the virtualenv of the tests that
+//! drive it with the `openai` SDK.
 #![allow(dead_code)] // Each test binary uses a different part of it.
+
+pub mod python;
 
 use std::io::{BufRead, BufReader, Lines};
 use std::process::{Child, ChildStderr};
