@@ -102,6 +102,10 @@ def instance(request):
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+# The lease of the servers these tests start (`instance_lease_secs`).
+LEASE_SECS = 2
+
+
 class Instance:
     """The binary on one data directory and database: CLI calls and servers."""
 
@@ -134,11 +138,15 @@ class Instance:
             "--database-url",
             self.db.url,
         ]
+        # A short lease: a killed instance's requests are recovered (by its
+        # restart's sweep) seconds after the kill, not the default 30 s.
+        env = {**os.environ, "PARLANCE_INSTANCE_LEASE_SECS": str(LEASE_SECS)}
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=env,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         self.server = Server(proc, self.data_dir)
@@ -404,8 +412,16 @@ def test_kill_9_during_50_streams_loses_and_duplicates_nothing(instance):
     produced = {f"crash-{i}" for i in range(streams) if received[i] > 0}
     assert len(produced) >= 40
 
-    # Restart: recovery settles what the crash left open.
+    # Restart: once the killed instance's lease has run out, a sweep of the
+    # new one settles what the crash left open (never before: another live
+    # instance's requests would look the same).
     instance.start()
+    deadline = time.monotonic() + LEASE_SECS * 10
+    while True:
+        left = instance.db.rows("SELECT COUNT(*) FROM reservations")
+        if left == [("0",)] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     rows = instance.ledger("request_id LIKE 'crash-%'")
     ids = [r["request_id"] for r in rows]
     assert len(ids) == len(set(ids)), "a request id is in the ledger twice"
