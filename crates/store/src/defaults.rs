@@ -43,8 +43,9 @@ const LOCAL_ORG: &str = "local";
 /// Every table with an `org_id` column; the fold moves each one's rows.
 /// A table it does not know makes the fold fail before it changes anything
 /// (a new table must be taught to it, not dropped by the cascade).
-const ORG_TABLES: [&str; 11] = [
+const ORG_TABLES: [&str; 12] = [
     "memberships",
+    "signup_requests",
     "projects",
     "api_keys",
     "usage_ledger",
@@ -384,6 +385,28 @@ async fn merge(conn: &mut AnyConnection, local: &str, default: &str) -> Result<u
     )
     .await?;
 
+    // A pending sign-up moves, unless the person is (now) a member of the
+    // default organisation or waits for it already; nobody is left both a
+    // member and pending.
+    run(
+        conn,
+        "INSERT INTO signup_requests (org_id, user_id, created_at) \
+         SELECT $2, user_id, created_at FROM signup_requests WHERE org_id = $1 \
+         AND user_id NOT IN (SELECT user_id FROM memberships WHERE org_id = $2) \
+         ON CONFLICT (org_id, user_id) DO NOTHING",
+        local,
+        default,
+    )
+    .await?;
+    run(
+        conn,
+        "DELETE FROM signup_requests WHERE org_id = $1 OR (org_id = $2 AND user_id IN \
+         (SELECT user_id FROM memberships WHERE org_id = $2))",
+        local,
+        default,
+    )
+    .await?;
+
     // A person on a plan in both keeps the one assigned last (the default
     // organisation's on a tie).
     run(
@@ -551,6 +574,8 @@ impl Store {
     ///   with an `org_id`, and the `local` organisation is deleted. Where
     ///   the two collide:
     ///   - memberships of one person: the higher role is kept;
+    ///   - pending sign-ups move, except of people who are members of (or
+    ///     already waiting for) the default organisation;
     ///   - plan assignments of one person: the one assigned last is kept
     ///     (the default organisation's on a tie);
     ///   - ledger rows and reservations (and the chat messages naming them)

@@ -1,8 +1,8 @@
-//! Persistence for Parlance: organisations, users and roles, web sessions,
-//! projects, API keys, the usage ledger with its rollups, reservations,
-//! budgets and their counters, prices, plans, the audit log and the chat
-//! app's conversations, on SQLite
-//! (WAL, embedded) or PostgreSQL.
+//! Persistence for Parlance: organisations, users and roles, sign-ups
+//! waiting for approval, web sessions and sign-in throttling, projects, API
+//! keys, the usage ledger with its rollups, reservations, budgets and their
+//! counters, prices, plans, the audit log and the chat app's conversations,
+//! on SQLite (WAL, embedded) or PostgreSQL.
 //!
 //! One [`Store`] speaks to either database through sqlx's `Any` driver, so each
 //! query is written once: the SQL uses `$1` placeholders (both databases accept
@@ -36,7 +36,9 @@ mod ledger;
 mod prices;
 mod rollup;
 mod sessions;
+mod signups;
 mod tenancy;
+mod throttle;
 mod usage;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -58,7 +60,9 @@ pub use keys::{ApiKey, KeyKind, KeySecret, NewApiKey, RateLimits};
 pub use ledger::{NewReservation, NewUsage, Progress, Recorded, Reservation, UsageRecord};
 pub use prices::{StoredPlan, StoredPrice, DEFAULT_PRICE_MODEL};
 pub use sessions::{Session, SessionToken};
+pub use signups::SignupRequest;
 pub use tenancy::{Organization, Project, Role, User};
+pub use throttle::Throttle;
 pub use usage::{
     BucketWidth, CostBucket, CostGroupBy, CostResult, CostsPage, CostsQuery, GroupBy, UsageBucket,
     UsageFilter, UsagePage, UsageQuery, UsageResult, COSTS_LIMITS,

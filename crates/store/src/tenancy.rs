@@ -101,15 +101,6 @@ fn org_from_row(row: &AnyRow) -> Result<Organization> {
     })
 }
 
-fn user_from_row(row: &AnyRow) -> Result<User> {
-    Ok(User {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        name: row.try_get("name")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
 fn project_from_row(row: &AnyRow) -> Result<Project> {
     Ok(Project {
         id: row.try_get("id")?,
@@ -124,7 +115,7 @@ fn project_from_row(row: &AnyRow) -> Result<Project> {
 }
 
 /// Hashes `password` with argon2id off the async executor.
-async fn hash_password(password: String) -> Result<String> {
+pub(crate) async fn hash_password(password: String) -> Result<String> {
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -146,6 +137,49 @@ async fn password_matches(password: String, stored: String) -> Result<bool> {
     })
     .await
     .map_err(|e| StoreError::Password(e.to_string()))?
+}
+
+/// A new user (not yet stored): the email lower-cased and checked.
+pub(crate) fn new_user(email: &str, name: &str) -> Result<User> {
+    let email = email.trim().to_lowercase();
+    if email.is_empty() || !email.contains('@') {
+        return Err(StoreError::InvalidRequest("email must contain '@'".into()));
+    }
+    Ok(User {
+        id: new_id("user"),
+        email,
+        name: name.to_owned(),
+        created_at: now_ms(),
+    })
+}
+
+/// Inserts `user` with its password hash; a taken email is a Conflict.
+pub(crate) async fn insert_user<'c, E>(executor: E, user: &User, hash: &str) -> Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&user.id)
+    .bind(&user.email)
+    .bind(&user.name)
+    .bind(hash)
+    .bind(user.created_at)
+    .execute(executor)
+    .await
+    .map_err(|e| conflict_on_unique(e, "email already registered"))?;
+    Ok(())
+}
+
+pub(crate) fn user_from_row(row: &AnyRow) -> Result<User> {
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 impl Store {
@@ -202,29 +236,9 @@ impl Store {
     /// Creates a user with an argon2id hash of `password`; the email is
     /// lower-cased and must be unused ([`StoreError::Conflict`] otherwise).
     pub async fn create_user(&self, email: &str, name: &str, password: &str) -> Result<User> {
-        let email = email.trim().to_lowercase();
-        if email.is_empty() || !email.contains('@') {
-            return Err(StoreError::InvalidRequest("email must contain '@'".into()));
-        }
+        let user = new_user(email, name)?;
         let hash = hash_password(password.to_owned()).await?;
-        let user = User {
-            id: new_id("user"),
-            email,
-            name: name.to_owned(),
-            created_at: now_ms(),
-        };
-        sqlx::query(
-            "INSERT INTO users (id, email, name, password_hash, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&user.id)
-        .bind(&user.email)
-        .bind(&user.name)
-        .bind(&hash)
-        .bind(user.created_at)
-        .execute(self.pool())
-        .await
-        .map_err(|e| conflict_on_unique(e, "email already registered"))?;
+        insert_user(self.pool(), &user, &hash).await?;
         Ok(user)
     }
 

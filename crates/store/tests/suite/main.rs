@@ -5,6 +5,7 @@ mod accounts;
 mod budgets;
 mod conversations;
 mod fold;
+mod front_door;
 mod incidents;
 mod instances;
 mod keys;
@@ -76,6 +77,9 @@ suite! {
     accounts::prices_apply_from_their_time_and_keep_history,
     accounts::plans_are_assigned_to_members_and_use_is_counted,
     accounts::sessions_end_on_revoke_and_expiry,
+    front_door::pending_signups_are_approved_or_rejected_once,
+    front_door::throttle_rows_update_atomically_and_expire,
+    front_door::pending_signups_move_with_the_local_fold,
     conversations::conversations_keep_messages_in_order_and_truncate,
     conversations::conversations_list_newest_first_search_rename_and_delete,
     conversations::conversations_are_isolated_by_org_and_user,
