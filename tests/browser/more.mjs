@@ -1,5 +1,6 @@
 // The second half of the browser tests (run.mjs calls `moreScenarios` after
-// its own): the admin page (a role change the member then sees, a plan
+// its own): the admin page (a new person waiting for approval, approved
+// there — and another rejected — then signing in; a role change the member then sees, a plan
 // assignment changing the quota shown, a price change in the table, the
 // backends), KaTeX typesetting with hostile math kept inert, a text-file
 // attachment reaching the model's context, a key with limits and its
@@ -82,16 +83,44 @@ export async function moreScenarios(t) {
     assert.ok(result.text.includes('costs $5 and $6'), 'prices are not math');
   });
 
-  // A second person, a member, in their own browser context.
+  // A second person in their own browser context: they wait for approval
+  // (PARLANCE_SIGNUP=approval, the default), then are a member.
   const bobContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const bob = await bobContext.newPage();
-  await scenario('a member gets "not allowed" on the admin page and 403 from its API', async () => {
+  await scenario('a new person waits for approval until an admin approves them on the admin page', async () => {
     await bob.goto(BASE);
     await bob.getByLabel('Name').fill('Bob');
     await bob.getByLabel('Email').fill('bob@example.com');
     await bob.getByLabel('Password').fill('difference engine');
     await bob.getByRole('button', { name: 'Sign up' }).click();
+    await bob.getByRole('status').filter({ hasText: /must approve your account/ }).waitFor();
+    assert.equal((await bobContext.cookies()).length, 0, 'no session while pending');
+    await bob.getByLabel('Password').fill('difference engine');
+    await bob.getByRole('button', { name: 'Sign in' }).click();
+    await bob.getByRole('alert').filter({ hasText: /waiting for approval/ }).waitFor();
+    // Eve signs up too, and is rejected.
+    const eve = await bob.evaluate(async () => (await fetch('/api/auth/signup', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'eve@example.com', name: 'Eve', password: 'not approved' }),
+    })).status);
+    assert.equal(eve, 202);
+    await page.goto(`${BASE}/#/admin`);
+    const pending = page.getByRole('table', { name: 'Pending sign-ups' });
+    await pending.getByRole('row').filter({ hasText: 'bob@example.com' }).waitFor();
+    await pending.getByRole('row').filter({ hasText: 'eve@example.com' }).waitFor();
+    await page.getByRole('button', { name: 'Reject eve@example.com' }).click();
+    await page.getByRole('status').filter({ hasText: 'eve@example.com was rejected.' }).waitFor();
+    await page.getByRole('button', { name: 'Approve bob@example.com' }).click();
+    await page.getByRole('status').filter({ hasText: 'bob@example.com was approved' }).waitFor();
+    await page.getByLabel('Role of bob@example.com').waitFor();
+    await pending.getByText('No one is waiting.').waitFor();
+    const audit = await page.evaluate(async () => (await fetch('/v1/organization/audit_logs?format=csv')).text());
+    assert.ok(audit.includes('member.approved') && audit.includes('member.rejected'), audit.slice(-2000));
+    await bob.getByRole('button', { name: 'Sign in' }).click();
     await bob.getByRole('button', { name: 'New chat' }).waitFor();
+  });
+
+  await scenario('a member gets "not allowed" on the admin page and 403 from its API', async () => {
     await bob.goto(`${BASE}/#/admin`);
     await bob.getByRole('alert').filter({ hasText: /Only owners and admins/ }).waitFor();
     const status = await bob.evaluate(async () => (await fetch('/api/admin/members')).status);

@@ -15,7 +15,11 @@
 //!   project, and OpenAI's `x-ratelimit-*` headers and 429s.
 //! - `/v1/organization/*` (`routes::organization`): usage, costs, projects,
 //!   keys, budgets, audit log and invoices for admin keys; the web app
-//!   (`routes::web`); `/api/status` and `/status`; `/metrics`.
+//!   (`routes::web`: sign-up with approval, throttled sign-in, the admin
+//!   pages' JSON); `/api/status` and `/status`; `/metrics`.
+//! - [`client`]: the client's address for per-address sign-in throttling
+//!   (the TCP peer's, which [`serve`] records; `X-Forwarded-For` only from
+//!   trusted proxies).
 //! - [`incidents`] records the gateway's breaker changes as incidents.
 //! - [`serve`]: runs the router on a listener until ctrl-c or SIGTERM, then
 //!   lets in-flight requests finish (up to the shutdown grace) and waits
@@ -26,6 +30,7 @@
 //! generations in the engine.
 
 mod auth;
+pub mod client;
 mod error;
 pub mod incidents;
 mod limits;
@@ -35,6 +40,7 @@ mod state;
 mod stream;
 
 use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
 
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
@@ -48,7 +54,9 @@ pub use gateway;
 pub use incidents::Background;
 pub use middleware::REQUEST_ID;
 pub use ratelimit::Limiter;
-pub use state::{AppState, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE};
+pub use state::{
+    AppState, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, SIGNUP_ENV,
+};
 
 /// The application: every route, under `/v1` and without it.
 pub fn router(state: AppState) -> Router {
@@ -132,9 +140,13 @@ pub async fn serve_until(
         let _ = signalled_tx.send(());
     };
     let mut server = Box::pin(
-        axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(signal)
-            .into_future(),
+        axum::serve(
+            listener,
+            // The peer's address, for per-address sign-in throttling.
+            router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .into_future(),
     );
     let deadline = async move {
         if signalled.await.is_err() {

@@ -1,7 +1,9 @@
 //! [`AppState`]: what every handler shares — the [`Service`] (the models,
 //! their routing, the meter and the rate limits), how requests are
-//! authenticated, and the HTTP-only settings (body limit, request timeout,
-//! shutdown grace and the cut at its end).
+//! authenticated, the web app's accounts (sign-up policy, sign-in
+//! throttling) and whose `X-Forwarded-For` to believe, and the HTTP-only
+//! settings (body limit, request timeout, shutdown grace and the cut at its
+//! end).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,11 @@ use service::{LimitDefaults, Meter, RateLimiting, Routing, ServedModel, Service}
 use tokio::sync::watch;
 
 use crate::auth::{store_of, Auth};
+use crate::client::{TrustedProxies, TRUSTED_PROXIES_ENV};
+use service::accounts::{Accounts, Signup};
+
+/// The environment variable choosing who may sign up to the web app.
+pub const SIGNUP_ENV: &str = "PARLANCE_SIGNUP";
 
 /// The default cap on a request body: 8 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 8 << 20;
@@ -28,6 +35,10 @@ pub struct AppState {
     body_limit: usize,
     request_timeout: Duration,
     auth: Auth,
+    /// Sign-up policy, sign-in throttling and its clock.
+    accounts: Accounts,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    trusted_proxies: Arc<TrustedProxies>,
     /// How long in-flight requests may run on after a shutdown signal.
     shutdown_grace: Duration,
     /// Cancelled when the shutdown grace is over: requests and streams
@@ -46,6 +57,8 @@ impl AppState {
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             auth: Auth::Off,
+            accounts: Accounts::default(),
+            trusted_proxies: Arc::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             cut: tokio_util::sync::CancellationToken::new(),
             lease: None,
@@ -158,6 +171,47 @@ impl AppState {
     /// How requests are authenticated.
     pub fn auth(&self) -> &Auth {
         &self.auth
+    }
+
+    /// Sets the web app's sign-up policy and sign-in throttling (by
+    /// default: sign-ups wait for approval; the default throttling).
+    pub fn with_accounts(mut self, accounts: Accounts) -> Self {
+        self.accounts = accounts;
+        self
+    }
+
+    /// The web app's sign-up policy and sign-in throttling.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// Believes `X-Forwarded-For` from these reverse proxies (see
+    /// `client`); none by default.
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = Arc::new(proxies);
+        self
+    }
+
+    /// The reverse proxies whose `X-Forwarded-For` is believed.
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.trusted_proxies
+    }
+
+    /// Reads the front door's settings from the environment:
+    /// `PARLANCE_SIGNUP` (`approval`, the default, `open` or `closed`) and
+    /// `PARLANCE_TRUSTED_PROXIES` (addresses or CIDR ranges, comma-separated;
+    /// none by default). A value that means nothing is an error naming it.
+    pub fn with_front_door_env(self) -> Result<Self, String> {
+        let signup: Signup = std::env::var(SIGNUP_ENV)
+            .unwrap_or_default()
+            .parse()
+            .map_err(|err| format!("{SIGNUP_ENV}: {err}"))?;
+        let proxies: TrustedProxies = std::env::var(TRUSTED_PROXIES_ENV)
+            .unwrap_or_default()
+            .parse()
+            .map_err(|err| format!("{TRUSTED_PROXIES_ENV}: {err}"))?;
+        let accounts = self.accounts.clone().with_signup(signup);
+        Ok(self.with_accounts(accounts).with_trusted_proxies(proxies))
     }
 
     /// The ledger writer, when there is a store.

@@ -1,19 +1,28 @@
-//! The web app's HTTP side on a real SQLite store: sign-up, sign-in and
-//! sign-out with the session cookie, `/api/me`, the CSRF rule for cookie
-//! requests, conversations scoped to their person, the page's strict CSP,
-//! a chat made with the cookie billed to the person, and the admin pages'
-//! JSON (`/api/admin/…`: roles, removal, plans, prices, all audited).
+//! The web app's HTTP side on a real SQLite store: sign-up in its three
+//! modes (approval, the default, with the admin pages' approve and reject;
+//! open; closed), sign-in throttled per account and per client address
+//! (with a hand-driven clock), sign-out with the session cookie, `/api/me`,
+//! the CSRF rule for cookie requests, conversations scoped to their person,
+//! the page's strict CSP, a chat made with the cookie billed to the person,
+//! and the admin pages' JSON (`/api/admin/…`: roles, removal, plans,
+//! prices, all audited).
 
 mod common;
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
+use server::client::TrustedProxies;
 use server::{AppState, Auth};
 use store::{NewApiKey, Store};
 
 use common::{send, Answer, MODEL};
+use service::accounts::{Accounts, Clock, Signup};
 
 struct World {
     _dir: tempfile::TempDir,
@@ -21,7 +30,13 @@ struct World {
     app: Router,
 }
 
+/// A server with the default accounts: sign-ups wait for approval.
 async fn world() -> World {
+    world_with(|state| state).await
+}
+
+/// A server whose state `configure` finishes (accounts, trusted proxies).
+async fn world_with(configure: impl FnOnce(AppState) -> AppState) -> World {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
     let store = Store::connect(&url).await.unwrap();
@@ -29,6 +44,7 @@ async fn world() -> World {
         store: store.clone(),
         admin: None,
     });
+    let state = configure(state);
     World {
         _dir: dir,
         app: server::router(state),
@@ -99,9 +115,69 @@ async fn signup(app: &Router, email: &str) -> (Answer, String) {
     (answer, token)
 }
 
+/// Signs up without expecting a session (a pending or refused sign-up).
+async fn try_signup(app: &Router, email: &str) -> Answer {
+    call(
+        app,
+        Method::POST,
+        "/api/auth/signup",
+        None,
+        Some("application/json"),
+        Some(json!({"email": email, "name": "Person", "password": "correct horse"}).to_string()),
+    )
+    .await
+}
+
+/// Signs in, from `peer` when given (as `serve` records it).
+async fn login_from(
+    app: &Router,
+    email: &str,
+    password: &str,
+    peer: Option<&str>,
+    forwarded_for: Option<&str>,
+) -> Answer {
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/auth/login")
+        .header("content-type", "application/json");
+    if let Some(hops) = forwarded_for {
+        request = request.header("x-forwarded-for", hops);
+    }
+    let mut request = request
+        .body(Body::from(
+            json!({"email": email, "password": password}).to_string(),
+        ))
+        .unwrap();
+    if let Some(peer) = peer {
+        let addr: SocketAddr = peer.parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(addr));
+    }
+    send(app, request).await
+}
+
+async fn login(app: &Router, email: &str, password: &str) -> Answer {
+    login_from(app, email, password, None, None).await
+}
+
+/// A second person under the default policy: they sign up (202, no
+/// session), the owner approves them, and they sign in.
+async fn join(w: &World, owner: &str, email: &str) -> (Answer, String) {
+    let pending = try_signup(&w.app, email).await;
+    assert_eq!(pending.status, StatusCode::ACCEPTED, "{}", pending.text());
+    let id = pending.json()["user"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/admin/pending/{id}/approve");
+    let approved = json_call(&w.app, Method::POST, &path, owner, json!({})).await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.text());
+    let answer = login(&w.app, email, "correct horse").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let token = session_of(&answer);
+    (answer, token)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_signup_owns_the_default_org_later_ones_are_members() {
-    let w = world().await;
+    // Open sign-up: a later person is a member with a session at once.
+    let w = world_with(|s| s.with_accounts(Accounts::new(Signup::Open))).await;
     let (first, alice) = signup(&w.app, "alice@example.com").await;
     let cookie = first.headers["set-cookie"].to_str().unwrap().to_owned();
     for part in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
@@ -307,7 +383,7 @@ async fn get_org(store: &Store) -> String {
 async fn conversations_belong_to_their_person() {
     let w = world().await;
     let (_, alice) = signup(&w.app, "alice@example.com").await;
-    let (_, bob) = signup(&w.app, "bob@example.com").await;
+    let (_, bob) = join(&w, &alice, "bob@example.com").await;
     let created = json_call(
         &w.app,
         Method::POST,
@@ -433,7 +509,7 @@ async fn conversations_belong_to_their_person() {
 async fn an_api_key_has_no_conversations_and_the_admin_api_follows_the_role() {
     let w = world().await;
     let (_, alice) = signup(&w.app, "alice@example.com").await;
-    let (_, bob) = signup(&w.app, "bob@example.com").await;
+    let (_, bob) = join(&w, &alice, "bob@example.com").await;
     let org = get_org(&w.store).await;
     let project = w.store.create_project(&org, "p").await.unwrap();
     let new = NewApiKey {
@@ -570,7 +646,7 @@ async fn audited(store: &Store, org: &str, action: &str) -> Vec<store::AuditEntr
 async fn admin_changes_roles_and_members_are_refused_with_403() {
     let w = world().await;
     let (_, alice) = signup(&w.app, "alice@example.com").await;
-    let (bob_answer, bob) = signup(&w.app, "bob@example.com").await;
+    let (bob_answer, bob) = join(&w, &alice, "bob@example.com").await;
     let bob_id = bob_answer.json()["user"]["id"].as_str().unwrap().to_owned();
     let alice_id = get(&w.app, "/api/me", &alice).await.json()["user"]["id"]
         .as_str()
@@ -702,7 +778,7 @@ async fn admin_changes_roles_and_members_are_refused_with_403() {
 async fn admin_assigns_plans_and_sets_prices_with_audit() {
     let w = world().await;
     let (_, alice) = signup(&w.app, "alice@example.com").await;
-    let (bob_answer, bob) = signup(&w.app, "bob@example.com").await;
+    let (bob_answer, bob) = join(&w, &alice, "bob@example.com").await;
     let bob_id = bob_answer.json()["user"]["id"].as_str().unwrap().to_owned();
     let org = get_org(&w.store).await;
 
@@ -759,4 +835,323 @@ async fn admin_assigns_plans_and_sets_prices_with_audit() {
     let body = json!({"model": "m", "input": "1", "output": "1"});
     let refused = json_call(&w.app, Method::POST, "/api/admin/prices", &bob, body).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_new_people_wait_until_an_admin_approves_or_rejects_them() {
+    let w = world().await;
+    // The first person is still the owner, with a session at once.
+    let (first, alice) = signup(&w.app, "alice@example.com").await;
+    assert_eq!(first.json()["role"], "owner");
+    let alice_id = first.json()["user"]["id"].as_str().unwrap().to_owned();
+    let org = get_org(&w.store).await;
+
+    let pending = try_signup(&w.app, "bob@example.com").await;
+    assert_eq!(pending.status, StatusCode::ACCEPTED, "{}", pending.text());
+    assert!(pending.headers.get("set-cookie").is_none(), "no session");
+    let body = pending.json();
+    assert_eq!(body["status"], "pending");
+    let bob_id = body["user"]["id"].as_str().unwrap().to_owned();
+    // The right password says approval is pending; a wrong one is a 401.
+    let early = login(&w.app, "bob@example.com", "correct horse").await;
+    assert_eq!(early.status, StatusCode::FORBIDDEN, "{}", early.text());
+    assert!(early.headers.get("set-cookie").is_none());
+    assert!(early.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("waiting for approval"));
+    let wrong = login(&w.app, "bob@example.com", "wrong password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let again = try_signup(&w.app, "Bob@example.com").await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert_eq!(again.error()["param"], "email");
+
+    let carol = try_signup(&w.app, "carol@example.com").await;
+    assert_eq!(carol.status, StatusCode::ACCEPTED);
+    let carol_id = carol.json()["user"]["id"].as_str().unwrap().to_owned();
+    let list = get(&w.app, "/api/admin/pending", &alice).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text());
+    let list = list.json();
+    let emails: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, ["bob@example.com", "carol@example.com"]);
+    assert!(list["data"][0]["requested_at"].is_i64());
+    let members = get(&w.app, "/api/admin/members", &alice).await.json();
+    assert_eq!(
+        members["data"].as_array().unwrap().len(),
+        1,
+        "not members yet"
+    );
+
+    // Approving makes Bob a member who can sign in; it is audited.
+    let path = format!("/api/admin/pending/{bob_id}/approve");
+    let approved = json_call(&w.app, Method::POST, &path, &alice, json!({})).await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.text());
+    assert_eq!(approved.json()["role"], "member");
+    let twice = json_call(&w.app, Method::POST, &path, &alice, json!({})).await;
+    assert_eq!(twice.status, StatusCode::NOT_FOUND, "{}", twice.text());
+    let entries = audited(&w.store, &org, "member.approved").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].entry.actor, format!("user:{alice_id}"));
+    assert_eq!(entries[0].entry.target, bob_id);
+    assert_eq!(entries[0].entry.after, Some(json!({"role": "member"})));
+    let signed_in = login(&w.app, "bob@example.com", "correct horse").await;
+    assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.text());
+    assert_eq!(signed_in.json()["role"], "member");
+    let bob = session_of(&signed_in);
+
+    // A member may neither see nor decide the queue.
+    assert_eq!(
+        get(&w.app, "/api/admin/pending", &bob).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let carol_path = format!("/api/admin/pending/{carol_id}");
+    for (method, path) in [
+        (Method::POST, format!("{carol_path}/approve")),
+        (Method::DELETE, carol_path.clone()),
+    ] {
+        let refused = json_call(&w.app, method, &path, &bob, json!({})).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+    }
+
+    // Rejecting Carol deletes her request and account, audited; she may
+    // sign up again.
+    let rejected = json_call(&w.app, Method::DELETE, &carol_path, &alice, json!({})).await;
+    assert_eq!(rejected.status, StatusCode::OK, "{}", rejected.text());
+    assert_eq!(rejected.json()["deleted"], true);
+    let entries = audited(&w.store, &org, "member.rejected").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].entry.target, carol_id);
+    assert_eq!(
+        entries[0].entry.before.as_ref().unwrap()["email"],
+        "carol@example.com"
+    );
+    let gone = login(&w.app, "carol@example.com", "correct horse").await;
+    assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
+    let list = get(&w.app, "/api/admin/pending", &alice).await.json();
+    assert_eq!(list["data"], json!([]));
+    assert_eq!(
+        try_signup(&w.app, "carol@example.com").await.status,
+        StatusCode::ACCEPTED
+    );
+    let unknown = json_call(
+        &w.app,
+        Method::POST,
+        "/api/admin/pending/user_nobody/approve",
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_signup_lets_only_the_first_person_in() {
+    let w = world_with(|s| s.with_accounts(Accounts::new(Signup::Closed))).await;
+    let (first, _) = signup(&w.app, "alice@example.com").await;
+    assert_eq!(first.json()["role"], "owner");
+    let refused = try_signup(&w.app, "bob@example.com").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
+    assert!(refused.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("closed"));
+    assert!(refused.headers.get("set-cookie").is_none());
+    assert_eq!(
+        login(&w.app, "bob@example.com", "correct horse")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// A world whose sign-in throttling reads `clock`.
+async fn throttled_world(clock: &Clock, proxies: &str) -> World {
+    let (clock, proxies): (Clock, TrustedProxies) = (clock.clone(), proxies.parse().unwrap());
+    world_with(move |s| {
+        s.with_accounts(Accounts::default().with_clock(clock))
+            .with_trusted_proxies(proxies)
+    })
+    .await
+}
+
+/// Asserts a 429 `rate_limit_exceeded` with `retry-after: secs` and no
+/// session.
+fn assert_locked(answer: &Answer, secs: u64) {
+    assert_eq!(
+        answer.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        answer.text()
+    );
+    assert_eq!(answer.headers["retry-after"], secs.to_string().as_str());
+    assert!(answer.headers.get("set-cookie").is_none());
+    let error = answer.error();
+    assert_eq!(error["type"], "rate_limit_error");
+    assert_eq!(error["code"], "rate_limit_exceeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_backs_off_exponentially_per_account_and_the_right_password_works_after_the_wait() {
+    let clock = Clock::manual(1_700_000_000_000);
+    let w = throttled_world(&clock, "").await;
+    signup(&w.app, "alice@example.com").await;
+    let org = get_org(&w.store).await;
+    let (right, wrong) = ("correct horse", "wrong password");
+
+    for _ in 0..5 {
+        let answer = login(&w.app, "alice@example.com", wrong).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text());
+    }
+    // Locked for a minute: even the right password waits.
+    let locked = login(&w.app, "Alice@Example.com", right).await;
+    assert_locked(&locked, 60);
+    assert!(locked.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("try again in 60 seconds"));
+    // Other accounts are not (and without a peer nothing counts per address).
+    let other = login(&w.app, "nobody@example.com", wrong).await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+    clock.advance(Duration::from_secs(59));
+    assert_locked(&login(&w.app, "alice@example.com", right).await, 1);
+    clock.advance(Duration::from_secs(1));
+
+    // Each failure after a lock locks again for twice as long, up to 15 min.
+    for wait in [120, 240, 480, 900, 900] {
+        let answer = login(&w.app, "alice@example.com", wrong).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text());
+        assert_locked(&login(&w.app, "alice@example.com", wrong).await, wait);
+        clock.advance(Duration::from_secs(wait));
+    }
+    // After the wait the right password works, and clears the failures:
+    // the next lock comes after five failures again, for a minute.
+    let signed_in = login(&w.app, "alice@example.com", right).await;
+    assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.text());
+    session_of(&signed_in);
+    for _ in 0..5 {
+        let answer = login(&w.app, "alice@example.com", wrong).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text());
+    }
+    assert_locked(&login(&w.app, "alice@example.com", right).await, 60);
+
+    // Every failure and every lock is audited; refusals while locked are not.
+    let failed = audited(&w.store, &org, "sign_in.failed").await;
+    assert_eq!(failed.len(), 5 + 1 + 5 + 5);
+    let alice_failure = &failed[0].entry;
+    assert_eq!(alice_failure.target, "alice@example.com");
+    assert_eq!(alice_failure.actor, "address:unknown");
+    let after = alice_failure.after.as_ref().unwrap();
+    assert_eq!(after["failures"], 1);
+    assert_eq!(after["address"], Value::Null);
+    let locks = audited(&w.store, &org, "sign_in.locked_out").await;
+    let seconds: Vec<i64> = locks
+        .iter()
+        .map(|e| {
+            e.entry.after.as_ref().unwrap()["lock_seconds"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seconds, [60, 120, 240, 480, 900, 900, 60]);
+    assert!(locks
+        .iter()
+        .all(|e| e.entry.target == "account:alice@example.com"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_is_throttled_per_client_address_and_forwarded_for_is_not_believed() {
+    let clock = Clock::manual(1_700_000_000_000);
+    let w = throttled_world(&clock, "").await;
+    signup(&w.app, "alice@example.com").await;
+    let org = get_org(&w.store).await;
+    let attacker = Some("203.0.113.7:5000");
+    // Twenty failures from one address, each on another account (so no
+    // account locks), each claiming another X-Forwarded-For.
+    for i in 0..20 {
+        let email = format!("guess{i}@example.com");
+        let hop = format!("198.51.100.{i}");
+        let answer = login_from(&w.app, &email, "wrong password", attacker, Some(&hop)).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{i}: {}",
+            answer.text()
+        );
+    }
+    let right = "correct horse";
+    let locked = login_from(
+        &w.app,
+        "alice@example.com",
+        right,
+        Some("203.0.113.7:6000"),
+        Some("192.0.2.1"),
+    )
+    .await;
+    assert_locked(&locked, 60);
+    assert!(locked.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("address"));
+    // Another address, and a request without a peer, are not locked; nor
+    // is Alice's account by the refused attempt.
+    let elsewhere = login_from(
+        &w.app,
+        "alice@example.com",
+        right,
+        Some("203.0.113.8:5000"),
+        None,
+    )
+    .await;
+    assert_eq!(elsewhere.status, StatusCode::OK, "{}", elsewhere.text());
+    assert_eq!(
+        login(&w.app, "alice@example.com", right).await.status,
+        StatusCode::OK
+    );
+    let locks = audited(&w.store, &org, "sign_in.locked_out").await;
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].entry.target, "address:203.0.113.7");
+    assert_eq!(locks[0].entry.actor, "address:203.0.113.7");
+    // After the wait, the address may sign in again.
+    clock.advance(Duration::from_secs(60));
+    let later = login_from(&w.app, "alice@example.com", right, attacker, None).await;
+    assert_eq!(later.status, StatusCode::OK, "{}", later.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_forwarded_for_names_the_client() {
+    let clock = Clock::manual(1_700_000_000_000);
+    let w = throttled_world(&clock, "127.0.0.1").await;
+    signup(&w.app, "alice@example.com").await;
+    let proxy = Some("127.0.0.1:9000");
+    for i in 0..20 {
+        let email = format!("guess{i}@example.com");
+        let answer = login_from(&w.app, &email, "wrong", proxy, Some("203.0.113.7")).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text());
+    }
+    let right = "correct horse";
+    // That client is locked, even when it makes up an entry on the left;
+    // another client behind the same proxy is not.
+    let locked = login_from(
+        &w.app,
+        "alice@example.com",
+        right,
+        proxy,
+        Some("198.51.100.1, 203.0.113.7"),
+    )
+    .await;
+    assert_locked(&locked, 60);
+    let other = login_from(
+        &w.app,
+        "alice@example.com",
+        right,
+        proxy,
+        Some("203.0.113.99"),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.text());
 }

@@ -1,6 +1,7 @@
 // The admin page (owners and admins; members see a "not allowed" page and
-// get 403s from /api/admin): members with their role and plan (change a
-// role, assign a plan, remove), the plans, the price table (set a price as
+// get 403s from /api/admin): sign-ups waiting for approval (approve or
+// reject), members with their role and plan (change a role, assign a plan,
+// remove), the plans, the price table (set a price as
 // `parlance prices set` does) and the backends with their health
 // (/api/status). Every change is audited by the server.
 
@@ -26,10 +27,36 @@ function modelsText(models) {
   return models && models.only ? models.only.join(', ') : '';
 }
 
-function Members({ me, plans, say }) {
+function Pending({ say, onDecided }) {
+  const [people, setPeople] = useState(null);
+  const load = () => api('/api/admin/pending').then((r) => setPeople(r.data)).catch((e) => say(e.message, true));
+  useEffect(() => { load(); }, []);
+  async function decide(p, approve) {
+    if (!approve && !confirm(`Reject ${p.email}? Their account is deleted.`)) return;
+    try {
+      if (approve) await api(`/api/admin/pending/${p.id}/approve`, { method: 'POST', body: {} });
+      else await api(`/api/admin/pending/${p.id}`, { method: 'DELETE' });
+      say(approve ? `${p.email} was approved and may sign in now.` : `${p.email} was rejected.`);
+    } catch (err) { say(err.message, true); }
+    load();
+    onDecided();
+  }
+  return html`<section aria-labelledby="pending-h"><h2 id="pending-h">Waiting for approval</h2>
+    <table aria-label="Pending sign-ups"><thead><tr><th>Name</th><th>Email</th><th>Signed up</th>
+      <th><span class="visually-hidden">Actions</span></th></tr></thead>
+    <tbody>${(people || []).map((p) => html`<tr key=${p.id}><td>${p.name}</td><td>${p.email}</td>
+      <td>${new Date(p.requested_at * 1000).toISOString().replace('T', ' ').slice(0, 16)}</td>
+      <td><button type="button" class="small" aria-label=${`Approve ${p.email}`} onClick=${() => decide(p, true)}>Approve</button>
+        ${' '}<button type="button" class="small" aria-label=${`Reject ${p.email}`} onClick=${() => decide(p, false)}>Reject</button></td></tr>`)}
+      ${people && !people.length && html`<tr><td colspan="4">No one is waiting.</td></tr>`}</tbody></table>
+    <p class="note">New people wait here when sign-up needs approval (<code>PARLANCE_SIGNUP=approval</code>, the default).</p>
+  </section>`;
+}
+
+function Members({ me, plans, say, version }) {
   const [members, setMembers] = useState([]);
   const load = () => api('/api/admin/members').then((r) => setMembers(r.data)).catch((e) => say(e.message, true));
-  useEffect(() => { load(); }, []);
+  useEffect(() => { load(); }, [version]);
   async function change(m, what, value) {
     try {
       if (what === 'role') await api(`/api/admin/members/${m.id}`, { method: 'PATCH', body: { role: value } });
@@ -127,13 +154,15 @@ function Backends({ say }) {
 export function Admin({ me }) {
   const [plans, setPlans] = useState([]);
   const [message, setMessage] = useState(null);
+  const [version, setVersion] = useState(0);
   useEffect(() => { if (me.admin) api('/api/admin/plans').then((r) => setPlans(r.data)).catch(() => {}); }, []);
   if (!me.admin) return adminOnly(me);
   const say = (text, bad = false) => setMessage({ text, bad });
   return html`<main class="page">
     <h1>Admin</h1>
     ${message && html`<p class=${message.bad ? 'error' : 'note'} role=${message.bad ? 'alert' : 'status'}>${message.text}</p>`}
-    <${Members} me=${me} plans=${plans} say=${say} />
+    <${Pending} say=${say} onDecided=${() => setVersion((v) => v + 1)} />
+    <${Members} me=${me} plans=${plans} say=${say} version=${version} />
     <${Plans} plans=${plans} />
     <${Prices} say=${say} />
     <${Backends} say=${say} />

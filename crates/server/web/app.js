@@ -1,5 +1,6 @@
 // The app's shell: who is signed in (GET /api/me), the sign-up / sign-in
-// form, and the pages by hash route: #/ chat, #/keys API keys, #/usage
+// form (a sign-up waiting for approval, 202, says so and turns the form to
+// sign-in), and the pages by hash route: #/ chat, #/keys API keys, #/usage
 // usage and costs, #/invoice the month's invoice, #/admin members, plans,
 // prices and backends.
 
@@ -16,6 +17,7 @@ const html = htm.bind(h);
 function Auth({ onSignedIn }) {
   const [mode, setMode] = useState('signup');
   const [error, setError] = useState('');
+  const [notice, setNotice] = useState('');
   const [busy, setBusy] = useState(false);
   async function submit(event) {
     event.preventDefault();
@@ -24,9 +26,18 @@ function Auth({ onSignedIn }) {
     if (mode === 'signup') body.name = form.get('name');
     setBusy(true);
     setError('');
+    setNotice('');
     try {
-      onSignedIn(await api(`/api/auth/${mode}`, { method: 'POST', body }));
+      const answer = await api(`/api/auth/${mode}`, { method: 'POST', body });
+      if (answer && answer.status === 'pending') {
+        // Signed up, but an owner or admin approves new people first.
+        setMode('login');
+        setNotice(answer.message);
+      } else {
+        onSignedIn(answer);
+      }
     } catch (err) {
+      // A pending approval (403) and a lock-out (429) say why in words.
       setError(err.message);
     } finally {
       setBusy(false);
@@ -41,10 +52,11 @@ function Auth({ onSignedIn }) {
       <label>Email<input name="email" type="email" required autocomplete="email" /></label>
       <label>Password<input name="password" type="password" required minlength=${signup ? 8 : 1}
         autocomplete=${signup ? 'new-password' : 'current-password'} /></label>
+      ${notice && html`<p class="note" role="status">${notice}</p>`}
       ${error && html`<p class="error" role="alert">${error}</p>`}
       <button type="submit" disabled=${busy}>${signup ? 'Sign up' : 'Sign in'}</button>
       <p>${signup ? 'Already have an account? ' : 'New here? '}
-        <button type="button" class="link" onClick=${() => { setMode(signup ? 'login' : 'signup'); setError(''); }}>
+        <button type="button" class="link" onClick=${() => { setMode(signup ? 'login' : 'signup'); setError(''); setNotice(''); }}>
           ${signup ? 'Sign in instead' : 'Create an account'}</button></p>
     </form>
   </main>`;

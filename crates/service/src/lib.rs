@@ -10,15 +10,18 @@
 //!   after it ([`metering`]: [`Meter`], [`Charge`]); rate limits per key
 //!   and project ([`limits`]).
 //! - Plans and quotas ([`plans`]), budgets ([`budgets`]), keys, prices,
-//!   invoices and the audit log ([`manage`]), soft-limit notices
-//!   ([`notify`]): audited operations the HTTP admin API, the web app and
-//!   the CLI share.
+//!   invoices and the audit log ([`manage`]), members, their roles and
+//!   approving sign-ups ([`members`]), soft-limit notices ([`notify`]):
+//!   audited operations the HTTP admin API, the web app and the CLI share.
+//! - Signing up and in ([`accounts`]): the sign-up policy (`approval`,
+//!   `open`, `closed`) and sign-in throttling per account and address.
 //! - The one error table ([`error`]): every conversion from a crate's
 //!   error into the API error a client sees.
 //!
 //! Dependencies point one way: `api`, `engine`, `store`, `billing`,
 //! `ratelimit` and `gateway` below; `server` and `cli` above.
 
+pub mod accounts;
 pub mod budgets;
 pub mod error;
 pub mod generation;

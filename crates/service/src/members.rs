@@ -1,11 +1,13 @@
 //! Members of an organisation and their roles: the audited changes the web
 //! app's admin page makes, with their rules — only owners and admins
 //! manage members, only an owner may make or unmake an owner, and the last
-//! owner can be neither demoted nor removed.
+//! owner can be neither demoted nor removed. Approving a pending sign-up
+//! (see `accounts`) makes the person a member (`member.approved`);
+//! rejecting it deletes the request and their account (`member.rejected`).
 
 use api::ApiError;
 use serde_json::json;
-use store::{NewAuditEntry, Role, Store};
+use store::{NewAuditEntry, Role, Store, User};
 
 use crate::Result;
 
@@ -74,6 +76,42 @@ pub async fn remove(
         })
         .await?;
     Ok(())
+}
+
+/// Approves `user_id`'s pending sign-up, acting as `actor`: they become a
+/// member and may sign in; records `member.approved`. No such request is
+/// a 404.
+pub async fn approve(store: &Store, org_id: &str, actor: &str, user_id: &str) -> Result<User> {
+    let user = store.approve_signup(org_id, user_id, Role::Member).await?;
+    store
+        .append_audit(&NewAuditEntry {
+            org_id: org_id.to_owned(),
+            actor: actor.to_owned(),
+            action: "member.approved".into(),
+            target: user_id.to_owned(),
+            before: Some(json!({"status": "pending", "email": user.email})),
+            after: Some(json!({"role": Role::Member.as_str()})),
+        })
+        .await?;
+    Ok(user)
+}
+
+/// Rejects `user_id`'s pending sign-up, acting as `actor`: the request and
+/// (when they belong nowhere else) their account are deleted, so the email
+/// may sign up again; records `member.rejected`. No such request is a 404.
+pub async fn reject(store: &Store, org_id: &str, actor: &str, user_id: &str) -> Result<User> {
+    let user = store.reject_signup(org_id, user_id).await?;
+    store
+        .append_audit(&NewAuditEntry {
+            org_id: org_id.to_owned(),
+            actor: actor.to_owned(),
+            action: "member.rejected".into(),
+            target: user_id.to_owned(),
+            before: Some(json!({"status": "pending", "email": user.email, "name": user.name})),
+            after: None,
+        })
+        .await?;
+    Ok(user)
 }
 
 /// Refuses to take away the organisation's last owner.

@@ -15,6 +15,12 @@
 //! every generation is metered in the usage ledger; keyless requests are
 //! billed to the installation's default organisation and project (the one
 //! `parlance keys create` uses without `--org`), as key id `local`.
+//!
+//! The web app's front door is set from the environment: `PARLANCE_SIGNUP`
+//! (`approval`, the default, `open` or `closed`) and
+//! `PARLANCE_TRUSTED_PROXIES` (whose `X-Forwarded-For` names the client for
+//! per-address sign-in throttling); a value that means nothing stops
+//! `serve` with an error naming it.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -185,7 +191,9 @@ pub fn run(
                 std::env::var(BUDGET_WEBHOOK_ENV)
                     .ok()
                     .filter(|u| !u.is_empty()),
-            );
+            )
+            .with_front_door_env()
+            .map_err(anyhow::Error::msg)?;
         #[cfg(unix)]
         tokio::spawn(reload_on_sighup(
             state.clone(),

@@ -2,28 +2,34 @@
 //! `/api/auth/logout` and `GET /api/me`.
 //!
 //! Everyone signs up into the installation's default organisation (the one
-//! keyless, admin-key and `parlance keys create` requests bill, created when missing): the
-//! first person to sign up becomes its owner, later ones members. Signing
-//! up or in opens a session and sets the [`SESSION_COOKIE`]: HttpOnly,
-//! SameSite=Strict, Path=/, lasting [`SESSION_TTL`], and Secure when the
-//! request came over https (`X-Forwarded-Proto: https` from a proxy) or
-//! `PARLANCE_SECURE_COOKIES=1` is set.
+//! keyless, admin-key and `parlance keys create` requests bill, created when missing).
+//! The rules are `service::accounts`': the first person becomes its owner;
+//! after that, `PARLANCE_SIGNUP` decides — `approval` (the default: the
+//! sign-up answers 202 `{"status": "pending"}` without a session, and an
+//! owner or admin approves the person on the Admin page), `open` (a member
+//! at once) or `closed` (a 403 telling them to ask an owner). Signing in is
+//! throttled per account and per client address (`crate::client`): 429
+//! `rate_limit_exceeded` with `retry-after` while locked out.
 //!
-//! Sign-up is open to anyone who can reach the server unless
-//! `PARLANCE_SIGNUP=closed`: then only the first person (the owner) may
-//! sign up, and later ones get a 403 telling them to ask an owner.
+//! Signing up (as a member at once) or in opens a session and sets the
+//! [`SESSION_COOKIE`]: HttpOnly, SameSite=Strict, Path=/, lasting
+//! [`SESSION_TTL`], and Secure when the request came over https
+//! (`X-Forwarded-Proto: https` from a proxy) or `PARLANCE_SECURE_COOKIES=1`
+//! is set.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use api::ApiError;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::SET_COOKIE;
-use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use service::accounts::{NewPerson, SignedUp};
 use store::{Role, Store};
 
 use super::{json_body, person, store};
@@ -32,18 +38,8 @@ use crate::state::AppState;
 
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-/// The shortest password accepted at sign-up.
-pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Set to `1` or `true` to mark the session cookie Secure always.
 pub const SECURE_COOKIES_ENV: &str = "PARLANCE_SECURE_COOKIES";
-/// Set to `closed` to let only the first person sign up.
-pub const SIGNUP_ENV: &str = "PARLANCE_SIGNUP";
-
-/// Whether a sign-up may go ahead: always for the first person, and for
-/// later ones unless sign-up is `closed`.
-fn signup_allowed(policy: Option<&str>, first: bool) -> bool {
-    first || !policy.is_some_and(|p| p.trim().eq_ignore_ascii_case("closed"))
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,7 +57,9 @@ pub struct LoginRequest {
     password: String,
 }
 
-/// `POST /api/auth/signup {email, name, password}`.
+/// `POST /api/auth/signup {email, name, password}`: the person as
+/// `/api/me` with a session, or 202 `{"status": "pending"}` when their
+/// sign-up waits for approval.
 pub async fn signup(
     State(state): State<AppState>,
     method: Method,
@@ -74,62 +72,39 @@ pub async fn signup(
         }
         let store = store(&state)?;
         let request: SignupRequest = json_body(&body)?;
-        if request.password.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(invalid(
-                format!("The password must have at least {MIN_PASSWORD_CHARS} characters."),
-                "password",
-            ));
-        }
-        if !request.email.contains('@') {
-            return Err(invalid("The email must contain '@'.".into(), "email"));
-        }
         let org_id = local_org(&store).await?;
-        let first = store
-            .list_members(&org_id)
-            .await
-            .map_err(service::Error::from)?
-            .is_empty();
-        if !signup_allowed(std::env::var(SIGNUP_ENV).ok().as_deref(), first) {
-            return Err(ApiError::Forbidden {
-                message: "Sign-up is closed on this server: ask an owner of the organization \
-                          to add you."
-                    .into(),
-            });
-        }
-        let name = match request.name.trim() {
-            "" => request
-                .email
-                .split('@')
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-            name => name.to_owned(),
+        let person = NewPerson {
+            email: &request.email,
+            name: &request.name,
+            password: &request.password,
         };
-        let user = store
-            .create_user(&request.email, &name, &request.password)
-            .await
-            .map_err(|err| match err.kind() {
-                store::ErrorKind::Conflict => invalid(
-                    "This email is already registered: sign in instead.".into(),
-                    "email",
-                ),
-                _ => service::Error::from(err).into(),
-            })?;
-        let role = if first { Role::Owner } else { Role::Member };
-        store
-            .set_role(&org_id, &user.id, role)
-            .await
-            .map_err(service::Error::from)?;
-        open_session(&store, &headers, &org_id, &user.id).await
+        match state.accounts().sign_up(&store, &org_id, person).await? {
+            SignedUp::Member { user, .. } => {
+                open_session(&store, &headers, &org_id, &user.id).await
+            }
+            SignedUp::Pending { user } => Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({
+                    "object": "signup",
+                    "status": "pending",
+                    "user": {"id": user.id, "email": user.email, "name": user.name},
+                    "message": "Thanks for signing up. An owner or admin of the organization \
+                                must approve your account before you can sign in.",
+                })),
+            )
+                .into_response()),
+        }
     })
     .await
 }
 
-/// `POST /api/auth/login {email, password}`.
+/// `POST /api/auth/login {email, password}`, throttled per account and
+/// per client address.
 pub async fn login(
     State(state): State<AppState>,
     method: Method,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Bytes,
 ) -> Response {
     result(async {
@@ -138,21 +113,13 @@ pub async fn login(
         }
         let store = store(&state)?;
         let request: LoginRequest = json_body(&body)?;
-        let wrong = || ApiError::Unauthorized {
-            message: "Wrong email or password.".into(),
-        };
-        let user = store
-            .verify_password(&request.email, &request.password)
-            .await
-            .map_err(|err| match err.kind() {
-                store::ErrorKind::Unauthorized => wrong(),
-                _ => service::Error::from(err).into(),
-            })?;
         let org_id = local_org(&store).await?;
-        store
-            .get_role(&org_id, &user.id)
-            .await
-            .map_err(|_| wrong())?;
+        let peer = peer.map(|Extension(ConnectInfo(peer))| peer);
+        let address = crate::client::client_address(peer, &headers, state.trusted_proxies());
+        let (user, _) = state
+            .accounts()
+            .sign_in(&store, &org_id, &request.email, &request.password, address)
+            .await?;
         open_session(&store, &headers, &org_id, &user.id).await
     })
     .await
@@ -269,32 +236,10 @@ async fn local_org(store: &Store) -> Result<String, ApiError> {
     Ok(service::ensure_org(store, service::DEFAULT_ORG).await?)
 }
 
-fn invalid(message: String, param: &str) -> ApiError {
-    ApiError::InvalidRequest {
-        message,
-        param: Some(param.to_owned()),
-        code: None,
-    }
-}
-
 /// Renders a handler's result: the response, or the error object.
 async fn result(work: impl std::future::Future<Output = Result<Response, ApiError>>) -> Response {
     match work.await {
         Ok(response) => response,
         Err(err) => crate::error::ServerError::from(err).into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn closed_signup_still_lets_the_first_person_in() {
-        assert!(signup_allowed(None, false));
-        assert!(signup_allowed(Some("open"), false));
-        assert!(signup_allowed(Some("closed"), true));
-        assert!(!signup_allowed(Some("closed"), false));
-        assert!(!signup_allowed(Some(" Closed "), false));
     }
 }

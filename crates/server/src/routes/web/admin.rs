@@ -5,6 +5,9 @@
 //! - `PATCH /api/admin/members/{user_id} {role}`: change a role.
 //! - `DELETE /api/admin/members/{user_id}`: remove from the organisation.
 //! - `PUT /api/admin/members/{user_id}/plan {plan}`: assign a plan.
+//! - `GET /api/admin/pending`: sign-ups waiting for approval.
+//! - `POST /api/admin/pending/{user_id}/approve`: make them a member.
+//! - `DELETE /api/admin/pending/{user_id}`: reject (their account goes).
 //! - `GET /api/admin/plans`: every plan (built-in and stored).
 //! - `GET /api/admin/prices`: every recorded price.
 //! - `POST /api/admin/prices {model, input, output, cached_input?, per?}`:
@@ -12,7 +15,7 @@
 //!   `parlance prices set` does.
 //!
 //! Every change is appended to the audit log with the acting person, and
-//! the state before and after. Only an owner may make or unmake an owner,
+//! the state before and after (`member.approved`, `member.rejected` too). Only an owner may make or unmake an owner,
 //! and the last owner can be neither demoted nor removed.
 
 use api::ApiError;
@@ -123,6 +126,57 @@ pub async fn remove(
     Ok(Json(
         json!({"id": user_id, "object": "member.deleted", "deleted": true}),
     ))
+}
+
+/// `GET /api/admin/pending`: the people waiting for approval, oldest first.
+pub async fn pending(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, _) = admin(&state, caller).await?;
+    let requests = p
+        .store
+        .list_signup_requests(&p.org_id)
+        .await
+        .map_err(service::Error::from)?;
+    let data: Vec<Value> = requests
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.user.id, "email": r.user.email, "name": r.user.name,
+                "requested_at": manage::seconds(r.requested_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// `POST /api/admin/pending/{user_id}/approve`.
+pub async fn approve(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(user_id): Path<String>,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, _) = admin(&state, caller).await?;
+    let user = service::members::approve(&p.store, &p.org_id, &actor(&p), &user_id).await?;
+    Ok(Json(json!({
+        "id": user.id, "email": user.email, "name": user.name,
+        "status": "approved", "role": Role::Member.as_str(),
+    })))
+}
+
+/// `DELETE /api/admin/pending/{user_id}`: rejects the sign-up.
+pub async fn reject(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(user_id): Path<String>,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, _) = admin(&state, caller).await?;
+    let user = service::members::reject(&p.store, &p.org_id, &actor(&p), &user_id).await?;
+    Ok(Json(json!({
+        "id": user.id, "email": user.email, "object": "signup_request.deleted",
+        "status": "rejected", "deleted": true,
+    })))
 }
 
 /// `GET /api/admin/plans`.

@@ -14,7 +14,7 @@ pub mod conversations;
 
 use api::ApiError;
 use axum::body::Bytes;
-use axum::routing::{get, patch, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Extension, Router};
 use serde::de::DeserializeOwned;
 use store::Store;
@@ -61,6 +61,9 @@ pub fn authenticated() -> Router<AppState> {
             patch(admin::set_role).delete(admin::remove),
         )
         .route("/api/admin/members/{user_id}/plan", put(admin::assign_plan))
+        .route("/api/admin/pending", get(admin::pending))
+        .route("/api/admin/pending/{user_id}", delete(admin::reject))
+        .route("/api/admin/pending/{user_id}/approve", post(admin::approve))
         .route("/api/admin/plans", get(admin::plans))
         .route(
             "/api/admin/prices",
