@@ -276,3 +276,175 @@ fn a_restart_never_settles_another_instances_live_requests_on_postgres() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// What one client request came to.
+enum Outcome {
+    /// Answered 200: the request id and the usage the client was told.
+    Answered(String, Value),
+    /// Anything but a 200 or a retry a load balancer would make.
+    Failed(String),
+}
+
+/// One request as a load balancer in front of `instances` would send it:
+/// to the next instance in turn, moving on when one refuses the connection,
+/// closes it before answering, or answers 503 while draining — the same
+/// request id each time, so that a retry can never bill twice.
+fn balanced_request(instances: &std::sync::Mutex<Vec<String>>, start: usize, id: &str) -> Outcome {
+    let body = json!({
+        "model": "smollm2-135m-instruct",
+        "messages": [{"role": "user", "content": "Say something."}],
+        "max_tokens": 6,
+        "logit_bias": {"0": -100, "2": -100},
+    })
+    .to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut turn = start;
+    while Instant::now() < deadline {
+        let addr = {
+            let list = instances.lock().unwrap();
+            list[turn % list.len()].clone()
+        };
+        turn += 1;
+        let Ok(mut socket) = TcpStream::connect(&addr) else {
+            continue;
+        };
+        socket
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let sent = write!(
+            socket,
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: test\r\n\
+             content-type: application/json\r\nx-request-id: {id}\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut answer = String::new();
+        if sent.is_err() || socket.read_to_string(&mut answer).is_err() || answer.is_empty() {
+            continue;
+        }
+        if answer.starts_with("HTTP/1.1 503") {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        if !answer.starts_with("HTTP/1.1 200") {
+            return Outcome::Failed(answer);
+        }
+        let json = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let usage = serde_json::from_str::<Value>(json)
+            .map(|v| v["usage"].clone())
+            .unwrap_or(Value::Null);
+        return Outcome::Answered(id.to_owned(), usage);
+    }
+    Outcome::Failed(format!("{id}: no instance answered in two minutes"))
+}
+
+/// A rolling restart: three instances on one database, each stopped with
+/// SIGTERM (it drains) and started again in turn, under continuous load.
+/// No request fails, and the ledger holds exactly one `ok` row per answer,
+/// with the tokens its client was told.
+#[test]
+fn a_rolling_restart_of_three_instances_fails_and_misbills_nothing() {
+    let _one_at_a_time = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let data = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        data.path().join("shared.db").display()
+    );
+    let mut servers = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..3 {
+        let (server, addr) = serve(data.path(), &url);
+        servers.push(server);
+        addrs.push(addr);
+    }
+    let instances = std::sync::Arc::new(std::sync::Mutex::new(addrs));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..3)
+        .map(|client| {
+            let (instances, stop) = (instances.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut outcomes = Vec::new();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let id = format!("roll-{client}-{n}");
+                    outcomes.push(balanced_request(&instances, client + n, &id));
+                    n += 1;
+                }
+                outcomes
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for (index, slot) in servers.iter_mut().enumerate() {
+        let pid = slot.0.id().to_string();
+        let signalled = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(signalled.success());
+        let status = slot.0.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "instance {index} exited {status:?}");
+        let (server, addr) = serve(data.path(), &url);
+        *slot = server;
+        instances.lock().unwrap()[index] = addr;
+        std::thread::sleep(Duration::from_millis(800));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let outcomes: Vec<Outcome> = clients
+        .into_iter()
+        .flat_map(|client| client.join().unwrap())
+        .collect();
+    let failures: Vec<&String> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Failed(why) => Some(why),
+            Outcome::Answered(..) => None,
+        })
+        .collect();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    let answered: Vec<(&String, &Value)> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Answered(id, usage) => Some((id, usage)),
+            Outcome::Failed(_) => None,
+        })
+        .collect();
+    assert!(answered.len() >= 10, "only {} requests ran", answered.len());
+    eprintln!(
+        "{} requests answered across the rolling restart",
+        answered.len()
+    );
+    drop(servers);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = Store::connect(&url).await.unwrap();
+        let org = default_org(&store).await;
+        let rows = store
+            .list_usage(&org, 0, i64::MAX, None, 10_000)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), answered.len(), "one row per answered request");
+        for (id, usage) in &answered {
+            let row = store.get_usage(&org, id).await.unwrap().usage;
+            assert_eq!(row.status, "ok", "{id}");
+            assert_eq!(
+                row.completion_tokens,
+                usage["completion_tokens"].as_i64().unwrap(),
+                "{id}"
+            );
+            assert_eq!(
+                row.prompt_tokens,
+                usage["prompt_tokens"].as_i64().unwrap(),
+                "{id}"
+            );
+        }
+        assert!(
+            store.recover().await.unwrap().is_empty(),
+            "nothing left open"
+        );
+        store.close().await;
+    });
+}

@@ -1,6 +1,7 @@
 //! Signals to the real binary. SIGTERM with a stream in flight: the server
-//! stops accepting, lets the stream finish, flushes the ledger and exits 0
-//! — and the ledger holds the stream's row. SIGHUP: the `[gateway]` section
+//! drains (`/health` answers `draining`, new requests 503 with
+//! `retry-after`), lets the stream finish, stops accepting, flushes the
+//! ledger and exits 0 — and the ledger holds the stream's row. SIGHUP: the `[gateway]` section
 //! is read again; an invalid file is refused and the old one kept.
 #![cfg(unix)]
 
@@ -32,7 +33,8 @@ fn sigterm_lets_the_stream_finish_flushes_the_ledger_and_exits_zero() {
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
 
-    let body = r#"{"model":"smollm2-135m-instruct","stream":true,"max_tokens":48,
+    let body = r#"{"model":"smollm2-135m-instruct","stream":true,"max_tokens":400,
+        "logit_bias":{"0":-100,"2":-100},
         "messages":[{"role":"user","content":"Tell me a long story about a lighthouse."}]}"#;
     let mut socket = TcpStream::connect(&addr).unwrap();
     socket
@@ -56,6 +58,37 @@ fn sigterm_lets_the_stream_finish_flushes_the_ledger_and_exits_zero() {
     let pid = server.0.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
+
+    // Draining: while the stream runs, /health says so (503) and a new
+    // request is refused with 503 and `retry-after`, for a load balancer to
+    // send elsewhere.
+    let get = |path: &str| {
+        let mut probe = TcpStream::connect(&addr).expect("still accepting while draining");
+        write!(
+            probe,
+            "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        probe.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let health = loop {
+        let health = get("/health");
+        if health.contains("draining") || Instant::now() > deadline {
+            break health;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert!(health.contains("\"status\":\"draining\""), "{health}");
+    let refused = get("/v1/models");
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after: 1"),
+        "{refused}"
+    );
 
     // The stream runs to its end.
     socket.read_to_end(&mut received).unwrap();

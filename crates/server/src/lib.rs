@@ -109,7 +109,7 @@ fn wrap(app: Router<AppState>, state: AppState) -> Router {
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            cut_at_shutdown,
+            drain_and_cut,
         ))
         .with_state(state)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
@@ -122,11 +122,13 @@ pub async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerE
     serve_until(listener, state, shutdown_signal()).await
 }
 
-/// Serves `state` on `listener`, with the health checks and the incident
-/// recorder running, until `signal` completes. Then it stops accepting,
-/// lets the requests and streams in flight finish for up to the state's
-/// shutdown grace (dropping the rest, which settles them `cancelled`), and
-/// returns once every ledger write has finished.
+/// Serves `state` on `listener`, with the lease's upkeep, the health checks
+/// and the incident recorder running, until `signal` completes. Then it
+/// drains — new requests are refused with 503 and `retry-after`, `/health`
+/// answers `draining` — while the requests and streams in flight finish,
+/// for up to the state's shutdown grace (dropping the rest, which settles
+/// them `cancelled`); then it stops accepting, and returns once every
+/// ledger write has finished and the lease is ended.
 pub async fn serve_until(
     listener: TcpListener,
     state: AppState,
@@ -135,9 +137,24 @@ pub async fn serve_until(
     let background = state.start_background();
     let grace = state.shutdown_grace();
     let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let draining = state.clone();
     let signal = async move {
         signal.await;
+        // Drain first: new requests are refused (503, `retry-after`) and
+        // `/health` says `draining` while those in flight finish; only then
+        // does the listener close.
+        draining.start_draining();
         let _ = signalled_tx.send(());
+        tracing::info!(
+            in_flight = draining.in_flight(),
+            "draining: refusing new requests while those in flight finish"
+        );
+        let idle = async {
+            while draining.in_flight() > 0 {
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
+        };
+        let _ = tokio::time::timeout(draining.shutdown_grace(), idle).await;
     };
     let mut server = Box::pin(
         axum::serve(
@@ -192,24 +209,43 @@ pub async fn serve_until(
 
 /// How long connections get to close after in-flight work was cut.
 const CUT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a draining server looks whether its last request finished.
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
-/// Cuts a request still running when the shutdown grace is over: a
-/// handler still working answers 503, and an event stream ends (dropping
-/// its generations and settling its charge `cancelled`).
-async fn cut_at_shutdown(
+/// Paths a draining server still answers: what a load balancer and a
+/// scraper read.
+const ANSWERED_WHILE_DRAINING: [&str; 3] = ["/health", "/v1/health", "/metrics"];
+
+/// Shutdown around every request: while draining, a new request is refused
+/// with 503 and `retry-after` (but for [`ANSWERED_WHILE_DRAINING`]); every
+/// other is counted in flight until its answer — a stream, until its body —
+/// ends; and when the shutdown grace is over, a handler still working
+/// answers 503 and an event stream ends (dropping its generations and
+/// settling its charge `cancelled`).
+async fn drain_and_cut(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use futures_util::StreamExt;
+    let refused = || {
+        let mut response = error::api_error_response(&api::ApiError::Overloaded {
+            retry_after_secs: Some(1),
+        });
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        response
+    };
+    if state.is_draining() && !ANSWERED_WHILE_DRAINING.contains(&request.uri().path()) {
+        return refused();
+    }
+    let in_flight = state.track_request();
     let cut = state.cut_token().clone();
     let response = tokio::select! {
         response = next.run(request) => response,
-        () = cut.cancelled() => {
-            return error::api_error_response(&api::ApiError::Overloaded {
-                retry_after_secs: Some(1),
-            });
-        }
+        () = cut.cancelled() => return refused(),
     };
     let streamed = response
         .headers()
@@ -219,7 +255,14 @@ async fn cut_at_shutdown(
         return response;
     }
     let (parts, body) = response.into_parts();
-    let body = body.into_data_stream().take_until(cut.cancelled_owned());
+    let body = body
+        .into_data_stream()
+        .take_until(cut.cancelled_owned())
+        .map(move |frame| {
+            // Held by the body: the request is in flight until it ends.
+            let _held = &in_flight;
+            frame
+        });
     axum::response::Response::from_parts(parts, axum::body::Body::from_stream(body))
 }
 

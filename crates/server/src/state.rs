@@ -5,6 +5,7 @@
 //! settings (body limit, request timeout, shutdown grace and the cut at its
 //! end).
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,11 @@ pub struct AppState {
     cut: tokio_util::sync::CancellationToken,
     /// This instance's lease, which owns its reservations.
     lease: Option<Arc<Lease>>,
+    /// Set once a shutdown signal arrived: new requests are refused (503)
+    /// while those in flight finish; `/health` says so.
+    draining: Arc<AtomicBool>,
+    /// Requests being answered right now (a stream until its body ends).
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl AppState {
@@ -62,7 +68,33 @@ impl AppState {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             cut: tokio_util::sync::CancellationToken::new(),
             lease: None,
+            draining: Arc::new(AtomicBool::new(false)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Starts draining: from now on new requests are refused with 503 and
+    /// `retry-after`, and `/health` answers `draining`, so a load balancer
+    /// sends them elsewhere while the requests in flight finish.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the server is draining (see [`AppState::start_draining`]).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Requests being answered right now (a stream counts until its body
+    /// ends).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Counts one request in flight until the guard is dropped.
+    pub(crate) fn track_request(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(Arc::clone(&self.in_flight))
     }
 
     /// Holds `lease` for this instance: every reservation names it as its
@@ -249,5 +281,14 @@ impl AppState {
     /// The loaded models, in registration order.
     pub fn models(&self) -> impl Iterator<Item = &ServedModel> {
         self.service.models()
+    }
+}
+
+/// One request in flight, counted until dropped.
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

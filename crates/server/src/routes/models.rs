@@ -5,6 +5,7 @@
 
 use api::{Model, ModelList};
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 use service::ServedModel;
@@ -43,10 +44,18 @@ pub async fn retrieve_model(
     Ok(Json(Model::new(id.to_owned(), created(&state), OWNED_BY)))
 }
 
-/// Liveness: the server answers and its models are loaded.
-pub async fn health(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "status": "ok",
+/// Liveness: the server answers and its models are loaded; while draining
+/// (after a shutdown signal) a 503 with `"status": "draining"`, so a load
+/// balancer stops sending.
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let (status, code) = if state.is_draining() {
+        ("draining", StatusCode::SERVICE_UNAVAILABLE)
+    } else {
+        ("ok", StatusCode::OK)
+    };
+    let body = Json(json!({
+        "status": status,
+        "in_flight": state.in_flight(),
         "generations": state.live_generations(),
         "models": state.models().map(|m| m.name.clone()).collect::<Vec<_>>(),
         "engines": state
@@ -65,5 +74,6 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
                 })
             })
             .collect::<Vec<_>>(),
-    }))
+    }));
+    (code, body)
 }
