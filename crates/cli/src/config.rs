@@ -52,6 +52,8 @@ pub const REDIS_URL_ENV: &str = "PARLANCE_REDIS_URL";
 pub const SHUTDOWN_GRACE_ENV: &str = "PARLANCE_SHUTDOWN_GRACE_SECS";
 /// Default seconds in-flight requests get after SIGTERM or ctrl-c.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+/// Environment variable for [`Layer::default_max_tokens`].
+pub const DEFAULT_MAX_TOKENS_ENV: &str = "PARLANCE_DEFAULT_MAX_TOKENS";
 /// Environment variable for [`Layer::instance_lease_secs`].
 pub const INSTANCE_LEASE_ENV: &str = "PARLANCE_INSTANCE_LEASE_SECS";
 /// Name of the SQLite file in the data directory when no database URL is set.
@@ -60,7 +62,7 @@ pub const DATABASE_FILE: &str = "parlance.db";
 /// The keys a config file may hold, for error messages.
 const KEYS: &str = "host, port, models, threads, kv_cache_tokens, prefix_cache, data_dir, \
                     database_url, rpm, tpm, project_rpm, project_tpm, redis_url, \
-                    shutdown_grace_secs, instance_lease_secs, gateway";
+                    shutdown_grace_secs, instance_lease_secs, default_max_tokens, gateway";
 
 /// One layer of `serve` settings (the file, the environment or the flags).
 /// Every field is optional: `None` means "this layer does not say", and the
@@ -129,6 +131,11 @@ pub struct Layer {
     /// instance (or its own restart) only once it ran out (default `30`;
     /// env `PARLANCE_INSTANCE_LEASE_SECS`).
     pub instance_lease_secs: Option<u64>,
+    /// The most tokens a chat or completion choice of a local model
+    /// generates when its request sets no `max_tokens` (default `0`: until
+    /// the context is full, as OpenAI does; env
+    /// `PARLANCE_DEFAULT_MAX_TOKENS`; flag `--default-max-tokens`).
+    pub default_max_tokens: Option<u32>,
     /// The `[gateway]` section: models, aliases, fallbacks and their
     /// backends (local engine, OpenAI-compatible, Anthropic), retry,
     /// breaker and health-check policy; see `docs/GATEWAY.md`. File only;
@@ -156,6 +163,7 @@ impl Layer {
             redis_url: self.redis_url.or(lower.redis_url),
             shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
             instance_lease_secs: self.instance_lease_secs.or(lower.instance_lease_secs),
+            default_max_tokens: self.default_max_tokens.or(lower.default_max_tokens),
             gateway: self.gateway.or(lower.gateway),
         }
     }
@@ -286,6 +294,15 @@ impl Layer {
                     })?,
             ),
         };
+        let default_max_tokens = match var(DEFAULT_MAX_TOKENS_ENV)? {
+            None => None,
+            Some(text) => Some(text.trim().parse::<u32>().with_context(|| {
+                format!(
+                    "environment variable {DEFAULT_MAX_TOKENS_ENV}={text:?}: expected a whole \
+                     number of tokens (0: until the context is full)"
+                )
+            })?),
+        };
         Ok(Layer {
             host: var(HOST_ENV)?,
             port,
@@ -302,6 +319,7 @@ impl Layer {
             redis_url: var(REDIS_URL_ENV)?,
             shutdown_grace_secs,
             instance_lease_secs,
+            default_max_tokens,
             gateway: None,
         })
     }
@@ -340,6 +358,8 @@ pub struct ServeConfig {
     pub shutdown_grace_secs: u64,
     /// How long this instance's lease holds without a heartbeat.
     pub instance_lease: std::time::Duration,
+    /// The cap of a choice whose request sets no `max_tokens` (0: none).
+    pub default_max_tokens: u32,
     /// The gateway's models and policy (empty: local models only).
     pub gateway: server::gateway::GatewayConfig,
 }
@@ -380,6 +400,7 @@ pub fn resolve(file: Layer, env: Layer, flags: Layer, default_data_dir: &Path) -
             service::instances::DEFAULT_LEASE,
             std::time::Duration::from_secs,
         ),
+        default_max_tokens: merged.default_max_tokens.unwrap_or(0),
         gateway: merged.gateway.unwrap_or_default(),
     }
 }
@@ -709,6 +730,38 @@ mod tests {
         assert_eq!(
             resolve(grace, env, Layer::default(), Path::new("/d")).shutdown_grace_secs,
             7
+        );
+    }
+
+    #[test]
+    fn default_max_tokens_from_file_env_and_flag() {
+        let none = resolve(
+            Layer::default(),
+            Layer::default(),
+            Layer::default(),
+            Path::new("/d"),
+        );
+        assert_eq!(none.default_max_tokens, 0);
+        let from_file = file("default_max_tokens = 64").unwrap();
+        let env = Layer::from_env(env_of(&[("PARLANCE_DEFAULT_MAX_TOKENS", "128")])).unwrap();
+        let flags = Layer {
+            default_max_tokens: Some(32),
+            ..Layer::default()
+        };
+        let d = Path::new("/d");
+        assert_eq!(
+            resolve(from_file.clone(), Layer::default(), Layer::default(), d).default_max_tokens,
+            64
+        );
+        assert_eq!(
+            resolve(from_file.clone(), env.clone(), Layer::default(), d).default_max_tokens,
+            128
+        );
+        assert_eq!(resolve(from_file, env, flags, d).default_max_tokens, 32);
+        let err = Layer::from_env(env_of(&[("PARLANCE_DEFAULT_MAX_TOKENS", "lots")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("PARLANCE_DEFAULT_MAX_TOKENS"),
+            "{err:#}"
         );
     }
 

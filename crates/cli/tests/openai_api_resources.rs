@@ -78,6 +78,7 @@ fn config(model: &Path) -> String {
     format!(
         "models = [{model:?}]\n\
          threads = 2\n\
+         default_max_tokens = 64\n\
          \n\
          [[gateway.models]]\n\
          name = {name:?}\n\

@@ -251,6 +251,13 @@ impl AppState {
         self.service.meter()
     }
 
+    /// Caps a choice whose request sets no `max_tokens` at `tokens` (`0`:
+    /// it may fill the context).
+    pub fn with_default_max_tokens(mut self, tokens: u32) -> Self {
+        self.service = self.service.with_default_max_tokens(tokens);
+        self
+    }
+
     /// Sets the largest request body accepted (413 above it).
     pub fn with_body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;

@@ -314,3 +314,21 @@ async fn failure_after_the_stream_began_is_an_error_event_then_the_end() {
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(answer.error()["type"], "server_error");
 }
+
+/// A request without `max_tokens` is capped by the server's
+/// `default_max_tokens` (streamed and whole, direct path); its own
+/// `max_tokens` wins.
+#[tokio::test]
+async fn default_max_tokens_caps_a_request_that_sets_none() {
+    let app = server::router(common::state().with_default_max_tokens(3));
+    let no_eos = json!({"logit_bias": {"0": -100, "2": -100}, "temperature": 0});
+    let answer = post(&app, PATH, chat("Write a long story.", no_eos.clone())).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let body = answer.json();
+    assert_eq!(body["usage"]["completion_tokens"], 3);
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    let mut own = no_eos;
+    own["max_tokens"] = json!(5);
+    let answer = post(&app, PATH, chat("Write a long story.", own)).await;
+    assert_eq!(answer.json()["usage"]["completion_tokens"], 5);
+}

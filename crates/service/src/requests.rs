@@ -26,7 +26,7 @@ use gateway::{GatewayConfig, GatewayReply, GatewayStream, RouteOptions};
 use tokio::sync::watch;
 
 use crate::generation::chat::{self as local_chat, ChatChunks};
-use crate::generation::{submit_all, Answer, Settings};
+use crate::generation::{submit_all, Answer, DefaultMaxTokens, Settings};
 use crate::limits::{RateLimiting, RequestLimits};
 use crate::metering::{billed, Charge, Meter, Outcome, Planned};
 use crate::routing::{Resolved, Routing, ServedModel};
@@ -61,6 +61,7 @@ pub struct Service {
     routing: Arc<watch::Sender<Arc<Routing>>>,
     meter: Option<Meter>,
     rate_limits: Option<Arc<RateLimiting>>,
+    default_max_tokens: Arc<DefaultMaxTokens>,
 }
 
 /// A local request to generate: its model, prompts and sampling.
@@ -111,7 +112,8 @@ impl Service {
             );
         }
         let live = Arc::new(AtomicUsize::new(0));
-        let routing = Routing::local_only(&map, &order, &live);
+        let default_max_tokens = Arc::new(DefaultMaxTokens::default());
+        let routing = Routing::local_only(&map, &order, &live, &default_max_tokens);
         Service {
             models: Arc::new(map),
             order: Arc::new(order),
@@ -119,14 +121,29 @@ impl Service {
             routing: Arc::new(watch::Sender::new(Arc::new(routing))),
             meter: None,
             rate_limits: None,
+            default_max_tokens,
         }
+    }
+
+    /// Caps a choice whose request sets no `max_tokens` at `tokens` (`0`:
+    /// it may fill the context), on the direct path and the gateway's local
+    /// backends alike; a request's own `max_tokens` always wins.
+    pub fn with_default_max_tokens(self, tokens: u32) -> Self {
+        self.default_max_tokens.set(tokens);
+        self
     }
 
     /// Routes chat models as `config` says (`[gateway]`), besides the local
     /// models it does not name; an unusable configuration is refused with
     /// the entry at fault.
     pub fn with_gateway(mut self, config: &GatewayConfig) -> Result<Self, gateway::ConfigError> {
-        let routing = Routing::build(config, &self.models, &self.order, &self.live)?;
+        let routing = Routing::build(
+            config,
+            &self.models,
+            &self.order,
+            &self.live,
+            &self.default_max_tokens,
+        )?;
         self.routing = Arc::new(watch::Sender::new(Arc::new(routing)));
         Ok(self)
     }
@@ -135,7 +152,13 @@ impl Service {
     /// requests and streams already routed finish on the old one. An
     /// unusable configuration is refused and the old one kept.
     pub fn reload_gateway(&self, config: &GatewayConfig) -> Result<(), gateway::ConfigError> {
-        let routing = Routing::build(config, &self.models, &self.order, &self.live)?;
+        let routing = Routing::build(
+            config,
+            &self.models,
+            &self.order,
+            &self.live,
+            &self.default_max_tokens,
+        )?;
         self.routing.send_replace(Arc::new(routing));
         Ok(())
     }
@@ -313,7 +336,8 @@ impl Service {
                 .await;
         };
         let prompt = local_chat::prompt(&model.engine, &resolved.model, &request).await?;
-        let settings = local_chat::settings(&request)?;
+        let mut settings = local_chat::settings(&request)?;
+        settings.max_tokens = self.default_max_tokens.apply(settings.max_tokens);
         let local = LocalRequest {
             model,
             name: &resolved.model,

@@ -23,6 +23,7 @@ use engine::EngineHandle;
 use gateway::{BackendKind, ConfigError, Gateway, GatewayConfig, ModelConfig};
 
 use crate::generation::engine_backend::EngineBackend;
+use crate::generation::DefaultMaxTokens;
 use crate::Tenant;
 
 /// One locally loaded model.
@@ -110,6 +111,7 @@ impl Routing {
         engines: &BTreeMap<String, ServedModel>,
         order: &[String],
         live: &Arc<AtomicUsize>,
+        default_max_tokens: &Arc<DefaultMaxTokens>,
     ) -> Result<Routing, ConfigError> {
         let mut config = config.clone();
         for name in order {
@@ -153,7 +155,11 @@ impl Routing {
                         engine: served.clone(),
                         direct: model.backends.len() == 1 && model.fallbacks.is_empty(),
                     });
-                let backend = EngineBackend::new(served.engine.clone(), live.clone());
+                let backend = EngineBackend::new(
+                    served.engine.clone(),
+                    live.clone(),
+                    default_max_tokens.clone(),
+                );
                 builder = builder.backend(id, Arc::new(backend));
             }
         }
@@ -174,8 +180,10 @@ impl Routing {
         engines: &BTreeMap<String, ServedModel>,
         order: &[String],
         live: &Arc<AtomicUsize>,
+        default_max_tokens: &Arc<DefaultMaxTokens>,
     ) -> Routing {
-        Routing::build(&GatewayConfig::default(), engines, order, live).unwrap_or_else(|err| {
+        let config = GatewayConfig::default();
+        Routing::build(&config, engines, order, live, default_max_tokens).unwrap_or_else(|err| {
             // Only the implied entries are there: one per distinct name.
             tracing::error!(error = %err, "cannot route the local models");
             Routing {

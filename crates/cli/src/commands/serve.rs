@@ -94,6 +94,11 @@ pub struct Args {
     /// limit [env: PARLANCE_PROJECT_TPM] (default: 0).
     #[arg(long)]
     pub project_tpm: Option<u64>,
+    /// The most tokens a choice generates when its request sets no
+    /// max_tokens; 0: until the context is full [env:
+    /// PARLANCE_DEFAULT_MAX_TOKENS] (default: 0).
+    #[arg(long, value_name = "N")]
+    pub default_max_tokens: Option<u32>,
     /// Redis that several instances share their rate limits through,
     /// redis://host:port/db [env: PARLANCE_REDIS_URL] (default: none, limits
     /// kept in this process).
@@ -134,6 +139,7 @@ pub fn settings(
         redis_url: args.redis_url.clone(),
         shutdown_grace_secs: None,
         instance_lease_secs: None,
+        default_max_tokens: args.default_max_tokens,
         gateway: None,
     };
     Ok(config::resolve(file, env, flags, default_data_dir))
@@ -186,6 +192,7 @@ pub fn run(
             .with_shutdown_grace(std::time::Duration::from_secs(settings.shutdown_grace_secs))
             .with_auth(auth)
             .with_lease(lease)
+            .with_default_max_tokens(settings.default_max_tokens)
             .with_rate_limits(limiter, limit_defaults(&settings))
             .with_budget_webhook(
                 std::env::var(BUDGET_WEBHOOK_ENV)

@@ -23,19 +23,29 @@ use futures_util::stream::{self, StreamExt};
 use gateway::{Backend, BackendError, ChatReply, ChunkStream, FailureKind};
 
 use super::chat::{self, ChatChunks};
-use super::{saturate, submit_all, Answer, AnswerEvent, AnswerFormat};
+use super::{saturate, submit_all, Answer, AnswerEvent, AnswerFormat, DefaultMaxTokens};
 
 /// The engine as a gateway backend.
 #[derive(Clone)]
 pub struct EngineBackend {
     engine: EngineHandle,
     live: Arc<AtomicUsize>,
+    default_max_tokens: Arc<DefaultMaxTokens>,
 }
 
 impl EngineBackend {
-    /// The backend over `engine`, counting its generations in `live`.
-    pub fn new(engine: EngineHandle, live: Arc<AtomicUsize>) -> Self {
-        EngineBackend { engine, live }
+    /// The backend over `engine`, counting its generations in `live`, with
+    /// `default_max_tokens` for requests that set none.
+    pub fn new(
+        engine: EngineHandle,
+        live: Arc<AtomicUsize>,
+        default_max_tokens: Arc<DefaultMaxTokens>,
+    ) -> Self {
+        EngineBackend {
+            engine,
+            live,
+            default_max_tokens,
+        }
     }
 }
 
@@ -72,7 +82,8 @@ impl EngineBackend {
     async fn answer(&self, request: ChatCompletionRequest) -> Result<ChatReply, BackendError> {
         let started = async {
             let prompt = chat::prompt(&self.engine, &request.model, &request).await?;
-            let settings = chat::settings(&request)?;
+            let mut settings = chat::settings(&request)?;
+            settings.max_tokens = self.default_max_tokens.apply(settings.max_tokens);
             let prompt_tokens = saturate(prompt.len());
             let n = request.choice_count();
             let generations = submit_all(

@@ -24,6 +24,28 @@ pub use merge::{Answer, AnswerEvent, Whole, WholeChoice};
 
 use crate::Error;
 
+/// The most tokens a choice generates when its request sets no
+/// `max_tokens` (`parlance serve`'s `default_max_tokens`; 0: until the
+/// context is full). Shared by the direct path and the gateway's local
+/// backends, and changeable while they run.
+#[derive(Debug, Default)]
+pub struct DefaultMaxTokens(std::sync::atomic::AtomicU32);
+
+impl DefaultMaxTokens {
+    /// Sets the default (`0`: none).
+    pub fn set(&self, tokens: u32) {
+        self.0.store(tokens, Ordering::Relaxed);
+    }
+
+    /// `max_tokens` as asked, else the default, if any.
+    pub fn apply(&self, asked: Option<u32>) -> Option<u32> {
+        asked.or(match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            tokens => Some(tokens),
+        })
+    }
+}
+
 /// How an endpoint writes a local answer as its wire objects (chunks of a
 /// stream; the same objects feed the whole answer's assembly where the
 /// endpoint needs it).
