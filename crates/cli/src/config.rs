@@ -131,9 +131,10 @@ pub struct Layer {
     /// instance (or its own restart) only once it ran out (default `30`;
     /// env `PARLANCE_INSTANCE_LEASE_SECS`).
     pub instance_lease_secs: Option<u64>,
-    /// The most tokens a chat or completion choice of a local model
-    /// generates when its request sets no `max_tokens` (default `0`: until
-    /// the context is full, as OpenAI does; env
+    /// The most tokens a chat choice of a local model generates when its
+    /// request sets no `max_tokens` (default `0`: until the context is
+    /// full, as OpenAI does; legacy completions keep their default of 16;
+    /// env
     /// `PARLANCE_DEFAULT_MAX_TOKENS`; flag `--default-max-tokens`).
     pub default_max_tokens: Option<u32>,
     /// The `[gateway]` section: models, aliases, fallbacks and their

@@ -241,6 +241,7 @@ impl Answer {
             }
             Err(_) => {
                 self.events = SelectAll::new();
+                self.over = true;
                 self.settle(Outcome::Failed);
                 self.written().await;
                 Err(ApiError::Timeout {
