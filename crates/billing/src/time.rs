@@ -47,6 +47,11 @@ impl Timestamp {
         self.0.div_euclid(1000)
     }
 
+    /// The UTC calendar date `(year, month, day)` of this instant.
+    pub fn utc_date(self) -> (i32, u8, u8) {
+        civil_from_days(self.0.div_euclid(86_400_000))
+    }
+
     /// The current wall-clock time.
     pub fn now() -> Timestamp {
         let millis = std::time::SystemTime::now()
@@ -181,6 +186,21 @@ fn civil_from_days(days: i64) -> (i32, u8, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_dates_of_instants() {
+        assert_eq!(Timestamp::from_unix_millis(0).utc_date(), (1970, 1, 1));
+        assert_eq!(Timestamp::from_unix_millis(-1).utc_date(), (1969, 12, 31));
+        // 2024-02-29T23:59:59.999Z, a leap day.
+        assert_eq!(
+            Timestamp::from_unix_millis(1_709_251_199_999).utc_date(),
+            (2024, 2, 29)
+        );
+        assert_eq!(
+            Timestamp::from_unix_millis(1_709_251_200_000).utc_date(),
+            (2024, 3, 1)
+        );
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -137,13 +137,7 @@ impl Service {
     /// models it does not name; an unusable configuration is refused with
     /// the entry at fault.
     pub fn with_gateway(mut self, config: &GatewayConfig) -> Result<Self, gateway::ConfigError> {
-        let routing = Routing::build(
-            config,
-            &self.models,
-            &self.order,
-            &self.live,
-            &self.default_max_tokens,
-        )?;
+        let routing = self.build_routing(config)?;
         self.routing = Arc::new(watch::Sender::new(Arc::new(routing)));
         Ok(self)
     }
@@ -152,15 +146,20 @@ impl Service {
     /// requests and streams already routed finish on the old one. An
     /// unusable configuration is refused and the old one kept.
     pub fn reload_gateway(&self, config: &GatewayConfig) -> Result<(), gateway::ConfigError> {
-        let routing = Routing::build(
+        let routing = self.build_routing(config)?;
+        self.routing.send_replace(Arc::new(routing));
+        Ok(())
+    }
+
+    /// The routing of `config` over this service's engines.
+    fn build_routing(&self, config: &GatewayConfig) -> Result<Routing, gateway::ConfigError> {
+        Routing::build(
             config,
             &self.models,
             &self.order,
             &self.live,
             &self.default_max_tokens,
-        )?;
-        self.routing.send_replace(Arc::new(routing));
-        Ok(())
+        )
     }
 
     /// Meters every request in `meter`'s ledger.

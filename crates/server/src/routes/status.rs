@@ -423,23 +423,9 @@ fn cell(value: &Value) -> String {
     }
 }
 
-/// `(year, month, day)` of a count of days since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
 /// `YYYY-MM-DD` (UTC) of unix milliseconds.
 fn date(ms: i64) -> String {
-    let (y, m, d) = civil_from_days(ms.div_euclid(DAY_MS));
+    let (y, m, d) = billing::Timestamp::from_unix_millis(ms).utc_date();
     format!("{y:04}-{m:02}-{d:02}")
 }
 
