@@ -130,18 +130,48 @@ fn restart_under_load(database_url: &str) {
     let doomed: Vec<TcpStream> = (0..2)
         .map(|i| open_stream(&addr_b, &format!("b-{i}"), 4000, 20))
         .collect();
-    // … and A streams while B is killed and restarted.
+    // … and A streams while B is killed and restarted: B dies once every
+    // one of A's streams has its first chunk.
+    let (streaming_tx, streaming) = std::sync::mpsc::channel();
     let survivors: Vec<_> = (0..SURVIVOR_STREAMS)
         .map(|i| {
             let addr = addr_a.clone();
+            let streaming = streaming_tx.clone();
             std::thread::spawn(move || {
                 let id = format!("a-{i}");
                 let socket = open_stream(&addr, &id, SURVIVOR_TOKENS, 1);
+                let _ = streaming.send(());
                 (id, finish_stream(socket))
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..SURVIVOR_STREAMS {
+        streaming
+            .recv_timeout(Duration::from_secs(120))
+            .expect("A's streams started");
+    }
+    // … and once B's requests have recorded a checkpoint past their first
+    // token (what the recovery will bill).
+    let store = runtime.block_on(Store::connect(database_url)).unwrap();
+    let org = runtime.block_on(default_org(&store));
+    let checkpointed = Instant::now() + Duration::from_secs(60);
+    loop {
+        let progress: Vec<i64> = runtime
+            .block_on(store.list_reservations(&org))
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.reserved.request_id.starts_with("b-"))
+            .map(|r| r.progress.completion_tokens)
+            .collect();
+        if progress.len() == 2 && progress.iter().all(|&tokens| tokens >= 16) {
+            break;
+        }
+        assert!(
+            Instant::now() < checkpointed,
+            "B never checkpointed: {progress:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     b.0.kill().unwrap();
     b.0.wait().unwrap();
     let killed_at = Instant::now();
@@ -154,8 +184,6 @@ fn restart_under_load(database_url: &str) {
     );
 
     // The restart settled nothing of B's or A's: B's lease still holds.
-    let store = runtime.block_on(Store::connect(database_url)).unwrap();
-    let org = runtime.block_on(default_org(&store));
     let open: Vec<String> = runtime
         .block_on(store.list_reservations(&org))
         .unwrap()
@@ -277,6 +305,37 @@ fn a_restart_never_settles_another_instances_live_requests_on_postgres() {
     }
 }
 
+/// How many client requests were answered, for the test to wait on.
+#[derive(Default)]
+struct Answered {
+    count: std::sync::Mutex<usize>,
+    changed: std::sync::Condvar,
+}
+
+impl Answered {
+    fn count(&self, outcome: &Outcome) {
+        if let Outcome::Answered(..) = outcome {
+            *self.count.lock().unwrap() += 1;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits until `more` requests beyond those answered now are answered.
+    fn wait_for_more(&self, more: usize) {
+        let count = self.count.lock().unwrap();
+        let target = *count + more;
+        let (count, waited) = self
+            .changed
+            .wait_timeout_while(count, Duration::from_secs(120), |n| *n < target)
+            .unwrap();
+        drop(count);
+        assert!(
+            !waited.timed_out(),
+            "no request was answered for two minutes"
+        );
+    }
+}
+
 /// What one client request came to.
 enum Outcome {
     /// Answered 200: the request id and the usage the client was told.
@@ -361,22 +420,28 @@ fn a_rolling_restart_of_three_instances_fails_and_misbills_nothing() {
     }
     let instances = std::sync::Arc::new(std::sync::Mutex::new(addrs));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = std::sync::Arc::new(Answered::default());
     let clients: Vec<_> = (0..3)
         .map(|client| {
             let (instances, stop) = (instances.clone(), stop.clone());
+            let answered = answered.clone();
             std::thread::spawn(move || {
                 let mut outcomes = Vec::new();
                 let mut n = 0;
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     let id = format!("roll-{client}-{n}");
-                    outcomes.push(balanced_request(&instances, client + n, &id));
+                    let outcome = balanced_request(&instances, client + n, &id);
+                    answered.count(&outcome);
+                    outcomes.push(outcome);
                     n += 1;
                 }
                 outcomes
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // Load is running before the first restart, and each restarted
+    // instance serves alongside the others before the next one stops.
+    answered.wait_for_more(3);
     for (index, slot) in servers.iter_mut().enumerate() {
         let pid = slot.0.id().to_string();
         let signalled = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -386,7 +451,7 @@ fn a_rolling_restart_of_three_instances_fails_and_misbills_nothing() {
         let (server, addr) = serve(data.path(), &url);
         *slot = server;
         instances.lock().unwrap()[index] = addr;
-        std::thread::sleep(Duration::from_millis(800));
+        answered.wait_for_more(3);
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let outcomes: Vec<Outcome> = clients

@@ -497,12 +497,12 @@ fn a_cli_key_is_billed_where_the_admin_key_and_the_web_app_look() {
 
     // The ledger row's key, to find it in the usage pages.
     let url = store_url(data.path());
-    let key_id = runtime().block_on(async {
+    let (key_id, cost) = runtime().block_on(async {
         let store = Store::connect(&url).await.unwrap();
         let org = store.find_org_by_name("default").await.unwrap().unwrap();
         let row = store.get_usage(&org.id, "r-cli").await.unwrap();
         store.close().await;
-        row.usage.api_key_id.unwrap()
+        (row.usage.api_key_id.unwrap(), row.usage.cost)
     });
 
     // The admin key's usage and costs see it.
@@ -520,15 +520,17 @@ fn a_cli_key_is_billed_where_the_admin_key_and_the_web_app_look() {
     let costs_path = format!("/v1/organization/costs?start_time={since}");
     let (status, body) = call(&addr, &costs_path, Some(admin_key), "r-costs", "");
     assert_eq!(status, 200, "{body}");
-    let costs: Value = serde_json::from_str(&body).unwrap();
-    let spent: f64 = costs["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|bucket| bucket["results"].as_array().unwrap())
-        .map(|result| result["amount"]["value"].as_f64().unwrap())
-        .sum();
-    assert!(spent > 0.0, "the CLI key's spend is in the costs: {body}");
+    // The amount is the row's exact cost (integer picodollars, written as
+    // an exact decimal: compared as text, never through a float).
+    assert!(cost > 0);
+    let amount = format!(
+        "\"value\":{}",
+        billing::Money::from_i64_units(cost).to_decimal_string()
+    );
+    assert!(
+        body.contains(&amount),
+        "the CLI key's spend is in the costs: {body}"
+    );
 
     // The web app: the first person to sign up owns the same organisation,
     // and its Usage page (which reads the same API with the session

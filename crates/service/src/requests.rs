@@ -335,8 +335,7 @@ impl Service {
                 .await;
         };
         let prompt = local_chat::prompt(&model.engine, &resolved.model, &request).await?;
-        let mut settings = local_chat::settings(&request)?;
-        settings.max_tokens = self.default_max_tokens.apply(settings.max_tokens);
+        let settings = local_chat::settings(&request, &self.default_max_tokens)?;
         let local = LocalRequest {
             model,
             name: &resolved.model,

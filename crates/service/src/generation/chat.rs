@@ -12,7 +12,9 @@ use api::{
 };
 use engine::{EngineHandle, Tokenizer};
 
-use super::{chat_logprobs, AnswerEvent, AnswerFormat, Settings, TokenOut, Whole};
+use super::{
+    chat_logprobs, AnswerEvent, AnswerFormat, DefaultMaxTokens, Settings, TokenOut, Whole,
+};
 use crate::{Error, Result};
 
 /// The request field a chat's engine errors are about.
@@ -61,8 +63,12 @@ pub async fn prompt(
     .map_err(|err| Error::engine(err, PARAM))
 }
 
-/// How the choices of `request` are sampled.
-pub fn settings(request: &ChatCompletionRequest) -> Result<Settings> {
+/// How the choices of `request` are sampled; a request without
+/// `max_tokens` gets `default_max_tokens`, if the server sets one.
+pub fn settings(
+    request: &ChatCompletionRequest,
+    default_max_tokens: &DefaultMaxTokens,
+) -> Result<Settings> {
     let logprobs = (request.logprobs == Some(true)).then(|| {
         request
             .top_logprobs
@@ -76,7 +82,7 @@ pub fn settings(request: &ChatCompletionRequest) -> Result<Settings> {
         frequency_penalty: request.frequency_penalty,
         logit_bias: super::logit_bias(request.logit_bias.as_ref())?,
         seed: request.seed,
-        max_tokens: request.max_output_tokens(),
+        max_tokens: default_max_tokens.apply(request.max_output_tokens()),
         stop: request
             .stop_sequences()
             .into_iter()

@@ -82,8 +82,7 @@ impl EngineBackend {
     async fn answer(&self, request: ChatCompletionRequest) -> Result<ChatReply, BackendError> {
         let started = async {
             let prompt = chat::prompt(&self.engine, &request.model, &request).await?;
-            let mut settings = chat::settings(&request)?;
-            settings.max_tokens = self.default_max_tokens.apply(settings.max_tokens);
+            let settings = chat::settings(&request, &self.default_max_tokens)?;
             let prompt_tokens = saturate(prompt.len());
             let n = request.choice_count();
             let generations = submit_all(

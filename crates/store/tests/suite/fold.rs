@@ -4,8 +4,6 @@
 //! (colliding request ids, memberships, plans, rollup buckets and budgets
 //! included), concurrent opens fold once, and folding again changes nothing.
 
-use std::time::Duration;
-
 use sqlx::{Connection, Executor};
 use store::{
     BucketWidth, BudgetKind, BudgetScope, ErrorKind, GroupBy, LocalOrgFold, NewAuditEntry,
@@ -19,6 +17,15 @@ const DAY: i64 = 86_400_000;
 
 fn now_ms() -> i64 {
     store::now_ms()
+}
+
+/// Returns once the millisecond clock the store stamps rows with has moved
+/// on, so that the next row is strictly newer than the last.
+async fn next_millisecond() {
+    let start = now_ms();
+    while now_ms() == start {
+        tokio::task::yield_now().await;
+    }
 }
 
 /// A usage row of `cost` at `at`, with `prompt = cost`, `completion = 2 cost`.
@@ -331,7 +338,7 @@ pub async fn local_and_default_merge_without_losing_a_row(db: Db) {
     s.set_role(&local.id, &carol.id, Role::Reader)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    next_millisecond().await;
     s.assign_plan(&local.id, &alice.id, "pro").await.unwrap();
     s.assign_plan(&local.id, &bob.id, "free").await.unwrap();
     s.set_budget(
@@ -700,7 +707,7 @@ pub async fn a_kept_monthly_budget_counts_the_merged_months_spend(db: Db) {
 pub async fn several_local_orgs_become_one_default(db: Db) {
     let s = &db.store;
     let first = s.create_org("local").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    next_millisecond().await;
     let second = s.create_org("local").await.unwrap();
     for (org, cost) in [(&first, 10), (&second, 20)] {
         s.record_usage(&usage(&org.id, "same", now_ms(), cost))
