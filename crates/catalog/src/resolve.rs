@@ -21,7 +21,8 @@ pub struct ResolvedModel {
     pub spec: Option<&'static ModelSpec>,
 }
 
-/// Where `spec` lives once pulled: `<data_dir>/models/<name>.gguf`.
+/// Where `spec` lives once pulled: `<data_dir>/models/<name>.gguf`, or the
+/// folder `<data_dir>/models/<name>/` for a folder model.
 pub fn model_path(spec: &ModelSpec, data_dir: &Path) -> PathBuf {
     models_dir(data_dir).join(spec.file_name())
 }
@@ -45,7 +46,7 @@ pub fn resolve(name_or_path: &str, data_dir: &Path) -> Result<ResolvedModel, Cat
         available: model_names(),
     })?;
     let path = model_path(spec, data_dir);
-    if path.is_file() {
+    if is_pulled(spec, &path) {
         Ok(ResolvedModel {
             name: spec.name.to_owned(),
             path,
@@ -95,9 +96,18 @@ pub fn list(data_dir: &Path) -> Vec<(&'static ModelSpec, Option<PathBuf>)> {
         .iter()
         .map(|spec| {
             let path = model_path(spec, data_dir);
-            (spec, path.is_file().then_some(path))
+            (spec, is_pulled(spec, &path).then_some(path))
         })
         .collect()
+}
+
+/// Whether `spec`'s model is in place at `path` (a file, or a complete folder).
+fn is_pulled(spec: &ModelSpec, path: &Path) -> bool {
+    if spec.is_folder() {
+        crate::folder::folder_present(spec, path)
+    } else {
+        path.is_file()
+    }
 }
 
 fn looks_like_path(s: &str) -> bool {

@@ -61,6 +61,7 @@ fn leak_spec(name: &str, parts: Vec<WheelPart>, sha256: String, size: u64) -> &'
         sha256: Box::leak(sha256.into_boxed_str()),
         size,
         licence: "test",
+        companions: &[],
     }))
 }
 

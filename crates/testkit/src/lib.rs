@@ -8,10 +8,12 @@ use std::sync::Mutex;
 pub const SMOLLM2: &str = "smollm2-135m-instruct";
 /// The second supported model's catalog name.
 pub const GEMMA3: &str = "gemma3-270m";
+/// The embedding model's catalog name (a folder: safetensors and tokenizer).
+pub const MINILM: &str = "all-minilm-l6-v2";
 
 static PULL_LOCK: Mutex<()> = Mutex::new(());
 
-/// The GGUF file of catalog model `name`.
+/// The GGUF file (or, for a folder model, the folder) of catalog model `name`.
 ///
 /// Looks in `$PARLANCE_TEST_MODELS_DIR` first (files named `<name>.gguf`),
 /// then in the data directory (`$PARLANCE_DATA_DIR` or the XDG default),
