@@ -10,6 +10,7 @@ mod incidents;
 mod instances;
 mod keys;
 mod ledger;
+mod responses;
 mod support;
 mod tenancy;
 mod usage;
@@ -88,4 +89,6 @@ suite! {
     fold::a_kept_monthly_budget_counts_the_merged_months_spend,
     fold::several_local_orgs_become_one_default,
     fold::concurrent_opens_fold_once,
+    responses::responses_are_stored_updated_and_deleted,
+    responses::responses_are_isolated_by_org_and_project,
 }

@@ -1,0 +1,231 @@
+//! Stored responses of the Responses API (`POST /v1/responses` with
+//! `store: true`), scoped to one organisation AND one project: every read,
+//! update and delete takes both, and another tenant's id is
+//! [`StoreError::NotFound`], never shown.
+//!
+//! The store holds what the service hands it as JSON text (the response
+//! object, this turn's input items, the conversation it continued) and
+//! knows nothing of their shape. A background response is created
+//! `queued`, updated as it runs ([`Store::update_response`]) and may be
+//! asked to stop ([`Store::request_response_cancel`]), which its runner
+//! reads back ([`Store::response_cancel_requested`]).
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{now_ms, Result, Store, StoreError};
+
+/// One stored response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// `resp_…`.
+    pub id: String,
+    /// The organisation it belongs to.
+    pub org_id: String,
+    /// The project it belongs to.
+    pub project_id: String,
+    /// The response it continued, if any.
+    pub previous_response_id: Option<String>,
+    /// `queued`, `in_progress`, `completed`, `incomplete`, `failed`,
+    /// `cancelled`.
+    pub status: String,
+    /// The response object (JSON).
+    pub response: String,
+    /// This turn's input items (a JSON array).
+    pub input_items: String,
+    /// The whole conversation this turn was generated from (a JSON array).
+    pub context: String,
+    /// Created (unix ms).
+    pub created_at: i64,
+    /// Last written (unix ms).
+    pub updated_at: i64,
+}
+
+/// A response to store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewStoredResponse {
+    /// `resp_…`, chosen by the caller (it is already in the response object).
+    pub id: String,
+    /// The response it continued, if any.
+    pub previous_response_id: Option<String>,
+    /// Its status.
+    pub status: String,
+    /// The response object (JSON).
+    pub response: String,
+    /// This turn's input items (a JSON array).
+    pub input_items: String,
+    /// The conversation the turn was generated from (a JSON array).
+    pub context: String,
+}
+
+const COLUMNS: &str = "id, org_id, project_id, previous_response_id, status, response, \
+     input_items, context, created_at, updated_at";
+
+fn from_row(row: &AnyRow) -> Result<StoredResponse> {
+    Ok(StoredResponse {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        project_id: row.try_get("project_id")?,
+        previous_response_id: row.try_get("previous_response_id")?,
+        status: row.try_get("status")?,
+        response: row.try_get("response")?,
+        input_items: row.try_get("input_items")?,
+        context: row.try_get("context")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    /// Stores `new` for the organisation's project.
+    pub async fn create_response(
+        &self,
+        org_id: &str,
+        project_id: &str,
+        new: &NewStoredResponse,
+    ) -> Result<StoredResponse> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO responses (id, org_id, project_id, previous_response_id, status, \
+             response, input_items, context, cancel_requested, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10)",
+        )
+        .bind(&new.id)
+        .bind(org_id)
+        .bind(project_id)
+        .bind(&new.previous_response_id)
+        .bind(&new.status)
+        .bind(&new.response)
+        .bind(&new.input_items)
+        .bind(&new.context)
+        .bind(now)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(StoredResponse {
+            id: new.id.clone(),
+            org_id: org_id.to_owned(),
+            project_id: project_id.to_owned(),
+            previous_response_id: new.previous_response_id.clone(),
+            status: new.status.clone(),
+            response: new.response.clone(),
+            input_items: new.input_items.clone(),
+            context: new.context.clone(),
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// One of the project's stored responses.
+    pub async fn get_response(
+        &self,
+        org_id: &str,
+        project_id: &str,
+        id: &str,
+    ) -> Result<StoredResponse> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM responses WHERE id = $1 AND org_id = $2 AND project_id = $3"
+        ))
+        .bind(id)
+        .bind(org_id)
+        .bind(project_id)
+        .fetch_optional(self.pool())
+        .await?;
+        match row {
+            Some(row) => from_row(&row),
+            None => Err(StoreError::NotFound("response")),
+        }
+    }
+
+    /// Rewrites a stored response's status and object (a background
+    /// response as it runs and ends); `context` too when given.
+    pub async fn update_response(
+        &self,
+        org_id: &str,
+        project_id: &str,
+        id: &str,
+        status: &str,
+        response: &str,
+        context: Option<&str>,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE responses SET status = $1, response = $2, \
+             context = COALESCE($3, context), updated_at = $4 \
+             WHERE id = $5 AND org_id = $6 AND project_id = $7",
+        )
+        .bind(status)
+        .bind(response)
+        .bind(context)
+        .bind(now_ms())
+        .bind(id)
+        .bind(org_id)
+        .bind(project_id)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("response"));
+        }
+        Ok(())
+    }
+
+    /// Asks a stored response's runner to stop; the stored row as it is now.
+    pub async fn request_response_cancel(
+        &self,
+        org_id: &str,
+        project_id: &str,
+        id: &str,
+    ) -> Result<StoredResponse> {
+        let done = sqlx::query(
+            "UPDATE responses SET cancel_requested = 1, updated_at = $1 \
+             WHERE id = $2 AND org_id = $3 AND project_id = $4",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .bind(org_id)
+        .bind(project_id)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("response"));
+        }
+        self.get_response(org_id, project_id, id).await
+    }
+
+    /// Whether a stop was asked for (a deleted response counts as one).
+    pub async fn response_cancel_requested(
+        &self,
+        org_id: &str,
+        project_id: &str,
+        id: &str,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT cancel_requested FROM responses \
+             WHERE id = $1 AND org_id = $2 AND project_id = $3",
+        )
+        .bind(id)
+        .bind(org_id)
+        .bind(project_id)
+        .fetch_optional(self.pool())
+        .await?;
+        match row {
+            Some(row) => Ok(row.try_get::<i64, _>("cancel_requested")? != 0),
+            None => Ok(true),
+        }
+    }
+
+    /// Deletes a stored response (the ones continuing it keep their own
+    /// copy of the conversation).
+    pub async fn delete_response(&self, org_id: &str, project_id: &str, id: &str) -> Result<()> {
+        let done =
+            sqlx::query("DELETE FROM responses WHERE id = $1 AND org_id = $2 AND project_id = $3")
+                .bind(id)
+                .bind(org_id)
+                .bind(project_id)
+                .execute(self.pool())
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("response"));
+        }
+        Ok(())
+    }
+}
