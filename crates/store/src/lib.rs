@@ -1,7 +1,8 @@
 //! Persistence for Parlance: organisations, users and roles, sign-ups
 //! waiting for approval, web sessions and sign-in throttling, projects, API
 //! keys, the usage ledger with its rollups, reservations, budgets and their
-//! counters, prices, plans, the audit log and the chat app's conversations,
+//! counters, prices, plans, the audit log, the chat app's conversations and
+//! stored chat completions (`store: true`),
 //! on SQLite (WAL, embedded) or PostgreSQL.
 //!
 //! One [`Store`] speaks to either database through sqlx's `Any` driver, so each
@@ -38,6 +39,7 @@ mod responses;
 mod rollup;
 mod sessions;
 mod signups;
+mod stored_completions;
 mod tenancy;
 mod throttle;
 mod usage;
@@ -63,6 +65,10 @@ pub use prices::{StoredPlan, StoredPrice, DEFAULT_PRICE_MODEL};
 pub use responses::{NewStoredResponse, StoredResponse};
 pub use sessions::{Session, SessionToken};
 pub use signups::SignupRequest;
+pub use stored_completions::{
+    NewStoredChatCompletion, StoredChatCompletion, StoredChatCompletionPage,
+    StoredChatCompletionQuery, MAX_STORED_COMPLETIONS_PAGE,
+};
 pub use tenancy::{Organization, Project, Role, User};
 pub use throttle::Throttle;
 pub use usage::{

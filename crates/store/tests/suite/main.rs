@@ -11,6 +11,7 @@ mod instances;
 mod keys;
 mod ledger;
 mod responses;
+mod stored_completions;
 mod support;
 mod tenancy;
 mod usage;
@@ -89,6 +90,8 @@ suite! {
     fold::a_kept_monthly_budget_counts_the_merged_months_spend,
     fold::several_local_orgs_become_one_default,
     fold::concurrent_opens_fold_once,
+    stored_completions::stored_completions_page_filter_update_and_delete,
+    stored_completions::stored_completions_are_isolated_by_org_and_project,
     responses::responses_are_stored_updated_and_deleted,
     responses::responses_are_isolated_by_org_and_project,
 }
