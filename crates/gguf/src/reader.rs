@@ -257,7 +257,10 @@ fn check_tensor(
     file_len: u64,
 ) -> Result<TensorInfo, GgufError> {
     let bad = |what: String| GgufError::malformed(format!("tensor {name}: {what}"));
-    let ty = GgmlType::from_u32(ty).ok_or_else(|| bad(format!("unknown type id {ty}")))?;
+    let ty = GgmlType::from_u32(ty).ok_or_else(|| match GgmlType::unknown_name(ty) {
+        Some(known) => bad(format!("type {known} (id {ty}) is not supported")),
+        None => bad(format!("unknown type id {ty}")),
+    })?;
     let mut n: u64 = 1;
     for &d in &dims {
         n = n

@@ -25,6 +25,8 @@ pub enum GgmlType {
     I64,
     F64,
     BF16,
+    IQ4_NL,
+    IQ4_XS,
 }
 
 /// Elements in one K-quant super-block.
@@ -55,6 +57,25 @@ impl GgmlType {
             27 => I64,
             28 => F64,
             30 => BF16,
+            20 => IQ4_NL,
+            23 => IQ4_XS,
+            _ => return None,
+        })
+    }
+
+    /// GGML's name for a type id this reader does not know (for messages).
+    pub fn unknown_name(v: u32) -> Option<&'static str> {
+        Some(match v {
+            16 => "IQ2_XXS",
+            17 => "IQ2_XS",
+            18 => "IQ3_XXS",
+            19 => "IQ1_S",
+            21 => "IQ3_S",
+            22 => "IQ2_S",
+            29 => "IQ1_M",
+            34 => "TQ1_0",
+            35 => "TQ2_0",
+            39 => "MXFP4",
             _ => return None,
         })
     }
@@ -64,8 +85,8 @@ impl GgmlType {
         use GgmlType::*;
         match self {
             F32 | F16 | BF16 | I8 | I16 | I32 | I64 | F64 => 1,
-            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => 32,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => QK_K,
+            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL => 32,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ4_XS => QK_K,
         }
     }
 
@@ -89,6 +110,8 @@ impl GgmlType {
             Q5_K => 2 + 2 + 12 + QK_K / 8 + QK_K / 2,
             Q6_K => QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
             Q8_K => 4 + QK_K + QK_K / 16 * 2,
+            IQ4_NL => 2 + 16,
+            IQ4_XS => 2 + 2 + QK_K / 64 + QK_K / 2,
         }
     }
 
@@ -126,6 +149,8 @@ impl GgmlType {
             I64 => "I64",
             F64 => "F64",
             BF16 => "BF16",
+            IQ4_NL => "IQ4_NL",
+            IQ4_XS => "IQ4_XS",
         }
     }
 }

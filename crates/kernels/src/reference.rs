@@ -23,8 +23,8 @@ pub fn vec_dot_type(ty: GgmlType) -> Option<GgmlType> {
     Some(match ty {
         GgmlType::F32 => GgmlType::F32,
         GgmlType::F16 => GgmlType::F16,
-        GgmlType::Q4_1 => GgmlType::Q8_1,
-        GgmlType::Q5_0 | GgmlType::Q8_0 => GgmlType::Q8_0,
+        GgmlType::Q4_1 | GgmlType::Q5_1 => GgmlType::Q8_1,
+        GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::IQ4_NL => GgmlType::Q8_0,
         GgmlType::Q4_K | GgmlType::Q6_K => GgmlType::Q8_K,
         _ => return None,
     })
@@ -58,6 +58,24 @@ fn quant_at(ty: GgmlType, blk: &[u8], e: usize) -> i32 {
             low + 16 * ((qh >> e) & 1) as i32 - 16
         }
         GgmlType::Q8_0 => i32::from(blk[2 + e] as i8),
+        GgmlType::Q4_0 | GgmlType::IQ4_NL => {
+            let b = blk[2 + e % 16];
+            let nib = if e < 16 { b & 0x0f } else { b >> 4 };
+            if ty == GgmlType::Q4_0 {
+                i32::from(nib) - 8
+            } else {
+                const LEVELS: [i32; 16] = [
+                    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                ];
+                LEVELS[usize::from(nib)]
+            }
+        }
+        GgmlType::Q5_1 => {
+            let qh = u32::from_le_bytes([blk[4], blk[5], blk[6], blk[7]]);
+            let b = blk[8 + e % 16];
+            let low = i32::from(if e < 16 { b & 0x0f } else { b >> 4 });
+            low + 16 * ((qh >> e) & 1) as i32
+        }
         GgmlType::Q4_K => {
             let b = blk[16 + 32 * (e / 64) + e % 32];
             i32::from(if e % 64 < 32 { b & 0x0f } else { b >> 4 })
@@ -86,7 +104,10 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), K
             GgmlType::F32 => f32_at(src, 4 * e),
             GgmlType::F16 => f16_at(src, 2 * e),
             GgmlType::Q4_1 => q * f16_at(blk, 0) + f16_at(blk, 2),
-            GgmlType::Q5_0 | GgmlType::Q8_0 => q * f16_at(blk, 0),
+            GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::IQ4_NL => {
+                q * f16_at(blk, 0)
+            }
+            GgmlType::Q5_1 => q * f16_at(blk, 0) + f16_at(blk, 2),
             GgmlType::Q4_K => {
                 let (sc, m) = k4_scale_min(&blk[4..16], i / 32);
                 (f16_at(blk, 0) * sc as f32) * q - f16_at(blk, 2) * m as f32
@@ -187,11 +208,11 @@ pub fn vec_dot(ty: GgmlType, w: &[u8], act: &[u8], n: usize) -> Result<f32, Kern
         let dot_range =
             |r: std::ops::Range<usize>| -> i32 { r.map(|e| quant_at(ty, blk, e) * yq(e)).sum() };
         match ty {
-            GgmlType::Q4_1 => {
+            GgmlType::Q4_1 | GgmlType::Q5_1 => {
                 let sumi = dot_range(0..bs);
                 sum += f16_at(blk, 0) * f16_at(y, 0) * sumi as f32 + f16_at(blk, 2) * f16_at(y, 2);
             }
-            GgmlType::Q5_0 | GgmlType::Q8_0 => {
+            GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::IQ4_NL => {
                 sum += dot_range(0..bs) as f32 * (f16_at(blk, 0) * f16_at(y, 0));
             }
             GgmlType::Q4_K => {

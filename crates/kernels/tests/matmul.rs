@@ -6,12 +6,15 @@ mod common;
 use common::{abs_bound, assert_close, isas, pools, Rng};
 use kernels::{dequantize_row, matmul_with, quantize_row, reference, GgmlType, QMatrix};
 
-const TYPES: [GgmlType; 7] = [
+const TYPES: [GgmlType; 10] = [
     GgmlType::F32,
     GgmlType::F16,
+    GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
+    GgmlType::Q5_1,
     GgmlType::Q8_0,
+    GgmlType::IQ4_NL,
     GgmlType::Q4_K,
     GgmlType::Q6_K,
 ];

@@ -9,7 +9,7 @@
 //! the same bits on either path.
 
 use super::*;
-use crate::formats::{q4_1, q5_0, q8_0};
+use crate::formats::{iq4_nl, q4_0, q4_1, q5_0, q5_1, q8_0};
 
 /// A weight block unpacked for the integer products.
 #[derive(Clone, Copy)]
@@ -119,6 +119,70 @@ impl Block for Q4_1 {
     unsafe fn unpack(blk: *const u8) -> Unpacked {
         // SAFETY: a whole block (the caller's contract): two halves, 16 quant bytes.
         let (d, m, ax) = unsafe { (f16_at(blk), f16_at(blk.add(2)), nibbles_at(blk.add(4))) };
+        Unpacked { ax, sx: ax, d, m }
+    }
+}
+
+/// Q4_0: `f16 d; u8 qs[16]`, value = nibble - 8.
+pub(super) struct Q4_0;
+
+impl Block for Q4_0 {
+    const BYTES: usize = q4_0::BLOCK;
+    const OFFSET: bool = false;
+    const BIASED: bool = true;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack(blk: *const u8) -> Unpacked {
+        // SAFETY: a whole block (the caller's contract): one half, 16 quant bytes.
+        let (d, low) = unsafe { (f16_at(blk), nibbles_at(blk.add(2))) };
+        signed(_mm256_sub_epi8(low, _mm256_set1_epi8(8)), d)
+    }
+}
+
+/// IQ4_NL: `f16 d; u8 qs[16]`, value = a table's level for each nibble.
+pub(super) struct Iq4Nl;
+
+impl Block for Iq4Nl {
+    const BYTES: usize = iq4_nl::BLOCK;
+    const OFFSET: bool = false;
+    const BIASED: bool = true;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack(blk: *const u8) -> Unpacked {
+        // SAFETY: a whole block (the caller's contract): one half, 16 quant bytes.
+        let (d, idx) = unsafe { (f16_at(blk), nibbles_at(blk.add(2))) };
+        // SAFETY: VALUES holds 16 bytes; unaligned load.
+        let table = unsafe { _mm_loadu_si128(iq4_nl::VALUES.as_ptr().cast()) };
+        let levels = _mm256_shuffle_epi8(_mm256_set_m128i(table, table), idx);
+        signed(levels, d)
+    }
+}
+
+/// Q5_1: `f16 d; f16 m; u32 qh; u8 qs[16]`, unsigned 5-bit values.
+pub(super) struct Q5_1;
+
+impl Block for Q5_1 {
+    const BYTES: usize = q5_1::BLOCK;
+    const OFFSET: bool = true;
+    const BIASED: bool = false;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack(blk: *const u8) -> Unpacked {
+        // SAFETY: a whole block (the caller's contract): two halves, four
+        // bytes of fifth bits, 16 quant bytes.
+        let (d, m, qh, low) = unsafe {
+            (
+                f16_at(blk),
+                f16_at(blk.add(2)),
+                u32::from_le(blk.add(4).cast::<u32>().read_unaligned()),
+                nibbles_at(blk.add(8)),
+            )
+        };
+        let high = _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10));
+        let ax = _mm256_or_si256(low, high);
         Unpacked { ax, sx: ax, d, m }
     }
 }
@@ -247,3 +311,6 @@ macro_rules! block_kernels {
 block_kernels!(Q4_1_KERNELS, Q4_1, rows_q4_1, rows_q4_1_vnni);
 block_kernels!(Q5_0_KERNELS, Q5_0, rows_q5_0, rows_q5_0_vnni);
 block_kernels!(Q8_0_KERNELS, Q8_0, rows_q8_0, rows_q8_0_vnni);
+block_kernels!(Q4_0_KERNELS, Q4_0, rows_q4_0, rows_q4_0_vnni);
+block_kernels!(Q5_1_KERNELS, Q5_1, rows_q5_1, rows_q5_1_vnni);
+block_kernels!(IQ4_NL_KERNELS, Iq4Nl, rows_iq4_nl, rows_iq4_nl_vnni);

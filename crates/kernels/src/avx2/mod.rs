@@ -74,6 +74,9 @@ fn kernel_with(format: Format, ext: Extensions) -> (RowsKernel, usize) {
         Format::Q4_1 => (blocks::Q4_1_KERNELS[level], block_rows),
         Format::Q5_0 => (blocks::Q5_0_KERNELS[level], block_rows),
         Format::Q8_0 => (blocks::Q8_0_KERNELS[level], block_rows),
+        Format::Q4_0 => (blocks::Q4_0_KERNELS[level], block_rows),
+        Format::Q5_1 => (blocks::Q5_1_KERNELS[level], block_rows),
+        Format::Iq4Nl => (blocks::IQ4_NL_KERNELS[level], block_rows),
         Format::Q4K => (kquants::Q4_K_KERNELS[level], MAX_B_WIDE),
         Format::Q6K => (kquants::Q6_K_KERNELS[level], [MAX_B, MAX_B_WIDE][level]),
     }
@@ -343,6 +346,9 @@ mod tests {
             Format::Q8_0,
             Format::Q4K,
             Format::Q6K,
+            Format::Q4_0,
+            Format::Q5_1,
+            Format::Iq4Nl,
         ] {
             let rows = 13;
             let w: Vec<u8> = (0..rows)

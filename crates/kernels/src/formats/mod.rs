@@ -3,9 +3,12 @@
 //! activations. One file per format; this file dispatches on the type.
 
 pub(crate) mod float;
+pub(crate) mod iq4_nl;
+pub(crate) mod q4_0;
 pub(crate) mod q4_1;
 pub(crate) mod q4_k;
 pub(crate) mod q5_0;
+pub(crate) mod q5_1;
 pub(crate) mod q6_k;
 pub(crate) mod q8_0;
 
@@ -22,6 +25,9 @@ pub(crate) enum Format {
     Q8_0,
     Q4K,
     Q6K,
+    Q4_0,
+    Q5_1,
+    Iq4Nl,
 }
 
 /// Most activation rows one kernel call handles (weights are unpacked once
@@ -58,6 +64,9 @@ impl Format {
             GgmlType::Q8_0 => Format::Q8_0,
             GgmlType::Q4_K => Format::Q4K,
             GgmlType::Q6_K => Format::Q6K,
+            GgmlType::Q4_0 => Format::Q4_0,
+            GgmlType::Q5_1 => Format::Q5_1,
+            GgmlType::IQ4_NL => Format::Iq4Nl,
             _ => return None,
         })
     }
@@ -67,8 +76,8 @@ impl Format {
         match self {
             Format::F32 => ActKind::F32,
             Format::F16 => ActKind::F16,
-            Format::Q4_1 => ActKind::Q8_1,
-            Format::Q5_0 | Format::Q8_0 => ActKind::Q8_0,
+            Format::Q4_1 | Format::Q5_1 => ActKind::Q8_1,
+            Format::Q5_0 | Format::Q8_0 | Format::Q4_0 | Format::Iq4Nl => ActKind::Q8_0,
             Format::Q4K | Format::Q6K => ActKind::Q8K,
         }
     }
@@ -83,6 +92,9 @@ impl Format {
             Format::Q8_0 => q8_0::dequantize(src, dst),
             Format::Q4K => q4_k::dequantize(src, dst),
             Format::Q6K => q6_k::dequantize(src, dst),
+            Format::Q4_0 => q4_0::dequantize(src, dst),
+            Format::Q5_1 => q5_1::dequantize(src, dst),
+            Format::Iq4Nl => iq4_nl::dequantize(src, dst),
         }
     }
 
@@ -96,6 +108,9 @@ impl Format {
             Format::Q8_0 => crate::act::quantize_q8_0_bytes(src),
             Format::Q4K => q4_k::quantize(src),
             Format::Q6K => q6_k::quantize(src),
+            Format::Q4_0 => q4_0::quantize(src),
+            Format::Q5_1 => q5_1::quantize(src),
+            Format::Iq4Nl => iq4_nl::quantize(src),
         }
     }
 
@@ -109,6 +124,9 @@ impl Format {
             Format::Q8_0 => rows_scalar::<{ Format::Q8_0 as u8 }>,
             Format::Q4K => rows_scalar::<{ Format::Q4K as u8 }>,
             Format::Q6K => rows_scalar::<{ Format::Q6K as u8 }>,
+            Format::Q4_0 => rows_scalar::<{ Format::Q4_0 as u8 }>,
+            Format::Q5_1 => rows_scalar::<{ Format::Q5_1 as u8 }>,
+            Format::Iq4Nl => rows_scalar::<{ Format::Iq4Nl as u8 }>,
         }
     }
 }
@@ -122,6 +140,9 @@ fn dot_scalar<const F: u8, const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize)
     const Q5_0: u8 = Format::Q5_0 as u8;
     const Q8_0: u8 = Format::Q8_0 as u8;
     const Q4K: u8 = Format::Q4K as u8;
+    const Q6K: u8 = Format::Q6K as u8;
+    const Q4_0: u8 = Format::Q4_0 as u8;
+    const Q5_1: u8 = Format::Q5_1 as u8;
     match F {
         F32 => float::dot_f32::<B>(w, a, b0),
         F16 => float::dot_f16::<B>(w, a, b0),
@@ -129,8 +150,43 @@ fn dot_scalar<const F: u8, const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize)
         Q5_0 => q5_0::dot::<B>(w, a, b0),
         Q8_0 => q8_0::dot::<B>(w, a, b0),
         Q4K => q4_k::dot::<B>(w, a, b0),
-        _ => q6_k::dot::<B>(w, a, b0),
+        Q6K => q6_k::dot::<B>(w, a, b0),
+        Q4_0 => q4_0::dot::<B>(w, a, b0),
+        Q5_1 => q5_1::dot::<B>(w, a, b0),
+        _ => iq4_nl::dot::<B>(w, a, b0),
     }
+}
+
+/// One weight row of a signed 32-element block format (`block` bytes per
+/// block, `values` unpacking one, `f16 d` first) against Q8_0 activation
+/// rows `b0..b0 + B`: per block the integer sum, scaled by `d_w * d_a`.
+#[inline]
+pub(crate) fn dot_signed32<const B: usize>(
+    w: &[u8],
+    block: usize,
+    values: fn(&[u8]) -> [i8; 32],
+    a: &ActView<'_>,
+    b0: usize,
+) -> [f32; B] {
+    let nb = a.cols / 32;
+    let mut out = [0.0f32; B];
+    for (j, o) in out.iter_mut().enumerate() {
+        let b = b0 + j;
+        let qa = a.qs_row(b);
+        let da = &a.d[b * nb..(b + 1) * nb];
+        let mut sum = 0.0f32;
+        for (i, blk) in w.chunks_exact(block).enumerate() {
+            let y = &qa[i * 32..i * 32 + 32];
+            let sumi: i32 = values(blk)
+                .iter()
+                .zip(y)
+                .map(|(&q, &v)| i32::from(q) * i32::from(v))
+                .sum();
+            sum += sumi as f32 * (crate::f16::read_f16(&blk[0..2]) * da[i]);
+        }
+        *o = sum;
+    }
+    out
 }
 
 /// [`RowsKernel`] for the portable path; safe to call on any CPU.
