@@ -40,6 +40,7 @@ def main() -> None:
                           text=True).stdout.strip().splitlines()[-1]
     with tempfile.TemporaryDirectory() as data:
         proc, port = S.start_parlance(binary, path, args.threads, data)
+        print(proc.kernels)
         try:
             for rnd in range(args.rounds):
                 res = [dict() for _ in range(args.requests)]

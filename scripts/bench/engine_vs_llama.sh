@@ -10,6 +10,10 @@
 # (scripts/reference/install_llama_cpp.sh; its default cache is used unless
 # LLAMA_CPP_BIN names another bin folder).
 #
+# Prints the kernel level Parlance ran (on stderr); PARLANCE_KERNELS=avx2
+# (or avx-vnni, avx512, scalar) caps it, e.g. to time the AVX2 path on an
+# AVX-512 machine.
+#
 # ROUNDS=N (default 1) repeats the pair N times, alternating llama.cpp and
 # Parlance, and ends with each model's median ratios: on a shared host whose
 # speed drifts by 20% from minute to minute, a ratio measured within one
@@ -37,6 +41,7 @@ for name in smollm2-135m-instruct gemma3-270m; do
   ours="$($PARLANCE bench --model "$model" --threads "$THREADS" --repetitions "$REPS")"
   ours_pp="$(awk '/^pp/ {print $2}' <<<"$ours")"
   ours_tg="$(awk '/^tg/ {print $2}' <<<"$ours")"
+  if [[ "$round" == 1 ]]; then grep -o 'kernels: .*' <<<"$ours" >&2 || true; fi
   python3 - "$name" "$llama_pp" "$ours_pp" "$llama_tg" "$ours_tg" <<'PY' | tee -a "$ratios"
 import sys
 name, lp, op, lt, ot = sys.argv[1], *map(float, sys.argv[2:])

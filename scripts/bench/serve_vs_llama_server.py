@@ -19,6 +19,10 @@ scripts/reference/install_llama_cpp.sh):
     python3 scripts/bench/serve_vs_llama_server.py --model smollm2-135m-instruct \
         [--threads 2] [--concurrency 1,4,16,64] [--max-tokens 64]
 
+The Parlance kernel level that ran is printed with the table; set
+PARLANCE_KERNELS=avx2 (or avx-vnni, avx512, scalar) to cap it, e.g. to
+measure the AVX2 path on an AVX-512 machine.
+
 Standard library only. Latencies are what a client sees (HTTP and SSE
 framing included), the same way for both servers.
 """
@@ -166,7 +170,10 @@ def start_parlance(binary: str, model_path: str, threads: int, data_dir: str):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     assert proc.stderr is not None
+    proc.kernels = "kernels: ?"  # the level `serve` logs (PARLANCE_KERNELS caps it)
     for line in proc.stderr:
+        if line.startswith("kernels:"):
+            proc.kernels = line.strip()
         m = re.search(r"listening on http://[^\s:]+:(\d+)", line)
         if m:
             port = int(m.group(1))
@@ -214,6 +221,7 @@ def main() -> None:
             ours_rows = {c: run_round(ours_port, served, c, args.max_tokens, str(c), args.endpoint)
                          for c in levels}
             ours_rss = peak_rss_mib(ours.pid)
+            ours_kernels = ours.kernels
         finally:
             ours.terminate()
             ours.wait(timeout=60)
@@ -228,7 +236,8 @@ def main() -> None:
             llama.terminate()
             llama.wait(timeout=60)
 
-    print(f"model {args.model}, {args.threads} threads, max_tokens {args.max_tokens}")
+    print(f"model {args.model}, {args.threads} threads, max_tokens {args.max_tokens}, "
+          f"parlance {ours_kernels}")
     print(f"{'streams':>7} | {'agg tok/s':>19} | {'TTFT p50 ms':>19} | {'TTFT p99 ms':>19} | "
           f"{'ITL p50 ms':>17} | {'ITL p99 ms':>17} | ratio tok/s")
     print(f"{'':>7} | {'llama':>9} {'ours':>9} | {'llama':>9} {'ours':>9} | {'llama':>9} {'ours':>9} | "

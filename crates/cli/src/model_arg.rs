@@ -25,6 +25,21 @@ pub fn start(name_or_path: &str, data_dir: &Path, threads: usize) -> anyhow::Res
     EngineHandle::start(&path, config).with_context(|| format!("loading {}", path.display()))
 }
 
+/// The kernel level the forward pass runs at, as one log line
+/// (`kernels: avx2 (capped by PARLANCE_KERNELS; …)`): an error when
+/// `PARLANCE_KERNELS` names no level, a warning on stderr when it asks for
+/// one this CPU lacks (the best level below it runs).
+pub fn kernel_level() -> anyhow::Result<String> {
+    let selection = kernels::Selection::get();
+    if let Err(e) = &selection.cap {
+        anyhow::bail!("{e}");
+    }
+    if let Some(w) = selection.warning() {
+        eprintln!("warning: {w}");
+    }
+    Ok(selection.describe())
+}
+
 /// Set while a `\r`-refreshed extraction line is open on stderr.
 static LINE_OPEN: AtomicBool = AtomicBool::new(false);
 

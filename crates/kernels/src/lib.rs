@@ -15,7 +15,11 @@
 //! Where the CPU has AVX512-VNNI (with AVX512-VL), the block formats'
 //! several-row kernels take their integer products with VNNI and turn them
 //! into floats with exact integer arithmetic; they give the AVX2 kernels'
-//! bits exactly.
+//! bits exactly; on CPUs with AVX-VNNI but no AVX-512 (Intel client CPUs
+//! since Alder Lake) the same products take AVX-VNNI's VEX-encoded form.
+//! [`Level`] says which of these runs: the best the CPU has, capped by
+//! `PARLANCE_KERNELS` (`scalar`, `avx2`, `avx-vnni`, `avx512`) so any CPU
+//! class's paths can be tested and timed on a faster machine.
 //! Work is split over a persistent [`ThreadPool`]. [`mod@reference`] holds slow,
 //! obviously-correct versions that the tests compare against.
 
@@ -24,6 +28,7 @@ pub mod attn;
 mod f16;
 mod formats;
 pub mod glu;
+mod level;
 mod lines;
 mod matmul;
 mod order;
@@ -36,6 +41,7 @@ mod avx2;
 pub use attn::{attend_f16, KvRows};
 pub use f16::{f16_to_f32, f32_to_f16};
 pub use gguf::GgmlType;
+pub use level::{Level, Selection, KERNELS_ENV};
 pub use matmul::{
     matmul, matmul_many, matmul_many_ordered, matmul_many_with, matmul_with, QMatrix,
 };
@@ -70,16 +76,11 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The fastest instruction set this CPU supports (detected once, then cached).
+    /// The instruction set the kernels run on: the family of
+    /// [`Level::active`] (the fastest this CPU supports, unless
+    /// `PARLANCE_KERNELS` caps it at `scalar`).
     pub fn detect() -> Isa {
-        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| {
-            if Isa::Avx2.is_available() {
-                Isa::Avx2
-            } else {
-                Isa::Scalar
-            }
-        })
+        Level::active().isa()
     }
 
     /// Whether this CPU can run kernels for `self`.

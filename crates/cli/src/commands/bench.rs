@@ -30,6 +30,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
+    let level = crate::model_arg::kernel_level()?;
     let path = crate::model_arg::resolve(&args.model, data_dir)?;
     let model = Model::load(&path)?;
     let threads = match args.threads {
@@ -75,7 +76,7 @@ pub fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         .map(|_| round())
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (pp, tg): (Vec<f64>, Vec<f64>) = runs.into_iter().unzip();
-    println!("model: {}  threads: {threads}", path.display());
+    println!("model: {}  threads: {threads}  {level}", path.display());
     println!(
         "pp{:<5} {:>9.1} ± {:.1} tok/s",
         args.prompt_tokens,

@@ -155,6 +155,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let settings = settings(&args, data_dir_flag, default_data_dir)?;
     let data_dir = settings.data_dir.as_path();
+    eprintln!("{}", crate::model_arg::kernel_level()?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

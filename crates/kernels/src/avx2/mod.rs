@@ -49,17 +49,13 @@ enum Extensions {
 }
 
 impl Extensions {
-    /// The best this CPU has (checked once).
+    /// The extensions of [`crate::Level::active`] (the best this CPU has,
+    /// unless `PARLANCE_KERNELS` caps it).
     fn detect() -> Extensions {
-        use std::arch::is_x86_feature_detected as has;
-        static BEST: std::sync::OnceLock<Extensions> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| {
-            if has!("avx512vnni") && has!("avx512vl") && has!("avx512bw") {
-                Extensions::Vnni
-            } else {
-                Extensions::None
-            }
-        })
+        match crate::Level::active() {
+            crate::Level::Avx512 => Extensions::Vnni,
+            _ => Extensions::None,
+        }
     }
 }
 
@@ -324,8 +320,7 @@ mod tests {
     /// they take (up to sixteen).
     #[test]
     fn vnni_kernels_equal_avx2_kernels_bit_for_bit() {
-        let best = Extensions::detect();
-        if !crate::Isa::Avx2.is_available() || best == Extensions::None {
+        if !crate::Level::Avx512.is_available() {
             println!("skipping: no AVX512-VNNI");
             return;
         }

@@ -40,11 +40,15 @@ impl Rng {
     }
 }
 
-/// The instruction sets this CPU can run.
+/// The instruction sets this CPU can run, up to the level
+/// `PARLANCE_KERNELS` caps the kernels at (run the tests once per level to
+/// check each: `PARLANCE_KERNELS=avx2 cargo test -p kernels`).
 pub fn isas() -> Vec<Isa> {
+    let cap = kernels::Level::active();
+    println!("{}", kernels::Selection::get().describe());
     [Isa::Scalar, Isa::Avx2]
         .into_iter()
-        .filter(|i| i.is_available())
+        .filter(|i| i.is_available() && (*i == Isa::Scalar || cap >= kernels::Level::Avx2))
         .collect()
 }
 
