@@ -27,6 +27,6 @@ pub use kernels::ThreadPool;
 pub use latency::{Histogram, BUCKET_BOUNDS_SECONDS};
 pub use model::{Model, ModelConfig};
 pub use request::{Event, FinishReason, GenerateRequest, Usage};
-pub use sampling::{SamplingParams, TokenLogprobs};
+pub use sampling::{Constraint, ConstraintFactory, SamplingParams, TokenConstraint, TokenLogprobs};
 pub use stats::EngineStats;
 pub use tokenizer::{ChatMessage, Tokenizer};

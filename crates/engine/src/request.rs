@@ -1,6 +1,6 @@
 //! What a caller asks of the engine and what streams back.
 
-use sampling::{SamplingParams, TokenLogprobs};
+use sampling::{Constraint, SamplingParams, TokenLogprobs};
 
 /// One generation: a tokenized prompt and how to continue it.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +15,9 @@ pub struct GenerateRequest {
     pub logprobs: Option<usize>,
     /// Never pick end-of-generation tokens (benchmarks, reference comparisons).
     pub ignore_eos: bool,
+    /// Constrained decoding: each step samples only tokens the constraint
+    /// allows (end-of-generation where it accepts); `None`: unconstrained.
+    pub constraint: Option<Constraint>,
 }
 
 /// Why a generation ended.

@@ -10,6 +10,10 @@
 //! prefills only the rest, and every full block computed is registered for
 //! later sequences as soon as its pass is done.
 //!
+//! Sequences with a constraint (a grammar) compute their next allowed-token
+//! masks on a second thread while the forward pass runs, so a mask costs
+//! the step nothing unless it takes longer than the pass.
+//!
 //! An idle engine that receives a request waits up to [`GATHER_GAP`] for
 //! another before its first step (and keeps gathering while requests keep
 //! coming, up to [`GATHER_MAX`]): a burst of requests then shares one
@@ -240,10 +244,39 @@ impl Scheduler {
             return;
         }
         let mut logits = std::mem::take(&mut self.logits);
-        if let Err(e) = self
-            .model
-            .forward_into(&rows, &mut self.kv, &self.pool, &mut logits)
-        {
+        // Constrained sequences that sample this step compute their masks
+        // on a second thread while the forward pass runs.
+        let constrained: Vec<bool> = self
+            .running
+            .iter()
+            .zip(&take)
+            .map(|(s, &n)| n > 0 && s.pending() == n && s.is_constrained())
+            .collect();
+        let Scheduler {
+            model,
+            kv,
+            pool,
+            running,
+            counters,
+            ..
+        } = self;
+        let forward = if constrained.iter().any(|&c| c) {
+            std::thread::scope(|scope| {
+                let masks = scope.spawn(|| {
+                    for (s, _) in running.iter_mut().zip(&constrained).filter(|(_, &c)| c) {
+                        counters.observe_mask(s.prepare_mask());
+                    }
+                });
+                let forward = model.forward_into(&rows, kv, pool, &mut logits);
+                if masks.join().is_err() {
+                    tracing::error!("mask computation panicked");
+                }
+                forward
+            })
+        } else {
+            model.forward_into(&rows, kv, pool, &mut logits)
+        };
+        if let Err(e) = forward {
             tracing::error!(error = %e, "forward pass failed");
             for s in self.running.drain(..) {
                 s.fail("the model failed to run this request".into());

@@ -1,10 +1,11 @@
 //! One running generation inside the engine thread: its tokens, how many of
 //! them are in the KV cache, its sampler, and the text-side state (UTF-8
-//! assembly and stop strings) that turns sampled tokens into events.
+//! assembly and stop strings) that turns sampled tokens into events, and
+//! its constraint's matcher with the mask computed for the next sample.
 
 use std::sync::Arc;
 
-use sampling::{Sampler, StopMatcher, Utf8Decoder};
+use sampling::{Sampler, StopMatcher, TokenConstraint, Utf8Decoder};
 use tokenizer::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -28,6 +29,13 @@ pub(crate) struct Sequence {
     logprobs: Option<usize>,
     ignore_eos: bool,
     tx: UnboundedSender<Event>,
+    /// The grammar matcher, when the output is constrained.
+    constraint: Option<Box<dyn TokenConstraint>>,
+    /// The allowed-token mask for the next sample (valid when `mask_ready`).
+    mask: Vec<u32>,
+    mask_ready: bool,
+    /// The constraint failed (its message); the next sample fails the sequence.
+    mask_error: Option<String>,
     /// When the request was submitted, for time to first token.
     pub submitted: std::time::Instant,
     /// When its last token was sampled, for inter-token latency.
@@ -55,6 +63,10 @@ impl Sequence {
             logprobs: req.logprobs,
             ignore_eos: req.ignore_eos,
             tx,
+            constraint: req.constraint.map(|c| c.0.start()),
+            mask: Vec::new(),
+            mask_ready: false,
+            mask_error: None,
             submitted: std::time::Instant::now(),
             last_token_at: None,
         }
@@ -77,6 +89,28 @@ impl Sequence {
         }
     }
 
+    /// Whether this sequence's output is constrained.
+    pub fn is_constrained(&self) -> bool {
+        self.constraint.is_some()
+    }
+
+    /// Computes the allowed-token mask for the next sample (the scheduler
+    /// runs this beside the forward pass). Returns the time it took.
+    pub fn prepare_mask(&mut self) -> std::time::Duration {
+        let Some(constraint) = self.constraint.as_mut() else {
+            return std::time::Duration::ZERO;
+        };
+        if self.mask_ready || self.mask_error.is_some() {
+            return std::time::Duration::ZERO;
+        }
+        let start = std::time::Instant::now();
+        match constraint.compute_mask(&mut self.mask) {
+            Ok(()) => self.mask_ready = true,
+            Err(e) => self.mask_error = Some(e),
+        }
+        start.elapsed()
+    }
+
     pub fn fail(&self, message: String) {
         let _ = self.tx.send(Event::Failed { message });
     }
@@ -84,6 +118,16 @@ impl Sequence {
     /// Samples the next token from `logits` and streams it. Returns `true`
     /// when the sequence has finished (and its `Done` event was sent).
     pub fn accept_logits(&mut self, logits: &mut [f32], tok: &Arc<Tokenizer>) -> bool {
+        if self.constraint.is_some() {
+            self.prepare_mask();
+            if let Some(message) = self.mask_error.take() {
+                tracing::warn!(seq = self.id, error = %message, "constraint failed");
+                self.fail(format!("constrained decoding failed: {message}"));
+                return true;
+            }
+            sampling::apply_mask(logits, &self.mask);
+            self.mask_ready = false;
+        }
         if self.ignore_eos {
             // As llama.cpp does: end-of-generation tokens can never be picked.
             for id in tok.eog_ids() {
@@ -95,6 +139,17 @@ impl Sequence {
         let id = self.sampler.sample(logits, &self.tokens[self.prompt_len..]);
         let lp = self.logprobs.map(|n| sampling::logprobs(logits, id, n));
         self.tokens.push(id);
+        let mut grammar_done = false;
+        if let Some(constraint) = self.constraint.as_mut() {
+            if tok.is_eog(id) {
+                // Allowed only where the grammar accepts: the output is complete.
+            } else if let Err(message) = constraint.commit(id) {
+                self.fail(format!("constrained decoding failed: {message}"));
+                return true;
+            } else {
+                grammar_done = constraint.is_finished();
+            }
+        }
         if tok.is_eog(id) && !self.ignore_eos {
             let _ = self.tx.send(Event::Token {
                 id,
@@ -115,7 +170,7 @@ impl Sequence {
             text: out.emit,
             logprobs: lp,
         });
-        if out.stopped {
+        if out.stopped || grammar_done {
             return self.finish(FinishReason::Stop);
         }
         if self.tokens.len() >= self.limit {

@@ -25,6 +25,8 @@ pub(crate) struct Counters {
     kv_evictions: AtomicU64,
     ttft: AtomicHistogram,
     itl: AtomicHistogram,
+    masks: AtomicU64,
+    mask_nanos: AtomicU64,
 }
 
 /// A point-in-time copy of the engine's counters.
@@ -58,6 +60,10 @@ pub struct EngineStats {
     pub time_to_first_token: Histogram,
     /// Time between consecutive tokens of one generation.
     pub inter_token_latency: Histogram,
+    /// Allowed-token masks computed for constrained sequences.
+    pub masks: u64,
+    /// Time spent computing them, in nanoseconds (beside the forward pass).
+    pub mask_nanos: u64,
 }
 
 impl EngineStats {
@@ -115,6 +121,15 @@ impl Counters {
         }
     }
 
+    /// A constrained sequence's mask took `took` to compute.
+    pub fn observe_mask(&self, took: std::time::Duration) {
+        if !took.is_zero() {
+            self.masks.fetch_add(1, Ordering::Relaxed);
+            self.mask_nanos
+                .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+
     pub fn add_preempted(&self) {
         self.preempted.fetch_add(1, Ordering::Relaxed);
     }
@@ -137,6 +152,8 @@ impl Counters {
             kv_evictions: self.kv_evictions.load(Ordering::Relaxed),
             time_to_first_token: self.ttft.snapshot(),
             inter_token_latency: self.itl.snapshot(),
+            masks: self.masks.load(Ordering::Relaxed),
+            mask_nanos: self.mask_nanos.load(Ordering::Relaxed),
         }
     }
 }

@@ -12,12 +12,15 @@
 //! - OpenAI-style [`logprobs`] of the raw model distribution;
 //! - the streaming [`StopMatcher`], which holds back only text that could
 //!   still become a stop string;
+//! - the [`TokenConstraint`] a grammar implements and [`apply_mask`],
+//!   which bans the tokens it disallows (constrained decoding);
 //! - the incremental [`Utf8Decoder`], which never splits a character and
 //!   replaces invalid bytes exactly as `String::from_utf8_lossy` would.
 //!
 //! It is pure logic: no I/O, no threads, no allocation per sampled token
 //! once the buffers have grown to the vocabulary size.
 
+mod constraint;
 mod error;
 pub mod filters;
 mod logprobs;
@@ -30,6 +33,7 @@ mod select;
 mod stop;
 mod utf8;
 
+pub use constraint::{apply_mask, Constraint, ConstraintFactory, TokenConstraint};
 pub use error::SamplingError;
 pub use filters::{Candidate, Candidates};
 pub use logprobs::{logprobs, TokenLogprobs};

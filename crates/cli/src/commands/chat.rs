@@ -64,6 +64,7 @@ pub fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
             stop: args.sampling.stop.clone(),
             logprobs: None,
             ignore_eos: false,
+            constraint: None,
         };
         match stream(&engine, req, &mut out) {
             Ok(reply) => history.push(message("assistant", &reply)),

@@ -73,6 +73,7 @@ pub fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         stop: args.sampling.stop.clone(),
         logprobs: None,
         ignore_eos: args.ignore_eos,
+        constraint: None,
     };
     stream(&engine, req, &mut std::io::stdout())?;
     println!();

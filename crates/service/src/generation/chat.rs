@@ -89,6 +89,7 @@ pub fn settings(
             .map(str::to_owned)
             .collect(),
         logprobs,
+        constraint: None,
     })
 }
 

@@ -57,6 +57,7 @@ pub fn settings(request: &CompletionRequest) -> Result<Settings> {
         logprobs: request
             .logprobs
             .map(|k| k.clamp(0, api::MAX_COMPLETION_LOGPROBS) as usize),
+        constraint: None,
     })
 }
 

@@ -83,6 +83,9 @@ pub struct Settings {
     pub stop: Vec<String>,
     /// `Some(k)`: report each token's logprob and its `k` best alternatives.
     pub logprobs: Option<usize>,
+    /// The grammar every choice's output must follow (`response_format`,
+    /// tools), if any.
+    pub constraint: Option<engine::Constraint>,
 }
 
 impl Settings {
@@ -109,6 +112,7 @@ impl Settings {
             stop: self.stop.clone(),
             logprobs: self.logprobs,
             ignore_eos: false,
+            constraint: self.constraint.clone(),
         }
     }
 }
