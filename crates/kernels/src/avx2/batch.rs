@@ -33,7 +33,10 @@
 //!   `1.5 · 2^23 + sum` (exact: every sum here is far below 2^22 in size),
 //!   and one subtraction of 1.5 · 2^23 leaves `sum`, the very float
 //!   `vcvtdq2ps` gives (+0 for 0). That moves the conversion off the
-//!   multiply units, which the products and the multiply-adds keep busy.
+//!   multiply units, which the products and the multiply-adds keep busy;
+//! - on CPUs with AVX-VNNI but no AVX-512 (Intel client CPUs since Alder
+//!   Lake), the same `vpdpbusd` products in their VEX encoding, eight rows
+//!   per call (sixteen registers) with the plain AVX2 unpacking.
 
 use super::blocks::{widen, Block, Unpacked};
 use super::*;
@@ -242,6 +245,39 @@ batch_driver!(
     unpack,
     start_avx2,
     dot_avx2
+);
+/// [`start_vnni`] by AVX-VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+#[inline]
+unsafe fn start_avx_vnni<K: Block>(u: &Unpacked) -> __m256i {
+    // SAFETY: the caller's CPU has AVX-VNNI.
+    _mm256_add_epi32(
+        unsafe { K::vnni_start_avx(u) },
+        _mm256_set1_epi32(MAGIC_BITS),
+    )
+}
+
+/// [`dot_vnni`] by AVX-VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+#[inline]
+unsafe fn dot_avx_vnni<K: Block>(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256 {
+    // SAFETY: the caller's CPU has AVX-VNNI.
+    let p = unsafe { K::dot4_avx(u, start, qy) };
+    _mm256_sub_ps(_mm256_castsi256_ps(p), _mm256_set1_ps(MAGIC))
+}
+
+// AVX-VNNI has AVX2's sixteen registers: eight rows, and the plain
+// unpacking (no AVX-512 byte masks).
+batch_driver!(
+    rows_avx_vnni,
+    go_avx_vnni,
+    "avx2,fma,f16c,avxvnni",
+    MAX_B_WIDE,
+    [1 2 3 4 5 6 7 8],
+    true,
+    unpack,
+    start_avx_vnni,
+    dot_avx_vnni
 );
 batch_driver!(
     rows_vnni,

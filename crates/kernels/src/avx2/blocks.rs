@@ -104,6 +104,37 @@ pub(super) trait Block {
             _mm256_dpbusd_epi32(start, u.ax, qy)
         }
     }
+
+    /// [`Block::vnni_start`] by AVX-VNNI's VEX-encoded `vpdpbusd` (the same
+    /// integers; for CPUs with AVX-VNNI but no AVX-512).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA, F16C and AVX-VNNI.
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    #[inline]
+    unsafe fn vnni_start_avx(u: &Unpacked) -> __m256i {
+        if Self::BIASED {
+            let sums =
+                _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(-128), u.sx);
+            _mm256_sub_epi32(_mm256_setzero_si256(), sums)
+        } else {
+            _mm256_setzero_si256()
+        }
+    }
+
+    /// [`Block::dot4`] by AVX-VNNI's VEX-encoded `vpdpbusd`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA, F16C and AVX-VNNI.
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    #[inline]
+    unsafe fn dot4_avx(u: &Unpacked, start: __m256i, qy: __m256i) -> __m256i {
+        if Self::BIASED {
+            _mm256_dpbusd_avx_epi32(start, qy, u.sx)
+        } else {
+            _mm256_dpbusd_avx_epi32(start, u.ax, qy)
+        }
+    }
 }
 
 /// Q4_1: `f16 d; f16 m; u8 qs[16]`, unsigned nibbles.
@@ -294,9 +325,10 @@ macro_rules! block_kernel {
 }
 
 /// Defines `$kernels`, block format `$block`'s row kernels by
-/// [`Extensions`] level: plain AVX2, and with VNNI products.
+/// [`Extensions`] level: plain AVX2, with AVX512-VNNI products, and with
+/// AVX-VNNI products.
 macro_rules! block_kernels {
-    ($kernels:ident, $block:ty, $plain:ident, $vnni:ident) => {
+    ($kernels:ident, $block:ty, $plain:ident, $vnni:ident, $avx_vnni:ident) => {
         block_kernel!($plain, "avx2,fma,f16c", batch::rows, $block);
         block_kernel!(
             $vnni,
@@ -304,13 +336,55 @@ macro_rules! block_kernels {
             batch::rows_vnni,
             $block
         );
-        pub(super) const $kernels: [RowsKernel; 2] = [$plain, $vnni];
+        block_kernel!(
+            $avx_vnni,
+            "avx2,fma,f16c,avxvnni",
+            batch::rows_avx_vnni,
+            $block
+        );
+        pub(super) const $kernels: [RowsKernel; 3] = [$plain, $vnni, $avx_vnni];
     };
 }
 
-block_kernels!(Q4_1_KERNELS, Q4_1, rows_q4_1, rows_q4_1_vnni);
-block_kernels!(Q5_0_KERNELS, Q5_0, rows_q5_0, rows_q5_0_vnni);
-block_kernels!(Q8_0_KERNELS, Q8_0, rows_q8_0, rows_q8_0_vnni);
-block_kernels!(Q4_0_KERNELS, Q4_0, rows_q4_0, rows_q4_0_vnni);
-block_kernels!(Q5_1_KERNELS, Q5_1, rows_q5_1, rows_q5_1_vnni);
-block_kernels!(IQ4_NL_KERNELS, Iq4Nl, rows_iq4_nl, rows_iq4_nl_vnni);
+block_kernels!(
+    Q4_1_KERNELS,
+    Q4_1,
+    rows_q4_1,
+    rows_q4_1_vnni,
+    rows_q4_1_avx_vnni
+);
+block_kernels!(
+    Q5_0_KERNELS,
+    Q5_0,
+    rows_q5_0,
+    rows_q5_0_vnni,
+    rows_q5_0_avx_vnni
+);
+block_kernels!(
+    Q8_0_KERNELS,
+    Q8_0,
+    rows_q8_0,
+    rows_q8_0_vnni,
+    rows_q8_0_avx_vnni
+);
+block_kernels!(
+    Q4_0_KERNELS,
+    Q4_0,
+    rows_q4_0,
+    rows_q4_0_vnni,
+    rows_q4_0_avx_vnni
+);
+block_kernels!(
+    Q5_1_KERNELS,
+    Q5_1,
+    rows_q5_1,
+    rows_q5_1_vnni,
+    rows_q5_1_avx_vnni
+);
+block_kernels!(
+    IQ4_NL_KERNELS,
+    Iq4Nl,
+    rows_iq4_nl,
+    rows_iq4_nl_vnni,
+    rows_iq4_nl_avx_vnni
+);

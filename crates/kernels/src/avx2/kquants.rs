@@ -13,8 +13,16 @@ rows_kernel!(
     [1 2 3 4 5 6 7 8]
 );
 
+// AVX-VNNI keeps AVX2's sixteen registers: four rows, as the plain kernel.
+rows_kernel!(
+    rows_q6_k_avx_vnni,
+    dot_q6_k_avx_vnni,
+    "avx2,fma,f16c,avxvnni",
+    [1 2 3 4]
+);
+
 /// Q6_K's row kernels by [`Extensions`](super::Extensions) level.
-pub(super) const Q6_K_KERNELS: [RowsKernel; 2] = [rows_q6_k, rows_q6_k_vnni];
+pub(super) const Q6_K_KERNELS: [RowsKernel; 3] = [rows_q6_k, rows_q6_k_vnni, rows_q6_k_avx_vnni];
 
 /// Defines `$rows`, Q4_K against 1 to [`MAX_B_WIDE`] activation rows,
 /// compiled for `$features`: one row takes [`dot_q4_k`] per weight row;
@@ -128,8 +136,15 @@ q4_k_kernel!(
     pairs_vnni
 );
 
+q4_k_kernel!(
+    rows_q4_k_avx_vnni,
+    many_q4_k_avx_vnni,
+    "avx2,fma,f16c,avxvnni",
+    pairs_avx_vnni
+);
+
 /// Q4_K's row kernels by [`Extensions`](super::Extensions) level.
-pub(super) const Q4_K_KERNELS: [RowsKernel; 2] = [rows_q4_k, rows_q4_k_vnni];
+pub(super) const Q4_K_KERNELS: [RowsKernel; 3] = [rows_q4_k, rows_q4_k_vnni, rows_q4_k_avx_vnni];
 
 /// One Q4_K super-block unpacked for the integer products: `d`, `dmin`, the
 /// eight sub-block scales, the eight mins widened to 16 bits, and each
@@ -185,6 +200,15 @@ impl Q4kBlock {
         }))
     }
 
+    /// [`Q4kBlock::pairs`] by [`Q4kBlock::pair_lanes_avx_vnni`].
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    #[inline]
+    fn pairs_avx_vnni(&self, y: &[i8]) -> __m128i {
+        hsum4_epi32(std::array::from_fn(|g| {
+            self.pair_lanes_avx_vnni(g, &y[64 * g..64 * g + 64])
+        }))
+    }
+
     /// Sub-blocks 2g and 2g + 1 against their 64 activation quants `y`:
     /// each sub-block's scale (sixteen 16-bit lanes) and its products
     /// summed in pairs (`maddubs`).
@@ -218,6 +242,14 @@ impl Q4kBlock {
     fn pair_lanes_vnni(&self, g: usize, y: &[i8]) -> __m256i {
         let [(sl, pl), (sh, ph)] = self.sub_block_products(g, y);
         _mm256_dpwssd_epi32(_mm256_madd_epi16(sl, pl), sh, ph)
+    }
+
+    /// [`Q4kBlock::pair_lanes_vnni`] by AVX-VNNI's VEX-encoded `vpdpwssd`.
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    #[inline]
+    fn pair_lanes_avx_vnni(&self, g: usize, y: &[i8]) -> __m256i {
+        let [(sl, pl), (sh, ph)] = self.sub_block_products(g, y);
+        _mm256_dpwssd_avx_epi32(_mm256_madd_epi16(sl, pl), sh, ph)
     }
 
     /// The exact sums `m · Σ y` of sub-blocks 2g and 2g + 1, from the
@@ -445,6 +477,12 @@ q6_k_dot!(
     scale_add_vnni
 );
 
+q6_k_dot!(
+    dot_q6_k_avx_vnni,
+    "avx2,fma,f16c,avxvnni",
+    scale_add_avx_vnni
+);
+
 /// `sum + Σ_c madd(sc[c], prods[c])`, in llama.cpp's order of adds (exact
 /// integers either way).
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -462,6 +500,17 @@ fn scale_add_vnni(sum: __m256i, sc: &[__m256i; 4], prods: &[__m256i; 4]) -> __m2
     let mut sum = sum;
     for c in 0..4 {
         sum = _mm256_dpwssd_epi32(sum, sc[c], prods[c]);
+    }
+    sum
+}
+
+/// [`scale_add_vnni`] by AVX-VNNI's VEX-encoded `vpdpwssd`.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+#[inline]
+fn scale_add_avx_vnni(sum: __m256i, sc: &[__m256i; 4], prods: &[__m256i; 4]) -> __m256i {
+    let mut sum = sum;
+    for c in 0..4 {
+        sum = _mm256_dpwssd_avx_epi32(sum, sc[c], prods[c]);
     }
     sum
 }

@@ -8,7 +8,9 @@
 //! only once for all of them. The block formats', Q4_K's and Q6_K's
 //! several-row kernels also come in an AVX512-VNNI form with the same bits,
 //! compiled for AVX512-VL's 32 registers (the block formats then take
-//! [`MAX_B_ANY`] rows, Q6_K [`MAX_B_WIDE`]).
+//! [`MAX_B_ANY`] rows, Q6_K [`MAX_B_WIDE`]), and in an AVX-VNNI form (the
+//! VEX-encoded products, AVX2's sixteen registers and row counts) for CPUs
+//! with AVX-VNNI but no AVX-512.
 //!
 //! Every function here is `#[target_feature(enable = "avx2,fma,f16c")]` (or
 //! more); calling one is only sound after [`crate::Isa::Avx2`] (and the
@@ -46,6 +48,10 @@ enum Extensions {
     /// AVX512-VNNI in 256-bit registers (with AVX512-VL, and AVX512-BW's
     /// byte masks, which every CPU with VNNI has).
     Vnni = 1,
+    /// AVX-VNNI: the same products in their VEX encoding, with AVX2's
+    /// sixteen registers and no byte masks (Intel client CPUs since Alder
+    /// Lake).
+    AvxVnni = 2,
 }
 
 impl Extensions {
@@ -54,6 +60,7 @@ impl Extensions {
     fn detect() -> Extensions {
         match crate::Level::active() {
             crate::Level::Avx512 => Extensions::Vnni,
+            crate::Level::AvxVnni => Extensions::AvxVnni,
             _ => Extensions::None,
         }
     }
@@ -63,7 +70,7 @@ impl Extensions {
 fn kernel_with(format: Format, ext: Extensions) -> (RowsKernel, usize) {
     let level = ext as usize;
     // The block formats' rows per call, by level.
-    let block_rows = [MAX_B_WIDE, MAX_B_ANY][level];
+    let block_rows = [MAX_B_WIDE, MAX_B_ANY, MAX_B_WIDE][level];
     match format {
         Format::F32 => (float::rows_f32, MAX_B),
         Format::F16 => (float::rows_f16, MAX_B),
@@ -74,7 +81,10 @@ fn kernel_with(format: Format, ext: Extensions) -> (RowsKernel, usize) {
         Format::Q5_1 => (blocks::Q5_1_KERNELS[level], block_rows),
         Format::Iq4Nl => (blocks::IQ4_NL_KERNELS[level], block_rows),
         Format::Q4K => (kquants::Q4_K_KERNELS[level], MAX_B_WIDE),
-        Format::Q6K => (kquants::Q6_K_KERNELS[level], [MAX_B, MAX_B_WIDE][level]),
+        Format::Q6K => (
+            kquants::Q6_K_KERNELS[level],
+            [MAX_B, MAX_B_WIDE, MAX_B][level],
+        ),
     }
 }
 
@@ -316,12 +326,21 @@ fn bits_to_bytes(x: u32) -> __m256i {
 mod tests {
     use super::*;
 
-    /// The VNNI kernels give the plain AVX2 kernels' bits, for any row count
-    /// they take (up to sixteen).
+    /// The VNNI kernels (AVX512-VNNI and AVX-VNNI, each where this CPU has
+    /// it) give the plain AVX2 kernels' bits, for any row count they take
+    /// (up to sixteen).
     #[test]
     fn vnni_kernels_equal_avx2_kernels_bit_for_bit() {
-        if !crate::Level::Avx512.is_available() {
-            println!("skipping: no AVX512-VNNI");
+        let levels: Vec<Extensions> = [
+            (crate::Level::Avx512, Extensions::Vnni),
+            (crate::Level::AvxVnni, Extensions::AvxVnni),
+        ]
+        .into_iter()
+        .filter(|(l, _)| l.is_available())
+        .map(|(_, e)| e)
+        .collect();
+        if levels.is_empty() {
+            println!("skipping: no AVX512-VNNI or AVX-VNNI");
             return;
         }
         use crate::act::{quantize_into, ActBuf};
@@ -378,12 +397,17 @@ mod tests {
                 .step_by(step)
                 .flat_map(|b0| run(Extensions::None, b0, step.min(batch - b0)))
                 .collect();
-            let most = kernel_with(format, Extensions::Vnni).1;
-            for n in [2, 3, 8, 11, 16].into_iter().filter(|&n| n <= most) {
-                let got = run(Extensions::Vnni, 0, n);
-                for (p, v) in plain.iter().zip(&got) {
-                    let bits = |r: &[f32]| r.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(p), bits(v), "{format:?} {n} rows");
+            for &ext in &levels {
+                let most = kernel_with(format, ext).1;
+                for n in [1, 2, 3, 4, 5, 8, 11, 16]
+                    .into_iter()
+                    .filter(|&n| n <= most)
+                {
+                    let got = run(ext, 0, n);
+                    for (p, v) in plain.iter().zip(&got) {
+                        let bits = |r: &[f32]| r.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(p), bits(v), "{format:?} {ext:?} {n} rows");
+                    }
                 }
             }
         }
