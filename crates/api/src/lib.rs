@@ -13,12 +13,18 @@
 //!   `code` and coarse [`ErrorKind`]; [`ErrorResponse`] is the
 //!   `{"error": {message, type, param, code}}` body. Mapping kinds to HTTP
 //!   statuses is the `server` crate's job.
+//! - Anthropic's Messages API on the way in: [`MessagesRequest`],
+//!   [`AnthropicMessage`], its [`AnthropicEvent`]s and [`AnthropicError`].
+//! - The Responses API: [`CreateResponseRequest`] (its input items checked
+//!   one by one), [`ResponseObject`], its [`Item`]s and streamed
+//!   [`ResponseEvent`]s.
 //! - [`sse`]: `data: …` framing, the `[DONE]` terminator, error events.
 //!
 //! The shapes follow the OpenAI API reference and what the `openai` Python
 //! SDK accepts under strict response validation (its own generated tests
 //! run against `parlance serve`: `crates/cli/tests/`).
 
+mod anthropic;
 mod chat;
 mod chat_response;
 mod common;
@@ -26,10 +32,17 @@ mod completion;
 mod error;
 mod models;
 mod parse;
+mod responses;
+mod responses_object;
 pub mod sse;
 mod tokenize;
 mod validate;
 
+pub use anthropic::{
+    anthropic_error_type, AnswerBlock, AnthropicError, AnthropicErrorBody, AnthropicEvent,
+    AnthropicMessage, AnthropicMetadata, AnthropicTool, AnthropicToolChoice, AnthropicUsage,
+    Block, BlockDelta, MessageDelta, MessagesRequest, TokenCount, Turn,
+};
 pub use chat::{
     ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, FunctionDefinition,
     FunctionName, JsonSchemaFormat, MessageContent, NamedToolChoice, ResponseFormat, Tool,
@@ -52,6 +65,14 @@ pub use error::{
 };
 pub use models::{Model, ModelList};
 pub use parse::{from_json_error, parse_json, parse_request, Field, RequestBody};
+pub use responses::{
+    check_call_ids, content_text, CreateResponseRequest, ResponseInput, ResponseTool,
+    ResponseToolChoice, TextConfig, TextFormat, Truncation, MIN_OUTPUT_TOKENS,
+};
+pub use responses_object::{
+    DeletedResponse, EventBody, IncompleteDetails, InputTokensDetails, Item, ItemContent,
+    ItemList, OutputTokensDetails, ResponseError, ResponseEvent, ResponseObject, ResponseUsage,
+};
 pub use sse::{sse_data, sse_done, sse_error, SSE_DONE};
 pub use tokenize::{
     DetokenizeRequest, DetokenizeResponse, Piece, TokenizeRequest, TokenizeResponse, TokenizeToken,

@@ -50,11 +50,11 @@ enum Check {
 }
 
 /// Deserialises `value` as `T`, keeping only whether it worked.
-fn typed<T: DeserializeOwned>(value: &Value) -> Result<(), serde_json::Error> {
+pub(crate) fn typed<T: DeserializeOwned>(value: &Value) -> Result<(), serde_json::Error> {
     T::deserialize(value).map(drop)
 }
 
-const fn field(
+pub(crate) const fn field(
     name: &'static str,
     expected: &'static str,
     check: fn(&Value) -> Result<(), serde_json::Error>,

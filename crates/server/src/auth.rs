@@ -1,4 +1,5 @@
-//! Who is calling: the `Authorization: Bearer sk-…` check, or the web app's
+//! Who is calling: the `Authorization: Bearer sk-…` check (or Anthropic's
+//! `x-api-key: sk-…`), or the web app's
 //! session cookie, in front of every route but `/health` and the web app's
 //! public pages, and the [`Caller`] it leaves on the request.
 //!
@@ -102,10 +103,24 @@ fn unauthorized(message: &str) -> Response {
     .into_response()
 }
 
+/// The header Anthropic's clients send their key in.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
 /// The bearer token of the request: `None` without an `Authorization`
-/// header, `Some(Err)` when it is not a bearer token.
+/// header, `Some(Err)` when it is not a bearer token. Without
+/// `Authorization`, an `x-api-key` header (Anthropic's clients) is the key.
 fn bearer(request: &Request) -> Option<Result<String, ()>> {
-    let value = request.headers().get(AUTHORIZATION)?;
+    let Some(value) = request.headers().get(AUTHORIZATION) else {
+        let key = request.headers().get(API_KEY_HEADER)?;
+        return Some(
+            key.to_str()
+                .map(str::trim)
+                .ok()
+                .filter(|key| !key.is_empty())
+                .map(str::to_owned)
+                .ok_or(()),
+        );
+    };
     let text = value.to_str().map_err(|_| ());
     Some(text.and_then(|text| {
         let (scheme, token) = text.trim().split_once(' ').ok_or(())?;

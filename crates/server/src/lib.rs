@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         ("/detokenize", post(routes::tokenize::detokenize)),
     ];
     routes.extend(routes::organization::routes());
+    routes.extend(routes::responses::routes());
     let mut app = Router::new();
     for (path, route) in routes {
         app = app
@@ -88,7 +89,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
-        ));
+        ))
+        .merge(anthropic_routes(&state));
     let metrics = get(routes::metrics::metrics);
     let health = get(routes::models::health);
     let app = app
@@ -99,6 +101,36 @@ pub fn router(state: AppState) -> Router {
         .route("/status", get(routes::status::status_page))
         .merge(routes::web::public());
     wrap(app, state)
+}
+
+/// Anthropic's Messages API, under `/v1` and without it: authenticated
+/// and limited like every API route, and every error it answers rewritten
+/// in Anthropic's shape (outermost, so that refusals by authentication and
+/// the rate limits are rewritten too).
+fn anthropic_routes(state: &AppState) -> Router<AppState> {
+    let mut app = Router::new();
+    for prefix in ["/v1", ""] {
+        app = app
+            .route(
+                &format!("{prefix}/messages"),
+                post(routes::anthropic::create_message),
+            )
+            .route(
+                &format!("{prefix}/messages/count_tokens"),
+                post(routes::anthropic::count_tokens),
+            );
+    }
+    app.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        limits::enforce,
+    ))
+    .route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ))
+    .route_layer(axum::middleware::from_fn(
+        routes::anthropic::anthropic_errors,
+    ))
 }
 
 /// The fallbacks and layers every route gets: 404/405 error objects,

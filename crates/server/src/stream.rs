@@ -42,15 +42,25 @@ impl<F: AnswerFormat> Frames<F> {
             match self.answer.next().await {
                 Some(AnswerEvent::Failed(err)) => {
                     self.over = true;
-                    self.queued.push_back(api::sse_error(&err));
+                    match self.format.failure(&err) {
+                        Some(chunks) => self.queued.extend(chunks.iter().map(frame::<F>)),
+                        None => self.queued.push_back(api::sse_error(&err)),
+                    }
                 }
                 Some(event) => {
                     let done = matches!(event, AnswerEvent::Done(_));
                     let chunks = self.format.event(event);
-                    self.queued.extend(chunks.iter().map(api::sse_data));
+                    if done {
+                        if let Some(work) = self.format.before_last() {
+                            work.await;
+                        }
+                    }
+                    self.queued.extend(chunks.iter().map(frame::<F>));
                     if done {
                         self.over = true;
-                        self.queued.push_back(api::sse_done().to_owned());
+                        if self.format.ends_with_done() {
+                            self.queued.push_back(api::sse_done().to_owned());
+                        }
                     }
                 }
                 None => self.over = true,
@@ -59,12 +69,21 @@ impl<F: AnswerFormat> Frames<F> {
     }
 }
 
+/// One chunk's SSE frame: `data: …`, after `event: <name>` for formats
+/// whose clients read the name.
+fn frame<F: AnswerFormat>(chunk: &F::Chunk) -> String {
+    match F::event_name(chunk) {
+        Some(name) => format!("event: {name}\n{}", api::sse_data(chunk)),
+        None => api::sse_data(chunk),
+    }
+}
+
 /// The `text/event-stream` response streaming `answer` through `format`.
 pub fn sse_response<F: AnswerFormat>(answer: Answer, mut format: F) -> Response {
     let queued = format
         .opening(answer.choices())
         .iter()
-        .map(api::sse_data)
+        .map(frame::<F>)
         .collect();
     let frames = Frames {
         answer,
@@ -142,6 +161,13 @@ pub fn gateway_sse_response(stream: GatewayStream, charge: Option<Charge>) -> Re
         let frame = relay.next_frame().await?;
         Some((Ok::<_, Infallible>(frame), relay))
     });
+    event_stream(Body::from_stream(frames))
+}
+
+/// `frames`, already written, as a `text/event-stream` response (an
+/// answer that came whole, replayed as its events).
+pub fn sse_frames(frames: Vec<String>) -> Response {
+    let frames = stream::iter(frames.into_iter().map(Ok::<_, Infallible>));
     event_stream(Body::from_stream(frames))
 }
 

@@ -15,6 +15,12 @@
 //!   audited operations the HTTP admin API, the web app and the CLI share.
 //! - Signing up and in ([`accounts`]): the sign-up policy (`approval`,
 //!   `open`, `closed`) and sign-in throttling per account and address.
+//! - Anthropic's Messages API ([`anthropic`]): a request run as the chat
+//!   request it means, its answer written as Anthropic's message or events.
+//! - The Responses API ([`responses`]): a turn run as the chat request it
+//!   means, its answer written as the response object or its typed events
+//!   (chat's answers read as blocks: [`chat_blocks`]), stored responses,
+//!   chaining, background runs.
 //! - The one error table ([`error`]): every conversion from a crate's
 //!   error into the API error a client sees.
 //!
@@ -22,7 +28,9 @@
 //! `ratelimit` and `gateway` below; `server` and `cli` above.
 
 pub mod accounts;
+pub mod anthropic;
 pub mod budgets;
+pub mod chat_blocks;
 pub mod error;
 pub mod generation;
 pub mod instances;
@@ -33,6 +41,7 @@ pub mod metering;
 pub mod notify;
 pub mod plans;
 mod requests;
+pub mod responses;
 pub mod routing;
 mod tenant;
 

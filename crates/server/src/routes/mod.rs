@@ -3,11 +3,13 @@
 //! stream ([`crate::stream`]). [`Context`] is the request as the service
 //! sees it.
 
+pub mod anthropic;
 pub mod chat;
 pub mod completions;
 pub mod metrics;
 pub mod models;
 pub mod organization;
+pub mod responses;
 pub mod status;
 pub mod tokenize;
 pub mod web;

@@ -163,6 +163,11 @@ impl Answer {
         answer
     }
 
+    /// The prompt's tokens (every prompt's, together).
+    pub fn prompt_tokens(&self) -> u32 {
+        self.prompt_tokens
+    }
+
     /// How many choices the answer has.
     pub fn choices(&self) -> usize {
         self.choices.len()

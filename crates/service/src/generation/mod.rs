@@ -56,6 +56,29 @@ pub trait AnswerFormat: Send + 'static {
     fn opening(&mut self, choices: usize) -> Vec<Self::Chunk>;
     /// The objects of one event; never called with [`AnswerEvent::Failed`].
     fn event(&mut self, event: AnswerEvent) -> Vec<Self::Chunk>;
+    /// The SSE `event:` name of a chunk, for formats whose clients read it
+    /// (the Responses API's and Anthropic's typed events); none by default.
+    fn event_name(_chunk: &Self::Chunk) -> Option<&'static str> {
+        None
+    }
+    /// Whether the stream ends with `data: [DONE]` (chat and completions).
+    fn ends_with_done(&self) -> bool {
+        true
+    }
+    /// The format's own objects for a failure mid-stream (`None`: the
+    /// standard error event).
+    fn failure(&mut self, _err: &ApiError) -> Option<Vec<Self::Chunk>> {
+        None
+    }
+    /// Work the stream awaits after the last event's objects are made and
+    /// before they are written (a stored response written first, so that a
+    /// client reading the last event can already retrieve it); none by
+    /// default.
+    fn before_last(
+        &mut self,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        None
+    }
 }
 
 /// The logprob sent for a token the engine scored `-inf` (JSON has no

@@ -1,0 +1,274 @@
+//! Reading a chat answer as blocks: the one place that turns streamed chat
+//! chunks (the local path's [`crate::generation::chat::ChatChunks`] or a
+//! routed gateway stream) and whole chat answers into a sequence of text
+//! blocks and tool-call blocks, for the APIs that speak in blocks — the
+//! Responses API ([`crate::responses`]) and Anthropic's Messages API
+//! ([`crate::anthropic`]).
+//!
+//! It parses nothing: tool calls arrive already parsed, as chat
+//! `tool_calls` deltas; this only tracks which block is open, opens the next
+//! one and closes the last, so that every format's events come in the
+//! order their clients expect (a block's start, its deltas, its end).
+
+use api::{ChatCompletion, ChatCompletionChunk, FinishReason};
+
+/// One step of a chat answer read as blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// A text block begins.
+    TextStart,
+    /// More text of the open text block.
+    Text(String),
+    /// The text block ends, with its whole text.
+    TextEnd(String),
+    /// A tool-call block begins.
+    CallStart {
+        /// The call's id.
+        id: String,
+        /// The function called.
+        name: String,
+    },
+    /// More of the open call's arguments (JSON text).
+    Arguments(String),
+    /// The call ends, with its whole arguments.
+    CallEnd {
+        /// The call's id.
+        id: String,
+        /// The function called.
+        name: String,
+        /// The whole arguments.
+        arguments: String,
+    },
+}
+
+/// Which block is open.
+#[derive(Debug, Default)]
+enum Open {
+    #[default]
+    None,
+    Text(String),
+    Call {
+        index: u32,
+        id: String,
+        name: String,
+        arguments: String,
+    },
+}
+
+/// The reader of one answer's first choice.
+#[derive(Debug, Default)]
+pub struct BlockReader {
+    open: Open,
+    finish: Option<FinishReason>,
+    /// How many tool calls were made.
+    pub calls: u32,
+}
+
+impl BlockReader {
+    /// The pieces of one chat chunk (only choice 0 is read: these APIs
+    /// have one choice).
+    pub fn chunk(&mut self, chunk: &ChatCompletionChunk) -> Vec<Piece> {
+        let mut pieces = Vec::new();
+        for choice in chunk.choices.iter().filter(|choice| choice.index == 0) {
+            if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
+                self.text(text, &mut pieces);
+            }
+            for call in choice.delta.tool_calls.iter().flatten() {
+                let same = matches!(&self.open, Open::Call { index, .. } if *index == call.index);
+                if !same {
+                    self.close(&mut pieces);
+                    let id = call.id.clone().unwrap_or_default();
+                    let name = call
+                        .function
+                        .as_ref()
+                        .and_then(|function| function.name.clone())
+                        .unwrap_or_default();
+                    pieces.push(Piece::CallStart {
+                        id: id.clone(),
+                        name: name.clone(),
+                    });
+                    self.calls += 1;
+                    self.open = Open::Call {
+                        index: call.index,
+                        id,
+                        name,
+                        arguments: String::new(),
+                    };
+                }
+                let delta = call
+                    .function
+                    .as_ref()
+                    .and_then(|function| function.arguments.clone())
+                    .unwrap_or_default();
+                if let Open::Call { arguments, .. } = &mut self.open {
+                    if !delta.is_empty() {
+                        arguments.push_str(&delta);
+                        pieces.push(Piece::Arguments(delta));
+                    }
+                }
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.finish.get_or_insert(reason);
+                self.close(&mut pieces);
+            }
+        }
+        pieces
+    }
+
+    /// The pieces of a whole answer (its first choice), all at once.
+    pub fn whole(&mut self, completion: &ChatCompletion) -> Vec<Piece> {
+        let mut pieces = Vec::new();
+        let Some(choice) = completion.choices.first() else {
+            return pieces;
+        };
+        if let Some(text) = choice
+            .message
+            .content
+            .as_deref()
+            .filter(|text| !text.is_empty())
+        {
+            self.text(text, &mut pieces);
+        }
+        self.close(&mut pieces);
+        for call in choice.message.tool_calls.iter().flatten() {
+            self.calls += 1;
+            pieces.push(Piece::CallStart {
+                id: call.id.clone(),
+                name: call.function.name.clone(),
+            });
+            if !call.function.arguments.is_empty() {
+                pieces.push(Piece::Arguments(call.function.arguments.clone()));
+            }
+            pieces.push(Piece::CallEnd {
+                id: call.id.clone(),
+                name: call.function.name.clone(),
+                arguments: call.function.arguments.clone(),
+            });
+        }
+        self.finish.get_or_insert(choice.finish_reason);
+        pieces
+    }
+
+    /// Closes whatever is open (the answer ended or failed).
+    pub fn finish(&mut self) -> Vec<Piece> {
+        let mut pieces = Vec::new();
+        self.close(&mut pieces);
+        pieces
+    }
+
+    /// The first finish reason seen.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    fn text(&mut self, text: &str, pieces: &mut Vec<Piece>) {
+        if !matches!(self.open, Open::Text(_)) {
+            self.close(pieces);
+            pieces.push(Piece::TextStart);
+            self.open = Open::Text(String::new());
+        }
+        if let Open::Text(whole) = &mut self.open {
+            whole.push_str(text);
+        }
+        pieces.push(Piece::Text(text.to_owned()));
+    }
+
+    fn close(&mut self, pieces: &mut Vec<Piece>) {
+        match std::mem::take(&mut self.open) {
+            Open::None => {}
+            Open::Text(text) => pieces.push(Piece::TextEnd(text)),
+            Open::Call {
+                id,
+                name,
+                arguments,
+                ..
+            } => pieces.push(Piece::CallEnd {
+                id,
+                name,
+                arguments,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::{ChunkChoice, ChunkDelta, FunctionCallDelta, ToolCallDelta};
+
+    fn chunk(delta: ChunkDelta, finish: Option<FinishReason>) -> ChatCompletionChunk {
+        ChatCompletionChunk::new(
+            "c",
+            0,
+            "m",
+            vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs: None,
+                finish_reason: finish,
+            }],
+            false,
+        )
+    }
+
+    fn call(index: u32, id: Option<&str>, name: Option<&str>, args: &str) -> ChunkDelta {
+        ChunkDelta {
+            tool_calls: Some(vec![ToolCallDelta {
+                index,
+                id: id.map(str::to_owned),
+                kind: None,
+                function: Some(FunctionCallDelta {
+                    name: name.map(str::to_owned),
+                    arguments: Some(args.to_owned()),
+                }),
+            }]),
+            ..ChunkDelta::default()
+        }
+    }
+
+    #[test]
+    fn text_then_calls_open_and_close_in_order() {
+        let mut reader = BlockReader::default();
+        let mut pieces = Vec::new();
+        pieces.extend(reader.chunk(&chunk(ChunkDelta::opening(), None)));
+        pieces.extend(reader.chunk(&chunk(ChunkDelta::text("Hi"), None)));
+        pieces.extend(reader.chunk(&chunk(call(0, Some("c1"), Some("f"), "{\"a\""), None)));
+        pieces.extend(reader.chunk(&chunk(call(0, None, None, ":1}"), None)));
+        pieces.extend(reader.chunk(&chunk(
+            call(1, Some("c2"), Some("g"), "{}"),
+            Some(FinishReason::ToolCalls),
+        )));
+        assert_eq!(
+            pieces,
+            vec![
+                Piece::TextStart,
+                Piece::Text("Hi".into()),
+                Piece::TextEnd("Hi".into()),
+                Piece::CallStart {
+                    id: "c1".into(),
+                    name: "f".into()
+                },
+                Piece::Arguments("{\"a\"".into()),
+                Piece::Arguments(":1}".into()),
+                Piece::CallEnd {
+                    id: "c1".into(),
+                    name: "f".into(),
+                    arguments: "{\"a\":1}".into()
+                },
+                Piece::CallStart {
+                    id: "c2".into(),
+                    name: "g".into()
+                },
+                Piece::Arguments("{}".into()),
+                Piece::CallEnd {
+                    id: "c2".into(),
+                    name: "g".into(),
+                    arguments: "{}".into()
+                },
+            ]
+        );
+        assert_eq!(reader.calls, 2);
+        assert_eq!(reader.finish_reason(), Some(FinishReason::ToolCalls));
+        assert!(reader.finish().is_empty());
+    }
+}
