@@ -29,6 +29,7 @@ mod chat;
 mod chat_response;
 mod common;
 mod completion;
+mod embeddings;
 mod error;
 mod models;
 mod parse;
@@ -58,6 +59,10 @@ pub use common::{
 };
 pub use completion::{
     Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Prompt, PromptInput,
+};
+pub use embeddings::{
+    EmbeddingInput, EmbeddingItem, EmbeddingList, EmbeddingRequest, EmbeddingUsage,
+    EmbeddingVector, EncodingFormat, MAX_EMBEDDING_INPUTS,
 };
 pub use error::{
     ApiError, ErrorKind, ErrorObject, ErrorResponse, InvalidCode, RateLimitResource,

@@ -62,7 +62,8 @@ pub const DATABASE_FILE: &str = "parlance.db";
 /// The keys a config file may hold, for error messages.
 const KEYS: &str = "host, port, models, threads, kv_cache_tokens, prefix_cache, data_dir, \
                     database_url, rpm, tpm, project_rpm, project_tpm, redis_url, \
-                    shutdown_grace_secs, instance_lease_secs, default_max_tokens, gateway";
+                    shutdown_grace_secs, instance_lease_secs, default_max_tokens, gateway, \
+                    embedding_models, embedding_aliases";
 
 /// One layer of `serve` settings (the file, the environment or the flags).
 /// Every field is optional: `None` means "this layer does not say", and the
@@ -142,6 +143,14 @@ pub struct Layer {
     /// breaker and health-check policy; see `docs/GATEWAY.md`. File only;
     /// validated when the file is read.
     pub gateway: Option<server::gateway::GatewayConfig>,
+    /// Embedding models to serve on `POST /v1/embeddings`, each a catalog
+    /// name (e.g. `all-minilm-l6-v2`, pulled if missing) or a model folder
+    /// (default: none; flag `--embedding-model`, repeated).
+    pub embedding_models: Option<Vec<String>>,
+    /// Other names the embedding models answer to, alias → model, e.g.
+    /// `{ "text-embedding-3-small" = "all-minilm-l6-v2" }` (default: none;
+    /// file only).
+    pub embedding_aliases: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl Layer {
@@ -166,6 +175,8 @@ impl Layer {
             instance_lease_secs: self.instance_lease_secs.or(lower.instance_lease_secs),
             default_max_tokens: self.default_max_tokens.or(lower.default_max_tokens),
             gateway: self.gateway.or(lower.gateway),
+            embedding_models: self.embedding_models.or(lower.embedding_models),
+            embedding_aliases: self.embedding_aliases.or(lower.embedding_aliases),
         }
     }
 
@@ -322,6 +333,8 @@ impl Layer {
             instance_lease_secs,
             default_max_tokens,
             gateway: None,
+            embedding_models: None,
+            embedding_aliases: None,
         })
     }
 }
@@ -363,6 +376,10 @@ pub struct ServeConfig {
     pub default_max_tokens: u32,
     /// The gateway's models and policy (empty: local models only).
     pub gateway: server::gateway::GatewayConfig,
+    /// Embedding models (catalog names or folders); may be empty.
+    pub embedding_models: Vec<String>,
+    /// Embedding model aliases, alias → model.
+    pub embedding_aliases: std::collections::BTreeMap<String, String>,
 }
 
 /// Stacks the layers, highest last in priority order: `flags` over `env`
@@ -403,6 +420,8 @@ pub fn resolve(file: Layer, env: Layer, flags: Layer, default_data_dir: &Path) -
         ),
         default_max_tokens: merged.default_max_tokens.unwrap_or(0),
         gateway: merged.gateway.unwrap_or_default(),
+        embedding_models: merged.embedding_models.unwrap_or_default(),
+        embedding_aliases: merged.embedding_aliases.unwrap_or_default(),
     }
 }
 

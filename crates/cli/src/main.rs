@@ -4,6 +4,7 @@
 
 mod commands;
 mod config;
+mod embedding_models;
 mod model_arg;
 
 use std::path::PathBuf;

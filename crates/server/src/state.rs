@@ -258,6 +258,12 @@ impl AppState {
         self
     }
 
+    /// Serves the embedding models of `embedders` (`POST /v1/embeddings`).
+    pub fn with_embedders(mut self, embedders: service::embeddings::Embedders) -> Self {
+        self.service = self.service.with_embedders(embedders);
+        self
+    }
+
     /// Sets the largest request body accepted (413 above it).
     pub fn with_body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;

@@ -12,6 +12,7 @@
 
 use api::{ApiError, InvalidCode};
 use billing::BillingError;
+use encoder::EncoderError;
 use engine::EngineError;
 use gateway::GatewayError;
 use store::StoreError;
@@ -40,6 +41,9 @@ pub enum Error {
         /// The request field the failure is about (`messages`, `prompt`).
         param: &'static str,
     },
+    /// The embedding model refused or failed.
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
     /// Routing through the gateway failed as a whole (boxed: it is large).
     #[error(transparent)]
     Gateway(Box<GatewayError>),
@@ -72,6 +76,7 @@ impl From<Error> for ApiError {
             Error::Billing(err) => from_billing(err),
             Error::Engine { source, param } => from_engine(source, param),
             Error::Gateway(err) => from_gateway(*err),
+            Error::Encoder(err) => from_encoder(err),
             Error::Blocking(err) => ApiError::Internal {
                 detail: format!("blocking task failed: {err}"),
             },
@@ -218,6 +223,24 @@ fn from_gateway(err: GatewayError) -> ApiError {
 
 fn saturate(value: usize) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+/// The embedding model's errors: bad input is the caller's (400 naming
+/// `input`), a full queue is an overload, the rest are internal.
+fn from_encoder(err: EncoderError) -> ApiError {
+    match err {
+        EncoderError::TooLong { .. } | EncoderError::BadToken { .. } => {
+            ApiError::invalid("input", InvalidCode::InvalidValue, err.to_string())
+        }
+        EncoderError::Overloaded => ApiError::Overloaded {
+            retry_after_secs: Some(OVERLOADED_RETRY_AFTER_SECS),
+        },
+        EncoderError::Io { .. } | EncoderError::BadModel { .. } | EncoderError::Stopped => {
+            ApiError::Internal {
+                detail: err.to_string(),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub mod accounts;
 pub mod anthropic;
 pub mod budgets;
 pub mod chat_blocks;
+pub mod embeddings;
 pub mod error;
 pub mod generation;
 pub mod instances;

@@ -62,6 +62,8 @@ pub struct Service {
     meter: Option<Meter>,
     rate_limits: Option<Arc<RateLimiting>>,
     default_max_tokens: Arc<DefaultMaxTokens>,
+    /// The embedding models (`crate::embeddings`).
+    pub(crate) embedders: Arc<crate::embeddings::Embedders>,
 }
 
 /// A local request to generate: its model, prompts and sampling.
@@ -122,6 +124,7 @@ impl Service {
             meter: None,
             rate_limits: None,
             default_max_tokens,
+            embedders: Arc::default(),
         }
     }
 

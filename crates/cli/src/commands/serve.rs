@@ -104,6 +104,11 @@ pub struct Args {
     /// kept in this process).
     #[arg(long)]
     pub redis_url: Option<String>,
+    /// Catalog name or folder of an embedding model to serve on
+    /// /v1/embeddings (e.g. all-minilm-l6-v2, pulled if missing); repeat
+    /// for several (default: none).
+    #[arg(long = "embedding-model")]
+    pub embedding_models: Vec<String>,
 }
 
 /// Every layer applied: the file (`--config`, else `parlance.toml` in
@@ -141,6 +146,9 @@ pub fn settings(
         instance_lease_secs: None,
         default_max_tokens: args.default_max_tokens,
         gateway: None,
+        embedding_models: (!args.embedding_models.is_empty())
+            .then(|| args.embedding_models.clone()),
+        embedding_aliases: None,
     };
     Ok(config::resolve(file, env, flags, default_data_dir))
 }
@@ -179,6 +187,7 @@ pub fn run(
         eprintln!("loaded {} from {}", resolved.name, resolved.path.display());
         models.push((resolved.name, engine));
     }
+    let embedders = crate::embedding_models::load(&settings, data_dir)?;
     runtime.block_on(async move {
         let limiter = rate_limiter(&settings).await?;
         let (host, port) = (settings.host.as_str(), settings.port);
@@ -194,6 +203,7 @@ pub fn run(
             .with_auth(auth)
             .with_lease(lease)
             .with_default_max_tokens(settings.default_max_tokens)
+            .with_embedders(embedders)
             .with_rate_limits(limiter, limit_defaults(&settings))
             .with_budget_webhook(
                 std::env::var(BUDGET_WEBHOOK_ENV)

@@ -6,6 +6,7 @@
 pub mod anthropic;
 pub mod chat;
 pub mod completions;
+pub mod embeddings;
 pub mod metrics;
 pub mod models;
 pub mod organization;
