@@ -251,6 +251,10 @@ async fn identify(auth: &Auth, header: Option<Result<String, ()>>) -> Result<Cal
             allowed_models: key.allowed_models,
             user_id: None,
         })),
+        Err(store::StoreError::Unauthorized(store::PROJECT_ARCHIVED)) => Err(unauthorized(
+            "This API key's project is archived: its keys no longer work. Use a key of an \
+             active project.",
+        )),
         Err(err) if err.kind() == store::ErrorKind::Unauthorized => match open {
             // Open: a key the store does not know is no key at all.
             Some(tenant) => Ok(Caller::Tenant(tenant.clone())),

@@ -1,6 +1,6 @@
 // The app's shell: who is signed in (GET /api/me), the sign-up / sign-in
 // form (a sign-up waiting for approval, 202, says so and turns the form to
-// sign-in), and the pages by hash route: #/ chat, #/keys API keys, #/usage
+// sign-in; one opened from an invite link, #/signup?invite=…, joins at once), and the pages by hash route: #/ chat, #/keys API keys, #/usage
 // usage and costs, #/invoice the month's invoice, #/admin members, plans,
 // prices and backends.
 
@@ -14,7 +14,15 @@ import { Admin } from './admin.js';
 
 const html = htm.bind(h);
 
+// The token of an invite link (#/signup?invite=…), if the page was opened
+// from one: signing up with it joins at once, with the invited role.
+function inviteToken() {
+  const query = location.hash.split('?')[1] || '';
+  return new URLSearchParams(query).get('invite') || '';
+}
+
 function Auth({ onSignedIn }) {
+  const invite = inviteToken();
   const [mode, setMode] = useState('signup');
   const [error, setError] = useState('');
   const [notice, setNotice] = useState('');
@@ -24,6 +32,7 @@ function Auth({ onSignedIn }) {
     const form = new FormData(event.target);
     const body = { email: form.get('email'), password: form.get('password') };
     if (mode === 'signup') body.name = form.get('name');
+    if (mode === 'signup' && invite) body.invite = invite;
     setBusy(true);
     setError('');
     setNotice('');
@@ -47,7 +56,7 @@ function Auth({ onSignedIn }) {
   return html`<main class="auth">
     <h1>Parlance</h1>
     <form onSubmit=${submit} aria-label=${signup ? 'Sign up' : 'Sign in'}>
-      <h2>${signup ? 'Create your account' : 'Sign in'}</h2>
+      <h2>${signup ? (invite ? 'You are invited: create your account' : 'Create your account') : 'Sign in'}</h2>
       ${signup && html`<label>Name<input name="name" autocomplete="name" /></label>`}
       <label>Email<input name="email" type="email" required autocomplete="email" /></label>
       <label>Password<input name="password" type="password" required minlength=${signup ? 8 : 1}

@@ -310,21 +310,7 @@ impl Accounts {
         org_id: &str,
         person: NewPerson<'_>,
     ) -> Result<SignedUp> {
-        if person.password.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(invalid(
-                format!("The password must have at least {MIN_PASSWORD_CHARS} characters."),
-                "password",
-            ));
-        }
-        if !person.email.contains('@') {
-            return Err(invalid("The email must contain '@'.".into(), "email"));
-        }
-        if person.email.trim().chars().count() > MAX_EMAIL_CHARS {
-            return Err(invalid(
-                format!("The email must have at most {MAX_EMAIL_CHARS} characters."),
-                "email",
-            ));
-        }
+        let name = checked_name(&person)?;
         let first = store.list_members(org_id).await?.is_empty();
         if !first && self.signup == Signup::Closed {
             return Err(ApiError::Forbidden {
@@ -334,16 +320,6 @@ impl Accounts {
             }
             .into());
         }
-        let name = match person.name.trim() {
-            "" => person
-                .email
-                .trim()
-                .split('@')
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-            name => name.to_owned(),
-        };
         let taken = |err: StoreError| match err.kind() {
             store::ErrorKind::Conflict => invalid(
                 "This email is already registered: sign in instead.".into(),
@@ -571,6 +547,36 @@ fn wait_words(secs: u64) -> String {
     } else {
         format!("{} minutes", secs.div_ceil(60))
     }
+}
+
+/// Checks a sign-up's password and email; hands back the display name
+/// (the email's local part when none was given).
+pub(crate) fn checked_name(person: &NewPerson<'_>) -> Result<String> {
+    if person.password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(invalid(
+            format!("The password must have at least {MIN_PASSWORD_CHARS} characters."),
+            "password",
+        ));
+    }
+    if !person.email.contains('@') {
+        return Err(invalid("The email must contain '@'.".into(), "email"));
+    }
+    if person.email.trim().chars().count() > MAX_EMAIL_CHARS {
+        return Err(invalid(
+            format!("The email must have at most {MAX_EMAIL_CHARS} characters."),
+            "email",
+        ));
+    }
+    Ok(match person.name.trim() {
+        "" => person
+            .email
+            .trim()
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        name => name.to_owned(),
+    })
 }
 
 fn invalid(message: String, param: &str) -> crate::Error {

@@ -11,16 +11,19 @@
 //!   and project ([`limits`]).
 //! - Plans and quotas ([`plans`]), budgets ([`budgets`]), keys, prices,
 //!   invoices and the audit log ([`manage`]), members, their roles and
-//!   approving sign-ups ([`members`]), soft-limit notices ([`notify`]):
+//!   approving sign-ups ([`members`]), projects ([`projects`]), invites
+//!   ([`invites`]), soft-limit notices ([`notify`]):
 //!   audited operations the HTTP admin API, the web app and the CLI share.
 //! - Signing up and in ([`accounts`]): the sign-up policy (`approval`,
 //!   `open`, `closed`) and sign-in throttling per account and address.
-//! - Anthropic's Messages API ([`anthropic`]): a request run as the chat
-//!   request it means, its answer written as Anthropic's message or events.
+//! - Stored chat completions ([`stored_completions`]): keeping a `store:
+//!   true` answer, and listing, reading, updating and deleting them.
 //! - The Responses API ([`responses`]): a turn run as the chat request it
 //!   means, its answer written as the response object or its typed events
 //!   (chat's answers read as blocks: [`chat_blocks`]), stored responses,
 //!   chaining, background runs.
+//! - Anthropic's Messages API ([`anthropic`]): a request run as the chat
+//!   request it means, its answer written as Anthropic's message or events.
 //! - The one error table ([`error`]): every conversion from a crate's
 //!   error into the API error a client sees.
 //!
@@ -35,15 +38,19 @@ pub mod embeddings;
 pub mod error;
 pub mod generation;
 pub mod instances;
+pub mod invites;
 pub mod limits;
 pub mod manage;
 pub mod members;
 pub mod metering;
+mod models;
 pub mod notify;
 pub mod plans;
+pub mod projects;
 mod requests;
 pub mod responses;
 pub mod routing;
+pub mod stored_completions;
 mod tenant;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -43,8 +43,9 @@ const LOCAL_ORG: &str = "local";
 /// Every table with an `org_id` column; the fold moves each one's rows.
 /// A table it does not know makes the fold fail before it changes anything
 /// (a new table must be taught to it, not dropped by the cascade).
-const ORG_TABLES: [&str; 12] = [
+const ORG_TABLES: [&str; 13] = [
     "memberships",
+    "invites",
     "signup_requests",
     "projects",
     "api_keys",
@@ -324,6 +325,7 @@ async fn merge(conn: &mut AnyConnection, local: &str, default: &str) -> Result<u
         "api_keys",
         "sessions",
         "conversations",
+        "invites",
         "audit_log",
     ] {
         let sql = format!("UPDATE {table} SET org_id = $2 WHERE org_id = $1");

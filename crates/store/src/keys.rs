@@ -146,6 +146,13 @@ impl std::fmt::Debug for KeySecret {
     }
 }
 
+/// Why [`Store::authenticate_key`] refuses a key of an archived project
+/// (an [`StoreError::Unauthorized`]), so the server can say so plainly.
+pub const PROJECT_ARCHIVED: &str = "the key's project is archived";
+
+/// Why creating or rotating a key of an archived project is refused.
+const ARCHIVED_TAKES_NO_KEYS: &str = "the project is archived: it takes no new keys";
+
 pub(crate) fn generate_secret() -> String {
     let mut rng = rand::rngs::OsRng;
     let tail: String = (0..SECRET_LEN)
@@ -259,7 +266,10 @@ impl Store {
     /// secret — the only time the secret is available.
     pub async fn create_key(&self, org_id: &str, new: &NewApiKey) -> Result<(ApiKey, KeySecret)> {
         // The project must be the organisation's own: NotFound otherwise.
-        self.get_project(org_id, &new.project_id).await?;
+        let project = self.get_project(org_id, &new.project_id).await?;
+        if project.archived_at.is_some() {
+            return Err(StoreError::InvalidRequest(ARCHIVED_TAKES_NO_KEYS.into()));
+        }
         insert_key(self.pool(), org_id, new).await
     }
 
@@ -377,6 +387,16 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?,
         )?;
+        let archived: Option<i64> =
+            sqlx::query_scalar("SELECT archived_at FROM projects WHERE org_id = $1 AND id = $2")
+                .bind(org_id)
+                .bind(&old.project_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .flatten();
+        if archived.is_some() {
+            return Err(StoreError::InvalidRequest(ARCHIVED_TAKES_NO_KEYS.into()));
+        }
         let new = NewApiKey {
             project_id: old.project_id,
             name: old.name,
@@ -393,7 +413,16 @@ impl Store {
     /// Resolves a presented secret to its key, refusing unknown, revoked and
     /// expired keys with [`StoreError::Unauthorized`]; refreshes `last_used_at`.
     pub async fn authenticate_key(&self, secret: &str) -> Result<ApiKey> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE secret_hash = $1");
+        let columns = KEY_COLUMNS
+            .split(", ")
+            .map(|c| format!("k.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns}, p.archived_at AS project_archived_at FROM api_keys k \
+             LEFT JOIN projects p ON p.org_id = k.org_id AND p.id = k.project_id \
+             WHERE k.secret_hash = $1"
+        );
         let row = sqlx::query(&sql)
             .bind(hash_secret(secret))
             .fetch_optional(self.pool())
@@ -403,6 +432,12 @@ impl Store {
         let now = now_ms();
         if key.revoked_at.is_some() {
             return Err(StoreError::Unauthorized("api key revoked"));
+        }
+        if row
+            .try_get::<Option<i64>, _>("project_archived_at")?
+            .is_some()
+        {
+            return Err(StoreError::Unauthorized(PROJECT_ARCHIVED));
         }
         if !key.is_active(now) {
             return Err(StoreError::Unauthorized("api key expired"));

@@ -32,6 +32,7 @@ mod defaults;
 mod error;
 mod incidents;
 mod instances;
+mod invites;
 mod keys;
 mod ledger;
 mod prices;
@@ -59,7 +60,8 @@ pub use defaults::{LocalOrgFold, DEFAULT_ORG, DEFAULT_PROJECT};
 pub use error::{ErrorKind, Result, StoreError};
 pub use incidents::Incident;
 pub use instances::Instance;
-pub use keys::{ApiKey, KeyKind, KeySecret, NewApiKey, RateLimits};
+pub use invites::{Invite, InviteToken};
+pub use keys::{ApiKey, KeyKind, KeySecret, NewApiKey, RateLimits, PROJECT_ARCHIVED};
 pub use ledger::{NewReservation, NewUsage, Progress, Recorded, Reservation, UsageRecord};
 pub use prices::{StoredPlan, StoredPrice, DEFAULT_PRICE_MODEL};
 pub use responses::{NewStoredResponse, StoredResponse};
@@ -69,7 +71,7 @@ pub use stored_completions::{
     NewStoredChatCompletion, StoredChatCompletion, StoredChatCompletionPage,
     StoredChatCompletionQuery, MAX_STORED_COMPLETIONS_PAGE,
 };
-pub use tenancy::{Organization, Project, Role, User};
+pub use tenancy::{Membership, Organization, Project, Role, User};
 pub use throttle::Throttle;
 pub use usage::{
     BucketWidth, CostBucket, CostGroupBy, CostResult, CostsPage, CostsQuery, GroupBy, UsageBucket,

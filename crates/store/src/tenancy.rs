@@ -75,6 +75,17 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// A person's membership of one organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The person.
+    pub user: User,
+    /// Their role there.
+    pub role: Role,
+    /// When they joined, unix milliseconds.
+    pub added_at: i64,
+}
+
 /// A project inside an organisation; API keys and usage belong to one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Project {
@@ -88,10 +99,13 @@ pub struct Project {
     pub created_at: i64,
     /// The project's rate limits (over all its keys together).
     pub limits: crate::RateLimits,
+    /// When it was archived (unix milliseconds): its keys no longer
+    /// authenticate and it takes no new ones.
+    pub archived_at: Option<i64>,
 }
 
 /// The columns [`project_from_row`] reads.
-const PROJECT_COLUMNS: &str = "id, org_id, name, created_at, rpm_limit, tpm_limit";
+const PROJECT_COLUMNS: &str = "id, org_id, name, created_at, rpm_limit, tpm_limit, archived_at";
 
 fn org_from_row(row: &AnyRow) -> Result<Organization> {
     Ok(Organization {
@@ -111,6 +125,7 @@ fn project_from_row(row: &AnyRow) -> Result<Project> {
             rpm: crate::keys::limit_from_db(row.try_get("rpm_limit")?),
             tpm: crate::keys::limit_from_db(row.try_get("tpm_limit")?),
         },
+        archived_at: row.try_get("archived_at")?,
     })
 }
 
@@ -330,6 +345,31 @@ impl Store {
             .collect()
     }
 
+    /// The organisation's members with their roles and when they joined,
+    /// oldest member first.
+    pub async fn list_memberships(&self, org_id: &str) -> Result<Vec<Membership>> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.email, u.name, u.created_at, m.role, m.created_at AS added_at \
+             FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.org_id = $1 ORDER BY m.created_at, u.id",
+        )
+        .bind(org_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let role: String = row.try_get("role")?;
+                Ok(Membership {
+                    user: user_from_row(row)?,
+                    role: role
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt(format!("role {role:?}")))?,
+                    added_at: row.try_get("added_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// Creates a project in the organisation.
     pub async fn create_project(&self, org_id: &str, name: &str) -> Result<Project> {
         let project = Project {
@@ -338,6 +378,7 @@ impl Store {
             name: name.to_owned(),
             created_at: now_ms(),
             limits: crate::RateLimits::default(),
+            archived_at: None,
         };
         sqlx::query("INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&project.id)
@@ -393,6 +434,48 @@ impl Store {
         .bind(project_id)
         .bind(crate::keys::limit_to_db(limits.rpm))
         .bind(crate::keys::limit_to_db(limits.tpm))
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("project"));
+        }
+        self.get_project(org_id, project_id).await
+    }
+
+    /// Renames the organisation's project; returns it as it now is. An
+    /// archived project is an [`StoreError::InvalidRequest`].
+    pub async fn rename_project(
+        &self,
+        org_id: &str,
+        project_id: &str,
+        name: &str,
+    ) -> Result<Project> {
+        let project = self.get_project(org_id, project_id).await?;
+        if project.archived_at.is_some() {
+            return Err(StoreError::InvalidRequest(
+                "an archived project cannot be modified".into(),
+            ));
+        }
+        sqlx::query("UPDATE projects SET name = $3 WHERE org_id = $1 AND id = $2")
+            .bind(org_id)
+            .bind(project_id)
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        self.get_project(org_id, project_id).await
+    }
+
+    /// Archives the organisation's project (once: archiving it again keeps
+    /// the first time); returns it as it now is. Its keys stop working at
+    /// once ([`Store::authenticate_key`] reads the project).
+    pub async fn archive_project(&self, org_id: &str, project_id: &str) -> Result<Project> {
+        let done = sqlx::query(
+            "UPDATE projects SET archived_at = COALESCE(archived_at, $3) \
+             WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org_id)
+        .bind(project_id)
+        .bind(now_ms())
         .execute(self.pool())
         .await?;
         if done.rows_affected() == 0 {

@@ -1,7 +1,8 @@
 //! The organisation admin API under `/v1/organization/*`, in OpenAI's
 //! administration and usage shapes: usage and costs ([`usage`]), projects,
 //! project API keys and admin API keys ([`keys`]), the audit log and monthly
-//! invoices ([`records`]), budgets ([`budgets`]). The operations the CLI
+//! invoices ([`records`]), budgets ([`budgets`]), projects ([`projects`]:
+//! create, modify, archive), users and invites ([`people`]). The operations the CLI
 //! shares live in [`manage`] and [`budgets`].
 //!
 //! Every route needs an admin key of the organisation (`tenant.admin`): a
@@ -12,7 +13,8 @@
 
 pub mod budgets;
 mod keys;
-
+mod people;
+mod projects;
 mod records;
 mod usage;
 
@@ -35,10 +37,32 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             get(usage::usage_completions),
         ),
         ("/organization/costs", get(usage::costs)),
-        ("/organization/projects", get(keys::list_projects)),
+        (
+            "/organization/projects",
+            get(projects::list_projects).post(projects::create_project),
+        ),
         (
             "/organization/projects/{project_id}",
-            get(keys::retrieve_project),
+            get(projects::retrieve_project).post(projects::modify_project),
+        ),
+        (
+            "/organization/projects/{project_id}/archive",
+            post(projects::archive_project),
+        ),
+        ("/organization/users", get(people::list_users)),
+        (
+            "/organization/users/{user_id}",
+            get(people::retrieve_user)
+                .post(people::modify_user)
+                .delete(people::delete_user),
+        ),
+        (
+            "/organization/invites",
+            get(people::list_invites).post(people::create_invite),
+        ),
+        (
+            "/organization/invites/{invite_id}",
+            get(people::retrieve_invite).delete(people::delete_invite),
         ),
         (
             "/organization/projects/{project_id}/api_keys",

@@ -1,5 +1,4 @@
-//! Projects, project API keys and admin API keys:
-//! `GET /v1/organization/projects[/{id}]`,
+//! Project API keys and admin API keys:
 //! `GET|POST /v1/organization/projects/{id}/api_keys`,
 //! `GET|DELETE /v1/organization/projects/{id}/api_keys/{key}` and its
 //! `POST …/rotate`, and the same for `/v1/organization/admin_api_keys`.
@@ -15,25 +14,15 @@ use axum::http::Uri;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use store::{ApiKey, KeyKind, KeySecret, NewApiKey, Project, RateLimits};
+use store::{ApiKey, KeyKind, KeySecret, NewApiKey, RateLimits};
 
+use super::projects::project;
 use super::{admin, list_page, Admin, Params};
 use crate::auth::Caller;
 use crate::error::ServerError;
 use crate::middleware::RawBody;
 use crate::state::AppState;
 use service::manage::{self, seconds};
-
-fn project_json(project: &Project) -> Value {
-    json!({
-        "id": project.id,
-        "object": "organization.project",
-        "name": project.name,
-        "created_at": seconds(project.created_at),
-        "archived_at": null,
-        "status": "active",
-    })
-}
 
 fn key_status(key: &ApiKey) -> &'static str {
     if key.revoked_at.is_some() {
@@ -146,18 +135,6 @@ fn new_key(create: CreateKey, project_id: String, kind: KeyKind) -> NewApiKey {
     }
 }
 
-/// The caller's project `project_id`, or 404.
-async fn project(admin: &Admin, project_id: &str) -> Result<Project, ApiError> {
-    admin
-        .store
-        .get_project(&admin.tenant.org_id, project_id)
-        .await
-        .map_err(|err| match err.kind() {
-            store::ErrorKind::NotFound => not_found("project", project_id),
-            _ => service::Error::from(err).into(),
-        })
-}
-
 /// The organisation's key `key_id` of `kind` (under `project_id` if given), or 404.
 async fn key_of(
     admin: &Admin,
@@ -201,36 +178,6 @@ async fn list_keys(
         .map(|k| (k.id.clone(), key_json(k)))
         .collect();
     list_page(&params, items)
-}
-
-/// `GET /v1/organization/projects`
-pub async fn list_projects(
-    State(state): State<AppState>,
-    caller: Option<Extension<Caller>>,
-    uri: Uri,
-) -> Result<Json<Value>, ServerError> {
-    let admin = admin(&state, caller)?;
-    let params = Params::from_uri(&uri)?;
-    let projects = admin
-        .store
-        .list_projects(&admin.tenant.org_id)
-        .await
-        .map_err(service::Error::from)?;
-    let items = projects
-        .iter()
-        .map(|p| (p.id.clone(), project_json(p)))
-        .collect();
-    Ok(Json(list_page(&params, items)?))
-}
-
-/// `GET /v1/organization/projects/{project_id}`
-pub async fn retrieve_project(
-    State(state): State<AppState>,
-    caller: Option<Extension<Caller>>,
-    Path(project_id): Path<String>,
-) -> Result<Json<Value>, ServerError> {
-    let admin = admin(&state, caller)?;
-    Ok(Json(project_json(&project(&admin, &project_id).await?)))
 }
 
 /// `GET /v1/organization/projects/{project_id}/api_keys`

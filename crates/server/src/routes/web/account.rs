@@ -7,7 +7,10 @@
 //! after that, `PARLANCE_SIGNUP` decides — `approval` (the default: the
 //! sign-up answers 202 `{"status": "pending"}` without a session, and an
 //! owner or admin approves the person on the Admin page), `open` (a member
-//! at once) or `closed` (a 403 telling them to ask an owner). Signing in is
+//! at once) or `closed` (a 403 telling them to ask an owner). A sign-up
+//! that carries an invite link's token (`invite`, from the admin API's
+//! `/v1/organization/invites`) joins at once with the invited role, under
+//! every policy. Signing in is
 //! throttled per account and per client address (`crate::client`): 429
 //! `rate_limit_exceeded` with `retry-after` while locked out.
 //!
@@ -48,6 +51,10 @@ pub struct SignupRequest {
     #[serde(default)]
     name: String,
     password: String,
+    /// An invite link's token: the person joins its organisation with the
+    /// invited role at once, whatever the sign-up policy.
+    #[serde(default)]
+    invite: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -57,9 +64,10 @@ pub struct LoginRequest {
     password: String,
 }
 
-/// `POST /api/auth/signup {email, name, password}`: the person as
+/// `POST /api/auth/signup {email, name, password, invite?}`: the person as
 /// `/api/me` with a session, or 202 `{"status": "pending"}` when their
-/// sign-up waits for approval.
+/// sign-up waits for approval. With an invite link's token, they join the
+/// invite's organisation with its role at once (`service::invites`).
 pub async fn signup(
     State(state): State<AppState>,
     method: Method,
@@ -72,12 +80,16 @@ pub async fn signup(
         }
         let store = store(&state)?;
         let request: SignupRequest = json_body(&body)?;
-        let org_id = local_org(&store).await?;
         let person = NewPerson {
             email: &request.email,
             name: &request.name,
             password: &request.password,
         };
+        if let Some(token) = &request.invite {
+            let (invite, user) = service::invites::accept(&store, token, person).await?;
+            return open_session(&store, &headers, &invite.org_id, &user.id).await;
+        }
+        let org_id = local_org(&store).await?;
         match state.accounts().sign_up(&store, &org_id, person).await? {
             SignedUp::Member { user, .. } => {
                 open_session(&store, &headers, &org_id, &user.id).await
