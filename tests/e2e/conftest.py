@@ -273,3 +273,34 @@ def serve_with():
     for srv, data_dir in started:
         srv.stop()
         data_dir.cleanup()
+
+
+@pytest.fixture(scope="session")
+def keyed_server():
+    """A server that requires keys, with one key in each of two organisations
+    (`acme` and `globex`): yields the server and {org: key}."""
+    with tempfile.TemporaryDirectory(prefix="parlance-e2e-keys-") as data_dir:
+        keys = {}
+        for org in ("acme", "globex"):
+            out = subprocess.run(
+                [_binary(), "--data-dir", data_dir, "keys", "create", "--org", org,
+                 "--project", "main"],
+                capture_output=True, text=True, timeout=120,
+            )
+            assert out.returncode == 0, out.stderr
+            keys[org] = out.stdout.strip()
+        cmd = [_binary(), "serve", "--port", "0", "--model", _model(), "--threads", "2",
+               "--data-dir", data_dir]
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        srv = Server(proc, data_dir)
+        try:
+            srv.wait_ready()
+            yield srv, keys
+        finally:
+            srv.stop()

@@ -312,6 +312,10 @@ pub struct ResponseError {
 pub struct InputTokensDetails {
     /// Prompt tokens served from the prefix cache.
     pub cached_tokens: u32,
+    /// Prompt tokens written to a cache (0: the prefix cache fills itself
+    /// at no extra charge).
+    #[serde(default)]
+    pub cache_write_tokens: u32,
 }
 
 /// `usage.output_tokens_details`.
@@ -346,6 +350,7 @@ impl ResponseUsage {
                     .prompt_tokens_details
                     .as_ref()
                     .map_or(0, |details| details.cached_tokens),
+                cache_write_tokens: 0,
             },
             output_tokens: usage.completion_tokens,
             output_tokens_details: OutputTokensDetails::default(),
