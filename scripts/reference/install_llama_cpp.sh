@@ -11,7 +11,7 @@ set -euo pipefail
 CACHE="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/parlance-reference}"
 SRC="$CACHE/llama.cpp"
 BIN="$SRC/build/bin"
-if [[ -x "$BIN/llama-server" && -x "$BIN/llama-bench" && -x "$BIN/llama-tokenize" ]]; then
+if [[ -x "$BIN/llama-server" && -x "$BIN/llama-bench" && -x "$BIN/llama-tokenize" && -x "$BIN/llama-perplexity" ]]; then
   echo "$BIN"
   exit 0
 fi
@@ -31,5 +31,5 @@ if [[ ! -f "$SRC/CMakeLists.txt" ]]; then
 fi
 cmake -S "$SRC" -B "$SRC/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
   -DLLAMA_USE_PREBUILT_UI=OFF -DGGML_NATIVE=ON >&2
-cmake --build "$SRC/build" -j"$(nproc)" --target llama-server llama-bench llama-tokenize >&2
+cmake --build "$SRC/build" -j"$(nproc)" --target llama-server llama-bench llama-tokenize llama-perplexity >&2
 echo "$BIN"

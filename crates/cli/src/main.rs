@@ -39,6 +39,8 @@ enum Command {
     Tokenize(commands::tokenize::Args),
     /// Measure prompt-processing and generation speed.
     Bench(commands::bench::Args),
+    /// Perplexity over a text file (as llama-perplexity), and KL divergence against saved log-probabilities.
+    Perplexity(commands::perplexity::Args),
     /// Serve the OpenAI-compatible HTTP API.
     Serve(commands::serve::Args),
     /// Create, list, revoke and rotate API keys.
@@ -76,6 +78,7 @@ fn main() -> std::process::ExitCode {
         Command::Chat(a) => commands::chat::run(a, &data_dir),
         Command::Tokenize(a) => commands::tokenize::run(a, &data_dir),
         Command::Bench(a) => commands::bench::run(a, &data_dir),
+        Command::Perplexity(a) => commands::perplexity::run(a, &data_dir),
         Command::Serve(a) => commands::serve::run(a, cli.data_dir.as_deref(), &data_dir),
         Command::Keys(a) => commands::keys::run(a, cli.data_dir.as_deref(), &data_dir),
         Command::Usage(a) => commands::usage::run(a, cli.data_dir.as_deref(), &data_dir),

@@ -16,6 +16,7 @@ pub mod layers;
 pub mod model;
 mod models;
 pub mod ops;
+pub mod perplexity;
 mod request;
 mod scheduler;
 mod sequence;

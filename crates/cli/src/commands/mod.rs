@@ -8,6 +8,7 @@ pub mod generate;
 pub mod invoice;
 pub mod keys;
 pub mod models;
+pub mod perplexity;
 pub mod plan;
 pub mod prices;
 pub mod projects;
