@@ -1,8 +1,8 @@
 //! The `POST /v1/chat/completions` request: [`ChatCompletionRequest`], its
 //! messages, content parts, tools and response format.
 //!
-//! Unknown fields (`metadata`, `store`, `service_tier`, …) are accepted and
-//! ignored, as OpenAI-compatible clients send them freely. Range checks
+//! `store` and `metadata` keep the answer (see [`crate::stored`]). Unknown
+//! fields (`service_tier`, `prompt_cache_key`, …) are accepted and ignored, as OpenAI-compatible clients send them freely. Range checks
 //! live in [`crate::validate`]; turning a body into a request with errors
 //! that name the parameter lives in [`crate::parse`].
 
@@ -77,6 +77,14 @@ pub struct ChatCompletionRequest {
     /// An end-user id, for abuse monitoring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Whether the answer is stored for `GET /v1/chat/completions` (and
+    /// its id, messages, update and delete routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<bool>,
+    /// Pairs stored with the answer (at most 16; keys of at most 64
+    /// characters, values of at most 512), for filtering the stored list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
 }
 
 impl ChatCompletionRequest {

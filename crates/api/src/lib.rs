@@ -18,6 +18,8 @@
 //! - The Responses API: [`CreateResponseRequest`] (its input items checked
 //!   one by one), [`ResponseObject`], its [`Item`]s and streamed
 //!   [`ResponseEvent`]s.
+//! - [`stored`]: stored chat completions' `metadata` rules, list queries,
+//!   pages and deletion objects.
 //! - [`sse`]: `data: …` framing, the `[DONE]` terminator, error events.
 //!
 //! The shapes follow the OpenAI API reference and what the `openai` Python
@@ -36,6 +38,7 @@ mod parse;
 mod responses;
 mod responses_object;
 pub mod sse;
+pub mod stored;
 mod tokenize;
 mod validate;
 
@@ -68,7 +71,7 @@ pub use error::{
     ApiError, ErrorKind, ErrorObject, ErrorResponse, InvalidCode, RateLimitResource,
     INTERNAL_ERROR_MESSAGE,
 };
-pub use models::{Model, ModelList};
+pub use models::{Model, ModelDeleted, ModelList};
 pub use parse::{from_json_error, parse_json, parse_request, Field, RequestBody};
 pub use responses::{
     check_call_ids, content_text, CreateResponseRequest, ResponseInput, ResponseTool,
@@ -78,6 +81,7 @@ pub use responses_object::{
     DeletedResponse, EventBody, IncompleteDetails, InputTokensDetails, Item, ItemContent,
     ItemList, OutputTokensDetails, ResponseError, ResponseEvent, ResponseObject, ResponseUsage,
 };
+pub use stored::{ChatCompletionDeleted, ChatCompletionUpdate, ListPage};
 pub use sse::{sse_data, sse_done, sse_error, SSE_DONE};
 pub use tokenize::{
     DetokenizeRequest, DetokenizeResponse, Piece, TokenizeRequest, TokenizeResponse, TokenizeToken,

@@ -1,4 +1,5 @@
-//! `GET /v1/models` and `GET /v1/models/{model}`: [`Model`] and [`ModelList`].
+//! `GET /v1/models`, `GET /v1/models/{model}` and `DELETE
+//! /v1/models/{model}`: [`Model`], [`ModelList`] and [`ModelDeleted`].
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,28 @@ impl Model {
             object: Self::OBJECT.to_owned(),
             created,
             owned_by: owned_by.into(),
+        }
+    }
+}
+
+/// `DELETE /v1/models/{model}`'s answer (`object: "model"`, `deleted`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelDeleted {
+    /// The id deleted.
+    pub id: String,
+    /// Always `model`.
+    pub object: String,
+    /// Always `true`.
+    pub deleted: bool,
+}
+
+impl ModelDeleted {
+    /// The answer for `id`.
+    pub fn new(id: impl Into<String>) -> Self {
+        ModelDeleted {
+            id: id.into(),
+            object: Model::OBJECT.to_owned(),
+            deleted: true,
         }
     }
 }

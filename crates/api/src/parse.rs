@@ -122,6 +122,12 @@ static CHAT_FIELDS: &[Field] = &[
     ),
     field("parallel_tool_calls", BOOLEAN, typed::<OptBool>),
     field("user", STRING, typed::<OptString>),
+    field("store", BOOLEAN, typed::<OptBool>),
+    field(
+        "metadata",
+        "an object of string values",
+        typed::<Option<std::collections::BTreeMap<String, String>>>,
+    ),
 ];
 
 static COMPLETION_FIELDS: &[Field] = &[
@@ -455,6 +461,8 @@ mod tests {
             tool_choice: Some(ToolChoice::Mode(ToolChoiceMode::Auto)),
             parallel_tool_calls: Some(true),
             user: Some("u".into()),
+            store: Some(true),
+            metadata: Some(BTreeMap::new()),
         };
         let value = serde_json::to_value(request).unwrap();
         let table = names(CHAT_FIELDS);

@@ -53,6 +53,9 @@ impl ChatCompletionRequest {
                  'top_logprobs' is used.",
             ));
         }
+        if let Some(metadata) = &self.metadata {
+            crate::stored::check_metadata("metadata", metadata)?;
+        }
         Ok(())
     }
 }

@@ -1,8 +1,10 @@
 //! openai-python's OWN generated API tests, run unmodified against the real
-//! `parlance serve`: `tests/api_resources/chat/test_completions.py`,
+//! `parlance serve`: `tests/api_resources/chat/test_completions.py` (with
+//! the stored chat completions' routes),
+//! `tests/api_resources/chat/completions/test_messages.py`,
 //! `tests/api_resources/test_completions.py` and
-//! `tests/api_resources/test_models.py` of the SDK version that
-//! `tests/e2e/requirements.txt` pins.
+//! `tests/api_resources/test_models.py` (with deleting a model alias) of the
+//! SDK version that `tests/e2e/requirements.txt` pins.
 //!
 //! Upstream runs them against a mock server at `TEST_API_BASE_URL`; here
 //! that is a `parlance serve --port 0 --config FILE` serving the SmolLM2 test
@@ -17,6 +19,13 @@
 //! tests that send `max_tokens: 0` / `best_of: 0`, listed by node id in
 //! `tests/openai_api_resources/parlance_api_resources.py`; anything else that
 //! fails, or nothing collected, fails this test.
+//!
+//! The tests use made-up ids (`completion_id`, `after`, the fine-tune
+//! `ft:gpt-4o-mini:acemeco:suffix:abc123`). The plugin makes them real
+//! before each test that needs one: a stored completion is created through
+//! the API (`store: true`) and renamed in the server's SQLite file
+//! (`PARLANCE_API_RESOURCES_DB`); a deleted alias comes back by reloading
+//! the configuration with SIGHUP (`PARLANCE_API_RESOURCES_SERVER_PID`).
 //!
 //! `PARLANCE_API_RESOURCES_PYTEST_ARGS` (split on whitespace) is appended to
 //! pytest's arguments, e.g. `-k models` or `-x`, to narrow a local run.
@@ -47,16 +56,31 @@ const SUITE_TIMEOUT: Duration = Duration::from_secs(900);
 /// How long an interrupted pytest gets to print its summary.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
 
+/// openai-python's Responses API tests, with their own plugin
+/// (`tests/openai_api_resources/parlance_responses.py`: seeded ids, the
+/// failures allowed and why).
+const RESPONSES_TEST_FILES: [&str; 2] = [
+    "tests/api_resources/test_responses.py",
+    "tests/api_resources/responses/test_input_items.py",
+];
+
 /// The test files run, relative to the unpacked sdist.
-const TEST_FILES: [&str; 3] = [
+const TEST_FILES: [&str; 4] = [
     "tests/api_resources/chat/test_completions.py",
+    "tests/api_resources/chat/completions/test_messages.py",
     "tests/api_resources/test_completions.py",
     "tests/api_resources/test_models.py",
 ];
 
+/// openai-python's embeddings tests, run with the files above against
+/// all-MiniLM-L6-v2 on our own encoder, served under the model name they
+/// send (`text-embedding-3-small`, an embedding alias).
+const EMBEDDING_TEST_FILES: [&str; 1] = ["tests/api_resources/test_embeddings.py"];
+
 /// The model names the generated tests send, served as aliases of the test
 /// model: chat and `models.retrieve` use `gpt-6-astra`, completions
-/// `gpt-3.5-turbo-instruct`, `models.delete` a fine-tune's id.
+/// `gpt-3.5-turbo-instruct`, `models.delete` a fine-tune's id (an alias
+/// here, which the delete removes and a SIGHUP reload brings back).
 const ALIASES: [&str; 3] = [
     "gpt-6-astra",
     "gpt-3.5-turbo-instruct",
@@ -79,6 +103,8 @@ fn config(model: &Path) -> String {
         "models = [{model:?}]\n\
          threads = 2\n\
          default_max_tokens = 64\n\
+         embedding_models = [{embedder:?}]\n\
+         embedding_aliases = {{ \"text-embedding-3-small\" = \"all-minilm-l6-v2\" }}\n\
          \n\
          [[gateway.models]]\n\
          name = {name:?}\n\
@@ -88,6 +114,9 @@ fn config(model: &Path) -> String {
          kind = \"local\"\n",
         model = model.to_str().expect("the model path is UTF-8"),
         aliases = aliases.join(", "),
+        embedder = testkit::model_path(testkit::MINILM)
+            .to_str()
+            .expect("the embedding model's path is UTF-8"),
     )
 }
 
@@ -109,7 +138,7 @@ fn fetch_tests(root: &Path, python: &Path) -> std::path::PathBuf {
     );
     let dir = String::from_utf8(out.stdout).expect("the script prints a path");
     let dir = std::path::PathBuf::from(dir.lines().last().unwrap_or("").trim());
-    for file in TEST_FILES {
+    for file in TEST_FILES.iter().chain(&EMBEDDING_TEST_FILES) {
         assert!(
             dir.join(file).is_file(),
             "{} is missing after the fetch",
@@ -191,15 +220,29 @@ fn openai_python_generated_api_tests_against_parlance_serve() {
         // Upstream's pytest settings (asyncio mode, strict xfail, warnings
         // as errors) stay; only its addopts go, which want pytest-xdist.
         .args(["-o", "addopts=", "-p", "no:cacheprovider"])
-        .args(["-p", "parlance_api_resources"])
+        .args(["-p", "parlance_api_resources", "-p", "parlance_responses"])
         .args(["--tb=short", "-rfEx", "--durations=15"])
-        .args(TEST_FILES);
+        .args(TEST_FILES)
+        .args(RESPONSES_TEST_FILES)
+        .args(EMBEDDING_TEST_FILES);
     if let Ok(extra) = std::env::var("PARLANCE_API_RESOURCES_PYTEST_ARGS") {
         pytest.args(extra.split_whitespace());
     }
     let mut child = pytest
         .current_dir(&tests_dir)
         .env("TEST_API_BASE_URL", &base_url)
+        .env(
+            "PARLANCE_RESPONSES_DB",
+            data.path().join("data").join("parlance.db"),
+        )
+        .env(
+            "PARLANCE_API_RESOURCES_DB",
+            data.path().join("data").join("parlance.db"),
+        )
+        .env(
+            "PARLANCE_API_RESOURCES_SERVER_PID",
+            server.0.id().to_string(),
+        )
         .env("PYTHONPATH", root.join("tests/openai_api_resources"))
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONUNBUFFERED", "1")

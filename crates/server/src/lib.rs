@@ -62,10 +62,23 @@ pub use state::{
 pub fn router(state: AppState) -> Router {
     let mut routes: Vec<(&str, MethodRouter<AppState>)> = vec![
         ("/models", get(routes::models::list_models)),
-        ("/models/{*id}", get(routes::models::retrieve_model)),
+        (
+            "/models/{*id}",
+            get(routes::models::retrieve_model).delete(routes::models::delete_model),
+        ),
         (
             "/chat/completions",
-            post(routes::chat::create_chat_completion),
+            post(routes::chat::create_chat_completion).get(routes::stored_completions::list),
+        ),
+        (
+            "/chat/completions/{id}",
+            get(routes::stored_completions::retrieve)
+                .post(routes::stored_completions::update)
+                .delete(routes::stored_completions::delete),
+        ),
+        (
+            "/chat/completions/{id}/messages",
+            get(routes::stored_completions::messages),
         ),
         ("/completions", post(routes::completions::create_completion)),
         ("/tokenize", post(routes::tokenize::tokenize)),

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{ChatCompletion, ChatCompletionRequest};
+use api::{ApiError, ChatCompletion, ChatCompletionRequest, InvalidCode};
 use gateway::{GatewayConfig, GatewayReply, GatewayStream, RouteOptions};
 use tokio::sync::watch;
 
@@ -30,6 +30,7 @@ use crate::generation::{submit_all, Answer, DefaultMaxTokens, Settings};
 use crate::limits::{RateLimiting, RequestLimits};
 use crate::metering::{billed, Charge, Meter, Outcome, Planned};
 use crate::routing::{Resolved, Routing, ServedModel};
+use crate::stored_completions::Keeper;
 use crate::{Result, Tenant};
 
 /// Completion tokens per choice reserved for a routed request that sets no
@@ -324,6 +325,12 @@ impl Service {
         // replace it meanwhile).
         let routing = self.routing();
         let resolved = routing.resolve(context.tenant.as_ref(), &request.model)?;
+        let keeper = Keeper::for_request(
+            self.meter.as_ref().map(Meter::store),
+            context.tenant.as_ref(),
+            &request,
+            &resolved.model,
+        )?;
         let Some(model) = resolved.direct() else {
             let options = RouteOptions { sticky_key: sticky };
             return self
@@ -334,6 +341,7 @@ impl Service {
                     request,
                     options,
                     timeout,
+                    keeper,
                 )
                 .await;
         };
@@ -353,11 +361,14 @@ impl Service {
             request.include_usage(),
             settings.logprobs.is_some(),
             model.engine.tokenizer().clone(),
-        );
+        )
+        .keeping(keeper);
         Ok(ChatStart::Local(answer, format))
     }
 
-    /// A chat request the gateway routes.
+    /// A chat request the gateway routes; `keeper` stores a whole answer
+    /// (`store: true`).
+    #[allow(clippy::too_many_arguments)]
     async fn routed(
         &self,
         context: &RequestContext,
@@ -366,7 +377,20 @@ impl Service {
         request: ChatCompletionRequest,
         options: RouteOptions,
         timeout: Duration,
+        keeper: Option<Keeper>,
     ) -> Result<ChatStart> {
+        if keeper.is_some() && request.is_stream() {
+            return Err(ApiError::invalid(
+                "store",
+                InvalidCode::InvalidValue,
+                format!(
+                    "Storing a streamed answer of `{model}`, which is routed through the \
+                     gateway, is not supported; set `stream` to false to store it, or leave \
+                     `store` unset."
+                ),
+            )
+            .into());
+        }
         let prompt_estimate = gateway::estimate_prompt_tokens(&request);
         let per_choice = request
             .max_output_tokens()
@@ -425,6 +449,9 @@ impl Service {
                     // Written on the meter's task (awaited at shutdown), so
                     // the answer does not wait for the ledger.
                     drop(charge.settle(Outcome::Finished(reason), used));
+                }
+                if let Some(keeper) = &keeper {
+                    keeper.keep(&answer).await;
                 }
                 Ok(ChatStart::RoutedWhole(answer))
             }

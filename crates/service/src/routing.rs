@@ -57,6 +57,9 @@ pub struct Routing {
     /// Every gateway model with its aliases, in configuration order (the
     /// implied local models last).
     pub catalog: Vec<(String, Vec<String>)>,
+    /// The `[gateway]` configuration this routing was built from (without
+    /// the implied local models), for changing it at run time.
+    pub source: GatewayConfig,
 }
 
 /// A model name resolved for one caller.
@@ -113,6 +116,7 @@ impl Routing {
         live: &Arc<AtomicUsize>,
         default_max_tokens: &Arc<DefaultMaxTokens>,
     ) -> Result<Routing, ConfigError> {
+        let source = config.clone();
         let mut config = config.clone();
         for name in order {
             if config.resolve(name).is_none() {
@@ -172,6 +176,7 @@ impl Routing {
             gateway: builder.build()?,
             local,
             catalog,
+            source,
         })
     }
 
@@ -192,6 +197,7 @@ impl Routing {
                     .expect("an empty gateway configuration is valid"),
                 local: HashMap::new(),
                 catalog: Vec::new(),
+                source: GatewayConfig::default(),
             }
         })
     }

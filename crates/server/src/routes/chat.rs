@@ -39,7 +39,7 @@ pub async fn create_chat_completion(
         ChatStart::Local(answer, format) if stream => Ok(sse_response(answer, format)),
         ChatStart::Local(answer, format) => {
             let whole = answer.collect_within(timeout).await?;
-            Ok(Json(format.completion(whole)).into_response())
+            Ok(Json(format.finish(whole).await).into_response())
         }
         ChatStart::Routed(stream, charge) => Ok(gateway_sse_response(stream, charge)),
         ChatStart::RoutedWhole(answer) => Ok(Json(answer).into_response()),

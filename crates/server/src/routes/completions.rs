@@ -26,6 +26,7 @@ pub async fn create_completion(
     let service = state.service();
     let resolved = service.resolve(context.tenant(), &request.model)?;
     let model = resolved.engine()?;
+    completion::check_supported(&request, &resolved.model)?;
     let prompts = completion::prompts(&model.engine, &request).await?;
     let settings = completion::settings(&request)?;
     let local = LocalRequest {
@@ -42,6 +43,10 @@ pub async fn create_completion(
         request.include_usage(),
         settings.logprobs.is_some(),
         model.engine.tokenizer().clone(),
+    )
+    .echoing(
+        completion::echoed(model.engine.tokenizer(), &request),
+        request.choice_count(),
     );
     if request.is_stream() {
         return Ok(sse_response(answer, format));

@@ -12,6 +12,7 @@ pub mod models;
 pub mod organization;
 pub mod responses;
 pub mod status;
+pub mod stored_completions;
 pub mod tokenize;
 pub mod web;
 

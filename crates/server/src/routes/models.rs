@@ -1,9 +1,10 @@
-//! `GET /v1/models`, `GET /v1/models/{model}` (ids may contain `/`) and
-//! `GET /health`. The models listed are the gateway's (local and remote),
+//! `GET /v1/models`, `GET /v1/models/{model}` (ids may contain `/`),
+//! `DELETE /v1/models/{model}` (an alias; see `service::Service::delete_model`)
+//! and `GET /health`. The models listed are the gateway's (local and remote),
 //! each alias as an entry of its own, filtered by the key's
 //! `allowed_models`.
 
-use api::{Model, ModelList};
+use api::{Model, ModelDeleted, ModelList};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -42,6 +43,19 @@ pub async fn retrieve_model(
     let id = id.strip_prefix('/').unwrap_or(&id);
     state.service().resolve(context.tenant(), id)?;
     Ok(Json(Model::new(id.to_owned(), created(&state), OWNED_BY)))
+}
+
+/// Deletes a model alias (see `service::Service::delete_model`): OpenAI's
+/// `model.deleted` object, or a 400/403/404 saying why not.
+pub async fn delete_model(
+    State(state): State<AppState>,
+    context: Context,
+    Path(id): Path<String>,
+) -> Result<Json<ModelDeleted>, ServerError> {
+    let id = id.strip_prefix('/').unwrap_or(&id);
+    Ok(Json(
+        state.service().delete_model(context.tenant(), id).await?,
+    ))
 }
 
 /// Liveness: the server answers and its models are loaded; while draining

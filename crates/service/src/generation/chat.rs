@@ -1,7 +1,8 @@
 //! A chat request on the local engine: its messages rendered with the
 //! model's own template and tokenized (on the blocking pool), its sampling
 //! settings, and its answer as chat chunks ([`ChatChunks`]) or a whole
-//! [`ChatCompletion`] ([`ChatChunks::completion`]). The direct chat route
+//! [`ChatCompletion`] ([`ChatChunks::completion`]; [`ChatChunks::finish`]
+//! also stores it when the request set `store: true`). The direct chat route
 //! and the gateway's local backend both use these.
 
 use std::sync::Arc;
@@ -14,7 +15,9 @@ use engine::{EngineHandle, Tokenizer};
 
 use super::{
     chat_logprobs, AnswerEvent, AnswerFormat, DefaultMaxTokens, Settings, TokenOut, Whole,
+    WholeChoice,
 };
+use crate::stored_completions::Keeper;
 use crate::{Error, Result};
 
 /// The request field a chat's engine errors are about.
@@ -110,6 +113,9 @@ pub struct ChatChunks {
     pub logprobs: bool,
     /// The model's tokenizer, for the logprobs' token text.
     pub tokenizer: Arc<Tokenizer>,
+    /// Stores the answer once complete (`store: true`), with the choices
+    /// gathered so far from a stream.
+    keep: Option<(Keeper, Vec<WholeChoice>)>,
 }
 
 impl ChatChunks {
@@ -127,6 +133,64 @@ impl ChatChunks {
             include_usage,
             logprobs,
             tokenizer,
+            keep: None,
+        }
+    }
+
+    /// Stores the answer with `keeper` once it is complete: a whole one in
+    /// [`ChatChunks::finish`], a stream when its last choice has finished.
+    pub fn keeping(mut self, keeper: Option<Keeper>) -> Self {
+        self.keep = keeper.map(|keeper| (keeper, Vec::new()));
+        self
+    }
+
+    /// The whole answer gathered in `whole`, stored first when the request
+    /// asked for it.
+    pub async fn finish(&self, whole: Whole) -> ChatCompletion {
+        let completion = self.completion(whole);
+        if let Some((keeper, _)) = &self.keep {
+            keeper.keep(&completion).await;
+        }
+        completion
+    }
+
+    /// Gathers a streamed answer's events for its keeper, and stores the
+    /// answer (on a task of its own) when the last event says it is whole.
+    fn remember(&mut self, event: &AnswerEvent) {
+        let Some((_, choices)) = &mut self.keep else {
+            return;
+        };
+        match event {
+            AnswerEvent::Text {
+                index,
+                text,
+                tokens,
+            } => {
+                let choice = slot(choices, *index);
+                choice.text.push_str(text);
+                choice.tokens.extend_from_slice(tokens);
+            }
+            AnswerEvent::Finished {
+                index,
+                text,
+                tokens,
+                reason,
+            } => {
+                let choice = slot(choices, *index);
+                choice.text.push_str(text);
+                choice.tokens.extend_from_slice(tokens);
+                choice.finish_reason = Some(*reason);
+            }
+            AnswerEvent::Done(usage) => {
+                if let Some((keeper, choices)) = self.keep.take() {
+                    let completion = self.completion(Whole {
+                        choices,
+                        usage: usage.clone(),
+                    });
+                    tokio::spawn(async move { keeper.keep(&completion).await });
+                }
+            }
+            AnswerEvent::Failed(_) => self.keep = None,
         }
     }
 
@@ -173,6 +237,15 @@ impl ChatChunks {
     }
 }
 
+/// Choice `index` of `choices`, added if new.
+fn slot(choices: &mut Vec<WholeChoice>, index: u32) -> &mut WholeChoice {
+    let index = index as usize;
+    if choices.len() <= index {
+        choices.resize_with(index + 1, WholeChoice::default);
+    }
+    &mut choices[index]
+}
+
 impl AnswerFormat for ChatChunks {
     type Chunk = ChatCompletionChunk;
 
@@ -190,6 +263,7 @@ impl AnswerFormat for ChatChunks {
     }
 
     fn event(&mut self, event: AnswerEvent) -> Vec<ChatCompletionChunk> {
+        self.remember(&event);
         match event {
             AnswerEvent::Text {
                 index,

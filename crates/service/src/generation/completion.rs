@@ -2,12 +2,20 @@
 //! token ids) tokenized off the executor, its sampling settings, and its
 //! answer as `text_completion` objects ([`CompletionChunks`]), streamed or
 //! whole.
+//!
+//! `echo: true` puts each prompt's text before its choices' text (whole:
+//! prepended; streamed: one first object per choice carrying the prompt).
+//! The engine does not score prompt tokens, so `echo` with `logprobs` is a
+//! 400 naming `echo` rather than logprobs that leave the prompt out.
+//! `suffix` (fill-in-the-middle) is a 400 naming `suffix`: no model served
+//! here has a fill-in-the-middle template.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use api::{
-    Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, FinishReason, PromptInput,
+    ApiError, Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, FinishReason,
+    InvalidCode, PromptInput,
 };
 use engine::{EngineHandle, Tokenizer};
 
@@ -37,6 +45,52 @@ pub async fn prompts(engine: &EngineHandle, request: &CompletionRequest) -> Resu
             .collect()
     })
     .await?)
+}
+
+/// Refuses what `request` asks for that `model` cannot do, naming the
+/// parameter: `suffix` (fill-in-the-middle) and `echo` with `logprobs`.
+pub fn check_supported(request: &CompletionRequest, model: &str) -> Result<()> {
+    if request
+        .suffix
+        .as_deref()
+        .is_some_and(|suffix| !suffix.is_empty())
+    {
+        return Err(ApiError::invalid(
+            "suffix",
+            InvalidCode::InvalidValue,
+            format!(
+                "The model `{model}` does not support fill-in-the-middle, so `suffix` cannot \
+                 be used; put all the text in `prompt`."
+            ),
+        )
+        .into());
+    }
+    if request.echo == Some(true) && request.logprobs.is_some() {
+        return Err(ApiError::invalid(
+            "echo",
+            InvalidCode::InvalidValue,
+            "`echo` cannot be combined with `logprobs` here: the prompt tokens are not scored. \
+             Drop one of them.",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The text of every prompt of `request` when it asks for `echo` (token
+/// prompts decoded), else `None`.
+pub fn echoed(tokenizer: &Tokenizer, request: &CompletionRequest) -> Option<Vec<String>> {
+    (request.echo == Some(true)).then(|| {
+        request
+            .prompt
+            .inputs()
+            .into_iter()
+            .map(|input| match input {
+                PromptInput::Text(text) => text.to_owned(),
+                PromptInput::Tokens(tokens) => tokenizer.decode(tokens, false),
+            })
+            .collect()
+    })
 }
 
 /// How the choices of `request` are sampled.
@@ -73,6 +127,8 @@ pub struct CompletionChunks {
     tokenizer: Arc<Tokenizer>,
     /// Per choice, the characters of text already returned.
     offsets: Vec<u32>,
+    /// With `echo`: each prompt's text, and the choices per prompt.
+    echo: Option<(Vec<String>, u32)>,
 }
 
 impl CompletionChunks {
@@ -91,7 +147,21 @@ impl CompletionChunks {
             logprobs,
             tokenizer,
             offsets: Vec::new(),
+            echo: None,
         }
+    }
+
+    /// Puts each prompt's text (`prompts`, from [`echoed`]) before the text
+    /// of its `n` choices.
+    pub fn echoing(mut self, prompts: Option<Vec<String>>, n: u32) -> Self {
+        self.echo = prompts.map(|prompts| (prompts, n.max(1)));
+        self
+    }
+
+    /// The echoed prompt of choice `index`, if echoing.
+    fn prompt_of(&self, index: u32) -> Option<&str> {
+        let (prompts, n) = self.echo.as_ref()?;
+        prompts.get((index / n) as usize).map(String::as_str)
     }
 
     fn object(&self, choices: Vec<CompletionChoice>) -> Completion {
@@ -106,10 +176,14 @@ impl CompletionChunks {
             .enumerate()
             .map(|(index, choice)| {
                 let index = index as u32;
+                let text = match self.prompt_of(index) {
+                    Some(prompt) => format!("{prompt}{}", choice.text),
+                    None => choice.text,
+                };
                 CompletionChoice {
                     index,
                     logprobs: self.logprobs_of(index, &choice.tokens),
-                    text: choice.text,
+                    text,
                     finish_reason: choice.finish_reason,
                 }
             })
@@ -171,8 +245,13 @@ impl CompletionChunks {
 impl AnswerFormat for CompletionChunks {
     type Chunk = Completion;
 
-    fn opening(&mut self, _choices: usize) -> Vec<Completion> {
-        Vec::new()
+    fn opening(&mut self, choices: usize) -> Vec<Completion> {
+        (0..choices as u32)
+            .filter_map(|index| {
+                let prompt = self.prompt_of(index)?.to_owned();
+                Some(self.choice(index, prompt, &[], None))
+            })
+            .collect()
     }
 
     fn event(&mut self, event: AnswerEvent) -> Vec<Completion> {
