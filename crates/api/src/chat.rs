@@ -1,8 +1,11 @@
 //! The `POST /v1/chat/completions` request: [`ChatCompletionRequest`], its
 //! messages, content parts, tools and response format.
 //!
-//! `store` and `metadata` keep the answer (see [`crate::stored`]). Unknown
-//! fields (`service_tier`, `prompt_cache_key`, …) are accepted and ignored, as OpenAI-compatible clients send them freely. Range checks
+//! `store` and `metadata` keep the answer (see [`crate::stored`]); what no
+//! model here can do (`audio`, `functions`, …) is refused by name
+//! ([`crate::unserved`]). Other unknown fields (`service_tier`,
+//! `prompt_cache_key`, …) change nothing here and are accepted and
+//! ignored, as OpenAI-compatible clients send them freely. Range checks
 //! live in [`crate::validate`]; turning a body into a request with errors
 //! that name the parameter lives in [`crate::parse`].
 
@@ -85,6 +88,25 @@ pub struct ChatCompletionRequest {
     /// characters, values of at most 512), for filtering the stored list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Audio output (refused: see [`crate::unserved`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<Value>,
+    /// Output modalities; only `text` is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modalities: Option<Value>,
+    /// Web search (refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search_options: Option<Value>,
+    /// Moderation of the exchange (refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moderation: Option<Value>,
+    /// The deprecated function definitions (refused; use `tools`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub functions: Option<Value>,
+    /// The deprecated function choice (`none`/`auto` pass; use
+    /// `tool_choice`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_call: Option<Value>,
 }
 
 impl ChatCompletionRequest {

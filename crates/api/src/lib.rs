@@ -40,6 +40,7 @@ mod responses_object;
 pub mod sse;
 pub mod stored;
 mod tokenize;
+mod unserved;
 mod validate;
 
 pub use anthropic::{

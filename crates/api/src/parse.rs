@@ -128,6 +128,12 @@ static CHAT_FIELDS: &[Field] = &[
         "an object of string values",
         typed::<Option<std::collections::BTreeMap<String, String>>>,
     ),
+    field("audio", "an object", typed::<Option<Value>>),
+    field("modalities", "an array of strings", typed::<Option<Value>>),
+    field("web_search_options", "an object", typed::<Option<Value>>),
+    field("moderation", "an object", typed::<Option<Value>>),
+    field("functions", "an array of functions", typed::<Option<Value>>),
+    field("function_call", "a string or an object", typed::<Option<Value>>),
 ];
 
 static COMPLETION_FIELDS: &[Field] = &[
@@ -463,6 +469,12 @@ mod tests {
             user: Some("u".into()),
             store: Some(true),
             metadata: Some(BTreeMap::new()),
+            audio: Some(Value::Null),
+            modalities: Some(Value::Null),
+            web_search_options: Some(Value::Null),
+            moderation: Some(Value::Null),
+            functions: Some(Value::Null),
+            function_call: Some(Value::Null),
         };
         let value = serde_json::to_value(request).unwrap();
         let table = names(CHAT_FIELDS);

@@ -56,6 +56,7 @@ impl ChatCompletionRequest {
         if let Some(metadata) = &self.metadata {
             crate::stored::check_metadata("metadata", metadata)?;
         }
+        crate::unserved::check_chat(self)?;
         Ok(())
     }
 }
