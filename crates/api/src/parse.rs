@@ -133,7 +133,11 @@ static CHAT_FIELDS: &[Field] = &[
     field("web_search_options", "an object", typed::<Option<Value>>),
     field("moderation", "an object", typed::<Option<Value>>),
     field("functions", "an array of functions", typed::<Option<Value>>),
-    field("function_call", "a string or an object", typed::<Option<Value>>),
+    field(
+        "function_call",
+        "a string or an object",
+        typed::<Option<Value>>,
+    ),
 ];
 
 static COMPLETION_FIELDS: &[Field] = &[
