@@ -20,6 +20,8 @@
 //!   [`ResponseEvent`]s.
 //! - [`stored`]: stored chat completions' `metadata` rules, list queries,
 //!   pages and deletion objects.
+//! - [`tools`]: the rules on tools, tool choice, tool turns and
+//!   `response_format` that every API taking function tools shares.
 //! - [`sse`]: `data: …` framing, the `[DONE]` terminator, error events.
 //!
 //! The shapes follow the OpenAI API reference and what the `openai` Python
@@ -40,6 +42,7 @@ mod responses_object;
 pub mod sse;
 pub mod stored;
 mod tokenize;
+pub mod tools;
 mod unserved;
 mod validate;
 

@@ -53,6 +53,9 @@ impl ChatCompletionRequest {
                  'top_logprobs' is used.",
             ));
         }
+        crate::tools::check_response_format(self.response_format.as_ref())?;
+        crate::tools::check_tools(self.tools.as_deref(), self.tool_choice.as_ref())?;
+        crate::tools::check_tool_turns(&self.messages)?;
         if let Some(metadata) = &self.metadata {
             crate::stored::check_metadata("metadata", metadata)?;
         }

@@ -346,7 +346,9 @@ impl Service {
                 .await;
         };
         let prompt = local_chat::prompt(&model.engine, &resolved.model, &request).await?;
-        let settings = local_chat::settings(&request, &self.default_max_tokens)?;
+        let mut settings = local_chat::settings(&request, &self.default_max_tokens)?;
+        let plan = crate::generation::tools::plan(&model.engine, &request).await?;
+        settings.constraint = plan.constraint();
         let local = LocalRequest {
             model,
             name: &resolved.model,
@@ -362,6 +364,7 @@ impl Service {
             settings.logprobs.is_some(),
             model.engine.tokenizer().clone(),
         )
+        .reading_tools(plan.tools)
         .keeping(keeper);
         Ok(ChatStart::Local(answer, format))
     }

@@ -12,6 +12,7 @@ use api::{
     ChatCompletionRequest, ChatMessage, ChoiceLogprobs, ChunkChoice, ChunkDelta, InvalidCode,
 };
 use engine::{EngineHandle, Tokenizer};
+use api::{FunctionCallDelta, ToolCallDelta};
 
 use super::{
     chat_logprobs, AnswerEvent, AnswerFormat, DefaultMaxTokens, Settings, TokenOut, Whole,
@@ -19,6 +20,8 @@ use super::{
 };
 use crate::stored_completions::Keeper;
 use crate::{Error, Result};
+
+use super::tools;
 
 /// The request field a chat's engine errors are about.
 pub const PARAM: &str = "messages";
@@ -41,8 +44,9 @@ pub fn template_messages(messages: &[ChatMessage]) -> Vec<engine::ChatMessage> {
 }
 
 /// The prompt tokens of `request` on `engine`: its messages rendered with
-/// the model's template (`model` names it in the error when it has none)
-/// and tokenized, off the async executor.
+/// the model's template (`model` names it in the error when it has none),
+/// in the generic tool scheme when it offers tools ([`tools`]), and
+/// tokenized, off the async executor.
 pub async fn prompt(
     engine: &EngineHandle,
     model: &str,
@@ -56,7 +60,12 @@ pub async fn prompt(
         )
         .into());
     }
-    let messages = template_messages(&request.messages);
+    let mode = tools::tool_mode(request.tools.as_deref(), request.tool_choice.as_ref());
+    let messages = tools::render_messages(
+        &request.messages,
+        request.tools.as_deref().unwrap_or_default(),
+        &mode,
+    );
     let engine = engine.clone();
     tokio::task::spawn_blocking(move || {
         let text = engine.render_chat(&messages, true)?;
@@ -106,6 +115,9 @@ pub struct ChatChunks {
     pub created: u64,
     /// The model the answer names.
     pub model: String,
+    /// One tool-call reader per choice when the output may hold tool
+    /// calls ([`ChatChunks::reading_tools`]).
+    readers: Option<Vec<tools::CallReader>>,
     /// Whether the stream ends with a usage chunk (and every chunk carries
     /// `usage: null`).
     pub include_usage: bool,
@@ -127,6 +139,7 @@ impl ChatChunks {
         tokenizer: Arc<Tokenizer>,
     ) -> Self {
         ChatChunks {
+            readers: None,
             id: format!("chatcmpl-{}", crate::random_hex()),
             created: crate::unix_now(),
             model,
@@ -204,6 +217,56 @@ impl ChatChunks {
         )
     }
 
+    /// Reads each choice's output for tool calls (the request offered tools).
+    pub fn reading_tools(mut self, tools: bool) -> Self {
+        self.readers = tools.then(Vec::new);
+        self
+    }
+
+    /// A whole choice's message: its text, or its tool calls.
+    fn message_of(&self, text: String) -> ChatCompletionMessage {
+        if self.readers.is_none() {
+            return ChatCompletionMessage::assistant(text);
+        }
+        let (content, calls) = tools::read_whole(&text);
+        ChatCompletionMessage {
+            content,
+            tool_calls: (!calls.is_empty()).then_some(calls),
+            ..ChatCompletionMessage::assistant(String::new())
+        }
+    }
+
+    /// A whole choice's finish reason: `tool_calls` when it ended calling tools.
+    fn finish_of(&self, choice: &super::WholeChoice) -> api::FinishReason {
+        let reason = choice.finish_reason.unwrap_or(api::FinishReason::Stop);
+        if self.readers.is_some()
+            && reason == api::FinishReason::Stop
+            && !tools::read_whole(&choice.text).1.is_empty()
+        {
+            return api::FinishReason::ToolCalls;
+        }
+        reason
+    }
+
+    /// A streamed choice's text as deltas: plain, or read for tool calls.
+    fn deltas(&mut self, index: u32, text: String, end: bool) -> (Vec<ChunkDelta>, bool) {
+        let Some(readers) = &mut self.readers else {
+            let delta = (!text.is_empty() || !end).then(|| ChunkDelta::text(text));
+            return (delta.into_iter().collect(), false);
+        };
+        let i = index as usize;
+        if readers.len() <= i {
+            readers.resize_with(i + 1, tools::CallReader::default);
+        }
+        let reader = &mut readers[i];
+        let mut pieces = reader.push(&text);
+        if end {
+            pieces.extend(reader.finish());
+        }
+        let deltas = pieces.into_iter().map(tool_delta).collect();
+        (deltas, reader.calls() > 0)
+    }
+
     fn logprobs_of(&self, tokens: &[TokenOut]) -> Option<ChoiceLogprobs> {
         (self.logprobs && !tokens.is_empty()).then(|| ChoiceLogprobs {
             content: Some(chat_logprobs(&self.tokenizer, tokens)),
@@ -223,8 +286,8 @@ impl ChatChunks {
                     content: Some(chat_logprobs(&self.tokenizer, &choice.tokens)),
                     refusal: None,
                 }),
-                message: ChatCompletionMessage::assistant(choice.text),
-                finish_reason: choice.finish_reason.unwrap_or(api::FinishReason::Stop),
+                finish_reason: self.finish_of(&choice),
+                message: self.message_of(choice.text),
             })
             .collect();
         ChatCompletion::new(
@@ -269,29 +332,52 @@ impl AnswerFormat for ChatChunks {
                 index,
                 text,
                 tokens,
-            } => vec![self.chunk(ChunkChoice {
-                index,
-                delta: ChunkDelta::text(text),
-                logprobs: self.logprobs_of(&tokens),
-                finish_reason: None,
-            })],
+            } => {
+                let mut logprobs = self.logprobs_of(&tokens);
+                let (deltas, _) = self.deltas(index, text, false);
+                deltas
+                    .into_iter()
+                    .map(|delta| {
+                        self.chunk(ChunkChoice {
+                            index,
+                            delta,
+                            logprobs: logprobs.take(),
+                            finish_reason: None,
+                        })
+                    })
+                    .collect()
+            }
             AnswerEvent::Finished {
                 index,
                 text,
                 tokens,
                 reason,
             } => {
-                let delta = if text.is_empty() {
-                    ChunkDelta::default()
+                let mut logprobs = self.logprobs_of(&tokens);
+                let (deltas, called) = self.deltas(index, text, true);
+                let mut chunks: Vec<_> = deltas
+                    .into_iter()
+                    .map(|delta| {
+                        self.chunk(ChunkChoice {
+                            index,
+                            delta,
+                            logprobs: logprobs.take(),
+                            finish_reason: None,
+                        })
+                    })
+                    .collect();
+                let reason = if called && reason == api::FinishReason::Stop {
+                    api::FinishReason::ToolCalls
                 } else {
-                    ChunkDelta::text(text)
+                    reason
                 };
-                vec![self.chunk(ChunkChoice {
+                chunks.push(self.chunk(ChunkChoice {
                     index,
-                    delta,
-                    logprobs: self.logprobs_of(&tokens),
+                    delta: ChunkDelta::default(),
+                    logprobs,
                     finish_reason: Some(reason),
-                })]
+                }));
+                chunks
             }
             AnswerEvent::Done(usage) if self.include_usage => {
                 vec![ChatCompletionChunk::usage_only(
@@ -303,5 +389,38 @@ impl AnswerFormat for ChatChunks {
             }
             AnswerEvent::Done(_) | AnswerEvent::Failed(_) => Vec::new(),
         }
+    }
+}
+
+/// A piece of a tool-reading stream as OpenAI's delta: text, a call's
+/// first piece (index, id, type, name and empty arguments), or more of its
+/// arguments (index only).
+fn tool_delta(piece: tools::Piece) -> ChunkDelta {
+    match piece {
+        tools::Piece::Text(text) => ChunkDelta::text(text),
+        tools::Piece::CallStart { index, id, name } => ChunkDelta {
+            tool_calls: Some(vec![ToolCallDelta {
+                index,
+                id: Some(id),
+                kind: Some(api::ToolType::Function),
+                function: Some(FunctionCallDelta {
+                    name: Some(name),
+                    arguments: Some(String::new()),
+                }),
+            }]),
+            ..ChunkDelta::default()
+        },
+        tools::Piece::Arguments { index, text } => ChunkDelta {
+            tool_calls: Some(vec![ToolCallDelta {
+                index,
+                id: None,
+                kind: None,
+                function: Some(FunctionCallDelta {
+                    name: None,
+                    arguments: Some(text),
+                }),
+            }]),
+            ..ChunkDelta::default()
+        },
     }
 }

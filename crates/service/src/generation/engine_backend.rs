@@ -82,7 +82,9 @@ impl EngineBackend {
     async fn answer(&self, request: ChatCompletionRequest) -> Result<ChatReply, BackendError> {
         let started = async {
             let prompt = chat::prompt(&self.engine, &request.model, &request).await?;
-            let settings = chat::settings(&request, &self.default_max_tokens)?;
+            let mut settings = chat::settings(&request, &self.default_max_tokens)?;
+            let plan = super::tools::plan(&self.engine, &request).await?;
+            settings.constraint = plan.constraint();
             let prompt_tokens = saturate(prompt.len());
             let n = request.choice_count();
             let generations = submit_all(
@@ -98,7 +100,8 @@ impl EngineBackend {
                 true,
                 settings.logprobs.is_some(),
                 self.engine.tokenizer().clone(),
-            );
+            )
+            .reading_tools(plan.tools);
             Ok::<_, crate::Error>((Answer::new(generations, prompt_tokens, n, None), format))
         };
         let (answer, format) = started.await.map_err(|err| refused(err.into()))?;

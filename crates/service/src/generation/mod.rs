@@ -12,6 +12,7 @@ pub mod chat;
 pub mod completion;
 pub mod engine_backend;
 mod merge;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
