@@ -11,8 +11,8 @@ use api::{
     ApiError, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionMessage,
     ChatCompletionRequest, ChatMessage, ChoiceLogprobs, ChunkChoice, ChunkDelta, InvalidCode,
 };
-use engine::{EngineHandle, Tokenizer};
 use api::{FunctionCallDelta, ToolCallDelta};
+use engine::{EngineHandle, Tokenizer};
 
 use super::{
     chat_logprobs, AnswerEvent, AnswerFormat, DefaultMaxTokens, Settings, TokenOut, Whole,
