@@ -6,22 +6,32 @@
 //! turns of one role merged); `max_tokens` (required there) defaults to the
 //! configured value; `temperature` is clamped to Anthropic's 0–1; `top_p`,
 //! `stop` (→ `stop_sequences`) and `user` (→ `metadata.user_id`) carry
-//! over. Tools, tool messages and `n` > 1 are refused (tool-free backend).
+//! over. Function tools become Anthropic `tools` (`parameters` →
+//! `input_schema`), `tool_choice` `auto`/`required`/named/`none` →
+//! `auto`/`any`/`tool`/`none` (`parallel_tool_calls: false` →
+//! `disable_parallel_tool_use`), an assistant's `tool_calls` → `tool_use`
+//! blocks and `tool` messages → `tool_result` blocks in a user turn.
+//! `n` > 1 and a `json_object`/`json_schema` `response_format` are refused
+//! (Anthropic has no such mode), never silently ignored.
 //!
-//! Answers: text content blocks are joined into the message; `stop_reason`
+//! Answers: text content blocks are joined into the message, `tool_use`
+//! blocks become `tool_calls` (`input` as the JSON `arguments`); `stop_reason`
 //! maps to `finish_reason` (`end_turn`/`stop_sequence` → `stop`,
 //! `max_tokens` → `length`, `tool_use` → `tool_calls`, `refusal` →
 //! `content_filter`); `input_tokens` (plus cache reads and writes) →
 //! `prompt_tokens`, cache reads → `cached_tokens`, `output_tokens` →
 //! `completion_tokens`. Streams map `message_start` → the opening chunk
 //! (carrying the prompt tokens as partial usage), `content_block_delta`
-//! text → content chunks, `message_delta` → the finishing chunk,
+//! text → content chunks, a `tool_use` block's start → a tool call's first
+//! delta (index, id, name) and its `input_json_delta`s → argument
+//! fragments, `message_delta` → the finishing chunk,
 //! `message_stop` → the usage chunk and the end; `ping` is skipped and an
 //! `error` event is an upstream failure (`overloaded_error` as a 529).
 
 use api::{
     ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, ChatCompletionRequest,
-    ChatMessage, ChunkChoice, ChunkDelta, FinishReason, Usage,
+    ChatMessage, ChunkChoice, ChunkDelta, FinishReason, FunctionCall, FunctionCallDelta,
+    ResponseFormat, ToolCall, ToolCallDelta, ToolChoice, ToolChoiceMode, ToolType, Usage,
 };
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, StreamExt};
@@ -123,53 +133,73 @@ pub fn to_messages_request(
     request: &ChatCompletionRequest,
     default_max_tokens: u32,
 ) -> Result<Value, BackendError> {
-    if request
-        .tools
-        .as_ref()
-        .is_some_and(|tools| !tools.is_empty())
-    {
-        return Err(unsupported("the anthropic backend does not support tools"));
-    }
     if request.choice_count() > 1 {
         return Err(unsupported(
             "the anthropic backend answers one choice (n = 1)",
         ));
     }
+    if matches!(
+        request.response_format,
+        Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
+    ) {
+        return Err(unsupported(
+            "the anthropic backend has no response_format json_object or json_schema",
+        ));
+    }
     let mut system: Vec<String> = Vec::new();
-    let mut turns: Vec<(&'static str, String)> = Vec::new();
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for message in &request.messages {
+        let text = message.content().map(|c| c.text()).unwrap_or_default();
+        let mut blocks = Vec::new();
+        if !text.is_empty() && !matches!(message, ChatMessage::Tool { .. }) {
+            blocks.push(json!({"type": "text", "text": text}));
+        }
         let role = match message {
             ChatMessage::System { .. } | ChatMessage::Developer { .. } => {
-                system.push(message.content().map(|c| c.text()).unwrap_or_default());
+                system.push(text);
                 continue;
             }
             ChatMessage::User { .. } => "user",
             ChatMessage::Assistant { tool_calls, .. } => {
-                if tool_calls.as_ref().is_some_and(|calls| !calls.is_empty()) {
-                    return Err(unsupported(
-                        "the anthropic backend does not support tool calls",
-                    ));
+                for call in tool_calls.iter().flatten() {
+                    let input: Value = serde_json::from_str(&call.function.arguments)
+                        .unwrap_or_else(|_| json!({}));
+                    blocks.push(json!({
+                        "type": "tool_use",
+                        "id": call.id,
+                        "name": call.function.name,
+                        "input": input,
+                    }));
                 }
                 "assistant"
             }
-            ChatMessage::Tool { .. } => {
-                return Err(unsupported(
-                    "the anthropic backend does not support tool messages",
-                ))
+            ChatMessage::Tool { tool_call_id, .. } => {
+                blocks.push(json!({
+                    "type": "tool_result",
+                    "tool_use_id": tool_call_id,
+                    "content": text,
+                }));
+                "user"
             }
         };
-        let text = message.content().map(|c| c.text()).unwrap_or_default();
         match turns.last_mut() {
-            Some((last, joined)) if *last == role => {
-                joined.push_str("\n\n");
-                joined.push_str(&text);
-            }
-            _ => turns.push((role, text)),
+            Some((last, joined)) if *last == role => joined.extend(blocks),
+            _ => turns.push((role, blocks)),
         }
     }
     let messages: Vec<Value> = turns
         .into_iter()
-        .map(|(role, content)| json!({ "role": role, "content": content }))
+        .map(|(role, blocks)| {
+            // A text-only turn stays one string (its parts joined).
+            let texts: Option<Vec<&str>> = blocks
+                .iter()
+                .map(|b| (b["type"] == "text").then(|| b["text"].as_str()).flatten())
+                .collect();
+            match texts {
+                Some(texts) => json!({ "role": role, "content": texts.join("\n\n") }),
+                None => json!({ "role": role, "content": blocks }),
+            }
+        })
         .collect();
     let mut body = json!({
         "model": request.model,
@@ -197,6 +227,39 @@ pub fn to_messages_request(
     }
     if request.is_stream() {
         fields.insert("stream".into(), json!(true));
+    }
+    let tools = request.tools.as_deref().unwrap_or_default();
+    if !tools.is_empty() {
+        let tools: Vec<Value> = tools
+            .iter()
+            .map(|tool| {
+                let mut entry = json!({
+                    "name": tool.function.name,
+                    "input_schema": tool
+                        .function
+                        .parameters
+                        .clone()
+                        .unwrap_or_else(|| json!({"type": "object"})),
+                });
+                if let Some(description) = &tool.function.description {
+                    entry["description"] = json!(description);
+                }
+                entry
+            })
+            .collect();
+        fields.insert("tools".into(), json!(tools));
+        let mut choice = match &request.tool_choice {
+            None | Some(ToolChoice::Mode(ToolChoiceMode::Auto)) => json!({"type": "auto"}),
+            Some(ToolChoice::Mode(ToolChoiceMode::Required)) => json!({"type": "any"}),
+            Some(ToolChoice::Mode(ToolChoiceMode::None)) => json!({"type": "none"}),
+            Some(ToolChoice::Named(named)) => {
+                json!({"type": "tool", "name": named.function.name})
+            }
+        };
+        if request.parallel_tool_calls == Some(false) && choice["type"] != "none" {
+            choice["disable_parallel_tool_use"] = json!(true);
+        }
+        fields.insert("tool_choice".into(), choice);
     }
     Ok(body)
 }
@@ -229,6 +292,15 @@ pub struct ContentBlock {
     /// The text of a `text` block.
     #[serde(default)]
     pub text: Option<String>,
+    /// A `tool_use` block's id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// A `tool_use` block's tool name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A `tool_use` block's arguments.
+    #[serde(default)]
+    pub input: Option<Value>,
 }
 
 /// Anthropic's `usage`.
@@ -284,9 +356,32 @@ pub fn from_message(message: Message) -> ChatCompletion {
         .filter(|block| block.kind == "text")
         .filter_map(|block| block.text.as_deref())
         .collect();
+    let calls: Vec<ToolCall> = message
+        .content
+        .iter()
+        .filter(|block| block.kind == "tool_use")
+        .map(|block| ToolCall {
+            id: block.id.clone().unwrap_or_default(),
+            kind: ToolType::Function,
+            function: FunctionCall {
+                name: block.name.clone().unwrap_or_default(),
+                arguments: block
+                    .input
+                    .as_ref()
+                    .map_or_else(|| "{}".to_owned(), Value::to_string),
+            },
+        })
+        .collect();
+    let mut reply = ChatCompletionMessage::assistant(text);
+    if !calls.is_empty() {
+        if reply.content.as_deref() == Some("") {
+            reply.content = None;
+        }
+        reply.tool_calls = Some(calls);
+    }
     let choice = ChatChoice {
         index: 0,
-        message: ChatCompletionMessage::assistant(text),
+        message: reply,
         logprobs: None,
         finish_reason: finish_reason(message.stop_reason.as_deref()),
     };
@@ -307,6 +402,8 @@ pub struct StreamTranslator {
     created: u64,
     usage: MessageUsage,
     stopped: bool,
+    /// Content block index → tool call index, for `tool_use` blocks.
+    tool_blocks: Vec<(u64, u32)>,
 }
 
 /// What one Anthropic stream event becomes.
@@ -361,12 +458,49 @@ impl StreamTranslator {
                 chunk.usage = Some(self.usage.to_usage());
                 Translated::Chunk(Box::new(chunk))
             }
+            "content_block_start" if value["content_block"]["type"] == "tool_use" => {
+                let block = &value["content_block"];
+                let index = self.tool_blocks.len() as u32;
+                self.tool_blocks
+                    .push((value["index"].as_u64().unwrap_or(0), index));
+                let delta = ToolCallDelta {
+                    index,
+                    id: block["id"].as_str().map(str::to_owned),
+                    kind: Some(ToolType::Function),
+                    function: Some(FunctionCallDelta {
+                        name: block["name"].as_str().map(str::to_owned),
+                        arguments: Some(String::new()),
+                    }),
+                };
+                Translated::Chunk(Box::new(self.chunk(tool_delta(delta), None)))
+            }
             "content_block_start" => match value["content_block"]["text"].as_str() {
                 Some(text) if !text.is_empty() => {
                     Translated::Chunk(Box::new(self.chunk(ChunkDelta::text(text), None)))
                 }
                 _ => Translated::Skip,
             },
+            "content_block_delta" if value["delta"]["type"] == "input_json_delta" => {
+                let block = value["index"].as_u64().unwrap_or(0);
+                let Some(&(_, index)) = self.tool_blocks.iter().find(|(b, _)| *b == block) else {
+                    return Translated::Skip;
+                };
+                let delta = ToolCallDelta {
+                    index,
+                    id: None,
+                    kind: None,
+                    function: Some(FunctionCallDelta {
+                        name: None,
+                        arguments: Some(
+                            value["delta"]["partial_json"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
+                        ),
+                    }),
+                };
+                Translated::Chunk(Box::new(self.chunk(tool_delta(delta), None)))
+            }
             "content_block_delta" => match value["delta"]["text"].as_str() {
                 Some(text) if value["delta"]["type"] == "text_delta" => {
                     Translated::Chunk(Box::new(self.chunk(ChunkDelta::text(text), None)))
@@ -437,6 +571,14 @@ impl StreamTranslator {
     }
 }
 
+/// A delta carrying one tool call piece.
+fn tool_delta(delta: ToolCallDelta) -> ChunkDelta {
+    ChunkDelta {
+        tool_calls: Some(vec![delta]),
+        ..ChunkDelta::default()
+    }
+}
+
 fn saturate(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -493,19 +635,98 @@ mod tests {
     }
 
     #[test]
-    fn tool_messages_and_several_choices_are_refused() {
+    fn tools_and_tool_turns_become_blocks() {
         let request: ChatCompletionRequest = serde_json::from_value(json!({
             "model": "m",
-            "messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                    "function": {"name": "w", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "tool", "content": "21C", "tool_call_id": "c1"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "w", "description": "Weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+            "tool_choice": "required",
+            "parallel_tool_calls": false
         }))
         .unwrap();
-        let err = to_messages_request(&request, 16).unwrap_err();
-        assert_eq!(err.kind, FailureKind::Unsupported);
+        let body = to_messages_request(&request, 16).unwrap();
+        assert_eq!(body["tools"][0]["name"], "w");
+        assert_eq!(
+            body["tools"][0]["input_schema"]["properties"]["city"]["type"],
+            "string"
+        );
+        assert_eq!(
+            body["tool_choice"],
+            json!({"type": "any", "disable_parallel_tool_use": true})
+        );
+        assert_eq!(
+            body["messages"][1]["content"][0],
+            json!({"type": "tool_use", "id": "c1", "name": "w", "input": {"city": "Paris"}})
+        );
+        assert_eq!(
+            body["messages"][2],
+            json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "21C"}]})
+        );
+    }
+
+    #[test]
+    fn several_choices_and_json_modes_are_refused() {
         let request: ChatCompletionRequest = serde_json::from_value(json!({
             "model": "m", "n": 2, "messages": [{"role": "user", "content": "hi"}]
         }))
         .unwrap();
         assert!(to_messages_request(&request, 16).is_err());
+        let request: ChatCompletionRequest = serde_json::from_value(json!({
+            "model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_object"}
+        }))
+        .unwrap();
+        let err = to_messages_request(&request, 16).unwrap_err();
+        assert_eq!(err.kind, FailureKind::Unsupported);
+    }
+
+    #[test]
+    fn tool_use_answers_become_tool_calls_whole_and_streamed() {
+        let message: Message = serde_json::from_value(json!({
+            "id": "m1", "model": "c", "stop_reason": "tool_use",
+            "content": [{"type": "tool_use", "id": "t1", "name": "w", "input": {"city": "Paris"}}],
+            "usage": {"input_tokens": 3, "output_tokens": 5}
+        }))
+        .unwrap();
+        let answer = from_message(message);
+        let choice = &answer.choices[0];
+        assert_eq!(choice.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(choice.message.content, None);
+        let call = &choice.message.tool_calls.as_ref().unwrap()[0];
+        assert_eq!((call.id.as_str(), call.function.name.as_str()), ("t1", "w"));
+        assert_eq!(call.function.arguments, r#"{"city":"Paris"}"#);
+
+        let mut t = StreamTranslator::new();
+        t.translate(r#"{"type":"message_start","message":{"id":"m1","model":"c","usage":{"input_tokens":3}}}"#);
+        let Translated::Chunk(first) = t.translate(
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t1","name":"w","input":{}}}"#,
+        ) else {
+            panic!("expected a chunk")
+        };
+        let d = &first.choices[0].delta.tool_calls.as_ref().unwrap()[0];
+        assert_eq!((d.index, d.id.as_deref()), (0, Some("t1")));
+        let mut args = String::new();
+        for part in [r#"{\"city\""#, r#": \"Paris\"}"#] {
+            let event = format!(
+                r#"{{"type":"content_block_delta","index":1,"delta":{{"type":"input_json_delta","partial_json":"{part}"}}}}"#
+            );
+            let Translated::Chunk(c) = t.translate(&event) else {
+                panic!("expected a chunk")
+            };
+            let d = &c.choices[0].delta.tool_calls.as_ref().unwrap()[0];
+            assert_eq!((d.index, d.id.as_deref()), (0, None));
+            args.push_str(d.function.as_ref().unwrap().arguments.as_deref().unwrap());
+        }
+        assert_eq!(
+            serde_json::from_str::<Value>(&args).unwrap(),
+            json!({"city": "Paris"})
+        );
     }
 
     #[test]

@@ -281,18 +281,30 @@ async fn error_event_before_output_fails_over() {
 }
 
 #[tokio::test]
-async fn tools_are_refused_without_calling_upstream() {
-    let mock = Mock::start("a", Behavior::Ok { words: 1 }).await;
+async fn tools_reach_upstream_as_anthropic_tools() {
+    let mock = Mock::start(
+        "a",
+        Behavior::Raw {
+            content_type: "application/json",
+            body: fixture("messages_whole.json"),
+        },
+    )
+    .await;
     let gateway = gateway_over(&mock).await;
     let mut req = request(false);
     req.tools = Some(vec![serde_json::from_value(json!({
-        "type": "function", "function": {"name": "f"}
+        "type": "function", "function": {"name": "f", "parameters": {"type": "object"}}
     }))
     .expect("tool")]);
-    let err = gateway
+    req.tool_choice = Some(serde_json::from_value(json!("required")).expect("choice"));
+    gateway
         .chat(req, RouteOptions::default())
         .await
-        .expect_err("unsupported");
-    assert!(matches!(err, GatewayError::Unsupported { .. }), "{err:?}");
-    assert_eq!(mock.chat_requests(), 0);
+        .expect("answered");
+    let sent = &mock.recorded()[0];
+    assert_eq!(
+        sent.body["tools"],
+        json!([{"name": "f", "input_schema": {"type": "object"}}])
+    );
+    assert_eq!(sent.body["tool_choice"], json!({"type": "any"}));
 }
