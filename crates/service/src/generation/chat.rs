@@ -128,6 +128,8 @@ pub struct ChatChunks {
     /// Stores the answer once complete (`store: true`), with the choices
     /// gathered so far from a stream.
     keep: Option<(Keeper, Vec<WholeChoice>)>,
+    /// A streamed answer to store before its last chunks are written.
+    kept: Option<(Keeper, ChatCompletion)>,
 }
 
 impl ChatChunks {
@@ -147,11 +149,14 @@ impl ChatChunks {
             logprobs,
             tokenizer,
             keep: None,
+            kept: None,
         }
     }
 
     /// Stores the answer with `keeper` once it is complete: a whole one in
-    /// [`ChatChunks::finish`], a stream when its last choice has finished.
+    /// [`ChatChunks::finish`], a stream before its last chunks (and
+    /// `[DONE]`) are written, so a client that has read them can retrieve
+    /// it.
     pub fn keeping(mut self, keeper: Option<Keeper>) -> Self {
         self.keep = keeper.map(|keeper| (keeper, Vec::new()));
         self
@@ -167,8 +172,8 @@ impl ChatChunks {
         completion
     }
 
-    /// Gathers a streamed answer's events for its keeper, and stores the
-    /// answer (on a task of its own) when the last event says it is whole.
+    /// Gathers a streamed answer's events for its keeper; the last event
+    /// leaves the whole answer to store in [`AnswerFormat::before_last`].
     fn remember(&mut self, event: &AnswerEvent) {
         let Some((_, choices)) = &mut self.keep else {
             return;
@@ -200,7 +205,7 @@ impl ChatChunks {
                         choices,
                         usage: usage.clone(),
                     });
-                    tokio::spawn(async move { keeper.keep(&completion).await });
+                    self.kept = Some((keeper, completion));
                 }
             }
             AnswerEvent::Failed(_) => self.keep = None,
@@ -311,6 +316,13 @@ fn slot(choices: &mut Vec<WholeChoice>, index: u32) -> &mut WholeChoice {
 
 impl AnswerFormat for ChatChunks {
     type Chunk = ChatCompletionChunk;
+
+    fn before_last(
+        &mut self,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        let (keeper, completion) = self.kept.take()?;
+        Some(Box::pin(async move { keeper.keep(&completion).await }))
+    }
 
     fn opening(&mut self, choices: usize) -> Vec<ChatCompletionChunk> {
         (0..choices)
