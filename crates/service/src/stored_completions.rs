@@ -8,8 +8,8 @@
 //!   the request's messages (each with the id `{completion id}-{index}`),
 //!   the model and the `metadata` under the tenant's organisation and
 //!   project once the answer is complete — a whole answer before it is
-//!   returned, a stream when its last choice has finished. A failed answer
-//!   is not stored.
+//!   returned, a stream before its last chunks and `[DONE]`. A failed
+//!   answer is not stored.
 //! - [`get`], [`list`], [`update`], [`delete`], [`messages`]: the stored
 //!   objects of the caller's project only; another organisation's or
 //!   project's id reads as unknown (404), and an `after` that names no
