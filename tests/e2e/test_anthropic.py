@@ -26,7 +26,7 @@ def claude(server) -> anthropic.Anthropic:
 def ledger_last(server) -> tuple:
     with sqlite3.connect(f"{server.data_dir}/parlance.db") as conn:
         return conn.execute(
-            "SELECT prompt_tokens, cached_tokens, completion_tokens, status "
+            "SELECT prompt_tokens, cached_tokens, completion_tokens, status, endpoint "
             "FROM usage_ledger ORDER BY id DESC LIMIT 1"
         ).fetchone()
 
@@ -47,7 +47,8 @@ def test_create_answers_text_and_bills_it(claude, model, server):
     assert message.content[0].type == "text" and message.content[0].text
     assert message.stop_reason in ("end_turn", "max_tokens")
     assert 0 < message.usage.output_tokens <= 16
-    prompt, cached, completion, status = ledger_last(server)
+    prompt, cached, completion, status, endpoint = ledger_last(server)
+    assert endpoint == "/v1/messages"
     # Anthropic counts cache reads apart from input_tokens.
     assert prompt == message.usage.input_tokens + message.usage.cache_read_input_tokens
     assert cached == message.usage.cache_read_input_tokens

@@ -23,7 +23,7 @@ MAX = 16  # OpenAI's smallest max_output_tokens
 def ledger_rows(server) -> list[tuple]:
     with sqlite3.connect(f"{server.data_dir}/parlance.db") as conn:
         return conn.execute(
-            "SELECT request_id, prompt_tokens, cached_tokens, completion_tokens, status "
+            "SELECT request_id, prompt_tokens, cached_tokens, completion_tokens, status, endpoint "
             "FROM usage_ledger ORDER BY id"
         ).fetchall()
 
@@ -239,12 +239,13 @@ def test_ledger_equals_what_the_client_was_told(loose_client, model, server):
         lambda: [r for r in ledger_rows(server) if r[0] == request_id], "the ledger row"
     )
     assert len(rows) == 1
-    _, prompt, cached, completion, status = rows[0]
-    assert (prompt, cached, completion, status) == (
+    _, prompt, cached, completion, status, endpoint = rows[0]
+    assert (prompt, cached, completion, status, endpoint) == (
         response.usage.input_tokens,
         response.usage.input_tokens_details.cached_tokens,
         response.usage.output_tokens,
         "ok",
+        "/v1/responses",
     )
 
 

@@ -187,6 +187,7 @@ fn usage_and_invoice_print_the_ledger_exactly() {
         ];
         for (id, model, prompt, completion, cost, at) in rows {
             let row = NewUsage {
+                endpoint: String::new(),
                 request_id: id.into(),
                 org_id: org.id.clone(),
                 project_id: Some(project.id.clone()),

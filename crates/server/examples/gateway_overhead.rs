@@ -257,6 +257,7 @@ async fn time_ledger(path: &std::path::Path, count: usize) {
         let started = Instant::now();
         store
             .settle_reporting(&store::NewUsage {
+                endpoint: String::new(),
                 request_id,
                 org_id: org.id.clone(),
                 model: "bench".into(),

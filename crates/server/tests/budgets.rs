@@ -285,6 +285,7 @@ async fn plans_enforce_their_models_and_monthly_quota() {
         .await
         .unwrap();
     s.record_usage(&store::NewUsage {
+        endpoint: String::new(),
         request_id: "alice-1".into(),
         org_id: w.org.clone(),
         user_id: Some(alice.id.clone()),

@@ -85,6 +85,7 @@ async fn usage(
     at_secs: i64,
 ) {
     let row = NewUsage {
+        endpoint: String::new(),
         request_id: request.into(),
         org_id: org.into(),
         project_id: Some(project.into()),

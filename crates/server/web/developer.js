@@ -126,6 +126,7 @@ const GROUPS = {
   model: { param: 'model', cost: 'line_item', label: 'Model' },
   key: { param: 'api_key_id', cost: null, label: 'Key' },
   project: { param: 'project_id', cost: 'project_id', label: 'Project' },
+  endpoint: { param: 'endpoint', cost: null, label: 'Endpoint' },
 };
 
 /** Per (day, group) rows of grouped usage, with cost where it can be grouped. */
@@ -179,7 +180,7 @@ export function Usage({ me }) {
         g.cost ? api(`/v1/organization/costs?${q}&group_by=${g.cost}`) : Promise.resolve(null),
       ]);
       const names = {};
-      if (group !== 'model') {
+      if (group === 'key' || group === 'project') {
         const projects = (await api('/v1/organization/projects?limit=100')).data;
         for (const p of projects) {
           names[p.id] = p.name;
@@ -219,6 +220,7 @@ export function Usage({ me }) {
       <label>To<input type="date" value=${end} onChange=${(e) => setEnd(e.target.value)} /></label>
       <label>Group by<select aria-label="Group by" value=${group} onChange=${(e) => setGroup(e.target.value)}>
         <option value="model">Model</option><option value="key">API key</option><option value="project">Project</option>
+        <option value="endpoint">Endpoint</option>
       </select></label>
       <button type="submit" class="secondary">Refresh</button>
       <button type="button" class="secondary" onClick=${csv} disabled=${!rows}>Export CSV</button>

@@ -375,6 +375,7 @@ pub fn usage_page_json(page: &UsagePage) -> Value {
                         "user_id": r.user_id,
                         "api_key_id": r.api_key_id,
                         "model": r.model,
+                        "endpoint": r.endpoint,
                         "batch": null,
                     })
                 })

@@ -110,6 +110,8 @@ pub struct Planned<'a> {
     pub request_id: &'a str,
     /// The model served.
     pub model: &'a str,
+    /// The endpoint the request came through, for the ledger.
+    pub endpoint: &'a str,
     /// Prompt tokens as the usage object reports them (an estimate for a
     /// remote backend, corrected at settlement).
     pub prompt_tokens: u64,
@@ -196,6 +198,7 @@ impl Meter {
                 tenant: tenant.clone(),
                 request_id: planned.request_id.to_owned(),
                 model: planned.model.to_owned(),
+                endpoint: planned.endpoint.to_owned(),
                 prices,
                 used: Usage {
                     prompt_tokens: planned.prompt_tokens,
@@ -299,6 +302,8 @@ pub struct Charge {
     tenant: Tenant,
     request_id: String,
     model: String,
+    /// The endpoint written in the ledger.
+    endpoint: String,
     prices: ModelPrices,
     /// The tokens recorded so far (the prompt's cached tokens are those the
     /// engine's prefix cache served, billed at the cached input price).
@@ -489,6 +494,7 @@ impl Charge {
             user_id: self.tenant.user_id.clone(),
             model: self.model.clone(),
             backend: self.backend.clone(),
+            endpoint: self.endpoint.clone(),
             prompt_tokens: to_i64(self.used.prompt_tokens),
             cached_tokens: to_i64(self.used.cached_tokens),
             completion_tokens: to_i64(self.used.completion_tokens),
@@ -570,6 +576,8 @@ pub async fn settle_interrupted(
     let (reserved, progress) = (&reservation.reserved, reservation.progress);
     let usage = NewUsage {
         request_id: reserved.request_id.clone(),
+        // Reservations do not record the endpoint: unknown after a crash.
+        endpoint: String::new(),
         org_id: reserved.org_id.clone(),
         project_id: reserved.project_id.clone(),
         api_key_id: reserved.api_key_id.clone(),

@@ -47,6 +47,9 @@ pub struct RequestContext {
     pub request_id: String,
     /// The request's rate limits, when its key or project has any.
     pub limits: Option<Arc<RequestLimits>>,
+    /// The endpoint it came through (`/v1/chat/completions`, …), written
+    /// in its ledger row.
+    pub endpoint: String,
 }
 
 /// What serving requests needs: the local models, their routing, the meter
@@ -249,6 +252,7 @@ impl Service {
         let planned = Planned {
             request_id: &context.request_id,
             model,
+            endpoint: &context.endpoint,
             prompt_tokens,
             max_completion_tokens,
         };

@@ -151,6 +151,7 @@ impl Tenants {
         let prompt = rng.gen_range(50..4_000);
         let completion = rng.gen_range(10..1_000);
         NewUsage {
+            endpoint: String::new(),
             request_id,
             org_id: org.id.clone(),
             project_id: Some(project.clone()),

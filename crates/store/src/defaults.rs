@@ -43,7 +43,7 @@ const LOCAL_ORG: &str = "local";
 /// Every table with an `org_id` column; the fold moves each one's rows.
 /// A table it does not know makes the fold fail before it changes anything
 /// (a new table must be taught to it, not dropped by the cascade).
-const ORG_TABLES: [&str; 13] = [
+const ORG_TABLES: [&str; 15] = [
     "memberships",
     "invites",
     "signup_requests",
@@ -57,6 +57,8 @@ const ORG_TABLES: [&str; 13] = [
     "plan_assignments",
     "sessions",
     "conversations",
+    "responses",
+    "stored_chat_completions",
 ];
 
 /// How often a fold that found the database busy is tried again (each try
@@ -327,6 +329,8 @@ async fn merge(conn: &mut AnyConnection, local: &str, default: &str) -> Result<u
         "conversations",
         "invites",
         "audit_log",
+        "responses",
+        "stored_chat_completions",
     ] {
         let sql = format!("UPDATE {table} SET org_id = $2 WHERE org_id = $1");
         run(conn, &sql, local, default).await?;
@@ -348,10 +352,12 @@ async fn merge(conn: &mut AnyConnection, local: &str, default: &str) -> Result<u
     run(
         conn,
         "INSERT INTO usage_rollup (org_id, width_ms, start_ms, project_id, api_key_id, model, \
-         user_id, input_tokens, cached_tokens, output_tokens, requests, cost) \
-         SELECT $2, width_ms, start_ms, project_id, api_key_id, model, user_id, input_tokens, \
-         cached_tokens, output_tokens, requests, cost FROM usage_rollup WHERE org_id = $1 \
-         ON CONFLICT (org_id, width_ms, start_ms, project_id, api_key_id, model, user_id) \
+         user_id, endpoint, input_tokens, cached_tokens, output_tokens, requests, cost) \
+         SELECT $2, width_ms, start_ms, project_id, api_key_id, model, user_id, endpoint, \
+         input_tokens, cached_tokens, output_tokens, requests, cost FROM usage_rollup \
+         WHERE org_id = $1 \
+         ON CONFLICT (org_id, width_ms, start_ms, project_id, api_key_id, model, user_id, \
+         endpoint) \
          DO UPDATE SET input_tokens = usage_rollup.input_tokens + excluded.input_tokens, \
          cached_tokens = usage_rollup.cached_tokens + excluded.cached_tokens, \
          output_tokens = usage_rollup.output_tokens + excluded.output_tokens, \

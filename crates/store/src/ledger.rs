@@ -34,6 +34,9 @@ pub struct NewUsage {
     pub model: String,
     /// The backend that served it.
     pub backend: String,
+    /// The endpoint it came through (`/v1/chat/completions`,
+    /// `/v1/responses`, `/v1/messages`, …; `''` when unknown).
+    pub endpoint: String,
     /// Prompt tokens, cached ones included.
     pub prompt_tokens: i64,
     /// Prompt tokens served from cache.
@@ -121,12 +124,12 @@ pub struct Reservation {
 
 const USAGE_COLUMNS: &str = "id, request_id, org_id, project_id, api_key_id, user_id, model, \
     backend, prompt_tokens, cached_tokens, completion_tokens, cost, latency_ms, status, \
-    finish_reason, created_at";
+    finish_reason, created_at, endpoint";
 
 const INSERT_USAGE: &str = "INSERT INTO usage_ledger (request_id, org_id, project_id, \
     api_key_id, user_id, model, backend, prompt_tokens, cached_tokens, completion_tokens, cost, \
-    latency_ms, status, finish_reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-    $10, $11, $12, $13, $14, $15) ON CONFLICT (org_id, request_id) DO NOTHING";
+    latency_ms, status, finish_reason, created_at, endpoint) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+    $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (org_id, request_id) DO NOTHING";
 
 pub(crate) const RESERVATION_COLUMNS: &str =
     "request_id, org_id, project_id, api_key_id, user_id, amount, \
@@ -143,6 +146,7 @@ fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
             user_id: row.try_get("user_id")?,
             model: row.try_get("model")?,
             backend: row.try_get("backend")?,
+            endpoint: row.try_get("endpoint")?,
             prompt_tokens: row.try_get("prompt_tokens")?,
             cached_tokens: row.try_get("cached_tokens")?,
             completion_tokens: row.try_get("completion_tokens")?,
@@ -218,6 +222,7 @@ async fn insert_usage(conn: &mut sqlx::AnyConnection, usage: &NewUsage) -> Resul
         .bind(&usage.status)
         .bind(usage.finish_reason.clone())
         .bind(usage.created_at)
+        .bind(&usage.endpoint)
         .execute(&mut *conn)
         .await?;
     crate::rollup::record(&mut *conn, usage, done.rows_affected() == 1).await?;

@@ -19,9 +19,10 @@ use crate::Result;
 pub(crate) const WIDTHS: [i64; 2] = [3_600_000, 60_000];
 
 const UPSERT_ROLLUP: &str = "INSERT INTO usage_rollup (org_id, width_ms, start_ms, project_id, \
-    api_key_id, model, user_id, input_tokens, cached_tokens, output_tokens, requests, cost) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11) \
-    ON CONFLICT (org_id, width_ms, start_ms, project_id, api_key_id, model, user_id) DO UPDATE SET \
+    api_key_id, model, user_id, endpoint, input_tokens, cached_tokens, output_tokens, requests, \
+    cost) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12) \
+    ON CONFLICT (org_id, width_ms, start_ms, project_id, api_key_id, model, user_id, endpoint) \
+    DO UPDATE SET \
     input_tokens = usage_rollup.input_tokens + excluded.input_tokens, \
     cached_tokens = usage_rollup.cached_tokens + excluded.cached_tokens, \
     output_tokens = usage_rollup.output_tokens + excluded.output_tokens, \
@@ -55,6 +56,7 @@ pub(crate) async fn record(
             .bind(usage.api_key_id.as_deref().unwrap_or(""))
             .bind(&usage.model)
             .bind(usage.user_id.as_deref().unwrap_or(""))
+            .bind(&usage.endpoint)
             .bind(usage.prompt_tokens)
             .bind(usage.cached_tokens)
             .bind(usage.completion_tokens)

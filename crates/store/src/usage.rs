@@ -83,6 +83,8 @@ pub enum GroupBy {
     Model,
     /// `user_id`
     UserId,
+    /// `endpoint` (`/v1/chat/completions`, `/v1/responses`, …)
+    Endpoint,
 }
 
 impl GroupBy {
@@ -93,6 +95,7 @@ impl GroupBy {
             GroupBy::ApiKeyId => "api_key_id",
             GroupBy::Model => "model",
             GroupBy::UserId => "user_id",
+            GroupBy::Endpoint => "endpoint",
         }
     }
 }
@@ -106,6 +109,7 @@ impl std::str::FromStr for GroupBy {
             "api_key_id" => Ok(GroupBy::ApiKeyId),
             "model" => Ok(GroupBy::Model),
             "user_id" => Ok(GroupBy::UserId),
+            "endpoint" => Ok(GroupBy::Endpoint),
             other => Err(StoreError::InvalidRequest(format!(
                 "cannot group by {other:?}"
             ))),
@@ -156,6 +160,8 @@ pub struct UsageResult {
     pub model: Option<String>,
     /// The user, when grouped by user.
     pub user_id: Option<String>,
+    /// The endpoint, when grouped by endpoint.
+    pub endpoint: Option<String>,
     /// Σ prompt tokens.
     pub input_tokens: i64,
     /// Σ cached prompt tokens.
@@ -597,6 +603,7 @@ impl Store {
                     GroupBy::ApiKeyId => result.api_key_id = value,
                     GroupBy::Model => result.model = value,
                     GroupBy::UserId => result.user_id = value,
+                    GroupBy::Endpoint => result.endpoint = value,
                 }
             }
             let bucket: i64 = row.try_get("bucket_start")?;

@@ -126,7 +126,8 @@ fn group(name: &str) -> anyhow::Result<GroupBy> {
         "project" | "project_id" => GroupBy::ProjectId,
         "key" | "api_key" | "api_key_id" => GroupBy::ApiKeyId,
         "user" | "user_id" => GroupBy::UserId,
-        other => bail!("--group-by {other:?}: use model, project, key or user"),
+        "endpoint" => GroupBy::Endpoint,
+        other => bail!("--group-by {other:?}: use model, project, key, user or endpoint"),
     })
 }
 
@@ -217,6 +218,7 @@ fn print_table(page: &UsagePage, group_by: &[GroupBy]) {
                     GroupBy::ApiKeyId => &r.api_key_id,
                     GroupBy::Model => &r.model,
                     GroupBy::UserId => &r.user_id,
+                    GroupBy::Endpoint => &r.endpoint,
                 };
                 row.push(value.clone().unwrap_or_else(|| "-".into()));
             }

@@ -50,10 +50,25 @@ impl<S: Send + Sync> FromRequestParts<S> for Context {
             None => format!("req_{}", service::random_hex()),
         };
         let limits = parts.extensions.get::<Arc<RequestLimits>>().cloned();
+        let endpoint = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map_or_else(|| endpoint_of(parts.uri.path()), |path| endpoint_of(path.as_str()));
         Ok(Context(RequestContext {
             tenant,
             request_id,
             limits,
+            endpoint,
         }))
+    }
+}
+
+/// The endpoint a ledger row names: the route's path, always with `/v1`
+/// (every route is also served without it).
+fn endpoint_of(path: &str) -> String {
+    if path.starts_with("/v1/") {
+        path.to_owned()
+    } else {
+        format!("/v1{path}")
     }
 }

@@ -75,6 +75,7 @@ pub async fn plans_are_assigned_to_members_and_use_is_counted(db: Db) {
 
     for (i, at) in [(0, 1_000), (1, 2_000), (2, 9_000)] {
         s.record_usage(&NewUsage {
+            endpoint: String::new(),
             request_id: format!("u{i}"),
             org_id: org.id.clone(),
             user_id: Some(alice.id.clone()),

@@ -34,6 +34,7 @@ fn reservation(org: &str, project: &str, key: &str, id: &str, amount: i64) -> Ne
 
 fn usage_of(r: &NewReservation, cost: i64) -> NewUsage {
     NewUsage {
+        endpoint: String::new(),
         request_id: r.request_id.clone(),
         org_id: r.org_id.clone(),
         project_id: r.project_id.clone(),

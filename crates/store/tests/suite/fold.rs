@@ -31,6 +31,7 @@ async fn next_millisecond() {
 /// A usage row of `cost` at `at`, with `prompt = cost`, `completion = 2 cost`.
 fn usage(org: &str, id: &str, at: i64, cost: i64) -> NewUsage {
     NewUsage {
+        endpoint: String::new(),
         request_id: id.into(),
         org_id: org.into(),
         model: "m".into(),
@@ -65,6 +66,7 @@ async fn spend(s: &Store, org: &str, project: &str, key: &str, id: &str, cost: i
     let r = reservation(org, project, key, id, cost);
     s.reserve(&r).await.unwrap();
     s.settle(&NewUsage {
+        endpoint: String::new(),
         project_id: Some(project.into()),
         api_key_id: Some(key.into()),
         ..usage(org, id, r.created_at, cost)
@@ -182,6 +184,7 @@ pub async fn a_lone_local_org_is_renamed_to_default_on_open(db: Db) {
     spend(s, &local.id, &project.id, &key.id, "r1", 120).await;
     spend(s, &local.id, &project.id, &key.id, "r2", 30).await;
     s.record_usage(&NewUsage {
+        endpoint: String::new(),
         project_id: Some(chat.id.clone()),
         user_id: Some(alice.id.clone()),
         ..usage(&local.id, "chat-1", now_ms(), 7)
@@ -251,6 +254,7 @@ pub async fn a_lone_local_org_is_renamed_to_default_on_open(db: Db) {
 
     // The open reservation settles into the renamed organisation's budgets.
     s.settle(&NewUsage {
+        endpoint: String::new(),
         project_id: Some(project.id.clone()),
         api_key_id: Some(key.id.clone()),
         ..usage(&default.id, "open", now_ms(), 40)
@@ -315,6 +319,7 @@ pub async fn local_and_default_merge_without_losing_a_row(db: Db) {
     spend(s, &default.id, &pd.id, &kd.id, "shared", 100).await;
     spend(s, &default.id, &pd.id, &kd.id, "d2", 50).await;
     s.record_usage(&NewUsage {
+        endpoint: String::new(),
         user_id: Some(alice.id.clone()),
         ..usage(&default.id, "chat-d", at, 7)
     })
@@ -364,6 +369,7 @@ pub async fn local_and_default_merge_without_losing_a_row(db: Db) {
     spend(s, &local.id, &pl.id, &kl.id, "shared", 200).await;
     spend(s, &local.id, &pl.id, &kl.id, "l2", 30).await;
     s.record_usage(&NewUsage {
+        endpoint: String::new(),
         user_id: Some(alice.id.clone()),
         ..usage(&local.id, "chat-l", at, 11)
     })
@@ -628,6 +634,7 @@ pub async fn local_and_default_merge_without_losing_a_row(db: Db) {
         ("l-open", &pl.id, &kl.id, 1),
     ] {
         s.settle(&NewUsage {
+            endpoint: String::new(),
             project_id: Some(project.clone()),
             api_key_id: Some(key.clone()),
             ..usage(&default.id, id, now_ms(), cost)

@@ -7,6 +7,7 @@ use crate::support::Db;
 
 pub fn usage(org: &str, request_id: &str, created_at: i64) -> NewUsage {
     NewUsage {
+        endpoint: String::new(),
         request_id: request_id.into(),
         org_id: org.into(),
         project_id: Some("proj_1".into()),
@@ -65,6 +66,7 @@ pub async fn ledger_retry_returns_the_existing_row(db: Db) {
     assert!(first.created);
     assert_eq!(first.record.usage, usage("org_a", "req-1", 5_000));
     let retry = NewUsage {
+        endpoint: String::new(),
         cost: 999_999,
         completion_tokens: 1,
         ..usage("org_a", "req-1", 6_000)
@@ -76,6 +78,7 @@ pub async fn ledger_retry_returns_the_existing_row(db: Db) {
     assert_eq!(s.get_usage("org_a", "req-1").await.unwrap(), first.record);
 
     let bad = NewUsage {
+        endpoint: String::new(),
         cached_tokens: 11,
         ..usage("org_a", "req-2", 1)
     };
@@ -84,6 +87,7 @@ pub async fn ledger_retry_returns_the_existing_row(db: Db) {
         ErrorKind::InvalidRequest
     );
     let negative = NewUsage {
+        endpoint: String::new(),
         cost: -1,
         ..usage("org_a", "req-2", 1)
     };
@@ -99,6 +103,7 @@ pub async fn ledger_concurrent_inserts_of_one_request_id_write_one_row(db: Db) {
         let store = db.store.clone();
         tasks.push(tokio::spawn(async move {
             let u = NewUsage {
+                endpoint: String::new(),
                 cost: i,
                 ..usage("org_a", "req-race", 7_000)
             };
@@ -290,6 +295,7 @@ pub async fn request_ids_are_unique_per_org(db: Db) {
     );
     let b = s
         .settle(&NewUsage {
+            endpoint: String::new(),
             cost: 5,
             ..usage("org_b", "req-1", 2_000)
         })

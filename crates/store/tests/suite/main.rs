@@ -94,4 +94,5 @@ suite! {
     stored_completions::stored_completions_are_isolated_by_org_and_project,
     responses::responses_are_stored_updated_and_deleted,
     responses::responses_are_isolated_by_org_and_project,
+    responses::usage_is_grouped_by_endpoint,
 }

@@ -106,3 +106,70 @@ pub async fn responses_are_isolated_by_org_and_project(db: Db) {
         .unwrap();
     assert_eq!(kept.status, "completed");
 }
+
+/// The ledger keeps each row's endpoint, and the usage API groups by it,
+/// from the rollups (hour buckets) and from the ledger (minute buckets of a
+/// short range) alike.
+pub async fn usage_is_grouped_by_endpoint(db: Db) {
+    use store::{BucketWidth, GroupBy, UsageFilter, UsageQuery};
+    const T0: i64 = 1_704_067_200_000;
+    let s = &db.store;
+    let rows = [
+        ("r1", "/v1/chat/completions", 1),
+        ("r2", "/v1/responses", 10),
+        ("r3", "/v1/responses", 100),
+        ("r4", "/v1/messages", 1_000),
+    ];
+    for (id, endpoint, tokens) in rows {
+        let usage = store::NewUsage {
+            endpoint: endpoint.into(),
+            prompt_tokens: tokens,
+            cached_tokens: 0,
+            ..crate::ledger::usage("org_e", id, T0 + tokens)
+        };
+        s.record_usage(&usage).await.unwrap();
+    }
+    let record = s.get_usage("org_e", "r2").await.unwrap();
+    assert_eq!(record.usage.endpoint, "/v1/responses");
+    for width in [BucketWidth::Hour, BucketWidth::Minute] {
+        let page = s
+            .usage(
+                "org_e",
+                &UsageQuery {
+                    start: T0,
+                    end: T0 + 3_600_000,
+                    bucket_width: width,
+                    group_by: vec![GroupBy::Endpoint],
+                    filter: UsageFilter::default(),
+                    limit: Some(60),
+                    page: None,
+                },
+            )
+            .await
+            .unwrap();
+        let mut by_endpoint: Vec<(Option<String>, i64, i64)> = Vec::new();
+        for result in page.buckets.iter().flat_map(|b| &b.results) {
+            match by_endpoint.iter_mut().find(|(e, ..)| *e == result.endpoint) {
+                Some(entry) => {
+                    entry.1 += result.input_tokens;
+                    entry.2 += result.num_model_requests;
+                }
+                None => by_endpoint.push((
+                    result.endpoint.clone(),
+                    result.input_tokens,
+                    result.num_model_requests,
+                )),
+            }
+        }
+        by_endpoint.sort();
+        assert_eq!(
+            by_endpoint,
+            [
+                (Some("/v1/chat/completions".into()), 1, 1),
+                (Some("/v1/messages".into()), 1_000, 1),
+                (Some("/v1/responses".into()), 110, 2),
+            ],
+            "{width:?}"
+        );
+    }
+}

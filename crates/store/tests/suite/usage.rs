@@ -21,6 +21,7 @@ const T0: i64 = 1_704_067_200_000;
 
 fn row(org: &str, id: &str, at: i64, project: &str, model: &str, tokens: i64) -> NewUsage {
     NewUsage {
+        endpoint: String::new(),
         project_id: Some(project.into()),
         api_key_id: Some(format!("key_{project}")),
         user_id: Some("user_1".into()),
@@ -261,6 +262,7 @@ async fn seed_random(db: &Db, rng: &mut StdRng) -> Vec<NewUsage> {
         };
         let prompt = rng.gen_range(0..1_000);
         let record = NewUsage {
+            endpoint: String::new(),
             project_id: projects[rng.gen_range(0..3)].map(String::from),
             api_key_id: keys[rng.gen_range(0..3)].map(String::from),
             user_id: users[rng.gen_range(0..3)].map(String::from),
@@ -282,6 +284,7 @@ async fn seed_random(db: &Db, rng: &mut StdRng) -> Vec<NewUsage> {
         }
         if rng.gen_bool(0.1) {
             let retry = NewUsage {
+                endpoint: String::new(),
                 cost: 1,
                 ..record.clone()
             };
