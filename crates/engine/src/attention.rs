@@ -1,12 +1,14 @@
 //! Causal attention of a batch of rows over the block KV cache.
 //!
-//! Two numerics, chosen per sequence by how many of its rows the pass holds
-//! (following llama.cpp's CPU flash attention, so our logits track the
-//! reference's): short passes and decode steps take a half-precision online
-//! softmax that reproduces llama.cpp's F16 kernel ([`attend_f16`]); long
-//! passes (prefill) take single precision, computed in tiles of queries that
-//! share a KV head ([`tiled`]) so that each key and value row is read once
-//! per tile rather than once per query.
+//! Two numerics, chosen per row by how many rows of its sequence the
+//! reference's batch held ([`kernels::RowOrder::f32_attention`], following
+//! llama.cpp's CPU flash attention, so our logits track the reference's
+//! however the scheduler cuts a prompt into passes): short prompts and
+//! decode steps take a half-precision online softmax that reproduces
+//! llama.cpp's F16 kernel ([`attend_f16`]); rows of long prompt batches take
+//! single precision, computed in tiles of queries that share a KV head
+//! ([`tiled`]) so that each key and value row is read once per tile rather
+//! than once per query.
 
 mod tiled;
 
@@ -38,13 +40,6 @@ impl AttnShape {
         lo..pos + 1
     }
 }
-
-/// A sequence with at least this many rows in one pass takes the
-/// single-precision path; fewer rows take the half-precision one. This is the
-/// query-tile size at which llama.cpp's CPU flash attention switches from its
-/// F16 kernel to its tiled F32 one; following it keeps our logits close to
-/// the reference's for short prompts and decode steps alike.
-const F32_ATTENTION_MIN_ROWS: usize = 64;
 
 /// About this many queries (rows × heads of one KV-head group) share a tile of
 /// the single-precision path: enough to reuse each key and value row many
@@ -95,10 +90,17 @@ fn plan(rows: &[BatchRow], shape: AttnShape) -> (Vec<Job>, Vec<usize>) {
     let tile_rows = QUERIES_PER_TILE.div_ceil(group).max(1);
     let (mut wide, mut narrow, mut order) = (Vec::new(), Vec::new(), Vec::new());
     for seq in seqs {
-        let Some(mut idx) = by_seq.remove(&seq) else {
+        let Some(idx) = by_seq.remove(&seq) else {
             continue;
         };
-        if idx.len() >= F32_ATTENTION_MIN_ROWS {
+        // Rows the reference takes in single precision go in tiles (however
+        // few this pass holds); the others one (row, head) at a time.
+        let (mut idx, single): (Vec<usize>, Vec<usize>) =
+            idx.into_iter().partition(|&i| rows[i].order.f32_attention);
+        for row in single {
+            narrow.extend((0..shape.n_head).map(|head| Job::Narrow { row, head }));
+        }
+        if !idx.is_empty() {
             idx.sort_by_key(|&i| rows[i].pos);
             let base = order.len();
             order.extend_from_slice(&idx);
@@ -110,10 +112,6 @@ fn plan(rows: &[BatchRow], shape: AttnShape) -> (Vec<Job>, Vec<usize>) {
                         kv_head,
                     });
                 }
-            }
-        } else {
-            for row in idx {
-                narrow.extend((0..shape.n_head).map(|head| Job::Narrow { row, head }));
             }
         }
     }

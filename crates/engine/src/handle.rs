@@ -29,6 +29,11 @@ pub struct EngineConfig {
     pub kv_cache_tokens: usize,
     /// Most tokens one forward pass processes (prompt chunking).
     pub step_tokens: usize,
+    /// While sequences are generating, a step may last at most this many
+    /// times a step of their decode rows alone: prompt tokens beyond that
+    /// wait for the next steps (chunked prefill between the streams'
+    /// tokens). 1 or less: no bound (a step takes up to `step_tokens`).
+    pub prefill_stall_ratio: f64,
     /// Requests that may wait for the engine before new ones are refused.
     pub queue_capacity: usize,
     /// Keep computed full KV blocks after a request ends and reuse them for
@@ -45,6 +50,7 @@ impl Default for EngineConfig {
             context_length: 8192,
             kv_cache_tokens: 0,
             step_tokens: 512,
+            prefill_stall_ratio: 1.5,
             queue_capacity: 256,
             prefix_cache: true,
         }
@@ -128,7 +134,8 @@ impl EngineHandle {
             config.step_tokens,
             config.prefix_cache,
             counters.clone(),
-        );
+        )
+        .with_pacing(config.prefill_stall_ratio);
         std::thread::Builder::new()
             .name("parlance-engine".into())
             .spawn(move || sched.run(rx))

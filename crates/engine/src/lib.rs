@@ -16,6 +16,7 @@ pub mod layers;
 pub mod model;
 mod models;
 pub mod ops;
+mod pacing;
 pub mod perplexity;
 mod request;
 mod scheduler;

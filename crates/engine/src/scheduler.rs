@@ -10,6 +10,12 @@
 //! prefills only the rest, and every full block computed is registered for
 //! later sequences as soon as its pass is done.
 //!
+//! While sequences are generating, a step's prompt tokens are bounded by
+//! [`Pacer`]: such a step lasts at most `prefill_stall_ratio` times a
+//! decode-only step, so a long prompt arriving is read in chunks between
+//! the running streams' tokens instead of stalling them (see
+//! [`crate::pacing`]).
+//!
 //! Sequences with a constraint (a grammar) compute their next allowed-token
 //! masks on a second thread while the forward pass runs, so a mask costs
 //! the step nothing unless it takes longer than the pass.
@@ -31,6 +37,7 @@ use tokenizer::Tokenizer;
 use crate::kv::KvCache;
 use crate::layers::BatchRow;
 use crate::model::Model;
+use crate::pacing::Pacer;
 use crate::sequence::Sequence;
 use crate::stats::Counters;
 
@@ -50,6 +57,8 @@ pub(crate) struct Scheduler {
     kv: KvCache,
     /// Most tokens in one forward pass.
     step_tokens: usize,
+    /// Bounds the prompt tokens of steps that carry decode rows.
+    pacer: Pacer,
     waiting: VecDeque<Sequence>,
     running: Vec<Sequence>,
     counters: Arc<Counters>,
@@ -76,11 +85,19 @@ impl Scheduler {
             pool: ThreadPool::new(threads),
             kv,
             step_tokens: step_tokens.max(1),
+            pacer: Pacer::new(0.0),
             waiting: VecDeque::new(),
             running: Vec::new(),
             counters,
             logits: Vec::new(),
         }
+    }
+
+    /// Bounds steps with decode rows at `ratio` times a decode-only step
+    /// ([`crate::pacing`]; 1 or less: no bound, the default).
+    pub fn with_pacing(mut self, ratio: f64) -> Self {
+        self.pacer = Pacer::new(ratio);
+        self
     }
 
     /// Runs until every handle is gone and no work is left.
@@ -187,7 +204,12 @@ impl Scheduler {
     fn reserve_step(&mut self) -> Vec<usize> {
         let mut budget = self.step_tokens;
         let mut take = vec![0usize; self.running.len()];
-        // Decode rows first (one token each), then prompt chunks, oldest first.
+        // Decode rows first (one token each), then prompt chunks, oldest
+        // first, as many prompt tokens as the pacer allows beside the
+        // decode rows.
+        let decoding = self.running.iter().filter(|s| s.pending() == 1).count();
+        let mut prompt_budget = self.pacer.prefill_allowance(decoding).unwrap_or(usize::MAX);
+        let mut held = false;
         let mut order: Vec<usize> = (0..self.running.len()).collect();
         order.sort_by_key(|&i| (self.running[i].pending() > 1, i));
         for i in order {
@@ -195,15 +217,30 @@ impl Scheduler {
                 break;
             }
             let s = &self.running[i];
-            let n = s.pending().min(budget);
+            let prompt = s.pending() > 1;
+            let n = if prompt {
+                held |= s.pending().min(budget) > prompt_budget;
+                s.pending().min(budget).min(prompt_budget)
+            } else {
+                s.pending().min(budget)
+            };
+            if n == 0 {
+                continue;
+            }
             if self.kv.reserve(s.id, s.n_cached + n).is_ok() {
                 take[i] = n;
                 budget -= n;
+                if prompt {
+                    prompt_budget -= n;
+                }
             }
         }
         if take.iter().all(|&n| n == 0) && self.running.len() > 1 {
             self.preempt_newest();
             return self.reserve_step();
+        }
+        if held {
+            self.counters.add_paced_step();
         }
         take
     }
@@ -222,6 +259,14 @@ impl Scheduler {
             return;
         }
         let take = self.reserve_step();
+        // Decode rows (one token of a sequence with one pending) and prompt
+        // rows, for the pacer.
+        let decode_rows = self
+            .running
+            .iter()
+            .zip(&take)
+            .filter(|(s, &n)| n == 1 && s.pending() == 1)
+            .count();
         let mut rows = Vec::new();
         for (s, &n) in self.running.iter().zip(&take) {
             for p in s.n_cached..s.n_cached + n {
@@ -260,6 +305,7 @@ impl Scheduler {
             counters,
             ..
         } = self;
+        let started = Instant::now();
         let forward = if constrained.iter().any(|&c| c) {
             std::thread::scope(|scope| {
                 let masks = scope.spawn(|| {
@@ -286,6 +332,8 @@ impl Scheduler {
             self.logits = logits;
             return;
         }
+        self.pacer
+            .observe(decode_rows, rows.len() - decode_rows, started.elapsed());
         let n_vocab = self.model.config().n_vocab;
         let mut out = logits.chunks_exact_mut(n_vocab);
         let mut finished = Vec::new();

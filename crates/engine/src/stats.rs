@@ -27,6 +27,7 @@ pub(crate) struct Counters {
     itl: AtomicHistogram,
     masks: AtomicU64,
     mask_nanos: AtomicU64,
+    paced_steps: AtomicU64,
 }
 
 /// A point-in-time copy of the engine's counters.
@@ -64,6 +65,10 @@ pub struct EngineStats {
     pub masks: u64,
     /// Time spent computing them, in nanoseconds (beside the forward pass).
     pub mask_nanos: u64,
+    /// Steps whose prompt tokens the pacing held back so the generating
+    /// sequences beside them would not stall (the rest waited for later
+    /// steps).
+    pub paced_steps: u64,
 }
 
 impl EngineStats {
@@ -130,6 +135,10 @@ impl Counters {
         }
     }
 
+    pub fn add_paced_step(&self) {
+        self.paced_steps.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn add_preempted(&self) {
         self.preempted.fetch_add(1, Ordering::Relaxed);
     }
@@ -154,6 +163,7 @@ impl Counters {
             inter_token_latency: self.itl.snapshot(),
             masks: self.masks.load(Ordering::Relaxed),
             mask_nanos: self.mask_nanos.load(Ordering::Relaxed),
+            paced_steps: self.paced_steps.load(Ordering::Relaxed),
         }
     }
 }

@@ -131,7 +131,10 @@ fn main() {
         .unwrap_or(2);
     let pool = ThreadPool::new(threads);
     let isa = Isa::detect();
-    println!("{}, {threads} threads", kernels::Selection::get().describe());
+    println!(
+        "{}, {threads} threads",
+        kernels::Selection::get().describe()
+    );
     let t = time(|| pool.run(threads, &|_| {}));
     println!(
         "pool.run with {threads} empty tasks: {:.2} us",

@@ -45,7 +45,10 @@ pub use level::{Level, Selection, KERNELS_ENV};
 pub use matmul::{
     matmul, matmul_many, matmul_many_ordered, matmul_many_with, matmul_with, QMatrix,
 };
-pub use order::{RowOrder, REFERENCE_BATCH, REFERENCE_CHECKPOINT_TAIL, REFERENCE_UBATCH};
+pub use order::{
+    RowOrder, REFERENCE_BATCH, REFERENCE_CHECKPOINT_TAIL, REFERENCE_F32_ATTENTION_ROWS,
+    REFERENCE_UBATCH,
+};
 pub use pool::{default_threads, ThreadPool};
 
 /// Everything that can go wrong when describing a weight matrix or converting rows.

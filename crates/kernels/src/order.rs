@@ -23,10 +23,19 @@ pub struct RowOrder {
     /// `(sum · d_w) · d_a` with one fused multiply-add instead of eight lanes
     /// summed at the end.
     pub q6k_tiled: bool,
+    /// Attention: the row's batch had at least [`REFERENCE_F32_ATTENTION_ROWS`]
+    /// rows of its sequence, so llama.cpp's CPU flash attention takes its
+    /// tiled single-precision kernel (else its half-precision one). Marking
+    /// it per row keeps a prompt's numerics the same however a scheduler
+    /// cuts the prompt into passes.
+    pub f32_attention: bool,
 }
 
 /// llama.cpp's physical batch (its default `n_ubatch`): what one kernel call sees.
 pub const REFERENCE_UBATCH: usize = 512;
+/// Rows of one sequence in a ubatch from which llama.cpp's CPU flash
+/// attention takes its tiled single-precision kernel.
+pub const REFERENCE_F32_ATTENTION_ROWS: usize = 64;
 /// llama-server's logical batch (its default `n_batch`).
 pub const REFERENCE_BATCH: usize = 2048;
 /// For a model whose cache cannot be rolled back (a sliding window), the
@@ -81,6 +90,7 @@ impl RowOrder {
         RowOrder {
             q4k_in_quad: pos - start < rows / 4 * 4,
             q6k_tiled: rows >= 8,
+            f32_attention: rows >= REFERENCE_F32_ATTENTION_ROWS,
         }
     }
 }
@@ -107,6 +117,9 @@ mod tests {
         // 515 rows: the second ubatch has three rows.
         assert!(at(511, 515).q4k_in_quad);
         assert_eq!(at(512, 515), RowOrder::default());
+        // Attention: single precision from 64 rows of a ubatch on.
+        assert!(at(0, 64).f32_attention && !at(0, 63).f32_attention);
+        assert!(at(511, 570).f32_attention && !at(512, 570).f32_attention);
         // Past the prompt: a decode row.
         assert_eq!(at(10, 10), RowOrder::default());
     }

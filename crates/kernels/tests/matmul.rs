@@ -324,14 +324,17 @@ fn k_quant_row_orders_agree_across_isas() {
         RowOrder {
             q4k_in_quad: true,
             q6k_tiled: false,
+            f32_attention: false,
         },
         RowOrder {
             q4k_in_quad: false,
             q6k_tiled: true,
+            f32_attention: false,
         },
         RowOrder {
             q4k_in_quad: true,
             q6k_tiled: true,
+            f32_attention: false,
         },
     ];
     for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {

@@ -56,7 +56,10 @@ fn setup(case: &Case, rng: &mut Rng) -> (Vec<BatchRow>, Vec<f32>, KvCache) {
                 pos: q.cached + i,
                 token: 0,
                 want_logits: false,
-                order: RowOrder::default(),
+                order: RowOrder {
+                    f32_attention: q.new >= kernels::REFERENCE_F32_ATTENTION_ROWS,
+                    ..RowOrder::default()
+                },
             });
         }
     }
@@ -102,7 +105,7 @@ fn check(case: &Case, seed: u64) {
     let pool = ThreadPool::new(2);
     attention(&rows, &q, &kv, 0, s, &pool, &mut out).unwrap();
     for (r, row) in rows.iter().enumerate() {
-        let wide = rows.iter().filter(|o| o.seq == row.seq).count() >= F32_ATTENTION_MIN_ROWS;
+        let wide = row.order.f32_attention;
         for h in 0..s.n_head {
             let at = r * q_dim + h * s.head_dim;
             let (qh, got) = (&q[at..at + s.head_dim], &out[at..at + s.head_dim]);
@@ -206,7 +209,10 @@ fn plan_covers_every_row_and_head_once() {
             pos,
             token: 0,
             want_logits: false,
-            order: RowOrder::default(),
+            order: RowOrder {
+                f32_attention: true,
+                ..RowOrder::default()
+            },
         });
         if pos < 3 {
             rows.push(BatchRow {

@@ -380,6 +380,7 @@ mod tests {
                 .map(|b| crate::RowOrder {
                     q4k_in_quad: b % 3 != 0,
                     q6k_tiled: b % 2 == 0,
+                    f32_attention: false,
                 })
                 .collect();
             let view = buf.view(cols, &x, &orders);

@@ -1,0 +1,188 @@
+//! Pacing prompt prefill against running streams, so a person watching a
+//! stream never sees it stall while someone else's prompt is read.
+//!
+//! A step that carries decode rows (sequences generating a token) may take
+//! at most `ratio` times as long as a step of those decode rows alone. The
+//! [`Pacer`] learns two costs from the steps it times: how long a
+//! decode-only step takes (for about the current number of decode rows),
+//! and what one more prompt row adds to a step. From them it allows each
+//! step `(ratio - 1) · decode step / cost per prompt row` prompt tokens;
+//! the rest of a prompt waits for the next steps (chunked prefill,
+//! interleaved with decode). A step without decode rows is not bounded:
+//! nobody is waiting on it.
+//!
+//! The pacing moves only where prompts are cut into chunks, never what is
+//! computed: every row keeps its position and its reference summation
+//! order, so the tokens are the same with or without it.
+
+use std::time::Duration;
+
+/// Fewest prompt tokens a step with decode rows takes (when a prompt
+/// waits): progress even when the estimates say a single row is too dear.
+pub(crate) const MIN_PREFILL: usize = 4;
+
+/// Weight of the newest timing in the running averages.
+const ALPHA: f64 = 0.25;
+
+/// A decode-only timing counts for a number of decode rows within this
+/// factor of the one it was measured at (past it, one decode-only step is
+/// timed again before more prompt rows join).
+const DECODE_ROWS_DRIFT: f64 = 1.25;
+
+/// After this many steps a decode-only timing is measured afresh.
+const DECODE_TIMING_STEPS: u32 = 64;
+
+/// The learned step costs and the budget they give.
+#[derive(Debug, Clone)]
+pub(crate) struct Pacer {
+    /// A step with decode rows may last this many times a decode-only
+    /// step; 0 (or anything not above 1): no bound.
+    ratio: f64,
+    /// Seconds of a decode-only step, averaged, and the decode rows it
+    /// was last measured with.
+    decode: Option<(f64, usize)>,
+    /// Steps since `decode` was measured.
+    decode_age: u32,
+    /// Seconds one more prompt row adds to a step, averaged.
+    per_prompt_row: Option<f64>,
+}
+
+impl Pacer {
+    /// A pacer bounding steps with decode rows at `ratio` times a
+    /// decode-only step (`ratio <= 1`: no bound).
+    pub fn new(ratio: f64) -> Pacer {
+        Pacer {
+            ratio,
+            decode: None,
+            decode_age: 0,
+            per_prompt_row: None,
+        }
+    }
+
+    /// Whether steps are bounded at all.
+    fn bounded(&self) -> bool {
+        self.ratio > 1.0
+    }
+
+    /// Most prompt tokens the next step may take beside `decoding` decode
+    /// rows; `None`: no bound (no decode rows, or pacing off). `Some(0)`
+    /// asks for one decode-only step first, to time it.
+    pub fn prefill_allowance(&self, decoding: usize) -> Option<usize> {
+        if decoding == 0 || !self.bounded() {
+            return None;
+        }
+        let Some((decode, rows)) = self.decode else {
+            return Some(0);
+        };
+        let drift = decoding.max(rows) as f64 / decoding.min(rows).max(1) as f64;
+        if drift > DECODE_ROWS_DRIFT || self.decode_age >= DECODE_TIMING_STEPS {
+            return Some(0);
+        }
+        let Some(per_row) = self.per_prompt_row else {
+            return Some(MIN_PREFILL);
+        };
+        let spare = (self.ratio - 1.0) * decode;
+        let allowed = (spare / per_row.max(1e-9)).floor();
+        Some((allowed.min(usize::MAX as f64 / 2.0) as usize).max(MIN_PREFILL))
+    }
+
+    /// Learns from one step that ran `decoding` decode rows and `prompt`
+    /// prompt rows in `elapsed`.
+    pub fn observe(&mut self, decoding: usize, prompt: usize, elapsed: Duration) {
+        let t = elapsed.as_secs_f64();
+        let avg = |old: Option<f64>, new: f64| match old {
+            Some(o) => o + ALPHA * (new - o),
+            None => new,
+        };
+        self.decode_age = self.decode_age.saturating_add(1);
+        match (decoding, prompt) {
+            (0, 0) => {}
+            (d, 0) => {
+                // A decode-only step: restart the average when the number
+                // of decode rows moved past the drift.
+                let old = self.decode.filter(|&(_, rows)| {
+                    d.max(rows) as f64 / d.min(rows).max(1) as f64 <= DECODE_ROWS_DRIFT
+                });
+                self.decode = Some((avg(old.map(|(s, _)| s), t), d));
+                self.decode_age = 0;
+            }
+            (0, p) => {
+                // Prompt rows alone: their cost per row (with the step's
+                // fixed cost spread over them, which errs on the safe side).
+                self.per_prompt_row = Some(avg(self.per_prompt_row, t / p as f64));
+            }
+            (_, p) => {
+                // Beside decode rows: what the prompt rows added.
+                if let Some((decode, _)) = self.decode {
+                    let added = (t - decode).max(0.0) / p as f64;
+                    self.per_prompt_row = Some(avg(self.per_prompt_row, added));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn steps_without_decode_rows_or_with_pacing_off_are_unbounded() {
+        let mut p = Pacer::new(1.5);
+        assert_eq!(p.prefill_allowance(0), None);
+        p.observe(4, 0, ms(20));
+        p.observe(0, 100, ms(100));
+        assert_eq!(p.prefill_allowance(0), None);
+        let mut off = Pacer::new(0.0);
+        off.observe(4, 0, ms(20));
+        assert_eq!(off.prefill_allowance(4), None);
+    }
+
+    #[test]
+    fn a_decode_step_is_timed_before_prompt_rows_join_it() {
+        let mut p = Pacer::new(1.5);
+        p.observe(0, 100, ms(100)); // 1 ms a prompt row
+        assert_eq!(p.prefill_allowance(8), Some(0));
+        p.observe(8, 0, ms(20));
+        // Half a 20 ms decode step at 1 ms a row.
+        assert_eq!(p.prefill_allowance(8), Some(10));
+        // Within the drift the timing holds; past it, time again.
+        assert_eq!(p.prefill_allowance(9), Some(10));
+        assert_eq!(p.prefill_allowance(16), Some(0));
+        assert_eq!(p.prefill_allowance(4), Some(0));
+    }
+
+    #[test]
+    fn mixed_steps_teach_the_marginal_cost_of_a_prompt_row() {
+        let mut p = Pacer::new(1.5);
+        p.observe(8, 0, ms(20));
+        // No prompt cost known yet: the least that makes progress.
+        assert_eq!(p.prefill_allowance(8), Some(MIN_PREFILL));
+        // 4 prompt rows added 2 ms: 0.5 ms a row, so 10 ms buys 20.
+        p.observe(8, 4, ms(22));
+        assert_eq!(p.prefill_allowance(8), Some(20));
+        // Dearer rows shrink the allowance, never below the minimum.
+        for _ in 0..40 {
+            p.observe(8, 20, ms(20 + 200));
+        }
+        assert_eq!(p.prefill_allowance(8), Some(MIN_PREFILL));
+    }
+
+    #[test]
+    fn an_old_decode_timing_is_taken_again() {
+        let mut p = Pacer::new(2.0);
+        p.observe(2, 0, ms(10));
+        p.observe(2, 5, ms(15));
+        assert!(p.prefill_allowance(2).unwrap() > 0);
+        for _ in 0..DECODE_TIMING_STEPS {
+            p.observe(2, 5, ms(15));
+        }
+        assert_eq!(p.prefill_allowance(2), Some(0));
+        p.observe(2, 0, ms(10));
+        assert_eq!(p.prefill_allowance(2), Some(10));
+    }
+}
