@@ -75,7 +75,7 @@ impl Compiler {
         max_grammar_size: usize,
         fuel: u64,
     ) -> Result<Self, GrammarError> {
-        let env = vocab::Vocab::new(tokenizer, n_vocab);
+        let env = vocab::Vocab::env(tokenizer, n_vocab);
         let mut factory =
             ParserFactory::new_simple(&env).map_err(|e| GrammarError::Compile(e.to_string()))?;
         factory.quiet();

@@ -18,7 +18,7 @@ pub struct Vocab {
 impl Vocab {
     /// The trie of `tokenizer`'s vocabulary; `n_vocab` is the model's
     /// logits width (at least the tokenizer's size).
-    pub fn new(tokenizer: Arc<Tokenizer>, n_vocab: usize) -> TokEnv {
+    pub fn env(tokenizer: Arc<Tokenizer>, n_vocab: usize) -> TokEnv {
         let size = n_vocab.max(tokenizer.vocab_size());
         let words: Vec<Vec<u8>> = (0..size as u32)
             .map(|id| {
