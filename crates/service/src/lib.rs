@@ -24,8 +24,6 @@
 //!   chaining, background runs.
 //! - Anthropic's Messages API ([`anthropic`]): a request run as the chat
 //!   request it means, its answer written as Anthropic's message or events.
-//! - Stored chat completions ([`stored_completions`]): keeping a `store:
-//!   true` answer, and listing, reading, updating and deleting them.
 //! - The one error table ([`error`]): every conversion from a crate's
 //!   error into the API error a client sees.
 //!
@@ -41,11 +39,11 @@ pub mod error;
 pub mod generation;
 pub mod instances;
 pub mod invites;
+pub mod ledger_writer;
 pub mod limits;
 pub mod manage;
 pub mod members;
 pub mod metering;
-mod models;
 mod models;
 pub mod notify;
 pub mod plans;
@@ -53,7 +51,6 @@ pub mod projects;
 mod requests;
 pub mod responses;
 pub mod routing;
-pub mod stored_completions;
 pub mod stored_completions;
 mod tenant;
 

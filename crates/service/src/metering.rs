@@ -34,7 +34,10 @@
 //!
 //! Every write the meter spawns (settlements, releases, progress records)
 //! runs on the meter's task tracker, so a shutdown can wait until each has
-//! written ([`Meter::flush`]). A request routed to a remote backend is
+//! written ([`Meter::flush`]). The writes themselves — reservations too —
+//! go through the meter's one ledger writer, which commits whatever is
+//! waiting in one transaction (group commit: [`crate::ledger_writer`]);
+//! each is answered only after its batch committed. A request routed to a remote backend is
 //! settled for the backend and model that served it, at that model's
 //! prices, with the upstream's reported tokens ([`Charge::served_by`]).
 //!
@@ -48,10 +51,14 @@ use std::time::{Duration, Instant};
 
 use api::{ApiError, FinishReason};
 use billing::{ModelPrices, PriceTable, Timestamp, Usage};
-use store::{NewReservation, NewUsage, Progress, Reservation, SoftLimitReached, Store, StoreError};
+use store::{
+    LedgerWrite, LedgerWritten, NewReservation, NewUsage, Progress, Reservation, SoftLimitReached,
+    Store, StoreError,
+};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
+use crate::ledger_writer::LedgerWriter;
 use crate::limits::{RequestLimits, TokenCharge};
 use crate::{Error, Result, Tenant};
 
@@ -75,6 +82,8 @@ pub struct Meter {
     tasks: TaskTracker,
     /// The instance whose lease owns the reservations made here.
     owner: Option<Arc<str>>,
+    /// The one task that commits this meter's writes in batches.
+    writer: LedgerWriter,
 }
 
 /// How a generation ended.
@@ -123,6 +132,7 @@ impl Meter {
     /// A meter writing to `store` at the prices of `prices`.
     pub fn new(store: Store, prices: PriceTable) -> Self {
         Meter {
+            writer: LedgerWriter::new(store.clone()),
             store,
             prices: Arc::new(prices),
             webhook: None,
@@ -275,7 +285,7 @@ impl Meter {
             backend: Some(LOCAL_BACKEND.to_owned()),
             owner: self.owner.as_deref().map(str::to_owned),
         };
-        match self.store.reserve(&reservation).await {
+        match self.writer.write(LedgerWrite::Reserve(reservation)).await {
             Ok(_) => Ok((prices, started_at)),
             Err(StoreError::Conflict(_)) => Err(ApiError::invalid_body(format!(
                 "A request with id {} is already in progress.",
@@ -392,7 +402,7 @@ impl Charge {
             completion_tokens: to_i64(tokens),
             cost: self.cost(),
         };
-        let store = self.meter.store.clone();
+        let writer = self.meter.writer.clone();
         let (org_id, request_id) = (self.tenant.org_id.clone(), self.request_id.clone());
         let served =
             std::mem::take(&mut self.relabel).then(|| (self.model.clone(), self.backend.clone()));
@@ -401,20 +411,14 @@ impl Charge {
         };
         self.meter.tasks.spawn_on(
             async move {
-                let written = match served {
-                    Some((model, backend)) => {
-                        store
-                            .record_progress_served(
-                                &org_id,
-                                &request_id,
-                                progress,
-                                &model,
-                                &backend,
-                            )
-                            .await
-                    }
-                    None => store.record_progress(&org_id, &request_id, progress).await,
-                };
+                let written = writer
+                    .write(LedgerWrite::Progress {
+                        org_id,
+                        request_id: request_id.clone(),
+                        progress,
+                        served,
+                    })
+                    .await;
                 if let Err(err) = written {
                     tracing::warn!(%request_id, error = %err, "cannot record progress");
                 }
@@ -454,7 +458,8 @@ impl Charge {
             match row {
                 Some(row) => write(&meter, row).await,
                 None => {
-                    if let Err(err) = meter.store.release(&org_id, &request_id).await {
+                    let release = LedgerWrite::Release(org_id, request_id.clone());
+                    if let Err(err) = meter.writer.write(release).await {
                         tracing::error!(%request_id, error = %err,
                             "cannot release; the reservation is left for recovery");
                     }
@@ -526,16 +531,17 @@ fn to_i64(tokens: u64) -> i64 {
 }
 
 async fn write(meter: &Meter, usage: NewUsage) {
-    match meter.store.settle_reporting(&usage).await {
-        Ok((recorded, _)) if !recorded.created => tracing::info!(
+    match meter.writer.write(LedgerWrite::Settle(usage.clone())).await {
+        Ok(LedgerWritten::Settled(recorded, _)) if !recorded.created => tracing::info!(
             request_id = %usage.request_id,
             "request id already in the ledger; no second row written"
         ),
-        Ok((_, reached)) => {
+        Ok(LedgerWritten::Settled(_, reached)) => {
             for notice in reached {
                 crate::notify::soft_limit_reached(meter.webhook.as_deref(), &notice).await;
             }
         }
+        Ok(_) => {}
         Err(err) => tracing::error!(
             request_id = %usage.request_id,
             error = %err,

@@ -241,7 +241,7 @@ async fn insert_usage(conn: &mut sqlx::AnyConnection, usage: &NewUsage) -> Resul
 }
 
 /// Deletes the reservation, if any, and gives its hold back to its budgets.
-async fn release_in(
+pub(crate) async fn release_in(
     conn: &mut sqlx::AnyConnection,
     org_id: &str,
     request_id: &str,
@@ -263,6 +263,130 @@ async fn release_in(
     let holds: String = row.try_get("budget_scopes")?;
     crate::budget::release_holds(conn, &holds, amount).await?;
     Ok(true)
+}
+
+/// The reservation's writes (see [`Store::reserve`]) on `conn`, inside
+/// the caller's transaction.
+pub(crate) async fn reserve_in(
+    conn: &mut sqlx::AnyConnection,
+    reservation: &NewReservation,
+) -> Result<()> {
+    if reservation.amount < 0 {
+        return Err(StoreError::InvalidRequest("negative reservation".into()));
+    }
+    // The insert comes first so SQLite takes its write lock at once.
+    let sql = format!(
+        "INSERT INTO reservations ({RESERVATION_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, 0, 0)"
+    );
+    sqlx::query(&sql)
+        .bind(&reservation.request_id)
+        .bind(&reservation.org_id)
+        .bind(reservation.project_id.clone())
+        .bind(reservation.api_key_id.clone())
+        .bind(reservation.user_id.clone())
+        .bind(reservation.amount)
+        .bind(reservation.created_at)
+        .bind(reservation.model.clone())
+        .bind(reservation.backend.clone())
+        .bind(reservation.owner.clone())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| conflict_on_unique(e, "request id already reserved"))?;
+    let holds = crate::budget::hold(
+        &mut *conn,
+        &reservation.org_id,
+        reservation.project_id.as_deref(),
+        reservation.api_key_id.as_deref(),
+        reservation.amount,
+        reservation.created_at,
+    )
+    .await?;
+    if !holds.is_empty() {
+        sqlx::query(
+            "UPDATE reservations SET budget_scopes = $3, period = $4 \
+                 WHERE org_id = $1 AND request_id = $2",
+        )
+        .bind(&reservation.org_id)
+        .bind(&reservation.request_id)
+        .bind(&holds)
+        .bind(crate::budget::month_of(reservation.created_at))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The settlement's writes (see [`Store::settle_reporting`]) on `conn`,
+/// inside the caller's transaction.
+pub(crate) async fn settle_in(
+    conn: &mut sqlx::AnyConnection,
+    usage: &NewUsage,
+) -> Result<(Recorded, Vec<SoftLimitReached>)> {
+    check_usage(usage)?;
+    // The insert comes first so SQLite takes its write lock at once.
+    let recorded = insert_usage(&mut *conn, usage).await?;
+    release_in(&mut *conn, &usage.org_id, &usage.request_id).await?;
+    let reached = if recorded.created {
+        crate::budget::spend(
+            &mut *conn,
+            &usage.org_id,
+            usage.project_id.as_deref(),
+            usage.api_key_id.as_deref(),
+            usage.cost,
+            usage.created_at,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
+    Ok((recorded, reached))
+}
+
+/// A progress record (see [`Store::record_progress`]) on `conn`, naming
+/// the serving model and backend when `served` is given.
+pub(crate) async fn progress_in(
+    conn: &mut sqlx::AnyConnection,
+    org_id: &str,
+    request_id: &str,
+    progress: Progress,
+    served: Option<(&str, &str)>,
+) -> Result<bool> {
+    let done = match served {
+        None => {
+            sqlx::query(
+                "UPDATE reservations SET prompt_tokens = $3, cached_tokens = $4, \
+                 completion_tokens = $5, cost = $6 WHERE org_id = $1 AND request_id = $2 \
+                 AND completion_tokens <= $5",
+            )
+            .bind(org_id)
+            .bind(request_id)
+            .bind(progress.prompt_tokens)
+            .bind(progress.cached_tokens)
+            .bind(progress.completion_tokens)
+            .bind(progress.cost)
+            .execute(&mut *conn)
+            .await?
+        }
+        Some((model, backend)) => {
+            sqlx::query(
+                "UPDATE reservations SET prompt_tokens = $3, cached_tokens = $4, \
+                 completion_tokens = $5, cost = $6, model = $7, backend = $8 \
+                 WHERE org_id = $1 AND request_id = $2 AND completion_tokens <= $5",
+            )
+            .bind(org_id)
+            .bind(request_id)
+            .bind(progress.prompt_tokens)
+            .bind(progress.cached_tokens)
+            .bind(progress.completion_tokens)
+            .bind(progress.cost)
+            .bind(model)
+            .bind(backend)
+            .execute(&mut *conn)
+            .await?
+        }
+    };
+    Ok(done.rows_affected() > 0)
 }
 
 impl Store {
@@ -329,46 +453,7 @@ impl Store {
             return Err(StoreError::InvalidRequest("negative reservation".into()));
         }
         let mut tx = self.pool().begin().await?;
-        // The insert comes first so SQLite takes its write lock at once.
-        let sql = format!(
-            "INSERT INTO reservations ({RESERVATION_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, 0, 0)"
-        );
-        sqlx::query(&sql)
-            .bind(&reservation.request_id)
-            .bind(&reservation.org_id)
-            .bind(reservation.project_id.clone())
-            .bind(reservation.api_key_id.clone())
-            .bind(reservation.user_id.clone())
-            .bind(reservation.amount)
-            .bind(reservation.created_at)
-            .bind(reservation.model.clone())
-            .bind(reservation.backend.clone())
-            .bind(reservation.owner.clone())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict_on_unique(e, "request id already reserved"))?;
-        let holds = crate::budget::hold(
-            &mut tx,
-            &reservation.org_id,
-            reservation.project_id.as_deref(),
-            reservation.api_key_id.as_deref(),
-            reservation.amount,
-            reservation.created_at,
-        )
-        .await?;
-        if !holds.is_empty() {
-            sqlx::query(
-                "UPDATE reservations SET budget_scopes = $3, period = $4 \
-                 WHERE org_id = $1 AND request_id = $2",
-            )
-            .bind(&reservation.org_id)
-            .bind(&reservation.request_id)
-            .bind(&holds)
-            .bind(crate::budget::month_of(reservation.created_at))
-            .execute(&mut *tx)
-            .await?;
-        }
+        reserve_in(&mut tx, reservation).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -445,26 +530,10 @@ impl Store {
         &self,
         usage: &NewUsage,
     ) -> Result<(Recorded, Vec<SoftLimitReached>)> {
-        check_usage(usage)?;
         let mut tx = self.pool().begin().await?;
-        // The insert comes first so SQLite takes its write lock at once.
-        let recorded = insert_usage(&mut tx, usage).await?;
-        release_in(&mut tx, &usage.org_id, &usage.request_id).await?;
-        let reached = if recorded.created {
-            crate::budget::spend(
-                &mut tx,
-                &usage.org_id,
-                usage.project_id.as_deref(),
-                usage.api_key_id.as_deref(),
-                usage.cost,
-                usage.created_at,
-            )
-            .await?
-        } else {
-            Vec::new()
-        };
+        let settled = settle_in(&mut tx, usage).await?;
         tx.commit().await?;
-        Ok((recorded, reached))
+        Ok(settled)
     }
 
     /// Drops a reservation without a ledger row (the request was refused

@@ -26,6 +26,7 @@
 //! against concurrent reservations, see `budget`).
 
 mod audit;
+mod batch;
 mod budget;
 mod conversations;
 mod defaults;
@@ -52,6 +53,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEntry, NewAuditEntry};
+pub use batch::{LedgerWrite, LedgerWritten};
 pub use budget::{month_of, Budget, BudgetKind, BudgetScope, BudgetStatus, SoftLimitReached};
 pub use conversations::{
     Conversation, ConversationUpdate, Message, NewConversation, NewMessage, MAX_CONVERSATIONS_PAGE,

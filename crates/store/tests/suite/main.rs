@@ -2,6 +2,7 @@
 //! `PARLANCE_TEST_POSTGRES_URL` is set, against a fresh PostgreSQL database.
 
 mod accounts;
+mod batch;
 mod budgets;
 mod conversations;
 mod fold;
@@ -39,6 +40,9 @@ macro_rules! suite {
 }
 
 suite! {
+    batch::batched_settlements_bill_each_request_once_under_concurrency,
+    batch::a_failed_write_in_a_batch_rolls_back_alone,
+    batch::a_settlement_lost_before_its_batch_committed_is_recovered_by_the_sweep,
     incidents::incidents_open_once_close_and_give_downtime,
     instances::only_an_expired_or_missing_owner_orphans_a_reservation,
     tenancy::migrations_are_idempotent,

@@ -1,0 +1,116 @@
+//! Group commit for the metering writes: many reservations, settlements,
+//! releases and progress records in one transaction.
+//!
+//! A metered request makes two or three writes (its reservation, maybe a
+//! progress record, its settlement). One transaction each means one commit
+//! each and, on SQLite, every writer queuing on the database's one write
+//! lock (and sleeping in its busy handler). [`Store::write_batch`] runs a
+//! batch of them in one transaction, each under its own savepoint: a write
+//! that fails (a budget that cannot hold a reservation, a request id
+//! already reserved) rolls back alone and reports its own error; the rest
+//! commit together. Nothing is acknowledged before the commit, so the
+//! guarantees of one write per transaction hold: a reservation a caller
+//! was told about is durable; a settlement lost to a crash before its
+//! batch committed leaves its reservation, which the lease sweep settles
+//! `interrupted` at its last progress record; the ledger is keyed by
+//! organisation and request id, so a settlement written twice (a retried
+//! batch) writes one row.
+
+use sqlx::Acquire;
+
+use crate::ledger::{release_in, reserve_in, settle_in};
+use crate::{NewReservation, NewUsage, Progress, Recorded, Result, SoftLimitReached, Store};
+
+/// One metering write.
+#[derive(Debug, Clone)]
+pub enum LedgerWrite {
+    /// [`Store::reserve`].
+    Reserve(NewReservation),
+    /// [`Store::settle_reporting`].
+    Settle(NewUsage),
+    /// [`Store::release`]: the organisation and request id.
+    Release(String, String),
+    /// [`Store::record_progress`] (with the serving model and backend when
+    /// given: [`Store::record_progress_served`]).
+    Progress {
+        /// The organisation.
+        org_id: String,
+        /// The request.
+        request_id: String,
+        /// What it produced so far.
+        progress: Progress,
+        /// The model and backend now serving it, when they changed.
+        served: Option<(String, String)>,
+    },
+}
+
+/// What one write of a batch came to.
+#[derive(Debug)]
+pub enum LedgerWritten {
+    /// A reservation was taken.
+    Reserved,
+    /// A settlement: the row, and the soft limits it reached.
+    Settled(Recorded, Vec<SoftLimitReached>),
+    /// A release: whether a reservation was there.
+    Released(bool),
+    /// A progress record: whether it was written.
+    Progressed(bool),
+}
+
+async fn apply(conn: &mut sqlx::AnyConnection, write: &LedgerWrite) -> Result<LedgerWritten> {
+    match write {
+        LedgerWrite::Reserve(reservation) => {
+            reserve_in(conn, reservation).await?;
+            Ok(LedgerWritten::Reserved)
+        }
+        LedgerWrite::Settle(usage) => {
+            let (recorded, reached) = settle_in(conn, usage).await?;
+            Ok(LedgerWritten::Settled(recorded, reached))
+        }
+        LedgerWrite::Release(org_id, request_id) => Ok(LedgerWritten::Released(
+            release_in(conn, org_id, request_id).await?,
+        )),
+        LedgerWrite::Progress {
+            org_id,
+            request_id,
+            progress,
+            served,
+        } => {
+            let done = crate::ledger::progress_in(
+                conn,
+                org_id,
+                request_id,
+                *progress,
+                served.as_ref().map(|(m, b)| (m.as_str(), b.as_str())),
+            )
+            .await?;
+            Ok(LedgerWritten::Progressed(done))
+        }
+    }
+}
+
+impl Store {
+    /// Runs `writes` in one transaction, each under its own savepoint, in
+    /// order; answers each one's outcome once the transaction committed.
+    /// An error of the whole (the begin or the commit failed) is the outer
+    /// `Err`: then nothing of the batch was written.
+    pub async fn write_batch(&self, writes: &[LedgerWrite]) -> Result<Vec<Result<LedgerWritten>>> {
+        let mut tx = self.pool().begin().await?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            let mut savepoint = tx.begin().await?;
+            match apply(&mut savepoint, write).await {
+                Ok(written) => {
+                    savepoint.commit().await?;
+                    outcomes.push(Ok(written));
+                }
+                Err(err) => {
+                    savepoint.rollback().await?;
+                    outcomes.push(Err(err));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}

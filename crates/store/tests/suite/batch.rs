@@ -1,0 +1,260 @@
+//! Group commit (`Store::write_batch`): many metering writes in one
+//! transaction keep every guarantee of one write per transaction — each
+//! request is billed once however its settlements are batched and raced,
+//! a failed write rolls back alone, and a settlement lost before its batch
+//! committed leaves the reservation for the sweep to settle `interrupted`.
+
+use sqlx::Executor;
+use store::{
+    BudgetKind, BudgetScope, ErrorKind, LedgerWrite, LedgerWritten, NewReservation, NewUsage,
+    Progress,
+};
+
+use crate::support::Db;
+
+fn reservation(org: &str, project: &str, request_id: &str, amount: i64) -> NewReservation {
+    NewReservation {
+        request_id: request_id.into(),
+        org_id: org.into(),
+        project_id: Some(project.into()),
+        amount,
+        created_at: store::now_ms(),
+        model: Some("m".into()),
+        backend: Some("local".into()),
+        owner: Some("inst_dead".into()),
+        ..NewReservation::default()
+    }
+}
+
+fn usage(org: &str, project: &str, request_id: &str, cost: i64) -> NewUsage {
+    NewUsage {
+        request_id: request_id.into(),
+        org_id: org.into(),
+        project_id: Some(project.into()),
+        model: "m".into(),
+        backend: "local".into(),
+        prompt_tokens: 3,
+        completion_tokens: 5,
+        cost,
+        status: "ok".into(),
+        created_at: store::now_ms(),
+        ..NewUsage::default()
+    }
+}
+
+pub async fn batched_settlements_bill_each_request_once_under_concurrency(db: Db) {
+    let store = &db.store;
+    let (org, project) = db.org_with_project("acme").await;
+    store
+        .set_budget(
+            &org.id,
+            BudgetScope::Project,
+            &project.id,
+            BudgetKind::Monthly,
+            Some(1_000_000),
+            None,
+        )
+        .await
+        .unwrap();
+    const N: i64 = 120;
+    // Reservations in batches of 10, from 4 tasks at once.
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let (store, org, project) = (store.clone(), org.id.clone(), project.id.clone());
+        tasks.push(tokio::spawn(async move {
+            for chunk in (0..N).filter(|i| i % 4 == t).collect::<Vec<_>>().chunks(10) {
+                let writes: Vec<LedgerWrite> = chunk
+                    .iter()
+                    .map(|i| {
+                        LedgerWrite::Reserve(reservation(&org, &project, &format!("r{i}"), 100))
+                    })
+                    .collect();
+                for outcome in store.write_batch(&writes).await.unwrap() {
+                    assert!(
+                        matches!(outcome, Ok(LedgerWritten::Reserved)),
+                        "{outcome:?}"
+                    );
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut settlers = Vec::new();
+    // Every request settled three times: twice in one batch, once more in
+    // another batch racing it, from 3 tasks at once.
+    for t in 0..3 {
+        let (store, org, project) = (store.clone(), org.id.clone(), project.id.clone());
+        settlers.push(tokio::spawn(async move {
+            let mut created = 0;
+            for chunk in (0..N).collect::<Vec<_>>().chunks(15) {
+                let mut writes = Vec::new();
+                for i in chunk {
+                    let settle =
+                        LedgerWrite::Settle(usage(&org, &project, &format!("r{i}"), i + 1));
+                    writes.push(settle.clone());
+                    if t == 0 {
+                        writes.push(settle);
+                    }
+                }
+                for outcome in store.write_batch(&writes).await.unwrap() {
+                    match outcome {
+                        Ok(LedgerWritten::Settled(recorded, _)) => {
+                            created += i64::from(recorded.created)
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+            created
+        }));
+    }
+    let mut created = 0;
+    for task in settlers {
+        created += task.await.unwrap();
+    }
+    assert_eq!(created, N, "each request's row was created once");
+    let rows = store
+        .list_usage(&org.id, 0, i64::MAX, None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), N as usize);
+    assert!(store.list_reservations(&org.id).await.unwrap().is_empty());
+    let status = store
+        .budget_status(&org.id, BudgetScope::Project, &project.id)
+        .await
+        .unwrap();
+    assert_eq!(status.reserved, 0, "every hold given back once");
+    assert_eq!(status.spent, (1..=N).sum::<i64>(), "every cost spent once");
+}
+
+pub async fn a_failed_write_in_a_batch_rolls_back_alone(db: Db) {
+    let store = &db.store;
+    let (org, project) = db.org_with_project("acme").await;
+    store
+        .set_budget(
+            &org.id,
+            BudgetScope::Project,
+            &project.id,
+            BudgetKind::Monthly,
+            Some(150),
+            None,
+        )
+        .await
+        .unwrap();
+    let (o, p) = (org.id.as_str(), project.id.as_str());
+    let outcomes = store
+        .write_batch(&[
+            LedgerWrite::Reserve(reservation(o, p, "a", 100)),
+            LedgerWrite::Reserve(reservation(o, p, "a", 10)),
+            LedgerWrite::Reserve(reservation(o, p, "too-big", 100)),
+            LedgerWrite::Reserve(reservation(o, p, "b", 50)),
+            LedgerWrite::Settle(usage(o, p, "a", 30)),
+            LedgerWrite::Release(o.into(), "b".into()),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(outcomes[0], Ok(LedgerWritten::Reserved)));
+    assert_eq!(
+        outcomes[1].as_ref().unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+    assert_eq!(
+        outcomes[2].as_ref().unwrap_err().kind(),
+        ErrorKind::QuotaExceeded
+    );
+    assert!(matches!(outcomes[3], Ok(LedgerWritten::Reserved)));
+    assert!(matches!(&outcomes[4], Ok(LedgerWritten::Settled(r, _)) if r.created));
+    assert!(matches!(outcomes[5], Ok(LedgerWritten::Released(true))));
+    let rows = store.list_usage(o, 0, i64::MAX, None, 100).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].usage.cost, 30);
+    assert!(store.list_reservations(o).await.unwrap().is_empty());
+    let status = store
+        .budget_status(o, BudgetScope::Project, p)
+        .await
+        .unwrap();
+    assert_eq!((status.spent, status.reserved), (30, 0));
+}
+
+pub async fn a_settlement_lost_before_its_batch_committed_is_recovered_by_the_sweep(db: Db) {
+    let store = &db.store;
+    let (org, project) = db.org_with_project("acme").await;
+    let (o, p) = (org.id.as_str(), project.id.as_str());
+    let progress = Progress {
+        prompt_tokens: 3,
+        cached_tokens: 0,
+        completion_tokens: 2,
+        cost: 7,
+    };
+    let outcomes = store
+        .write_batch(&[
+            LedgerWrite::Reserve(reservation(o, p, "lost", 100)),
+            LedgerWrite::Progress {
+                org_id: o.into(),
+                request_id: "lost".into(),
+                progress,
+                served: None,
+            },
+        ])
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    // The process dies with the settlement's batch written but not
+    // committed: the database discards it.
+    {
+        let mut raw = db.raw().await;
+        raw.execute("BEGIN").await.unwrap();
+        raw.execute(
+            format!(
+                "INSERT INTO usage_ledger (request_id, org_id, model, backend, prompt_tokens, \
+                 cached_tokens, completion_tokens, cost, latency_ms, status, created_at) \
+                 VALUES ('lost', '{o}', 'm', 'local', 3, 0, 5, 9, 1, 'ok', 1000)"
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+        raw.execute(format!("DELETE FROM reservations WHERE org_id = '{o}'").as_str())
+            .await
+            .unwrap();
+        drop(raw);
+    }
+    assert_eq!(
+        store
+            .list_usage(o, 0, i64::MAX, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    // The dead instance never registered a lease: its reservation is
+    // orphaned, and the sweep settles it `interrupted` at its progress.
+    let orphaned = store.orphaned_reservations(i64::MAX / 2).await.unwrap();
+    let [lost] = orphaned.as_slice() else {
+        panic!("{orphaned:?}")
+    };
+    assert_eq!(lost.progress, progress);
+    let interrupted = NewUsage {
+        prompt_tokens: lost.progress.prompt_tokens,
+        completion_tokens: lost.progress.completion_tokens,
+        cost: lost.progress.cost,
+        status: "interrupted".into(),
+        ..usage(o, p, "lost", 0)
+    };
+    for _ in 0..2 {
+        let outcome = store
+            .write_batch(&[LedgerWrite::Settle(interrupted.clone())])
+            .await
+            .unwrap();
+        assert!(outcome[0].is_ok());
+    }
+    let rows = store.list_usage(o, 0, i64::MAX, None, 10).await.unwrap();
+    assert_eq!(rows.len(), 1, "billed once");
+    assert_eq!(
+        (rows[0].usage.status.as_str(), rows[0].usage.cost),
+        ("interrupted", 7)
+    );
+    assert!(store.list_reservations(o).await.unwrap().is_empty());
+}
