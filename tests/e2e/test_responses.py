@@ -162,8 +162,10 @@ def test_chaining_carries_the_conversation_and_bills_it(loose_client, model, ser
         max_output_tokens=MAX,
     )
     assert second.previous_response_id == first.id
-    # The chained prompt holds the first turn's input and output.
+    # The chained prompt holds the first turn's input and output, and the
+    # engine's prefix cache serves the part it already saw.
     assert second.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
+    assert second.usage.input_tokens_details.cached_tokens > 0
     # Only this turn's input is listed.
     items = loose_client.responses.input_items.list(second.id)
     assert [i.content[0].text for i in items.data] == ["What is my name?"]
