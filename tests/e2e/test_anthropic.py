@@ -11,6 +11,7 @@ import sqlite3
 import urllib.request
 
 import anthropic
+import openai
 import pytest
 
 REQUEST_TIMEOUT_S = 60.0
@@ -195,3 +196,20 @@ def test_x_api_key_is_the_key(keyed_server, model):
     request = urllib.request.Request(f"{srv.root}/v1/models", headers={"x-api-key": keys["acme"]})
     with urllib.request.urlopen(request) as response:
         assert response.status == 200
+
+
+def test_rate_limits_apply_and_answer_in_anthropics_shape(serve_with, model):
+    srv = serve_with("--rpm", "2", "--tpm", "100000")
+    claude = anthropic.Anthropic(base_url=srv.root, api_key="sk-test", max_retries=0)
+    responses = openai.OpenAI(base_url=f"{srv.root}/v1", api_key="sk-test", max_retries=0)
+    claude.messages.create(model=model, max_tokens=16, messages=[{"role": "user", "content": "Hi."}])
+    responses.responses.create(model=model, input="Hi.", max_output_tokens=16)
+    with pytest.raises(anthropic.RateLimitError) as err:
+        claude.messages.create(
+            model=model, max_tokens=16, messages=[{"role": "user", "content": "Hi."}]
+        )
+    assert err.value.body["type"] == "error"
+    assert err.value.body["error"]["type"] == "rate_limit_error"
+    assert err.value.response.headers.get("retry-after")
+    with pytest.raises(openai.RateLimitError):
+        responses.responses.create(model=model, input="Hi.", max_output_tokens=16)
