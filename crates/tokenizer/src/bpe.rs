@@ -142,6 +142,12 @@ impl Bpe {
         for (a, b) in self.pre.split(text) {
             word.clear();
             self.bytes.encode_into(&text.as_bytes()[a..b], &mut word);
+            if self.pre.ignores_merges() {
+                if let Some(id) = vocab.id(&word) {
+                    out.push(id);
+                    continue;
+                }
+            }
             session.run(self, vocab, &word, out);
         }
     }

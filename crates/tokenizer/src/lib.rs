@@ -67,6 +67,11 @@ impl Tokenizer {
         };
         let clean_spaces = pre.is_some_and(|(_, clean)| clean);
         let mut vocab = Vocab::load(f, kind, clean_spaces)?;
+        if pre.is_some_and(|(p, _)| p.adds_bos_by_default())
+            && f.get_bool("tokenizer.ggml.add_bos_token").is_none()
+        {
+            vocab.add_bos = true;
+        }
         let bpe = match pre {
             Some((pre, _)) => {
                 let merges = f

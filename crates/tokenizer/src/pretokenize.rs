@@ -2,8 +2,9 @@
 //! inside. Reproduces llama.cpp's splitting for the GPT-2 regex
 //! `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
 //! (llama.cpp runs a hand-written matcher for it, which this mirrors, not a
-//! regex engine) and, for the `smollm` family, the `\p{N}` split before it that
-//! puts every digit in a word of its own.
+//! regex engine), for the `smollm` family the `\p{N}` split before it that
+//! puts every digit in a word of its own, and llama.cpp's Llama 3 and Qwen 2
+//! matchers (`llama-bpe`, `qwen2` and the names that share them).
 
 use crate::error::TokenizerError;
 use crate::unicode::{category, is_whitespace, Category};
@@ -16,6 +17,12 @@ pub(crate) enum PreTokenizer {
     /// Each `\p{N}` code point isolated first, then the GPT-2 regex
     /// (SmolLM, StarCoder, Command-R and others).
     DigitsThenGpt2,
+    /// Llama 3's regex: case-insensitive contractions,
+    /// `[^\r\n\p{L}\p{N}]?\p{L}+`, numbers in runs of at most three digits,
+    /// ` ?[^\s\p{L}\p{N}]+[\r\n]*`, `\s*[\r\n]+`, `\s+(?!\S)`, `\s+`.
+    Llama3,
+    /// Qwen 2's regex: Llama 3's with every digit a word of its own.
+    Qwen2,
 }
 
 impl PreTokenizer {
@@ -32,6 +39,10 @@ impl PreTokenizer {
             | "jina-v2-de" | "a.x-4.0" | "mellum" | "modern-bert" | "mpt" | "olmo" | "jais"
             | "exaone4" => (Gpt2, true),
             "trillion" | "granite-docling" => (Gpt2, false),
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" | "smollm3" => {
+                (Llama3, false)
+            }
+            "qwen2" | "deepseek-r1-qwen" => (Qwen2, false),
             other => return Err(TokenizerError::UnsupportedPreTokenizer(other.to_string())),
         };
         Ok(found)
@@ -62,8 +73,22 @@ impl PreTokenizer {
                 }
                 gpt2_split(&chars, lo, chars.len(), &mut push);
             }
+            PreTokenizer::Llama3 => llama3_split(&chars, 3, &mut push),
+            PreTokenizer::Qwen2 => llama3_split(&chars, 1, &mut push),
         }
         words
+    }
+
+    /// Whether a word that is itself a vocabulary token is taken whole,
+    /// before any merge (llama.cpp's `ignore_merges`, set for Llama 3).
+    pub(crate) fn ignores_merges(self) -> bool {
+        self == PreTokenizer::Llama3
+    }
+
+    /// Whether the vocabulary adds BOS when its GGUF does not say
+    /// (llama.cpp's default for Llama 3's pre-tokenizer).
+    pub(crate) fn adds_bos_by_default(self) -> bool {
+        self == PreTokenizer::Llama3
     }
 }
 
@@ -142,6 +167,117 @@ fn gpt2_split(chars: &[(usize, char)], lo: usize, hi: usize, push: &mut impl FnM
     }
 }
 
+/// Splits `chars` as llama.cpp's hand-written Llama 3 matcher does, with
+/// numbers in runs of at most `max_digits` (3 for Llama 3, 1 for Qwen 2),
+/// calling `push(a, b)` for each word `chars[a..b]`.
+fn llama3_split(chars: &[(usize, char)], max_digits: usize, push: &mut impl FnMut(usize, usize)) {
+    let end = chars.len();
+    let ch = |p: usize| (p < end).then(|| chars[p].1);
+    let class = |p: usize| ch(p).map_or(Class::Outside, class_of);
+    let lower = |p: usize| ch(p).map(|c| c.to_ascii_lowercase());
+    let is_crlf = |c: Option<char>| matches!(c, Some('\r' | '\n'));
+    let mut prev = 0;
+    let mut add = |to: usize, push: &mut dyn FnMut(usize, usize)| {
+        if prev < to {
+            push(prev, to);
+        }
+        prev = to;
+    };
+    let mut pos = 0;
+    while pos < end {
+        let c = chars[pos].1;
+        let cls = class(pos);
+        // (?i:'s|'t|'re|'ve|'m|'ll|'d)
+        if c == '\'' && pos + 1 < end {
+            let n1 = lower(pos + 1);
+            if matches!(n1, Some('s' | 't' | 'm' | 'd')) {
+                pos += 2;
+                add(pos, push);
+                continue;
+            }
+            if pos + 2 < end {
+                let n2 = lower(pos + 2);
+                if matches!(
+                    (n1, n2),
+                    (Some('r'), Some('e')) | (Some('v'), Some('e')) | (Some('l'), Some('l'))
+                ) {
+                    pos += 3;
+                    add(pos, push);
+                    continue;
+                }
+            }
+        }
+        // [^\r\n\p{L}\p{N}]?\p{L}+
+        if !(c == '\r' || c == '\n' || cls == Class::Number)
+            && (cls == Class::Letter || class(pos + 1) == Class::Letter)
+        {
+            pos += 1;
+            while class(pos) == Class::Letter {
+                pos += 1;
+            }
+            add(pos, push);
+            continue;
+        }
+        // \p{N}{1,max_digits}
+        if cls == Class::Number {
+            let mut ini = pos;
+            while class(pos) == Class::Number {
+                pos += 1;
+                if pos - ini >= max_digits {
+                    add(pos, push);
+                    ini = pos;
+                }
+            }
+            add(pos, push);
+            continue;
+        }
+        // <space>?[^\s\p{L}\p{N}]+[\r\n]*
+        let other = |k: Class| k == Class::Other;
+        let mut k2 = if c == ' ' { class(pos + 1) } else { cls };
+        if other(k2) {
+            pos += usize::from(c == ' ');
+            while other(k2) {
+                pos += 1;
+                k2 = class(pos);
+            }
+            while is_crlf(ch(pos)) {
+                pos += 1;
+            }
+            add(pos, push);
+            continue;
+        }
+        let mut n_ws = 0;
+        let mut last_crlf_end = 0;
+        while class(pos + n_ws) == Class::Space {
+            if is_crlf(ch(pos + n_ws)) {
+                last_crlf_end = pos + n_ws + 1;
+            }
+            n_ws += 1;
+        }
+        // \s*[\r\n]+
+        if last_crlf_end > 0 {
+            pos = last_crlf_end;
+            add(pos, push);
+            continue;
+        }
+        // \s+(?!\S)
+        if n_ws > 1 && ch(pos + n_ws).is_some() {
+            pos += n_ws - 1;
+            add(pos, push);
+            continue;
+        }
+        // \s+
+        if n_ws > 0 {
+            pos += n_ws;
+            add(pos, push);
+            continue;
+        }
+        // No match: the code point alone.
+        pos += 1;
+        add(pos, push);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +296,17 @@ mod tests {
             w,
             vec!["Hello", " world", "'s", " ", " fine", "!!", " 42", "x", "\n\n ", " y"]
         );
+    }
+
+    #[test]
+    fn llama3_and_qwen2_words() {
+        let w = words(PreTokenizer::Llama3, "Hello WORLD'S  12345 x\n\n  y!!\n");
+        assert_eq!(
+            w,
+            vec!["Hello", " WORLD", "'S", " ", " ", "123", "45", " x", "\n\n", " ", " y", "!!\n"]
+        );
+        let w = words(PreTokenizer::Qwen2, "a 123");
+        assert_eq!(w, vec!["a", " ", "1", "2", "3"]);
     }
 
     #[test]

@@ -164,8 +164,8 @@ fn loading_errors_are_typed() {
         TokenizerError::UnsupportedModel("bert".into())
     );
     assert_eq!(
-        bpe("llama-bpe").expect_err("unsupported pre"),
-        TokenizerError::UnsupportedPreTokenizer("llama-bpe".into())
+        bpe("deepseek-llm").expect_err("unsupported pre"),
+        TokenizerError::UnsupportedPreTokenizer("deepseek-llm".into())
     );
     let no_merges = gguf(&[
         ("tokenizer.ggml.model", V::Str("gpt2")),
