@@ -194,3 +194,32 @@ def test_organisations_see_only_their_own_and_aliases_need_an_admin(serve_with, 
     with pytest.raises(openai.NotFoundError):
         as_admin.models.retrieve("e2e-alias")
     assert served in [m.id for m in as_mine.models.list()]
+
+
+def test_a_routed_stream_is_stored_too(serve_with, tmp_path):
+    # A model with two backends is routed through the gateway (not the
+    # direct engine path): its stream is relayed, and kept from its chunks.
+    served = Path(_model()).stem
+    backend = f'[[gateway.models.backends]]\nkind = "local"\nmodel = "{served}"\n'
+    config = tmp_path / "parlance.toml"
+    config.write_text(f'[[gateway.models]]\nname = "routed-e2e"\n\n{backend}\n{backend}')
+    srv = serve_with("--config", str(config))
+    client = openai.OpenAI(base_url=f"{srv.root}/v1", api_key="sk-test", max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model="routed-e2e",
+            messages=[{"role": "user", "content": "Say hi."}],
+            max_tokens=4,
+            stream=True,
+            store=True,
+            metadata={"path": "routed"},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    stored = client.chat.completions.retrieve(chunks[0].id)
+    assert stored.model == "routed-e2e"
+    assert stored.choices[0].message.content == text
+    assert stored.choices[0].finish_reason in ("stop", "length")
+    assert stored.metadata == {"path": "routed"}
+    messages = client.chat.completions.messages.list(chunks[0].id)
+    assert [m.content for m in messages.data] == ["Say hi."]

@@ -19,6 +19,7 @@ use futures_util::stream::{self, StreamExt};
 use gateway::{GatewayError, GatewayStream};
 use service::generation::{Answer, AnswerEvent, AnswerFormat};
 use service::metering::billed;
+use service::stored_completions::ChunkKeeper;
 use service::{Charge, Outcome};
 
 /// A local answer's frames: the format's openings, each event's chunks,
@@ -102,6 +103,8 @@ pub fn sse_response<F: AnswerFormat>(answer: Answer, mut format: F) -> Response 
 struct Relay {
     stream: GatewayStream,
     charge: Option<Charge>,
+    /// Stores the answer before `[DONE]` (`store: true`).
+    keeper: Option<ChunkKeeper>,
     finished: bool,
     first_reason: Option<FinishReason>,
 }
@@ -113,6 +116,9 @@ impl Relay {
         }
         match self.stream.next().await {
             Some(Ok(chunk)) => {
+                if let Some(keeper) = self.keeper.as_mut() {
+                    keeper.observe(&chunk);
+                }
                 if let Some(reason) = chunk.choices.iter().find_map(|c| c.finish_reason) {
                     self.first_reason.get_or_insert(reason);
                 }
@@ -136,6 +142,9 @@ impl Relay {
                 self.finished = true;
                 let usage = self.stream.usage();
                 self.settle(Outcome::Finished(self.first_reason), &usage);
+                if let Some(keeper) = self.keeper.take() {
+                    keeper.finish(usage).await;
+                }
                 Some(api::sse_done().to_owned())
             }
         }
@@ -149,11 +158,17 @@ impl Relay {
 }
 
 /// The `text/event-stream` response relaying a committed gateway stream,
-/// settling `charge` (if metered) when it ends, fails or is dropped.
-pub fn gateway_sse_response(stream: GatewayStream, charge: Option<Charge>) -> Response {
+/// settling `charge` (if metered) when it ends, fails or is dropped, and
+/// storing the answer with `keeper` (if `store: true`) before `[DONE]`.
+pub fn gateway_sse_response(
+    stream: GatewayStream,
+    charge: Option<Charge>,
+    keeper: Option<ChunkKeeper>,
+) -> Response {
     let relay = Relay {
         stream,
         charge,
+        keeper,
         finished: false,
         first_reason: None,
     };

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{ApiError, ChatCompletion, ChatCompletionRequest, InvalidCode};
+use api::{ChatCompletion, ChatCompletionRequest};
 use gateway::{GatewayConfig, GatewayReply, GatewayStream, RouteOptions};
 use tokio::sync::watch;
 
@@ -30,7 +30,7 @@ use crate::generation::{submit_all, Answer, DefaultMaxTokens, Settings};
 use crate::limits::{RateLimiting, RequestLimits};
 use crate::metering::{billed, Charge, Meter, Outcome, Planned};
 use crate::routing::{Resolved, Routing, ServedModel};
-use crate::stored_completions::Keeper;
+use crate::stored_completions::{ChunkKeeper, Keeper};
 use crate::{Result, Tenant};
 
 /// Completion tokens per choice reserved for a routed request that sets no
@@ -90,8 +90,9 @@ pub struct LocalRequest<'a> {
 pub enum ChatStart {
     /// On the local engine: the answer and its chunk format.
     Local(Answer, ChatChunks),
-    /// Routed, streaming: the gateway's stream and the charge it settles.
-    Routed(GatewayStream, Option<Charge>),
+    /// Routed, streaming: the gateway's stream, the charge it settles, and
+    /// the keeper of a `store: true` answer.
+    Routed(GatewayStream, Option<Charge>, Option<ChunkKeeper>),
     /// Routed, whole: the answer (already settled).
     RoutedWhole(ChatCompletion),
 }
@@ -373,8 +374,8 @@ impl Service {
         Ok(ChatStart::Local(answer, format))
     }
 
-    /// A chat request the gateway routes; `keeper` stores a whole answer
-    /// (`store: true`).
+    /// A chat request the gateway routes; `keeper` stores the answer
+    /// (`store: true`): a whole one here, a stream through its relay.
     #[allow(clippy::too_many_arguments)]
     async fn routed(
         &self,
@@ -386,18 +387,6 @@ impl Service {
         timeout: Duration,
         keeper: Option<Keeper>,
     ) -> Result<ChatStart> {
-        if keeper.is_some() && request.is_stream() {
-            return Err(ApiError::invalid(
-                "store",
-                InvalidCode::InvalidValue,
-                format!(
-                    "Storing a streamed answer of `{model}`, which is routed through the \
-                     gateway, is not supported; set `stream` to false to store it, or leave \
-                     `store` unset."
-                ),
-            )
-            .into());
-        }
         let prompt_estimate = gateway::estimate_prompt_tokens(&request);
         let per_choice = request
             .max_output_tokens()
@@ -439,7 +428,11 @@ impl Service {
                 if let Some(charge) = charge.as_mut() {
                     charge.served_by(&served.model, &served.backend).await;
                 }
-                Ok(ChatStart::Routed(stream, charge))
+                Ok(ChatStart::Routed(
+                    stream,
+                    charge,
+                    keeper.map(Keeper::chunks),
+                ))
             }
             GatewayReply::Whole(answer, served) => {
                 if let Some(mut charge) = charge {

@@ -8,8 +8,9 @@
 //!   the request's messages (each with the id `{completion id}-{index}`),
 //!   the model and the `metadata` under the tenant's organisation and
 //!   project once the answer is complete — a whole answer before it is
-//!   returned, a stream before its last chunks and `[DONE]`. A failed
-//!   answer is not stored.
+//!   returned, a stream before its last chunks and `[DONE]` (a routed
+//!   stream's chunks are gathered by a [`ChunkKeeper`]: its text and
+//!   finish reasons). A failed answer is not stored.
 //! - [`get`], [`list`], [`update`], [`delete`], [`messages`]: the stored
 //!   objects of the caller's project only; another organisation's or
 //!   project's id reads as unknown (404), and an `after` that names no
@@ -22,8 +23,9 @@ use std::collections::BTreeMap;
 
 use api::stored::{ListOrder, Paging, StoredCompletionsQuery, StoredMessagesQuery};
 use api::{
-    ApiError, ChatCompletion, ChatCompletionDeleted, ChatCompletionRequest, ChatCompletionUpdate,
-    InvalidCode, ListPage,
+    ApiError, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionDeleted,
+    ChatCompletionMessage, ChatCompletionRequest, ChatCompletionUpdate, FinishReason, InvalidCode,
+    ListPage, Usage,
 };
 use serde_json::{json, Value};
 use store::{NewStoredChatCompletion, Store, StoreError, StoredChatCompletion};
@@ -131,6 +133,68 @@ impl Keeper {
             .create_stored_chat_completion(&self.org_id, &self.project_id, &new)
             .await?;
         Ok(())
+    }
+}
+
+/// A routed stream's chunks gathered for its [`Keeper`]: each choice's text
+/// and finish reason, stored as the whole `chat.completion` they make when
+/// the stream has ended ([`ChunkKeeper::finish`]).
+#[derive(Debug)]
+pub struct ChunkKeeper {
+    keeper: Keeper,
+    head: Option<(String, u64, String)>,
+    choices: Vec<(String, Option<FinishReason>)>,
+}
+
+impl Keeper {
+    /// Gathers a routed stream's chunks for this keeper.
+    pub fn chunks(self) -> ChunkKeeper {
+        ChunkKeeper {
+            keeper: self,
+            head: None,
+            choices: Vec::new(),
+        }
+    }
+}
+
+impl ChunkKeeper {
+    /// Takes in one chunk of the stream.
+    pub fn observe(&mut self, chunk: &ChatCompletionChunk) {
+        self.head
+            .get_or_insert_with(|| (chunk.id.clone(), chunk.created, chunk.model.clone()));
+        for choice in &chunk.choices {
+            let index = choice.index as usize;
+            if self.choices.len() <= index {
+                self.choices.resize_with(index + 1, Default::default);
+            }
+            let (text, reason) = &mut self.choices[index];
+            if let Some(content) = &choice.delta.content {
+                text.push_str(content);
+            }
+            if choice.finish_reason.is_some() {
+                *reason = choice.finish_reason;
+            }
+        }
+    }
+
+    /// Stores the answer the chunks made, with `usage` (the stream's).
+    pub async fn finish(self, usage: Usage) {
+        let Some((id, created, model)) = self.head else {
+            return;
+        };
+        let choices = self
+            .choices
+            .into_iter()
+            .enumerate()
+            .map(|(index, (text, reason))| ChatChoice {
+                index: index as u32,
+                message: ChatCompletionMessage::assistant(text),
+                logprobs: None,
+                finish_reason: reason.unwrap_or(FinishReason::Stop),
+            })
+            .collect();
+        let completion = ChatCompletion::new(id, created, model, choices, usage);
+        self.keeper.keep(&completion).await;
     }
 }
 

@@ -41,7 +41,9 @@ pub async fn create_chat_completion(
             let whole = answer.collect_within(timeout).await?;
             Ok(Json(format.finish(whole).await).into_response())
         }
-        ChatStart::Routed(stream, charge) => Ok(gateway_sse_response(stream, charge)),
+        ChatStart::Routed(stream, charge, keeper) => {
+            Ok(gateway_sse_response(stream, charge, keeper))
+        }
         ChatStart::RoutedWhole(answer) => Ok(Json(answer).into_response()),
     }
 }
