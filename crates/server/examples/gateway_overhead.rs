@@ -18,6 +18,8 @@
 //! ```text
 //! cargo run --release -p server --example gateway_overhead -- [SECS] [RATE,RATE…] [PATH,…]
 //! ```
+//! The metered ledger is a SQLite file in a temp dir, or the database
+//! `PARLANCE_BENCH_DATABASE_URL` names (e.g. an empty PostgreSQL database).
 //! Defaults: 10 s per run at 500 and 2,000 requests/s, every path
 //! (`metered`, `unmetered`; `direct` always runs, as the baseline). Results are in
 //! `docs/PERFORMANCE.md` ("Gateway overhead").
@@ -97,7 +99,7 @@ fn start_mock() -> SocketAddr {
 
 /// Starts Parlance in front of `upstream` on its own thread and runtime
 /// (two workers); metered into a SQLite ledger in `dir` when given.
-fn start_parlance(upstream: SocketAddr, ledger: Option<std::path::PathBuf>) -> SocketAddr {
+fn start_parlance(upstream: SocketAddr, ledger: Option<String>) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -121,8 +123,7 @@ fn start_parlance(upstream: SocketAddr, ledger: Option<std::path::PathBuf>) -> S
             let mut state = AppState::new(Vec::new())
                 .with_gateway(&gw)
                 .expect("a usable gateway config");
-            if let Some(path) = ledger {
-                let url = format!("sqlite://{}?mode=rwc", path.display());
+            if let Some(url) = ledger {
                 let store = Store::connect(&url).await.expect("store");
                 let org = store.create_org("local").await.expect("org");
                 let project = store
@@ -297,7 +298,19 @@ fn main() {
         .map(|s| s.split(',').map(str::to_owned).collect());
     let dir = tempfile::tempdir().expect("a temp dir");
     let mock = start_mock();
-    let metered = start_parlance(mock, Some(dir.path().join("ledger.db")));
+    // The metered ledger: `PARLANCE_BENCH_DATABASE_URL` (e.g. an empty
+    // PostgreSQL database), else a SQLite file in a temp dir.
+    let ledger = std::env::var("PARLANCE_BENCH_DATABASE_URL").unwrap_or_else(|_| {
+        format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("ledger.db").display()
+        )
+    });
+    println!(
+        "metered ledger: {}",
+        ledger.split('@').next_back().unwrap_or(&ledger)
+    );
+    let metered = start_parlance(mock, Some(ledger));
     let unmetered = start_parlance(mock, None);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -5,10 +5,10 @@
 //! progress record, its settlement). One transaction each means one commit
 //! each and, on SQLite, every writer queuing on the database's one write
 //! lock (and sleeping in its busy handler). [`Store::write_batch`] runs a
-//! batch of them in one transaction, each under its own savepoint: a write
-//! that fails (a budget that cannot hold a reservation, a request id
-//! already reserved) rolls back alone and reports its own error; the rest
-//! commit together. Nothing is acknowledged before the commit, so the
+//! batch of them in one transaction: a write that fails (a budget that
+//! cannot hold a reservation, a request id already reserved) rolls back
+//! alone — the batch is run again with each write under its own savepoint —
+//! and reports its own error; the rest commit together. Nothing is acknowledged before the commit, so the
 //! guarantees of one write per transaction hold: a reservation a caller
 //! was told about is durable; a settlement lost to a crash before its
 //! batch committed leaves its reservation, which the lease sweep settles
@@ -90,11 +90,35 @@ async fn apply(conn: &mut sqlx::AnyConnection, write: &LedgerWrite) -> Result<Le
 }
 
 impl Store {
-    /// Runs `writes` in one transaction, each under its own savepoint, in
-    /// order; answers each one's outcome once the transaction committed.
-    /// An error of the whole (the begin or the commit failed) is the outer
-    /// `Err`: then nothing of the batch was written.
+    /// Runs `writes` in one transaction, in order, and answers each one's
+    /// outcome once the transaction committed. The batch first runs
+    /// without savepoints (the common case: every write succeeds); if any
+    /// write fails, that attempt is rolled back whole and the batch runs
+    /// again with each write under its own savepoint, so that a failed
+    /// write rolls back alone. An error of the whole (the begin or the
+    /// commit failed) is the outer `Err`: then nothing of the batch was
+    /// written.
     pub async fn write_batch(&self, writes: &[LedgerWrite]) -> Result<Vec<Result<LedgerWritten>>> {
+        let mut tx = self.pool().begin().await?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            match apply(&mut tx, write).await {
+                Ok(written) => outcomes.push(Ok(written)),
+                Err(_) => {
+                    tx.rollback().await?;
+                    return self.write_batch_isolated(writes).await;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// [`Store::write_batch`] with each write under its own savepoint.
+    async fn write_batch_isolated(
+        &self,
+        writes: &[LedgerWrite],
+    ) -> Result<Vec<Result<LedgerWritten>>> {
         let mut tx = self.pool().begin().await?;
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {
