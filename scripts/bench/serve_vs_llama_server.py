@@ -17,7 +17,10 @@ scripts/reference/install_llama_cpp.sh):
     LLAMA_CPP_BIN=$(scripts/reference/install_llama_cpp.sh) \
     cargo build --release -p parlance && \
     python3 scripts/bench/serve_vs_llama_server.py --model smollm2-135m-instruct \
-        [--threads 2] [--concurrency 1,4,16,64] [--max-tokens 64]
+        [--threads 2] [--concurrency 1,4,16,64] [--max-tokens 64] [--json-schema]
+
+With --json-schema every request carries the same `response_format`
+json_schema (constrained decoding on both servers).
 
 The Parlance kernel level that ran is printed with the table; set
 PARLANCE_KERNELS=avx2 (or avx-vnni, avx512, scalar) to cap it, e.g. to
@@ -43,6 +46,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# --json-schema: every request asks for this structured output (an array of
+# at least 64 small objects, so that each stream runs to max_tokens).
+JSON_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {"name": "people", "strict": True, "schema": {
+        "type": "array", "minItems": 64,
+        "items": {"type": "object", "additionalProperties": False, "required": ["name", "age"],
+                  "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer"}}},
+    }},
+}
+RESPONSE_FORMAT = None
 TOPICS = [
     "a lighthouse keeper", "a clockmaker", "a desert caravan", "a lost robot", "a river town",
     "a chess prodigy", "a mountain rescue", "a night train", "a beekeeper", "an old library",
@@ -88,6 +102,8 @@ def stream_one(port: int, model: str, prompt: str, max_tokens: int, out: dict,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    if RESPONSE_FORMAT:
+        body["response_format"] = RESPONSE_FORMAT
     if endpoint == "chat":
         body["messages"] = [{"role": "user", "content": prompt}]
         path = "/v1/chat/completions"
@@ -205,7 +221,11 @@ def main() -> None:
     ap.add_argument("--parlance", default=str(ROOT / "target/release/parlance"))
     ap.add_argument("--endpoint", choices=["chat", "completions"], default="chat",
                     help="completions for base models without a chat template (gemma3-270m)")
+    ap.add_argument("--json-schema", action="store_true",
+                    help="constrained decoding: every request asks for the same json_schema")
     args = ap.parse_args()
+    global RESPONSE_FORMAT
+    RESPONSE_FORMAT = JSON_SCHEMA if args.json_schema else None
     bin_dir = os.environ.get("LLAMA_CPP_BIN")
     if not bin_dir or not Path(bin_dir, "llama-server").exists():
         sys.exit("set LLAMA_CPP_BIN to the reference build (scripts/reference/install_llama_cpp.sh)")
