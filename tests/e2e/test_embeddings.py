@@ -144,3 +144,42 @@ def test_an_unknown_model_is_a_404(emb_client):
     with pytest.raises(openai.NotFoundError) as err:
         emb_client.embeddings.create(model="no-such-embedder", input="x")
     assert err.value.body["param"] == "model"
+
+
+# --- POST /v1/moderations (the local classifier on the same embedding model)
+
+CATEGORIES = {
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
+    "illicit/violent", "self-harm", "self-harm/instructions", "self-harm/intent", "sexual",
+    "sexual/minors", "violence", "violence/graphic",
+}
+
+
+def test_moderation_shape_and_verdicts(emb_client):
+    r = emb_client.moderations.create(
+        input=["I'm going to end my life tonight.", "How do I kill a stuck process on Linux?"])
+    assert r.id.startswith("modr-") and r.model == "omni-moderation-latest"
+    assert len(r.results) == 2
+    for result in r.results:
+        scores = result.category_scores.model_dump(by_alias=True)
+        assert set(scores) == CATEGORIES
+        assert all(0.0 <= s <= 1.0 for s in scores.values())
+        applied = result.category_applied_input_types.model_dump(by_alias=True)
+        assert set(applied) == CATEGORIES and all(v == ["text"] for v in applied.values())
+    assert r.results[0].flagged and r.results[0].categories.self_harm_intent
+    assert not r.results[1].flagged
+
+
+def test_moderation_text_parts_and_models(emb_client):
+    r = emb_client.moderations.create(
+        model="text-moderation-latest",
+        input=[{"type": "text", "text": "Have a lovely day!"}],
+    )
+    assert r.model == "text-moderation-latest" and len(r.results) == 1
+    assert not r.results[0].flagged
+
+
+def test_moderation_bad_input(emb_client):
+    with pytest.raises(openai.BadRequestError) as err:
+        emb_client.moderations.create(input=[])
+    assert err.value.body["param"] == "input"

@@ -36,6 +36,7 @@ mod completion;
 mod embeddings;
 mod error;
 mod models;
+mod moderations;
 mod parse;
 mod responses;
 mod responses_object;
@@ -76,6 +77,10 @@ pub use error::{
     INTERNAL_ERROR_MESSAGE,
 };
 pub use models::{Model, ModelDeleted, ModelList};
+pub use moderations::{
+    Moderation, ModerationInput, ModerationRequest, ModerationResult, MAX_MODERATION_INPUTS,
+    MODERATION_CATEGORIES, MODERATION_MODELS,
+};
 pub use parse::{from_json_error, parse_json, parse_request, Field, RequestBody};
 pub use responses::{
     check_call_ids, content_text, CreateResponseRequest, ResponseInput, ResponseTool,

@@ -72,10 +72,14 @@ const TEST_FILES: [&str; 4] = [
     "tests/api_resources/test_models.py",
 ];
 
-/// openai-python's embeddings tests, run with the files above against
-/// all-MiniLM-L6-v2 on our own encoder, served under the model name they
-/// send (`text-embedding-3-small`, an embedding alias).
-const EMBEDDING_TEST_FILES: [&str; 1] = ["tests/api_resources/test_embeddings.py"];
+/// openai-python's embeddings and moderations tests, run with the files
+/// above against all-MiniLM-L6-v2 on our own encoder, served under the
+/// model name they send (`text-embedding-3-small`, an embedding alias);
+/// moderation runs the local classifier on the same model.
+const EMBEDDING_TEST_FILES: [&str; 2] = [
+    "tests/api_resources/test_embeddings.py",
+    "tests/api_resources/test_moderations.py",
+];
 
 /// The model names the generated tests send, served as aliases of the test
 /// model: chat and `models.retrieve` use `gpt-6-astra`, completions

@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
     routes.extend(routes::organization::routes());
     routes.extend(routes::responses::routes());
     routes.extend(routes::embeddings::routes());
+    routes.extend(routes::moderations::routes());
     let mut app = Router::new();
     for (path, route) in routes {
         app = app

@@ -23,12 +23,22 @@ use crate::{RequestContext, Result, Service};
 pub struct Embedders {
     models: BTreeMap<String, EncoderHandle>,
     aliases: BTreeMap<String, String>,
+    /// The first model added (moderation's classifier runs on it).
+    first: Option<EncoderHandle>,
+    /// The moderation classifier, built on first use.
+    pub(crate) moderator: Arc<crate::moderation::Moderator>,
 }
 
 impl Embedders {
     /// Serves `handle` as `name`; a name given twice keeps its first model.
     pub fn add(&mut self, name: impl Into<String>, handle: EncoderHandle) {
+        self.first.get_or_insert_with(|| handle.clone());
         self.models.entry(name.into()).or_insert(handle);
+    }
+
+    /// The first model added.
+    pub fn first(&self) -> Option<&EncoderHandle> {
+        self.first.as_ref()
     }
 
     /// Answers to `alias` with model `model` (which must be added).

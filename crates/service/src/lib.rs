@@ -44,6 +44,7 @@ pub mod limits;
 pub mod manage;
 pub mod members;
 pub mod metering;
+pub mod moderation;
 mod models;
 pub mod notify;
 pub mod plans;

@@ -9,6 +9,7 @@ pub mod completions;
 pub mod embeddings;
 pub mod metrics;
 pub mod models;
+pub mod moderations;
 pub mod organization;
 pub mod responses;
 pub mod status;
