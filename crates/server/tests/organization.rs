@@ -465,7 +465,7 @@ async fn usage_buckets_group_and_page() {
             "input_tokens": 100, "output_tokens": 20, "input_cached_tokens": 0,
             "input_audio_tokens": 0, "output_audio_tokens": 0, "num_model_requests": 1,
             "project_id": w.a.project, "user_id": null, "api_key_id": null,
-            "model": "m1", "batch": null,
+            "model": "m1", "endpoint": null, "batch": null,
         })
     );
     assert_eq!(day0[1]["model"], "m2");
