@@ -19,7 +19,7 @@ use std::time::Duration;
 
 /// Fewest prompt tokens a step with decode rows takes (when a prompt
 /// waits): progress even when the estimates say a single row is too dear.
-pub(crate) const MIN_PREFILL: usize = 4;
+pub(crate) const MIN_PREFILL: usize = 16;
 
 /// Weight of the newest timing in the running averages.
 const ALPHA: f64 = 0.25;
@@ -43,8 +43,11 @@ pub(crate) struct Pacer {
     decode: Option<(f64, usize)>,
     /// Steps since `decode` was measured.
     decode_age: u32,
-    /// Seconds one more prompt row adds to a step, averaged.
-    per_prompt_row: Option<f64>,
+    /// Seconds the prompt rows added to a step, and how many rows they
+    /// were, both averaged: their ratio is the cost of a prompt row (a
+    /// ratio of averages, so the noise of steps with few prompt rows
+    /// weighs by their rows, not as much as a full step's).
+    prompt: Option<(f64, f64)>,
 }
 
 impl Pacer {
@@ -55,7 +58,7 @@ impl Pacer {
             ratio,
             decode: None,
             decode_age: 0,
-            per_prompt_row: None,
+            prompt: None,
         }
     }
 
@@ -78,11 +81,13 @@ impl Pacer {
         if drift > DECODE_ROWS_DRIFT || self.decode_age >= DECODE_TIMING_STEPS {
             return Some(0);
         }
-        let Some(per_row) = self.per_prompt_row else {
+        let Some((added, rows)) = self.prompt else {
             return Some(MIN_PREFILL);
         };
+        let per_row = added / rows.max(1e-9);
         let spare = (self.ratio - 1.0) * decode;
-        let allowed = (spare / per_row.max(1e-9)).floor();
+        // (The epsilon keeps a whole number of rows whole in floats.)
+        let allowed = (spare / per_row.max(1e-9) + 1e-6).floor();
         Some((allowed.min(usize::MAX as f64 / 2.0) as usize).max(MIN_PREFILL))
     }
 
@@ -107,18 +112,29 @@ impl Pacer {
                 self.decode_age = 0;
             }
             (0, p) => {
-                // Prompt rows alone: their cost per row (with the step's
-                // fixed cost spread over them, which errs on the safe side).
-                self.per_prompt_row = Some(avg(self.per_prompt_row, t / p as f64));
+                // Prompt rows alone: the whole step (its fixed cost spread
+                // over them errs on the safe side).
+                self.add_prompt(t, p);
             }
             (_, p) => {
-                // Beside decode rows: what the prompt rows added.
+                // Beside decode rows: what the prompt rows added (a noisy
+                // step may say less than nothing; the averages absorb it).
                 if let Some((decode, _)) = self.decode {
-                    let added = (t - decode).max(0.0) / p as f64;
-                    self.per_prompt_row = Some(avg(self.per_prompt_row, added));
+                    self.add_prompt(t - decode, p);
                 }
             }
         }
+    }
+}
+
+impl Pacer {
+    /// Averages in a step whose `p` prompt rows added `added` seconds.
+    fn add_prompt(&mut self, added: f64, p: usize) {
+        let p = p as f64;
+        self.prompt = Some(match self.prompt {
+            Some((a, r)) => (a + ALPHA * (added - a), r + ALPHA * (p - r)),
+            None => (added.max(0.0), p),
+        });
     }
 }
 
@@ -147,11 +163,11 @@ mod tests {
         let mut p = Pacer::new(1.5);
         p.observe(0, 100, ms(100)); // 1 ms a prompt row
         assert_eq!(p.prefill_allowance(8), Some(0));
-        p.observe(8, 0, ms(20));
-        // Half a 20 ms decode step at 1 ms a row.
-        assert_eq!(p.prefill_allowance(8), Some(10));
+        p.observe(8, 0, ms(60));
+        // Half a 60 ms decode step at 1 ms a row.
+        assert_eq!(p.prefill_allowance(8), Some(30));
         // Within the drift the timing holds; past it, time again.
-        assert_eq!(p.prefill_allowance(9), Some(10));
+        assert_eq!(p.prefill_allowance(9), Some(30));
         assert_eq!(p.prefill_allowance(16), Some(0));
         assert_eq!(p.prefill_allowance(4), Some(0));
     }
@@ -159,15 +175,15 @@ mod tests {
     #[test]
     fn mixed_steps_teach_the_marginal_cost_of_a_prompt_row() {
         let mut p = Pacer::new(1.5);
-        p.observe(8, 0, ms(20));
+        p.observe(8, 0, ms(40));
         // No prompt cost known yet: the least that makes progress.
         assert_eq!(p.prefill_allowance(8), Some(MIN_PREFILL));
-        // 4 prompt rows added 2 ms: 0.5 ms a row, so 10 ms buys 20.
-        p.observe(8, 4, ms(22));
-        assert_eq!(p.prefill_allowance(8), Some(20));
+        // 4 prompt rows added 2 ms: 0.5 ms a row, so 20 ms buys 40.
+        p.observe(8, 4, ms(42));
+        assert_eq!(p.prefill_allowance(8), Some(40));
         // Dearer rows shrink the allowance, never below the minimum.
         for _ in 0..40 {
-            p.observe(8, 20, ms(20 + 200));
+            p.observe(8, 20, ms(40 + 200));
         }
         assert_eq!(p.prefill_allowance(8), Some(MIN_PREFILL));
     }
@@ -175,14 +191,14 @@ mod tests {
     #[test]
     fn an_old_decode_timing_is_taken_again() {
         let mut p = Pacer::new(2.0);
-        p.observe(2, 0, ms(10));
-        p.observe(2, 5, ms(15));
-        assert!(p.prefill_allowance(2).unwrap() > 0);
+        p.observe(2, 0, ms(30));
+        p.observe(2, 5, ms(35));
+        assert_eq!(p.prefill_allowance(2), Some(30));
         for _ in 0..DECODE_TIMING_STEPS {
-            p.observe(2, 5, ms(15));
+            p.observe(2, 5, ms(35));
         }
         assert_eq!(p.prefill_allowance(2), Some(0));
-        p.observe(2, 0, ms(10));
-        assert_eq!(p.prefill_allowance(2), Some(10));
+        p.observe(2, 0, ms(30));
+        assert_eq!(p.prefill_allowance(2), Some(30));
     }
 }
