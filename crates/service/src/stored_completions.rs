@@ -32,9 +32,14 @@ use store::{NewStoredChatCompletion, Store, StoreError, StoredChatCompletion};
 
 use crate::{Result, Tenant};
 
-/// Writes one request's answer to the store once it is complete.
+/// Writes one request's answer to the store once it is complete (boxed:
+/// it rides in every chat answer's format).
 #[derive(Clone)]
-pub struct Keeper {
+pub struct Keeper(Box<KeeperInner>);
+
+/// What a [`Keeper`] holds: where to store, and the request's part.
+#[derive(Clone)]
+pub struct KeeperInner {
     store: Store,
     org_id: String,
     project_id: String,
@@ -42,6 +47,14 @@ pub struct Keeper {
     /// The request's messages as sent (ids are added when kept).
     messages: Vec<Value>,
     metadata: BTreeMap<String, String>,
+}
+
+impl std::ops::Deref for Keeper {
+    type Target = KeeperInner;
+
+    fn deref(&self) -> &KeeperInner {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for Keeper {
@@ -84,14 +97,14 @@ impl Keeper {
             .map_err(|err| ApiError::Internal {
                 detail: format!("cannot keep the messages: {err}"),
             })?;
-        Ok(Some(Keeper {
+        Ok(Some(Keeper(Box::new(KeeperInner {
             store: store.clone(),
             org_id: tenant.org_id.clone(),
             project_id: tenant.project_id.clone(),
             model: model.to_owned(),
             messages,
             metadata: request.metadata.clone().unwrap_or_default(),
-        }))
+        }))))
     }
 
     /// Stores `completion`. A failure is logged, not returned: the answer

@@ -129,7 +129,7 @@ pub struct ChatChunks {
     /// gathered so far from a stream.
     keep: Option<(Keeper, Vec<WholeChoice>)>,
     /// A streamed answer to store before its last chunks are written.
-    kept: Option<(Keeper, ChatCompletion)>,
+    kept: Option<Box<(Keeper, ChatCompletion)>>,
 }
 
 impl ChatChunks {
@@ -205,7 +205,7 @@ impl ChatChunks {
                         choices,
                         usage: usage.clone(),
                     });
-                    self.kept = Some((keeper, completion));
+                    self.kept = Some(Box::new((keeper, completion)));
                 }
             }
             AnswerEvent::Failed(_) => self.keep = None,
@@ -320,7 +320,7 @@ impl AnswerFormat for ChatChunks {
     fn before_last(
         &mut self,
     ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
-        let (keeper, completion) = self.kept.take()?;
+        let (keeper, completion) = *self.kept.take()?;
         Some(Box::pin(async move { keeper.keep(&completion).await }))
     }
 
