@@ -28,8 +28,7 @@ pub fn load(settings: &ServeConfig, data_dir: &Path) -> anyhow::Result<Embedders
                 .unwrap_or_else(|| asked.clone());
             (name, folder.to_path_buf())
         } else {
-            let resolved =
-                catalog::ensure(asked, data_dir, &mut crate::model_arg::print_progress)?;
+            let resolved = catalog::ensure(asked, data_dir, &mut crate::model_arg::print_progress)?;
             (resolved.name, resolved.path)
         };
         let handle = EncoderHandle::start(
