@@ -50,7 +50,7 @@ pub enum LedgerWritten {
     /// A reservation was taken.
     Reserved,
     /// A settlement: the row, and the soft limits it reached.
-    Settled(Recorded, Vec<SoftLimitReached>),
+    Settled(Box<Recorded>, Vec<SoftLimitReached>),
     /// A release: whether a reservation was there.
     Released(bool),
     /// A progress record: whether it was written.
@@ -65,7 +65,7 @@ async fn apply(conn: &mut sqlx::AnyConnection, write: &LedgerWrite) -> Result<Le
         }
         LedgerWrite::Settle(usage) => {
             let (recorded, reached) = settle_in(conn, usage).await?;
-            Ok(LedgerWritten::Settled(recorded, reached))
+            Ok(LedgerWritten::Settled(Box::new(recorded), reached))
         }
         LedgerWrite::Release(org_id, request_id) => Ok(LedgerWritten::Released(
             release_in(conn, org_id, request_id).await?,
