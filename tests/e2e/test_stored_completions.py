@@ -190,6 +190,11 @@ def test_organisations_see_only_their_own_and_aliases_need_an_admin(serve_with, 
         as_admin.models.delete("no-such-model")
     deleted = as_admin.models.delete("e2e-alias")
     assert (deleted.id, deleted.deleted, deleted.object) == ("e2e-alias", True, "model")
+    audit = as_admin.get("/organization/audit_logs", cast_to=object)
+    assert any(
+        entry["type"] == "model.alias_deleted" and entry["target"]["id"] == "e2e-alias"
+        for entry in audit["data"]
+    ), audit
     assert "e2e-alias" not in [m.id for m in as_mine.models.list()]
     with pytest.raises(openai.NotFoundError):
         as_admin.models.retrieve("e2e-alias")
