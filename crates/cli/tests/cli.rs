@@ -133,6 +133,46 @@ fn chat_streams_a_reply_and_keeps_history() {
 }
 
 #[test]
+fn chat_shows_a_tool_call_readably() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools.json");
+    std::fs::write(
+        &tools,
+        r#"[{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
+                           "required": ["city"], "additionalProperties": false}}}]"#,
+    )
+    .unwrap();
+    let mut cmd = parlance();
+    cmd.args([
+        "chat",
+        "--model",
+        &model(testkit::SMOLLM2),
+        "--tools",
+        tools.to_str().unwrap(),
+        "--tool-choice",
+        "required",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "80",
+        "--threads",
+        "2",
+    ]);
+    let out = run_with_stdin(cmd, "What is the weather in Paris?\n/exit\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let call = text
+        .lines()
+        .find_map(|l| l.strip_prefix("→ get_weather("))
+        .unwrap_or_else(|| panic!("no call shown: {text:?}"));
+    let args: serde_json::Value = serde_json::from_str(call.strip_suffix(')').unwrap()).unwrap();
+    assert!(args["city"].is_string(), "{text:?}");
+    // The raw call syntax is not shown.
+    assert!(!text.contains("<tool_call>"), "{text:?}");
+}
+
+#[test]
 fn chat_with_a_model_without_template_says_what_to_do() {
     let mut cmd = parlance();
     cmd.args(["chat", "--model", &model(testkit::GEMMA3)]);
