@@ -38,7 +38,10 @@ def test_agent_calls_its_tool_and_returns_its_output(server, model):
         instructions="Answer questions about the weather with the get_weather tool.",
         tools=[get_weather],
         model=OpenAIResponsesModel(model=model, openai_client=client),
-        model_settings=ModelSettings(tool_choice="required", max_tokens=64),
+        # Greedy, one call per turn, and room to finish it.
+        model_settings=ModelSettings(
+            tool_choice="required", parallel_tool_calls=False, temperature=0, max_tokens=200
+        ),
         tool_use_behavior="stop_on_first_tool",
     )
 

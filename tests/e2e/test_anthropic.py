@@ -98,6 +98,8 @@ def test_tool_call_and_result(claude, model):
     first = claude.messages.create(
         model=model,
         max_tokens=200,
+        # This SDK's methods take no `temperature` argument.
+        extra_body={"temperature": 0},
         tools=[ADD_TOOL],
         tool_choice={"type": "any", "disable_parallel_tool_use": True},
         messages=[{"role": "user", "content": "What is 2 + 3?"}],
@@ -110,6 +112,7 @@ def test_tool_call_and_result(claude, model):
         model=model,
         max_tokens=16,
         tools=[ADD_TOOL],
+        tool_choice={"type": "none"},
         messages=[
             {"role": "user", "content": "What is 2 + 3?"},
             {"role": "assistant", "content": first.content},
@@ -126,6 +129,7 @@ def test_streamed_tool_call(claude, model):
     with claude.messages.stream(
         model=model,
         max_tokens=200,
+        extra_body={"temperature": 0},
         tools=[ADD_TOOL],
         tool_choice={"type": "tool", "name": "add", "disable_parallel_tool_use": True},
         messages=[{"role": "user", "content": "Add 4 and 5."}],

@@ -328,6 +328,7 @@ def test_function_call_round_trip(client, model):
         tools=[WEATHER_TOOL],
         tool_choice="required",
         parallel_tool_calls=False,
+        temperature=0,
         max_output_tokens=200,
     )
     calls = [item for item in first.output if item.type == "function_call"]
@@ -358,6 +359,7 @@ def test_streamed_function_call_events(loose_client, model):
         tools=[WEATHER_TOOL],
         tool_choice="required",
         parallel_tool_calls=False,
+        temperature=0,
         max_output_tokens=200,
     ) as stream:
         for event in stream:
@@ -380,7 +382,8 @@ def test_json_schema_text_format(client, model):
         model=model,
         input="Invent a person.",
         text={"format": {"type": "json_schema", "name": "person", "schema": schema, "strict": True}},
-        max_output_tokens=64,
+        temperature=0,
+        max_output_tokens=200,
     )
     person = json.loads(response.output_text)
     assert isinstance(person["name"], str) and isinstance(person["age"], int)
