@@ -183,3 +183,55 @@ def test_moderation_bad_input(emb_client):
     with pytest.raises(openai.BadRequestError) as err:
         emb_client.moderations.create(input=[])
     assert err.value.body["param"] == "input"
+
+
+# --- usage: /v1/organization/usage/embeddings counts embeddings alone
+
+def test_usage_embeddings_counts_only_embeddings():
+    import json as _json
+    import re as _re
+    import time as _time
+    import urllib.request as _request
+
+    admin_key = "sk-admin-emb-e2e"
+    with tempfile.TemporaryDirectory(prefix="parlance-e2e-emb-usage-") as data_dir:
+        out = subprocess.run([_binary(), "--data-dir", data_dir, "keys", "create"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        key = _re.search(r"sk-[A-Za-z0-9_-]+", out.stdout + out.stderr).group(0)
+        env = {**__import__("os").environ, "PARLANCE_ADMIN_KEY": admin_key}
+        proc = subprocess.Popen(
+            [_binary(), "--data-dir", data_dir, "serve", "--port", "0", "--model", _model(),
+             "--threads", "1", "--embedding-model", _embedding_folder()],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        srv = Server(proc, data_dir)
+        try:
+            srv.wait_ready()
+            start = int(_time.time()) - 60
+            client = openai.OpenAI(base_url=f"{srv.root}/v1", api_key=key, max_retries=0)
+            r = client.embeddings.create(model=EMBEDDING_MODEL, input=["a b c", "hello"],
+                                         encoding_format="float")
+            assert r.usage.prompt_tokens == 8
+
+            def usage(kind):
+                req = _request.Request(
+                    f"{srv.root}/v1/organization/usage/{kind}?start_time={start}&bucket_width=1d",
+                    headers={"authorization": f"Bearer {admin_key}"})
+                with _request.urlopen(req, timeout=60) as resp:
+                    page = _json.loads(resp.read())
+                return [res for b in page["data"] for res in b["results"]]
+
+            # The ledger row is written once the answer is settled: wait for it.
+            deadline = _time.monotonic() + 30
+            while not usage("embeddings"):
+                assert _time.monotonic() < deadline, "no embeddings usage recorded"
+                _time.sleep(0.05)
+            (row,) = usage("embeddings")
+            assert row["object"] == "organization.usage.embeddings.result"
+            assert row["input_tokens"] == 8 and row["num_model_requests"] == 1
+            assert usage("completions") == []
+            assert usage("moderations") == []
+        finally:
+            assert srv.stop() is None, srv.stderr_tail()

@@ -355,6 +355,73 @@ pub fn exact_amount(units: i64) -> Box<RawValue> {
 
 /// The OpenAI JSON of a usage page (`GET /v1/organization/usage/completions`).
 pub fn usage_page_json(page: &UsagePage) -> Value {
+    usage_page_json_of(page, UsageKind::Completions)
+}
+
+/// Which of OpenAI's usage pages a result belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageKind {
+    /// `/v1/organization/usage/completions`.
+    Completions,
+    /// `/v1/organization/usage/embeddings`.
+    Embeddings,
+    /// `/v1/organization/usage/moderations`.
+    Moderations,
+}
+
+impl UsageKind {
+    /// The ledger endpoints this page counts (completions: every other one).
+    pub const EMBEDDINGS: &'static str = "/v1/embeddings";
+    /// The moderation endpoint.
+    pub const MODERATIONS: &'static str = "/v1/moderations";
+}
+
+/// The OpenAI JSON of a usage page of `kind`: embeddings and moderations
+/// results carry input tokens and requests only, as OpenAI's do.
+pub fn usage_page_json_of(page: &UsagePage, kind: UsageKind) -> Value {
+    if kind == UsageKind::Completions {
+        return completions_page_json(page);
+    }
+    let object = match kind {
+        UsageKind::Embeddings => "organization.usage.embeddings.result",
+        _ => "organization.usage.moderations.result",
+    };
+    let data: Vec<Value> = page
+        .buckets
+        .iter()
+        .map(|b| {
+            let results: Vec<Value> = b
+                .results
+                .iter()
+                .map(|r| {
+                    json!({
+                        "object": object,
+                        "input_tokens": r.input_tokens,
+                        "num_model_requests": r.num_model_requests,
+                        "project_id": r.project_id,
+                        "user_id": r.user_id,
+                        "api_key_id": r.api_key_id,
+                        "model": r.model,
+                    })
+                })
+                .collect();
+            json!({
+                "object": "bucket",
+                "start_time": seconds(b.start_time),
+                "end_time": seconds(b.end_time),
+                "results": results,
+            })
+        })
+        .collect();
+    json!({
+        "object": "page",
+        "data": data,
+        "has_more": page.next_page.is_some(),
+        "next_page": page.next_page,
+    })
+}
+
+fn completions_page_json(page: &UsagePage) -> Value {
     let data: Vec<Value> = page
         .buckets
         .iter()

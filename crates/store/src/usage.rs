@@ -128,6 +128,11 @@ pub struct UsageFilter {
     pub models: Vec<String>,
     /// Any of these users.
     pub user_ids: Vec<String>,
+    /// Any of these endpoints (`/v1/embeddings`, …); empty: any.
+    pub endpoints: Vec<String>,
+    /// None of these endpoints (a row written before endpoints were
+    /// recorded has `''`, which no endpoint excludes).
+    pub not_endpoints: Vec<String>,
 }
 
 /// A usage question.
@@ -376,6 +381,7 @@ fn usage_sql<'a>(
         ("api_key_id", &filter.api_key_ids, true),
         ("model", &filter.models, false),
         ("user_id", &filter.user_ids, true),
+        ("endpoint", &filter.endpoints, false),
     ];
     for (column, values, nullable) in filters {
         if values.is_empty() {
@@ -389,6 +395,12 @@ fn usage_sql<'a>(
         } else {
             ledger_filter.push_str(&format!(" AND {column} IN ({marks})"));
         }
+    }
+    if !filter.not_endpoints.is_empty() {
+        let marks: Vec<String> = filter.not_endpoints.iter().map(|v| args.text(v)).collect();
+        let clause = format!(" AND endpoint NOT IN ({})", marks.join(", "));
+        rollup_filter.push_str(&clause);
+        ledger_filter.push_str(&clause);
     }
     let mut inner_cols = String::new();
     let mut outer_cols = String::new();

@@ -36,6 +36,14 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/organization/usage/completions",
             get(usage::usage_completions),
         ),
+        (
+            "/organization/usage/embeddings",
+            get(usage::usage_embeddings),
+        ),
+        (
+            "/organization/usage/moderations",
+            get(usage::usage_moderations),
+        ),
         ("/organization/costs", get(usage::costs)),
         (
             "/organization/projects",

@@ -207,6 +207,29 @@ pub async fn usage_filters_and_pagination(db: Db) {
     assert_eq!(second.buckets[0].start_time, T0 + 2 * HOUR);
     assert_eq!(second.buckets[1].results, [total(10_000, 1)]);
     assert_eq!(second.next_page, None);
+
+    // Endpoints: the embeddings page counts only its rows, completions
+    // every row but those.
+    let embedding = NewUsage {
+        endpoint: "/v1/embeddings".into(),
+        ..row("org_a", "r7", T0 + 20, "p1", "minilm", 7)
+    };
+    s.record_usage(&embedding).await.unwrap();
+    let sum = |page: &UsagePage| -> i64 {
+        page.buckets
+            .iter()
+            .flat_map(|b| &b.results)
+            .map(|r| r.input_tokens)
+            .sum()
+    };
+    let mut q = query(BucketWidth::Day, vec![]);
+    q.filter.endpoints = vec!["/v1/embeddings".into()];
+    assert_eq!(sum(&s.usage("org_a", &q).await.unwrap()), 7);
+    q.filter = UsageFilter {
+        not_endpoints: vec!["/v1/embeddings".into(), "/v1/moderations".into()],
+        ..UsageFilter::default()
+    };
+    assert_eq!(sum(&s.usage("org_a", &q).await.unwrap()), 11_111);
 }
 
 pub async fn usage_rejects_bad_queries(db: Db) {
@@ -339,6 +362,7 @@ fn random_query(rng: &mut StdRng, rows: &[NewUsage]) -> UsageQuery {
             api_key_ids: random_subset(rng, &["k1".into(), "k2".into(), "k9".into()]),
             models: random_subset(rng, &["m1".into(), "m3".into()]),
             user_ids: random_subset(rng, &["u1".into()]),
+            ..UsageFilter::default()
         },
         limit: rng.gen_bool(0.5).then(|| rng.gen_range(1..=max.min(200))),
         page: None,

@@ -1,4 +1,5 @@
-//! `GET /v1/organization/usage/completions` and `GET /v1/organization/costs`:
+//! `GET /v1/organization/usage/{completions,embeddings,moderations}` and
+//! `GET /v1/organization/costs`:
 //! the query string parsed into the store's usage and costs questions, each
 //! bad parameter a 400 naming it, and the answer in OpenAI's page shape
 //! (times in unix seconds; costs as exact JSON numbers).
@@ -15,7 +16,7 @@ use super::{admin, Params};
 use crate::auth::Caller;
 use crate::error::ServerError;
 use crate::state::AppState;
-use service::manage;
+use service::manage::{self, UsageKind};
 
 /// The largest unix-seconds time that converts to milliseconds.
 const MAX_SECONDS: i64 = i64::MAX / 1000;
@@ -91,6 +92,7 @@ fn usage_query(params: &Params) -> Result<UsageQuery, ApiError> {
             api_key_ids: params.all("api_key_ids"),
             models: params.all("models"),
             user_ids: params.all("user_ids"),
+            ..UsageFilter::default()
         },
         limit: limit(params, max)?,
         page: params.get("page").map(str::to_owned),
@@ -130,20 +132,56 @@ fn costs_query(params: &Params) -> Result<CostsQuery, ApiError> {
     })
 }
 
-/// `GET /v1/organization/usage/completions`
+/// `GET /v1/organization/usage/completions`: every endpoint but
+/// embeddings and moderations.
 pub async fn usage_completions(
-    State(state): State<AppState>,
+    state: State<AppState>,
     caller: Option<Extension<Caller>>,
     uri: Uri,
 ) -> Result<Json<Value>, ServerError> {
+    usage_of(state, caller, uri, UsageKind::Completions).await
+}
+
+/// `GET /v1/organization/usage/embeddings`
+pub async fn usage_embeddings(
+    state: State<AppState>,
+    caller: Option<Extension<Caller>>,
+    uri: Uri,
+) -> Result<Json<Value>, ServerError> {
+    usage_of(state, caller, uri, UsageKind::Embeddings).await
+}
+
+/// `GET /v1/organization/usage/moderations`
+pub async fn usage_moderations(
+    state: State<AppState>,
+    caller: Option<Extension<Caller>>,
+    uri: Uri,
+) -> Result<Json<Value>, ServerError> {
+    usage_of(state, caller, uri, UsageKind::Moderations).await
+}
+
+async fn usage_of(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    uri: Uri,
+    kind: UsageKind,
+) -> Result<Json<Value>, ServerError> {
     let admin = admin(&state, caller)?;
-    let query = usage_query(&Params::from_uri(&uri)?)?;
+    let mut query = usage_query(&Params::from_uri(&uri)?)?;
+    let (embeddings, moderations) = (UsageKind::EMBEDDINGS, UsageKind::MODERATIONS);
+    match kind {
+        UsageKind::Completions => {
+            query.filter.not_endpoints = vec![embeddings.to_owned(), moderations.to_owned()];
+        }
+        UsageKind::Embeddings => query.filter.endpoints = vec![embeddings.to_owned()],
+        UsageKind::Moderations => query.filter.endpoints = vec![moderations.to_owned()],
+    }
     let page = admin
         .store
         .usage(&admin.tenant.org_id, &query)
         .await
         .map_err(service::Error::from)?;
-    Ok(Json(manage::usage_page_json(&page)))
+    Ok(Json(manage::usage_page_json_of(&page, kind)))
 }
 
 /// `GET /v1/organization/costs`
