@@ -202,7 +202,7 @@ async fn unknown_route_is_404_error_object() {
 async fn wrong_method_is_405_error_object() {
     let app = app();
     for (method, path) in [
-        (Method::GET, "/v1/chat/completions"),
+        (Method::PUT, "/v1/chat/completions"),
         (Method::DELETE, "/v1/models"),
         (Method::PUT, "/completions"),
         (Method::GET, "/tokenize"),
