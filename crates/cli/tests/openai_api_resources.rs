@@ -76,9 +76,12 @@ const TEST_FILES: [&str; 4] = [
 /// above against all-MiniLM-L6-v2 on our own encoder, served under the
 /// model name they send (`text-embedding-3-small`, an embedding alias);
 /// moderation runs the local classifier on the same model.
-const EMBEDDING_TEST_FILES: [&str; 2] = [
+const EMBEDDING_TEST_FILES: [&str; 3] = [
     "tests/api_resources/test_embeddings.py",
     "tests/api_resources/test_moderations.py",
+    // Only its embeddings and moderations tests run (the plugin deselects
+    // the usage pages of endpoints Parlance does not serve).
+    "tests/api_resources/admin/organization/test_usage.py",
 ];
 
 /// The model names the generated tests send, served as aliases of the test
