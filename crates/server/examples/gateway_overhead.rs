@@ -191,21 +191,49 @@ async fn run(client: &reqwest::Client, url: &str, stream: bool, rate: u32, secs:
             .body(body.clone());
         tasks.spawn(async move {
             let sent = Instant::now();
-            let response = request.send().await.ok()?;
-            let ok = response.status().is_success();
-            let bytes = response.bytes().await.ok()?;
-            let complete = !stream || bytes.ends_with(b"data: [DONE]\n\n");
-            (ok && complete).then(|| sent.elapsed().as_micros() as u64)
+            let response = request.send().await.map_err(|e| format!("send: {e}"))?;
+            let status = response.status();
+            let bytes = response.bytes().await.map_err(|e| format!("body: {e}"))?;
+            if !status.is_success() {
+                let text = String::from_utf8_lossy(&bytes);
+                return Err(format!(
+                    "{status}: {}",
+                    text.chars().take(160).collect::<String>()
+                ));
+            }
+            if stream && !bytes.ends_with(b"data: [DONE]\n\n") {
+                let text = String::from_utf8_lossy(&bytes);
+                let tail: String = text
+                    .chars()
+                    .rev()
+                    .take(160)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                return Err(format!("no [DONE]: …{tail}"));
+            }
+            Ok(sent.elapsed().as_micros() as u64)
         });
     }
     let sent_in = start.elapsed();
     let mut micros = Vec::with_capacity(total as usize);
     let mut failed = 0;
+    let mut reasons = std::collections::BTreeMap::<String, usize>::new();
     while let Some(outcome) = tasks.join_next().await {
-        match outcome.ok().flatten() {
-            Some(us) => micros.push(us),
-            None => failed += 1,
+        match outcome.map_err(|e| format!("task: {e}")).and_then(|r| r) {
+            Ok(us) => micros.push(us),
+            Err(reason) => {
+                failed += 1;
+                *reasons.entry(reason).or_default() += 1;
+            }
         }
+    }
+    // Why requests failed, most common first (a few kinds).
+    let mut reasons: Vec<(String, usize)> = reasons.into_iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1));
+    for (reason, count) in reasons.iter().take(3) {
+        eprintln!("  failed ×{count}: {reason}");
     }
     micros.sort_unstable();
     Run {
@@ -251,6 +279,7 @@ async fn time_ledger(path: &std::path::Path, count: usize) {
                 model: Some("bench".into()),
                 backend: Some("mock".into()),
                 owner: None,
+                endpoint: String::new(),
             })
             .await
             .expect("reserve");
