@@ -130,10 +130,12 @@ impl Model {
         let family: Box<dyn Forward> = match cfg.arch.as_str() {
             "llama" => Box::new(models::llama::Llama::load(file.clone(), cfg)?),
             "gemma3" => Box::new(models::gemma3::Gemma3::load(file.clone(), cfg)?),
+            "qwen2" => Box::new(models::qwen2::load(file.clone(), cfg)?),
+            "qwen3" => Box::new(models::qwen3::load(file.clone(), cfg)?),
             other => {
                 return Err(EngineError::Model(format!(
-                    "architecture '{other}' is not supported (supported: llama, gemma3)"
-                )))
+                "architecture '{other}' is not supported (supported: llama, gemma3, qwen2, qwen3)"
+            )))
             }
         };
         Ok(Model { file, family })

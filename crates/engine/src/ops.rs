@@ -83,6 +83,9 @@ pub struct Rope {
     theta_scale: f32,
     n_rot: usize,
     head_dim: usize,
+    /// Per-pair divisors of the angle (GGUF's `rope_freqs.weight`: Llama 3's
+    /// and Phi-3's long-context scaling), as llama.cpp's `freq_factors`.
+    freq_factors: Option<Vec<f32>>,
 }
 
 impl Rope {
@@ -93,7 +96,15 @@ impl Rope {
             theta_scale: base.powf(-2.0 / n_rot as f32),
             n_rot,
             head_dim,
+            freq_factors: None,
         }
+    }
+
+    /// Divides pair `i`'s angle by `factors[i]` (`n_rot / 2` of them).
+    pub fn with_freq_factors(mut self, factors: Vec<f32>) -> Self {
+        assert_eq!(factors.len(), self.n_rot / 2, "one factor per rotated pair");
+        self.freq_factors = Some(factors);
+        self
     }
 
     /// The (cos, sin) pairs for position `pos`, shared by every head, layer,
@@ -101,8 +112,12 @@ impl Rope {
     pub fn angles(&self, pos: usize) -> Vec<(f32, f32)> {
         let mut theta = pos as f32;
         (0..self.n_rot / 2)
-            .map(|_| {
-                let cs = (theta.cos(), theta.sin());
+            .map(|i| {
+                let t = match &self.freq_factors {
+                    Some(f) => theta / f[i],
+                    None => theta,
+                };
+                let cs = (t.cos(), t.sin());
                 theta *= self.theta_scale;
                 cs
             })

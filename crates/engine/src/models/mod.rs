@@ -2,3 +2,5 @@
 
 pub mod gemma3;
 pub mod llama;
+pub mod qwen2;
+pub mod qwen3;
