@@ -140,10 +140,18 @@ function grouped(usage, costs, group, names) {
   for (const b of usage.data) for (const r of b.results) {
     const id = r[g.param] || '(none)';
     rows.push({ day: dayInput(b.start_time), id, name: names[id] || id, requests: r.num_model_requests,
-      input: r.input_tokens, output: r.output_tokens,
+      input: r.input_tokens, output: r.output_tokens || 0,
       cost: g.cost ? (cost[`${b.start_time}|${r[g.param]}`] || 0) : null });
   }
   return rows;
+}
+
+/** `page` with `extra`'s results added to the bucket of the same start (the
+ * embeddings page beside the completions one: same query, same buckets). */
+function withResults(page, extra) {
+  const more = {};
+  for (const b of extra.data) more[b.start_time] = b.results;
+  return { ...page, data: page.data.map((b) => ({ ...b, results: [...b.results, ...(more[b.start_time] || [])] })) };
 }
 
 function totalsOf(rows) {
@@ -173,12 +181,17 @@ export function Usage({ me }) {
       const days = Math.min(31, Math.max(1, Math.round((to - from) / DAY)));
       const q = `start_time=${from}&end_time=${to}&bucket_width=1d&limit=${days}`;
       const g = GROUPS[group];
-      const [usage, byGroup, costs, groupCosts] = await Promise.all([
+      const [chat, chatByGroup, embeddings, embeddingsByGroup, costs, groupCosts] = await Promise.all([
         api(`/v1/organization/usage/completions?${q}`),
         api(`/v1/organization/usage/completions?${q}&group_by=${g.param}`),
+        api(`/v1/organization/usage/embeddings?${q}`),
+        api(`/v1/organization/usage/embeddings?${q}&group_by=${g.param}`),
         api(`/v1/organization/costs?${q}`),
         g.cost ? api(`/v1/organization/costs?${q}&group_by=${g.cost}`) : Promise.resolve(null),
       ]);
+      // Embeddings count beside generation (input tokens only).
+      const usage = withResults(chat, embeddings);
+      const byGroup = withResults(chatByGroup, embeddingsByGroup);
       const names = {};
       if (group === 'key' || group === 'project') {
         const projects = (await api('/v1/organization/projects?limit=100')).data;
@@ -193,7 +206,7 @@ export function Usage({ me }) {
       const cost = {};
       for (const b of costs.data) cost[b.start_time] = b.results.reduce((s, r) => s + r.amount.value, 0);
       setRows(usage.data.map((b) => {
-        const sum = (f) => b.results.reduce((s, r) => s + r[f], 0);
+        const sum = (f) => b.results.reduce((s, r) => s + (r[f] || 0), 0);
         return { day: dayInput(b.start_time), requests: sum('num_model_requests'),
           input: sum('input_tokens'), output: sum('output_tokens'), cost: cost[b.start_time] || 0 };
       }));

@@ -402,6 +402,7 @@ pub fn usage_page_json_of(page: &UsagePage, kind: UsageKind) -> Value {
                         "user_id": r.user_id,
                         "api_key_id": r.api_key_id,
                         "model": r.model,
+                        "endpoint": r.endpoint,
                     })
                 })
                 .collect();
