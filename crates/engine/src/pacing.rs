@@ -19,7 +19,10 @@ use std::time::Duration;
 
 /// Fewest prompt tokens a step with decode rows takes (when a prompt
 /// waits): progress even when the estimates say a single row is too dear.
-pub(crate) const MIN_PREFILL: usize = 16;
+/// The floor grows with the decode rows, to `(ratio - 1)` prompt rows per
+/// decode row: within the budget wherever a prompt row costs no more than
+/// a decode row (a step that is all arithmetic).
+pub(crate) const MIN_PREFILL: usize = 4;
 
 /// Weight of the newest timing in the running averages.
 const ALPHA: f64 = 0.25;
@@ -81,14 +84,15 @@ impl Pacer {
         if drift > DECODE_ROWS_DRIFT || self.decode_age >= DECODE_TIMING_STEPS {
             return Some(0);
         }
+        let floor = MIN_PREFILL.max(((self.ratio - 1.0) * decoding as f64) as usize);
         let Some((added, rows)) = self.prompt else {
-            return Some(MIN_PREFILL);
+            return Some(floor);
         };
         let per_row = added / rows.max(1e-9);
         let spare = (self.ratio - 1.0) * decode;
         // (The epsilon keeps a whole number of rows whole in floats.)
         let allowed = (spare / per_row.max(1e-9) + 1e-6).floor();
-        Some((allowed.min(usize::MAX as f64 / 2.0) as usize).max(MIN_PREFILL))
+        Some((allowed.min(usize::MAX as f64 / 2.0) as usize).max(floor))
     }
 
     /// Learns from one step that ran `decoding` decode rows and `prompt`
@@ -178,6 +182,10 @@ mod tests {
         p.observe(8, 0, ms(40));
         // No prompt cost known yet: the least that makes progress.
         assert_eq!(p.prefill_allowance(8), Some(MIN_PREFILL));
+        // The floor follows the decode rows: half a row each at 1.5.
+        let mut wide = Pacer::new(1.5);
+        wide.observe(40, 0, ms(100));
+        assert_eq!(wide.prefill_allowance(40), Some(20));
         // 4 prompt rows added 2 ms: 0.5 ms a row, so 20 ms buys 40.
         p.observe(8, 4, ms(42));
         assert_eq!(p.prefill_allowance(8), Some(40));
