@@ -305,3 +305,34 @@ def test_a_project_key_may_not_use_them(app):
         status, answer, _ = app.call(method, path, body, key=key["value"])
         assert status == 403, (path, answer)
         assert answer["error"]["type"] == "permission_error"
+
+
+def test_the_admin_page_invites_with_a_link_it_shows_once(app):
+    status, _, headers = app.sign_up("boss@example.com")
+    assert status == 200
+    owner = headers["set-cookie"].split(";")[0]
+    status, invite, _ = app.call(
+        "POST", "/api/admin/invites", {"email": "mia@example.com", "role": "reader"}, cookie=owner
+    )
+    assert status == 200, invite
+    token = invite["invite_url"].split("invite=")[1]
+    status, page, _ = app.call("GET", "/api/admin/invites", cookie=owner)
+    assert [(i["email"], i["status"]) for i in page["data"]] == [("mia@example.com", "pending")]
+    assert "invite_url" not in page["data"][0]
+    status, mia, headers = app.sign_up("mia@example.com", token)
+    assert status == 200, mia
+    reader = headers["set-cookie"].split(";")[0]
+    status, me, _ = app.call("GET", "/api/me", cookie=reader)
+    assert me["role"] == "reader", me
+    # A reader may not invite; an accepted invite cannot be deleted.
+    status, answer, _ = app.call(
+        "POST", "/api/admin/invites", {"email": "x@example.com", "role": "member"}, cookie=reader
+    )
+    assert status == 403, answer
+    status, answer, _ = app.call("DELETE", f"/api/admin/invites/{invite['id']}", cookie=owner)
+    assert status == 400, answer
+    status, other, _ = app.call(
+        "POST", "/api/admin/invites", {"email": "zed@example.com", "role": "member"}, cookie=owner
+    )
+    status, answer, _ = app.call("DELETE", f"/api/admin/invites/{other['id']}", cookie=owner)
+    assert status == 200 and answer["deleted"], answer

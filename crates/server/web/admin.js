@@ -53,6 +53,42 @@ function Pending({ say, onDecided }) {
   </section>`;
 }
 
+function Invites({ me, say }) {
+  const [invites, setInvites] = useState(null);
+  const [link, setLink] = useState('');
+  const load = () => api('/api/admin/invites').then((r) => setInvites(r.data)).catch((e) => say(e.message, true));
+  useEffect(() => { load(); }, []);
+  async function create(event) {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    try {
+      const invite = await api('/api/admin/invites', { method: 'POST', body: { email: form.get('email'), role: form.get('role') } });
+      setLink(location.origin + invite.invite_url);
+      say(`Invited ${invite.email}: hand them the link below (it is shown once).`);
+      event.target.reset();
+    } catch (err) { say(err.message, true); }
+    load();
+  }
+  async function remove(i) {
+    try { await api(`/api/admin/invites/${i.id}`, { method: 'DELETE' }); say(`The invite for ${i.email} was deleted.`); } catch (err) { say(err.message, true); }
+    load();
+  }
+  return html`<section aria-labelledby="invites-h"><h2 id="invites-h">Invites</h2>
+    <form onSubmit=${create} aria-label="Invite someone">
+      <label>Email<input name="email" type="email" required /></label>
+      <label>Role<select name="role">${['member', 'reader', 'admin', ...(me.role === 'owner' ? ['owner'] : [])].map((r) => html`<option value=${r}>${r}</option>`)}</select></label>
+      <button type="submit">Invite</button>
+    </form>
+    ${link && html`<p class="note">One-time link: <input aria-label="Invite link" readonly value=${link} size="60" /></p>`}
+    <table aria-label="Invites"><thead><tr><th>Email</th><th>Role</th><th>Status</th>
+      <th><span class="visually-hidden">Actions</span></th></tr></thead>
+    <tbody>${(invites || []).map((i) => html`<tr key=${i.id}><td>${i.email}</td><td>${i.role}</td><td>${i.status}</td>
+      <td>${i.status !== 'accepted' && html`<button type="button" class="small" aria-label=${`Delete the invite for ${i.email}`} onClick=${() => remove(i)}>Delete</button>`}</td></tr>`)}
+      ${invites && !invites.length && html`<tr><td colspan="4">No invites.</td></tr>`}</tbody></table>
+    <p class="note">There is no mail: send the link yourself. Whoever signs up through it with the invited email joins with the role, without waiting for approval.</p>
+  </section>`;
+}
+
 function Members({ me, plans, say, version }) {
   const [members, setMembers] = useState([]);
   const load = () => api('/api/admin/members').then((r) => setMembers(r.data)).catch((e) => say(e.message, true));
@@ -163,6 +199,7 @@ export function Admin({ me }) {
     ${message && html`<p class=${message.bad ? 'error' : 'note'} role=${message.bad ? 'alert' : 'status'}>${message.text}</p>`}
     <${Pending} say=${say} onDecided=${() => setVersion((v) => v + 1)} />
     <${Members} me=${me} plans=${plans} say=${say} version=${version} />
+    <${Invites} me=${me} say=${say} />
     <${Plans} plans=${plans} />
     <${Prices} say=${say} />
     <${Backends} say=${say} />

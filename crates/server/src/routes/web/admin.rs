@@ -8,6 +8,10 @@
 //! - `GET /api/admin/pending`: sign-ups waiting for approval.
 //! - `POST /api/admin/pending/{user_id}/approve`: make them a member.
 //! - `DELETE /api/admin/pending/{user_id}`: reject (their account goes).
+//! - `GET /api/admin/invites`: the organisation's invites.
+//! - `POST /api/admin/invites {email, role}`: a new invite with its one-time
+//!   link (`invite_url`), shown once; only an owner may invite an owner.
+//! - `DELETE /api/admin/invites/{invite_id}`: its link stops working.
 //! - `GET /api/admin/plans`: every plan (built-in and stored).
 //! - `GET /api/admin/prices`: every recorded price.
 //! - `POST /api/admin/prices {model, input, output, cached_input?, per?}`:
@@ -296,4 +300,73 @@ mod tests {
         assert!(per_token("input", "-1", 1_000).is_err());
         assert!(per_token("input", "abc", 1_000).is_err());
     }
+}
+
+fn invite_json(invite: &store::Invite) -> Value {
+    json!({
+        "id": invite.id, "email": invite.email, "role": invite.role.as_str(),
+        "status": invite.status(store::now_ms()),
+        "created_at": manage::seconds(invite.invited_at),
+        "expires_at": manage::seconds(invite.expires_at),
+        "accepted_at": invite.accepted_at.map(manage::seconds),
+    })
+}
+
+/// `GET /api/admin/invites`: the organisation's invites, oldest first.
+pub async fn invites(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, _) = admin(&state, caller).await?;
+    let invites = p
+        .store
+        .list_invites(&p.org_id)
+        .await
+        .map_err(service::Error::from)?;
+    let data: Vec<Value> = invites.iter().map(invite_json).collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// The body of `POST /api/admin/invites`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteRequest {
+    email: String,
+    role: String,
+}
+
+/// `POST /api/admin/invites {email, role}`: the invite and, this once, its
+/// link.
+pub async fn invite(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, acting) = admin(&state, caller).await?;
+    let request: InviteRequest = json_body(&body)?;
+    let role = parse_role(request.role.trim())?;
+    if role == Role::Owner && acting != Role::Owner {
+        return Err(ApiError::Forbidden {
+            message: "Only an owner may invite an owner.".into(),
+        }
+        .into());
+    }
+    let (invite, token) =
+        service::invites::create(&p.store, &p.org_id, &actor(&p), &request.email, role).await?;
+    let mut answer = invite_json(&invite);
+    answer["invite_url"] = Value::String(service::invites::link_path(&token));
+    Ok(Json(answer))
+}
+
+/// `DELETE /api/admin/invites/{invite_id}`.
+pub async fn delete_invite(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(invite_id): Path<String>,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, _) = admin(&state, caller).await?;
+    let invite = service::invites::delete(&p.store, &p.org_id, &actor(&p), &invite_id).await?;
+    Ok(Json(
+        json!({"id": invite.id, "object": "invite.deleted", "deleted": true}),
+    ))
 }
