@@ -35,6 +35,9 @@ fn openai_python_sdk_against_parlance_serve() {
     );
 
     let model = testkit::model_path(testkit::SMOLLM2);
+    // tests/e2e/test_embeddings.py serves the embedding model from the data
+    // directory: pull it now if it is missing.
+    testkit::model_path(testkit::MINILM);
     let python = venv(&root);
 
     // Output goes straight to the terminal (not captured), so progress shows live.
