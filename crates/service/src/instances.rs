@@ -7,7 +7,9 @@
 //! instance never settles another's live requests, and a killed instance's
 //! requests are settled once its lease runs out, by whichever instance
 //! sweeps first (the store's ledger writes one row per request id, so two
-//! sweeps racing bill once).
+//! sweeps racing bill once). The same sweep ends `failed` the background
+//! responses such an instance was running (still `queued` or
+//! `in_progress`), so a client polling them gets an answer.
 //!
 //! An instance that stalls longer than its lease (a frozen VM) may find its
 //! reservations recovered meanwhile: its own settlements then write no
@@ -122,6 +124,9 @@ impl Lease {
         self.stats
             .recovered
             .fetch_add(orphaned.len() as u64, Ordering::Relaxed);
+        // Background responses whose runner died with its instance end
+        // `failed`, so a client polling them gets an answer.
+        crate::responses::fail_orphaned(&self.store, now).await?;
         // Instances gone for a whole lease more, owning nothing, are forgotten.
         self.store
             .forget_instances(now.saturating_sub(millis(self.duration)))

@@ -149,6 +149,12 @@ impl Meter {
         self
     }
 
+    /// The instance named by [`Meter::with_owner`], if any: it owns the
+    /// background responses started here too.
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
     /// Waits until every ledger write spawned so far has finished (writes
     /// spawned meanwhile are waited for too).
     pub async fn flush(&self) {
@@ -284,6 +290,7 @@ impl Meter {
             model: Some(planned.model.to_owned()),
             backend: Some(LOCAL_BACKEND.to_owned()),
             owner: self.owner.as_deref().map(str::to_owned),
+            endpoint: planned.endpoint.to_owned(),
         };
         match self.writer.write(LedgerWrite::Reserve(reservation)).await {
             Ok(_) => Ok((prices, started_at)),
@@ -582,8 +589,7 @@ pub async fn settle_interrupted(
     let (reserved, progress) = (&reservation.reserved, reservation.progress);
     let usage = NewUsage {
         request_id: reserved.request_id.clone(),
-        // Reservations do not record the endpoint: unknown after a crash.
-        endpoint: String::new(),
+        endpoint: reserved.endpoint.clone(),
         org_id: reserved.org_id.clone(),
         project_id: reserved.project_id.clone(),
         api_key_id: reserved.api_key_id.clone(),

@@ -97,6 +97,10 @@ pub struct NewReservation {
     /// The instance that made it (its lease, see [`Store::renew_lease`]);
     /// `None` for reservations made before instances held leases.
     pub owner: Option<String>,
+    /// The endpoint the request came through (as in [`NewUsage::endpoint`]),
+    /// for the ledger row a recovery writes; `""` when unknown (made
+    /// before reservations recorded it).
+    pub endpoint: String,
 }
 
 /// What an open reservation has produced so far, as last recorded by
@@ -133,7 +137,8 @@ const INSERT_USAGE: &str = "INSERT INTO usage_ledger (request_id, org_id, projec
 
 pub(crate) const RESERVATION_COLUMNS: &str =
     "request_id, org_id, project_id, api_key_id, user_id, amount, \
-    created_at, model, backend, owner, prompt_tokens, cached_tokens, completion_tokens, cost";
+    created_at, model, backend, owner, prompt_tokens, cached_tokens, completion_tokens, cost, \
+    endpoint";
 
 fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
     Ok(UsageRecord {
@@ -172,6 +177,7 @@ pub(crate) fn reservation_from_row(row: &AnyRow) -> Result<Reservation> {
             model: row.try_get("model")?,
             backend: row.try_get("backend")?,
             owner: row.try_get("owner")?,
+            endpoint: row.try_get("endpoint")?,
         },
         progress: Progress {
             prompt_tokens: row.try_get("prompt_tokens")?,
@@ -277,7 +283,7 @@ pub(crate) async fn reserve_in(
     // The insert comes first so SQLite takes its write lock at once.
     let sql = format!(
         "INSERT INTO reservations ({RESERVATION_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, 0, 0)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, 0, 0, $11)"
     );
     sqlx::query(&sql)
         .bind(&reservation.request_id)
@@ -290,6 +296,7 @@ pub(crate) async fn reserve_in(
         .bind(reservation.model.clone())
         .bind(reservation.backend.clone())
         .bind(reservation.owner.clone())
+        .bind(&reservation.endpoint)
         .execute(&mut *conn)
         .await
         .map_err(|e| conflict_on_unique(e, "request id already reserved"))?;

@@ -8,7 +8,11 @@
 //! knows nothing of their shape. A background response is created
 //! `queued`, updated as it runs ([`Store::update_response`]) and may be
 //! asked to stop ([`Store::request_response_cancel`]), which its runner
-//! reads back ([`Store::response_cancel_requested`]).
+//! reads back ([`Store::response_cancel_requested`]). It names the
+//! instance running it as its `owner`; when that instance's lease expires
+//! with the response still pending, the lease sweep finds it
+//! ([`Store::orphaned_responses`]) and ends it `failed`
+//! ([`Store::fail_orphaned_response`]) so a polling client gets an answer.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -39,6 +43,8 @@ pub struct StoredResponse {
     pub created_at: i64,
     /// Last written (unix ms).
     pub updated_at: i64,
+    /// The instance running it in the background, if any.
+    pub owner: Option<String>,
 }
 
 /// A response to store.
@@ -56,10 +62,13 @@ pub struct NewStoredResponse {
     pub input_items: String,
     /// The conversation the turn was generated from (a JSON array).
     pub context: String,
+    /// The instance running it in the background (see
+    /// [`Store::orphaned_responses`]); `None` for one written whole.
+    pub owner: Option<String>,
 }
 
 const COLUMNS: &str = "id, org_id, project_id, previous_response_id, status, response, \
-     input_items, context, created_at, updated_at";
+     input_items, context, created_at, updated_at, owner";
 
 fn from_row(row: &AnyRow) -> Result<StoredResponse> {
     Ok(StoredResponse {
@@ -73,6 +82,7 @@ fn from_row(row: &AnyRow) -> Result<StoredResponse> {
         context: row.try_get("context")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        owner: row.try_get("owner")?,
     })
 }
 
@@ -87,8 +97,8 @@ impl Store {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO responses (id, org_id, project_id, previous_response_id, status, \
-             response, input_items, context, cancel_requested, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10)",
+             response, input_items, context, cancel_requested, created_at, updated_at, owner) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11)",
         )
         .bind(&new.id)
         .bind(org_id)
@@ -100,6 +110,7 @@ impl Store {
         .bind(&new.context)
         .bind(now)
         .bind(now)
+        .bind(&new.owner)
         .execute(self.pool())
         .await?;
         Ok(StoredResponse {
@@ -113,6 +124,7 @@ impl Store {
             context: new.context.clone(),
             created_at: now,
             updated_at: now,
+            owner: new.owner.clone(),
         })
     }
 
@@ -227,5 +239,48 @@ impl Store {
             return Err(StoreError::NotFound("response"));
         }
         Ok(())
+    }
+
+    /// The background responses still `queued` or `in_progress` whose
+    /// owning instance holds no lease at `now` (expired, or the instance is
+    /// gone), oldest first: their runner died with it. A system operation
+    /// of the lease sweep, not a tenant read.
+    pub async fn orphaned_responses(&self, now: i64) -> Result<Vec<StoredResponse>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM responses r WHERE r.owner IS NOT NULL \
+             AND r.status IN ('queued', 'in_progress') \
+             AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = r.owner \
+             AND i.lease_until > $1) \
+             ORDER BY created_at, id"
+        ))
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Ends an orphaned response (see [`Store::orphaned_responses`])
+    /// `failed` with `response` as its object, only while it is still
+    /// pending and owned by `owner`; `false` when it had moved on.
+    pub async fn fail_orphaned_response(
+        &self,
+        org_id: &str,
+        id: &str,
+        owner: &str,
+        response: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE responses SET status = 'failed', response = $1, updated_at = $2 \
+             WHERE id = $3 AND org_id = $4 AND owner = $5 \
+             AND status IN ('queued', 'in_progress')",
+        )
+        .bind(response)
+        .bind(now_ms())
+        .bind(id)
+        .bind(org_id)
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 }

@@ -65,6 +65,9 @@ pub struct Keep {
     context: String,
     /// Already written (`queued`): update it rather than create it.
     created: bool,
+    /// The instance running it in the background, for the lease sweep
+    /// ([`crate::instances`]); `None` for a response written whole.
+    owner: Option<String>,
 }
 
 impl Keep {
@@ -99,6 +102,7 @@ impl Keep {
                 response: json,
                 input_items: self.input_items.clone(),
                 context: self.context.clone(),
+                owner: self.owner.clone(),
             };
             self.store
                 .create_response(&self.org_id, &self.project_id, &new)
@@ -106,6 +110,38 @@ impl Keep {
         }
         Ok(())
     }
+}
+
+/// The error a background response gets when its instance died under it.
+pub const SERVER_RESTARTED: &str = "The server running this background response stopped \
+     (it crashed or restarted) before the response finished. Create the response again.";
+
+/// Ends `failed` (error `server_error`, [`SERVER_RESTARTED`]) every
+/// background response still `queued` or `in_progress` whose instance's
+/// lease expired at `now` (see [`Store::orphaned_responses`]), so a client
+/// polling it gets an answer; returns how many. Run by the lease sweep.
+pub(crate) async fn fail_orphaned(store: &Store, now: i64) -> store::Result<usize> {
+    let mut failed = 0;
+    for stored in store.orphaned_responses(now).await? {
+        let Some(owner) = stored.owner.as_deref() else {
+            continue;
+        };
+        let mut object: serde_json::Value =
+            serde_json::from_str(&stored.response).unwrap_or(serde_json::Value::Null);
+        if !object.is_object() {
+            object = serde_json::json!({"id": stored.id, "object": "response"});
+        }
+        object["status"] = "failed".into();
+        object["error"] = serde_json::json!({"code": "server_error", "message": SERVER_RESTARTED});
+        if store
+            .fail_orphaned_response(&stored.org_id, &stored.id, owner, &object.to_string())
+            .await?
+        {
+            failed += 1;
+            tracing::warn!(id = %stored.id, owner, "failed a background response whose instance is gone");
+        }
+    }
+    Ok(failed)
 }
 
 /// `GET …/input_items` paging: `after` an item id, `limit` (1–100, default
@@ -202,6 +238,7 @@ impl Service {
                     input_items: to_json(&items)?,
                     context: to_json(&context_items)?,
                     created: false,
+                    owner: None,
                 })
             }
             _ => None,
@@ -287,6 +324,9 @@ impl Service {
         };
         let mut queued = object.clone();
         queued.status = "queued".into();
+        // Its runner lives in this instance: if the instance dies, the
+        // lease sweep ends it `failed` (see `fail_orphaned`).
+        keep.owner = self.meter().and_then(|m| m.owner()).map(str::to_owned);
         keep.try_write(&queued).await?;
         keep.created = true;
         let id = object.id.clone();

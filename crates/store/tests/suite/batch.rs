@@ -22,6 +22,7 @@ fn reservation(org: &str, project: &str, request_id: &str, amount: i64) -> NewRe
         model: Some("m".into()),
         backend: Some("local".into()),
         owner: Some("inst_dead".into()),
+        endpoint: "/v1/chat/completions".into(),
         ..NewReservation::default()
     }
 }
@@ -236,7 +237,10 @@ pub async fn a_settlement_lost_before_its_batch_committed_is_recovered_by_the_sw
         panic!("{orphaned:?}")
     };
     assert_eq!(lost.progress, progress);
+    // The reservation kept its endpoint, so the interrupted row carries it.
+    assert_eq!(lost.reserved.endpoint, "/v1/chat/completions");
     let interrupted = NewUsage {
+        endpoint: lost.reserved.endpoint.clone(),
         prompt_tokens: lost.progress.prompt_tokens,
         completion_tokens: lost.progress.completion_tokens,
         cost: lost.progress.cost,
@@ -256,5 +260,6 @@ pub async fn a_settlement_lost_before_its_batch_committed_is_recovered_by_the_sw
         (rows[0].usage.status.as_str(), rows[0].usage.cost),
         ("interrupted", 7)
     );
+    assert_eq!(rows[0].usage.endpoint, "/v1/chat/completions");
     assert!(store.list_reservations(o).await.unwrap().is_empty());
 }

@@ -29,6 +29,7 @@ fn reservation(org: &str, project: &str, key: &str, id: &str, amount: i64) -> Ne
         model: Some("m".into()),
         backend: Some("local".into()),
         owner: None,
+        endpoint: String::new(),
     }
 }
 

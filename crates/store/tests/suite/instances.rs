@@ -2,7 +2,7 @@
 //! expired (or that have no owner) are orphaned, so one instance's recovery
 //! never settles another's live requests.
 
-use store::NewReservation;
+use store::{NewReservation, NewStoredResponse};
 
 use crate::support::Db;
 
@@ -84,4 +84,75 @@ pub async fn only_an_expired_or_missing_owner_orphans_a_reservation(db: Db) {
     store.end_lease("inst_b").await.unwrap();
     let orphaned = store.orphaned_reservations(15_000).await.unwrap();
     assert_eq!(ids(&orphaned), ["b-live", "gone", "legacy"]);
+}
+
+/// A background response's owner: only pending responses whose owner's
+/// lease expired (or whose owner is gone) are orphaned, and failing one
+/// takes only while it is still pending and still that owner's.
+pub async fn only_an_expired_owner_orphans_a_pending_background_response(db: Db) {
+    let store = &db.store;
+    let (org, project) = db.org_with_project("acme").await;
+    let (o, p) = (org.id.as_str(), project.id.as_str());
+    store.register_instance("inst_a", 0, 10_000).await.unwrap();
+    store.register_instance("inst_b", 0, 5_000).await.unwrap();
+    let background = |id: &str, status: &str, owner: Option<&str>| NewStoredResponse {
+        id: id.into(),
+        status: status.into(),
+        response: format!(r#"{{"id":"{id}","status":"{status}"}}"#),
+        input_items: "[]".into(),
+        context: "[]".into(),
+        owner: owner.map(str::to_owned),
+        ..NewStoredResponse::default()
+    };
+    for new in [
+        background("resp_a", "in_progress", Some("inst_a")),
+        background("resp_b", "queued", Some("inst_b")),
+        background("resp_b_done", "completed", Some("inst_b")),
+        background("resp_gone", "in_progress", Some("inst_gone")),
+        background("resp_whole", "in_progress", None),
+    ] {
+        store.create_response(o, p, &new).await.unwrap();
+    }
+    let orphaned_ids = |now: i64| async move {
+        let mut ids: Vec<String> = store
+            .orphaned_responses(now)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    // Both leases hold: only the vanished owner's.
+    assert_eq!(orphaned_ids(4_000).await, ["resp_gone"]);
+    // inst_b's lease expires at 5 000: its pending response, not its
+    // finished one.
+    assert_eq!(orphaned_ids(6_000).await, ["resp_b", "resp_gone"]);
+
+    let failed = r#"{"id":"resp_b","status":"failed"}"#;
+    // Another owner's claim, or another organisation's, takes nothing.
+    assert!(!store
+        .fail_orphaned_response(o, "resp_b", "inst_a", failed)
+        .await
+        .unwrap());
+    assert!(!store
+        .fail_orphaned_response("org_other", "resp_b", "inst_b", failed)
+        .await
+        .unwrap());
+    assert!(store
+        .fail_orphaned_response(o, "resp_b", "inst_b", failed)
+        .await
+        .unwrap());
+    let stored = store.get_response(o, p, "resp_b").await.unwrap();
+    assert_eq!(
+        (stored.status.as_str(), stored.response.as_str()),
+        ("failed", failed)
+    );
+    // Failed once: no longer pending, so neither orphaned nor failed again.
+    assert!(!store
+        .fail_orphaned_response(o, "resp_b", "inst_b", failed)
+        .await
+        .unwrap());
+    assert_eq!(orphaned_ids(6_000).await, ["resp_gone"]);
 }

@@ -38,6 +38,7 @@ fn reservation(org: &str, request_id: &str, amount: i64) -> NewReservation {
         model: Some("m".into()),
         backend: Some("local".into()),
         owner: None,
+        endpoint: "/v1/chat/completions".into(),
     }
 }
 

@@ -45,6 +45,7 @@ suite! {
     batch::a_settlement_lost_before_its_batch_committed_is_recovered_by_the_sweep,
     incidents::incidents_open_once_close_and_give_downtime,
     instances::only_an_expired_or_missing_owner_orphans_a_reservation,
+    instances::only_an_expired_owner_orphans_a_pending_background_response,
     tenancy::migrations_are_idempotent,
     tenancy::users_roles_and_passwords,
     tenancy::projects_are_isolated_by_org,

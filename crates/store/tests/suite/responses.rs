@@ -13,6 +13,7 @@ fn response(id: &str, previous: Option<&str>) -> NewStoredResponse {
         response: format!(r#"{{"id":"{id}"}}"#),
         input_items: "[]".into(),
         context: r#"[{"type":"message"}]"#.into(),
+        owner: None,
     }
 }
 
