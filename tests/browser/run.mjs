@@ -317,6 +317,32 @@ await scenario('an API key made in the page works with the openai SDK and shows 
   await page.screenshot({ path: join(SHOTS, 'keys.png') });
 });
 
+await scenario('a tool call shows readably', async () => {
+  await page.goto(`${BASE}/#/`);
+  await page.reload();
+  await composer().waitFor();
+  if (!(await page.getByLabel('Tools (JSON)').count())) await page.getByRole('button', { name: 'Settings' }).click();
+  await page.getByLabel('Tools (JSON)').fill(JSON.stringify([{ type: 'function', function: {
+    name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 30 } },
+      required: ['city'], additionalProperties: false } } }]));
+  await page.getByLabel('Tool choice').selectOption('required');
+  await page.getByLabel('Max tokens').fill('120');
+  await page.getByRole('button', { name: 'New chat' }).click();
+  await composer().fill('What is the weather in Paris?');
+  await composer().press('Enter');
+  const done = page.locator('article[aria-label="Assistant message"]:not([aria-busy="true"])');
+  await until('the finished answer with its tool call', async () => (await done.count()) > 0
+    && /get_weather/.test(await done.last().innerText()));
+  await waitIdle();
+  const text = await done.last().innerText();
+  assert.match(text, /Tool call/);
+  assert.match(text, /get_weather/);
+  assert.match(text, /"city"/);
+  assert.ok(!text.includes('<tool_call>'), text);
+  await page.screenshot({ path: join(SHOTS, 'chat-tool-call.png') });
+  await page.getByLabel('Tools (JSON)').fill('');
+});
+
 await scenario('at the quota limit the app says what to do', async () => {
   const cli = (...args) => execFileSync(BIN, ['plan', ...args, '--data-dir', dataDir], { stdio: 'pipe' }).toString();
   cli('define', 'tiny', '--name', 'Tiny', '--tokens', '1');

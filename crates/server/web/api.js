@@ -65,7 +65,20 @@ export async function streamChat(request, { signal, onDelta, info = {} }) {
       if (chunk.usage) result.usage = chunk.usage;
       for (const choice of chunk.choices || []) {
         if (choice.delta && choice.delta.content) onDelta(choice.delta.content);
-        if (choice.finish_reason) result.finishReason = choice.finish_reason;
+        // A tool call reads as a heading with its arguments in a JSON block.
+        for (const call of (choice.delta && choice.delta.tool_calls) || []) {
+          const fn = call.function || {};
+          if (fn.name) {
+            if (result.toolCalls) onDelta('\n```\n');
+            result.toolCalls = (result.toolCalls || 0) + 1;
+            onDelta(`\n\n**Tool call** \`${fn.name}\`\n\n\`\`\`json\n`);
+          }
+          if (fn.arguments) onDelta(fn.arguments);
+        }
+        if (choice.finish_reason) {
+          if (result.toolCalls) onDelta('\n```\n');
+          result.finishReason = choice.finish_reason;
+        }
       }
     }
   }

@@ -136,6 +136,8 @@ export function Chat({ me, refreshMe }) {
   const [system, setSystem] = useState('');
   const [temperature, setTemperature] = useState('0.7');
   const [maxTokens, setMaxTokens] = useState('512');
+  const [toolsJson, setToolsJson] = useState('');
+  const [toolChoice, setToolChoice] = useState('auto');
   const [showSettings, setShowSettings] = useState(false);
   const [showList, setShowList] = useState(false);
   const [input, setInput] = useState('');
@@ -199,6 +201,12 @@ export function Chat({ me, refreshMe }) {
     if (!Number.isNaN(t)) s.temperature = t;
     const m = parseInt(maxTokens, 10);
     if (!Number.isNaN(m) && m > 0) s.max_tokens = m;
+    // Tools: OpenAI function tools as JSON; what is not JSON goes as text,
+    // so that the server's 400 says what is wrong.
+    if (toolsJson.trim()) {
+      try { s.tools = JSON.parse(toolsJson); } catch (_) { s.tools = toolsJson; }
+      s.tool_choice = toolChoice;
+    }
     return s;
   }
 
@@ -352,6 +360,11 @@ export function Chat({ me, refreshMe }) {
           onInput=${(e) => setTemperature(e.target.value)} /></label>
         <label>Max tokens<input type="number" min="1" step="1" value=${maxTokens}
           onInput=${(e) => setMaxTokens(e.target.value)} /></label>
+        <label>Tools (JSON)<textarea rows="2" placeholder='[{"type": "function", "function": {"name": …}}]'
+          value=${toolsJson} onInput=${(e) => setToolsJson(e.target.value)}></textarea></label>
+        <label>Tool choice<select value=${toolChoice} onChange=${(e) => setToolChoice(e.target.value)}>
+          <option value="auto">auto</option><option value="required">required</option><option value="none">none</option>
+        </select></label>
       </section>`}
       <section class="messages" aria-label="Messages" aria-live="polite">
         ${!messages.length && !busy && html`<p class="empty">Ask anything. Enter sends, Shift+Enter adds a line, Esc stops.</p>`}
