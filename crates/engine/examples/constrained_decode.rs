@@ -20,7 +20,10 @@ use serde_json::json;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let model = args.get(1).cloned().unwrap_or_else(|| testkit::SMOLLM2.into());
+    let model = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| testkit::SMOLLM2.into());
     let threads: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(2);
     let tokens: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(96);
     let e = EngineHandle::start(
@@ -48,7 +51,13 @@ fn main() {
         })
         .unwrap();
     let text = e
-        .render_chat(&[ChatMessage::new("user", "List people with their ages as JSON.")], true)
+        .render_chat(
+            &[ChatMessage::new(
+                "user",
+                "List people with their ages as JSON.",
+            )],
+            true,
+        )
         // A base model (no chat template) gets the plain request.
         .unwrap_or_else(|_| "People with their ages, as JSON:\n".to_owned());
     let prompt = e.encode_prompt(&text);

@@ -634,7 +634,10 @@ mod tests {
         let cut = "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</to";
         assert_eq!(read_whole(cut).1[0].function.arguments, "{\"a\": 1}");
         let cut = "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": {\"b\": 1}";
-        assert_eq!(read_whole(cut).1[0].function.arguments, "{\"a\": {\"b\": 1}");
+        assert_eq!(
+            read_whole(cut).1[0].function.arguments,
+            "{\"a\": {\"b\": 1}"
+        );
         let cut = "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}";
         assert_eq!(read_whole(cut).1[0].function.arguments, "{\"a\": 1}");
     }
