@@ -100,6 +100,11 @@ pub struct ChatCompletionRequest {
     /// Moderation of the exchange (refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moderation: Option<Value>,
+    /// How hard a thinking model reasons: `none` turns its template's
+    /// thinking off (`enable_thinking: false`), `minimal`, `low`, `medium`
+    /// or `high` turn it on; models that do not think ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
     /// The deprecated function definitions (refused; use `tools`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub functions: Option<Value>,
@@ -109,7 +114,28 @@ pub struct ChatCompletionRequest {
     pub function_call: Option<Value>,
 }
 
+/// The `reasoning_effort` values.
+pub const REASONING_EFFORTS: &[&str] = &["none", "minimal", "low", "medium", "high"];
+
 impl ChatCompletionRequest {
+    /// The template's `enable_thinking` for `reasoning_effort`: `None` when
+    /// not given, `false` for `none`, `true` otherwise; an unknown value is
+    /// a 400 naming the parameter.
+    pub fn enable_thinking(&self) -> Result<Option<bool>, crate::ApiError> {
+        match self.reasoning_effort.as_deref() {
+            None => Ok(None),
+            Some(effort) if REASONING_EFFORTS.contains(&effort) => Ok(Some(effort != "none")),
+            Some(other) => Err(crate::ApiError::invalid(
+                "reasoning_effort",
+                crate::InvalidCode::InvalidValue,
+                format!(
+                    "reasoning_effort must be one of {}; got `{other}`.",
+                    REASONING_EFFORTS.join(", ")
+                ),
+            )),
+        }
+    }
+
     /// The output token limit: `max_completion_tokens` if given, else
     /// `max_tokens`. `None` means "up to the context". Values out of `u32`
     /// range are clamped (validation has already rejected values below 1).

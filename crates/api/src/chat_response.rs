@@ -81,6 +81,13 @@ pub struct ChatCompletionMessage {
     /// Tool calls the model made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
+    /// A thinking model's reasoning, apart from `content` (llama-server's
+    /// name, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// The same under vLLM's name, when the server is set to use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
 }
 
 impl ChatCompletionMessage {
@@ -91,6 +98,8 @@ impl ChatCompletionMessage {
             content: Some(content.into()),
             refusal: None,
             tool_calls: None,
+            reasoning_content: None,
+            reasoning: None,
         }
     }
 }
@@ -223,6 +232,12 @@ pub struct ChunkDelta {
     /// New or continued tool calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
+    /// New reasoning text of a thinking model (llama-server's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// The same under vLLM's name, when the server is set to use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
 }
 
 impl ChunkDelta {

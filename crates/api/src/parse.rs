@@ -122,6 +122,7 @@ static CHAT_FIELDS: &[Field] = &[
     ),
     field("parallel_tool_calls", BOOLEAN, typed::<OptBool>),
     field("user", STRING, typed::<OptString>),
+    field("reasoning_effort", STRING, typed::<OptString>),
     field("store", BOOLEAN, typed::<OptBool>),
     field(
         "metadata",
@@ -479,6 +480,7 @@ mod tests {
             moderation: Some(Value::Null),
             functions: Some(Value::Null),
             function_call: Some(Value::Null),
+            reasoning_effort: Some("low".into()),
         };
         let value = serde_json::to_value(request).unwrap();
         let table = names(CHAT_FIELDS);

@@ -63,7 +63,7 @@ pub const DATABASE_FILE: &str = "parlance.db";
 const KEYS: &str = "host, port, models, threads, kv_cache_tokens, prefix_cache, data_dir, \
                     database_url, rpm, tpm, project_rpm, project_tpm, redis_url, \
                     shutdown_grace_secs, instance_lease_secs, default_max_tokens, gateway, \
-                    embedding_models, embedding_aliases";
+                    embedding_models, embedding_aliases, chat_template, reasoning_field";
 
 /// One layer of `serve` settings (the file, the environment or the flags).
 /// Every field is optional: `None` means "this layer does not say", and the
@@ -151,6 +151,14 @@ pub struct Layer {
     /// `{ "text-embedding-3-small" = "all-minilm-l6-v2" }` (default: none;
     /// file only).
     pub embedding_aliases: Option<std::collections::BTreeMap<String, String>>,
+    /// A Jinja chat template file every local model renders chats with
+    /// instead of its GGUF's `tokenizer.chat_template` (e.g. a thinking
+    /// template; default: the GGUF's; flag `--chat-template`).
+    pub chat_template: Option<PathBuf>,
+    /// The field a thinking model's reasoning is written under in chat
+    /// answers: `reasoning_content` (llama-server's, the default) or
+    /// `reasoning` (vLLM's) (flag `--reasoning-field`).
+    pub reasoning_field: Option<String>,
 }
 
 impl Layer {
@@ -177,6 +185,8 @@ impl Layer {
             gateway: self.gateway.or(lower.gateway),
             embedding_models: self.embedding_models.or(lower.embedding_models),
             embedding_aliases: self.embedding_aliases.or(lower.embedding_aliases),
+            chat_template: self.chat_template.or(lower.chat_template),
+            reasoning_field: self.reasoning_field.or(lower.reasoning_field),
         }
     }
 
@@ -335,6 +345,8 @@ impl Layer {
             gateway: None,
             embedding_models: None,
             embedding_aliases: None,
+            chat_template: None,
+            reasoning_field: None,
         })
     }
 }
@@ -380,6 +392,10 @@ pub struct ServeConfig {
     pub embedding_models: Vec<String>,
     /// Embedding model aliases, alias → model.
     pub embedding_aliases: std::collections::BTreeMap<String, String>,
+    /// The chat template file replacing every local model's own, if any.
+    pub chat_template: Option<PathBuf>,
+    /// Where reasoning is written (`reasoning_content` unless set).
+    pub reasoning_field: String,
 }
 
 /// Stacks the layers, highest last in priority order: `flags` over `env`
@@ -422,6 +438,10 @@ pub fn resolve(file: Layer, env: Layer, flags: Layer, default_data_dir: &Path) -
         gateway: merged.gateway.unwrap_or_default(),
         embedding_models: merged.embedding_models.unwrap_or_default(),
         embedding_aliases: merged.embedding_aliases.unwrap_or_default(),
+        chat_template: merged.chat_template,
+        reasoning_field: merged
+            .reasoning_field
+            .unwrap_or_else(|| "reasoning_content".to_owned()),
     }
 }
 

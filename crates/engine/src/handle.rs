@@ -73,6 +73,8 @@ pub struct EngineHandle {
     tx: SyncSender<Command>,
     tokenizer: Arc<Tokenizer>,
     template: Option<Arc<ChatTemplate>>,
+    /// The template's source (the GGUF's, or the override's).
+    template_source: Option<Arc<str>>,
     info: Arc<ModelInfo>,
     next_id: Arc<AtomicU64>,
     counters: Arc<Counters>,
@@ -147,6 +149,7 @@ impl EngineHandle {
                 context_length,
                 has_chat_template: template.is_some(),
             }),
+            template_source: tokenizer.chat_template().map(Arc::from),
             tokenizer,
             template,
             next_id: Arc::new(AtomicU64::new(1)),
@@ -165,6 +168,46 @@ impl EngineHandle {
 
     pub fn tokenizer(&self) -> &Arc<Tokenizer> {
         &self.tokenizer
+    }
+
+    /// This engine with `source` as its chat template instead of the GGUF's
+    /// (`parlance serve --chat-template FILE`); a template that does not
+    /// compile is an error naming why.
+    pub fn with_chat_template(mut self, source: &str) -> Result<Self, EngineError> {
+        let template = ChatTemplate::new(
+            source,
+            self.tokenizer.bos_token().unwrap_or(""),
+            self.tokenizer.eos_token().unwrap_or(""),
+        )
+        .map_err(|e| EngineError::Template(e.to_string()))?;
+        self.template = Some(Arc::new(template));
+        self.template_source = Some(Arc::from(source));
+        let mut info = (*self.info).clone();
+        info.has_chat_template = true;
+        self.info = Arc::new(info);
+        Ok(self)
+    }
+
+    /// The chat template's source, if the model has one.
+    pub fn chat_template_source(&self) -> Option<&str> {
+        self.template_source.as_deref()
+    }
+
+    /// Renders `messages` with the chat template, `enable_thinking` set
+    /// for templates that read it (`None`: left undefined).
+    pub fn render_chat_thinking(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        enable_thinking: Option<bool>,
+    ) -> Result<String, EngineError> {
+        let t = self.template.as_ref().ok_or_else(|| {
+            EngineError::NoChatTemplate(
+                "this model has no chat template; use plain completions instead".into(),
+            )
+        })?;
+        t.render_thinking(messages, add_generation_prompt, enable_thinking)
+            .map_err(|e| EngineError::Template(e.to_string()))
     }
 
     /// Renders `messages` with the model's own chat template.

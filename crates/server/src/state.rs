@@ -258,6 +258,15 @@ impl AppState {
         self
     }
 
+    /// Writes a thinking model's reasoning under `field` in chat answers.
+    pub fn with_reasoning_field(
+        mut self,
+        field: service::generation::reasoning::ReasoningField,
+    ) -> Self {
+        self.service = self.service.with_reasoning_field(field);
+        self
+    }
+
     /// Serves the embedding models of `embedders` (`POST /v1/embeddings`).
     pub fn with_embedders(mut self, embedders: service::embeddings::Embedders) -> Self {
         self.service = self.service.with_embedders(embedders);

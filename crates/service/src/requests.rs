@@ -141,6 +141,13 @@ impl Service {
         self
     }
 
+    /// Writes a thinking model's reasoning under `field` in chat answers
+    /// (`reasoning_content` unless set).
+    pub fn with_reasoning_field(self, field: crate::generation::reasoning::ReasoningField) -> Self {
+        self.default_max_tokens.set_reasoning_field(field);
+        self
+    }
+
     /// Routes chat models as `config` says (`[gateway]`), besides the local
     /// models it does not name; an unusable configuration is refused with
     /// the entry at fault.
@@ -350,7 +357,8 @@ impl Service {
                 )
                 .await;
         };
-        let prompt = local_chat::prompt(&model.engine, &resolved.model, &request).await?;
+        let (prompt, thinking) =
+            local_chat::prompt_thinking(&model.engine, &resolved.model, &request).await?;
         let mut settings = local_chat::settings(&request, &self.default_max_tokens)?;
         let plan = crate::generation::tools::plan(&model.engine, &request).await?;
         settings.constraint = plan.constraint();
@@ -370,6 +378,7 @@ impl Service {
             model.engine.tokenizer().clone(),
         )
         .reading_tools(plan.tools)
+        .reasoning(thinking, self.default_max_tokens.reasoning_field())
         .keeping(keeper);
         Ok(ChatStart::Local(answer, format))
     }

@@ -65,6 +65,18 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, TemplateError> {
+        self.render_thinking(messages, add_generation_prompt, None)
+    }
+
+    /// [`ChatTemplate::render`] with the template's `enable_thinking`
+    /// variable set (thinking templates such as Qwen3's read it); `None`
+    /// leaves it undefined.
+    pub fn render_thinking(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        enable_thinking: Option<bool>,
+    ) -> Result<String, TemplateError> {
         let tmpl = self
             .env
             .get_template(TEMPLATE_NAME)
@@ -74,6 +86,10 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
+        };
+        let ctx = match enable_thinking {
+            Some(on) => context! { enable_thinking => on, ..ctx },
+            None => ctx,
         };
         tmpl.render(ctx)
             .map_err(|e| match e.detail().and_then(|d| d.strip_prefix(RAISED)) {

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use engine::{EngineConfig, EngineHandle};
 use server::{AdminKey, Auth};
+use service::generation::reasoning::ReasoningField;
 use service::instances::Lease;
 use service::{Tenant, ADMIN_KEY_ID, LOCAL_KEY_ID};
 use store::Store;
@@ -109,6 +110,16 @@ pub struct Args {
     /// for several (default: none).
     #[arg(long = "embedding-model")]
     pub embedding_models: Vec<String>,
+    /// A Jinja chat template file every local model renders chats with
+    /// instead of its GGUF's (e.g. a thinking template) (default: the
+    /// GGUF's).
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<PathBuf>,
+    /// The field a thinking model's reasoning is written under in chat
+    /// answers: reasoning_content (llama-server's) or reasoning (vLLM's)
+    /// (default: reasoning_content).
+    #[arg(long, value_name = "FIELD")]
+    pub reasoning_field: Option<String>,
 }
 
 /// Every layer applied: the file (`--config`, else `parlance.toml` in
@@ -149,6 +160,8 @@ pub fn settings(
         embedding_models: (!args.embedding_models.is_empty())
             .then(|| args.embedding_models.clone()),
         embedding_aliases: None,
+        chat_template: args.chat_template.clone(),
+        reasoning_field: args.reasoning_field.clone(),
     };
     Ok(config::resolve(file, env, flags, default_data_dir))
 }
@@ -169,6 +182,19 @@ pub fn run(
         .build()
         .context("starting the async runtime")?;
     let admin = std::env::var(ADMIN_KEY_ENV).ok().and_then(AdminKey::new);
+    let reasoning_field = ReasoningField::parse(&settings.reasoning_field).with_context(|| {
+        format!(
+            "reasoning_field = {:?}: expected reasoning_content or reasoning",
+            settings.reasoning_field
+        )
+    })?;
+    let chat_template = match &settings.chat_template {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the chat template {}", path.display()))?,
+        ),
+        None => None,
+    };
     let (auth, store, local_org, lease) = runtime.block_on(prepare(&settings, admin))?;
     let mut models: Vec<(String, EngineHandle)> = Vec::new();
     for name in &settings.models {
@@ -182,8 +208,13 @@ pub fn run(
             prefix_cache: settings.prefix_cache,
             ..EngineConfig::default()
         };
-        let engine = EngineHandle::start(&resolved.path, config)
+        let mut engine = EngineHandle::start(&resolved.path, config)
             .with_context(|| format!("loading {}", resolved.path.display()))?;
+        if let Some(source) = &chat_template {
+            engine = engine
+                .with_chat_template(source)
+                .with_context(|| format!("the chat template {:?}", settings.chat_template))?;
+        }
         eprintln!("loaded {} from {}", resolved.name, resolved.path.display());
         models.push((resolved.name, engine));
     }
@@ -203,6 +234,7 @@ pub fn run(
             .with_auth(auth)
             .with_lease(lease)
             .with_default_max_tokens(settings.default_max_tokens)
+            .with_reasoning_field(reasoning_field)
             .with_embedders(embedders)
             .with_rate_limits(limiter, limit_defaults(&settings))
             .with_budget_webhook(

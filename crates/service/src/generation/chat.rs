@@ -21,6 +21,7 @@ use super::{
 use crate::stored_completions::Keeper;
 use crate::{Error, Result};
 
+use super::reasoning::{Part, ReasoningField, Splitter, Thinking};
 use super::tools;
 
 /// The request field a chat's engine errors are about.
@@ -52,6 +53,18 @@ pub async fn prompt(
     model: &str,
     request: &ChatCompletionRequest,
 ) -> Result<Vec<u32>> {
+    Ok(prompt_thinking(engine, model, request).await?.0)
+}
+
+/// [`prompt`], rendered with the template's `enable_thinking` from
+/// `reasoning_effort`, and how its answer is read for reasoning
+/// ([`Thinking::of`]: `None` when the template does not think).
+pub async fn prompt_thinking(
+    engine: &EngineHandle,
+    model: &str,
+    request: &ChatCompletionRequest,
+) -> Result<(Vec<u32>, Option<Thinking>)> {
+    let enable_thinking = request.enable_thinking()?;
     if !engine.info().has_chat_template {
         return Err(ApiError::invalid(
             PARAM,
@@ -68,8 +81,9 @@ pub async fn prompt(
     );
     let engine = engine.clone();
     tokio::task::spawn_blocking(move || {
-        let text = engine.render_chat(&messages, true)?;
-        Ok(engine.encode_prompt(&text))
+        let text = engine.render_chat_thinking(&messages, true, enable_thinking)?;
+        let thinking = Thinking::of(engine.chat_template_source(), &text);
+        Ok((engine.encode_prompt(&text), thinking))
     })
     .await?
     .map_err(|err| Error::engine(err, PARAM))
@@ -130,6 +144,10 @@ pub struct ChatChunks {
     keep: Option<(Keeper, Vec<WholeChoice>)>,
     /// A streamed answer to store before its last chunks are written.
     kept: Option<Box<(Keeper, ChatCompletion)>>,
+    /// How a thinking model's answer is read for reasoning, the field it
+    /// is written under, and one reader per streamed choice.
+    /// (Boxed: the format rides in every answer's start.)
+    reasoning: Option<Box<(Thinking, ReasoningField, Vec<Splitter>)>>,
 }
 
 impl ChatChunks {
@@ -150,6 +168,30 @@ impl ChatChunks {
             tokenizer,
             keep: None,
             kept: None,
+            reasoning: None,
+        }
+    }
+
+    /// Splits a thinking model's reasoning out of each choice's content
+    /// (`thinking` from [`prompt_thinking`]), written under `field`.
+    pub fn reasoning(mut self, thinking: Option<Thinking>, field: ReasoningField) -> Self {
+        self.reasoning = thinking.map(|thinking| Box::new((thinking, field, Vec::new())));
+        self
+    }
+
+    /// A whole choice's reasoning, if its model thinks, and its content.
+    fn split(&self, text: String) -> (Option<String>, String) {
+        match self.reasoning.as_deref() {
+            Some((thinking, _, _)) => Splitter::split(*thinking, &text),
+            None => (None, text),
+        }
+    }
+
+    /// `reasoning` under the configured field.
+    fn with_reasoning(&self, reasoning: Option<String>, message: &mut ChatCompletionMessage) {
+        match self.reasoning.as_deref().map(|(_, field, _)| *field) {
+            Some(ReasoningField::Reasoning) => message.reasoning = reasoning,
+            _ => message.reasoning_content = reasoning,
         }
     }
 
@@ -230,15 +272,19 @@ impl ChatChunks {
 
     /// A whole choice's message: its text, or its tool calls.
     fn message_of(&self, text: String) -> ChatCompletionMessage {
-        if self.readers.is_none() {
-            return ChatCompletionMessage::assistant(text);
-        }
-        let (content, calls) = tools::read_whole(&text);
-        ChatCompletionMessage {
-            content,
-            tool_calls: (!calls.is_empty()).then_some(calls),
-            ..ChatCompletionMessage::assistant(String::new())
-        }
+        let (reasoning, text) = self.split(text);
+        let mut message = if self.readers.is_none() {
+            ChatCompletionMessage::assistant(text)
+        } else {
+            let (content, calls) = tools::read_whole(&text);
+            ChatCompletionMessage {
+                content,
+                tool_calls: (!calls.is_empty()).then_some(calls),
+                ..ChatCompletionMessage::assistant(String::new())
+            }
+        };
+        self.with_reasoning(reasoning, &mut message);
+        message
     }
 
     /// A whole choice's finish reason: `tool_calls` when it ended calling tools.
@@ -246,7 +292,9 @@ impl ChatChunks {
         let reason = choice.finish_reason.unwrap_or(api::FinishReason::Stop);
         if self.readers.is_some()
             && reason == api::FinishReason::Stop
-            && !tools::read_whole(&choice.text).1.is_empty()
+            && !tools::read_whole(&self.split(choice.text.clone()).1)
+                .1
+                .is_empty()
         {
             return api::FinishReason::ToolCalls;
         }
@@ -255,6 +303,46 @@ impl ChatChunks {
 
     /// A streamed choice's text as deltas: plain, or read for tool calls.
     fn deltas(&mut self, index: u32, text: String, end: bool) -> (Vec<ChunkDelta>, bool) {
+        let Some((thinking, field, splitters)) = self.reasoning.as_deref_mut() else {
+            return self.content_deltas(index, text, end);
+        };
+        let (thinking, field) = (*thinking, *field);
+        let i = index as usize;
+        if splitters.len() <= i {
+            splitters.resize_with(i + 1, || Splitter::new(thinking));
+        }
+        let splitter = &mut splitters[i];
+        let mut parts = splitter.push(&text);
+        if end {
+            parts.extend(splitter.finish());
+        }
+        let mut deltas = Vec::new();
+        let mut content = String::new();
+        for part in parts {
+            match part {
+                Part::Reasoning(text) => deltas.push(match field {
+                    ReasoningField::Reasoning => ChunkDelta {
+                        reasoning: Some(text),
+                        ..ChunkDelta::default()
+                    },
+                    ReasoningField::ReasoningContent => ChunkDelta {
+                        reasoning_content: Some(text),
+                        ..ChunkDelta::default()
+                    },
+                }),
+                Part::Content(text) => content.push_str(&text),
+            }
+        }
+        if content.is_empty() && !end {
+            return (deltas, false);
+        }
+        let (more, called) = self.content_deltas(index, content, end);
+        deltas.extend(more);
+        (deltas, called)
+    }
+
+    /// A streamed choice's content as deltas: plain, or read for tool calls.
+    fn content_deltas(&mut self, index: u32, text: String, end: bool) -> (Vec<ChunkDelta>, bool) {
         let Some(readers) = &mut self.readers else {
             let delta = (!text.is_empty() || !end).then(|| ChunkDelta::text(text));
             return (delta.into_iter().collect(), false);

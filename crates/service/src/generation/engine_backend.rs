@@ -81,7 +81,8 @@ fn refused(err: ApiError) -> BackendError {
 impl EngineBackend {
     async fn answer(&self, request: ChatCompletionRequest) -> Result<ChatReply, BackendError> {
         let started = async {
-            let prompt = chat::prompt(&self.engine, &request.model, &request).await?;
+            let (prompt, thinking) =
+                chat::prompt_thinking(&self.engine, &request.model, &request).await?;
             let mut settings = chat::settings(&request, &self.default_max_tokens)?;
             let plan = super::tools::plan(&self.engine, &request).await?;
             settings.constraint = plan.constraint();
@@ -101,7 +102,8 @@ impl EngineBackend {
                 settings.logprobs.is_some(),
                 self.engine.tokenizer().clone(),
             )
-            .reading_tools(plan.tools);
+            .reading_tools(plan.tools)
+            .reasoning(thinking, self.default_max_tokens.reasoning_field());
             Ok::<_, crate::Error>((Answer::new(generations, prompt_tokens, n, None), format))
         };
         let (answer, format) = started.await.map_err(|err| refused(err.into()))?;

@@ -12,6 +12,7 @@ pub mod chat;
 pub mod completion;
 pub mod engine_backend;
 mod merge;
+pub mod reasoning;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -30,9 +31,29 @@ use crate::Error;
 /// context is full). Shared by the direct path and the gateway's local
 /// backends, and changeable while they run.
 #[derive(Debug, Default)]
-pub struct DefaultMaxTokens(std::sync::atomic::AtomicU32);
+///
+/// It also carries the server's other per-answer default: the field a
+/// thinking model's reasoning is written under (`reasoning_field`).
+pub struct DefaultMaxTokens(std::sync::atomic::AtomicU32, std::sync::atomic::AtomicBool);
 
 impl DefaultMaxTokens {
+    /// Writes reasoning under `field` (`reasoning_content` by default).
+    pub fn set_reasoning_field(&self, field: reasoning::ReasoningField) {
+        self.1.store(
+            field == reasoning::ReasoningField::Reasoning,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The field reasoning is written under.
+    pub fn reasoning_field(&self) -> reasoning::ReasoningField {
+        if self.1.load(Ordering::Relaxed) {
+            reasoning::ReasoningField::Reasoning
+        } else {
+            reasoning::ReasoningField::ReasoningContent
+        }
+    }
+
     /// Sets the default (`0`: none).
     pub fn set(&self, tokens: u32) {
         self.0.store(tokens, Ordering::Relaxed);
