@@ -3,7 +3,10 @@
 //! and restarted while the other streams; the survivor's requests are each
 //! billed once, `ok`, for exactly the tokens its clients were told, and the
 //! killed instance's own requests are settled `interrupted` only after its
-//! lease ran out — never by the restart. Runs on SQLite (one file, several
+//! lease ran out — never by the restart, and with the endpoint they came
+//! through — and its background response, which a client polls through
+//! the survivor, ends `failed` (the server restarted) instead of staying
+//! pending. Runs on SQLite (one file, several
 //! processes) always, and on PostgreSQL when `PARLANCE_TEST_POSTGRES_URL`
 //! names a server (a fresh database is made and dropped).
 
@@ -102,6 +105,28 @@ fn finish_stream(mut socket: TcpStream) -> Value {
         .expect("a usage chunk")
 }
 
+/// One plain request with `connection: close`; the JSON body of the
+/// answer (which must be a success).
+fn http(addr: &str, method: &str, path: &str, request_id: &str, body: Option<&Value>) -> Value {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut socket = TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    write!(
+        socket,
+        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         x-request-id: {request_id}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    serde_json::from_str(body).unwrap_or_else(|err| panic!("{err}: {body}"))
+}
+
 async fn default_org(store: &Store) -> String {
     store
         .find_org_by_name(store::DEFAULT_ORG)
@@ -130,6 +155,21 @@ fn restart_under_load(database_url: &str) {
     let doomed: Vec<TcpStream> = (0..2)
         .map(|i| open_stream(&addr_b, &format!("b-{i}"), 4000, 20))
         .collect();
+    // … and so is a background response, which B runs detached.
+    let background = http(
+        &addr_b,
+        "POST",
+        "/v1/responses",
+        "bg-0",
+        Some(&json!({
+            "model": "smollm2-135m-instruct",
+            "input": "Write a very long story about a dragon.",
+            "max_output_tokens": 4000,
+            "background": true,
+        })),
+    );
+    assert_eq!(background["status"], "queued", "{background}");
+    let background_id = background["id"].as_str().unwrap().to_owned();
     // … and A streams while B is killed and restarted: B dies once every
     // one of A's streams has its first chunk.
     let (streaming_tx, streaming) = std::sync::mpsc::channel();
@@ -172,6 +212,18 @@ fn restart_under_load(database_url: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The background response is still running when B dies.
+    let before = http(
+        &addr_b,
+        "GET",
+        &format!("/v1/responses/{background_id}"),
+        "bg-get",
+        None,
+    );
+    assert!(
+        matches!(before["status"].as_str(), Some("queued" | "in_progress")),
+        "{before}"
+    );
     b.0.kill().unwrap();
     b.0.wait().unwrap();
     let killed_at = Instant::now();
@@ -253,7 +305,33 @@ fn restart_under_load(database_url: &str) {
         assert_eq!(usage.status, "interrupted", "{usage:?}");
         assert!(usage.completion_tokens >= 16, "{usage:?}");
         assert!(usage.cost > 0, "{usage:?}");
+        // The reservation kept the endpoint the request came through.
+        assert_eq!(usage.endpoint, "/v1/chat/completions", "{usage:?}");
     }
+
+    // The background response B was running ends `failed` (the server
+    // restarted), which a client polling it through A is told.
+    let polled = loop {
+        let polled = http(
+            &addr_a,
+            "GET",
+            &format!("/v1/responses/{background_id}"),
+            "bg-poll",
+            None,
+        );
+        if !matches!(polled["status"].as_str(), Some("queued" | "in_progress")) {
+            break polled;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the background response stayed pending: {polled}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(polled["status"], "failed", "{polled}");
+    assert_eq!(polled["error"]["code"], "server_error", "{polled}");
+    let message = polled["error"]["message"].as_str().unwrap();
+    assert!(message.contains("restarted"), "{polled}");
     runtime.block_on(store.close());
 }
 
