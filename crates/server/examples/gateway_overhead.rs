@@ -280,7 +280,6 @@ async fn time_ledger(path: &std::path::Path, count: usize) {
                 backend: Some("mock".into()),
                 owner: None,
                 endpoint: String::new(),
-                endpoint: String::new(),
             })
             .await
             .expect("reserve");
