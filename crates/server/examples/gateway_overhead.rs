@@ -231,7 +231,7 @@ async fn run(client: &reqwest::Client, url: &str, stream: bool, rate: u32, secs:
     }
     // Why requests failed, most common first (a few kinds).
     let mut reasons: Vec<(String, usize)> = reasons.into_iter().collect();
-    reasons.sort_by(|a, b| b.1.cmp(&a.1));
+    reasons.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
     for (reason, count) in reasons.iter().take(3) {
         eprintln!("  failed ×{count}: {reason}");
     }

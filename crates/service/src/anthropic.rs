@@ -30,8 +30,9 @@ use crate::Result;
 
 /// How a Messages request started.
 pub enum MessagesStart {
-    /// Streamed from the local engine: the answer and its event writer.
-    Stream(Answer, AnthropicEvents),
+    /// Streamed from the local engine: the answer and its event writer
+    /// (boxed: the other variants are small).
+    Stream(Box<(Answer, AnthropicEvents)>),
     /// Streamed, but the answer came whole (a routed model): every event.
     Events(Vec<AnthropicEvent>),
     /// The whole message.
@@ -372,13 +373,13 @@ impl Service {
                     ..AnthropicUsage::default()
                 };
                 let writer = AnthropicWriter::new(&chunks.model, usage);
-                Ok(MessagesStart::Stream(
+                Ok(MessagesStart::Stream(Box::new((
                     answer,
                     AnthropicEvents {
                         chat: chunks,
                         writer,
                     },
-                ))
+                ))))
             }
             ChatStart::Local(answer, chunks) => {
                 let whole = answer.collect_within(timeout).await?;

@@ -38,7 +38,10 @@ pub async fn create_message(
         .anthropic_messages(&context.0, request, timeout)
         .await?
     {
-        MessagesStart::Stream(answer, events) => Ok(sse_response(answer, events)),
+        MessagesStart::Stream(stream) => {
+            let (answer, events) = *stream;
+            Ok(sse_response(answer, events))
+        }
         MessagesStart::Events(events) => Ok(sse_frames(
             events
                 .iter()

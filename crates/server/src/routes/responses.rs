@@ -44,7 +44,10 @@ pub async fn create_response(
         .create_response(&context.0, request, timeout)
         .await?
     {
-        ResponseStart::Stream(answer, events) => Ok(sse_response(answer, events)),
+        ResponseStart::Stream(stream) => {
+            let (answer, events) = *stream;
+            Ok(sse_response(answer, events))
+        }
         ResponseStart::Events(events) => Ok(sse_frames(
             events
                 .iter()

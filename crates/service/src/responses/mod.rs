@@ -45,12 +45,12 @@ pub const MAX_ITEMS_PAGE: usize = 100;
 /// How a create request started.
 pub enum ResponseStart {
     /// Streamed from the local engine: the answer and its event writer.
-    Stream(crate::generation::Answer, ResponseEvents),
+    Stream(Box<(crate::generation::Answer, ResponseEvents)>),
     /// Streamed, but the answer came whole (a routed model): every event
     /// at once.
     Events(Vec<ResponseEvent>),
     /// The whole response (stored if asked; `queued` for a background one).
-    Whole(ResponseObject),
+    Whole(Box<ResponseObject>),
 }
 
 /// Where a finished response is stored: the store, its owner, and what it
@@ -255,8 +255,7 @@ impl Service {
         }
         match started {
             ChatStart::Local(answer, chunks) if request.is_stream() => Ok(ResponseStart::Stream(
-                answer,
-                ResponseEvents::new(chunks, object, keep),
+                Box::new((answer, ResponseEvents::new(chunks, object, keep))),
             )),
             ChatStart::Local(answer, chunks) => {
                 let whole = answer.collect_within(timeout).await?;
@@ -267,7 +266,7 @@ impl Service {
                 if let Some(keep) = keep {
                     keep.write(&object).await;
                 }
-                Ok(ResponseStart::Whole(object))
+                Ok(ResponseStart::Whole(Box::new(object)))
             }
             ChatStart::RoutedWhole(completion) => {
                 let mut writer = ResponseWriter::new(object);
@@ -280,7 +279,7 @@ impl Service {
                 if request.is_stream() {
                     Ok(ResponseStart::Events(events))
                 } else {
-                    Ok(ResponseStart::Whole(object))
+                    Ok(ResponseStart::Whole(Box::new(object)))
                 }
             }
             // The chat request is never streamed to the gateway (see
@@ -373,7 +372,7 @@ impl Service {
             }
             keep.write(writer.object()).await;
         });
-        Ok(ResponseStart::Whole(queued))
+        Ok(ResponseStart::Whole(Box::new(queued)))
     }
 
     /// `GET /v1/responses/{id}`.
