@@ -23,9 +23,14 @@ MODELS = [
     ("qwen2", "qwen2", Q.Q8_0, {"untied": False}),
     ("qwen2", "qwen2", Q.F16, {"untied": True}),
     ("qwen3", "qwen3-vocab", Q.Q8_0, {"untied": False}),
+    ("qwen3", "qwen3-vocab", Q.Q5_K, {"untied": False}),
+    ("qwen2", "qwen2", Q.IQ4_XS, {"untied": False}),
 ]
 
 N_EMBD, N_FF, N_HEAD, N_KV, N_LAYER, HEAD_DIM = 64, 128, 4, 2, 2, 16
+# Types with 256-weight super-blocks need rows of 256 (width, feed-forward
+# and query width all 256).
+WIDE = dict(N_EMBD=256, N_FF=512, N_HEAD=8, N_KV=4, HEAD_DIM=32)
 
 
 def vocab_fields(path):
@@ -37,7 +42,73 @@ def vocab_fields(path):
     return out
 
 
+LEVELS = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], dtype=np.float32)
+
+
+def q5_k_block(x):
+    """One Q5_K super-block (256 floats) by min/max per sub-block (valid, not GGML's search)."""
+    sub = x.reshape(8, 32)
+    mn = np.minimum(sub.min(1), 0.0)
+    scales = (sub.max(1) - mn) / 31.0
+    mins = -mn
+    ms, mm = scales.max(), mins.max()
+    ls = np.minimum(np.rint(scales * (63.0 / ms if ms > 0 else 0.0)), 63).astype(np.uint8)
+    lm = np.minimum(np.rint(mins * (63.0 / mm if mm > 0 else 0.0)), 63).astype(np.uint8)
+    packed = np.zeros(12, np.uint8)
+    for j in range(8):
+        if j < 4:
+            packed[j] = ls[j]
+            packed[j + 4] = lm[j]
+        else:
+            packed[j + 4] = (ls[j] & 0x0F) | ((lm[j] & 0x0F) << 4)
+            packed[j - 4] |= (ls[j] >> 4) << 6
+            packed[j] |= (lm[j] >> 4) << 6
+    dh = np.float16(ms / 63.0)
+    mh = np.float16(mm / 63.0)
+    q = np.zeros(256, np.uint8)
+    for j in range(8):
+        d = np.float32(dh) * ls[j]
+        if d == 0:
+            continue
+        dm = np.float32(mh) * lm[j]
+        q[32 * j:32 * j + 32] = np.clip(np.rint((sub[j] + dm) / d), 0, 31)
+    qh = np.zeros(32, np.uint8)
+    qs = np.zeros(128, np.uint8)
+    for g in range(4):
+        a, b = q[64 * g:64 * g + 32], q[64 * g + 32:64 * g + 64]
+        qs[32 * g:32 * g + 32] = (a & 0x0F) | ((b & 0x0F) << 4)
+        qh |= ((a >> 4) << (2 * g)).astype(np.uint8) | ((b >> 4) << (2 * g + 1)).astype(np.uint8)
+    return np.concatenate([np.frombuffer(dh.tobytes() + mh.tobytes(), np.uint8), packed, qh, qs])
+
+
+def iq4_xs_block(x):
+    """One IQ4_XS super-block: per sub-block scale from its largest magnitude, nearest level."""
+    sub = x.reshape(8, 32)
+    idx = np.abs(sub).argmax(1)
+    smax = sub[np.arange(8), idx] / -127.0
+    d = np.abs(smax).max() / 31.0
+    dh = np.float16(d)
+    dq = np.float32(dh)
+    ls = np.clip(np.round(smax / dq if dq != 0 else 0 * smax) + 32, 0, 63).astype(np.uint8)
+    sh = 0
+    sl = np.zeros(4, np.uint8)
+    for ib in range(8):
+        sl[ib // 2] |= (ls[ib] & 0x0F) << (4 * (ib % 2))
+        sh |= int(ls[ib] >> 4) << (2 * ib)
+    qs = np.zeros(128, np.uint8)
+    for ib in range(8):
+        dl = dq * (int(ls[ib]) - 32)
+        v = sub[ib] / dl if dl != 0 else 0 * sub[ib]
+        n = np.abs(v[:, None] - LEVELS[None, :]).argmin(1).astype(np.uint8)
+        qs[16 * ib:16 * ib + 16] = n[:16] | (n[16:] << 4)
+    return np.concatenate([np.frombuffer(dh.tobytes() + np.uint16(sh).tobytes(), np.uint8), sl, qs])
+
+
 def quant(arr, ty):
+    if ty in (Q.Q5_K, Q.IQ4_XS):
+        f = q5_k_block if ty == Q.Q5_K else iq4_xs_block
+        rows = [np.concatenate([f(r[k:k + 256]) for k in range(0, r.size, 256)]) for r in arr.astype(np.float32)]
+        return np.stack(rows), ty
     if ty in (Q.F32,):
         return arr.astype(np.float32), Q.F32
     if ty == Q.F16:
@@ -46,6 +117,11 @@ def quant(arr, ty):
 
 
 def write(arch, vocab, ty, extra, vocab_dir, out_dir):
+    global N_EMBD, N_FF, N_HEAD, N_KV, HEAD_DIM
+    if ty in (Q.Q5_K, Q.IQ4_XS):
+        N_EMBD, N_FF, N_HEAD, N_KV, HEAD_DIM = (WIDE[k] for k in ("N_EMBD", "N_FF", "N_HEAD", "N_KV", "HEAD_DIM"))
+    else:
+        N_EMBD, N_FF, N_HEAD, N_KV, HEAD_DIM = 64, 128, 4, 2, 16
     rng = np.random.default_rng(1234 + len(arch) + int(ty))
     v = vocab_fields(os.path.join(vocab_dir, f"ggml-vocab-{vocab}.gguf"))
     n_vocab = len(v["tokenizer.ggml.tokens"][0])

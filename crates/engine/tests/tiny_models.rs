@@ -61,7 +61,14 @@ fn kl_against_reference(name: &str) -> Option<KlStats> {
     Some(kl)
 }
 
+/// The bar: mean KL divergence below this.
+const MAX_KL: f64 = 1e-4;
+
 fn check(name: &str) {
+    check_within(name, MAX_KL);
+}
+
+fn check_within(name: &str, max_kl: f64) {
     let Some(kl) = kl_against_reference(name) else {
         return;
     };
@@ -72,7 +79,7 @@ fn check(name: &str) {
         kl.count(),
         100.0 * top
     );
-    assert!(kld < 1e-4, "{name}: mean KL divergence {kld}");
+    assert!(kld < max_kl, "{name}: mean KL divergence {kld}");
     assert!(top >= 0.99, "{name}: same top token at {:.2}%", 100.0 * top);
 }
 
@@ -99,4 +106,17 @@ fn qwen2_f16_untied() {
 #[test]
 fn qwen3_q8_0() {
     check("tiny-qwen3-q8_0");
+}
+
+/// Above the 1e-4 bar (2.3e-4 measured): on this model llama.cpp
+/// differs from itself by as much (its `-ub 1` run against its `-c 32` run:
+/// KL 2.5e-4, same top token 98.75%), so the bar here is that spread.
+#[test]
+fn qwen3_q5_k() {
+    check_within("tiny-qwen3-q5_k", 3e-4);
+}
+
+#[test]
+fn qwen2_iq4_xs() {
+    check("tiny-qwen2-iq4_xs");
 }

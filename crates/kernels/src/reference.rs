@@ -25,7 +25,7 @@ pub fn vec_dot_type(ty: GgmlType) -> Option<GgmlType> {
         GgmlType::F16 => GgmlType::F16,
         GgmlType::Q4_1 | GgmlType::Q5_1 => GgmlType::Q8_1,
         GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::IQ4_NL => GgmlType::Q8_0,
-        GgmlType::Q4_K | GgmlType::Q6_K => GgmlType::Q8_K,
+        GgmlType::Q4_K | GgmlType::Q6_K | GgmlType::Q5_K | GgmlType::IQ4_XS => GgmlType::Q8_K,
         _ => return None,
     })
 }
@@ -41,6 +41,13 @@ fn k4_scale_min(s: &[u8], j: usize) -> (i32, i32) {
         )
     };
     (i32::from(sc), i32::from(m))
+}
+
+/// IQ4_XS's signed 6-bit scale (`ls - 32`) of sub-block `ib`.
+fn iq4_xs_scale(blk: &[u8], ib: usize) -> i32 {
+    let high = (u16::from_le_bytes([blk[2], blk[3]]) >> (2 * ib)) & 3;
+    let low = (blk[4 + ib / 2] >> (4 * (ib % 2))) & 0x0f;
+    (i32::from(low) | (i32::from(high) << 4)) - 32
 }
 
 /// Integer quant of element `e` (within its block `blk`) for the integer
@@ -80,6 +87,21 @@ fn quant_at(ty: GgmlType, blk: &[u8], e: usize) -> i32 {
             let b = blk[16 + 32 * (e / 64) + e % 32];
             i32::from(if e % 64 < 32 { b & 0x0f } else { b >> 4 })
         }
+        GgmlType::Q5_K => {
+            let (g, r) = (e / 64, e % 64);
+            let b = blk[48 + 32 * g + r % 32];
+            let low = i32::from(if r < 32 { b & 0x0f } else { b >> 4 });
+            let bit = 2 * g + usize::from(r >= 32);
+            low + 16 * i32::from((blk[16 + r % 32] >> bit) & 1)
+        }
+        GgmlType::IQ4_XS => {
+            const LEVELS: [i32; 16] = [
+                -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+            ];
+            let (ib, r) = (e / 32, e % 32);
+            let b = blk[8 + 16 * ib + r % 16];
+            LEVELS[usize::from(if r < 16 { b & 0x0f } else { b >> 4 })]
+        }
         GgmlType::Q6_K => {
             let (n, r) = (e / 128, e % 128);
             let (quarter, l) = (r / 32, r % 32);
@@ -113,6 +135,11 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), K
                 (f16_at(blk, 0) * sc as f32) * q - f16_at(blk, 2) * m as f32
             }
             GgmlType::Q6_K => f16_at(blk, 208) * f32::from(blk[192 + i / 16] as i8) * q,
+            GgmlType::Q5_K => {
+                let (sc, m) = k4_scale_min(&blk[4..16], i / 32);
+                (f16_at(blk, 0) * sc as f32) * q - f16_at(blk, 2) * m as f32
+            }
+            GgmlType::IQ4_XS => (f16_at(blk, 0) * iq4_xs_scale(blk, i / 32) as f32) * q,
             _ => return Err(KernelError::UnsupportedType(ty)),
         };
     }
@@ -224,6 +251,22 @@ pub fn vec_dot(ty: GgmlType, w: &[u8], act: &[u8], n: usize) -> Result<f32, Kern
                 }
                 let yd = f32_at(y, 0);
                 sum += yd * f16_at(blk, 0) * isum as f32 - yd * f16_at(blk, 2) * msum as f32;
+            }
+            GgmlType::Q5_K => {
+                let (mut isum, mut msum) = (0i32, 0i32);
+                for j in 0..8 {
+                    let (sc, m) = k4_scale_min(&blk[4..16], j);
+                    isum += sc * dot_range(32 * j..32 * j + 32);
+                    msum += m * (32 * j..32 * j + 32).map(yq).sum::<i32>();
+                }
+                let yd = f32_at(y, 0);
+                sum += yd * f16_at(blk, 0) * isum as f32 - yd * f16_at(blk, 2) * msum as f32;
+            }
+            GgmlType::IQ4_XS => {
+                let isum: i32 = (0..8)
+                    .map(|j| iq4_xs_scale(blk, j) * dot_range(32 * j..32 * j + 32))
+                    .sum();
+                sum += f16_at(blk, 0) * f32_at(y, 0) * isum as f32;
             }
             GgmlType::Q6_K => {
                 let isum: i32 = (0..16)

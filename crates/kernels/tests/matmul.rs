@@ -6,7 +6,7 @@ mod common;
 use common::{abs_bound, assert_close, isas, pools, Rng};
 use kernels::{dequantize_row, matmul_with, quantize_row, reference, GgmlType, QMatrix};
 
-const TYPES: [GgmlType; 10] = [
+const TYPES: [GgmlType; 12] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::Q4_0,
@@ -17,12 +17,14 @@ const TYPES: [GgmlType; 10] = [
     GgmlType::IQ4_NL,
     GgmlType::Q4_K,
     GgmlType::Q6_K,
+    GgmlType::Q5_K,
+    GgmlType::IQ4_XS,
 ];
 
 fn col_choices(ty: GgmlType) -> &'static [usize] {
     match ty {
         GgmlType::F32 | GgmlType::F16 => &[8, 40, 96, 576],
-        GgmlType::Q4_K | GgmlType::Q6_K => &[256, 512, 1536],
+        GgmlType::Q4_K | GgmlType::Q6_K | GgmlType::Q5_K | GgmlType::IQ4_XS => &[256, 512, 1536],
         _ => &[32, 96, 576],
     }
 }

@@ -27,6 +27,7 @@ mod float;
 pub(crate) mod glu;
 mod kquants;
 mod single;
+mod superblocks;
 
 use crate::act::ActView;
 use crate::formats::{Format, RowsKernel, MAX_B, MAX_B_ANY, MAX_B_WIDE};
@@ -80,6 +81,8 @@ fn kernel_with(format: Format, ext: Extensions) -> (RowsKernel, usize) {
         Format::Q4_0 => (blocks::Q4_0_KERNELS[level], block_rows),
         Format::Q5_1 => (blocks::Q5_1_KERNELS[level], block_rows),
         Format::Iq4Nl => (blocks::IQ4_NL_KERNELS[level], block_rows),
+        Format::Q5K => (superblocks::Q5_K_KERNEL, MAX_B),
+        Format::Iq4Xs => (superblocks::IQ4_XS_KERNEL, MAX_B),
         Format::Q4K => (kquants::Q4_K_KERNELS[level], MAX_B_WIDE),
         Format::Q6K => (
             kquants::Q6_K_KERNELS[level],

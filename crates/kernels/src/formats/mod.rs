@@ -4,11 +4,13 @@
 
 pub(crate) mod float;
 pub(crate) mod iq4_nl;
+pub(crate) mod iq4_xs;
 pub(crate) mod q4_0;
 pub(crate) mod q4_1;
 pub(crate) mod q4_k;
 pub(crate) mod q5_0;
 pub(crate) mod q5_1;
+pub(crate) mod q5_k;
 pub(crate) mod q6_k;
 pub(crate) mod q8_0;
 
@@ -28,6 +30,8 @@ pub(crate) enum Format {
     Q4_0,
     Q5_1,
     Iq4Nl,
+    Q5K,
+    Iq4Xs,
 }
 
 /// Most activation rows one kernel call handles (weights are unpacked once
@@ -67,6 +71,8 @@ impl Format {
             GgmlType::Q4_0 => Format::Q4_0,
             GgmlType::Q5_1 => Format::Q5_1,
             GgmlType::IQ4_NL => Format::Iq4Nl,
+            GgmlType::Q5_K => Format::Q5K,
+            GgmlType::IQ4_XS => Format::Iq4Xs,
             _ => return None,
         })
     }
@@ -78,7 +84,7 @@ impl Format {
             Format::F16 => ActKind::F16,
             Format::Q4_1 | Format::Q5_1 => ActKind::Q8_1,
             Format::Q5_0 | Format::Q8_0 | Format::Q4_0 | Format::Iq4Nl => ActKind::Q8_0,
-            Format::Q4K | Format::Q6K => ActKind::Q8K,
+            Format::Q4K | Format::Q6K | Format::Q5K | Format::Iq4Xs => ActKind::Q8K,
         }
     }
 
@@ -95,6 +101,8 @@ impl Format {
             Format::Q4_0 => q4_0::dequantize(src, dst),
             Format::Q5_1 => q5_1::dequantize(src, dst),
             Format::Iq4Nl => iq4_nl::dequantize(src, dst),
+            Format::Q5K => q5_k::dequantize(src, dst),
+            Format::Iq4Xs => iq4_xs::dequantize(src, dst),
         }
     }
 
@@ -111,6 +119,8 @@ impl Format {
             Format::Q4_0 => q4_0::quantize(src),
             Format::Q5_1 => q5_1::quantize(src),
             Format::Iq4Nl => iq4_nl::quantize(src),
+            Format::Q5K => q5_k::quantize(src),
+            Format::Iq4Xs => iq4_xs::quantize(src),
         }
     }
 
@@ -127,6 +137,8 @@ impl Format {
             Format::Q4_0 => rows_scalar::<{ Format::Q4_0 as u8 }>,
             Format::Q5_1 => rows_scalar::<{ Format::Q5_1 as u8 }>,
             Format::Iq4Nl => rows_scalar::<{ Format::Iq4Nl as u8 }>,
+            Format::Q5K => rows_scalar::<{ Format::Q5K as u8 }>,
+            Format::Iq4Xs => rows_scalar::<{ Format::Iq4Xs as u8 }>,
         }
     }
 }
@@ -143,6 +155,8 @@ fn dot_scalar<const F: u8, const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize)
     const Q6K: u8 = Format::Q6K as u8;
     const Q4_0: u8 = Format::Q4_0 as u8;
     const Q5_1: u8 = Format::Q5_1 as u8;
+    const IQ4NL: u8 = Format::Iq4Nl as u8;
+    const Q5K: u8 = Format::Q5K as u8;
     match F {
         F32 => float::dot_f32::<B>(w, a, b0),
         F16 => float::dot_f16::<B>(w, a, b0),
@@ -153,7 +167,9 @@ fn dot_scalar<const F: u8, const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize)
         Q6K => q6_k::dot::<B>(w, a, b0),
         Q4_0 => q4_0::dot::<B>(w, a, b0),
         Q5_1 => q5_1::dot::<B>(w, a, b0),
-        _ => iq4_nl::dot::<B>(w, a, b0),
+        IQ4NL => iq4_nl::dot::<B>(w, a, b0),
+        Q5K => q5_k::dot::<B>(w, a, b0),
+        _ => iq4_xs::dot::<B>(w, a, b0),
     }
 }
 
