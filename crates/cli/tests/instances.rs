@@ -332,6 +332,17 @@ fn restart_under_load(database_url: &str) {
     assert_eq!(polled["error"]["code"], "server_error", "{polled}");
     let message = polled["error"]["message"].as_str().unwrap();
     assert!(message.contains("restarted"), "{polled}");
+    // Its charge was settled `interrupted` by the sweep too, as a Responses
+    // request.
+    let usage = runtime
+        .block_on(store.get_usage(&org, "bg-0"))
+        .expect("the background response's ledger row")
+        .usage;
+    assert_eq!(
+        (usage.status.as_str(), usage.endpoint.as_str()),
+        ("interrupted", "/v1/responses"),
+        "{usage:?}"
+    );
     runtime.block_on(store.close());
 }
 
