@@ -25,6 +25,7 @@ MODELS = [
     ("qwen3", "qwen3-vocab", Q.Q8_0, {"untied": False}),
     ("qwen3", "qwen3-vocab", Q.Q5_K, {"untied": False}),
     ("qwen2", "qwen2", Q.IQ4_XS, {"untied": False}),
+    ("llama", "llama-bpe", Q.BF16, {"untied": True}),
 ]
 
 N_EMBD, N_FF, N_HEAD, N_KV, N_LAYER, HEAD_DIM = 64, 128, 4, 2, 2, 16

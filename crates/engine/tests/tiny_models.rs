@@ -120,3 +120,8 @@ fn qwen3_q5_k() {
 fn qwen2_iq4_xs() {
     check("tiny-qwen2-iq4_xs");
 }
+
+#[test]
+fn llama_bf16_untied() {
+    check("tiny-llama-bf16");
+}

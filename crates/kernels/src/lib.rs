@@ -1,13 +1,17 @@
 //! Quantized matrix-vector and matrix-matrix kernels for the engine's hot path.
 //!
-//! Weights stay in their GGML block formats (Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, F16,
-//! F32) straight from the memory-mapped GGUF file. Each [`matmul`] quantizes the
-//! activation rows once to the weight type's "vec-dot type", exactly as the
-//! llama.cpp CPU backend does (Q4_1 pairs with Q8_1; Q5_0 and Q8_0 with Q8_0;
-//! the K-quants with Q8_K; F16 with F16), and then takes integer dot products
-//! block by block, adding the blocks' float terms in the order of the
-//! reference kernel a row would meet ([`RowOrder`]), so our logits equal
-//! llama.cpp's bit for bit on x86 CPUs with AVX2.
+//! Weights stay in their GGML block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+//! IQ4_NL, Q4_K, Q5_K, Q6_K, IQ4_XS, F16, BF16, F32) straight from the
+//! memory-mapped GGUF file. Each [`matmul`] quantizes the activation rows once
+//! to the weight type's "vec-dot type", exactly as the llama.cpp CPU backend
+//! does (Q4_1 and Q5_1 pair with Q8_1; Q4_0, Q5_0, Q8_0 and IQ4_NL with Q8_0;
+//! the K-quants and IQ4_XS with Q8_K; F16 with F16; BF16 with bf16-rounded
+//! activations), and then takes integer dot products block by block. For the
+//! formats of the catalog models (Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, F16) the
+//! blocks' float terms are added in the order of the reference kernel a row
+//! would meet ([`RowOrder`]), so our logits equal llama.cpp's bit for bit on
+//! x86 CPUs with AVX2; the others follow llama.cpp's arithmetic but not its
+//! summation order (checked by KL divergence, `docs/MODELS.md`).
 //!
 //! The inner loops exist twice: a portable scalar version ([`Isa::Scalar`]) and
 //! an AVX2+FMA+F16C version ([`Isa::Avx2`]) picked at run time, so one binary

@@ -23,6 +23,7 @@ pub fn vec_dot_type(ty: GgmlType) -> Option<GgmlType> {
     Some(match ty {
         GgmlType::F32 => GgmlType::F32,
         GgmlType::F16 => GgmlType::F16,
+        GgmlType::BF16 => GgmlType::BF16,
         GgmlType::Q4_1 | GgmlType::Q5_1 => GgmlType::Q8_1,
         GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::IQ4_NL => GgmlType::Q8_0,
         GgmlType::Q4_K | GgmlType::Q6_K | GgmlType::Q5_K | GgmlType::IQ4_XS => GgmlType::Q8_K,
@@ -125,6 +126,9 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), K
         *y = match ty {
             GgmlType::F32 => f32_at(src, 4 * e),
             GgmlType::F16 => f16_at(src, 2 * e),
+            GgmlType::BF16 => {
+                f32::from_bits(u32::from(u16::from_le_bytes([src[2 * e], src[2 * e + 1]])) << 16)
+            }
             GgmlType::Q4_1 => q * f16_at(blk, 0) + f16_at(blk, 2),
             GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::IQ4_NL => {
                 q * f16_at(blk, 0)
@@ -162,6 +166,12 @@ pub fn quantize_act(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, KernelError> {
         GgmlType::F16 => x
             .iter()
             .for_each(|&v| out.extend(f32_to_f16(v).to_le_bytes())),
+        GgmlType::BF16 => x.iter().for_each(|&v| {
+            // Round to nearest even (finite inputs).
+            let u = v.to_bits();
+            let h = ((u + 0x7fff + ((u >> 16) & 1)) >> 16) as u16;
+            out.extend(h.to_le_bytes());
+        }),
         GgmlType::Q8_0 | GgmlType::Q8_1 => {
             for blk in x.chunks(32) {
                 let amax = blk.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
@@ -209,7 +219,7 @@ pub fn vec_dot(ty: GgmlType, w: &[u8], act: &[u8], n: usize) -> Result<f32, Kern
     let at = vec_dot_type(ty).ok_or(KernelError::UnsupportedType(ty))?;
     crate::check_row(ty, w.len(), n)?;
     crate::check_row(at, act.len(), n)?;
-    if ty == GgmlType::F32 || ty == GgmlType::F16 {
+    if ty == GgmlType::F32 || ty == GgmlType::F16 || ty == GgmlType::BF16 {
         let mut wf = vec![0.0; n];
         let mut xf = vec![0.0; n];
         dequantize_row(ty, w, &mut wf)?;

@@ -6,9 +6,10 @@ mod common;
 use common::{abs_bound, assert_close, isas, pools, Rng};
 use kernels::{dequantize_row, matmul_with, quantize_row, reference, GgmlType, QMatrix};
 
-const TYPES: [GgmlType; 12] = [
+const TYPES: [GgmlType; 13] = [
     GgmlType::F32,
     GgmlType::F16,
+    GgmlType::BF16,
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
@@ -23,7 +24,7 @@ const TYPES: [GgmlType; 12] = [
 
 fn col_choices(ty: GgmlType) -> &'static [usize] {
     match ty {
-        GgmlType::F32 | GgmlType::F16 => &[8, 40, 96, 576],
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => &[8, 40, 96, 576],
         GgmlType::Q4_K | GgmlType::Q6_K | GgmlType::Q5_K | GgmlType::IQ4_XS => &[256, 512, 1536],
         _ => &[32, 96, 576],
     }

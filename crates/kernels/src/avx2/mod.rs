@@ -75,6 +75,7 @@ fn kernel_with(format: Format, ext: Extensions) -> (RowsKernel, usize) {
     match format {
         Format::F32 => (float::rows_f32, MAX_B),
         Format::F16 => (float::rows_f16, MAX_B),
+        Format::Bf16 => (float::rows_bf16, MAX_B),
         Format::Q4_1 => (blocks::Q4_1_KERNELS[level], block_rows),
         Format::Q5_0 => (blocks::Q5_0_KERNELS[level], block_rows),
         Format::Q8_0 => (blocks::Q8_0_KERNELS[level], block_rows),

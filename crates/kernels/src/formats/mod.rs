@@ -32,6 +32,7 @@ pub(crate) enum Format {
     Iq4Nl,
     Q5K,
     Iq4Xs,
+    Bf16,
 }
 
 /// Most activation rows one kernel call handles (weights are unpacked once
@@ -73,6 +74,7 @@ impl Format {
             GgmlType::IQ4_NL => Format::Iq4Nl,
             GgmlType::Q5_K => Format::Q5K,
             GgmlType::IQ4_XS => Format::Iq4Xs,
+            GgmlType::BF16 => Format::Bf16,
             _ => return None,
         })
     }
@@ -80,7 +82,7 @@ impl Format {
     /// The activation format this weight format takes dot products with.
     pub fn act_kind(self) -> ActKind {
         match self {
-            Format::F32 => ActKind::F32,
+            Format::F32 | Format::Bf16 => ActKind::F32,
             Format::F16 => ActKind::F16,
             Format::Q4_1 | Format::Q5_1 => ActKind::Q8_1,
             Format::Q5_0 | Format::Q8_0 | Format::Q4_0 | Format::Iq4Nl => ActKind::Q8_0,
@@ -103,6 +105,7 @@ impl Format {
             Format::Iq4Nl => iq4_nl::dequantize(src, dst),
             Format::Q5K => q5_k::dequantize(src, dst),
             Format::Iq4Xs => iq4_xs::dequantize(src, dst),
+            Format::Bf16 => float::dequantize_bf16(src, dst),
         }
     }
 
@@ -121,6 +124,7 @@ impl Format {
             Format::Iq4Nl => iq4_nl::quantize(src),
             Format::Q5K => q5_k::quantize(src),
             Format::Iq4Xs => iq4_xs::quantize(src),
+            Format::Bf16 => float::quantize_bf16(src),
         }
     }
 
@@ -139,6 +143,7 @@ impl Format {
             Format::Iq4Nl => rows_scalar::<{ Format::Iq4Nl as u8 }>,
             Format::Q5K => rows_scalar::<{ Format::Q5K as u8 }>,
             Format::Iq4Xs => rows_scalar::<{ Format::Iq4Xs as u8 }>,
+            Format::Bf16 => rows_scalar::<{ Format::Bf16 as u8 }>,
         }
     }
 }
@@ -157,6 +162,7 @@ fn dot_scalar<const F: u8, const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize)
     const Q5_1: u8 = Format::Q5_1 as u8;
     const IQ4NL: u8 = Format::Iq4Nl as u8;
     const Q5K: u8 = Format::Q5K as u8;
+    const BF16: u8 = Format::Bf16 as u8;
     match F {
         F32 => float::dot_f32::<B>(w, a, b0),
         F16 => float::dot_f16::<B>(w, a, b0),
@@ -169,6 +175,7 @@ fn dot_scalar<const F: u8, const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize)
         Q5_1 => q5_1::dot::<B>(w, a, b0),
         IQ4NL => iq4_nl::dot::<B>(w, a, b0),
         Q5K => q5_k::dot::<B>(w, a, b0),
+        BF16 => float::dot_bf16::<B>(w, a, b0),
         _ => iq4_xs::dot::<B>(w, a, b0),
     }
 }
