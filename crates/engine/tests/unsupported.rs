@@ -53,7 +53,7 @@ fn image(arch: &str, tensors: &[(&str, Vec<u64>, u32, usize)]) -> Vec<u8> {
         b.extend_from_slice(&offset.to_le_bytes());
         offset += (*len as u64).div_ceil(32) * 32;
     }
-    while b.len() % 32 != 0 {
+    while !b.len().is_multiple_of(32) {
         b.push(0);
     }
     b.resize(b.len() + offset as usize, 0);
@@ -79,7 +79,7 @@ fn unsupported_architecture_is_named() {
 #[test]
 fn unsupported_weight_type_is_named() {
     // Q2_K (id 10): the reader knows its size, the kernels do not run it.
-    let q2k_bytes = 256 / 256 * 84 * 256;
+    let q2k_bytes = 84 * 256;
     let msg = load_error(image(
         "llama",
         &[
