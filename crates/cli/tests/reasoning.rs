@@ -208,3 +208,47 @@ fn reasoning_can_be_written_under_vllms_name() {
     assert_eq!(content, "");
     assert!(!other);
 }
+
+/// A chat template (ChatML) whose prompt ends inside `<think>`.
+const THINKING_CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}";
+
+#[test]
+fn the_web_app_shows_reasoning_collapsed_above_the_answer() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let chromium = std::env::var_os("PARLANCE_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let have = chromium.is_file()
+        && root
+            .join("tests/browser/node_modules/playwright-core/package.json")
+            .is_file()
+        && Command::new("node")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+    if !have {
+        assert!(
+            std::env::var("PARLANCE_TEST_BROWSER").as_deref() != Ok("1"),
+            "PARLANCE_TEST_BROWSER=1 but node, chromium or tests/browser/node_modules is missing"
+        );
+        println!("skipping: node, chromium or tests/browser/node_modules is missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("thinking.jinja");
+    std::fs::write(&template, THINKING_CHATML).unwrap();
+    let status = Command::new("node")
+        .arg("tests/browser/reasoning.mjs")
+        .current_dir(&root)
+        .env("PARLANCE_BIN", env!("CARGO_BIN_EXE_parlance"))
+        .env("PARLANCE_MODEL", testkit::model_path(testkit::SMOLLM2))
+        .env("PARLANCE_CHROMIUM", &chromium)
+        .env("PARLANCE_TEMPLATE", &template)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the browser check failed; its report is above"
+    );
+}

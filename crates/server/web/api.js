@@ -33,12 +33,13 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
 
 /**
  * Streams a chat completion: calls `onDelta(text)` for every piece of
- * text, and fills `info` (and answers it) with `{ requestId, usage,
+ * text and `onReasoning(text)` for every piece of a thinking model's
+ * reasoning (`reasoning_content`, or `reasoning` under vLLM's name), and fills `info` (and answers it) with `{ requestId, usage,
  * finishReason }` as they become known, so that a stopped request still
  * has its id. Aborting `signal` stops the request (the server stops
  * generating and bills what was generated).
  */
-export async function streamChat(request, { signal, onDelta, info = {} }) {
+export async function streamChat(request, { signal, onDelta, onReasoning = () => {}, info = {} }) {
   const res = await fetch('/v1/chat/completions', {
     method: 'POST', signal, credentials: 'same-origin',
     headers: { 'content-type': 'application/json', 'x-parlance-csrf': '1' },
@@ -64,6 +65,8 @@ export async function streamChat(request, { signal, onDelta, info = {} }) {
       if (chunk.error) throw new ApiError(500, chunk.error);
       if (chunk.usage) result.usage = chunk.usage;
       for (const choice of chunk.choices || []) {
+        const thought = choice.delta && (choice.delta.reasoning_content || choice.delta.reasoning);
+        if (thought) onReasoning(thought);
         if (choice.delta && choice.delta.content) onDelta(choice.delta.content);
         // A tool call reads as a heading with its arguments in a JSON block.
         for (const call of (choice.delta && choice.delta.tool_calls) || []) {

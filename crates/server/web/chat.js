@@ -109,6 +109,7 @@ function Message({ message, last, busy, onEdit, onRegenerate }) {
   const parts = user ? splitAttachments(message.content) : null;
   return html`<article class=${`msg ${message.role}`} aria-label=${user ? 'Your message' : 'Assistant message'}>
     ${user && html`<${Chips} files=${parts.files} />`}
+    ${!user && message.reasoning && html`<${Reasoning} text=${message.reasoning} />`}
     ${user ? html`<div class="plain">${parts.text}</div>` : html`<${Markdown} text=${message.content} />`}
     ${message.stopped && html`<p class="note">Stopped.</p>`}
     <div class="actions">
@@ -117,6 +118,14 @@ function Message({ message, last, busy, onEdit, onRegenerate }) {
       ${!user && last && !busy && html`<button type="button" class="small" onClick=${onRegenerate}>Regenerate</button>`}
     </div>
   </article>`;
+}
+
+/** A thinking model's reasoning, collapsed above its answer. */
+function Reasoning({ text, live }) {
+  return html`<details class="reasoning">
+    <summary>${live ? 'Thinking…' : 'Reasoning'}</summary>
+    <div class="plain">${text}</div>
+  </details>`;
 }
 
 function exportMarkdown(conv, messages) {
@@ -214,19 +223,20 @@ export function Chat({ me, refreshMe }) {
   async function generate(c, history) {
     const abort = new AbortController();
     controller.current = abort;
-    const live = { text: '' };
-    setStreaming({ text: '' });
+    const live = { text: '', reasoning: '' };
+    setStreaming({ text: '', reasoning: '' });
     setError(null);
     const body = { model, messages: [], ...settings() };
     if (system.trim()) body.messages.push({ role: 'system', content: system });
-    for (const m of history) body.messages.push({ role: m.role, content: m.content });
+    for (const m of history) if (!m.unsaved) body.messages.push({ role: m.role, content: m.content });
     const result = {};
     let stopped = false;
     try {
       await streamChat(body, {
         signal: abort.signal,
         info: result,
-        onDelta: (piece) => { live.text += piece; setStreaming({ text: live.text }); },
+        onDelta: (piece) => { live.text += piece; setStreaming({ ...live }); },
+        onReasoning: (piece) => { live.reasoning += piece; setStreaming({ ...live }); },
       });
     } catch (err) {
       if (err.name === 'AbortError') stopped = true;
@@ -245,7 +255,14 @@ export function Chat({ me, refreshMe }) {
             completion_tokens: result.usage ? result.usage.completion_tokens : undefined,
           },
         });
-        setMessages([...history, { ...saved, stopped }]);
+        // The reasoning is shown for this session; stored messages keep
+        // the answer only (it is not sent back to the model either).
+        setMessages([...history, { ...saved, stopped, reasoning: live.reasoning || undefined }]);
+      } else if (live.reasoning) {
+        // Only reasoning came (cut off before the answer): shown, not stored.
+        setMessages([...history, {
+          id: `unsaved-${Date.now()}`, unsaved: true, role: 'assistant', content: '', stopped, reasoning: live.reasoning,
+        }]);
       } else {
         setMessages(history);
       }
@@ -294,7 +311,9 @@ export function Chat({ me, refreshMe }) {
   async function regenerate() {
     const last = messages[messages.length - 1];
     if (!conv || !last || last.role !== 'assistant') return;
-    await api(`/api/conversations/${conv.id}/truncate`, { method: 'POST', body: { from_message_id: last.id } });
+    if (!last.unsaved) {
+      await api(`/api/conversations/${conv.id}/truncate`, { method: 'POST', body: { from_message_id: last.id } });
+    }
     const history = messages.slice(0, -1);
     setMessages(history);
     await generate(conv, history);
@@ -371,6 +390,7 @@ export function Chat({ me, refreshMe }) {
         ${messages.map((m, i) => html`<${Message} key=${m.id} message=${m} busy=${busy}
           last=${i === messages.length - 1} onEdit=${editAndResend} onRegenerate=${regenerate} />`)}
         ${busy && html`<article class="msg assistant streaming" aria-label="Assistant message" aria-busy="true">
+          ${streaming.reasoning && html`<${Reasoning} text=${streaming.reasoning} live=${!streaming.text} />`}
           <${Markdown} text=${streaming.text || '…'} /></article>`}
         <div ref=${bottom}></div>
       </section>
