@@ -88,6 +88,21 @@ pub struct CreateResponseRequest {
     /// A seed, for reproducible sampling (an extension, as on chat).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
+    /// How a thinking model reasons: `effort` is chat's
+    /// `reasoning_effort` (`none` turns thinking off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningConfig>,
+}
+
+/// `reasoning`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReasoningConfig {
+    /// `none`, `minimal`, `low`, `medium` or `high`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+    /// A summary of the reasoning (accepted; no summaries are written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 /// `input`.
@@ -487,6 +502,11 @@ static RESPONSE_FIELDS: &[Field] = &[
     field("background", "a boolean", typed::<OptBool>),
     field("previous_response_id", "a string", typed::<OptString>),
     field("seed", "an integer", typed::<OptI64>),
+    field(
+        "reasoning",
+        "an object with 'effort' ('none', 'minimal', 'low', 'medium' or 'high')",
+        typed::<Option<ReasoningConfig>>,
+    ),
 ];
 
 impl RequestBody for CreateResponseRequest {

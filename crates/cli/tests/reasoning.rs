@@ -74,6 +74,11 @@ fn serve(template: &Path, extra: &[&str], data_dir: &Path) -> (Server, String) {
 /// POSTs `body` over HTTP/1.0 (so the body is not chunked); the status
 /// line and the body.
 fn post(addr: &str, body: &Value) -> (String, String) {
+    post_to(addr, "/v1/chat/completions", body)
+}
+
+/// [`post`] to `path`.
+fn post_to(addr: &str, path: &str, body: &Value) -> (String, String) {
     let body = body.to_string();
     let mut socket = TcpStream::connect(addr).unwrap();
     socket
@@ -81,7 +86,7 @@ fn post(addr: &str, body: &Value) -> (String, String) {
         .unwrap();
     write!(
         socket,
-        "POST /v1/chat/completions HTTP/1.0\r\nhost: test\r\ncontent-type: application/json\r\n\
+        "POST {path} HTTP/1.0\r\nhost: test\r\ncontent-type: application/json\r\n\
          content-length: {}\r\n\r\n{body}",
         body.len()
     )
@@ -183,6 +188,38 @@ fn a_thinking_template_returns_reasoning_apart_whole_and_streamed() {
     assert!(status.contains(" 400"), "{status}\n{body}");
     let error: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(error["error"]["param"], json!("reasoning_effort"), "{body}");
+
+    // The Responses API: `reasoning.effort` is the same switch; the
+    // reasoning never reaches the output text (no reasoning items yet).
+    let responses = |effort: &str| {
+        post_to(
+            &addr,
+            "/v1/responses",
+            &json!({
+                "model": "smollm2-135m-instruct",
+                "input": "What is 2 + 2?",
+                "max_output_tokens": 16,
+                "temperature": 0,
+                "reasoning": {"effort": effort},
+            }),
+        )
+    };
+    let (status, body) = responses("high");
+    assert!(status.contains(" 200"), "{status}\n{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["output_text"], json!(""), "{body}");
+    assert!(!body.contains(&reasoning), "{body}");
+    let (status, body) = responses("none");
+    assert!(status.contains(" 200"), "{status}\n{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        !answer["output_text"].as_str().unwrap().is_empty(),
+        "{body}"
+    );
+    let (status, body) = responses("extreme");
+    assert!(status.contains(" 400"), "{status}\n{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["param"], json!("reasoning.effort"), "{body}");
 }
 
 #[test]

@@ -133,8 +133,21 @@ pub fn chat_request(
         parallel_tool_calls: request.parallel_tool_calls,
         user: request.user.clone(),
         seed: request.seed,
+        reasoning_effort: request
+            .reasoning
+            .as_ref()
+            .and_then(|reasoning| reasoning.effort.clone()),
         ..ChatCompletionRequest::default()
     };
+    if let Err(api::ApiError::InvalidRequest { message, .. }) = chat.enable_thinking() {
+        let message = message.replace("reasoning_effort", "reasoning.effort");
+        return Err(api::ApiError::invalid(
+            "reasoning.effort",
+            api::InvalidCode::InvalidValue,
+            message,
+        )
+        .into());
+    }
     // The rules every API with tools shares (tool turns, schemas, names).
     chat.validate()?;
     Ok(chat)
