@@ -210,10 +210,10 @@ pub fn run(
         };
         let mut engine = EngineHandle::start(&resolved.path, config)
             .with_context(|| format!("loading {}", resolved.path.display()))?;
-        if let Some(source) = &chat_template {
+        if let (Some(source), Some(path)) = (&chat_template, &settings.chat_template) {
             engine = engine
                 .with_chat_template(source)
-                .with_context(|| format!("the chat template {:?}", settings.chat_template))?;
+                .with_context(|| format!("the chat template {}", path.display()))?;
         }
         eprintln!("loaded {} from {}", resolved.name, resolved.path.display());
         models.push((resolved.name, engine));
