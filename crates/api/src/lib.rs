@@ -13,15 +13,15 @@
 //!   `code` and coarse [`ErrorKind`]; [`ErrorResponse`] is the
 //!   `{"error": {message, type, param, code}}` body. Mapping kinds to HTTP
 //!   statuses is the `server` crate's job.
-//! - Anthropic's Messages API on the way in: [`MessagesRequest`],
-//!   [`AnthropicMessage`], its [`AnthropicEvent`]s and [`AnthropicError`].
+//! - [`tools`]: the rules on tools, tool choice, tool turns and
+//!   `response_format` that every API taking function tools shares.
 //! - The Responses API: [`CreateResponseRequest`] (its input items checked
 //!   one by one), [`ResponseObject`], its [`Item`]s and streamed
 //!   [`ResponseEvent`]s.
 //! - [`stored`]: stored chat completions' `metadata` rules, list queries,
 //!   pages and deletion objects.
-//! - [`tools`]: the rules on tools, tool choice, tool turns and
-//!   `response_format` that every API taking function tools shares.
+//! - Anthropic's Messages API on the way in: [`MessagesRequest`],
+//!   [`AnthropicMessage`], its [`AnthropicEvent`]s and [`AnthropicError`].
 //! - [`sse`]: `data: …` framing, the `[DONE]` terminator, error events.
 //!
 //! The shapes follow the OpenAI API reference and what the `openai` Python
@@ -49,8 +49,8 @@ mod validate;
 
 pub use anthropic::{
     anthropic_error_type, AnswerBlock, AnthropicError, AnthropicErrorBody, AnthropicEvent,
-    AnthropicMessage, AnthropicMetadata, AnthropicTool, AnthropicToolChoice, AnthropicUsage,
-    Block, BlockDelta, MessageDelta, MessagesRequest, TokenCount, Turn,
+    AnthropicMessage, AnthropicMetadata, AnthropicTool, AnthropicToolChoice, AnthropicUsage, Block,
+    BlockDelta, MessageDelta, MessagesRequest, TokenCount, Turn,
 };
 pub use chat::{
     ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, FunctionDefinition,
@@ -87,11 +87,11 @@ pub use responses::{
     ResponseToolChoice, TextConfig, TextFormat, Truncation, MIN_OUTPUT_TOKENS,
 };
 pub use responses_object::{
-    DeletedResponse, EventBody, IncompleteDetails, InputTokensDetails, Item, ItemContent,
-    ItemList, OutputTokensDetails, ResponseError, ResponseEvent, ResponseObject, ResponseUsage,
+    DeletedResponse, EventBody, IncompleteDetails, InputTokensDetails, Item, ItemContent, ItemList,
+    OutputTokensDetails, ResponseError, ResponseEvent, ResponseObject, ResponseUsage,
 };
-pub use stored::{ChatCompletionDeleted, ChatCompletionUpdate, ListPage};
 pub use sse::{sse_data, sse_done, sse_error, SSE_DONE};
+pub use stored::{ChatCompletionDeleted, ChatCompletionUpdate, ListPage};
 pub use tokenize::{
     DetokenizeRequest, DetokenizeResponse, Piece, TokenizeRequest, TokenizeResponse, TokenizeToken,
 };

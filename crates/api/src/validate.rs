@@ -200,7 +200,12 @@ fn validate_prompt(prompt: &Prompt) -> Result<(), ApiError> {
 }
 
 /// `value` must lie in `min..=max`.
-pub(crate) fn check_decimal(param: &str, value: Option<f64>, min: f64, max: f64) -> Result<(), ApiError> {
+pub(crate) fn check_decimal(
+    param: &str,
+    value: Option<f64>,
+    min: f64,
+    max: f64,
+) -> Result<(), ApiError> {
     let Some(value) = value else { return Ok(()) };
     if value < min {
         return Err(ApiError::invalid(

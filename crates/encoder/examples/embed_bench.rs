@@ -49,7 +49,9 @@ fn main() {
     let mut done = 0usize;
     while start.elapsed() < budget {
         let seq = &seqs[done % seqs.len()];
-        encoder.embed(std::slice::from_ref(seq), &pool).expect("embed");
+        encoder
+            .embed(std::slice::from_ref(seq), &pool)
+            .expect("embed");
         done += 1;
     }
     let b1 = done as f64 / start.elapsed().as_secs_f64();

@@ -54,7 +54,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Context {
         let endpoint = parts
             .extensions
             .get::<axum::extract::MatchedPath>()
-            .map_or_else(|| endpoint_of(parts.uri.path()), |path| endpoint_of(path.as_str()));
+            .map_or_else(
+                || endpoint_of(parts.uri.path()),
+                |path| endpoint_of(path.as_str()),
+            );
         Ok(Context(RequestContext {
             tenant,
             request_id,

@@ -64,8 +64,14 @@ pub fn authenticated() -> Router<AppState> {
         .route("/api/admin/pending", get(admin::pending))
         .route("/api/admin/pending/{user_id}", delete(admin::reject))
         .route("/api/admin/pending/{user_id}/approve", post(admin::approve))
-        .route("/api/admin/invites", get(admin::invites).post(admin::invite))
-        .route("/api/admin/invites/{invite_id}", delete(admin::delete_invite))
+        .route(
+            "/api/admin/invites",
+            get(admin::invites).post(admin::invite),
+        )
+        .route(
+            "/api/admin/invites/{invite_id}",
+            delete(admin::delete_invite),
+        )
         .route("/api/admin/plans", get(admin::plans))
         .route(
             "/api/admin/prices",
