@@ -18,7 +18,8 @@
 //! - The Responses API: [`CreateResponseRequest`] (its input items checked
 //!   one by one), [`ResponseObject`], its [`Item`]s and streamed
 //!   [`ResponseEvent`]s.
-//! - [`stored`]: stored chat completions' `metadata` rules, list queries,
+//! - [`stored`]: the `metadata` rules (stored chat completions and
+//!   responses alike), stored chat completions' list queries,
 //!   pages and deletion objects.
 //! - Anthropic's Messages API on the way in: [`MessagesRequest`],
 //!   [`AnthropicMessage`], its [`AnthropicEvent`]s and [`AnthropicError`].

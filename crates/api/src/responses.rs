@@ -21,11 +21,6 @@ use crate::responses_object::{Item, ItemContent};
 /// OpenAI's smallest `max_output_tokens`.
 pub const MIN_OUTPUT_TOKENS: i64 = 16;
 
-/// The most `metadata` pairs, and their key and value lengths.
-const MAX_METADATA: usize = 16;
-const MAX_METADATA_KEY: usize = 64;
-const MAX_METADATA_VALUE: usize = 512;
-
 /// The body of `POST /v1/responses`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateResponseRequest {
@@ -355,7 +350,9 @@ impl CreateResponseRequest {
             }
         }
         self.tool_choice()?;
-        check_metadata(self.metadata.as_ref())?;
+        if let Some(metadata) = &self.metadata {
+            crate::stored::check_metadata("metadata", metadata)?;
+        }
         if let Some(include) = self.include.as_ref().and_then(|list| list.first()) {
             return Err(ApiError::invalid(
                 "include",
@@ -387,32 +384,6 @@ fn bad_tool_choice(detail: &str) -> ApiError {
         InvalidCode::InvalidValue,
         format!("Invalid value for 'tool_choice': {detail}."),
     )
-}
-
-fn check_metadata(metadata: Option<&BTreeMap<String, String>>) -> Result<(), ApiError> {
-    let Some(metadata) = metadata else {
-        return Ok(());
-    };
-    if metadata.len() > MAX_METADATA {
-        return Err(ApiError::invalid(
-            "metadata",
-            InvalidCode::InvalidValue,
-            format!("Invalid 'metadata': at most {MAX_METADATA} pairs."),
-        ));
-    }
-    for (key, value) in metadata {
-        if key.chars().count() > MAX_METADATA_KEY || value.chars().count() > MAX_METADATA_VALUE {
-            return Err(ApiError::invalid(
-                format!("metadata.{key}"),
-                InvalidCode::InvalidValue,
-                format!(
-                    "Invalid 'metadata': keys have at most {MAX_METADATA_KEY} characters and \
-                     values at most {MAX_METADATA_VALUE}."
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Whether every `function_call_output` of `items` answers a call made
@@ -570,6 +541,17 @@ mod tests {
         assert_eq!(param(choice.unwrap_err()).as_deref(), Some("tool_choice"));
         let missing = parse(r#"{"model":"m"}"#);
         assert_eq!(param(missing.unwrap_err()).as_deref(), Some("input"));
+        let pairs: Vec<String> = (0..17).map(|i| format!(r#""k{i}":"v""#)).collect();
+        let many = parse(&format!(
+            r#"{{"model":"m","input":"a","metadata":{{{}}}}}"#,
+            pairs.join(",")
+        ));
+        assert_eq!(param(many.unwrap_err()).as_deref(), Some("metadata"));
+        let long = parse(&format!(
+            r#"{{"model":"m","input":"a","metadata":{{"k":"{}"}}}}"#,
+            "v".repeat(513)
+        ));
+        assert_eq!(param(long.unwrap_err()).as_deref(), Some("metadata.k"));
     }
 
     #[test]
