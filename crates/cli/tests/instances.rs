@@ -212,18 +212,25 @@ fn restart_under_load(database_url: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The background response is still running when B dies.
-    let before = http(
-        &addr_b,
-        "GET",
-        &format!("/v1/responses/{background_id}"),
-        "bg-get",
-        None,
-    );
-    assert!(
-        matches!(before["status"].as_str(), Some("queued" | "in_progress")),
-        "{before}"
-    );
+    // The background response is running (its runner says so) when B dies.
+    let running_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        let before = http(
+            &addr_b,
+            "GET",
+            &format!("/v1/responses/{background_id}"),
+            "bg-get",
+            None,
+        );
+        if before["status"] == "in_progress" {
+            break;
+        }
+        assert!(
+            before["status"] == "queued" && Instant::now() < running_by,
+            "the background response never read in_progress: {before}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     b.0.kill().unwrap();
     b.0.wait().unwrap();
     let killed_at = Instant::now();

@@ -330,6 +330,11 @@ impl Service {
         keep.created = true;
         let id = object.id.clone();
         tokio::spawn(async move {
+            // Its generation is submitted: a polling client reads it as
+            // running until it ends.
+            let mut running = object.clone();
+            running.status = "in_progress".into();
+            keep.write(&running).await;
             let mut writer = ResponseWriter::new(object);
             let cancelled = async {
                 loop {
