@@ -22,7 +22,7 @@ use api::{
 };
 use serde_json::Value;
 
-use crate::chat_blocks::{BlockReader, Piece};
+use crate::chat_blocks::{events_of, BlockReader, ChunkWriter, Piece};
 use crate::generation::chat::{self as local_chat, ChatChunks};
 use crate::generation::{Answer, AnswerEvent, AnswerFormat};
 use crate::requests::{ChatStart, RequestContext, Service};
@@ -318,6 +318,18 @@ pub struct AnthropicEvents {
     writer: AnthropicWriter,
 }
 
+impl ChunkWriter for AnthropicWriter {
+    type Event = AnthropicEvent;
+
+    fn chunk(&mut self, chunk: &ChatCompletionChunk) -> Vec<AnthropicEvent> {
+        AnthropicWriter::chunk(self, chunk)
+    }
+
+    fn done(&mut self, usage: &Usage) -> Vec<AnthropicEvent> {
+        AnthropicWriter::done(self, usage)
+    }
+}
+
 impl AnswerFormat for AnthropicEvents {
     type Chunk = AnthropicEvent;
 
@@ -327,18 +339,7 @@ impl AnswerFormat for AnthropicEvents {
     }
 
     fn event(&mut self, event: AnswerEvent) -> Vec<AnthropicEvent> {
-        let usage = match &event {
-            AnswerEvent::Done(usage) => Some(usage.clone()),
-            _ => None,
-        };
-        let mut events = Vec::new();
-        for chunk in self.chat.event(event) {
-            events.extend(self.writer.chunk(&chunk));
-        }
-        if let Some(usage) = usage {
-            events.extend(self.writer.done(&usage));
-        }
-        events
+        events_of(&mut self.chat, &mut self.writer, event)
     }
 
     fn event_name(chunk: &AnthropicEvent) -> Option<&'static str> {

@@ -10,7 +10,42 @@
 //! one and closes the last, so that every format's events come in the
 //! order their clients expect (a block's start, its deltas, its end).
 
-use api::{ChatCompletion, ChatCompletionChunk, FinishReason};
+use api::{ChatCompletion, ChatCompletionChunk, FinishReason, Usage};
+
+use crate::generation::chat::ChatChunks;
+use crate::generation::{AnswerEvent, AnswerFormat};
+
+/// A writer of another API's events from chat's chunks (the Responses
+/// API's and Anthropic's): what [`events_of`] drives.
+pub trait ChunkWriter {
+    /// The event it writes.
+    type Event;
+    /// The events one chat chunk means.
+    fn chunk(&mut self, chunk: &ChatCompletionChunk) -> Vec<Self::Event>;
+    /// The closing events, once the answer's usage is known.
+    fn done(&mut self, usage: &Usage) -> Vec<Self::Event>;
+}
+
+/// The events one answer event means: chat's chunks for it, each rewritten
+/// by `writer`, then the closing events when it is the answer's end.
+pub fn events_of<W: ChunkWriter>(
+    chat: &mut ChatChunks,
+    writer: &mut W,
+    event: AnswerEvent,
+) -> Vec<W::Event> {
+    let usage = match &event {
+        AnswerEvent::Done(usage) => Some(usage.clone()),
+        _ => None,
+    };
+    let mut events = Vec::new();
+    for chunk in chat.event(event) {
+        events.extend(writer.chunk(&chunk));
+    }
+    if let Some(usage) = usage {
+        events.extend(writer.done(&usage));
+    }
+    events
+}
 
 /// One step of a chat answer read as blocks.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use api::{
 };
 
 use super::Keep;
-use crate::chat_blocks::{BlockReader, Piece};
+use crate::chat_blocks::{events_of, BlockReader, ChunkWriter, Piece};
 use crate::generation::chat::ChatChunks;
 use crate::generation::{AnswerEvent, AnswerFormat};
 
@@ -334,6 +334,18 @@ impl ResponseEvents {
     }
 }
 
+impl ChunkWriter for ResponseWriter {
+    type Event = ResponseEvent;
+
+    fn chunk(&mut self, chunk: &ChatCompletionChunk) -> Vec<ResponseEvent> {
+        ResponseWriter::chunk(self, chunk)
+    }
+
+    fn done(&mut self, usage: &Usage) -> Vec<ResponseEvent> {
+        ResponseWriter::done(self, usage)
+    }
+}
+
 impl AnswerFormat for ResponseEvents {
     type Chunk = ResponseEvent;
 
@@ -344,18 +356,7 @@ impl AnswerFormat for ResponseEvents {
     }
 
     fn event(&mut self, event: AnswerEvent) -> Vec<ResponseEvent> {
-        let usage = match &event {
-            AnswerEvent::Done(usage) => Some(usage.clone()),
-            _ => None,
-        };
-        let mut events = Vec::new();
-        for chunk in self.chat.event(event) {
-            events.extend(self.writer.chunk(&chunk));
-        }
-        if let Some(usage) = usage {
-            events.extend(self.writer.done(&usage));
-        }
-        events
+        events_of(&mut self.chat, &mut self.writer, event)
     }
 
     fn event_name(chunk: &ResponseEvent) -> Option<&'static str> {
