@@ -26,7 +26,7 @@ use gateway::{GatewayConfig, GatewayReply, GatewayStream, RouteOptions};
 use tokio::sync::watch;
 
 use crate::generation::chat::{self as local_chat, ChatChunks};
-use crate::generation::{submit_all, Answer, DefaultMaxTokens, Settings};
+use crate::generation::{submit_all, Answer, AnswerDefaults, Settings};
 use crate::limits::{RateLimiting, RequestLimits};
 use crate::metering::{billed, Charge, Meter, Outcome, Planned};
 use crate::routing::{Resolved, Routing, ServedModel};
@@ -65,7 +65,7 @@ pub struct Service {
     routing: Arc<watch::Sender<Arc<Routing>>>,
     meter: Option<Meter>,
     rate_limits: Option<Arc<RateLimiting>>,
-    default_max_tokens: Arc<DefaultMaxTokens>,
+    answer_defaults: Arc<AnswerDefaults>,
     /// The embedding models (`crate::embeddings`).
     pub(crate) embedders: Arc<crate::embeddings::Embedders>,
 }
@@ -119,8 +119,8 @@ impl Service {
             );
         }
         let live = Arc::new(AtomicUsize::new(0));
-        let default_max_tokens = Arc::new(DefaultMaxTokens::default());
-        let routing = Routing::local_only(&map, &order, &live, &default_max_tokens);
+        let answer_defaults = Arc::new(AnswerDefaults::default());
+        let routing = Routing::local_only(&map, &order, &live, &answer_defaults);
         Service {
             models: Arc::new(map),
             order: Arc::new(order),
@@ -128,7 +128,7 @@ impl Service {
             routing: Arc::new(watch::Sender::new(Arc::new(routing))),
             meter: None,
             rate_limits: None,
-            default_max_tokens,
+            answer_defaults,
             embedders: Arc::default(),
         }
     }
@@ -137,14 +137,14 @@ impl Service {
     /// it may fill the context), on the direct path and the gateway's local
     /// backends alike; a request's own `max_tokens` always wins.
     pub fn with_default_max_tokens(self, tokens: u32) -> Self {
-        self.default_max_tokens.set(tokens);
+        self.answer_defaults.set_max_tokens(tokens);
         self
     }
 
     /// Writes a thinking model's reasoning under `field` in chat answers
     /// (`reasoning_content` unless set).
     pub fn with_reasoning_field(self, field: crate::generation::reasoning::ReasoningField) -> Self {
-        self.default_max_tokens.set_reasoning_field(field);
+        self.answer_defaults.set_reasoning_field(field);
         self
     }
 
@@ -173,7 +173,7 @@ impl Service {
             &self.models,
             &self.order,
             &self.live,
-            &self.default_max_tokens,
+            &self.answer_defaults,
         )
     }
 
@@ -359,7 +359,7 @@ impl Service {
         };
         let (prompt, thinking) =
             local_chat::prompt_thinking(&model.engine, &resolved.model, &request).await?;
-        let mut settings = local_chat::settings(&request, &self.default_max_tokens)?;
+        let mut settings = local_chat::settings(&request, &self.answer_defaults)?;
         let plan = crate::generation::tools::plan(&model.engine, &request).await?;
         settings.constraint = plan.constraint();
         let local = LocalRequest {
@@ -378,7 +378,7 @@ impl Service {
             model.engine.tokenizer().clone(),
         )
         .reading_tools(plan.tools)
-        .reasoning(thinking, self.default_max_tokens.reasoning_field())
+        .reasoning(thinking, self.answer_defaults.reasoning_field())
         .keeping(keeper);
         Ok(ChatStart::Local(answer, format))
     }

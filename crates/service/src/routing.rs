@@ -23,7 +23,7 @@ use engine::EngineHandle;
 use gateway::{BackendKind, ConfigError, Gateway, GatewayConfig, ModelConfig};
 
 use crate::generation::engine_backend::EngineBackend;
-use crate::generation::DefaultMaxTokens;
+use crate::generation::AnswerDefaults;
 use crate::Tenant;
 
 /// One locally loaded model.
@@ -114,7 +114,7 @@ impl Routing {
         engines: &BTreeMap<String, ServedModel>,
         order: &[String],
         live: &Arc<AtomicUsize>,
-        default_max_tokens: &Arc<DefaultMaxTokens>,
+        answer_defaults: &Arc<AnswerDefaults>,
     ) -> Result<Routing, ConfigError> {
         let source = config.clone();
         let mut config = config.clone();
@@ -162,7 +162,7 @@ impl Routing {
                 let backend = EngineBackend::new(
                     served.engine.clone(),
                     live.clone(),
-                    default_max_tokens.clone(),
+                    answer_defaults.clone(),
                 );
                 builder = builder.backend(id, Arc::new(backend));
             }
@@ -185,10 +185,10 @@ impl Routing {
         engines: &BTreeMap<String, ServedModel>,
         order: &[String],
         live: &Arc<AtomicUsize>,
-        default_max_tokens: &Arc<DefaultMaxTokens>,
+        answer_defaults: &Arc<AnswerDefaults>,
     ) -> Routing {
         let config = GatewayConfig::default();
-        Routing::build(&config, engines, order, live, default_max_tokens).unwrap_or_else(|err| {
+        Routing::build(&config, engines, order, live, answer_defaults).unwrap_or_else(|err| {
             // Only the implied entries are there: one per distinct name.
             tracing::error!(error = %err, "cannot route the local models");
             Routing {

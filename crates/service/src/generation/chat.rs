@@ -15,7 +15,7 @@ use api::{FunctionCallDelta, ToolCallDelta};
 use engine::{EngineHandle, Tokenizer};
 
 use super::{
-    chat_logprobs, AnswerEvent, AnswerFormat, DefaultMaxTokens, Settings, TokenOut, Whole,
+    chat_logprobs, AnswerDefaults, AnswerEvent, AnswerFormat, Settings, TokenOut, Whole,
     WholeChoice,
 };
 use crate::stored_completions::Keeper;
@@ -90,10 +90,10 @@ pub async fn prompt_thinking(
 }
 
 /// How the choices of `request` are sampled; a request without
-/// `max_tokens` gets `default_max_tokens`, if the server sets one.
+/// `max_tokens` gets `answer_defaults`, if the server sets one.
 pub fn settings(
     request: &ChatCompletionRequest,
-    default_max_tokens: &DefaultMaxTokens,
+    answer_defaults: &AnswerDefaults,
 ) -> Result<Settings> {
     let logprobs = (request.logprobs == Some(true)).then(|| {
         request
@@ -108,7 +108,7 @@ pub fn settings(
         frequency_penalty: request.frequency_penalty,
         logit_bias: super::logit_bias(request.logit_bias.as_ref())?,
         seed: request.seed,
-        max_tokens: default_max_tokens.apply(request.max_output_tokens()),
+        max_tokens: answer_defaults.max_tokens(request.max_output_tokens()),
         stop: request
             .stop_sequences()
             .into_iter()

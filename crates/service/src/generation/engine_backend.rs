@@ -23,28 +23,28 @@ use futures_util::stream::{self, StreamExt};
 use gateway::{Backend, BackendError, ChatReply, ChunkStream, FailureKind};
 
 use super::chat::{self, ChatChunks};
-use super::{saturate, submit_all, Answer, AnswerEvent, AnswerFormat, DefaultMaxTokens};
+use super::{saturate, submit_all, Answer, AnswerDefaults, AnswerEvent, AnswerFormat};
 
 /// The engine as a gateway backend.
 #[derive(Clone)]
 pub struct EngineBackend {
     engine: EngineHandle,
     live: Arc<AtomicUsize>,
-    default_max_tokens: Arc<DefaultMaxTokens>,
+    answer_defaults: Arc<AnswerDefaults>,
 }
 
 impl EngineBackend {
     /// The backend over `engine`, counting its generations in `live`, with
-    /// `default_max_tokens` for requests that set none.
+    /// `answer_defaults` for requests that set none.
     pub fn new(
         engine: EngineHandle,
         live: Arc<AtomicUsize>,
-        default_max_tokens: Arc<DefaultMaxTokens>,
+        answer_defaults: Arc<AnswerDefaults>,
     ) -> Self {
         EngineBackend {
             engine,
             live,
-            default_max_tokens,
+            answer_defaults,
         }
     }
 }
@@ -83,7 +83,7 @@ impl EngineBackend {
         let started = async {
             let (prompt, thinking) =
                 chat::prompt_thinking(&self.engine, &request.model, &request).await?;
-            let mut settings = chat::settings(&request, &self.default_max_tokens)?;
+            let mut settings = chat::settings(&request, &self.answer_defaults)?;
             let plan = super::tools::plan(&self.engine, &request).await?;
             settings.constraint = plan.constraint();
             let prompt_tokens = saturate(prompt.len());
@@ -103,7 +103,7 @@ impl EngineBackend {
                 self.engine.tokenizer().clone(),
             )
             .reading_tools(plan.tools)
-            .reasoning(thinking, self.default_max_tokens.reasoning_field());
+            .reasoning(thinking, self.answer_defaults.reasoning_field());
             Ok::<_, crate::Error>((Answer::new(generations, prompt_tokens, n, None), format))
         };
         let (answer, format) = started.await.map_err(|err| refused(err.into()))?;

@@ -16,7 +16,7 @@ pub mod reasoning;
 pub mod tools;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use api::{ApiError, InvalidCode, TokenLogprob, TopLogprob};
@@ -26,20 +26,22 @@ pub use merge::{Answer, AnswerEvent, Whole, WholeChoice};
 
 use crate::Error;
 
-/// The most tokens a choice generates when its request sets no
-/// `max_tokens` (`parlance serve`'s `default_max_tokens`; 0: until the
-/// context is full). Shared by the direct path and the gateway's local
-/// backends, and changeable while they run.
+/// The server's per-answer defaults, shared by the direct path and the
+/// gateway's local backends and changeable while they run: the most tokens
+/// a choice generates when its request sets no `max_tokens` (`parlance
+/// serve`'s `default_max_tokens`; 0: until the context is full), and the
+/// field a thinking model's reasoning is written under (`reasoning_field`).
 #[derive(Debug, Default)]
-///
-/// It also carries the server's other per-answer default: the field a
-/// thinking model's reasoning is written under (`reasoning_field`).
-pub struct DefaultMaxTokens(std::sync::atomic::AtomicU32, std::sync::atomic::AtomicBool);
+pub struct AnswerDefaults {
+    max_tokens: AtomicU32,
+    /// Reasoning under vLLM's `reasoning` rather than `reasoning_content`.
+    reasoning_as_vllm: AtomicBool,
+}
 
-impl DefaultMaxTokens {
+impl AnswerDefaults {
     /// Writes reasoning under `field` (`reasoning_content` by default).
     pub fn set_reasoning_field(&self, field: reasoning::ReasoningField) {
-        self.1.store(
+        self.reasoning_as_vllm.store(
             field == reasoning::ReasoningField::Reasoning,
             Ordering::Relaxed,
         );
@@ -47,21 +49,21 @@ impl DefaultMaxTokens {
 
     /// The field reasoning is written under.
     pub fn reasoning_field(&self) -> reasoning::ReasoningField {
-        if self.1.load(Ordering::Relaxed) {
+        if self.reasoning_as_vllm.load(Ordering::Relaxed) {
             reasoning::ReasoningField::Reasoning
         } else {
             reasoning::ReasoningField::ReasoningContent
         }
     }
 
-    /// Sets the default (`0`: none).
-    pub fn set(&self, tokens: u32) {
-        self.0.store(tokens, Ordering::Relaxed);
+    /// Sets the default `max_tokens` (`0`: none).
+    pub fn set_max_tokens(&self, tokens: u32) {
+        self.max_tokens.store(tokens, Ordering::Relaxed);
     }
 
     /// `max_tokens` as asked, else the default, if any.
-    pub fn apply(&self, asked: Option<u32>) -> Option<u32> {
-        asked.or(match self.0.load(Ordering::Relaxed) {
+    pub fn max_tokens(&self, asked: Option<u32>) -> Option<u32> {
+        asked.or(match self.max_tokens.load(Ordering::Relaxed) {
             0 => None,
             tokens => Some(tokens),
         })
