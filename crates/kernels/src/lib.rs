@@ -24,6 +24,9 @@
 //! [`Level`] says which of these runs: the best the CPU has, capped by
 //! `PARLANCE_KERNELS` (`scalar`, `avx2`, `avx-vnni`, `avx512`) so any CPU
 //! class's paths can be tested and timed on a faster machine.
+//! Many activation rows of `f32` against unquantized weights (an encoder's
+//! batch) take the packed, cache-blocked [`gemm_f32`] instead, on weights
+//! packed once at load ([`PackedF32`]).
 //! Work is split over a persistent [`ThreadPool`]. [`mod@reference`] holds slow,
 //! obviously-correct versions that the tests compare against.
 
@@ -31,6 +34,7 @@ mod act;
 pub mod attn;
 mod f16;
 mod formats;
+mod gemm;
 pub mod glu;
 mod level;
 mod lines;
@@ -44,6 +48,7 @@ mod avx2;
 
 pub use attn::{attend_f16, KvRows};
 pub use f16::{f16_to_f32, f32_to_f16};
+pub use gemm::{gemm_f32, gemm_f32_with, PackedF32};
 pub use gguf::GgmlType;
 pub use level::{Level, Selection, KERNELS_ENV};
 pub use matmul::{

@@ -24,6 +24,7 @@ pub(crate) mod attn;
 mod batch;
 mod blocks;
 mod float;
+pub(crate) mod gemm;
 pub(crate) mod glu;
 mod kquants;
 mod single;
