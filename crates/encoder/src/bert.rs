@@ -8,10 +8,14 @@
 //! matrix for every projection (one kernel call per weight for the whole
 //! batch), and attention runs per sequence over that sequence's rows only,
 //! so nothing of one input (or of padding, of which there is none) can
-//! reach another's vector. The matrices go through the chat engine's
-//! kernels ([`kernels::matmul_many`]) on a [`kernels::ThreadPool`].
+//! reach another's vector. Unquantized weights (F32, F16, BF16) are packed
+//! once at load for the kernels' packed GEMM ([`kernels::gemm_f32`], bias
+//! fused; a layer's query, key and value as one product); quantized ones
+//! (Q8_0 and the other block formats of a GGUF) go through the chat
+//! engine's kernels ([`kernels::matmul_many`]). Both run on a
+//! [`kernels::ThreadPool`].
 
-use kernels::ThreadPool;
+use kernels::{GgmlType, PackedF32, ThreadPool};
 
 use crate::weights::{MatrixRef, Weights};
 use crate::EncoderError;
@@ -49,19 +53,95 @@ struct Linear {
     b: Vec<f32>,
 }
 
+/// A projection as it runs: packed for the GEMM, or the file's quantized
+/// matrices (several side by side for the fused query/key/value).
+enum Proj {
+    Packed(PackedF32),
+    Quantized(Vec<Linear>),
+}
+
+/// Whether weights of `ty` are packed as `f32` (else they stay quantized).
+fn packs(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
+}
+
+impl Proj {
+    fn new(weights: &Weights, parts: Vec<Linear>) -> Result<Self, EncoderError> {
+        if parts.iter().all(|l| packs(l.w.ty)) {
+            let mats = parts
+                .iter()
+                .map(|l| Ok((weights.qmatrix(&l.w)?, Some(l.b.as_slice()))))
+                .collect::<Result<Vec<_>, EncoderError>>()?;
+            Ok(Proj::Packed(PackedF32::pack_concat(&mats)))
+        } else {
+            Ok(Proj::Quantized(parts))
+        }
+    }
+
+    /// Output columns.
+    fn rows(&self) -> usize {
+        match self {
+            Proj::Packed(p) => p.rows(),
+            Proj::Quantized(parts) => parts.iter().map(|l| l.w.rows).sum(),
+        }
+    }
+
+    /// `out = x · Wᵀ + b` for `batch` rows (`out` is `batch × rows()`, the
+    /// parts' columns side by side).
+    fn run(
+        &self,
+        weights: &Weights,
+        x: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        scratch: &mut Vec<f32>,
+        pool: &ThreadPool,
+    ) -> Result<(), EncoderError> {
+        match self {
+            Proj::Packed(p) => kernels::gemm_f32(p, x, batch, out, pool),
+            Proj::Quantized(parts) if parts.len() == 1 => {
+                let w = weights.qmatrix(&parts[0].w)?;
+                kernels::matmul(&w, x, batch, out, pool);
+                add_bias(out, &parts[0].b, pool);
+            }
+            Proj::Quantized(parts) => {
+                // Each part alone, then interleaved into the joint rows.
+                let all = self.rows();
+                let mut first = 0;
+                for l in parts {
+                    let w = weights.qmatrix(&l.w)?;
+                    scratch.resize(batch * l.w.rows, 0.0);
+                    kernels::matmul(&w, x, batch, scratch, pool);
+                    for (dst, src) in out
+                        .chunks_exact_mut(all)
+                        .zip(scratch.chunks_exact(l.w.rows))
+                    {
+                        for ((d, s), b) in
+                            dst[first..first + l.w.rows].iter_mut().zip(src).zip(&l.b)
+                        {
+                            *d = s + b;
+                        }
+                    }
+                    first += l.w.rows;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 struct Norm {
     g: Vec<f32>,
     b: Vec<f32>,
 }
 
 struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    attn_out: Linear,
+    /// Query, key and value side by side (`3 × hidden` columns).
+    qkv: Proj,
+    attn_out: Proj,
     attn_norm: Norm,
-    up: Linear,
-    down: Linear,
+    up: Proj,
+    down: Proj,
     out_norm: Norm,
 }
 
@@ -120,20 +200,26 @@ impl Bert {
         if position.rows < cfg.max_position_embeddings.min(512).min(position.rows) {
             return Err(weights.bad("too few position embeddings".into()));
         }
-        let types = weights.matrix_any_rows(&n.weight("token_type"), h)?;
+        // Every input is "sentence A": type 0 (a GGUF may leave the table out).
         let mut token_type = vec![0.0; h];
-        weights.qmatrix(&types)?.dequantize_row(0, &mut token_type);
+        if weights.has(&n.weight("token_type")) || !matches!(n, crate::weights::Names::Gguf) {
+            let types = weights.matrix_any_rows(&n.weight("token_type"), h)?;
+            weights.qmatrix(&types)?.dequantize_row(0, &mut token_type);
+        }
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let l = |part: &str| format!("{i}.{part}");
+            let proj = |parts: Vec<Linear>| Proj::new(&weights, parts);
             layers.push(Layer {
-                q: linear(&l("q"), h, h)?,
-                k: linear(&l("k"), h, h)?,
-                v: linear(&l("v"), h, h)?,
-                attn_out: linear(&l("attn_out"), h, h)?,
+                qkv: proj(vec![
+                    linear(&l("q"), h, h)?,
+                    linear(&l("k"), h, h)?,
+                    linear(&l("v"), h, h)?,
+                ])?,
+                attn_out: proj(vec![linear(&l("attn_out"), h, h)?])?,
                 attn_norm: norm(&l("attn_norm"))?,
-                up: linear(&l("up"), cfg.intermediate_size, h)?,
-                down: linear(&l("down"), h, cfg.intermediate_size)?,
+                up: proj(vec![linear(&l("up"), cfg.intermediate_size, h)?])?,
+                down: proj(vec![linear(&l("down"), h, cfg.intermediate_size)?])?,
                 out_norm: norm(&l("out_norm"))?,
             });
         }
@@ -189,69 +275,38 @@ impl Bert {
         }
         layer_norm(&mut x, &self.emb_norm, self.eps, pool);
 
-        let mut q = vec![0.0f32; total * h];
-        let mut k = vec![0.0f32; total * h];
-        let mut v = vec![0.0f32; total * h];
+        let mut qkv = vec![0.0f32; total * 3 * h];
         let mut ctx = vec![0.0f32; total * h];
         let mut proj = vec![0.0f32; total * h];
         let mut up = vec![0.0f32; total * self.cfg.intermediate_size];
+        let mut scratch = Vec::new();
+        let w = &self.weights;
         for layer in &self.layers {
-            let ws = [
-                self.weights.qmatrix(&layer.q.w)?,
-                self.weights.qmatrix(&layer.k.w)?,
-                self.weights.qmatrix(&layer.v.w)?,
-            ];
-            kernels::matmul_many(&ws, &x, total, &mut [&mut q, &mut k, &mut v], pool);
-            add_bias(&mut q, &layer.q.b, pool);
-            add_bias(&mut k, &layer.k.b, pool);
-            add_bias(&mut v, &layer.v.b, pool);
-            self.attention(seqs, &q, &k, &v, &mut ctx, pool);
-
-            let wo = self.weights.qmatrix(&layer.attn_out.w)?;
-            kernels::matmul(&wo, &ctx, total, &mut proj, pool);
-            residual_norm(
-                &mut x,
-                &proj,
-                &layer.attn_out.b,
-                &layer.attn_norm,
-                self.eps,
-                pool,
-            );
-
-            let wu = self.weights.qmatrix(&layer.up.w)?;
-            kernels::matmul(&wu, &x, total, &mut up, pool);
-            let bu = &layer.up.b;
-            pool.for_rows(&mut up, bu.len(), 4, &|_, r| {
-                for (y, b) in r.iter_mut().zip(bu) {
-                    *y = gelu_erf(*y + b);
-                }
+            layer.qkv.run(w, &x, total, &mut qkv, &mut scratch, pool)?;
+            self.attention(seqs, &qkv, &mut ctx, pool);
+            layer
+                .attn_out
+                .run(w, &ctx, total, &mut proj, &mut scratch, pool)?;
+            residual_norm(&mut x, &proj, &layer.attn_norm, self.eps, pool);
+            layer.up.run(w, &x, total, &mut up, &mut scratch, pool)?;
+            pool.for_rows(&mut up, self.cfg.intermediate_size, 4, &|_, r| {
+                r.iter_mut().for_each(|y| *y = gelu_erf(*y));
             });
-            let wd = self.weights.qmatrix(&layer.down.w)?;
-            kernels::matmul(&wd, &up, total, &mut proj, pool);
-            residual_norm(
-                &mut x,
-                &proj,
-                &layer.down.b,
-                &layer.out_norm,
-                self.eps,
-                pool,
-            );
+            layer
+                .down
+                .run(w, &up, total, &mut proj, &mut scratch, pool)?;
+            residual_norm(&mut x, &proj, &layer.out_norm, self.eps, pool);
         }
         Ok(x)
     }
 
     /// Scaled dot-product attention, each sequence's rows attending to all
     /// of that sequence's rows (bidirectional), one task per (sequence, head).
-    fn attention(
-        &self,
-        seqs: &[&[u32]],
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        ctx: &mut [f32],
-        pool: &ThreadPool,
-    ) {
+    /// `qkv` holds each row's query, key and value side by side.
+    fn attention(&self, seqs: &[&[u32]], qkv: &[f32], ctx: &mut [f32], pool: &ThreadPool) {
         let h = self.cfg.hidden_size;
+        let stride = 3 * h;
+        let (q, k, v) = (qkv, &qkv[h..], &qkv[2 * h..]);
         let heads = self.cfg.num_attention_heads;
         let dh = h / heads;
         let scale = 1.0 / (dh as f32).sqrt();
@@ -274,10 +329,10 @@ impl Bert {
                 let col = *hd * dh;
                 scores.resize(len, 0.0);
                 for i in 0..len {
-                    let qi = &q[(first + i) * h + col..(first + i) * h + col + dh];
+                    let qi = &q[(first + i) * stride + col..][..dh];
                     let mut max = f32::NEG_INFINITY;
                     for (j, sc) in scores.iter_mut().enumerate() {
-                        let kj = &k[(first + j) * h + col..(first + j) * h + col + dh];
+                        let kj = &k[(first + j) * stride + col..][..dh];
                         *sc = dot(qi, kj) * scale;
                         max = max.max(*sc);
                     }
@@ -290,7 +345,7 @@ impl Bert {
                     o.fill(0.0);
                     for (j, sc) in scores.iter().enumerate() {
                         let p = sc / sum;
-                        let vj = &v[(first + j) * h + col..(first + j) * h + col + dh];
+                        let vj = &v[(first + j) * stride + col..][..dh];
                         for (oe, ve) in o.iter_mut().zip(vj) {
                             *oe += p * ve;
                         }
@@ -337,13 +392,13 @@ fn add_bias(x: &mut [f32], b: &[f32], pool: &ThreadPool) {
     });
 }
 
-/// `x = LayerNorm(x + y + bias)`, row by row.
-fn residual_norm(x: &mut [f32], y: &[f32], bias: &[f32], norm: &Norm, eps: f32, pool: &ThreadPool) {
-    let h = bias.len();
+/// `x = LayerNorm(x + y)`, row by row.
+fn residual_norm(x: &mut [f32], y: &[f32], norm: &Norm, eps: f32, pool: &ThreadPool) {
+    let h = norm.g.len();
     pool.for_rows(x, h, 16, &|i, r| {
         let yr = &y[i * h..(i + 1) * h];
-        for ((xe, ye), be) in r.iter_mut().zip(yr).zip(bias) {
-            *xe += ye + be;
+        for (xe, ye) in r.iter_mut().zip(yr) {
+            *xe += ye;
         }
         norm_row(r, norm, eps);
     });

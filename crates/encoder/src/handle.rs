@@ -55,7 +55,7 @@ impl std::fmt::Debug for EncoderHandle {
 }
 
 impl EncoderHandle {
-    /// Load the model in `dir` and start its thread.
+    /// Load the model at `dir` (a folder or a GGUF file) and start its thread.
     pub fn start(dir: &Path, config: HandleConfig) -> Result<Self, EncoderError> {
         let encoder = Encoder::load(dir)?;
         let info = Arc::new(Info {

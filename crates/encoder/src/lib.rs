@@ -1,8 +1,11 @@
 //! Sentence embeddings from our own engine: a BERT encoder (`bert`) loaded
 //! from a sentence-transformers folder (safetensors weights, `config.json`,
-//! `tokenizer.json`, the pooling and normalisation modules), its WordPiece
-//! tokenizer (`wordpiece`), mean pooling and L2 normalisation, and the
-//! encoder thread that owns the model and its thread pool ([`EncoderHandle`]).
+//! `tokenizer.json`, the pooling and normalisation modules) or from a GGUF
+//! file of llama.cpp's `bert` architecture (bge, all-MiniLM conversions:
+//! F32, F16, BF16, Q8_0 and the kernels' other block formats), its WordPiece
+//! tokenizer (`wordpiece`), mean or CLS pooling and L2 normalisation, and
+//! the encoder thread that owns the model and its thread pool
+//! ([`EncoderHandle`]).
 //!
 //! Matrices run through the chat engine's kernels and [`kernels::ThreadPool`];
 //! this crate knows nothing of HTTP, accounts or money.
@@ -121,12 +124,79 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EncoderEr
 }
 
 impl Encoder {
+    /// Load a model: a GGUF file ([`Encoder::load_gguf`]) or a
+    /// sentence-transformers folder ([`Encoder::load_folder`]).
+    pub fn load(path: &Path) -> Result<Self, EncoderError> {
+        if path.is_file() {
+            Self::load_gguf(path)
+        } else {
+            Self::load_folder(path)
+        }
+    }
+
+    /// Load a GGUF file of the `bert` architecture: the shape from its
+    /// `bert.*` keys, the WordPiece vocabulary from its tokenizer keys, the
+    /// pooling from `bert.pooling_type` (mean when absent), vectors always
+    /// L2-normalised (as llama.cpp's embedding output is), and the context
+    /// from `bert.context_length`.
+    pub fn load_gguf(path: &Path) -> Result<Self, EncoderError> {
+        let bad = |detail: String| EncoderError::BadModel {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let file = gguf::GgufFile::open(path).map_err(|e| bad(e.to_string()))?;
+        match file.architecture() {
+            Some("bert") => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "architecture {other} is not supported (bert is)"
+                )))
+            }
+            None => return Err(bad("general.architecture is missing".into())),
+        }
+        let int = |key: &str| {
+            file.get_u32(key)
+                .map(|v| v as usize)
+                .ok_or_else(|| bad(format!("{key} is missing")))
+        };
+        let cfg = BertConfig {
+            hidden_size: int("bert.embedding_length")?,
+            num_attention_heads: int("bert.attention.head_count")?,
+            num_hidden_layers: int("bert.block_count")?,
+            intermediate_size: int("bert.feed_forward_length")?,
+            max_position_embeddings: int("bert.context_length")?,
+            layer_norm_eps: f64::from(
+                file.get_f32("bert.attention.layer_norm_epsilon")
+                    .ok_or_else(|| bad("bert.attention.layer_norm_epsilon is missing".into()))?,
+            ),
+            hidden_act: "gelu".into(),
+            position_embedding_type: "absolute".into(),
+            vocab_size: 0,
+        };
+        if file.get_bool("bert.attention.causal") == Some(true) {
+            return Err(bad("causal attention is not a BERT encoder".into()));
+        }
+        // llama.cpp's enum llama_pooling_type.
+        let pooling = match file.get_u32("bert.pooling_type") {
+            None | Some(1) => Pooling::Mean,
+            Some(2) => Pooling::Cls,
+            Some(other) => {
+                return Err(bad(format!(
+                    "bert.pooling_type {other} is not supported (1, mean, or 2, CLS)"
+                )))
+            }
+        };
+        let tokenizer = WordPiece::from_gguf(&file).map_err(bad)?;
+        let bert = Bert::new(cfg, weights::Weights::gguf(path.to_path_buf(), file))?;
+        Self::assemble(path, bert, tokenizer, pooling, true, None)
+    }
+
     /// Load a sentence-transformers folder: `model.safetensors`,
     /// `config.json`, `tokenizer.json`, and (when present)
     /// `sentence_bert_config.json` (the context), `1_Pooling/config.json`
     /// (mean by default) and `modules.json` (normalised when it lists
     /// `Normalize`, or when it is absent).
-    pub fn load(dir: &Path) -> Result<Self, EncoderError> {
+    pub fn load_folder(dir: &Path) -> Result<Self, EncoderError> {
         let cfg: BertConfig = read_json(&dir.join("config.json"))?;
         let tok_path = dir.join("tokenizer.json");
         let tok_text =
@@ -164,15 +234,30 @@ impl Encoder {
             true
         };
         let sentence_path = dir.join("sentence_bert_config.json");
-        let max_tokens = if sentence_path.is_file() {
-            read_json::<SentenceConfig>(&sentence_path)?.max_seq_length
+        let max_seq = if sentence_path.is_file() {
+            Some(read_json::<SentenceConfig>(&sentence_path)?.max_seq_length)
         } else {
-            bert.config().max_position_embeddings
-        }
-        .min(bert.max_positions());
+            None
+        };
+        Self::assemble(&tok_path, bert, tokenizer, pooling, normalize, max_seq)
+    }
+
+    /// The checks and the context common to both sources (`max_seq`: a
+    /// shorter context than the model's positions, when configured).
+    fn assemble(
+        path: &Path,
+        bert: Bert,
+        tokenizer: WordPiece,
+        pooling: Pooling,
+        normalize: bool,
+        max_seq: Option<usize>,
+    ) -> Result<Self, EncoderError> {
+        let max_tokens = max_seq
+            .unwrap_or(bert.config().max_position_embeddings)
+            .min(bert.max_positions());
         if tokenizer.vocab_size() > bert.vocab_rows() {
             return Err(EncoderError::BadModel {
-                path: tok_path,
+                path: path.to_path_buf(),
                 detail: "the tokenizer has more ids than the model has embeddings".into(),
             });
         }

@@ -118,11 +118,6 @@ impl SafeTensors {
         self.tensors.get(name)
     }
 
-    /// The bytes of `entry` (which must come from this file).
-    pub fn bytes(&self, entry: &TensorEntry) -> &[u8] {
-        &self.map[entry.range.clone()]
-    }
-
     /// The bytes at `range` (a range from one of this file's entries).
     pub fn bytes_at(&self, range: Range<usize>) -> &[u8] {
         &self.map[range]

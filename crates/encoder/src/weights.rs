@@ -1,11 +1,13 @@
 //! Where a BERT model's tensors come from: a safetensors file (Hugging Face
-//! names, with or without a `bert.` prefix). Matrices stay in the mapped
-//! file and are handed to the kernels as they are; vectors (biases, norms)
-//! are copied out as `f32` once at load.
+//! names, with or without a `bert.` prefix) or a GGUF file (llama.cpp's
+//! `bert` names: `token_embd`, `blk.N.attn_q`, …). Matrices stay in the
+//! mapped file and are handed to the kernels as they are (or packed by the
+//! model); vectors (biases, norms) are copied out as `f32` once at load.
 
 use std::ops::Range;
 use std::path::PathBuf;
 
+use gguf::GgufFile;
 use kernels::{GgmlType, QMatrix};
 
 use crate::safetensors::SafeTensors;
@@ -17,19 +19,65 @@ pub struct MatrixRef {
     pub ty: GgmlType,
     pub rows: usize,
     pub cols: usize,
-    range: Range<usize>,
+    at: Place,
+}
+
+/// Where a matrix's bytes are: a byte range of a safetensors file, or a
+/// GGUF tensor (by its index).
+#[derive(Debug, Clone)]
+enum Place {
+    Range(Range<usize>),
+    Tensor(usize),
+}
+
+/// A tensor's type, shape (outermost dimension first, as safetensors and
+/// PyTorch write it) and place.
+struct Entry {
+    ty: GgmlType,
+    shape: Vec<usize>,
+    at: Place,
+}
+
+enum File {
+    Safetensors(SafeTensors),
+    Gguf(GgufFile),
 }
 
 /// A model's tensors.
 pub struct Weights {
     path: PathBuf,
-    file: SafeTensors,
+    file: File,
 }
 
 impl Weights {
     /// The tensors of a safetensors file.
     pub fn safetensors(path: PathBuf, file: SafeTensors) -> Self {
-        Self { path, file }
+        Self {
+            path,
+            file: File::Safetensors(file),
+        }
+    }
+
+    /// The tensors of a GGUF file.
+    pub fn gguf(path: PathBuf, file: GgufFile) -> Self {
+        Self {
+            path,
+            file: File::Gguf(file),
+        }
+    }
+
+    /// Whether a tensor called `name` exists.
+    pub fn has(&self, name: &str) -> bool {
+        self.entry(name).is_ok()
+    }
+
+    fn bytes(&self, at: &Place) -> &[u8] {
+        match (&self.file, at) {
+            (File::Safetensors(f), Place::Range(r)) => f.bytes_at(r.clone()),
+            (File::Gguf(f), Place::Tensor(i)) => f.tensor_data(&f.tensors()[*i]),
+            // Places are made by `entry` from the same file.
+            _ => &[],
+        }
     }
 
     /// An error naming the model file.
@@ -40,10 +88,38 @@ impl Weights {
         }
     }
 
-    fn entry(&self, name: &str) -> Result<&crate::safetensors::TensorEntry, EncoderError> {
-        self.file
-            .get(name)
-            .ok_or_else(|| self.bad(format!("tensor {name} is missing")))
+    fn entry(&self, name: &str) -> Result<Entry, EncoderError> {
+        let missing = || self.bad(format!("tensor {name} is missing"));
+        match &self.file {
+            File::Safetensors(f) => {
+                let e = f.get(name).ok_or_else(missing)?;
+                Ok(Entry {
+                    ty: e.ty,
+                    shape: e.shape.clone(),
+                    at: Place::Range(e.range.clone()),
+                })
+            }
+            File::Gguf(f) => {
+                let i = f
+                    .tensors()
+                    .iter()
+                    .position(|t| t.name == name)
+                    .ok_or_else(missing)?;
+                let t = &f.tensors()[i];
+                // GGUF lists the innermost dimension first.
+                let shape = t
+                    .dims
+                    .iter()
+                    .rev()
+                    .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+                    .collect();
+                Ok(Entry {
+                    ty: t.ty,
+                    shape,
+                    at: Place::Tensor(i),
+                })
+            }
+        }
     }
 
     /// The `[rows, cols]` matrix called `name`.
@@ -64,7 +140,7 @@ impl Weights {
                     ty: e.ty,
                     rows,
                     cols,
-                    range: e.range.clone(),
+                    at: e.at.clone(),
                 };
                 self.qmatrix(&m)?;
                 Ok(m)
@@ -85,32 +161,38 @@ impl Weights {
             )));
         }
         let mut out = vec![0.0; len];
-        kernels::dequantize_row(e.ty, self.file.bytes(e), &mut out)
+        kernels::dequantize_row(e.ty, self.bytes(&e.at), &mut out)
             .map_err(|err| self.bad(format!("tensor {name}: {err}")))?;
         Ok(out)
     }
 
     /// `m` as the kernels' matrix view.
     pub fn qmatrix(&self, m: &MatrixRef) -> Result<QMatrix<'_>, EncoderError> {
-        QMatrix::new(m.ty, self.file.bytes_at(m.range.clone()), m.rows, m.cols)
+        QMatrix::new(m.ty, self.bytes(&m.at), m.rows, m.cols)
             .map_err(|err| self.bad(format!("a {}x{} matrix: {err}", m.rows, m.cols)))
     }
 }
 
 /// The tensor names of one checkpoint layout.
-pub struct Names {
-    prefix: &'static str,
+pub enum Names {
+    /// Hugging Face's, after `prefix` (`bert.` or nothing).
+    HuggingFace { prefix: &'static str },
+    /// llama.cpp's GGUF names for the `bert` architecture.
+    Gguf,
 }
 
 impl Names {
-    /// Hugging Face's BERT names, with the `bert.` prefix when the file has it.
+    /// The layout of `w`'s file.
     pub fn for_weights(w: &Weights) -> Self {
-        let prefixed = w
-            .file
-            .get("bert.embeddings.word_embeddings.weight")
-            .is_some();
-        Self {
-            prefix: if prefixed { "bert." } else { "" },
+        match &w.file {
+            File::Gguf(_) => Names::Gguf,
+            File::Safetensors(f) => Names::HuggingFace {
+                prefix: if f.get("bert.embeddings.word_embeddings.weight").is_some() {
+                    "bert."
+                } else {
+                    ""
+                },
+            },
         }
     }
 
@@ -119,26 +201,47 @@ impl Names {
             Some((i, part)) => (Some(i), part),
             None => (None, logical),
         };
-        let p = self.prefix;
-        match (layer, part) {
-            (None, "word") => format!("{p}embeddings.word_embeddings"),
-            (None, "position") => format!("{p}embeddings.position_embeddings"),
-            (None, "token_type") => format!("{p}embeddings.token_type_embeddings"),
-            (None, "embeddings") => format!("{p}embeddings.LayerNorm"),
-            (Some(i), part) => {
-                let tail = match part {
-                    "q" => "attention.self.query",
-                    "k" => "attention.self.key",
-                    "v" => "attention.self.value",
-                    "attn_out" => "attention.output.dense",
-                    "attn_norm" => "attention.output.LayerNorm",
-                    "up" => "intermediate.dense",
-                    "down" => "output.dense",
-                    _ => "output.LayerNorm",
-                };
-                format!("{p}encoder.layer.{i}.{tail}")
-            }
-            (None, other) => other.to_owned(),
+        match self {
+            Names::HuggingFace { prefix: p } => match (layer, part) {
+                (None, "word") => format!("{p}embeddings.word_embeddings"),
+                (None, "position") => format!("{p}embeddings.position_embeddings"),
+                (None, "token_type") => format!("{p}embeddings.token_type_embeddings"),
+                (None, "embeddings") => format!("{p}embeddings.LayerNorm"),
+                (Some(i), part) => {
+                    let tail = match part {
+                        "q" => "attention.self.query",
+                        "k" => "attention.self.key",
+                        "v" => "attention.self.value",
+                        "attn_out" => "attention.output.dense",
+                        "attn_norm" => "attention.output.LayerNorm",
+                        "up" => "intermediate.dense",
+                        "down" => "output.dense",
+                        _ => "output.LayerNorm",
+                    };
+                    format!("{p}encoder.layer.{i}.{tail}")
+                }
+                (None, other) => other.to_owned(),
+            },
+            Names::Gguf => match (layer, part) {
+                (None, "word") => "token_embd".to_owned(),
+                (None, "position") => "position_embd".to_owned(),
+                (None, "token_type") => "token_types".to_owned(),
+                (None, "embeddings") => "token_embd_norm".to_owned(),
+                (Some(i), part) => {
+                    let tail = match part {
+                        "q" => "attn_q",
+                        "k" => "attn_k",
+                        "v" => "attn_v",
+                        "attn_out" => "attn_output",
+                        "attn_norm" => "attn_output_norm",
+                        "up" => "ffn_up",
+                        "down" => "ffn_down",
+                        _ => "layer_output_norm",
+                    };
+                    format!("blk.{i}.{tail}")
+                }
+                (None, other) => other.to_owned(),
+            },
         }
     }
 

@@ -5,6 +5,13 @@
 //! split), greedy longest-match WordPiece with the `##` continuation
 //! prefix, and `[CLS] … [SEP]` around the result. The ids equal Hugging
 //! Face `tokenizers`' for the same file (the fidelity fixtures check it).
+//!
+//! A GGUF's `bert` vocabulary (`tokenizer.ggml.model = "bert"`) is read back
+//! too: llama.cpp's converter wrote each word-initial piece with a leading
+//! `▁` and each continuation without its `##`, control tokens as they are;
+//! [`WordPiece::from_gguf`] undoes that, so the same ids come out. The GGUF
+//! keeps no normalizer settings: it gets BERT-uncased's (lowercasing and
+//! accent stripping), as llama.cpp's WPM tokenizer applies to every model.
 
 use std::collections::HashMap;
 
@@ -136,6 +143,70 @@ impl WordPiece {
             strip_accents: norm.strip_accents.unwrap_or(norm.lowercase),
             chinese_chars: norm.handle_chinese_chars,
             clean_text: norm.clean_text,
+            specials,
+        })
+    }
+
+    /// The vocabulary of a GGUF whose `tokenizer.ggml.model` is `bert`.
+    pub fn from_gguf(file: &gguf::GgufFile) -> Result<Self, String> {
+        match file.get_str("tokenizer.ggml.model") {
+            Some("bert") => {}
+            Some(other) => return Err(format!("the tokenizer model is {other}, not bert")),
+            None => return Err("tokenizer.ggml.model is missing".into()),
+        }
+        let tokens = file
+            .get_str_array("tokenizer.ggml.tokens")
+            .ok_or("tokenizer.ggml.tokens is missing")?;
+        let types = file.get_i32_array("tokenizer.ggml.token_type");
+        if types.as_ref().is_some_and(|t| t.len() != tokens.len()) {
+            return Err("tokenizer.ggml.token_type does not match the tokens".into());
+        }
+        // llama_token_type: 3 is CONTROL.
+        let control = |i: usize| match &types {
+            Some(t) => t[i] == 3,
+            None => tokens[i].starts_with('[') && tokens[i].ends_with(']'),
+        };
+        let mut vocab = HashMap::with_capacity(tokens.len());
+        let mut specials = Vec::new();
+        for (i, tok) in tokens.iter().enumerate() {
+            let id = u32::try_from(i).map_err(|_| "too many tokens")?;
+            let piece = if control(i) {
+                if !tok.is_empty() {
+                    specials.push(((*tok).to_owned(), id));
+                }
+                (*tok).to_owned()
+            } else if let Some(word) = tok.strip_prefix('\u{2581}') {
+                word.to_owned()
+            } else {
+                format!("##{tok}")
+            };
+            // The first id of a piece wins, as in a vocab.txt.
+            vocab.entry(piece).or_insert(id);
+        }
+        specials.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+        let id_of = |key: &str, text: &str| -> Result<u32, String> {
+            match file.get_u32(key) {
+                Some(id) if (id as usize) < tokens.len() => Ok(id),
+                Some(id) => Err(format!("{key} {id} is outside the vocabulary")),
+                None => vocab
+                    .get(text)
+                    .copied()
+                    .ok_or_else(|| format!("the vocabulary has no {text} and {key} is missing")),
+            }
+        };
+        Ok(Self {
+            unk: id_of("tokenizer.ggml.unknown_token_id", "[UNK]")?,
+            cls: id_of("tokenizer.ggml.cls_token_id", "[CLS]")?,
+            sep: id_of("tokenizer.ggml.seperator_token_id", "[SEP]")?,
+            pad: id_of("tokenizer.ggml.padding_token_id", "[PAD]").unwrap_or(0),
+            vocab_len: tokens.len(),
+            vocab,
+            prefix: "##".to_owned(),
+            max_word_chars: max_chars(),
+            lowercase: true,
+            strip_accents: true,
+            chinese_chars: true,
+            clean_text: true,
             specials,
         })
     }
