@@ -1,10 +1,14 @@
 //! Sentences per second of the encoder at batch 1 and batch 64, on the
 //! fidelity fixture's sentences (the last two, of 160+ tokens, left out so
-//! the mix is ordinary sentence lengths), with a given thread count.
+//! the mix is ordinary sentence lengths), with a given thread count; each
+//! timed call tokenizes its texts, as the other engines' do.
 //!
-//! `cargo run --release -p encoder --example embed_bench -- [THREADS] [SECONDS]`
-//! (scripts/bench/embeddings_vs_sentence_transformers.sh runs it beside
-//! sentence-transformers on PyTorch and prints the ratios).
+//! `cargo run --release -p encoder --example embed_bench -- [THREADS] [SECONDS] [MODEL]`
+//! (MODEL: a GGUF file or a sentence-transformers folder; the catalog's
+//! all-minilm-l6-v2 by default). scripts/bench/embeddings_vs_sentence_transformers.sh
+//! runs it beside sentence-transformers on PyTorch, and
+//! scripts/bench/embeddings_vs_llama_cpp.sh beside llama.cpp's server, and
+//! print the ratios.
 
 use std::time::{Duration, Instant};
 
@@ -35,23 +39,29 @@ fn main() {
         .iter()
         .map(|c| c.text.clone())
         .collect();
-    let encoder = Encoder::load(&testkit::model_path(testkit::MINILM)).expect("load");
+    let model = match args.next() {
+        Some(path) => std::path::PathBuf::from(path),
+        None => testkit::model_path(testkit::MINILM),
+    };
+    let encoder = Encoder::load(&model).expect("load");
     let pool = ThreadPool::new(threads);
-    let seqs: Vec<Vec<u32>> = (0..64)
-        .map(|i| encoder.tokenizer().encode(&texts[i % texts.len()]))
-        .collect();
+    let batch: Vec<&str> = (0..64).map(|i| texts[i % texts.len()].as_str()).collect();
+    let tokenize = |texts: &[&str]| -> Vec<Vec<u32>> {
+        texts
+            .iter()
+            .map(|t| encoder.tokenizer().encode(t))
+            .collect()
+    };
     let budget = Duration::from_secs_f64(seconds);
 
     // Warm up once.
-    encoder.embed(&seqs, &pool).expect("embed");
+    encoder.embed(&tokenize(&batch), &pool).expect("embed");
 
     let start = Instant::now();
     let mut done = 0usize;
     while start.elapsed() < budget {
-        let seq = &seqs[done % seqs.len()];
-        encoder
-            .embed(std::slice::from_ref(seq), &pool)
-            .expect("embed");
+        let one = tokenize(&batch[done % batch.len()..][..1]);
+        encoder.embed(&one, &pool).expect("embed");
         done += 1;
     }
     let b1 = done as f64 / start.elapsed().as_secs_f64();
@@ -59,9 +69,12 @@ fn main() {
     let start = Instant::now();
     let mut done = 0usize;
     while start.elapsed() < budget {
-        encoder.embed(&seqs, &pool).expect("embed");
-        done += seqs.len();
+        encoder.embed(&tokenize(&batch), &pool).expect("embed");
+        done += batch.len();
     }
     let b64 = done as f64 / start.elapsed().as_secs_f64();
-    println!("parlance threads={threads} batch1={b1:.1} batch64={b64:.1} sentences/s");
+    println!(
+        "parlance threads={threads} batch1={b1:.1} batch64={b64:.1} sentences/s ({})",
+        kernels::Selection::get().describe()
+    );
 }

@@ -9,9 +9,9 @@
 //! A GGUF's `bert` vocabulary (`tokenizer.ggml.model = "bert"`) is read back
 //! too: llama.cpp's converter wrote each word-initial piece with a leading
 //! `▁` and each continuation without its `##`, control tokens as they are;
-//! [`WordPiece::from_gguf`] undoes that, so the same ids come out. The GGUF
-//! keeps no normalizer settings: it gets BERT-uncased's (lowercasing and
-//! accent stripping), as llama.cpp's WPM tokenizer applies to every model.
+//! [`WordPiece::from_gguf`] undoes that, so the same ids come out. Of the
+//! normalizer the GGUF keeps only `tokenizer.ggml.normalizer.lowercase`
+//! (accents are stripped with it, as BERT does; true when absent).
 
 use std::collections::HashMap;
 
@@ -184,6 +184,9 @@ impl WordPiece {
             vocab.entry(piece).or_insert(id);
         }
         specials.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+        let lowercase = file
+            .get_bool("tokenizer.ggml.normalizer.lowercase")
+            .unwrap_or(true);
         let id_of = |key: &str, text: &str| -> Result<u32, String> {
             match file.get_u32(key) {
                 Some(id) if (id as usize) < tokens.len() => Ok(id),
@@ -203,8 +206,8 @@ impl WordPiece {
             vocab,
             prefix: "##".to_owned(),
             max_word_chars: max_chars(),
-            lowercase: true,
-            strip_accents: true,
+            lowercase,
+            strip_accents: lowercase,
             chinese_chars: true,
             clean_text: true,
             specials,
