@@ -290,7 +290,7 @@ impl Bert {
             residual_norm(&mut x, &proj, &layer.attn_norm, self.eps, pool);
             layer.up.run(w, &x, total, &mut up, &mut scratch, pool)?;
             pool.for_rows(&mut up, self.cfg.intermediate_size, 4, &|_, r| {
-                r.iter_mut().for_each(|y| *y = gelu_erf(*y));
+                crate::gelu::gelu_erf_in_place(r);
             });
             layer
                 .down
@@ -377,11 +377,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         sum += a[i] * b[i];
     }
     sum
-}
-
-/// GELU with the exact error function, as BERT's `gelu` activation.
-fn gelu_erf(x: f32) -> f32 {
-    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 fn add_bias(x: &mut [f32], b: &[f32], pool: &ThreadPool) {

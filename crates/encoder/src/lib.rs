@@ -11,6 +11,7 @@
 //! this crate knows nothing of HTTP, accounts or money.
 
 mod bert;
+mod gelu;
 mod handle;
 mod safetensors;
 mod weights;
