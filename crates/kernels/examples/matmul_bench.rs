@@ -5,6 +5,11 @@
 //! (`shape`: a substring of the shape names to time; `BATCHES=1,16,512`
 //! sets the batch sizes, 1, 16 and 64 by default) prints, per shape and batch, microseconds per call, GFLOP/s and weight
 //! GB/s, then a whole decode step's worth of matmuls (30 layers + output).
+//!
+//! `CLOCK=cpu` times with the process's CPU time instead of the wall clock
+//! (Linux): with one thread, time the machine's other processes took from
+//! this one is not counted, so kernels can be compared on a loaded machine
+//! (caches shared with them still slow it somewhat).
 
 use kernels::{matmul_with, quantize_row, GgmlType, Isa, QMatrix, ThreadPool};
 use std::time::{Duration, Instant};
@@ -106,19 +111,55 @@ fn weights(s: &Shape, seed: &mut u64) -> Vec<u8> {
     w
 }
 
-/// Best of five mean times per call (each over ~60 ms), to shrug off noise
-/// from other processes.
+/// The clock `CLOCK` names: the wall clock, or (`cpu`) this process's CPU time.
+fn now() -> Duration {
+    static CPU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *CPU.get_or_init(|| std::env::var("CLOCK").is_ok_and(|v| v == "cpu")) {
+        cpu_time()
+    } else {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        START.get_or_init(Instant::now).elapsed()
+    }
+}
+
+/// This process's CPU time (all its threads).
+#[cfg(target_os = "linux")]
+fn cpu_time() -> Duration {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec (two 64-bit fields on
+    // 64-bit Linux); the call only writes it.
+    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime failed");
+    Duration::new(ts.sec as u64, ts.nsec as u32)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn cpu_time() -> Duration {
+    panic!("CLOCK=cpu needs Linux")
+}
+
+/// Best of five mean times per call (each over ~60 ms of the clock), to
+/// shrug off noise from other processes.
 fn time(mut f: impl FnMut()) -> Duration {
     f();
     (0..5)
         .map(|_| {
-            let t = Instant::now();
+            let t = now();
             let mut n = 0u32;
-            while t.elapsed() < Duration::from_millis(60) {
+            while now() - t < Duration::from_millis(60) {
                 f();
                 n += 1;
             }
-            t.elapsed() / n
+            (now() - t) / n
         })
         .min()
         .unwrap_or_default()
