@@ -94,6 +94,9 @@ impl ModelConfig {
     }
 }
 
+/// The architectures (`general.architecture`) the engine runs.
+pub const SUPPORTED_ARCHS: &str = "llama, gemma3, qwen2, qwen3, phi3, granite, smollm3, mistral3";
+
 /// The forward pass of one model family.
 pub trait Forward: Send + Sync {
     fn config(&self) -> &ModelConfig;
@@ -132,10 +135,14 @@ impl Model {
             "gemma3" => Box::new(models::gemma3::Gemma3::load(file.clone(), cfg)?),
             "qwen2" => Box::new(models::qwen2::load(file.clone(), cfg)?),
             "qwen3" => Box::new(models::qwen3::load(file.clone(), cfg)?),
+            "phi3" => Box::new(models::phi3::load(file.clone(), cfg)?),
+            "granite" => Box::new(models::granite::load(file.clone(), cfg)?),
+            "smollm3" => Box::new(models::smollm3::load(file.clone(), cfg)?),
+            "mistral3" => Box::new(models::mistral3::load(file.clone(), cfg)?),
             other => {
                 return Err(EngineError::Model(format!(
-                "architecture '{other}' is not supported (supported: llama, gemma3, qwen2, qwen3)"
-            )))
+                    "architecture '{other}' is not supported (supported: {SUPPORTED_ARCHS})"
+                )))
             }
         };
         Ok(Model { file, family })

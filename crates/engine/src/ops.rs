@@ -86,6 +86,68 @@ pub struct Rope {
     /// Per-pair divisors of the angle (GGUF's `rope_freqs.weight`: Llama 3's
     /// and Phi-3's long-context scaling), as llama.cpp's `freq_factors`.
     freq_factors: Option<Vec<f32>>,
+    scaling: RopeScaling,
+}
+
+/// Context-extension scaling of the angles, as GGML's `rope_yarn` applies
+/// it: linear interpolation (`freq_scale`), YaRN's blend of interpolated and
+/// extrapolated angles over the correction dimensions (`ext_factor` 1), and
+/// a magnitude factor on cos and sin (`attn_factor`: YaRN's, or LongRoPE's
+/// `rope.scaling.attn_factor`). [`RopeScaling::NONE`] leaves angles as they are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RopeScaling {
+    pub freq_scale: f32,
+    pub ext_factor: f32,
+    pub attn_factor: f32,
+    /// YaRN's first and last corrected pair dimensions
+    /// ([`RopeScaling::yarn_corr_dims`]).
+    pub corr_dims: [f32; 2],
+}
+
+impl RopeScaling {
+    pub const NONE: RopeScaling = RopeScaling {
+        freq_scale: 1.0,
+        ext_factor: 0.0,
+        attn_factor: 1.0,
+        corr_dims: [0.0, 0.0],
+    };
+
+    /// GGML's `ggml_rope_yarn_corr_dims`: the dimensions whose wavelength
+    /// spans `beta_fast` and `beta_slow` turns over `n_ctx_orig` positions.
+    pub fn yarn_corr_dims(
+        n_rot: usize,
+        n_ctx_orig: usize,
+        base: f32,
+        beta_fast: f32,
+        beta_slow: f32,
+    ) -> [f32; 2] {
+        let dim = |beta: f32| {
+            n_rot as f32 * (n_ctx_orig as f32 / (beta * 2.0 * std::f32::consts::PI)).ln()
+                / (2.0 * base.ln())
+        };
+        let start = dim(beta_fast).floor();
+        let end = dim(beta_slow).ceil();
+        [start.max(0.0), end.min(n_rot as f32 - 1.0)]
+    }
+
+    /// One pair's (cos, sin) for its unscaled angle `theta_extrap`.
+    fn cos_sin(&self, theta_extrap: f32, pair: usize) -> (f32, f32) {
+        let theta_interp = self.freq_scale * theta_extrap;
+        let mut theta = theta_interp;
+        let mut mscale = self.attn_factor;
+        if self.ext_factor != 0.0 {
+            let [low, high] = self.corr_dims;
+            let y = (pair as f32 - low) / (high - low).max(0.001);
+            let ramp_mix = (1.0 - y.clamp(0.0, 1.0)) * self.ext_factor;
+            theta = theta_interp * (1.0 - ramp_mix) + theta_extrap * ramp_mix;
+            mscale *= 1.0 + 0.1 * (1.0 / self.freq_scale).ln();
+        }
+        if mscale == 1.0 {
+            (theta.cos(), theta.sin())
+        } else {
+            (theta.cos() * mscale, theta.sin() * mscale)
+        }
+    }
 }
 
 impl Rope {
@@ -97,7 +159,14 @@ impl Rope {
             n_rot,
             head_dim,
             freq_factors: None,
+            scaling: RopeScaling::NONE,
         }
+    }
+
+    /// Scales the angles as `scaling` says (YaRN, linear, LongRoPE's magnitude).
+    pub fn with_scaling(mut self, scaling: RopeScaling) -> Self {
+        self.scaling = scaling;
+        self
     }
 
     /// Divides pair `i`'s angle by `factors[i]` (`n_rot / 2` of them).
@@ -117,7 +186,11 @@ impl Rope {
                     Some(f) => theta / f[i],
                     None => theta,
                 };
-                let cs = (t.cos(), t.sin());
+                let cs = if self.scaling == RopeScaling::NONE {
+                    (t.cos(), t.sin())
+                } else {
+                    self.scaling.cos_sin(t, i)
+                };
                 theta *= self.theta_scale;
                 cs
             })

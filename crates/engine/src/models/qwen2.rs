@@ -18,6 +18,7 @@ pub fn load(file: Arc<GgufFile>, cfg: ModelConfig) -> Result<Llama, EngineError>
         rope: RopeStyle::Halves,
         qkv_bias: true,
         qk_norm: false,
+        ..Variant::LLAMA
     };
     Llama::load_variant(file, cfg, variant)
 }

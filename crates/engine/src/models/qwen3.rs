@@ -19,6 +19,7 @@ pub fn load(file: Arc<GgufFile>, cfg: ModelConfig) -> Result<Llama, EngineError>
         rope: RopeStyle::Halves,
         qkv_bias: false,
         qk_norm: true,
+        ..Variant::LLAMA
     };
     Llama::load_variant(file, cfg, variant)
 }

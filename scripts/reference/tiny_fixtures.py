@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Tiny random-weight F32 models, one per architecture and shape, with a small
+vocabulary, written with the `gguf` package (scripts/reference/requirements-tiny.txt).
+tiny_fixtures.sh quantizes them with llama-quantize and scores them with
+llama-perplexity; the results are committed under fixtures/tiny/ and checked
+by crates/engine/tests/tiny_fixtures.rs in CI.
+
+The vocabulary: llama.cpp's ggml-vocab-llama-bpe.gguf (Llama 3's byte-level
+BPE) cut to its 256 byte tokens, the next tokens up to id N_BASE, the merges
+that stay inside them (in their order), and the special tokens the families'
+chat templates use. Small enough that a model and its reference logits stay
+well under a megabyte.
+
+Usage: tiny_fixtures.py VOCAB_DIR OUT_DIR   (writes OUT_DIR/base-<name>.gguf)
+"""
+import os
+import sys
+
+import numpy as np
+import gguf
+
+N_BASE = 368
+SPECIALS = [
+    "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+    "<|eot_id|>", "<|im_start|>", "<|im_end|>", "<|end|>", "<|user|>", "<|assistant|>",
+    "<|system|>", "<|start_of_role|>", "<|end_of_role|>", "<think>", "</think>", "[INST]",
+]
+
+# name: (arch, shape, extra keys). Shapes: "narrow" (width 64, for 32-weight
+# blocks), "wide" (width 256, for 256-weight super-blocks).
+MODELS = {
+    "llama": ("llama", "narrow", {"untied": True, "rope_freqs": True}),
+    "llama-wide": ("llama", "wide", {}),
+    "qwen2": ("qwen2", "narrow", {}),
+    "qwen3": ("qwen3", "narrow", {"head_dim": 32}),
+    "gemma3": ("gemma3", "narrow", {"layers": 6}),
+    "phi3": ("phi3", "narrow", {"untied": True}),
+    "granite": ("granite", "narrow", {}),
+    "smollm3": ("smollm3", "narrow", {"layers": 4}),
+    "mistral3": ("mistral3", "narrow", {"untied": True}),
+}
+SHAPES = {
+    "narrow": dict(embd=64, ff=128, head=4, kv=2, head_dim=16, layers=2),
+    "wide": dict(embd=256, ff=256, head=4, kv=2, head_dim=64, layers=1),
+}
+
+
+def small_vocab(vocab_dir):
+    r = gguf.GGUFReader(os.path.join(vocab_dir, "ggml-vocab-llama-bpe.gguf"))
+    tokens = r.fields["tokenizer.ggml.tokens"].contents()[:N_BASE]
+    kept = set(tokens)
+    merges = [
+        m for m in r.fields["tokenizer.ggml.merges"].contents()
+        if all(p in kept for p in m.split(" ")) and m.replace(" ", "") in kept
+    ]
+    types = [1] * len(tokens) + [3] * len(SPECIALS)
+    return tokens + SPECIALS, types, merges
+
+
+def write(name, vocab, out_dir):
+    arch, shape, extra = MODELS[name]
+    s = dict(SHAPES[shape])
+    s["head_dim"] = extra.get("head_dim", s["head_dim"])
+    s["layers"] = extra.get("layers", s["layers"])
+    tokens, types, merges = vocab
+    n_vocab = len(tokens)
+    rng = np.random.default_rng(sum(map(ord, name)))
+    path = os.path.join(out_dir, f"base-{name}.gguf")
+    w = gguf.GGUFWriter(path, arch)
+    # Not the family's name: llama.cpp keys per-token attributes on it (a
+    # "phi3" name wants <unk>, <s>, </s> and <|endoftext|> in the vocabulary).
+    w.add_name("parlance tiny model")
+    w.add_block_count(s["layers"])
+    w.add_context_length(2048)
+    w.add_embedding_length(s["embd"])
+    w.add_feed_forward_length(s["ff"])
+    w.add_head_count(s["head"])
+    w.add_head_count_kv(s["kv"])
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_rope_freq_base(10000.0 if arch in ("llama", "granite", "smollm3") else 1000000.0)
+    w.add_key_length(s["head_dim"])
+    w.add_value_length(s["head_dim"])
+    w.add_rope_dimension_count(s["head_dim"])
+    w.add_file_type(0)  # all F32
+    if arch == "gemma3":
+        w.add_sliding_window(8)
+        w.add_uint32("gemma3.attention.sliding_window_pattern", 6)
+        w.add_float32("gemma3.rope.freq_base_swa", 10000.0)
+    if arch == "granite":
+        w.add_float32("granite.embedding_scale", 3.0)
+        w.add_float32("granite.residual_scale", 0.5)
+        w.add_float32("granite.attention.scale", 0.2)
+        w.add_float32("granite.logit_scale", 2.0)
+    if arch == "phi3":
+        # LongRoPE: short factors below the original context (llama-perplexity
+        # runs 32 positions), and their magnitude factor.
+        w.add_uint32("phi3.rope.scaling.original_context_length", 1024)
+        w.add_float32("phi3.rope.scaling.attn_factor", 1.19)
+        w.add_sliding_window(262144)
+    if arch == "mistral3":
+        # YaRN and Llama 4's attention temperature, with an original context
+        # short enough that both matter within 32 positions.
+        w.add_string("mistral3.rope.scaling.type", "yarn")
+        w.add_float32("mistral3.rope.scaling.factor", 4.0)
+        w.add_uint32("mistral3.rope.scaling.original_context_length", 16)
+        w.add_float32("mistral3.rope.scaling.yarn_beta_fast", 32.0)
+        w.add_float32("mistral3.rope.scaling.yarn_beta_slow", 1.0)
+        w.add_float32("mistral3.rope.scaling.yarn_log_multiplier", 1.0)
+        w.add_float32("mistral3.attention.temperature_scale", 0.1)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("llama-bpe")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(tokens.index("<|begin_of_text|>"))
+    w.add_eos_token_id(tokens.index("<|end_of_text|>"))
+    w.add_add_bos_token(True)
+
+    def mat(rows, cols, scale):
+        # Scales are for width 64; wider inputs get proportionally smaller
+        # weights so that activations (and logits) stay in the same range.
+        return (rng.standard_normal((rows, cols)) * scale * np.sqrt(64.0 / cols)).astype(np.float32)
+
+    def vec(n):
+        return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    d, ff, hd = s["embd"], s["ff"], s["head_dim"]
+    q_dim, kv_dim = s["head"] * hd, s["kv"] * hd
+    w.add_tensor("token_embd.weight", mat(n_vocab, d, 0.15 if arch != "gemma3" else 0.02))
+    w.add_tensor("output_norm.weight", vec(d))
+    if extra.get("untied"):
+        w.add_tensor("output.weight", mat(n_vocab, d, 0.15))
+    if extra.get("rope_freqs"):
+        w.add_tensor("rope_freqs.weight", np.linspace(1.0, 8.0, hd // 2).astype(np.float32))
+    if arch == "phi3":
+        w.add_tensor("rope_factors_short.weight", np.linspace(1.0, 3.0, hd // 2).astype(np.float32))
+        w.add_tensor("rope_factors_long.weight", np.linspace(2.0, 40.0, hd // 2).astype(np.float32))
+    for i in range(s["layers"]):
+        p = f"blk.{i}."
+        w.add_tensor(p + "attn_norm.weight", vec(d))
+        if arch == "phi3":
+            w.add_tensor(p + "attn_qkv.weight", mat(q_dim + 2 * kv_dim, d, 0.3))
+        else:
+            w.add_tensor(p + "attn_q.weight", mat(q_dim, d, 0.3))
+            w.add_tensor(p + "attn_k.weight", mat(kv_dim, d, 0.3))
+            w.add_tensor(p + "attn_v.weight", mat(kv_dim, d, 0.3))
+        if arch == "qwen2":
+            for n, dim in [("attn_q", q_dim), ("attn_k", kv_dim), ("attn_v", kv_dim)]:
+                w.add_tensor(p + n + ".bias", (0.2 * rng.standard_normal(dim)).astype(np.float32))
+        if arch in ("qwen3", "gemma3"):
+            w.add_tensor(p + "attn_q_norm.weight", vec(hd))
+            w.add_tensor(p + "attn_k_norm.weight", vec(hd))
+        w.add_tensor(p + "attn_output.weight", mat(d, q_dim, 0.2))
+        if arch == "gemma3":
+            w.add_tensor(p + "post_attention_norm.weight", vec(d))
+        w.add_tensor(p + "ffn_norm.weight", vec(d))
+        if arch == "phi3":
+            w.add_tensor(p + "ffn_up.weight", mat(2 * ff, d, 0.3))
+        else:
+            w.add_tensor(p + "ffn_gate.weight", mat(ff, d, 0.3))
+            w.add_tensor(p + "ffn_up.weight", mat(ff, d, 0.3))
+        w.add_tensor(p + "ffn_down.weight", mat(d, ff, 0.2))
+        if arch == "gemma3":
+            w.add_tensor(p + "post_ffw_norm.weight", vec(d))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print(path)
+
+
+def main():
+    vocab_dir, out_dir = sys.argv[1], sys.argv[2]
+    os.makedirs(out_dir, exist_ok=True)
+    vocab = small_vocab(vocab_dir)
+    for name in MODELS:
+        write(name, vocab, out_dir)
+
+
+if __name__ == "__main__":
+    main()
