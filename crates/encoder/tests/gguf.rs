@@ -140,3 +140,16 @@ fn a_gguf_of_another_architecture_is_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn the_encoder_thread_starts_from_a_gguf_path() {
+    // `serve --embedding-model FILE.gguf` starts its encoder this way.
+    let Some(path) = gguf("f16") else { return };
+    let handle = encoder::EncoderHandle::start(&path, encoder::HandleConfig::default())
+        .expect("start from the GGUF");
+    assert_eq!((handle.dimensions(), handle.max_tokens()), (384, 512));
+    let ids = handle.tokenizer().encode("A GGUF loaded by path.");
+    let vectors = handle.embed(vec![ids]).expect("embed");
+    let norm: f32 = vectors[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+}
