@@ -546,14 +546,7 @@ pub fn audit_id(entry: &AuditEntry) -> String {
 /// An audit entry as `GET /v1/organization/audit_logs` lists it.
 pub fn audit_entry_json(entry: &AuditEntry) -> Value {
     let e = &entry.entry;
-    // HTTP actions are recorded with the acting key's id (a stored key, or
-    // a built-in one such as the admin key's).
-    let actor_type = match e.actor.as_str() {
-        CLI_ACTOR => "cli",
-        "system" => "system",
-        a if a.starts_with("user_") => "user",
-        _ => "api_key",
-    };
+    let actor_type = actor_type(&e.actor);
     json!({
         "id": audit_id(entry),
         "object": "organization.audit_log",
@@ -564,6 +557,23 @@ pub fn audit_entry_json(entry: &AuditEntry) -> Value {
         "before": e.before,
         "after": e.after,
     })
+}
+
+/// What kind of actor an audit row's `actor` names: the CLI, the server
+/// itself, a signed-in person (`user:…` from the web app, `session:…` for a
+/// session acting through the API, or a bare `user_…` id), an unsigned
+/// address (`address:…`, e.g. a throttled sign-in), else the acting key's id
+/// (a stored key, or a built-in one such as the admin key's).
+fn actor_type(actor: &str) -> &'static str {
+    match actor {
+        CLI_ACTOR => "cli",
+        "system" => "system",
+        a if a.starts_with("user:") || a.starts_with("session:") || a.starts_with("user_") => {
+            "user"
+        }
+        a if a.starts_with("address:") => "address",
+        _ => "api_key",
+    }
 }
 
 /// A page of audit entries as OpenAI's list object.
@@ -645,6 +655,17 @@ mod tests {
             serde_json::to_string(&amount).unwrap(),
             r#"{"value":123.456789012345,"currency":"usd"}"#
         );
+    }
+
+    #[test]
+    fn every_recorded_actor_kind_is_named() {
+        assert_eq!(actor_type(CLI_ACTOR), "cli");
+        assert_eq!(actor_type("system"), "system");
+        assert_eq!(actor_type("user:u_1"), "user");
+        assert_eq!(actor_type("session:u_1"), "user");
+        assert_eq!(actor_type("user_abc"), "user");
+        assert_eq!(actor_type("address:127.0.0.1"), "address");
+        assert_eq!(actor_type("key_abc"), "api_key");
     }
 
     #[test]

@@ -105,12 +105,10 @@ impl Tenant {
 }
 
 /// The id of the organisation called `name`, created when missing (the
-/// oldest one wins when a name is shared).
+/// oldest one wins when a name is shared; processes starting together
+/// create one: [`Store::org_named`]).
 pub async fn ensure_org(store: &Store, name: &str) -> Result<String> {
-    Ok(match store.find_org_by_name(name).await? {
-        Some(found) => found.id,
-        None => store.create_org(name).await?.id,
-    })
+    Ok(store.org_named(name).await?.id)
 }
 
 /// The ids of the organisation and project called `org` and `project`,
@@ -124,8 +122,5 @@ pub async fn ensure_project(store: &Store, org: &str, project: &str) -> Result<(
 /// The id of organisation `org_id`'s project called `name`, created when
 /// missing.
 pub async fn ensure_project_in(store: &Store, org_id: &str, name: &str) -> Result<String> {
-    Ok(match store.find_project_by_name(org_id, name).await? {
-        Some(found) => found.id,
-        None => store.create_project(org_id, name).await?.id,
-    })
+    Ok(store.project_named(org_id, name).await?.id)
 }

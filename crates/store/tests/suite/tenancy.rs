@@ -205,3 +205,44 @@ async fn next_millisecond() {
         tokio::task::yield_now().await;
     }
 }
+
+/// Several processes starting at once on a fresh database each ask for the
+/// default organisation and project by name: all get the same ones, and
+/// only one of each exists. (Each "process" is its own `Store`, with its own
+/// connections.)
+pub async fn concurrent_first_starts_create_one_org_and_project(db: Db) {
+    const STARTS: usize = 8;
+    let mut stores = Vec::new();
+    for _ in 0..STARTS {
+        stores.push(Store::connect(&db.url).await.unwrap());
+    }
+    // All ask at once, once every one is connected.
+    let together = std::sync::Arc::new(tokio::sync::Barrier::new(STARTS));
+    let mut starts = Vec::new();
+    for store in stores {
+        let together = together.clone();
+        starts.push(tokio::spawn(async move {
+            together.wait().await;
+            let org = store.org_named("default").await.unwrap();
+            let project = store.project_named(&org.id, "default").await.unwrap();
+            store.close().await;
+            (org, project)
+        }));
+    }
+    let mut seen = Vec::new();
+    for start in starts {
+        seen.push(start.await.unwrap());
+    }
+    let (org, project) = seen[0].clone();
+    assert!(
+        seen.iter().all(|(o, p)| *o == org && *p == project),
+        "{seen:?}"
+    );
+    let orgs = db.store.list_orgs().await.unwrap();
+    assert_eq!(orgs.iter().filter(|o| o.name == "default").count(), 1);
+    let projects = db.store.list_projects(&org.id).await.unwrap();
+    assert_eq!(projects.iter().filter(|p| p.name == "default").count(), 1);
+    // An unknown organisation has no project to make.
+    let missing = db.store.project_named("org_missing", "default").await;
+    assert_eq!(missing.unwrap_err().kind(), ErrorKind::NotFound);
+}
