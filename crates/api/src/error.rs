@@ -67,6 +67,8 @@ pub enum InvalidCode {
     DecimalBelowMinValue,
     /// A decimal is above its maximum.
     DecimalAboveMaxValue,
+    /// The input was flagged by the project's moderation guardrail.
+    ContentPolicyViolation,
 }
 
 impl InvalidCode {
@@ -82,6 +84,7 @@ impl InvalidCode {
             InvalidCode::IntegerAboveMaxValue => "integer_above_max_value",
             InvalidCode::DecimalBelowMinValue => "decimal_below_min_value",
             InvalidCode::DecimalAboveMaxValue => "decimal_above_max_value",
+            InvalidCode::ContentPolicyViolation => "content_policy_violation",
         }
     }
 }

@@ -10,14 +10,21 @@
 //! [`BackendError`]s; the router adds timeouts (first token, idle stream,
 //! whole request), retries, failover and breakers around any backend, so an
 //! implementation only has to report honestly what happened.
+//!
+//! A backend may also answer embeddings and moderations (whole JSON
+//! answers, routed with the same retries and failover); one that does not
+//! says [`FailureKind::Unsupported`], and the router tries the next.
 
 use std::pin::Pin;
 
-use api::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest};
+use api::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingList, EmbeddingRequest,
+    Moderation, ModerationRequest,
+};
 use futures_util::future::BoxFuture;
 use futures_util::Stream;
 
-use crate::error::BackendError;
+use crate::error::{BackendError, FailureKind};
 
 /// A stream of chunks from one backend. It ends after the final chunk; an
 /// `Err` item is the last item.
@@ -60,9 +67,40 @@ pub trait Backend: Send + Sync + 'static {
         request: ChatCompletionRequest,
     ) -> BoxFuture<'static, Result<ChatReply, BackendError>>;
 
+    /// Answers one embeddings request (its `model` is the backend's own
+    /// name). The default: this backend does not serve embeddings.
+    fn embeddings(
+        &self,
+        _request: EmbeddingRequest,
+    ) -> BoxFuture<'static, Result<EmbeddingList, BackendError>> {
+        unsupported(self.kind(), "embeddings")
+    }
+
+    /// Answers one moderation request (its `model` is the backend's own
+    /// name). The default: this backend does not serve moderation.
+    fn moderations(
+        &self,
+        _request: ModerationRequest,
+    ) -> BoxFuture<'static, Result<Moderation, BackendError>> {
+        unsupported(self.kind(), "moderations")
+    }
+
     /// An active health check (e.g. `GET /v1/models`); `Ok` when healthy.
     /// The default says healthy, for backends that cannot be probed.
     fn health(&self) -> BoxFuture<'static, Result<(), BackendError>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// The failure of a backend kind that does not serve `what`.
+fn unsupported<T: Send + 'static>(
+    kind: &'static str,
+    what: &'static str,
+) -> BoxFuture<'static, Result<T, BackendError>> {
+    Box::pin(async move {
+        Err(BackendError::new(
+            FailureKind::Unsupported,
+            format!("a `{kind}` backend does not serve {what}"),
+        ))
+    })
 }

@@ -67,7 +67,27 @@ pub fn status_error(status: StatusCode, retry_after: Option<Duration>, body: &st
             body.chars().take(300).collect::<String>()
         ),
     };
+    // A 400 naming its parameter reaches the client naming it too.
+    if code == 400 {
+        if let Some(param) = upstream_param(body) {
+            return BackendError::rejected(api::ApiError::InvalidRequest {
+                message: detail,
+                param: Some(param),
+                code: None,
+            });
+        }
+    }
     BackendError::new(kind, detail)
+}
+
+/// The `error.param` of an OpenAI-style error body.
+fn upstream_param(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    value
+        .get("error")?
+        .get("param")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// The `error.message` of an OpenAI- or Anthropic-style error body.
@@ -229,6 +249,18 @@ mod tests {
             r#"{"error":{"message":"bad temperature","type":"invalid_request_error"}}"#,
         );
         assert_eq!(err.detail, "bad temperature");
+    }
+
+    #[test]
+    fn a_400_keeps_the_upstream_param() {
+        let err = status_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            r#"{"error":{"message":"bad dimensions","param":"dimensions"}}"#,
+        );
+        assert_eq!(err.kind, FailureKind::Rejected { status: 400 });
+        let client = err.client_error.expect("a client error");
+        assert_eq!(client.param(), Some("dimensions"));
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - Per-backend circuit breakers ([`breaker`]) fed by calls and active
 //!   health checks, publishing [`BreakerEvent`]s for incidents; per-backend
 //!   [`BackendStatus`] for the status page.
+//! - Embeddings and moderations routed the same way, as whole answers
+//!   (`whole`: [`Gateway::embeddings`], [`Gateway::moderations`]).
 //! - [`GatewayConfig`]: the `[gateway]` section of the config file, with
 //!   validation ([`ConfigError`]). Documented in `docs/GATEWAY.md`.
 //!
@@ -33,6 +35,7 @@ mod router;
 mod setup;
 pub mod sse;
 mod stream;
+mod whole;
 
 pub use anthropic::AnthropicBackend;
 pub use backend::{Backend, ChatReply, ChunkStream};

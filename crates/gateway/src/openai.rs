@@ -6,14 +6,20 @@
 //! to the upstream's name and, for streams, `include_usage`). Streams are
 //! read as SSE: `data: {chunk}` events, comments skipped, `[DONE]` ends
 //! the stream, a `data: {"error": …}` event is an upstream failure, and a
-//! body that ends without `[DONE]` was dropped.
+//! body that ends without `[DONE]` was dropped. Embeddings and moderations
+//! are posted to `embeddings` and `moderations` and read whole.
 
 use std::time::Duration;
 
-use api::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest};
+use api::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingList, EmbeddingRequest,
+    Moderation, ModerationRequest,
+};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, StreamExt};
 use reqwest::Client;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::backend::{Backend, ChatReply, ChunkStream};
 use crate::error::{BackendError, FailureKind};
@@ -58,6 +64,29 @@ impl OpenAiBackend {
         })
     }
 
+    /// Posts `body` as JSON to `path` and reads the whole answer.
+    fn post_json<B, T>(&self, path: &str, body: &B) -> BoxFuture<'static, Result<T, BackendError>>
+    where
+        B: Serialize,
+        T: DeserializeOwned + Send + 'static,
+    {
+        let builder = self.post(path);
+        let timeouts = self.timeouts;
+        let body = serde_json::to_vec(body).map_err(|err| {
+            BackendError::new(
+                FailureKind::Unsupported,
+                format!("unencodable request: {err}"),
+            )
+        });
+        Box::pin(async move {
+            let builder = builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body?);
+            let response = http::send(builder, timeouts.headers).await?;
+            http::read_json(response, timeouts.request).await
+        })
+    }
+
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
         let builder = self.client.post(http::join(&self.base_url, path));
         match &self.api_key {
@@ -96,6 +125,20 @@ impl Backend for OpenAiBackend {
                 Ok(ChatReply::Whole(whole))
             }
         })
+    }
+
+    fn embeddings(
+        &self,
+        request: EmbeddingRequest,
+    ) -> BoxFuture<'static, Result<EmbeddingList, BackendError>> {
+        self.post_json("embeddings", &request)
+    }
+
+    fn moderations(
+        &self,
+        request: ModerationRequest,
+    ) -> BoxFuture<'static, Result<Moderation, BackendError>> {
+        self.post_json("moderations", &request)
     }
 
     fn health(&self) -> BoxFuture<'static, Result<(), BackendError>> {

@@ -176,11 +176,36 @@ impl Gateway {
         request: ChatCompletionRequest,
         options: RouteOptions,
     ) -> Result<GatewayReply, GatewayError> {
+        let request = &request;
+        let (reply, served) = self
+            .route(&request.model, &options, |slot, probe| async move {
+                self.attempt(&slot, request, probe).await
+            })
+            .await?;
+        Ok(match reply {
+            Attempted::Whole(whole) => GatewayReply::Whole(whole, served),
+            Attempted::Stream(stream) => GatewayReply::Stream(stream, served),
+        })
+    }
+
+    /// Tries `call` on the backends of model `asked` (a name or an alias)
+    /// and its fallbacks, in the order and with the retries the module doc
+    /// describes, until one answers; hands back its answer and who served.
+    pub(crate) async fn route<T, F, Fut>(
+        &self,
+        asked: &str,
+        options: &RouteOptions,
+        mut call: F,
+    ) -> Result<(T, Served), GatewayError>
+    where
+        F: FnMut(Arc<BackendSlot>, bool) -> Fut,
+        Fut: std::future::Future<Output = Result<T, BackendError>>,
+    {
         let started = Instant::now();
         let model = self
-            .resolve(&request.model)
+            .resolve(asked)
             .ok_or_else(|| GatewayError::UnknownModel {
-                model: request.model.clone(),
+                model: asked.to_owned(),
             })?
             .to_owned();
         let candidates = self.candidates(&model, options.sticky_key.as_deref());
@@ -204,20 +229,17 @@ impl Gateway {
                 };
                 tally.attempts += 1;
                 let guard = ProbeGuard::new(slot.clone(), probe);
-                let outcome = self.attempt(slot, &request, probe).await;
+                let outcome = call(slot.clone(), probe).await;
                 guard.disarm();
                 match outcome {
-                    Ok(reply) => {
-                        self.remember(&options, slot);
+                    Ok(answer) => {
+                        self.remember(options, slot);
                         let served = Served {
                             model: slot.model.clone(),
                             backend: slot.id.clone(),
                             attempts: tally.attempts,
                         };
-                        return Ok(match reply {
-                            Attempted::Whole(whole) => GatewayReply::Whole(whole, served),
-                            Attempted::Stream(stream) => GatewayReply::Stream(stream, served),
-                        });
+                        return Ok((answer, served));
                     }
                     Err(err) => {
                         if let Some(fatal) = tally.failed(slot, err, probe) {

@@ -8,11 +8,22 @@
 //! An embedding is billed as prompt tokens only, at the model's input price
 //! (the same price table as chat: the store's, else the configured one); a
 //! request refused before the model ran is billed nothing.
+//!
+//! A model that no local embedder serves but the gateway routes to remote
+//! backends (`[gateway]`: an `openai` backend) is answered upstream
+//! ([`gateway::Gateway::embeddings`]: retries, failover, fallbacks as for
+//! chat), reserved with an estimate (four characters a token) and settled
+//! for the backend and model that served, with the upstream's
+//! `usage.prompt_tokens`. The upstream is always asked for floats; the
+//! answer is written in the format the client asked for.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use api::{ApiError, EmbeddingItem, EmbeddingList, EmbeddingRequest, InvalidCode};
+use api::{
+    ApiError, EmbeddingItem, EmbeddingList, EmbeddingRequest, EmbeddingVector, EncodingFormat,
+    InvalidCode,
+};
 use encoder::{EncoderError, EncoderHandle};
 
 use crate::metering::Outcome;
@@ -95,10 +106,17 @@ impl Service {
         let not_found = || ApiError::ModelNotFound {
             model: request.model.clone(),
         };
-        let (name, handle) = self
-            .embedders
-            .resolve(&request.model)
-            .ok_or_else(not_found)?;
+        let Some((name, handle)) = self.embedders.resolve(&request.model) else {
+            let routing = self.routing();
+            return match routing.resolve(context.tenant.as_ref(), &request.model) {
+                // A chat model served by one local engine cannot embed.
+                Ok(resolved) if resolved.direct().is_none() => {
+                    self.routed_embeddings(context, &routing, resolved.model, request)
+                        .await
+                }
+                _ => Err(not_found().into()),
+            };
+        };
         if let Some(tenant) = &context.tenant {
             if !tenant.may_use(&request.model) && !tenant.may_use(name) {
                 return Err(not_found().into());
@@ -162,6 +180,60 @@ impl Service {
         }
         let tokens = u32::try_from(prompt_tokens).unwrap_or(u32::MAX);
         Ok(EmbeddingList::new(name, &vectors, format, tokens))
+    }
+}
+
+impl Service {
+    /// Embeds `request` on the remote backends of gateway model `model`.
+    async fn routed_embeddings(
+        &self,
+        context: &RequestContext,
+        routing: &crate::Routing,
+        model: String,
+        mut request: EmbeddingRequest,
+    ) -> Result<EmbeddingList> {
+        let format = request.format();
+        request.encoding_format = Some("float".to_owned());
+        let estimate: u64 = request
+            .input
+            .items()
+            .iter()
+            .map(|item| match item {
+                EmbeddingItem::Text(text) => text.chars().count().div_ceil(4) as u64,
+                EmbeddingItem::Tokens(ids) => ids.len() as u64,
+            })
+            .sum();
+        let mut charge = self.begin_charge(context, &model, estimate, 0).await?;
+        let (mut list, served) = match routing.gateway.embeddings(request).await {
+            Ok(answer) => answer,
+            Err(err) => {
+                // Nothing was served: nothing is billed.
+                if let Some(charge) = charge.take() {
+                    charge
+                        .settle(Outcome::Refused, billing::Usage::default())
+                        .written()
+                        .await;
+                }
+                return Err(err.into());
+            }
+        };
+        if let Some(mut charge) = charge {
+            charge.served_by(&served.model, &served.backend).await;
+            let used = billing::Usage {
+                prompt_tokens: u64::from(list.usage.prompt_tokens),
+                cached_tokens: 0,
+                completion_tokens: 0,
+            };
+            charge.settle(Outcome::Finished(None), used).written().await;
+        }
+        if format == EncodingFormat::Base64 {
+            for item in &mut list.data {
+                if let EmbeddingVector::Float(v) = &item.embedding {
+                    item.embedding = EmbeddingVector::encode(v, format);
+                }
+            }
+        }
+        Ok(list)
     }
 }
 

@@ -37,6 +37,7 @@ pub mod chat_blocks;
 pub mod embeddings;
 pub mod error;
 pub mod generation;
+pub mod guardrails;
 pub mod instances;
 pub mod invites;
 pub mod ledger_writer;

@@ -126,6 +126,10 @@ pub struct Planned<'a> {
     pub prompt_tokens: u64,
     /// The most tokens every choice together may generate.
     pub max_completion_tokens: u64,
+    /// The prices when the store sets none for the model: `None` is the
+    /// configured table's; moderation passes zero (free by default, as
+    /// OpenAI's is, yet counted in the ledger).
+    pub unlisted: Option<ModelPrices>,
 }
 
 impl Meter {
@@ -192,6 +196,23 @@ impl Meter {
         }
     }
 
+    /// [`Meter::prices_at`], with `unlisted` (when given) in place of the
+    /// configured table's prices for a model the store has no price for.
+    async fn prices_or(
+        &self,
+        model: &str,
+        at: Timestamp,
+        unlisted: Option<ModelPrices>,
+    ) -> Result<ModelPrices> {
+        match unlisted {
+            None => self.prices_at(model, at).await,
+            Some(fallback) => match self.store.price_at(model, at.unix_millis()).await? {
+                Some(_) => self.prices_at(model, at).await,
+                None => Ok(fallback),
+            },
+        }
+    }
+
     /// Takes the request's tokens (prompt + the most it may generate) from
     /// `limits`, then reserves the worst case of `planned` for `tenant`,
     /// before any work. A refusal of either takes nothing.
@@ -228,6 +249,7 @@ impl Meter {
                 rate_charge,
                 backend: LOCAL_BACKEND.to_owned(),
                 relabel: false,
+                unlisted: planned.unlisted,
             }),
             Err(err) => {
                 if let Some(rate_charge) = rate_charge {
@@ -248,7 +270,7 @@ impl Meter {
         let started_at = Timestamp::now();
         // Both reads at once: one round trip to the store, not two.
         let (prices, used) = tokio::join!(
-            self.prices_at(planned.model, started_at),
+            self.prices_or(planned.model, started_at, planned.unlisted),
             self.store.get_usage(&tenant.org_id, planned.request_id)
         );
         let prices = prices?;
@@ -322,6 +344,9 @@ pub struct Charge {
     /// The endpoint written in the ledger.
     endpoint: String,
     prices: ModelPrices,
+    /// The prices of a model the store has no price for (`None`: the
+    /// configured table's), for a model that serves instead.
+    unlisted: Option<ModelPrices>,
     /// The tokens recorded so far (the prompt's cached tokens are those the
     /// engine's prefix cache served, billed at the cached input price).
     used: Usage,
@@ -367,7 +392,11 @@ impl Charge {
         self.backend = backend.to_owned();
         self.relabel = true;
         if model != self.model {
-            match self.meter.prices_at(model, self.started_at).await {
+            match self
+                .meter
+                .prices_or(model, self.started_at, self.unlisted)
+                .await
+            {
                 Ok(prices) => {
                     self.prices = prices;
                     self.model = model.to_owned();

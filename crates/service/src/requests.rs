@@ -68,6 +68,8 @@ pub struct Service {
     answer_defaults: Arc<AnswerDefaults>,
     /// The embedding models (`crate::embeddings`).
     pub(crate) embedders: Arc<crate::embeddings::Embedders>,
+    /// Projects' guardrails, read recently (`crate::guardrails`).
+    pub(crate) guardrails: Arc<crate::guardrails::GuardrailCache>,
 }
 
 /// A local request to generate: its model, prompts and sampling.
@@ -130,6 +132,7 @@ impl Service {
             rate_limits: None,
             answer_defaults,
             embedders: Arc::default(),
+            guardrails: Arc::default(),
         }
     }
 
@@ -254,6 +257,20 @@ impl Service {
         prompt_tokens: u64,
         max_completion_tokens: u64,
     ) -> Result<Option<Charge>> {
+        self.begin_charge_priced(context, model, prompt_tokens, max_completion_tokens, None)
+            .await
+    }
+
+    /// [`Service::begin_charge`] at `unlisted` prices when the store has
+    /// none for `model` (`None`: the configured table's).
+    pub async fn begin_charge_priced(
+        &self,
+        context: &RequestContext,
+        model: &str,
+        prompt_tokens: u64,
+        max_completion_tokens: u64,
+        unlisted: Option<billing::ModelPrices>,
+    ) -> Result<Option<Charge>> {
         let (Some(meter), Some(tenant)) = (&self.meter, &context.tenant) else {
             return Ok(None);
         };
@@ -263,6 +280,7 @@ impl Service {
             endpoint: &context.endpoint,
             prompt_tokens,
             max_completion_tokens,
+            unlisted,
         };
         let charge = meter
             .begin(tenant, context.limits.as_deref(), planned)
@@ -337,6 +355,8 @@ impl Service {
         // replace it meanwhile).
         let routing = self.routing();
         let resolved = routing.resolve(context.tenant.as_ref(), &request.model)?;
+        self.check_input(context, crate::guardrails::chat_texts(&request))
+            .await?;
         let keeper = Keeper::for_request(
             self.meter.as_ref().map(Meter::store),
             context.tenant.as_ref(),

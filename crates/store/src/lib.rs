@@ -31,6 +31,7 @@ mod budget;
 mod conversations;
 mod defaults;
 mod error;
+mod guardrails;
 mod incidents;
 mod instances;
 mod invites;
@@ -60,6 +61,7 @@ pub use conversations::{
 };
 pub use defaults::{LocalOrgFold, DEFAULT_ORG, DEFAULT_PROJECT};
 pub use error::{ErrorKind, Result, StoreError};
+pub use guardrails::Guardrails;
 pub use incidents::Incident;
 pub use instances::Instance;
 pub use invites::{Invite, InviteToken};

@@ -1,6 +1,8 @@
-//! `parlance projects list|create|limits`: the projects of an organisation
-//! and their rate limits (requests and tokens per minute over all their keys
-//! together). Limit changes are recorded in the audit log (actor `cli`).
+//! `parlance projects list|create|limits|guardrails`: the projects of an
+//! organisation, their rate limits (requests and tokens per minute over all
+//! their keys together) and their guardrails (moderated input and output:
+//! `service::guardrails`). Changes are recorded in the audit log (actor
+//! `cli`).
 
 use std::path::Path;
 
@@ -51,6 +53,31 @@ pub enum Action {
         #[arg(long)]
         tpm: Option<u64>,
     },
+    /// Show or set a project's guardrails: moderated input (a flagged
+    /// request is refused with `content_policy_violation`) and output (a
+    /// flagged answer ends with `content_filter`). A running server reads
+    /// the change within 5 seconds.
+    Guardrails {
+        /// Organisation name.
+        #[arg(long, default_value = DEFAULT_ORG)]
+        org: String,
+        /// Project name.
+        project: String,
+        /// Moderate input: on or off (unchanged when not given).
+        #[arg(long, value_parser = on_off)]
+        input: Option<bool>,
+        /// Moderate output: on or off (unchanged when not given).
+        #[arg(long, value_parser = on_off)]
+        output: Option<bool>,
+    },
+}
+
+fn on_off(value: &str) -> Result<bool, String> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("{other:?}: say on or off")),
+    }
 }
 
 /// Runs one `projects` action.
@@ -107,6 +134,29 @@ async fn act(action: Action, store: &Store) -> anyhow::Result<()> {
                 "{project}: rpm {}, tpm {}",
                 show(after.limits.rpm),
                 show(after.limits.tpm)
+            );
+        }
+        Action::Guardrails {
+            org,
+            project,
+            input,
+            output,
+        } => {
+            let org = org_id(store, &org).await?;
+            let Some(found) = store.find_project_by_name(&org, &project).await? else {
+                bail!("no project named {project:?}");
+            };
+            let mut g = store.project_guardrails(&org, &found.id).await?;
+            if input.is_some() || output.is_some() {
+                g.input = input.unwrap_or(g.input);
+                g.output = output.unwrap_or(g.output);
+                g = service::guardrails::set(store, &org, &found.id, g, "cli").await?;
+            }
+            let word = |on: bool| if on { "on" } else { "off" };
+            println!(
+                "{project}: input {}, output {}",
+                word(g.input),
+                word(g.output)
             );
         }
     }

@@ -39,12 +39,17 @@ pub async fn create_chat_completion(
         ChatStart::Local(answer, format) if stream => Ok(sse_response(answer, format)),
         ChatStart::Local(answer, format) => {
             let whole = answer.collect_within(timeout).await?;
-            Ok(Json(format.finish(whole).await).into_response())
+            let answer = format.finish(whole).await;
+            let answer = state.service().filter_output(&context.0, answer).await?;
+            Ok(Json(answer).into_response())
         }
         ChatStart::Routed(stream, charge, keeper) => {
             Ok(gateway_sse_response(stream, charge, keeper))
         }
-        ChatStart::RoutedWhole(answer) => Ok(Json(answer).into_response()),
+        ChatStart::RoutedWhole(answer) => {
+            let answer = state.service().filter_output(&context.0, answer).await?;
+            Ok(Json(answer).into_response())
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! and never its data. A bad query parameter is a 400 naming it in `param`.
 
 pub mod budgets;
+mod guardrails;
 mod keys;
 mod people;
 mod projects;
@@ -56,6 +57,10 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         (
             "/organization/projects/{project_id}/archive",
             post(projects::archive_project),
+        ),
+        (
+            "/organization/projects/{project_id}/guardrails",
+            get(guardrails::retrieve_guardrails).post(guardrails::modify_guardrails),
         ),
         ("/organization/users", get(people::list_users)),
         (

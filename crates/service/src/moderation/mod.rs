@@ -1,176 +1,188 @@
-//! `POST /v1/moderations` as a use case, and the local classifier behind
-//! it: OpenAI's 13 categories scored from what this machine runs — a
-//! pattern layer for explicit phrases ([`patterns`]) and the embedding
-//! model's similarity to labelled exemplars per category, against benign
-//! look-alikes ("kill the process", "a shot of espresso"), turned into a
-//! score in [0, 1]. A parent category scores at least as high as its
-//! sub-categories. Measured on `tests/moderation/eval.tsv` (precision and
-//! recall per category: docs/MODERATION.md); it is a small, honest
-//! baseline, not OpenAI's model.
+//! `POST /v1/moderations` as a use case: the local classifier
+//! ([`classifier`]) on the first embedding model served, metered like every
+//! request — a ledger row with the endpoint `/v1/moderations`, the model
+//! named as asked (`omni-moderation-latest` by default) and the tokens the
+//! classifier read (the embedding model's own tokenizer, `[CLS]`/`[SEP]`
+//! included, long texts cut at the model's context as they are classified).
+//! Moderation is free by default, as OpenAI's is: its rows cost nothing
+//! unless the store prices the model (`parlance prices set
+//! omni-moderation-latest …`); usage still counts them
+//! (`/v1/organization/usage/moderations`). A request refused before the
+//! classifier ran is billed nothing.
+//!
+//! An upstream instead: when the gateway routes the model asked for
+//! (`omni-moderation-latest` unless named) to remote backends — a
+//! `[gateway]` model of that name with an `openai` backend — the request
+//! is answered there ([`gateway::Gateway::moderations`]: retries and
+//! failover as for chat), metered the same way for the backend that
+//! served, its tokens counted with the local embedding model's tokenizer
+//! when one is loaded, else estimated at four characters a token (the
+//! moderation API reports no usage).
 
+mod classifier;
 mod patterns;
 
-use std::sync::{Arc, OnceLock};
+pub use classifier::{Classifier, Moderator, Prepared, THRESHOLD};
 
-use api::{ApiError, Moderation, ModerationRequest, ModerationResult, MODERATION_CATEGORIES};
+use api::{ApiError, Moderation, ModerationRequest, ModerationResult};
+use billing::{ModelPrices, Money};
 use encoder::{EncoderError, EncoderHandle};
 
+use crate::metering::Outcome;
 use crate::{RequestContext, Result, Service};
 
-/// A score at or above this flags its category.
-pub const THRESHOLD: f64 = 0.5;
-
-/// Where the cosine to a category's nearest exemplar starts to count.
-const CENTRE: f64 = 0.55;
-/// How steeply the score rises with that cosine.
-const STEEPNESS: f64 = 14.0;
-/// How much being nearer an exemplar than any benign look-alike counts.
-const MARGIN_WEIGHT: f64 = 8.0;
-
-/// The parent of each sub-category (index into [`MODERATION_CATEGORIES`]).
-const PARENTS: [(usize, usize); 7] = [(1, 0), (3, 2), (5, 4), (7, 6), (8, 6), (10, 9), (12, 11)];
-
-static EXEMPLARS: &str = include_str!("exemplars.txt");
-
-/// The exemplars, embedded once.
-pub struct Classifier {
-    /// (category index, vector) per exemplar.
-    exemplars: Vec<(usize, Vec<f32>)>,
-    /// The benign look-alikes' vectors.
-    benign: Vec<Vec<f32>>,
+/// What a moderation costs when the store sets no price for its model.
+pub fn free() -> ModelPrices {
+    ModelPrices::new(Money::ZERO, Money::ZERO)
 }
 
-impl Classifier {
-    /// Embeds every exemplar with `handle` (blocking).
-    pub fn build(handle: &EncoderHandle) -> std::result::Result<Self, EncoderError> {
-        let mut labels = Vec::new();
-        let mut seqs = Vec::new();
-        for line in EXEMPLARS
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-        {
-            let Some((label, text)) = line.split_once('\t') else {
-                continue;
-            };
-            let index = MODERATION_CATEGORIES.iter().position(|c| *c == label);
-            labels.push(index);
-            seqs.push(handle.tokenizer().encode(text));
-        }
-        let vectors = handle.embed(seqs)?;
-        let mut exemplars = Vec::new();
-        let mut benign = Vec::new();
-        for (label, v) in labels.into_iter().zip(vectors) {
-            match label {
-                Some(c) => exemplars.push((c, v)),
-                None => benign.push(v),
-            }
-        }
-        Ok(Self { exemplars, benign })
-    }
-
-    /// The 13 scores of `text`, whose (normalised) vector is `v`.
-    pub fn score(&self, text: &str, v: &[f32]) -> [f64; 13] {
-        let benign = self
-            .benign
-            .iter()
-            .map(|b| cosine(v, b))
-            .fold(f64::NEG_INFINITY, f64::max);
-        let mut nearest = [f64::NEG_INFINITY; 13];
-        for (c, e) in &self.exemplars {
-            nearest[*c] = nearest[*c].max(cosine(v, e));
-        }
-        let mut scores = [0.0f64; 13];
-        for (c, s) in nearest.iter().enumerate() {
-            if s.is_finite() {
-                let z = STEEPNESS * (s - CENTRE) + MARGIN_WEIGHT * (s - benign);
-                scores[c] = 1.0 / (1.0 + (-z).exp());
-            }
-        }
-        for c in patterns::matches(text) {
-            scores[c] = scores[c].max(0.97);
-        }
-        for (child, parent) in PARENTS {
-            scores[parent] = scores[parent].max(scores[child]);
-        }
-        scores
-    }
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    // Both are L2-normalised by the encoder.
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum()
-}
-
-/// The classifier of a service: built on first use from the first embedding
-/// model served.
-#[derive(Default)]
-pub struct Moderator {
-    classifier: OnceLock<Arc<Classifier>>,
+/// Whether `model` names a moderation model this server answers locally.
+pub fn is_moderation_model(model: &str) -> bool {
+    model.starts_with("omni-moderation") || model.starts_with("text-moderation")
 }
 
 impl Service {
-    /// Classifies every input of `request` with the local classifier.
+    /// Classifies every input of `request` with the local classifier,
+    /// metered for `context`.
     pub async fn moderations(
         &self,
-        _context: &RequestContext,
+        context: &RequestContext,
         request: ModerationRequest,
     ) -> Result<Moderation> {
+        let routing = self.routing();
+        if let Ok(resolved) = routing.resolve(context.tenant.as_ref(), request.model_name()) {
+            if resolved.direct().is_none() {
+                return self
+                    .routed_moderations(context, &routing, resolved.model, request)
+                    .await;
+            }
+        }
         if let Some(model) = &request.model {
-            if !model.starts_with("omni-moderation") && !model.starts_with("text-moderation") {
+            if !is_moderation_model(model) {
                 return Err(ApiError::ModelNotFound {
                     model: model.clone(),
                 }
                 .into());
             }
         }
-        let Some(handle) = self.embedders.first() else {
-            return Err(ApiError::NotFound {
+        let handle = self.moderation_encoder()?;
+        let model = request.model_name().to_owned();
+        let moderator = self.embedders.moderator.clone();
+        let texts = request.texts();
+        let prepared =
+            tokio::task::spawn_blocking(move || moderator.prepare(&handle, texts)).await??;
+        let tokens = prepared.tokens();
+        let charge = self
+            .begin_charge_priced(context, &model, tokens, 0, Some(free()))
+            .await?;
+        let ran = tokio::task::spawn_blocking(move || prepared.run()).await;
+        let results = settle_run(charge, ran, tokens).await?;
+        Ok(Moderation {
+            id: format!("modr-{}", crate::random_hex()),
+            model,
+            results,
+        })
+    }
+
+    /// Classifies `request` on the remote backends of gateway model `model`.
+    async fn routed_moderations(
+        &self,
+        context: &RequestContext,
+        routing: &crate::Routing,
+        model: String,
+        request: ModerationRequest,
+    ) -> Result<Moderation> {
+        let texts = request.texts();
+        let tokens = match self.embedders.first() {
+            Some(handle) => {
+                let handle = handle.clone();
+                tokio::task::spawn_blocking(move || {
+                    texts
+                        .iter()
+                        .map(|t| handle.tokenizer().encode(t).len() as u64)
+                        .sum::<u64>()
+                })
+                .await?
+            }
+            None => texts
+                .iter()
+                .map(|t| t.chars().count().div_ceil(4) as u64)
+                .sum(),
+        };
+        let mut charge = self
+            .begin_charge_priced(context, &model, tokens, 0, Some(free()))
+            .await?;
+        match routing.gateway.moderations(&model, request).await {
+            Ok((answer, served)) => {
+                if let Some(mut charge) = charge {
+                    charge.served_by(&served.model, &served.backend).await;
+                    let used = billing::Usage {
+                        prompt_tokens: tokens,
+                        cached_tokens: 0,
+                        completion_tokens: 0,
+                    };
+                    charge.settle(Outcome::Finished(None), used).written().await;
+                }
+                Ok(answer)
+            }
+            Err(err) => {
+                if let Some(charge) = charge.take() {
+                    charge
+                        .settle(Outcome::Refused, billing::Usage::default())
+                        .written()
+                        .await;
+                }
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Classifies `texts` with the local classifier, unmetered (a
+    /// project's guardrails run inside a request that is metered itself).
+    pub async fn classify(&self, texts: Vec<String>) -> Result<Vec<ModerationResult>> {
+        let handle = self.moderation_encoder()?;
+        let moderator = self.embedders.moderator.clone();
+        Ok(tokio::task::spawn_blocking(move || moderator.prepare(&handle, texts)?.run()).await??)
+    }
+
+    /// The embedding model the local classifier runs on.
+    fn moderation_encoder(&self) -> Result<EncoderHandle> {
+        match self.embedders.first() {
+            Some(handle) => Ok(handle.clone()),
+            None => Err(ApiError::NotFound {
                 message: "Moderation needs an embedding model: start the server with \
                           --embedding-model all-minilm-l6-v2."
                     .into(),
             }
-            .into());
-        };
-        let handle = handle.clone();
-        let moderator = self.embedders.moderator.clone();
-        let texts = request.texts();
-        let results = tokio::task::spawn_blocking(move || -> Result<Vec<ModerationResult>> {
-            let classifier = match moderator.classifier.get() {
-                Some(c) => c.clone(),
-                None => {
-                    let built = Arc::new(Classifier::build(&handle)?);
-                    moderator.classifier.get_or_init(|| built).clone()
-                }
-            };
-            let max = handle.max_tokens();
-            let seqs: Vec<Vec<u32>> = texts
-                .iter()
-                .map(|t| {
-                    let mut ids = handle.tokenizer().encode(t);
-                    // Long texts are classified by their first 256 tokens.
-                    if ids.len() > max {
-                        let sep = ids[ids.len() - 1];
-                        ids.truncate(max - 1);
-                        ids.push(sep);
-                    }
-                    ids
-                })
-                .collect();
-            let vectors = handle.embed(seqs)?;
-            Ok(texts
-                .iter()
-                .zip(&vectors)
-                .map(|(t, v)| ModerationResult::from_scores(&classifier.score(t, v), THRESHOLD))
-                .collect())
-        })
-        .await??;
-        Ok(Moderation {
-            id: format!("modr-{}", crate::random_hex()),
-            model: request.model_name().to_owned(),
-            results,
-        })
+            .into()),
+        }
     }
+}
+
+/// Settles `charge` for a classifier run: `tokens` when it answered,
+/// nothing when it failed (refused when the encoder was overloaded).
+async fn settle_run(
+    charge: Option<crate::Charge>,
+    ran: std::result::Result<
+        std::result::Result<Vec<ModerationResult>, EncoderError>,
+        tokio::task::JoinError,
+    >,
+    tokens: u64,
+) -> Result<Vec<ModerationResult>> {
+    let (outcome, used) = match &ran {
+        Ok(Ok(_)) => (
+            Outcome::Finished(None),
+            billing::Usage {
+                prompt_tokens: tokens,
+                cached_tokens: 0,
+                completion_tokens: 0,
+            },
+        ),
+        Ok(Err(EncoderError::Overloaded)) => (Outcome::Refused, billing::Usage::default()),
+        _ => (Outcome::Failed, billing::Usage::default()),
+    };
+    if let Some(charge) = charge {
+        charge.settle(outcome, used).written().await;
+    }
+    Ok(ran??)
 }

@@ -1,0 +1,207 @@
+//! Project guardrails: moderation a project requires of its requests, on
+//! top of the endpoints' own rules.
+//!
+//! - **Input**: every message of a chat request (and so of the Responses
+//!   and Messages APIs, translated to chat) is classified before anything
+//!   is reserved; one flagged message refuses the request with a 400
+//!   `content_policy_violation` naming the message, billed nothing.
+//! - **Output**: a whole chat answer is classified once generated; a
+//!   flagged choice has its content withheld and ends with
+//!   `finish_reason: "content_filter"`, billed for what was generated (the
+//!   charge is settled by then). A streamed answer is not filtered: its
+//!   text has reached the client as it was made (docs/MODERATION.md).
+//!
+//! Both run the local classifier (`crate::moderation`), unmetered: the
+//! request they guard is metered itself. A project's setting is read from
+//! the store at most every [`GUARDRAIL_CACHE_TTL`] per process, and at
+//! once in the process that changed it ([`Service::set_guardrails`]).
+//! Changing it is audited as `project.guardrails_changed`.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use api::{ApiError, ChatCompletion, ChatCompletionRequest, FinishReason, InvalidCode};
+use store::{NewAuditEntry, Store, StoreError};
+
+pub use store::Guardrails;
+
+use crate::{RequestContext, Result, Service};
+
+/// How long a project's guardrails are trusted once read.
+pub const GUARDRAIL_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Projects' guardrails as last read, by (organisation, project).
+#[derive(Default)]
+pub struct GuardrailCache {
+    read: Mutex<HashMap<(String, String), (Instant, Guardrails)>>,
+}
+
+impl GuardrailCache {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Instant, Guardrails)>> {
+        // A plain map: a panic elsewhere cannot leave it inconsistent.
+        self.read.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Sets project `project_id`'s guardrails and records
+/// `project.guardrails_changed` by `actor`, with both settings.
+pub async fn set(
+    store: &Store,
+    org_id: &str,
+    project_id: &str,
+    guardrails: Guardrails,
+    actor: &str,
+) -> std::result::Result<Guardrails, StoreError> {
+    let before = store.project_guardrails(org_id, project_id).await?;
+    store
+        .set_project_guardrails(org_id, project_id, guardrails)
+        .await?;
+    store
+        .append_audit(&NewAuditEntry {
+            org_id: org_id.to_owned(),
+            actor: actor.to_owned(),
+            action: "project.guardrails_changed".to_owned(),
+            target: project_id.to_owned(),
+            before: serde_json::to_value(before).ok(),
+            after: serde_json::to_value(guardrails).ok(),
+        })
+        .await?;
+    Ok(guardrails)
+}
+
+/// The text of every message of a chat request, in order.
+pub fn chat_texts(request: &ChatCompletionRequest) -> Vec<String> {
+    request
+        .messages
+        .iter()
+        .map(|m| m.content().map(|c| c.text()).unwrap_or_default())
+        .collect()
+}
+
+impl Service {
+    /// [`set`], and this process uses the new setting at once.
+    pub async fn set_guardrails(
+        &self,
+        store: &Store,
+        org_id: &str,
+        project_id: &str,
+        guardrails: Guardrails,
+        actor: &str,
+    ) -> std::result::Result<Guardrails, StoreError> {
+        let set = set(store, org_id, project_id, guardrails, actor).await?;
+        self.guardrails.map().insert(
+            (org_id.to_owned(), project_id.to_owned()),
+            (Instant::now(), set),
+        );
+        Ok(set)
+    }
+
+    /// The guardrails of `context`'s project (none when unmetered, or when
+    /// the project is not a row of the store).
+    pub async fn guardrails_for(&self, context: &RequestContext) -> Guardrails {
+        let (Some(meter), Some(tenant)) = (self.meter(), &context.tenant) else {
+            return Guardrails::default();
+        };
+        let key = (tenant.org_id.clone(), tenant.project_id.clone());
+        let cached = self.guardrails.map().get(&key).copied();
+        if let Some((at, guardrails)) = cached {
+            if at.elapsed() < GUARDRAIL_CACHE_TTL {
+                return guardrails;
+            }
+        }
+        let read = meter.store().project_guardrails(&key.0, &key.1).await;
+        let guardrails = match read {
+            Ok(guardrails) => guardrails,
+            Err(err) if err.kind() == store::ErrorKind::NotFound => Guardrails::default(),
+            Err(err) => {
+                // Fail closed to what was last known, else open (logged).
+                tracing::warn!(error = %err, project_id = %key.1, "cannot read the project's guardrails");
+                return cached.map_or_else(Guardrails::default, |(_, g)| g);
+            }
+        };
+        self.guardrails
+            .map()
+            .insert(key, (Instant::now(), guardrails));
+        guardrails
+    }
+
+    /// Refuses `texts` (a request's messages) with a 400
+    /// `content_policy_violation` naming the first flagged one, when
+    /// `context`'s project moderates input.
+    pub async fn check_input(&self, context: &RequestContext, texts: Vec<String>) -> Result<()> {
+        if !self.guardrails_for(context).await.input {
+            return Ok(());
+        }
+        let (index, texts): (Vec<usize>, Vec<String>) = texts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, t)| !t.trim().is_empty())
+            .unzip();
+        if texts.is_empty() {
+            return Ok(());
+        }
+        let results = self.classify(texts).await?;
+        match results.iter().position(|r| r.flagged) {
+            None => Ok(()),
+            Some(at) => {
+                let flagged: Vec<&str> = results[at]
+                    .categories
+                    .iter()
+                    .filter(|(_, &on)| on)
+                    .map(|(c, _)| c.as_str())
+                    .collect();
+                Err(ApiError::invalid(
+                    format!("messages[{}]", index[at]),
+                    InvalidCode::ContentPolicyViolation,
+                    format!(
+                        "This project moderates its requests, and message {} was flagged \
+                         ({}). Nothing was generated or billed.",
+                        index[at],
+                        flagged.join(", ")
+                    ),
+                )
+                .into())
+            }
+        }
+    }
+
+    /// Withholds every choice of `answer` whose content is flagged (its
+    /// `finish_reason` becomes `content_filter`), when `context`'s project
+    /// moderates output. The answer was billed already, for what was
+    /// generated.
+    pub async fn filter_output(
+        &self,
+        context: &RequestContext,
+        mut answer: ChatCompletion,
+    ) -> Result<ChatCompletion> {
+        if !self.guardrails_for(context).await.output {
+            return Ok(answer);
+        }
+        let (index, texts): (Vec<usize>, Vec<String>) = answer
+            .choices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                c.message
+                    .content
+                    .as_ref()
+                    .filter(|t| !t.trim().is_empty())
+                    .map(|t| (i, t.clone()))
+            })
+            .unzip();
+        if texts.is_empty() {
+            return Ok(answer);
+        }
+        let results = self.classify(texts).await?;
+        for (i, result) in index.into_iter().zip(results) {
+            if result.flagged {
+                let choice = &mut answer.choices[i];
+                choice.message.content = None;
+                choice.message.reasoning_content = None;
+                choice.finish_reason = FinishReason::ContentFilter;
+            }
+        }
+        Ok(answer)
+    }
+}

@@ -1,0 +1,189 @@
+"""Project guardrails end to end, with the official `openai` SDK against the
+real `parlance serve` (with the embedding model the classifier runs on), on
+SQLite and on PostgreSQL (when PARLANCE_TEST_POSTGRES_URL names a server):
+
+- set through the admin API (`/v1/organization/projects/{id}/guardrails`)
+  and audited as `project.guardrails_changed`;
+- input: a flagged message refuses the request with a 400
+  `content_policy_violation` naming it, billed nothing (no ledger row);
+  a benign request still answers; another project is untouched;
+- output: an answer the model is forced (by a JSON Schema `const`) to
+  write flagged text ends with `finish_reason: "content_filter"` and no
+  content, billed for the tokens it generated;
+- the CLI shows and sets the same setting.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import openai
+import pytest
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import test_admin_api
+from conftest import Server, _binary, _die_with_parent, _model
+from test_admin_api import ADMIN_KEY, App
+from test_embeddings import _embedding_folder
+
+MODEL = "smollm2-135m-instruct"
+HARMFUL = "I'm going to end my life tonight."
+FORCED = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "line",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"text": {"const": "I am going to kill myself tonight"}},
+            "required": ["text"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def _usage(app: App, start: int) -> list[dict]:
+    status, page, _ = app.call(
+        "GET", f"/v1/organization/usage/completions?start_time={start}&bucket_width=1d"
+        "&group_by=project_id", key=ADMIN_KEY)
+    assert status == 200, page
+    return [r for b in page["data"] for r in b["results"]]
+
+
+def _wait_usage(app: App, start: int, project: str, requests: int) -> dict:
+    deadline = time.monotonic() + 30
+    while True:
+        rows = [r for r in _usage(app, start) if r["project_id"] == project]
+        if rows and rows[0]["num_model_requests"] >= requests:
+            return rows[0]
+        assert time.monotonic() < deadline, f"usage never reached {requests}: {rows}"
+        time.sleep(0.05)
+
+
+def test_project_guardrails(embedding_app):
+    app = embedding_app
+    start = int(time.time()) - 60
+    org = app.admin.admin.organization
+    guarded = org.projects.create(name="guarded")
+    other = org.projects.create(name="other")
+    keys = {}
+    for p in (guarded, other):
+        status, key, _ = app.call(
+            "POST", f"/v1/organization/projects/{p.id}/api_keys", {"name": "k"}, ADMIN_KEY)
+        assert status == 200, key
+        keys[p.id] = key["value"]
+    client = openai.OpenAI(base_url=f"{app.server.root}/v1", api_key=keys[guarded.id],
+                           max_retries=0, timeout=120)
+    other_client = openai.OpenAI(base_url=f"{app.server.root}/v1", api_key=keys[other.id],
+                                 max_retries=0, timeout=120)
+    path = f"/v1/organization/projects/{guarded.id}/guardrails"
+
+    status, g, _ = app.call("GET", path, key=ADMIN_KEY)
+    assert status == 200 and (g["input"], g["output"]) == (False, False), g
+    # Off: the same harmful input is answered.
+    off = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": HARMFUL}], max_tokens=2)
+    assert off.choices[0].finish_reason in ("stop", "length")
+
+    # Bad bodies name their field; a project key may not change guardrails.
+    status, err, _ = app.call("POST", path, {"input": "yes"}, key=ADMIN_KEY)
+    assert status == 400 and err["error"]["param"] == "input", err
+    status, err, _ = app.call("POST", path, {"inputs": True}, key=ADMIN_KEY)
+    assert status == 400 and err["error"]["param"] == "inputs", err
+    status, err, _ = app.call("POST", path, {"input": True}, key=keys[guarded.id])
+    assert status == 403, err
+
+    status, g, _ = app.call("POST", path, {"input": True}, key=ADMIN_KEY)
+    assert status == 200 and (g["input"], g["output"]) == (True, False), g
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "system", "content": "Be kind."},
+                      {"role": "user", "content": HARMFUL}],
+            max_tokens=2)
+    body = refused.value.body
+    assert refused.value.status_code == 400
+    assert body["code"] == "content_policy_violation" and body["param"] == "messages[1]", body
+    assert body["type"] == "invalid_request_error"
+    # Benign input still answers; another project is not guarded.
+    ok = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "How do I kill a stuck process?"}],
+        max_tokens=2)
+    assert ok.choices[0].message.content is not None
+    other_client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": HARMFUL}], max_tokens=2)
+    # Two answered requests billed; the refused one left no row.
+    assert _wait_usage(app, start, guarded.id, 2)["num_model_requests"] == 2
+
+    # Output: forced flagged text is withheld, billed for what was generated.
+    forced = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Write a line."}],
+        response_format=FORCED, max_tokens=40, temperature=0)
+    assert json.loads(forced.choices[0].message.content)["text"].startswith("I am going")
+    status, g, _ = app.call("POST", path, {"output": True}, key=ADMIN_KEY)
+    assert status == 200 and (g["input"], g["output"]) == (True, True), g
+    filtered = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Write a line."}],
+        response_format=FORCED, max_tokens=40, temperature=0)
+    assert filtered.choices[0].finish_reason == "content_filter"
+    assert filtered.choices[0].message.content is None
+    assert filtered.usage.completion_tokens == forced.usage.completion_tokens > 0
+    row = _wait_usage(app, start, guarded.id, 4)
+    assert row["num_model_requests"] == 4
+    assert row["output_tokens"] >= 2 * forced.usage.completion_tokens
+
+    status, page, _ = app.call("GET", "/v1/organization/audit_logs?limit=100", key=ADMIN_KEY)
+    changes = [e for e in page["data"] if e["type"] == "project.guardrails_changed"]
+    assert len(changes) == 2, changes
+
+    # The CLI reads and sets the same setting (actor `cli`); the server
+    # picks the change up within its cache's 5 seconds.
+    cli = [_binary(), "--data-dir", app.server.data_dir, "projects", "--database-url",
+           app.db_url, "guardrails", "guarded"]
+    shown = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "input on, output on" in shown.stdout, shown
+    changed = subprocess.run(cli + ["--input", "off"], capture_output=True, text=True,
+                             timeout=120)
+    assert changed.returncode == 0 and "input off, output on" in changed.stdout, changed
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": HARMFUL}], max_tokens=1)
+            break
+        except openai.BadRequestError:
+            assert time.monotonic() < deadline, "the server kept the old guardrails"
+            time.sleep(0.2)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def embedding_app(request):
+    """`test_admin_api.app` with the embedding model loaded."""
+    if request.param == "postgres" and not os.environ.get("PARLANCE_TEST_POSTGRES_URL"):
+        pytest.skip("PARLANCE_TEST_POSTGRES_URL is not set: the PostgreSQL half is skipped")
+    data_dir = tempfile.mkdtemp(prefix="parlance-guardrails-")
+    db = test_admin_api.Db(request.param, data_dir)
+    cmd = [_binary(), "--data-dir", data_dir, "serve", "--port", "0", "--model", _model(),
+           "--threads", "2", "--database-url", db.url, "--embedding-model", _embedding_folder()]
+    env = {**os.environ, "PARLANCE_ADMIN_KEY": ADMIN_KEY}
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env,
+                            preexec_fn=_die_with_parent if sys.platform.startswith("linux")
+                            else None)
+    server = Server(proc, data_dir)
+    try:
+        server.wait_ready()
+        app = App(server)
+        app.db_url = db.url
+        yield app
+    finally:
+        server.stop()
+        db.drop()
+        shutil.rmtree(data_dir, ignore_errors=True)
