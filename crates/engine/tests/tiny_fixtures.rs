@@ -110,4 +110,6 @@ fixtures! {
     llama_q5_k => "llama-q5_k",
     llama_q6_k => "llama-q6_k",
     llama_iq4_xs => "llama-iq4_xs",
+    llama_q2_k => "llama-q2_k",
+    llama_q3_k => "llama-q3_k",
 }

@@ -78,16 +78,17 @@ fn unsupported_architecture_is_named() {
 
 #[test]
 fn unsupported_weight_type_is_named() {
-    // Q2_K (id 10): the reader knows its size, the kernels do not run it.
-    let q2k_bytes = 84 * 256;
+    // Q8_K (id 15, llama.cpp's activation type): the reader knows its size,
+    // the kernels do not run it as weights.
+    let q8k_bytes = 292 * 256;
     let msg = load_error(image(
         "llama",
         &[
             ("blk.0.attn_norm.weight", vec![256], 0, 256 * 4),
-            ("blk.0.attn_q.weight", vec![256, 256], 10, q2k_bytes),
+            ("blk.0.attn_q.weight", vec![256, 256], 15, q8k_bytes),
         ],
     ));
-    assert!(msg.contains("Q2_K"), "{msg}");
+    assert!(msg.contains("Q8_K"), "{msg}");
     assert!(msg.contains("blk.0.attn_q.weight"), "{msg}");
 }
 

@@ -1,7 +1,7 @@
 //! Quantized matrix-vector and matrix-matrix kernels for the engine's hot path.
 //!
 //! Weights stay in their GGML block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
-//! IQ4_NL, Q4_K, Q5_K, Q6_K, IQ4_XS, F16, BF16, F32) straight from the
+//! IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, F16, BF16, F32) straight from the
 //! memory-mapped GGUF file. Each [`matmul`] quantizes the activation rows once
 //! to the weight type's "vec-dot type", exactly as the llama.cpp CPU backend
 //! does (Q4_1 and Q5_1 pair with Q8_1; Q4_0, Q5_0, Q8_0 and IQ4_NL with Q8_0;

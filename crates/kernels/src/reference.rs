@@ -26,7 +26,12 @@ pub fn vec_dot_type(ty: GgmlType) -> Option<GgmlType> {
         GgmlType::BF16 => GgmlType::BF16,
         GgmlType::Q4_1 | GgmlType::Q5_1 => GgmlType::Q8_1,
         GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::IQ4_NL => GgmlType::Q8_0,
-        GgmlType::Q4_K | GgmlType::Q6_K | GgmlType::Q5_K | GgmlType::IQ4_XS => GgmlType::Q8_K,
+        GgmlType::Q4_K
+        | GgmlType::Q6_K
+        | GgmlType::Q5_K
+        | GgmlType::IQ4_XS
+        | GgmlType::Q2_K
+        | GgmlType::Q3_K => GgmlType::Q8_K,
         _ => return None,
     })
 }
@@ -42,6 +47,16 @@ fn k4_scale_min(s: &[u8], j: usize) -> (i32, i32) {
         )
     };
     (i32::from(sc), i32::from(m))
+}
+
+/// Q3_K's signed 6-bit scale of 16-weight group `j`: low 4 bits from the
+/// first 8 bytes (low nibbles for groups 0-7, high for 8-15), high 2 bits
+/// from byte `8 + j % 4` at bit `2 * (j / 4)`, stored + 32.
+fn q3_k_scale(blk: &[u8], j: usize) -> i32 {
+    let s = &blk[96..108];
+    let low = if j < 8 { s[j] & 0x0f } else { s[j - 8] >> 4 };
+    let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    i32::from(low | (high << 4)) - 32
 }
 
 /// IQ4_XS's signed 6-bit scale (`ls - 32`) of sub-block `ib`.
@@ -103,6 +118,16 @@ fn quant_at(ty: GgmlType, blk: &[u8], e: usize) -> i32 {
             let b = blk[8 + 16 * ib + r % 16];
             LEVELS[usize::from(if r < 16 { b & 0x0f } else { b >> 4 })]
         }
+        GgmlType::Q2_K => {
+            let (h, r) = (e / 128, e % 128);
+            i32::from((blk[16 + 32 * h + r % 32] >> (2 * (r / 32))) & 3)
+        }
+        GgmlType::Q3_K => {
+            let (h, r) = (e / 128, e % 128);
+            let low = i32::from((blk[32 + 32 * h + r % 32] >> (2 * (r / 32))) & 3);
+            let high = (blk[r % 32] >> (4 * h + r / 32)) & 1;
+            low - if high == 1 { 0 } else { 4 }
+        }
         GgmlType::Q6_K => {
             let (n, r) = (e / 128, e % 128);
             let (quarter, l) = (r / 32, r % 32);
@@ -144,6 +169,11 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), K
                 (f16_at(blk, 0) * sc as f32) * q - f16_at(blk, 2) * m as f32
             }
             GgmlType::IQ4_XS => (f16_at(blk, 0) * iq4_xs_scale(blk, i / 32) as f32) * q,
+            GgmlType::Q2_K => {
+                let sc = blk[i / 16];
+                f16_at(blk, 80) * f32::from(sc & 15) * q - f16_at(blk, 82) * f32::from(sc >> 4)
+            }
+            GgmlType::Q3_K => f16_at(blk, 108) * q3_k_scale(blk, i / 16) as f32 * q,
             _ => return Err(KernelError::UnsupportedType(ty)),
         };
     }
@@ -277,6 +307,21 @@ pub fn vec_dot(ty: GgmlType, w: &[u8], act: &[u8], n: usize) -> Result<f32, Kern
                     .map(|j| iq4_xs_scale(blk, j) * dot_range(32 * j..32 * j + 32))
                     .sum();
                 sum += f16_at(blk, 0) * f32_at(y, 0) * isum as f32;
+            }
+            GgmlType::Q2_K => {
+                let (mut isum, mut msum) = (0i32, 0i32);
+                for (j, &sc) in blk[..16].iter().enumerate() {
+                    isum += i32::from(sc & 15) * dot_range(16 * j..16 * j + 16);
+                    msum += i32::from(sc >> 4) * (16 * j..16 * j + 16).map(yq).sum::<i32>();
+                }
+                let yd = f32_at(y, 0);
+                sum += yd * f16_at(blk, 80) * isum as f32 - yd * f16_at(blk, 82) * msum as f32;
+            }
+            GgmlType::Q3_K => {
+                let isum: i32 = (0..16)
+                    .map(|j| q3_k_scale(blk, j) * dot_range(16 * j..16 * j + 16))
+                    .sum();
+                sum += f16_at(blk, 108) * f32_at(y, 0) * isum as f32;
             }
             GgmlType::Q6_K => {
                 let isum: i32 = (0..16)

@@ -27,6 +27,7 @@ mod float;
 pub(crate) mod gemm;
 pub(crate) mod glu;
 mod kquants;
+mod lowbit;
 mod single;
 mod superblocks;
 
@@ -85,6 +86,8 @@ fn kernel_with(format: Format, ext: Extensions) -> (RowsKernel, usize) {
         Format::Iq4Nl => (blocks::IQ4_NL_KERNELS[level], block_rows),
         Format::Q5K => (superblocks::Q5_K_KERNEL, MAX_B),
         Format::Iq4Xs => (superblocks::IQ4_XS_KERNEL, MAX_B),
+        Format::Q2K => (lowbit::Q2_K_KERNEL, MAX_B),
+        Format::Q3K => (lowbit::Q3_K_KERNEL, MAX_B),
         Format::Q4K => (kquants::Q4_K_KERNELS[level], MAX_B_WIDE),
         Format::Q6K => (
             kquants::Q6_K_KERNELS[level],

@@ -5,6 +5,8 @@
 pub(crate) mod float;
 pub(crate) mod iq4_nl;
 pub(crate) mod iq4_xs;
+pub(crate) mod q2_k;
+pub(crate) mod q3_k;
 pub(crate) mod q4_0;
 pub(crate) mod q4_1;
 pub(crate) mod q4_k;
@@ -33,6 +35,8 @@ pub(crate) enum Format {
     Q5K,
     Iq4Xs,
     Bf16,
+    Q2K,
+    Q3K,
 }
 
 /// Most activation rows one kernel call handles (weights are unpacked once
@@ -75,6 +79,8 @@ impl Format {
             GgmlType::Q5_K => Format::Q5K,
             GgmlType::IQ4_XS => Format::Iq4Xs,
             GgmlType::BF16 => Format::Bf16,
+            GgmlType::Q2_K => Format::Q2K,
+            GgmlType::Q3_K => Format::Q3K,
             _ => return None,
         })
     }
@@ -86,7 +92,9 @@ impl Format {
             Format::F16 => ActKind::F16,
             Format::Q4_1 | Format::Q5_1 => ActKind::Q8_1,
             Format::Q5_0 | Format::Q8_0 | Format::Q4_0 | Format::Iq4Nl => ActKind::Q8_0,
-            Format::Q4K | Format::Q6K | Format::Q5K | Format::Iq4Xs => ActKind::Q8K,
+            Format::Q4K | Format::Q6K | Format::Q5K | Format::Iq4Xs | Format::Q2K | Format::Q3K => {
+                ActKind::Q8K
+            }
         }
     }
 
@@ -106,6 +114,8 @@ impl Format {
             Format::Q5K => q5_k::dequantize(src, dst),
             Format::Iq4Xs => iq4_xs::dequantize(src, dst),
             Format::Bf16 => float::dequantize_bf16(src, dst),
+            Format::Q2K => q2_k::dequantize(src, dst),
+            Format::Q3K => q3_k::dequantize(src, dst),
         }
     }
 
@@ -125,6 +135,8 @@ impl Format {
             Format::Q5K => q5_k::quantize(src),
             Format::Iq4Xs => iq4_xs::quantize(src),
             Format::Bf16 => float::quantize_bf16(src),
+            Format::Q2K => q2_k::quantize(src),
+            Format::Q3K => q3_k::quantize(src),
         }
     }
 
@@ -144,6 +156,8 @@ impl Format {
             Format::Q5K => rows_scalar::<{ Format::Q5K as u8 }>,
             Format::Iq4Xs => rows_scalar::<{ Format::Iq4Xs as u8 }>,
             Format::Bf16 => rows_scalar::<{ Format::Bf16 as u8 }>,
+            Format::Q2K => rows_scalar::<{ Format::Q2K as u8 }>,
+            Format::Q3K => rows_scalar::<{ Format::Q3K as u8 }>,
         }
     }
 }
@@ -163,6 +177,8 @@ fn dot_scalar<const F: u8, const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize)
     const IQ4NL: u8 = Format::Iq4Nl as u8;
     const Q5K: u8 = Format::Q5K as u8;
     const BF16: u8 = Format::Bf16 as u8;
+    const Q2K: u8 = Format::Q2K as u8;
+    const Q3K: u8 = Format::Q3K as u8;
     match F {
         F32 => float::dot_f32::<B>(w, a, b0),
         F16 => float::dot_f16::<B>(w, a, b0),
@@ -176,6 +192,8 @@ fn dot_scalar<const F: u8, const B: usize>(w: &[u8], a: &ActView<'_>, b0: usize)
         IQ4NL => iq4_nl::dot::<B>(w, a, b0),
         Q5K => q5_k::dot::<B>(w, a, b0),
         BF16 => float::dot_bf16::<B>(w, a, b0),
+        Q2K => q2_k::dot::<B>(w, a, b0),
+        Q3K => q3_k::dot::<B>(w, a, b0),
         _ => iq4_xs::dot::<B>(w, a, b0),
     }
 }
