@@ -13,6 +13,7 @@
 // more.mjs.
 
 import { spawn, execFileSync } from 'node:child_process';
+import { guardrailScenarios } from './guardrails.mjs';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -362,6 +363,8 @@ await scenario('at the quota limit the app says what to do', async () => {
   assert.match(text, /bigger plan/i);
   await page.screenshot({ path: join(SHOTS, 'chat-quota-limit.png') });
 });
+
+await guardrailScenarios({ page, BASE, DB, scenario, until });
 
 await scenario('delete a conversation', async () => {
   await page.getByRole('button', { name: 'Renamed chat', exact: true }).waitFor();

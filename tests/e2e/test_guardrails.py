@@ -9,7 +9,8 @@ SQLite and on PostgreSQL (when PARLANCE_TEST_POSTGRES_URL names a server):
   a benign request still answers; another project is untouched;
 - output: an answer the model is forced (by a JSON Schema `const`) to
   write flagged text ends with `finish_reason: "content_filter"` and no
-  content, billed for the tokens it generated;
+  content, billed for the tokens it generated; streamed, it is generated
+  whole and checked before any chunk is sent, so no flagged text leaks;
 - the CLI shows and sets the same setting.
 """
 
@@ -135,9 +136,23 @@ def test_project_guardrails(embedding_app):
     assert filtered.choices[0].finish_reason == "content_filter"
     assert filtered.choices[0].message.content is None
     assert filtered.usage.completion_tokens == forced.usage.completion_tokens > 0
-    row = _wait_usage(app, start, guarded.id, 4)
-    assert row["num_model_requests"] == 4
-    assert row["output_tokens"] >= 2 * forced.usage.completion_tokens
+    # Streamed: generated whole, checked, then sent; nothing flagged leaks.
+    chunks = list(client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Write a line."}],
+        response_format=FORCED, max_tokens=40, temperature=0, stream=True,
+        stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert text == "" and reasons == ["content_filter"], chunks
+    assert chunks[-1].usage.completion_tokens == forced.usage.completion_tokens
+    # A benign streamed answer under output moderation still streams text.
+    benign = list(client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Say hello."}], max_tokens=8,
+        stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in benign if c.choices)
+    row = _wait_usage(app, start, guarded.id, 6)
+    assert row["num_model_requests"] == 6
+    assert row["output_tokens"] >= 3 * forced.usage.completion_tokens
 
     status, page, _ = app.call("GET", "/v1/organization/audit_logs?limit=100", key=ADMIN_KEY)
     changes = [e for e in page["data"] if e["type"] == "project.guardrails_changed"]

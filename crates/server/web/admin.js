@@ -2,8 +2,9 @@
 // get 403s from /api/admin): sign-ups waiting for approval (approve or
 // reject), members with their role and plan (change a role, assign a plan,
 // remove), the plans, the price table (set a price as
-// `parlance prices set` does) and the backends with their health
-// (/api/status). Every change is audited by the server.
+// `parlance prices set` does), each project's guardrails (moderated input
+// and output) and the backends with their health (/api/status). Every
+// change is audited by the server.
 
 import { h } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
@@ -168,6 +169,28 @@ function Prices({ say }) {
   </section>`;
 }
 
+function Guardrails({ say }) {
+  const [projects, setProjects] = useState(null);
+  const load = () => api('/api/admin/projects').then((r) => setProjects(r.data)).catch((e) => say(e.message, true));
+  useEffect(() => { load(); }, []);
+  async function change(p, which, on) {
+    const body = { ...p.guardrails, [which]: on };
+    try {
+      await api(`/api/admin/projects/${p.id}/guardrails`, { method: 'PUT', body });
+      say(`${p.name}: ${which} moderation is ${on ? 'on' : 'off'}.`);
+    } catch (err) { say(err.message, true); }
+    load();
+  }
+  const box = (p, which, label) => html`<input type="checkbox" aria-label=${`${label} of ${p.name}`}
+    checked=${p.guardrails[which]} onChange=${(e) => change(p, which, e.target.checked)} />`;
+  return html`<section aria-labelledby="guardrails-h"><h2 id="guardrails-h">Guardrails</h2>
+    <table aria-label="Guardrails"><thead><tr><th>Project</th><th>Moderate input</th><th>Moderate output</th></tr></thead>
+    <tbody>${(projects || []).map((p) => html`<tr key=${p.id}><td>${p.name}</td>
+      <td>${box(p, 'input', 'Moderate input')}</td><td>${box(p, 'output', 'Moderate output')}</td></tr>`)}</tbody></table>
+    <p class="note">A flagged request is refused (<code>content_policy_violation</code>); a flagged whole answer ends with <code>content_filter</code>. Needs an embedding model (<code>--embedding-model</code>); web chats use the <code>chat</code> project.</p>
+  </section>`;
+}
+
 function Backends({ say }) {
   const [status, setStatus] = useState(null);
   useEffect(() => { api('/api/status').then(setStatus).catch((e) => say(e.message, true)); }, []);
@@ -202,6 +225,7 @@ export function Admin({ me }) {
     <${Invites} me=${me} say=${say} />
     <${Plans} plans=${plans} />
     <${Prices} say=${say} />
+    <${Guardrails} say=${say} />
     <${Backends} say=${say} />
   </main>`;
 }

@@ -8,8 +8,12 @@
 //! - **Output**: a whole chat answer is classified once generated; a
 //!   flagged choice has its content withheld and ends with
 //!   `finish_reason: "content_filter"`, billed for what was generated (the
-//!   charge is settled by then). A streamed answer is not filtered: its
-//!   text has reached the client as it was made (docs/MODERATION.md).
+//!   charge is settled by then). A streamed `/v1/chat/completions` answer
+//!   from the local engine is generated whole first, checked the same way
+//!   and then sent as chunks ([`replay`]): under output moderation nothing
+//!   unchecked reaches the client, at the cost of streaming's first-token
+//!   latency. Routed streams and the Responses and Messages answers are
+//!   not output-filtered (docs/MODERATION.md).
 //!
 //! Both run the local classifier (`crate::moderation`), unmetered: the
 //! request they guard is metered itself. A project's setting is read from
@@ -21,7 +25,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use api::{ApiError, ChatCompletion, ChatCompletionRequest, FinishReason, InvalidCode};
+use api::{
+    ApiError, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, ChunkDelta,
+    FinishReason, FunctionCallDelta, InvalidCode, ToolCallDelta,
+};
 use store::{NewAuditEntry, Store, StoreError};
 
 pub use store::Guardrails;
@@ -77,6 +84,63 @@ pub fn chat_texts(request: &ChatCompletionRequest) -> Vec<String> {
         .iter()
         .map(|m| m.content().map(|c| c.text()).unwrap_or_default())
         .collect()
+}
+
+/// A whole (checked) answer as the chunks a stream of it would carry: per
+/// choice an opening chunk with its content, reasoning and tool calls and
+/// one with its finish reason, then the usage chunk when `include_usage`.
+pub fn replay(answer: &ChatCompletion, include_usage: bool) -> Vec<ChatCompletionChunk> {
+    let chunk = |choices| {
+        ChatCompletionChunk::new(
+            answer.id.clone(),
+            answer.created,
+            answer.model.clone(),
+            choices,
+            include_usage,
+        )
+    };
+    let mut chunks = Vec::new();
+    for choice in &answer.choices {
+        let mut delta = ChunkDelta::opening();
+        delta.content = choice.message.content.clone().or(Some(String::new()));
+        delta.reasoning_content = choice.message.reasoning_content.clone();
+        delta.tool_calls = choice.message.tool_calls.as_ref().map(|calls| {
+            calls
+                .iter()
+                .enumerate()
+                .map(|(i, call)| ToolCallDelta {
+                    index: u32::try_from(i).unwrap_or(u32::MAX),
+                    id: Some(call.id.clone()),
+                    kind: Some(call.kind),
+                    function: Some(FunctionCallDelta {
+                        name: Some(call.function.name.clone()),
+                        arguments: Some(call.function.arguments.clone()),
+                    }),
+                })
+                .collect()
+        });
+        chunks.push(chunk(vec![ChunkChoice {
+            index: choice.index,
+            delta,
+            logprobs: choice.logprobs.clone(),
+            finish_reason: None,
+        }]));
+        chunks.push(chunk(vec![ChunkChoice {
+            index: choice.index,
+            delta: ChunkDelta::default(),
+            logprobs: None,
+            finish_reason: Some(choice.finish_reason),
+        }]));
+    }
+    if let (true, Some(usage)) = (include_usage, answer.usage.clone()) {
+        chunks.push(ChatCompletionChunk::usage_only(
+            answer.id.clone(),
+            answer.created,
+            answer.model.clone(),
+            usage,
+        ));
+    }
+    chunks
 }
 
 impl Service {

@@ -14,7 +14,7 @@ use crate::error::ServerError;
 use crate::middleware::RawBody;
 use crate::routes::Context;
 use crate::state::AppState;
-use crate::stream::{gateway_sse_response, sse_response};
+use crate::stream::{gateway_sse_response, sse_frames, sse_response};
 
 /// The header naming a conversation, whose requests the gateway sends to
 /// the backend that served it last (its prefix cache is warm there).
@@ -29,6 +29,7 @@ pub async fn create_chat_completion(
 ) -> Result<Response, ServerError> {
     let request: ChatCompletionRequest = api::parse_request(&body)?;
     let stream = request.is_stream();
+    let include_usage = request.include_usage();
     let sticky = sticky_key(&context, &headers, &request);
     let timeout = state.request_timeout();
     match state
@@ -36,7 +37,21 @@ pub async fn create_chat_completion(
         .chat(&context.0, request, sticky, timeout)
         .await?
     {
-        ChatStart::Local(answer, format) if stream => Ok(sse_response(answer, format)),
+        ChatStart::Local(answer, format) if stream => {
+            if !state.service().guardrails_for(&context.0).await.output {
+                return Ok(sse_response(answer, format));
+            }
+            // Output moderation: nothing unchecked may reach the client.
+            let whole = answer.collect_within(timeout).await?;
+            let answer = format.finish(whole).await;
+            let answer = state.service().filter_output(&context.0, answer).await?;
+            let mut frames: Vec<String> = service::guardrails::replay(&answer, include_usage)
+                .iter()
+                .map(api::sse_data)
+                .collect();
+            frames.push(api::sse_done().to_owned());
+            Ok(sse_frames(frames))
+        }
         ChatStart::Local(answer, format) => {
             let whole = answer.collect_within(timeout).await?;
             let answer = format.finish(whole).await;

@@ -17,6 +17,10 @@
 //! - `POST /api/admin/prices {model, input, output, cached_input?, per?}`:
 //!   record a price (USD per `per` tokens, `1k` or `1m`), as
 //!   `parlance prices set` does.
+//! - `GET /api/admin/projects`: the organisation's active projects with
+//!   their guardrails.
+//! - `PUT /api/admin/projects/{project_id}/guardrails {input, output}`:
+//!   moderate the project's input and output (`service::guardrails`).
 //!
 //! Every change is appended to the audit log with the acting person, and
 //! the state before and after (`member.approved`, `member.rejected` too). Only an owner may make or unmake an owner,
@@ -42,6 +46,13 @@ use service::manage;
 #[serde(deny_unknown_fields)]
 pub struct RoleRequest {
     role: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailsRequest {
+    input: bool,
+    output: bool,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +202,53 @@ pub async fn plans(
     let (p, _) = admin(&state, caller).await?;
     let plans = service::plans::plans(&p.store).await?;
     Ok(Json(json!({"object": "list", "data": plans})))
+}
+
+/// `GET /api/admin/projects`: active projects, each with its guardrails.
+pub async fn projects(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, _) = admin(&state, caller).await?;
+    let projects = p
+        .store
+        .list_projects(&p.org_id)
+        .await
+        .map_err(service::Error::from)?;
+    let mut data = Vec::new();
+    for project in projects.iter().filter(|x| x.archived_at.is_none()) {
+        let g = p
+            .store
+            .project_guardrails(&p.org_id, &project.id)
+            .await
+            .map_err(service::Error::from)?;
+        data.push(json!({"id": project.id, "name": project.name,
+            "guardrails": {"input": g.input, "output": g.output}}));
+    }
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// `PUT /api/admin/projects/{project_id}/guardrails {input, output}`.
+pub async fn set_guardrails(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(project_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, crate::ServerError> {
+    let (p, _) = admin(&state, caller).await?;
+    let request: GuardrailsRequest = json_body(&body)?;
+    let wanted = service::guardrails::Guardrails {
+        input: request.input,
+        output: request.output,
+    };
+    let g = state
+        .service()
+        .set_guardrails(&p.store, &p.org_id, &project_id, wanted, &actor(&p))
+        .await
+        .map_err(service::Error::from)?;
+    Ok(Json(
+        json!({"id": project_id, "guardrails": {"input": g.input, "output": g.output}}),
+    ))
 }
 
 /// `PUT /api/admin/members/{user_id}/plan {plan}`.

@@ -73,6 +73,11 @@ pub fn authenticated() -> Router<AppState> {
             delete(admin::delete_invite),
         )
         .route("/api/admin/plans", get(admin::plans))
+        .route("/api/admin/projects", get(admin::projects))
+        .route(
+            "/api/admin/projects/{project_id}/guardrails",
+            put(admin::set_guardrails),
+        )
         .route(
             "/api/admin/prices",
             get(admin::prices).post(admin::set_price),
