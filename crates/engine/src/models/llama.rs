@@ -236,7 +236,9 @@ fn load_block(
             Linear::load(f, &t("ffn_up"), d, ff)?,
         ])
     };
-    let no_rope = variant.no_rope_step.is_some_and(|s| (i + 1).is_multiple_of(s));
+    let no_rope = variant
+        .no_rope_step
+        .is_some_and(|s| (i + 1).is_multiple_of(s));
     // Granite turns rotary embeddings off with `rope.scaling.finetuned = false`.
     let finetuned = f
         .get_bool(&format!("{}.rope.scaling.finetuned", cfg.arch))
