@@ -6,7 +6,9 @@
 //! High-Performance Matrix Multiplication", ACM TOMS 2008) as BLIS lays it
 //! out: the weights are packed once, at load ([`PackedF32`]), into panels of
 //! [`NR`] output columns stored k-major, so a micro-kernel streams them
-//! contiguously; per call, each task packs a block of at most [`MC`]
+//! contiguously. F16 weights stay F16 in their panels (converted to f32 in
+//! the micro-kernel, exactly): a batch of one sentence is bound by the
+//! weights' bytes, and half the bytes is twice the speed there; per call, each task packs a block of at most [`MC`]
 //! activation rows by at most [`KC`] inputs into panels of the level's
 //! `MR` rows (that block stays in L2 while every weight panel of the task
 //! passes over it, one kc × NR weight panel staying in L1 while every row
@@ -29,16 +31,61 @@ const KC: usize = 256;
 /// Most activation rows per task (an MC × KC block is 96 KiB: L2).
 const MC: usize = 96;
 
-/// A weight matrix converted to `f32` and packed for [`gemm_f32`]: `rows`
-/// output columns of `cols` inputs, in panels of [`NR`] rows stored
-/// k-major (`data[p * cols * NR + k * NR + j]` is `W[p * NR + j][k]`,
-/// zero past the last row), with the bias padded alike.
+/// A weight matrix packed for [`gemm_f32`]: `rows` output columns of `cols`
+/// inputs, in panels of [`NR`] rows stored k-major (element
+/// `p * cols * NR + k * NR + j` is `W[p * NR + j][k]`, zero past the last
+/// row), as F16 when every source matrix is F16, else as f32; the bias
+/// padded alike.
 #[derive(Clone)]
 pub struct PackedF32 {
     rows: usize,
     cols: usize,
-    data: Vec<f32>,
+    data: Panels,
     bias: Vec<f32>,
+}
+
+/// The packed elements.
+#[derive(Clone)]
+enum Panels {
+    F32(Vec<f32>),
+    /// IEEE half-precision bits.
+    F16(Vec<u16>),
+}
+
+impl Panels {
+    fn new(f16: bool, len: usize) -> Self {
+        if f16 {
+            Panels::F16(vec![0; len])
+        } else {
+            Panels::F32(vec![0.0; len])
+        }
+    }
+
+    /// Element `base + k * NR` ← `W[n][k]` for every k of row `n` (`row`:
+    /// scratch of `cols` floats).
+    fn put_row(&mut self, w: &QMatrix<'_>, n: usize, base: usize, row: &mut [f32]) {
+        match self {
+            Panels::F16(d) => {
+                for (k, h) in w.row_data(n).chunks_exact(2).enumerate() {
+                    d[base + k * NR] = u16::from_le_bytes([h[0], h[1]]);
+                }
+            }
+            Panels::F32(d) => {
+                w.dequantize_row(n, row);
+                for (k, v) in row.iter().enumerate() {
+                    d[base + k * NR] = *v;
+                }
+            }
+        }
+    }
+
+    /// A pointer to element `at`.
+    fn at(&self, at: usize) -> *const u8 {
+        match self {
+            Panels::F32(d) => d[at..].as_ptr().cast(),
+            Panels::F16(d) => d[at..].as_ptr().cast(),
+        }
+    }
 }
 
 impl std::fmt::Debug for PackedF32 {
@@ -57,17 +104,7 @@ impl PackedF32 {
     /// # Panics
     /// If a bias is given whose length is not `w.rows()`.
     pub fn pack(w: &QMatrix<'_>, bias: Option<&[f32]>) -> Self {
-        let (rows, cols) = (w.rows(), w.cols());
-        let mut row = vec![0.0f32; cols];
-        let mut data = vec![0.0f32; rows.div_ceil(NR) * NR * cols];
-        for n in 0..rows {
-            w.dequantize_row(n, &mut row);
-            let panel = &mut data[(n / NR) * cols * NR..];
-            for (k, v) in row.iter().enumerate() {
-                panel[k * NR + n % NR] = *v;
-            }
-        }
-        Self::with_bias(rows, cols, data, bias)
+        Self::pack_concat(&[(*w, bias)])
     }
 
     /// Several matrices of the same input width packed as one whose output
@@ -80,7 +117,8 @@ impl PackedF32 {
         let cols = ws.first().map_or(0, |(w, _)| w.cols());
         let rows: usize = ws.iter().map(|(w, _)| w.rows()).sum();
         let mut row = vec![0.0f32; cols];
-        let mut data = vec![0.0f32; rows.div_ceil(NR) * NR * cols];
+        let f16 = ws.iter().all(|(w, _)| w.ty() == gguf::GgmlType::F16);
+        let mut data = Panels::new(f16, rows.div_ceil(NR) * NR * cols);
         let mut bias = vec![0.0f32; rows];
         let mut n = 0;
         for (w, b) in ws {
@@ -90,18 +128,14 @@ impl PackedF32 {
                 bias[n..n + w.rows()].copy_from_slice(b);
             }
             for r in 0..w.rows() {
-                w.dequantize_row(r, &mut row);
-                let panel = &mut data[(n / NR) * cols * NR..];
-                for (k, v) in row.iter().enumerate() {
-                    panel[k * NR + n % NR] = *v;
-                }
+                data.put_row(w, r, (n / NR) * cols * NR + n % NR, &mut row);
                 n += 1;
             }
         }
         Self::with_bias(rows, cols, data, Some(&bias))
     }
 
-    fn with_bias(rows: usize, cols: usize, data: Vec<f32>, bias: Option<&[f32]>) -> Self {
+    fn with_bias(rows: usize, cols: usize, data: Panels, bias: Option<&[f32]>) -> Self {
         let mut padded = vec![0.0f32; rows.div_ceil(NR) * NR];
         if let Some(b) = bias {
             assert_eq!(b.len(), rows, "one bias per output");
@@ -128,20 +162,25 @@ impl PackedF32 {
     fn panels(&self) -> usize {
         self.rows.div_ceil(NR)
     }
+
+    /// Whether the panels hold F16 (else f32).
+    pub fn is_f16(&self) -> bool {
+        matches!(self.data, Panels::F16(_))
+    }
 }
 
 /// A micro-kernel: `kc` steps over an `MR`-row packed activation panel `a`
-/// and an [`NR`]-column packed weight panel `b`, into the `rows × cols`
-/// corner of the tile at `c` (row stride `ldc`): `c = acc + bias` when
-/// `init`, else `c += acc`.
+/// and an [`NR`]-column packed weight panel `b` (f32 or F16 elements, by
+/// kernel), into the `rows × cols` corner of the tile at `c` (row stride
+/// `ldc`): `c = acc + bias` when `init`, else `c += acc`.
 ///
 /// # Safety
-/// `a` holds `kc * MR` values, `b` `kc * NR`, `bias` `NR`, and `c` the
-/// `rows × cols` tile; the CPU has the kernel's instruction set.
+/// `a` holds `kc * MR` values, `b` `kc * NR` elements, `bias` `NR`, and
+/// `c` the `rows × cols` tile; the CPU has the kernel's instruction set.
 pub(crate) type Micro = unsafe fn(
     kc: usize,
     a: *const f32,
-    b: *const f32,
+    b: *const u8,
     bias: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -150,32 +189,41 @@ pub(crate) type Micro = unsafe fn(
     init: bool,
 );
 
-/// The micro-kernel of `level` and its row count `MR`.
-fn micro_for(level: Level) -> (Micro, usize) {
+/// The micro-kernel of `level` for f32 or F16 panels, and its row count
+/// `MR`.
+fn micro_for(level: Level, f16: bool) -> (Micro, usize) {
     #[cfg(target_arch = "x86_64")]
     {
+        use crate::avx2::gemm as g;
         let level = Level::best_up_to(level);
-        match level {
-            Level::Avx512 => return (crate::avx2::gemm::micro_12x16, 12),
-            Level::Avx2 | Level::AvxVnni => return (crate::avx2::gemm::micro_6x16, 6),
-            Level::Scalar => {}
+        match (level, f16) {
+            (Level::Avx512, false) => return (g::micro_12x16::<false>, 12),
+            (Level::Avx512, true) => return (g::micro_12x16::<true>, 12),
+            (Level::Avx2 | Level::AvxVnni, false) => return (g::micro_6x16::<false>, 6),
+            (Level::Avx2 | Level::AvxVnni, true) => return (g::micro_6x16::<true>, 6),
+            (Level::Scalar, _) => {}
         }
     }
     let _ = level;
-    (micro_scalar, SCALAR_MR)
+    if f16 {
+        (micro_scalar::<true>, SCALAR_MR)
+    } else {
+        (micro_scalar::<false>, SCALAR_MR)
+    }
 }
 
 const SCALAR_MR: usize = 4;
 
-/// The scalar level's micro-kernel (portable Rust, 4 × 16).
+/// The scalar level's micro-kernel (portable Rust, 4 × 16), over F16
+/// panels when `F16`.
 ///
 /// # Safety
 /// As [`Micro`].
 #[allow(clippy::too_many_arguments)] // the micro-kernels' common signature
-unsafe fn micro_scalar(
+unsafe fn micro_scalar<const F16: bool>(
     kc: usize,
     a: *const f32,
-    b: *const f32,
+    b: *const u8,
     bias: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -183,18 +231,30 @@ unsafe fn micro_scalar(
     cols: usize,
     init: bool,
 ) {
-    // SAFETY: the caller gives kc * MR, kc * NR and NR readable values.
-    let (a, b, bias) = unsafe {
+    // SAFETY: the caller gives kc * MR, kc * NR and NR readable values
+    // (panels are allocated as Vec<f32> or Vec<u16>, so `b` is aligned).
+    let (a, bias) = unsafe {
         (
             std::slice::from_raw_parts(a, kc * SCALAR_MR),
-            std::slice::from_raw_parts(b, kc * NR),
             std::slice::from_raw_parts(bias, NR),
         )
     };
     let mut acc = [[0.0f32; NR]; SCALAR_MR];
-    for (ak, bk) in a.chunks_exact(SCALAR_MR).zip(b.chunks_exact(NR)) {
+    let mut bk = [0.0f32; NR];
+    for (k, ak) in a.chunks_exact(SCALAR_MR).enumerate() {
+        if F16 {
+            // SAFETY: as above, kc * NR u16s.
+            let h = unsafe { std::slice::from_raw_parts(b.cast::<u16>().add(k * NR), NR) };
+            for (o, &v) in bk.iter_mut().zip(h) {
+                *o = crate::f16::f16_to_f32(v);
+            }
+        } else {
+            // SAFETY: as above, kc * NR f32s.
+            let f = unsafe { std::slice::from_raw_parts(b.cast::<f32>().add(k * NR), NR) };
+            bk.copy_from_slice(f);
+        }
         for (row, &x) in acc.iter_mut().zip(ak) {
-            for (o, &w) in row.iter_mut().zip(bk) {
+            for (o, &w) in row.iter_mut().zip(&bk) {
                 *o += x * w;
             }
         }
@@ -258,7 +318,7 @@ pub fn gemm_f32_with(
     if batch == 0 || n_all == 0 {
         return;
     }
-    let (micro, mr) = micro_for(level);
+    let (micro, mr) = micro_for(level, w.is_f16());
     // Row blocks of at most MC rows, a multiple of MR, as even as possible.
     let m_blocks = batch.div_ceil(MC);
     let mc = batch.div_ceil(m_blocks).div_ceil(mr) * mr;
@@ -298,7 +358,7 @@ pub fn gemm_f32_with(
                 }
             }
             for p in p0..p1 {
-                let b = &w.data[p * k_all * NR + k0 * NR..];
+                let b = w.data.at(p * k_all * NR + k0 * NR);
                 let cols = NR.min(n_all - p * NR);
                 for ip in 0..row_panels {
                     let r = mr.min(rows - ip * mr);
@@ -312,7 +372,7 @@ pub fn gemm_f32_with(
                         micro(
                             kc,
                             apack.as_ptr().add(ip * kc * mr),
-                            b.as_ptr(),
+                            b,
                             w.bias.as_ptr().add(p * NR),
                             outp.get().add((m0 + ip * mr) * n_all + p * NR),
                             n_all,
@@ -341,15 +401,18 @@ mod tests {
         let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
         let m = QMatrix::new(GgmlType::F32, &bytes, rows, cols).expect("matrix");
         let p = PackedF32::pack(&m, None);
-        assert_eq!(p.data.len(), 2 * NR * cols);
+        let Panels::F32(data) = &p.data else {
+            panic!("F32 weights pack as f32")
+        };
+        assert_eq!(data.len(), 2 * NR * cols);
         for n in 0..rows {
             for k in 0..cols {
                 assert_eq!(
-                    p.data[(n / NR) * cols * NR + k * NR + n % NR],
+                    data[(n / NR) * cols * NR + k * NR + n % NR],
                     w[n * cols + k]
                 );
             }
         }
-        assert!(p.data[cols * NR..].chunks(NR).all(|c| c[3..] == [0.0; 13]));
+        assert!(data[cols * NR..].chunks(NR).all(|c| c[3..] == [0.0; 13]));
     }
 }

@@ -2,7 +2,8 @@
 //! tile in twelve AVX2 registers (two per row; per input, two weight loads
 //! and six broadcasts feed twelve FMAs), and a 12 × 16 tile in twelve
 //! AVX-512 registers (one per row; one weight load and twelve broadcasts
-//! feed twelve FMAs).
+//! feed twelve FMAs). With `F16`, the weight panels hold half-precision
+//! values, widened exactly by F16C's `vcvtph2ps` as they are loaded.
 
 use crate::gemm::NR;
 use std::arch::x86_64::*;
@@ -34,16 +35,50 @@ unsafe fn store_tile<const MR: usize>(
     }
 }
 
+/// Eight weights from element `i` of a panel, as f32.
+///
+/// # Safety
+/// `b` holds elements `i..i + 8` (u16 when `F16`, else f32).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load8<const F16: bool>(b: *const u8, i: usize) -> __m256 {
+    // SAFETY: the caller's bounds.
+    unsafe {
+        if F16 {
+            _mm256_cvtph_ps(_mm_loadu_si128(b.cast::<u16>().add(i).cast()))
+        } else {
+            _mm256_loadu_ps(b.cast::<f32>().add(i))
+        }
+    }
+}
+
+/// Sixteen weights from element `i` of a panel, as f32.
+///
+/// # Safety
+/// `b` holds elements `i..i + 16` (u16 when `F16`, else f32).
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load16<const F16: bool>(b: *const u8, i: usize) -> __m512 {
+    // SAFETY: the caller's bounds.
+    unsafe {
+        if F16 {
+            _mm512_cvtph_ps(_mm256_loadu_si256(b.cast::<u16>().add(i).cast()))
+        } else {
+            _mm512_loadu_ps(b.cast::<f32>().add(i))
+        }
+    }
+}
+
 /// The AVX2 + FMA micro-kernel, 6 × 16.
 ///
 /// # Safety
-/// As [`crate::gemm::Micro`]; the CPU has AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
+/// As [`crate::gemm::Micro`]; the CPU has AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn micro_6x16(
+pub(crate) unsafe fn micro_6x16<const F16: bool>(
     kc: usize,
     a: *const f32,
-    b: *const f32,
+    b: *const u8,
     bias: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -56,17 +91,16 @@ pub(crate) unsafe fn micro_6x16(
     // SAFETY (whole block): the caller gives kc * MR values at `a`, kc * NR
     // at `b` and NR at `bias`, and the rows × cols tile at `c`.
     unsafe {
-        let (mut a, mut b) = (a, b);
-        for _ in 0..kc {
-            let b0 = _mm256_loadu_ps(b);
-            let b1 = _mm256_loadu_ps(b.add(8));
+        let mut a = a;
+        for k in 0..kc {
+            let b0 = load8::<F16>(b, k * NR);
+            let b1 = load8::<F16>(b, k * NR + 8);
             for (i, row) in acc.iter_mut().enumerate() {
                 let x = _mm256_broadcast_ss(&*a.add(i));
                 row[0] = _mm256_fmadd_ps(x, b0, row[0]);
                 row[1] = _mm256_fmadd_ps(x, b1, row[1]);
             }
             a = a.add(MR);
-            b = b.add(NR);
         }
         if rows == MR && cols == NR {
             let (bias0, bias1) = (_mm256_loadu_ps(bias), _mm256_loadu_ps(bias.add(8)));
@@ -97,10 +131,10 @@ pub(crate) unsafe fn micro_6x16(
 /// As [`crate::gemm::Micro`]; the CPU has AVX-512 F.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn micro_12x16(
+pub(crate) unsafe fn micro_12x16<const F16: bool>(
     kc: usize,
     a: *const f32,
-    b: *const f32,
+    b: *const u8,
     bias: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -112,14 +146,13 @@ pub(crate) unsafe fn micro_12x16(
     let mut acc = [_mm512_setzero_ps(); MR];
     // SAFETY (whole block): as in `micro_6x16`.
     unsafe {
-        let (mut a, mut b) = (a, b);
-        for _ in 0..kc {
-            let w = _mm512_loadu_ps(b);
+        let mut a = a;
+        for k in 0..kc {
+            let w = load16::<F16>(b, k * NR);
             for (i, row) in acc.iter_mut().enumerate() {
                 *row = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(i)), w, *row);
             }
             a = a.add(MR);
-            b = b.add(NR);
         }
         if rows == MR && cols == NR {
             let bv = _mm512_loadu_ps(bias);
