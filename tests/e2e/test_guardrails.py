@@ -31,7 +31,7 @@ import tempfile
 import test_admin_api
 from conftest import Server, _binary, _die_with_parent, _model
 from test_admin_api import ADMIN_KEY, App
-from test_embeddings import _embedding_folder
+from test_embeddings import EMBEDDING_MODEL, _embedding_folder
 
 MODEL = "smollm2-135m-instruct"
 HARMFUL = "I'm going to end my life tonight."
@@ -113,6 +113,26 @@ def test_project_guardrails(embedding_app):
     assert refused.value.status_code == 400
     assert body["code"] == "content_policy_violation" and body["param"] == "messages[1]", body
     assert body["type"] == "invalid_request_error"
+    # Completions (text or token ids) and embeddings are guarded too.
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.completions.create(model=MODEL, prompt=["Hello there", HARMFUL], max_tokens=2)
+    assert refused.value.body["code"] == "content_policy_violation"
+    assert refused.value.body["param"] == "prompt[1]", refused.value.body
+    status, tokens, _ = app.call("POST", "/tokenize", {"content": HARMFUL},
+                                 key=keys[guarded.id])
+    assert status == 200, tokens
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.completions.create(model=MODEL, prompt=tokens["tokens"], max_tokens=2)
+    assert refused.value.body["param"] == "prompt[0]", refused.value.body
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.embeddings.create(model=EMBEDDING_MODEL, input=["fine", HARMFUL],
+                                 encoding_format="float")
+    assert refused.value.body["code"] == "content_policy_violation"
+    assert refused.value.body["param"] == "input[1]", refused.value.body
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.embeddings.create(model=EMBEDDING_MODEL, input=[[1037, 2158]],
+                                 encoding_format="float")
+    assert refused.value.body["param"] == "input", refused.value.body
     # Benign input still answers; another project is not guarded.
     ok = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "How do I kill a stuck process?"}],

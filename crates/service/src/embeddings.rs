@@ -106,6 +106,10 @@ impl Service {
         let not_found = || ApiError::ModelNotFound {
             model: request.model.clone(),
         };
+        if self.guardrails_for(context).await.input {
+            let texts = crate::guardrails::embedding_texts(&request)?;
+            self.check_input_at(context, texts, "input").await?;
+        }
         let Some((name, handle)) = self.embedders.resolve(&request.model) else {
             let routing = self.routing();
             return match routing.resolve(context.tenant.as_ref(), &request.model) {

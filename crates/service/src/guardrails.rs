@@ -2,9 +2,12 @@
 //! top of the endpoints' own rules.
 //!
 //! - **Input**: every message of a chat request (and so of the Responses
-//!   and Messages APIs, translated to chat) is classified before anything
-//!   is reserved; one flagged message refuses the request with a 400
-//!   `content_policy_violation` naming the message, billed nothing.
+//!   and Messages APIs, translated to chat), every prompt of a completion
+//!   (token ids read as the text they stand for) and every input of an
+//!   embeddings request (text only: token ids cannot be checked and are
+//!   refused) is classified before anything is reserved; one flagged
+//!   refuses the request with a 400 `content_policy_violation` naming it,
+//!   billed nothing.
 //! - **Output**: a whole chat answer is classified once generated; a
 //!   flagged choice has its content withheld and ends with
 //!   `finish_reason: "content_filter"`, billed for what was generated (the
@@ -27,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use api::{
     ApiError, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, ChunkDelta,
-    FinishReason, FunctionCallDelta, InvalidCode, ToolCallDelta,
+    CompletionRequest, EmbeddingItem, EmbeddingRequest, FinishReason, FunctionCallDelta,
+    InvalidCode, PromptInput, ToolCallDelta,
 };
 use store::{NewAuditEntry, Store, StoreError};
 
@@ -83,6 +87,44 @@ pub fn chat_texts(request: &ChatCompletionRequest) -> Vec<String> {
         .messages
         .iter()
         .map(|m| m.content().map(|c| c.text()).unwrap_or_default())
+        .collect()
+}
+
+/// The text of every prompt of a completion request, token-id prompts
+/// read with `decode`.
+pub fn completion_texts(
+    request: &CompletionRequest,
+    decode: impl Fn(&[u32]) -> String,
+) -> Vec<String> {
+    request
+        .prompt
+        .inputs()
+        .iter()
+        .map(|input| match input {
+            PromptInput::Text(text) => (*text).to_owned(),
+            PromptInput::Tokens(ids) => decode(ids),
+        })
+        .collect()
+}
+
+/// The text of every input of an embeddings request; token-id inputs
+/// cannot be read by the classifier, so a project that moderates input
+/// refuses them (400 naming `input`).
+pub fn embedding_texts(request: &EmbeddingRequest) -> Result<Vec<String>> {
+    request
+        .input
+        .items()
+        .iter()
+        .map(|item| match item {
+            EmbeddingItem::Text(text) => Ok((*text).to_owned()),
+            EmbeddingItem::Tokens(_) => Err(ApiError::invalid(
+                "input",
+                InvalidCode::InvalidValue,
+                "This project moderates its inputs, which must then be text: token ids \
+                 cannot be checked.",
+            )
+            .into()),
+        })
         .collect()
 }
 
@@ -194,6 +236,17 @@ impl Service {
     /// `content_policy_violation` naming the first flagged one, when
     /// `context`'s project moderates input.
     pub async fn check_input(&self, context: &RequestContext, texts: Vec<String>) -> Result<()> {
+        self.check_input_at(context, texts, "messages").await
+    }
+
+    /// [`Service::check_input`] for inputs named `param[i]` (`prompt`,
+    /// `input`).
+    pub async fn check_input_at(
+        &self,
+        context: &RequestContext,
+        texts: Vec<String>,
+        param: &str,
+    ) -> Result<()> {
         if !self.guardrails_for(context).await.input {
             return Ok(());
         }
@@ -216,11 +269,11 @@ impl Service {
                     .map(|(c, _)| c.as_str())
                     .collect();
                 Err(ApiError::invalid(
-                    format!("messages[{}]", index[at]),
+                    format!("{param}[{}]", index[at]),
                     InvalidCode::ContentPolicyViolation,
                     format!(
-                        "This project moderates its requests, and message {} was flagged \
-                         ({}). Nothing was generated or billed.",
+                        "This project moderates its requests, and {param}[{}] was flagged \
+                         ({}). Nothing was run or billed.",
                         index[at],
                         flagged.join(", ")
                     ),

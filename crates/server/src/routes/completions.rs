@@ -28,6 +28,9 @@ pub async fn create_completion(
     let model = resolved.engine()?;
     completion::check_supported(&request, &resolved.model)?;
     let prompts = completion::prompts(&model.engine, &request).await?;
+    let tokenizer = model.engine.tokenizer().clone();
+    let texts = service::guardrails::completion_texts(&request, |ids| tokenizer.decode(ids, true));
+    service.check_input_at(&context.0, texts, "prompt").await?;
     let settings = completion::settings(&request)?;
     let local = LocalRequest {
         model,
