@@ -217,3 +217,39 @@ def test_rate_limits_apply_and_answer_in_anthropics_shape(serve_with, model):
     assert err.value.response.headers.get("retry-after")
     with pytest.raises(openai.RateLimitError):
         responses.responses.create(model=model, input="Hi.", max_output_tokens=16)
+
+
+def test_a_stop_sequence_is_reported_by_name(claude, model):
+    """The engine says which stop string ended the answer: Anthropic's
+    `stop_reason: "stop_sequence"` with `stop_sequence` naming it, whole and
+    streamed; an answer no stop string ended keeps `stop_sequence: null`."""
+    # Greedy, so every run writes the same text (the SDK's `stream` takes
+    # no `temperature`: it goes in the body).
+    ask = dict(
+        model=model,
+        max_tokens=40,
+        extra_body={"temperature": 0},
+        messages=[{"role": "user", "content": "List five fruits, one per line."}],
+    )
+    free = claude.messages.create(**ask)
+    text = free.content[0].text
+    assert free.stop_sequence is None and free.stop_reason in ("end_turn", "max_tokens")
+    words = [w for w in text.split() if len(w) >= 3]
+    assert len(words) >= 2, text
+    # A word after the start, never matched by an earlier part of the text
+    # ("zzz-never" never matches at all).
+    stop = words[1]
+    stops = ["zzz-never", stop]
+
+    stopped = claude.messages.create(**ask, stop_sequences=stops)
+    assert stopped.stop_reason == "stop_sequence"
+    assert stopped.stop_sequence == stop
+    assert stopped.content[0].text == text[: text.index(stop)]
+
+    with claude.messages.stream(**ask, stop_sequences=stops) as stream:
+        deltas = [e for e in stream if e.type == "message_delta"]
+        streamed = stream.get_final_message()
+    assert deltas[-1].delta.stop_reason == "stop_sequence"
+    assert deltas[-1].delta.stop_sequence == stop
+    assert streamed.stop_sequence == stop and streamed.stop_reason == "stop_sequence"
+    assert streamed.content[0].text == text[: text.index(stop)]

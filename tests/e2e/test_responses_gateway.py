@@ -2,9 +2,10 @@
 second `parlance serve` whose `[gateway]` sends the model to the first one
 over its OpenAI-compatible chat API (an `openai` backend). Each request is
 translated to chat by the gateway side (docs/GATEWAY.md says why) and
-answered, streamed or whole, in the endpoint's own shape; the routed
-response is stored and chained on the gateway side, and its ledger row
-names the endpoint and the upstream backend.
+answered, streamed or whole, in the endpoint's own shape — a stream
+relayed chunk by chunk as the upstream sends it, not fetched whole and
+replayed; the routed response is stored and chained on the gateway side,
+and its ledger row names the endpoint and the upstream backend.
 """
 
 from __future__ import annotations
@@ -41,14 +42,28 @@ def test_routed_model_answers_responses_and_messages(server, model, serve_with, 
     )
     assert second.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
 
-    kinds = []
+    # Streamed from the upstream chunk by chunk: the upstream's tokens
+    # arrive as many text deltas (a whole answer replayed would be one),
+    # between `response.created` and the end.
+    kinds, deltas = [], []
     with client.responses.stream(
-        model="remote-chat", input="Say OK.", temperature=0, max_output_tokens=200
+        model="remote-chat",
+        input="Tell me a long story about a cat.",
+        temperature=0,
+        max_output_tokens=MAX,
     ) as stream:
         for event in stream:
             kinds.append(event.type)
-        final = stream.get_final_response()
-    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+            if event.type == "response.output_text.delta":
+                deltas.append(event.delta)
+        # The story outruns MAX tokens: it ends `response.incomplete`,
+        # whose response is the final one.
+        final = event.response
+    assert kinds[0] == "response.created" and kinds[1] == "response.in_progress"
+    assert kinds[-1] in ("response.completed", "response.incomplete")
+    assert final.usage.output_tokens >= 2
+    assert len(deltas) > 1, kinds
+    assert "".join(deltas) == final.output_text
     assert final.output_text == client.responses.retrieve(final.id).output_text
 
     claude = anthropic.Anthropic(base_url=gateway.root, api_key="sk-test", max_retries=0)
@@ -56,11 +71,19 @@ def test_routed_model_answers_responses_and_messages(server, model, serve_with, 
         model="remote-chat", max_tokens=MAX, messages=[{"role": "user", "content": "Hi."}]
     )
     assert message.content[0].text and message.usage.output_tokens > 0
+    texts = []
     with claude.messages.stream(
-        model="remote-chat", max_tokens=MAX, messages=[{"role": "user", "content": "Hi."}]
+        model="remote-chat",
+        max_tokens=MAX,
+        messages=[{"role": "user", "content": "Tell me a long story about a cat."}],
     ) as stream:
+        for event in stream:
+            if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                texts.append(event.delta.text)
         streamed = stream.get_final_message()
-    assert streamed.usage.output_tokens > 0
+    assert streamed.usage.output_tokens >= 2
+    assert len(texts) > 1
+    assert "".join(texts) == streamed.content[0].text
 
     with sqlite3.connect(f"{gateway.data_dir}/parlance.db") as conn:
         rows = conn.execute(

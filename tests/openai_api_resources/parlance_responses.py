@@ -1,6 +1,7 @@
 """pytest plugin (`-p parlance_responses`) for openai-python's own generated
-Responses API tests (tests/api_resources/test_responses.py and
-tests/api_resources/responses/test_input_items.py), run unmodified against a
+Responses API tests (tests/api_resources/test_responses.py,
+tests/api_resources/responses/test_input_items.py and
+tests/api_resources/responses/test_input_tokens.py), run unmodified against a
 real `parlance serve` by crates/cli/tests/openai_api_resources.rs beside
 `parlance_api_resources`.
 
@@ -21,7 +22,9 @@ The failures allowed, each xfail only when it fails exactly as listed:
     names no response, and `include: ["file_search_call.results"]` asks for
     file search, which Parlance does not have (the streamed one also sends
     `background` with `stream`);
-  - the all-params input-items list: `limit: 0` (the minimum is 1).
+  - the all-params input-items list: `limit: 0` (the minimum is 1);
+  - the all-params input-token count: `previous_response_id: "resp_123"`
+    names no response.
 - KNOWN_GAPS — routes Parlance does not serve, each xfail only on a 404 or
   405: `POST /v1/responses/compact` (compaction of a long conversation).
 """
@@ -40,6 +43,7 @@ import pytest
 
 _RESPONSES = "tests/api_resources/test_responses.py"
 _ITEMS = "tests/api_resources/responses/test_input_items.py"
+_TOKENS = "tests/api_resources/responses/test_input_tokens.py"
 _RESPONSE_ID = "resp_677efb5139a88190b512bc3fef8e535d"
 _ITEMS_ID = "response_id"
 _MODEL = "gpt-6-astra"
@@ -65,6 +69,7 @@ _ALL_PARAMS = (
     "['file_search_call.results'] (no file search here), which are refused (400)"
 )
 _LIMIT_0 = "sends limit: 0 (the minimum is 1), which OpenAI refuses (400)"
+_COUNT_ALL = "sends previous_response_id 'resp_123' (no such response), which is refused (400)"
 
 EXPECTED_400: dict[str, str] = {
     **_ids(
@@ -90,6 +95,7 @@ EXPECTED_400: dict[str, str] = {
         _ALL_PARAMS,
     ),
     **_ids(_ITEMS, "InputItems", ("test_method_list_with_all_params",), _LIMIT_0),
+    **_ids(_TOKENS, "InputTokens", ("test_method_count_with_all_params",), _COUNT_ALL),
 }
 
 KNOWN_GAPS: dict[str, str] = _ids(

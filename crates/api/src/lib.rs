@@ -88,8 +88,9 @@ pub use responses::{
     ResponseToolChoice, TextConfig, TextFormat, Truncation, MIN_OUTPUT_TOKENS,
 };
 pub use responses_object::{
-    DeletedResponse, EventBody, IncompleteDetails, InputTokensDetails, Item, ItemContent, ItemList,
-    OutputTokensDetails, ResponseError, ResponseEvent, ResponseObject, ResponseUsage,
+    DeletedResponse, EventBody, IncompleteDetails, InputTokenCount, InputTokensDetails, Item,
+    ItemContent, ItemList, OutputTokensDetails, ResponseError, ResponseEvent, ResponseObject,
+    ResponseUsage,
 };
 pub use sse::{sse_data, sse_done, sse_error, SSE_DONE};
 pub use stored::{ChatCompletionDeleted, ChatCompletionUpdate, ListPage};

@@ -63,12 +63,17 @@ pub struct CreateResponseRequest {
     /// true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<bool>,
-    /// Extra output to include; none is supported beyond what is always
-    /// sent, so only an empty list passes.
+    /// Extra output to include: `message.output_text.logprobs` is served;
+    /// the other values OpenAI documents are refused, each with why
+    /// ([`include_refusal`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<String>>,
-    /// `auto` or `disabled` (the default): what to do with a prompt over
-    /// the context. Both refuse an overlong prompt here.
+    /// The alternatives reported at each output token, 0–20 (it asks for
+    /// the output's logprobs, as the `include` value does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<i64>,
+    /// `auto` (drop the conversation's oldest items until the prompt
+    /// fits) or `disabled` (the default: refuse an overlong prompt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncation: Option<Truncation>,
     /// Stream the answer as typed events.
@@ -215,6 +220,17 @@ impl CreateResponseRequest {
         self.stream.unwrap_or(false)
     }
 
+    /// Whether the output's logprobs are asked for (`include`
+    /// `message.output_text.logprobs`, or `top_logprobs`).
+    pub fn wants_logprobs(&self) -> bool {
+        self.top_logprobs.is_some()
+            || self
+                .include
+                .iter()
+                .flatten()
+                .any(|value| value == INCLUDE_LOGPROBS)
+    }
+
     /// Whether the response is stored (default true).
     pub fn is_stored(&self) -> bool {
         self.store.unwrap_or(true)
@@ -353,13 +369,21 @@ impl CreateResponseRequest {
         if let Some(metadata) = &self.metadata {
             crate::stored::check_metadata("metadata", metadata)?;
         }
-        if let Some(include) = self.include.as_ref().and_then(|list| list.first()) {
-            return Err(ApiError::invalid(
-                "include",
-                InvalidCode::InvalidValue,
-                format!("Including '{include}' is not supported by this server."),
-            ));
+        for (index, value) in self.include.iter().flatten().enumerate() {
+            if let Some(why) = include_refusal(value) {
+                return Err(ApiError::invalid(
+                    format!("include[{index}]"),
+                    InvalidCode::InvalidValue,
+                    why,
+                ));
+            }
         }
+        crate::validate::check_integer(
+            "top_logprobs",
+            self.top_logprobs,
+            0,
+            crate::validate::MAX_TOP_LOGPROBS,
+        )?;
         if self.is_background() && !self.is_stored() {
             return Err(ApiError::invalid(
                 "background",
@@ -376,6 +400,35 @@ impl CreateResponseRequest {
         }
         Ok(())
     }
+}
+
+/// The `include` value this server serves: each output token's logprob.
+pub const INCLUDE_LOGPROBS: &str = "message.output_text.logprobs";
+
+/// Why `include` may not hold `value` (`None`: it is served). OpenAI's
+/// other values each need something this server does not have.
+pub fn include_refusal(value: &str) -> Option<String> {
+    let why = match value {
+        INCLUDE_LOGPROBS => return None,
+        "reasoning.encrypted_content" => {
+            "this server does not encrypt reasoning (store the response and \
+             continue it with `previous_response_id` instead)"
+        }
+        "file_search_call.results"
+        | "web_search_call.results"
+        | "web_search_call.action.sources"
+        | "code_interpreter_call.outputs"
+        | "computer_call_output.output.image_url" => {
+            "it belongs to a built-in tool, and this server serves only function tools"
+        }
+        "message.input_image.image_url" => "this server accepts no image input",
+        _ => {
+            return Some(format!(
+                "Invalid value: '{value}'. Supported values are: '{INCLUDE_LOGPROBS}'."
+            ))
+        }
+    };
+    Some(format!("Including '{value}' is not supported: {why}."))
 }
 
 fn bad_tool_choice(detail: &str) -> ApiError {
@@ -473,6 +526,7 @@ static RESPONSE_FIELDS: &[Field] = &[
     field("background", "a boolean", typed::<OptBool>),
     field("previous_response_id", "a string", typed::<OptString>),
     field("seed", "an integer", typed::<OptI64>),
+    field("top_logprobs", "an integer", typed::<OptI64>),
     field(
         "reasoning",
         "an object with 'effort' ('none', 'minimal', 'low', 'medium' or 'high')",
@@ -552,6 +606,31 @@ mod tests {
             "v".repeat(513)
         ));
         assert_eq!(param(long.unwrap_err()).as_deref(), Some("metadata.k"));
+    }
+
+    #[test]
+    fn include_serves_logprobs_and_names_each_refused_value() {
+        let logprobs = parse(
+            r#"{"model":"m","input":"a","include":["message.output_text.logprobs"],"top_logprobs":3}"#,
+        )
+        .unwrap();
+        assert!(logprobs.wants_logprobs());
+        assert!(!parse(r#"{"model":"m","input":"a"}"#)
+            .unwrap()
+            .wants_logprobs());
+        let encrypted = parse(
+            r#"{"model":"m","input":"a","include":["message.output_text.logprobs","reasoning.encrypted_content"]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(param(encrypted.clone()).as_deref(), Some("include[1]"));
+        assert!(encrypted
+            .to_string()
+            .contains("reasoning.encrypted_content"));
+        let unknown = parse(r#"{"model":"m","input":"a","include":["bogus"]}"#).unwrap_err();
+        assert_eq!(param(unknown.clone()).as_deref(), Some("include[0]"));
+        assert!(unknown.to_string().contains("Supported values"));
+        let top = parse(r#"{"model":"m","input":"a","top_logprobs":21}"#).unwrap_err();
+        assert_eq!(param(top).as_deref(), Some("top_logprobs"));
     }
 
     #[test]

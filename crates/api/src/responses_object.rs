@@ -68,7 +68,7 @@ pub enum ItemContent {
         /// Always empty here.
         #[serde(default)]
         annotations: Vec<Value>,
-        /// Always empty here.
+        /// Each token's logprob, when asked for (`include`).
         #[serde(default)]
         logprobs: Vec<Value>,
     },
@@ -446,6 +446,20 @@ pub struct DeletedResponse {
     pub deleted: bool,
 }
 
+/// `POST /v1/responses/input_tokens`' answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputTokenCount {
+    /// Always `response.input_tokens`.
+    pub object: String,
+    /// The prompt's tokens.
+    pub input_tokens: u32,
+}
+
+impl InputTokenCount {
+    /// The `object` value.
+    pub const OBJECT: &'static str = "response.input_tokens";
+}
+
 /// `GET /v1/responses/{id}/input_items`'s page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemList {
@@ -512,7 +526,7 @@ pub enum EventBody {
         content_index: u32,
         /// New text.
         delta: String,
-        /// Always empty.
+        /// Its tokens' logprobs, when asked for (`include`).
         logprobs: Vec<Value>,
     },
     /// `response.output_text.done`.
@@ -525,7 +539,7 @@ pub enum EventBody {
         content_index: u32,
         /// The whole text.
         text: String,
-        /// Always empty.
+        /// Its tokens' logprobs, when asked for (`include`).
         logprobs: Vec<Value>,
     },
     /// `response.function_call_arguments.delta`.

@@ -231,7 +231,12 @@ pub(crate) fn check_decimal(
 }
 
 /// `value` must lie in `min..=max`.
-fn check_integer(param: &str, value: Option<i64>, min: i64, max: i64) -> Result<(), ApiError> {
+pub(crate) fn check_integer(
+    param: &str,
+    value: Option<i64>,
+    min: i64,
+    max: i64,
+) -> Result<(), ApiError> {
     let Some(value) = value else { return Ok(()) };
     if value < min {
         return Err(ApiError::invalid(

@@ -59,9 +59,10 @@ const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
 /// openai-python's Responses API tests, with their own plugin
 /// (`tests/openai_api_resources/parlance_responses.py`: seeded ids, the
 /// failures allowed and why).
-const RESPONSES_TEST_FILES: [&str; 2] = [
+const RESPONSES_TEST_FILES: [&str; 3] = [
     "tests/api_resources/test_responses.py",
     "tests/api_resources/responses/test_input_items.py",
+    "tests/api_resources/responses/test_input_tokens.py",
 ];
 
 /// The test files run, relative to the unpacked sdist.

@@ -61,11 +61,13 @@ pub enum Event {
         text: String,
         logprobs: Option<TokenLogprobs>,
     },
-    /// The end: any text still held back, the reason and the usage.
+    /// The end: any text still held back, the reason, the usage, and the
+    /// stop string that ended it (if one did: `reason` is then `Stop`).
     Done {
         text: String,
         reason: FinishReason,
         usage: Usage,
+        stop: Option<String>,
     },
     /// The generation failed after it was accepted.
     Failed { message: String },

@@ -189,10 +189,15 @@ impl Sequence {
                 text.push_str(&self.stop.finish());
             }
         }
+        let stop = match reason {
+            FinishReason::Stop => self.stop.matched().map(str::to_owned),
+            FinishReason::Length => None,
+        };
         let _ = self.tx.send(Event::Done {
             text,
             reason,
             usage: self.usage(),
+            stop,
         });
         true
     }

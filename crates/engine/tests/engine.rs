@@ -52,6 +52,7 @@ fn collect(mut gen: engine::Generation) -> Outcome {
                 text: t,
                 reason,
                 usage,
+                ..
             } => {
                 text.push_str(&t);
                 return Outcome {

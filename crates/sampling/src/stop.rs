@@ -30,6 +30,8 @@ pub struct StopMatcher {
     /// stop string between pushes.
     pending: String,
     stopped: bool,
+    /// The stop string that matched, once one has.
+    matched: Option<String>,
 }
 
 impl StopMatcher {
@@ -42,12 +44,19 @@ impl StopMatcher {
             stops,
             pending: String::new(),
             stopped: false,
+            matched: None,
         }
     }
 
     /// Whether a stop string has been seen.
     pub fn is_stopped(&self) -> bool {
         self.stopped
+    }
+
+    /// The stop string that ended the stream, once one has (Anthropic's
+    /// `stop_sequence` reports it).
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.as_deref()
     }
 
     /// Feeds the next piece of text.
@@ -65,7 +74,8 @@ impl StopMatcher {
             };
         }
         self.pending.push_str(text);
-        if let Some(start) = self.first_completed_match() {
+        if let Some((start, stop)) = self.first_completed_match() {
+            self.matched = Some(self.stops[stop].clone());
             self.pending.truncate(start);
             self.stopped = true;
             return StopOutcome {
@@ -91,13 +101,19 @@ impl StopMatcher {
         std::mem::take(&mut self.pending)
     }
 
-    /// Byte offset where the earliest-completing stop match starts.
-    fn first_completed_match(&self) -> Option<usize> {
+    /// Byte offset where the earliest-completing stop match starts, and
+    /// which stop string it is.
+    fn first_completed_match(&self) -> Option<(usize, usize)> {
         self.stops
             .iter()
-            .filter_map(|s| self.pending.find(s.as_str()).map(|at| (at + s.len(), at)))
+            .enumerate()
+            .filter_map(|(i, s)| {
+                self.pending
+                    .find(s.as_str())
+                    .map(|at| (at + s.len(), at, i))
+            })
             .min()
-            .map(|(_, start)| start)
+            .map(|(_, start, i)| (start, i))
     }
 
     /// Length of the longest suffix of `pending` that begins some stop

@@ -165,3 +165,24 @@ proptest! {
         prop_assert_eq!(run(&stops, &pieces), run(&stops, &[text.as_str()]));
     }
 }
+
+#[test]
+fn matched_names_the_stop_that_completed_first_across_pushes() {
+    let mut m = StopMatcher::new(&strings(&["END", "ND!", "xyz"]));
+    assert_eq!(m.matched(), None);
+    let first = m.push("abc E");
+    assert!(!first.stopped);
+    assert_eq!(m.matched(), None);
+    let second = m.push("ND! more");
+    assert!(second.stopped);
+    assert_eq!(first.emit + &second.emit, "abc ");
+    assert_eq!(m.matched(), Some("END"));
+}
+
+#[test]
+fn matched_is_none_when_no_stop_string_ended_the_stream() {
+    let mut m = StopMatcher::new(&strings(&["STOP"]));
+    let out = m.push("all good ST");
+    assert_eq!(out.emit + &m.finish(), "all good ST");
+    assert_eq!(m.matched(), None);
+}

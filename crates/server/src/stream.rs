@@ -1,5 +1,6 @@
 //! Server-sent events for streamed answers: a local [`Answer`] written in
-//! its endpoint's [`AnswerFormat`], or a gateway stream relayed.
+//! its endpoint's [`AnswerFormat`], or a gateway stream relayed, chunk by
+//! chunk, as chat chunks or as another API's events ([`BlockFormat`]).
 //!
 //! The response body owns what it streams: when the client disconnects,
 //! hyper drops the body, which drops the answer (cancelling its
@@ -10,13 +11,16 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 
-use api::FinishReason;
+use api::{ChatCompletionChunk, FinishReason};
 use axum::body::Body;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
 use gateway::{GatewayError, GatewayStream};
+use service::chat_blocks::{BlockFormat, RoutedBlocks};
 use service::generation::{Answer, AnswerEvent, AnswerFormat};
 use service::metering::billed;
 use service::stored_completions::ChunkKeeper;
@@ -99,33 +103,123 @@ pub fn sse_response<F: AnswerFormat>(answer: Answer, mut format: F) -> Response 
     event_stream(Body::from_stream(frames))
 }
 
+/// How a relayed gateway stream is written: chat's chunks as they are
+/// (`/v1/chat/completions`), or rewritten as another API's events.
+trait RelayFormat: Send + 'static {
+    /// The frames before the first chunk.
+    fn opening(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+    /// The frames of one chunk.
+    fn chunk(&mut self, chunk: &ChatCompletionChunk) -> Vec<String>;
+    /// The frames of a failure mid-stream.
+    fn failure(&mut self, err: &api::ApiError) -> Vec<String>;
+    /// The last frames, once the stream ended with `usage` (work such as
+    /// storing the answer is done before they are written).
+    fn end(&mut self, usage: api::Usage) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>>;
+}
+
+/// Chat's own chunks, stored with the keeper (`store: true`) before
+/// `[DONE]`.
+struct ChatRelay {
+    keeper: Option<ChunkKeeper>,
+}
+
+impl RelayFormat for ChatRelay {
+    fn chunk(&mut self, chunk: &ChatCompletionChunk) -> Vec<String> {
+        if let Some(keeper) = self.keeper.as_mut() {
+            keeper.observe(chunk);
+        }
+        vec![api::sse_data(chunk)]
+    }
+
+    fn failure(&mut self, err: &api::ApiError) -> Vec<String> {
+        vec![api::sse_error(err)]
+    }
+
+    fn end(&mut self, usage: api::Usage) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>> {
+        Box::pin(async move {
+            if let Some(keeper) = self.keeper.take() {
+                keeper.finish(usage).await;
+            }
+            vec![api::sse_done().to_owned()]
+        })
+    }
+}
+
+/// Chat's chunks rewritten by a block format (the Responses API's or
+/// Anthropic's events), each frame named.
+struct BlockRelay<W> {
+    writer: W,
+}
+
+impl<W: BlockFormat> BlockRelay<W> {
+    fn frames(events: Vec<W::Event>) -> Vec<String> {
+        events
+            .iter()
+            .map(|event| format!("event: {}\n{}", W::event_name(event), api::sse_data(event)))
+            .collect()
+    }
+}
+
+impl<W: BlockFormat> RelayFormat for BlockRelay<W> {
+    fn opening(&mut self) -> Vec<String> {
+        Self::frames(self.writer.opening())
+    }
+
+    fn chunk(&mut self, chunk: &ChatCompletionChunk) -> Vec<String> {
+        Self::frames(self.writer.chunk(chunk))
+    }
+
+    fn failure(&mut self, err: &api::ApiError) -> Vec<String> {
+        Self::frames(self.writer.failure(err))
+    }
+
+    fn end(&mut self, usage: api::Usage) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>> {
+        Box::pin(async move {
+            let events = self.writer.done(&usage);
+            if let Some(work) = self.writer.before_last() {
+                work.await;
+            }
+            Self::frames(events)
+        })
+    }
+}
+
 /// A gateway stream relayed to the client, owning its charge.
-struct Relay {
+struct Relay<F> {
     stream: GatewayStream,
     charge: Option<Charge>,
-    /// Stores the answer before `[DONE]` (`store: true`).
-    keeper: Option<ChunkKeeper>,
+    format: F,
+    queued: VecDeque<String>,
     finished: bool,
     first_reason: Option<FinishReason>,
 }
 
-impl Relay {
+impl<F: RelayFormat> Relay<F> {
     async fn next_frame(&mut self) -> Option<String> {
-        if self.finished {
-            return None;
+        loop {
+            if let Some(frame) = self.queued.pop_front() {
+                return Some(frame);
+            }
+            if self.finished {
+                return None;
+            }
+            let frames = self.next_frames().await;
+            self.queued.extend(frames);
         }
+    }
+
+    async fn next_frames(&mut self) -> Vec<String> {
         match self.stream.next().await {
             Some(Ok(chunk)) => {
-                if let Some(keeper) = self.keeper.as_mut() {
-                    keeper.observe(&chunk);
-                }
                 if let Some(reason) = chunk.choices.iter().find_map(|c| c.finish_reason) {
                     self.first_reason.get_or_insert(reason);
                 }
                 if let Some(charge) = self.charge.as_mut() {
                     charge.record(billed(&self.stream.usage()));
                 }
-                Some(api::sse_data(&chunk))
+                self.format.chunk(&chunk)
             }
             Some(Err(err)) => {
                 self.finished = true;
@@ -136,16 +230,13 @@ impl Relay {
                 tracing::warn!(error = %err, "upstream stream failed after output");
                 self.settle(Outcome::Failed, &usage);
                 let err = service::Error::from(err);
-                Some(api::sse_error(&err.into()))
+                self.format.failure(&err.into())
             }
             None => {
                 self.finished = true;
                 let usage = self.stream.usage();
                 self.settle(Outcome::Finished(self.first_reason), &usage);
-                if let Some(keeper) = self.keeper.take() {
-                    keeper.finish(usage).await;
-                }
-                Some(api::sse_done().to_owned())
+                self.format.end(usage).await
             }
         }
     }
@@ -157,18 +248,17 @@ impl Relay {
     }
 }
 
-/// The `text/event-stream` response relaying a committed gateway stream,
-/// settling `charge` (if metered) when it ends, fails or is dropped, and
-/// storing the answer with `keeper` (if `store: true`) before `[DONE]`.
-pub fn gateway_sse_response(
+/// The `text/event-stream` response of `relay`.
+fn relay_response<F: RelayFormat>(
     stream: GatewayStream,
     charge: Option<Charge>,
-    keeper: Option<ChunkKeeper>,
+    mut format: F,
 ) -> Response {
     let relay = Relay {
         stream,
         charge,
-        keeper,
+        queued: format.opening().into(),
+        format,
         finished: false,
         first_reason: None,
     };
@@ -177,6 +267,30 @@ pub fn gateway_sse_response(
         Some((Ok::<_, Infallible>(frame), relay))
     });
     event_stream(Body::from_stream(frames))
+}
+
+/// The `text/event-stream` response relaying a committed gateway stream,
+/// settling `charge` (if metered) when it ends, fails or is dropped, and
+/// storing the answer with `keeper` (if `store: true`) before `[DONE]`.
+pub fn gateway_sse_response(
+    stream: GatewayStream,
+    charge: Option<Charge>,
+    keeper: Option<ChunkKeeper>,
+) -> Response {
+    relay_response(stream, charge, ChatRelay { keeper })
+}
+
+/// The `text/event-stream` response relaying a routed model's stream as
+/// the events of `routed.writer` (the Responses API's, Anthropic's), chunk
+/// by chunk as the upstream sends them; settled as
+/// [`gateway_sse_response`] is.
+pub fn gateway_blocks_response<W: BlockFormat>(routed: RoutedBlocks<W>) -> Response {
+    let RoutedBlocks {
+        stream,
+        charge,
+        writer,
+    } = routed;
+    relay_response(stream, charge, BlockRelay { writer })
 }
 
 /// `frames`, already written, as a `text/event-stream` response (an

@@ -22,9 +22,9 @@ use api::{
 };
 use serde_json::Value;
 
-use crate::chat_blocks::{events_of, BlockReader, ChunkWriter, Piece};
-use crate::generation::chat::{self as local_chat, ChatChunks};
-use crate::generation::{Answer, AnswerEvent, AnswerFormat};
+use crate::chat_blocks::{BlockFormat, BlockReader, Blocks, ChunkWriter, Piece, RoutedBlocks};
+use crate::generation::chat as local_chat;
+use crate::generation::Answer;
 use crate::requests::{ChatStart, RequestContext, Service};
 use crate::Result;
 
@@ -33,7 +33,9 @@ pub enum MessagesStart {
     /// Streamed from the local engine: the answer and its event writer
     /// (boxed: the other variants are small).
     Stream(Box<(Answer, AnthropicEvents)>),
-    /// Streamed, but the answer came whole (a routed model): every event.
+    /// Streamed from a routed model: the gateway's stream and its writer.
+    Routed(Box<RoutedBlocks<AnthropicWriter>>),
+    /// Streamed, but the answer came whole: every event.
     Events(Vec<AnthropicEvent>),
     /// The whole message.
     Whole(AnthropicMessage),
@@ -149,6 +151,7 @@ pub fn chat_request(request: &MessagesRequest) -> Result<ChatCompletionRequest> 
         top_p: request.top_p,
         max_completion_tokens: request.max_tokens,
         stop: request.stop_sequences.clone().map(Stop::Many),
+        stream: request.stream,
         tools,
         tool_choice,
         parallel_tool_calls: single.map(|single| !single),
@@ -162,11 +165,13 @@ pub fn chat_request(request: &MessagesRequest) -> Result<ChatCompletionRequest> 
     Ok(chat)
 }
 
-/// Anthropic's stop reason for a chat finish reason.
-fn stop_reason(reason: Option<FinishReason>) -> &'static str {
+/// Anthropic's stop reason for a chat finish reason, `stopped` when a
+/// stop sequence ended the answer.
+fn stop_reason(reason: Option<FinishReason>, stopped: bool) -> &'static str {
     match reason {
         Some(FinishReason::Length) => "max_tokens",
         Some(FinishReason::ToolCalls) => "tool_use",
+        Some(FinishReason::Stop) if stopped => "stop_sequence",
         _ => "end_turn",
     }
 }
@@ -177,6 +182,8 @@ pub struct AnthropicWriter {
     reader: BlockReader,
     /// The open block's place.
     index: u32,
+    /// The stop sequence that ended the answer, when the engine said.
+    stop_sequence: Option<String>,
 }
 
 impl AnthropicWriter {
@@ -195,6 +202,7 @@ impl AnthropicWriter {
             },
             reader: BlockReader::default(),
             index: 0,
+            stop_sequence: None,
         }
     }
 
@@ -233,13 +241,18 @@ impl AnthropicWriter {
     pub fn done(&mut self, usage: &Usage) -> Vec<AnthropicEvent> {
         let pieces = self.reader.finish();
         let mut events = self.pieces(pieces);
-        let reason = stop_reason(self.reader.finish_reason());
+        let reason = stop_reason(self.reader.finish_reason(), self.stop_sequence.is_some());
+        let stop_sequence = self
+            .stop_sequence
+            .clone()
+            .filter(|_| reason == "stop_sequence");
         self.message.stop_reason = Some(reason.into());
+        self.message.stop_sequence.clone_from(&stop_sequence);
         self.message.usage = AnthropicUsage::from_chat(usage);
         events.push(AnthropicEvent::MessageDelta {
             delta: MessageDelta {
                 stop_reason: Some(reason.into()),
-                stop_sequence: None,
+                stop_sequence,
             },
             usage: self.message.usage,
         });
@@ -313,10 +326,7 @@ impl AnthropicWriter {
 
 /// The local answer of a streamed Messages request: chat's chunks rewritten
 /// as Anthropic's events.
-pub struct AnthropicEvents {
-    chat: ChatChunks,
-    writer: AnthropicWriter,
-}
+pub type AnthropicEvents = Blocks<AnthropicWriter>;
 
 impl ChunkWriter for AnthropicWriter {
     type Event = AnthropicEvent;
@@ -328,32 +338,25 @@ impl ChunkWriter for AnthropicWriter {
     fn done(&mut self, usage: &Usage) -> Vec<AnthropicEvent> {
         AnthropicWriter::done(self, usage)
     }
+
+    fn stopped_by(&mut self, stop: &str) {
+        self.stop_sequence = Some(stop.to_owned());
+    }
 }
 
-impl AnswerFormat for AnthropicEvents {
-    type Chunk = AnthropicEvent;
-
-    fn opening(&mut self, choices: usize) -> Vec<AnthropicEvent> {
-        let _ = self.chat.opening(choices);
-        self.writer.opening()
+impl BlockFormat for AnthropicWriter {
+    fn opening(&mut self) -> Vec<AnthropicEvent> {
+        AnthropicWriter::opening(self)
     }
 
-    fn event(&mut self, event: AnswerEvent) -> Vec<AnthropicEvent> {
-        events_of(&mut self.chat, &mut self.writer, event)
-    }
-
-    fn event_name(chunk: &AnthropicEvent) -> Option<&'static str> {
-        Some(chunk.name())
-    }
-
-    fn ends_with_done(&self) -> bool {
-        false
-    }
-
-    fn failure(&mut self, err: &ApiError) -> Option<Vec<AnthropicEvent>> {
-        Some(vec![AnthropicEvent::Error {
+    fn failure(&mut self, err: &ApiError) -> Vec<AnthropicEvent> {
+        vec![AnthropicEvent::Error {
             error: AnthropicError::of(err).error,
-        }])
+        }]
+    }
+
+    fn event_name(event: &AnthropicEvent) -> &'static str {
+        event.name()
     }
 }
 
@@ -367,6 +370,7 @@ impl Service {
     ) -> Result<MessagesStart> {
         request.validate(true)?;
         let chat = chat_request(&request)?;
+        let prompt_estimate = gateway::estimate_prompt_tokens(&chat);
         match self.chat(context, chat, None, timeout).await? {
             ChatStart::Local(answer, chunks) if request.is_stream() => {
                 let usage = AnthropicUsage {
@@ -376,16 +380,17 @@ impl Service {
                 let writer = AnthropicWriter::new(&chunks.model, usage);
                 Ok(MessagesStart::Stream(Box::new((
                     answer,
-                    AnthropicEvents {
-                        chat: chunks,
-                        writer,
-                    },
+                    Blocks::new(chunks, writer),
                 ))))
             }
             ChatStart::Local(answer, chunks) => {
                 let whole = answer.collect_within(timeout).await?;
+                let stop = whole.choices.first().and_then(|choice| choice.stop.clone());
                 let completion = chunks.completion(whole);
                 let mut writer = AnthropicWriter::new(&completion.model, AnthropicUsage::default());
+                if let Some(stop) = stop {
+                    writer.stopped_by(&stop);
+                }
                 writer.whole(&completion);
                 Ok(MessagesStart::Whole(writer.message().clone()))
             }
@@ -404,10 +409,20 @@ impl Service {
                     Ok(MessagesStart::Whole(writer.message().clone()))
                 }
             }
-            ChatStart::Routed(..) => Err(ApiError::Internal {
-                detail: "a routed Messages request was streamed".into(),
+            ChatStart::Routed(stream, charge, _) => {
+                // The prompt's size is the gateway's estimate until the
+                // upstream's usage comes with the last event.
+                let usage = AnthropicUsage {
+                    input_tokens: prompt_estimate,
+                    ..AnthropicUsage::default()
+                };
+                let writer = AnthropicWriter::new(stream.model(), usage);
+                Ok(MessagesStart::Routed(Box::new(RoutedBlocks {
+                    stream,
+                    charge,
+                    writer,
+                })))
             }
-            .into()),
         }
     }
 

@@ -9,21 +9,54 @@
 //! `tool_calls` deltas; this only tracks which block is open, opens the next
 //! one and closes the last, so that every format's events come in the
 //! order their clients expect (a block's start, its deltas, its end).
+//!
+//! Both answer paths feed the same writer ([`BlockFormat`]): a local
+//! answer's events become chat chunks first ([`Blocks`], an
+//! [`AnswerFormat`], through [`events_of`]); a routed model's gateway
+//! stream already is chat chunks, written as they arrive
+//! ([`RoutedBlocks`]), so a routed stream is a stream too.
 
-use api::{ChatCompletion, ChatCompletionChunk, FinishReason, Usage};
+use std::future::Future;
+use std::pin::Pin;
+
+use api::{ApiError, ChatCompletion, ChatCompletionChunk, FinishReason, Usage};
+use gateway::GatewayStream;
 
 use crate::generation::chat::ChatChunks;
 use crate::generation::{AnswerEvent, AnswerFormat};
+use crate::metering::Charge;
 
 /// A writer of another API's events from chat's chunks (the Responses
 /// API's and Anthropic's): what [`events_of`] drives.
 pub trait ChunkWriter {
     /// The event it writes.
-    type Event;
+    type Event: serde::Serialize + Send + 'static;
     /// The events one chat chunk means.
     fn chunk(&mut self, chunk: &ChatCompletionChunk) -> Vec<Self::Event>;
     /// The closing events, once the answer's usage is known.
     fn done(&mut self, usage: &Usage) -> Vec<Self::Event>;
+    /// The answer's first choice ended on the stop string `stop` (the
+    /// engine says which matched); nothing by default.
+    fn stopped_by(&mut self, _stop: &str) {}
+}
+
+/// Work awaited before an answer's last events are written.
+pub type BeforeLast = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A [`ChunkWriter`] that writes a whole event stream: its opening, its
+/// failure, and its SSE event names.
+pub trait BlockFormat: ChunkWriter + Send + 'static {
+    /// The opening events.
+    fn opening(&mut self) -> Vec<Self::Event>;
+    /// The events of a failure mid-stream.
+    fn failure(&mut self, err: &ApiError) -> Vec<Self::Event>;
+    /// Work awaited after the last events are made and before they are
+    /// written (a stored response written first); none by default.
+    fn before_last(&mut self) -> Option<BeforeLast> {
+        None
+    }
+    /// An event's SSE `event:` name.
+    fn event_name(event: &Self::Event) -> &'static str;
 }
 
 /// The events one answer event means: chat's chunks for it, each rewritten
@@ -37,6 +70,14 @@ pub fn events_of<W: ChunkWriter>(
         AnswerEvent::Done(usage) => Some(usage.clone()),
         _ => None,
     };
+    if let AnswerEvent::Finished {
+        index: 0,
+        stop: Some(stop),
+        ..
+    } = &event
+    {
+        writer.stopped_by(stop);
+    }
     let mut events = Vec::new();
     for chunk in chat.event(event) {
         events.extend(writer.chunk(&chunk));
@@ -45,6 +86,62 @@ pub fn events_of<W: ChunkWriter>(
         events.extend(writer.done(&usage));
     }
     events
+}
+
+/// A local answer written by a [`BlockFormat`]: chat's own format
+/// ([`ChatChunks`], where tool calls and reasoning are parsed) rewritten.
+pub struct Blocks<W> {
+    chat: ChatChunks,
+    writer: W,
+}
+
+impl<W> Blocks<W> {
+    /// `writer`'s events from the chunks of `chat`.
+    pub fn new(chat: ChatChunks, writer: W) -> Self {
+        Blocks { chat, writer }
+    }
+}
+
+impl<W: BlockFormat> AnswerFormat for Blocks<W> {
+    type Chunk = W::Event;
+
+    fn opening(&mut self, choices: usize) -> Vec<W::Event> {
+        // Chat's opening chunks carry only the role.
+        let _ = self.chat.opening(choices);
+        self.writer.opening()
+    }
+
+    fn event(&mut self, event: AnswerEvent) -> Vec<W::Event> {
+        events_of(&mut self.chat, &mut self.writer, event)
+    }
+
+    fn event_name(chunk: &W::Event) -> Option<&'static str> {
+        Some(W::event_name(chunk))
+    }
+
+    fn ends_with_done(&self) -> bool {
+        false
+    }
+
+    fn failure(&mut self, err: &ApiError) -> Option<Vec<W::Event>> {
+        Some(self.writer.failure(err))
+    }
+
+    fn before_last(&mut self) -> Option<BeforeLast> {
+        self.writer.before_last()
+    }
+}
+
+/// A routed model's streamed answer, to be written by a [`BlockFormat`]:
+/// the gateway's chat chunks (relayed as they arrive), the charge the
+/// relay settles, and the writer.
+pub struct RoutedBlocks<W> {
+    /// The gateway's stream.
+    pub stream: GatewayStream,
+    /// The reservation, settled when the stream ends, fails or is dropped.
+    pub charge: Option<Charge>,
+    /// The endpoint's writer.
+    pub writer: W,
 }
 
 /// One step of a chat answer read as blocks.

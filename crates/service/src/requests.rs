@@ -202,6 +202,11 @@ impl Service {
         self.routing.subscribe()
     }
 
+    /// The per-answer defaults (`default_max_tokens`, the reasoning field).
+    pub(crate) fn answer_defaults(&self) -> &AnswerDefaults {
+        &self.answer_defaults
+    }
+
     /// The ledger writer, when there is a store.
     pub fn meter(&self) -> Option<&Meter> {
         self.meter.as_ref()

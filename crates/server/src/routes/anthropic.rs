@@ -20,7 +20,7 @@ use crate::error::ServerError;
 use crate::middleware::RawBody;
 use crate::routes::Context;
 use crate::state::AppState;
-use crate::stream::{sse_frames, sse_response};
+use crate::stream::{gateway_blocks_response, sse_frames, sse_response};
 
 /// The largest error body rewritten (error objects are small).
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -42,6 +42,7 @@ pub async fn create_message(
             let (answer, events) = *stream;
             Ok(sse_response(answer, events))
         }
+        MessagesStart::Routed(routed) => Ok(gateway_blocks_response(*routed)),
         MessagesStart::Events(events) => Ok(sse_frames(
             events
                 .iter()

@@ -1,5 +1,7 @@
 //! The Responses API, thin: `POST /v1/responses` (whole, streamed as typed
-//! events, or in the background), `GET` / `DELETE /v1/responses/{id}`,
+//! events, or in the background), `POST /v1/responses/input_tokens`,
+//! `GET` (whole, or `stream=true`: its events replayed) / `DELETE
+//! /v1/responses/{id}`,
 //! `GET /v1/responses/{id}/input_items` and `POST /v1/responses/{id}/cancel`.
 //! The work is the service's (`service::responses`).
 
@@ -10,18 +12,19 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Json;
-use service::responses::{ItemsPage, ResponseStart};
+use service::responses::{replay, ItemsPage, ResponseStart};
 
 use crate::error::ServerError;
 use crate::middleware::RawBody;
 use crate::routes::Context;
 use crate::state::AppState;
-use crate::stream::{sse_frames, sse_response};
+use crate::stream::{gateway_blocks_response, sse_frames, sse_response};
 
 /// The routes, relative to `/v1`.
 pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
         ("/responses", post(create_response)),
+        ("/responses/input_tokens", post(count_input_tokens)),
         (
             "/responses/{id}",
             get(retrieve_response).delete(delete_response),
@@ -48,6 +51,7 @@ pub async fn create_response(
             let (answer, events) = *stream;
             Ok(sse_response(answer, events))
         }
+        ResponseStart::Routed(routed) => Ok(gateway_blocks_response(*routed)),
         ResponseStart::Events(events) => Ok(sse_frames(
             events
                 .iter()
@@ -58,14 +62,73 @@ pub async fn create_response(
     }
 }
 
-/// Retrieves a stored response.
+/// Retrieves a stored response; with `stream=true`, its events (after
+/// `starting_after`), replayed once it has ended.
 pub async fn retrieve_response(
     State(state): State<AppState>,
     context: Context,
     Path(id): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ServerError> {
-    let object = state.service().retrieve_response(&context.0, &id).await?;
-    Ok(Json(object).into_response())
+    let stream = match query.get("stream").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "stream",
+                InvalidCode::InvalidType,
+                format!("Invalid 'stream': expected 'true' or 'false', got '{other}'."),
+            )
+            .into())
+        }
+    };
+    if !stream {
+        let object = state.service().retrieve_response(&context.0, &id).await?;
+        return Ok(Json(object).into_response());
+    }
+    let after = replay::starting_after(query.get("starting_after").map(String::as_str))?;
+    let events = state
+        .service()
+        .replay_response(&context.0, &id, after, state.request_timeout())
+        .await?;
+    Ok(sse_frames(
+        events
+            .iter()
+            .map(|event| format!("event: {}\n{}", event.kind, api::sse_data(event)))
+            .collect(),
+    ))
+}
+
+/// Counts a turn's input tokens; `model` defaults to the first one served,
+/// and a turn with no input counts its instructions alone.
+pub async fn count_input_tokens(
+    State(state): State<AppState>,
+    context: Context,
+    RawBody(body): RawBody,
+) -> Result<Response, ServerError> {
+    // Not JSON, or not an object: the parse below says why.
+    let mut value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let body = match value.as_object_mut() {
+        Some(fields) if !fields.contains_key("model") => {
+            let first = state
+                .service()
+                .engine_for(context.tenant(), None)?
+                .name
+                .clone();
+            fields.insert("model".into(), first.into());
+            serde_json::to_vec(&value).map_err(|err| ApiError::Internal {
+                detail: err.to_string(),
+            })?
+        }
+        _ => body.to_vec(),
+    };
+    // Checked by the service: a turn with no input counts as empty.
+    let request: CreateResponseRequest = api::parse_json(&body)?;
+    let count = state
+        .service()
+        .count_response_input_tokens(&context.0, request)
+        .await?;
+    Ok(Json(count).into_response())
 }
 
 /// Deletes a stored response.

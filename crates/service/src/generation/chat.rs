@@ -235,6 +235,7 @@ impl ChatChunks {
                 text,
                 tokens,
                 reason,
+                ..
             } => {
                 let choice = slot(choices, *index);
                 choice.text.push_str(text);
@@ -452,6 +453,7 @@ impl AnswerFormat for ChatChunks {
                 text,
                 tokens,
                 reason,
+                ..
             } => {
                 let mut logprobs = self.logprobs_of(&tokens);
                 let (deltas, called) = self.deltas(index, text, true);

@@ -266,6 +266,7 @@ impl AnswerFormat for CompletionChunks {
                 text,
                 tokens,
                 reason,
+                ..
             } => vec![self.choice(index, text, &tokens, Some(reason))],
             AnswerEvent::Done(usage) if self.include_usage => {
                 let mut last = self.object(Vec::new());

@@ -52,6 +52,9 @@ pub enum AnswerEvent {
         tokens: Vec<TokenOut>,
         /// Why the choice ended.
         reason: FinishReason,
+        /// The stop string that ended it, if one did (the engine says
+        /// which; Anthropic's `stop_sequence`).
+        stop: Option<String>,
     },
     /// Every choice finished; the request's usage. The last event.
     Done(Usage),
@@ -77,6 +80,8 @@ pub struct WholeChoice {
     pub tokens: Vec<TokenOut>,
     /// Why it ended.
     pub finish_reason: Option<FinishReason>,
+    /// The stop string that ended it, if one did.
+    pub stop: Option<String>,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = (u32, Event)> + Send>>;
@@ -210,11 +215,13 @@ impl Answer {
                     text,
                     tokens,
                     reason,
+                    stop,
                 } => {
                     let choice = &mut choices[index as usize];
                     choice.text.push_str(&text);
                     choice.tokens.extend(tokens);
                     choice.finish_reason = Some(reason);
+                    choice.stop = stop;
                 }
                 AnswerEvent::Done(done) => usage = Some(done),
                 AnswerEvent::Failed(err) => {
@@ -287,6 +294,7 @@ impl Answer {
                 text,
                 reason,
                 usage,
+                stop,
             } => {
                 choice.done = true;
                 choice.generated = saturate(usage.completion_tokens);
@@ -303,6 +311,7 @@ impl Answer {
                     text,
                     tokens,
                     reason,
+                    stop,
                 });
                 self.remaining -= 1;
                 if self.remaining == 0 {

@@ -123,6 +123,12 @@ pub fn chat_request(
         temperature: request.temperature,
         top_p: request.top_p,
         max_completion_tokens: request.max_output_tokens,
+        // A streamed turn streams from a routed model too.
+        stream: request.is_stream().then_some(true),
+        logprobs: request.wants_logprobs().then_some(true),
+        top_logprobs: request
+            .wants_logprobs()
+            .then_some(request.top_logprobs.unwrap_or(0)),
         response_format: request
             .text
             .as_ref()

@@ -9,23 +9,21 @@
 //! `.incomplete` / `.failed`). The same writer gives the whole response
 //! object of an answer that is not streamed.
 //!
-//! [`ResponseEvents`] is the local path's [`AnswerFormat`]: it wraps chat's
-//! own format ([`ChatChunks`], where tool calls are parsed) and rewrites its
-//! chunks through the writer, and stores the finished response before its
-//! last event is written.
-
-use std::future::Future;
-use std::pin::Pin;
+//! The writer is a [`BlockFormat`]: a local answer's chat chunks
+//! ([`ResponseEvents`]) and a routed model's gateway stream are written by
+//! it alike, and a response kept ([`ResponseWriter::keeping`]) is stored
+//! before its last event is written.
 
 use api::{
-    ApiError, ChatCompletion, ChatCompletionChunk, EventBody, FinishReason, IncompleteDetails,
-    Item, ItemContent, ResponseError, ResponseEvent, ResponseObject, ResponseUsage, Usage,
+    ApiError, ChatCompletion, ChatCompletionChunk, ChoiceLogprobs, EventBody, FinishReason,
+    IncompleteDetails, Item, ItemContent, ResponseError, ResponseEvent, ResponseObject,
+    ResponseUsage, Usage,
 };
 
+use serde_json::Value;
+
 use super::Keep;
-use crate::chat_blocks::{events_of, BlockReader, ChunkWriter, Piece};
-use crate::generation::chat::ChatChunks;
-use crate::generation::{AnswerEvent, AnswerFormat};
+use crate::chat_blocks::{BeforeLast, BlockFormat, BlockReader, Blocks, ChunkWriter, Piece};
 
 /// Writes one response's events and keeps its object up to date.
 pub struct ResponseWriter {
@@ -34,6 +32,13 @@ pub struct ResponseWriter {
     sequence: u64,
     /// The open item's place in `output`.
     open: Option<usize>,
+    /// Where the streamed response is stored, once over.
+    keep: Option<Keep>,
+    /// Logprobs of output tokens not yet sent with a text delta
+    /// (`include: ["message.output_text.logprobs"]`).
+    pending_logprobs: Vec<Value>,
+    /// The open text part's logprobs so far.
+    text_logprobs: Vec<Value>,
 }
 
 impl ResponseWriter {
@@ -44,7 +49,17 @@ impl ResponseWriter {
             reader: BlockReader::default(),
             sequence: 0,
             open: None,
+            keep: None,
+            pending_logprobs: Vec::new(),
+            text_logprobs: Vec::new(),
         }
+    }
+
+    /// Stores the streamed response into `keep` before its last event
+    /// (or after a failure).
+    pub fn keeping(mut self, keep: Option<Keep>) -> Self {
+        self.keep = keep;
+        self
     }
 
     /// The response as it stands.
@@ -78,12 +93,30 @@ impl ResponseWriter {
 
     /// The events of one chat chunk.
     pub fn chunk(&mut self, chunk: &ChatCompletionChunk) -> Vec<ResponseEvent> {
+        for choice in chunk.choices.iter().filter(|choice| choice.index == 0) {
+            self.logprobs(choice.logprobs.as_ref());
+        }
         let pieces = self.reader.chunk(chunk);
         self.pieces(pieces)
     }
 
+    /// Keeps the logprobs of output tokens (asked for with `include`) for
+    /// the next text delta.
+    fn logprobs(&mut self, logprobs: Option<&ChoiceLogprobs>) {
+        let tokens = logprobs.and_then(|logprobs| logprobs.content.as_ref());
+        self.pending_logprobs.extend(
+            tokens
+                .into_iter()
+                .flatten()
+                .filter_map(|token| serde_json::to_value(token).ok()),
+        );
+    }
+
     /// The events of a whole chat answer (a routed one), then its end.
     pub fn whole(&mut self, completion: &ChatCompletion) -> Vec<ResponseEvent> {
+        if let Some(choice) = completion.choices.first() {
+            self.logprobs(choice.logprobs.as_ref());
+        }
         let pieces = self.reader.whole(completion);
         let mut events = self.pieces(pieces);
         let usage = completion
@@ -180,6 +213,8 @@ impl ResponseWriter {
             }
             Piece::Text(delta) => {
                 if let Some((index, id)) = self.open_item() {
+                    let logprobs = std::mem::take(&mut self.pending_logprobs);
+                    self.text_logprobs.extend(logprobs.iter().cloned());
                     events.push(self.event(
                         "response.output_text.delta",
                         EventBody::TextDelta {
@@ -187,7 +222,7 @@ impl ResponseWriter {
                             output_index: index,
                             content_index: 0,
                             delta,
-                            logprobs: Vec::new(),
+                            logprobs,
                         },
                     ));
                 }
@@ -197,7 +232,19 @@ impl ResponseWriter {
                     return;
                 };
                 let status = self.item_status();
-                self.object.output[index as usize] = Item::assistant(&id, &text, status);
+                let mut logprobs = std::mem::take(&mut self.text_logprobs);
+                logprobs.append(&mut self.pending_logprobs);
+                let part = ItemContent::OutputText {
+                    text: text.clone(),
+                    annotations: Vec::new(),
+                    logprobs: logprobs.clone(),
+                };
+                self.object.output[index as usize] = Item::Message {
+                    id: id.clone(),
+                    role: "assistant".into(),
+                    status: status.into(),
+                    content: vec![part.clone()],
+                };
                 self.object.output_text.push_str(&text);
                 self.open = None;
                 events.push(self.event(
@@ -207,7 +254,7 @@ impl ResponseWriter {
                         output_index: index,
                         content_index: 0,
                         text: text.clone(),
-                        logprobs: Vec::new(),
+                        logprobs,
                     },
                 ));
                 events.push(self.event(
@@ -216,7 +263,7 @@ impl ResponseWriter {
                         item_id: id,
                         output_index: index,
                         content_index: 0,
-                        part: ItemContent::output_text(text),
+                        part,
                     },
                 ));
                 let item = self.object.output[index as usize].clone();
@@ -229,6 +276,8 @@ impl ResponseWriter {
                 ));
             }
             Piece::CallStart { id, name } => {
+                // Logprobs are the output text's, not a call's.
+                self.pending_logprobs.clear();
                 let call_id = if id.is_empty() {
                     format!("call_{}", crate::random_hex())
                 } else {
@@ -317,22 +366,7 @@ impl ResponseWriter {
 /// The local answer of a streamed Responses request: chat's chunks
 /// rewritten as Responses events; the response stored (when asked) before
 /// its last event goes out.
-pub struct ResponseEvents {
-    chat: ChatChunks,
-    writer: ResponseWriter,
-    keep: Option<Keep>,
-}
-
-impl ResponseEvents {
-    /// Events of `object` from the chunks of `chat`, stored into `keep`.
-    pub fn new(chat: ChatChunks, object: ResponseObject, keep: Option<Keep>) -> Self {
-        ResponseEvents {
-            chat,
-            writer: ResponseWriter::new(object),
-            keep,
-        }
-    }
-}
+pub type ResponseEvents = Blocks<ResponseWriter>;
 
 impl ChunkWriter for ResponseWriter {
     type Event = ResponseEvent;
@@ -346,39 +380,27 @@ impl ChunkWriter for ResponseWriter {
     }
 }
 
-impl AnswerFormat for ResponseEvents {
-    type Chunk = ResponseEvent;
-
-    fn opening(&mut self, choices: usize) -> Vec<ResponseEvent> {
-        // Chat's opening chunks carry only the role.
-        let _ = self.chat.opening(choices);
-        self.writer.opening()
+impl BlockFormat for ResponseWriter {
+    fn opening(&mut self) -> Vec<ResponseEvent> {
+        ResponseWriter::opening(self)
     }
 
-    fn event(&mut self, event: AnswerEvent) -> Vec<ResponseEvent> {
-        events_of(&mut self.chat, &mut self.writer, event)
-    }
-
-    fn event_name(chunk: &ResponseEvent) -> Option<&'static str> {
-        Some(chunk.kind)
-    }
-
-    fn ends_with_done(&self) -> bool {
-        false
-    }
-
-    fn failure(&mut self, err: &ApiError) -> Option<Vec<ResponseEvent>> {
-        let events = self.writer.failed(err);
+    fn failure(&mut self, err: &ApiError) -> Vec<ResponseEvent> {
+        let events = self.failed(err);
         if let Some(keep) = self.keep.take() {
-            let object = self.writer.object().clone();
+            let object = self.object.clone();
             tokio::spawn(async move { keep.write(&object).await });
         }
-        Some(events)
+        events
     }
 
-    fn before_last(&mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    fn before_last(&mut self) -> Option<BeforeLast> {
         let keep = self.keep.take()?;
-        let object = self.writer.object().clone();
+        let object = self.object.clone();
         Some(Box::pin(async move { keep.write(&object).await }))
+    }
+
+    fn event_name(event: &ResponseEvent) -> &'static str {
+        event.kind
     }
 }

@@ -22,6 +22,8 @@
 
 pub mod convert;
 pub mod events;
+pub mod replay;
+mod truncate;
 
 use std::time::Duration;
 
@@ -31,6 +33,7 @@ use api::{
 };
 use store::{NewStoredResponse, Store};
 
+use crate::chat_blocks::RoutedBlocks;
 use crate::requests::{ChatStart, RequestContext, Service};
 use crate::Result;
 
@@ -46,8 +49,9 @@ pub const MAX_ITEMS_PAGE: usize = 100;
 pub enum ResponseStart {
     /// Streamed from the local engine: the answer and its event writer.
     Stream(Box<(crate::generation::Answer, ResponseEvents)>),
-    /// Streamed, but the answer came whole (a routed model): every event
-    /// at once.
+    /// Streamed from a routed model: the gateway's stream and its writer.
+    Routed(Box<RoutedBlocks<ResponseWriter>>),
+    /// Streamed, but the answer came whole: every event at once.
     Events(Vec<ResponseEvent>),
     /// The whole response (stored if asked; `queued` for a background one).
     Whole(Box<ResponseObject>),
@@ -224,7 +228,9 @@ impl Service {
             None => Vec::new(),
         };
         api::check_call_ids(&history, &items)?;
-        let chat = convert::chat_request(&request, &history, &items)?;
+        let chat = self
+            .fitted_chat(context, &request, &history, &items)
+            .await?;
         let id = format!("resp_{}", crate::random_hex());
         let keep = match (&owner, request.is_stored()) {
             (Some((store, org, project)), true) => {
@@ -254,9 +260,13 @@ impl Service {
             return self.run_background(started, object, keep, timeout).await;
         }
         match started {
-            ChatStart::Local(answer, chunks) if request.is_stream() => Ok(ResponseStart::Stream(
-                Box::new((answer, ResponseEvents::new(chunks, object, keep))),
-            )),
+            ChatStart::Local(answer, chunks) if request.is_stream() => {
+                let writer = ResponseWriter::new(object).keeping(keep);
+                Ok(ResponseStart::Stream(Box::new((
+                    answer,
+                    ResponseEvents::new(chunks, writer),
+                ))))
+            }
             ChatStart::Local(answer, chunks) => {
                 let whole = answer.collect_within(timeout).await?;
                 let completion = chunks.completion(whole);
@@ -282,9 +292,14 @@ impl Service {
                     Ok(ResponseStart::Whole(Box::new(object)))
                 }
             }
-            // The chat request is never streamed to the gateway (see
-            // `convert::chat_request`): a routed answer comes whole.
-            ChatStart::Routed(..) => Err(internal("a routed Responses turn was streamed")),
+            ChatStart::Routed(stream, charge, _) => {
+                let writer = ResponseWriter::new(object).keeping(keep);
+                Ok(ResponseStart::Routed(Box::new(RoutedBlocks {
+                    stream,
+                    charge,
+                    writer,
+                })))
+            }
         }
     }
 

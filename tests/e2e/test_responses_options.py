@@ -1,0 +1,199 @@
+"""The Responses API's options beyond a plain turn, end to end with the
+official `openai` SDK against the real `parlance serve`:
+
+- `include: ["message.output_text.logprobs"]` (and `top_logprobs`): each
+  output token's logprob on the text parts and the streamed deltas; the
+  other documented values and unknown ones refused naming `include[i]`;
+- `truncation: "auto"` drops the oldest input until the prompt fits the
+  context, where `disabled` (the default) refuses it;
+- `POST /v1/responses/input_tokens` counts a turn as it would be billed;
+- `GET /v1/responses/{id}?stream=true` replays a stored response's events;
+- a spent hard budget refuses a turn with 429 `insufficient_quota`, in
+  OpenAI's shape, storing and billing nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import tempfile
+
+import openai
+import pytest
+
+from conftest import Server, _binary, _die_with_parent, _model
+
+MAX = 16
+LOGPROBS = "message.output_text.logprobs"
+
+
+def test_include_logprobs_whole_and_streamed(loose_client, model):
+    response = loose_client.responses.create(
+        model=model,
+        input="Say hello.",
+        max_output_tokens=MAX,
+        temperature=0,
+        include=[LOGPROBS],
+        top_logprobs=2,
+    )
+    part = response.output[0].content[0]
+    assert part.logprobs, part
+    assert len(part.logprobs) == response.usage.output_tokens or (
+        # The end-of-turn token has no text.
+        len(part.logprobs) == response.usage.output_tokens - 1
+    )
+    assert "".join(p.token for p in part.logprobs) == part.text
+    assert all(len(p.top_logprobs) == 2 and p.logprob <= 0 for p in part.logprobs)
+
+    deltas = []
+    with loose_client.responses.stream(
+        model=model, input="Say hello.", max_output_tokens=MAX, temperature=0, include=[LOGPROBS]
+    ) as stream:
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                deltas.append(event)
+            if event.type == "response.output_text.done":
+                done = event
+        final = stream.get_final_response() if event.type == "response.completed" else event.response
+    streamed = [p for d in deltas for p in d.logprobs]
+    assert streamed and "".join(p.token for p in streamed) == final.output_text
+    assert len(done.logprobs) == len(streamed)
+
+    plain = loose_client.responses.create(model=model, input="Say hello.", max_output_tokens=MAX)
+    assert plain.output[0].content[0].logprobs == []
+
+
+@pytest.mark.parametrize(
+    "include, fragment",
+    [
+        ([LOGPROBS, "reasoning.encrypted_content"], "reasoning.encrypted_content"),
+        (["file_search_call.results"], "built-in tool"),
+        (["no.such.value"], "Supported values"),
+    ],
+)
+def test_include_refusals_name_the_entry(loose_client, model, include, fragment):
+    with pytest.raises(openai.BadRequestError) as err:
+        loose_client.responses.create(model=model, input="hi", include=include)
+    assert err.value.body["param"] == f"include[{len(include) - 1}]"
+    assert fragment in err.value.body["message"]
+
+
+def test_truncation_auto_drops_the_oldest_input(loose_client, model):
+    # ~10,000 tokens: more than the model's 8,192-token context.
+    long = "word " * 10_000
+    items = [
+        {"role": "user", "content": long},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "Say hi."},
+    ]
+    with pytest.raises(openai.BadRequestError) as err:
+        loose_client.responses.create(model=model, input=items, max_output_tokens=MAX)
+    assert err.value.body["code"] == "context_length_exceeded"
+    response = loose_client.responses.create(
+        model=model,
+        input=items,
+        instructions="Be brief.",
+        max_output_tokens=MAX,
+        truncation="auto",
+    )
+    assert response.truncation == "auto"
+    assert response.output_text
+    # The long message went; the instructions and the rest stayed.
+    assert response.usage.input_tokens < 200
+    counted = loose_client.responses.input_tokens.count(
+        model=model, input=items, instructions="Be brief.", truncation="auto"
+    )
+    assert counted.input_tokens == response.usage.input_tokens
+
+
+def test_input_tokens_counts_a_turn_as_it_is_billed(loose_client, model):
+    first = loose_client.responses.create(
+        model=model, input="My name is Ada.", instructions="Be brief.", max_output_tokens=MAX
+    )
+    counted = loose_client.responses.input_tokens.count(
+        model=model, input="My name is Ada.", instructions="Be brief."
+    )
+    assert counted.object == "response.input_tokens"
+    assert counted.input_tokens == first.usage.input_tokens
+    chained = loose_client.responses.input_tokens.count(
+        model=model, input="My name?", previous_response_id=first.id
+    )
+    second = loose_client.responses.create(
+        model=model, input="My name?", previous_response_id=first.id, max_output_tokens=MAX
+    )
+    assert chained.input_tokens == second.usage.input_tokens
+    # No model: the first one served.
+    assert loose_client.responses.input_tokens.count(input="My name is Ada.").input_tokens > 0
+
+
+def test_retrieve_stream_replays_a_stored_response(loose_client, model):
+    tools = [{"type": "function", "name": "weather", "parameters": {"type": "object"}}]
+    response = loose_client.responses.create(
+        model=model, input="Say hello.", max_output_tokens=MAX, temperature=0
+    )
+    events = list(loose_client.responses.retrieve(response.id, stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
+    assert kinds[-1] in ("response.completed", "response.incomplete")
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == response.output_text
+    assert events[-1].response.id == response.id
+    later = list(loose_client.responses.retrieve(response.id, stream=True, starting_after=2))
+    assert [e.sequence_number for e in later] == list(range(3, len(events)))
+
+    called = loose_client.responses.create(
+        model=model, input="Weather in Paris?", tools=tools, tool_choice="required"
+    )
+    replayed = list(loose_client.responses.retrieve(called.id, stream=True))
+    done = [e for e in replayed if e.type == "response.function_call_arguments.done"]
+    assert done and done[0].arguments == called.output[0].arguments
+    with pytest.raises(openai.NotFoundError):
+        list(loose_client.responses.retrieve("resp_doesnotexist", stream=True))
+
+
+def test_a_spent_budget_is_insufficient_quota():
+    """A hard budget too small for the turn's worst case: 429
+    `insufficient_quota` in OpenAI's error shape, through the SDK, whole
+    and streamed; nothing stored, nothing billed."""
+    with tempfile.TemporaryDirectory(prefix="parlance-e2e-quota-") as data_dir:
+        def cli(*args: str) -> str:
+            out = subprocess.run(
+                [_binary(), "--data-dir", data_dir, *args],
+                capture_output=True, text=True, timeout=120,
+            )
+            assert out.returncode == 0, out.stderr
+            return out.stdout
+
+        key = cli("keys", "create", "--org", "acme", "--project", "tight").strip()
+        # One picodollar: no turn's worst case fits.
+        cli("budget", "set", "--org", "acme", "--project", "tight", "--hard", "0.000000000001")
+        proc = subprocess.Popen(
+            [_binary(), "serve", "--port", "0", "--model", _model(), "--threads", "2",
+             "--data-dir", data_dir],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        server = Server(proc, data_dir)
+        try:
+            server.wait_ready()
+            client = openai.OpenAI(base_url=f"{server.root}/v1", api_key=key, max_retries=0)
+            model = client.models.list().data[0].id
+            with pytest.raises(openai.RateLimitError) as err:
+                client.responses.create(model=model, input="hi", max_output_tokens=MAX)
+            assert err.value.status_code == 429
+            assert err.value.code == "insufficient_quota"
+            assert err.value.body["type"] == "insufficient_quota"
+            assert err.value.body["message"]
+            with pytest.raises(openai.RateLimitError) as streamed:
+                with client.responses.stream(model=model, input="hi", max_output_tokens=MAX):
+                    pass
+            assert streamed.value.code == "insufficient_quota"
+            with sqlite3.connect(f"{data_dir}/parlance.db") as conn:
+                assert conn.execute("SELECT COUNT(*) FROM usage_ledger").fetchone()[0] == 0
+                assert conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 0
+        finally:
+            server.stop()
