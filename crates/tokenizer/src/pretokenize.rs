@@ -23,6 +23,15 @@ pub(crate) enum PreTokenizer {
     Llama3,
     /// Qwen 2's regex: Llama 3's with every digit a word of its own.
     Qwen2,
+    /// Mistral's Tekken regex: words of capitalised or upper-case letters
+    /// (`[^\r\n\p{L}\p{N}]?` + `[Lu…]*[Ll…]+` or `[Lu…]+[Ll…]*`), each
+    /// digit alone, ` ?[^\s\p{L}\p{N}]+[\r\n/]*`, then Llama 3's whitespace
+    /// rules; as llama.cpp runs it, upper case is any letter but a-z and
+    /// lower case any letter but A-Z.
+    Tekken,
+    /// GPT-4o's regex (Phi-4 mini): Tekken's with case-insensitive
+    /// contractions ending a word and numbers in runs of at most three digits.
+    Gpt4o,
 }
 
 impl PreTokenizer {
@@ -43,6 +52,8 @@ impl PreTokenizer {
                 (Llama3, false)
             }
             "qwen2" | "deepseek-r1-qwen" => (Qwen2, false),
+            "tekken" => (Tekken, false),
+            "gpt-4o" | "llama4" => (Gpt4o, false),
             other => return Err(TokenizerError::UnsupportedPreTokenizer(other.to_string())),
         };
         Ok(found)
@@ -75,6 +86,8 @@ impl PreTokenizer {
             }
             PreTokenizer::Llama3 => llama3_split(&chars, 3, &mut push),
             PreTokenizer::Qwen2 => llama3_split(&chars, 1, &mut push),
+            PreTokenizer::Tekken => cased_split(&chars, 1, false, &mut push),
+            PreTokenizer::Gpt4o => cased_split(&chars, 3, true, &mut push),
         }
         words
     }
@@ -82,13 +95,13 @@ impl PreTokenizer {
     /// Whether a word that is itself a vocabulary token is taken whole,
     /// before any merge (llama.cpp's `ignore_merges`, set for Llama 3).
     pub(crate) fn ignores_merges(self) -> bool {
-        self == PreTokenizer::Llama3
+        matches!(self, PreTokenizer::Llama3 | PreTokenizer::Tekken)
     }
 
     /// Whether the vocabulary adds BOS when its GGUF does not say
-    /// (llama.cpp's default for Llama 3's pre-tokenizer).
+    /// (llama.cpp's default for Llama 3's and Tekken's pre-tokenizers).
     pub(crate) fn adds_bos_by_default(self) -> bool {
-        self == PreTokenizer::Llama3
+        matches!(self, PreTokenizer::Llama3 | PreTokenizer::Tekken)
     }
 }
 
@@ -278,6 +291,113 @@ fn llama3_split(chars: &[(usize, char)], max_digits: usize, push: &mut impl FnMu
     }
 }
 
+/// Splits `chars` by the Tekken / GPT-4o regex as llama.cpp's std::regex
+/// fallback runs it (over "collapsed" text: ASCII as itself, any other
+/// letter one placeholder that is both upper and lower case), numbers in
+/// runs of at most `max_digits`, with GPT-4o's contractions when
+/// `contractions`; calls `push(a, b)` for each word `chars[a..b]`.
+fn cased_split(
+    chars: &[(usize, char)],
+    max_digits: usize,
+    contractions: bool,
+    push: &mut impl FnMut(usize, usize),
+) {
+    let end = chars.len();
+    let ch = |p: usize| (p < end).then(|| chars[p].1);
+    let class = |p: usize| ch(p).map_or(Class::Outside, class_of);
+    // `(?=[\p{L}])[^a-z]` and `(?=[\p{L}])[^A-Z]`.
+    let upper =
+        |p: usize| class(p) == Class::Letter && !ch(p).is_some_and(|c| c.is_ascii_lowercase());
+    let lower =
+        |p: usize| class(p) == Class::Letter && !ch(p).is_some_and(|c| c.is_ascii_uppercase());
+    let run = |mut p: usize, f: &dyn Fn(usize) -> bool| {
+        while f(p) {
+            p += 1;
+        }
+        p
+    };
+    // `(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?` at `p`.
+    let contraction = |p: usize| -> usize {
+        if !contractions || ch(p) != Some('\'') {
+            return 0;
+        }
+        let l = |q: usize| ch(q).map(|c| c.to_ascii_lowercase());
+        match (l(p + 1), l(p + 2)) {
+            (Some('s' | 't' | 'm' | 'd'), _) => 2,
+            (Some('r'), Some('e')) | (Some('v'), Some('e')) | (Some('l'), Some('l')) => 3,
+            _ => 0,
+        }
+    };
+    let is_crlf = |c: Option<char>| matches!(c, Some('\r' | '\n'));
+    let mut pos = 0;
+    while pos < end {
+        let start = pos;
+        let c = chars[pos].1;
+        let cls = class(pos);
+        // The optional `[^\r\n\p{L}\p{N}]` before a word: tried first.
+        let prefixes: &[usize] =
+            if c != '\r' && c != '\n' && !matches!(cls, Class::Letter | Class::Number) {
+                &[1, 0]
+            } else {
+                &[0]
+            };
+        // Alternative 1: upper* lower+ (greedy upper, backing off).
+        let word1 = prefixes.iter().find_map(|&k| {
+            let q = pos + k;
+            let u = run(q, &upper);
+            (q..=u).rev().find(|&m| lower(m)).map(|m| run(m, &lower))
+        });
+        // Alternative 2: upper+ lower*.
+        let word = word1.or_else(|| {
+            prefixes.iter().find_map(|&k| {
+                let q = pos + k;
+                let u = run(q, &upper);
+                (u > q).then(|| run(u, &lower))
+            })
+        });
+        if let Some(w) = word {
+            pos = w + contraction(w);
+            push(start, pos);
+            continue;
+        }
+        // \p{N}{1,max_digits}
+        if cls == Class::Number {
+            while class(pos) == Class::Number && pos - start < max_digits {
+                pos += 1;
+            }
+            push(start, pos);
+            continue;
+        }
+        // <space>?[^\s\p{L}\p{N}]+[\r\n/]*
+        let lead = usize::from(c == ' ');
+        if class(pos + lead) == Class::Other {
+            pos = run(pos + lead, &|p| class(p) == Class::Other);
+            while matches!(ch(pos), Some('\r' | '\n' | '/')) {
+                pos += 1;
+            }
+            push(start, pos);
+            continue;
+        }
+        let n_ws = run(pos, &|p| class(p) == Class::Space) - pos;
+        let last_crlf_end = (pos..pos + n_ws)
+            .rev()
+            .find(|&p| is_crlf(ch(p)))
+            .map(|p| p + 1);
+        pos = if let Some(e) = last_crlf_end {
+            // \s*[\r\n]+
+            e
+        } else if n_ws > 1 && ch(pos + n_ws).is_some() {
+            // \s+(?!\S)
+            pos + n_ws - 1
+        } else if n_ws > 0 {
+            pos + n_ws
+        } else {
+            pos + 1
+        };
+        push(start, pos);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +427,33 @@ mod tests {
         );
         let w = words(PreTokenizer::Qwen2, "a 123");
         assert_eq!(w, vec!["a", " ", "1", "2", "3"]);
+    }
+
+    #[test]
+    fn tekken_and_gpt4o_words() {
+        let w = words(
+            PreTokenizer::Tekken,
+            "HELLOworld helloWorld ÉCOLEs éA 12 a/b/\n",
+        );
+        assert_eq!(
+            w,
+            vec![
+                "HELLOworld",
+                " hello",
+                "World",
+                " ÉCOLEs",
+                " é",
+                "A",
+                " ",
+                "1",
+                "2",
+                " a",
+                "/b",
+                "/\n"
+            ]
+        );
+        let w = words(PreTokenizer::Gpt4o, "DON'T we'Re 12345");
+        assert_eq!(w, vec!["DON'T", " we'Re", " ", "123", "45"]);
     }
 
     #[test]
