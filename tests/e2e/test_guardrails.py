@@ -170,8 +170,21 @@ def test_project_guardrails(embedding_app):
         model=MODEL, messages=[{"role": "user", "content": "Say hello."}], max_tokens=8,
         stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in benign if c.choices)
-    row = _wait_usage(app, start, guarded.id, 6)
-    assert row["num_model_requests"] == 6
+    # The Responses API goes through the same check: nothing flagged shows.
+    for streamed in (False, True):
+        kwargs = dict(model=MODEL, input="Write a line.", max_output_tokens=40, temperature=0,
+                      text={"format": {"type": "json_schema", **FORCED["json_schema"]}})
+        if streamed:
+            with client.responses.stream(**kwargs) as events:
+                deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+                response = events.get_final_response()
+            assert "".join(deltas) == ""
+        else:
+            response = client.responses.create(**kwargs)
+        assert response.output_text == "", response
+        assert response.usage.output_tokens == forced.usage.completion_tokens
+    row = _wait_usage(app, start, guarded.id, 8)
+    assert row["num_model_requests"] == 8
     assert row["output_tokens"] >= 3 * forced.usage.completion_tokens
 
     status, page, _ = app.call("GET", "/v1/organization/audit_logs?limit=100", key=ADMIN_KEY)

@@ -8,15 +8,14 @@
 //!   refused) is classified before anything is reserved; one flagged
 //!   refuses the request with a 400 `content_policy_violation` naming it,
 //!   billed nothing.
-//! - **Output**: a whole chat answer is classified once generated; a
-//!   flagged choice has its content withheld and ends with
-//!   `finish_reason: "content_filter"`, billed for what was generated (the
-//!   charge is settled by then). A streamed `/v1/chat/completions` answer
-//!   from the local engine is generated whole first, checked the same way
-//!   and then sent as chunks ([`replay`]): under output moderation nothing
-//!   unchecked reaches the client, at the cost of streaming's first-token
-//!   latency. Routed streams and the Responses and Messages answers are
-//!   not output-filtered (docs/MODERATION.md).
+//! - **Output**: every chat answer (local or routed, whole or streamed,
+//!   and so the Responses and Messages APIs') is generated whole, checked
+//!   and only then answered (`Service::chat` hands back a whole answer; a
+//!   stream replays it: [`replay`]), so nothing unchecked reaches the
+//!   client, at the cost of streaming's first-token latency. A flagged
+//!   choice has its content withheld and ends with `finish_reason:
+//!   "content_filter"`, billed for what was generated (the charge is
+//!   settled by then).
 //!
 //! Both run the local classifier (`crate::moderation`), unmetered: the
 //! request they guard is metered itself. A project's setting is read from

@@ -95,7 +95,9 @@ pub enum ChatStart {
     /// Routed, streaming: the gateway's stream, the charge it settles, and
     /// the keeper of a `store: true` answer.
     Routed(GatewayStream, Option<Charge>, Option<ChunkKeeper>),
-    /// Routed, whole: the answer (already settled).
+    /// A whole answer, already settled: a routed one, or any answer of a
+    /// project that moderates output (checked before anything is sent; a
+    /// stream replays it: [`crate::guardrails::replay`]).
     RoutedWhole(ChatCompletion),
 }
 
@@ -362,6 +364,7 @@ impl Service {
         let resolved = routing.resolve(context.tenant.as_ref(), &request.model)?;
         self.check_input(context, crate::guardrails::chat_texts(&request))
             .await?;
+        let moderated = self.guardrails_for(context).await.output;
         let keeper = Keeper::for_request(
             self.meter.as_ref().map(Meter::store),
             context.tenant.as_ref(),
@@ -370,6 +373,31 @@ impl Service {
         )?;
         let Some(model) = resolved.direct() else {
             let options = RouteOptions { sticky_key: sticky };
+            if moderated {
+                // Output moderation: the answer is fetched whole, checked,
+                // then kept and answered (a stream replays it).
+                let mut whole = request;
+                whole.stream = Some(false);
+                whole.stream_options = None;
+                let start = self
+                    .routed(
+                        context,
+                        &routing,
+                        &resolved.model,
+                        whole,
+                        options,
+                        timeout,
+                        None,
+                    )
+                    .await?;
+                let ChatStart::RoutedWhole(answer) = start else {
+                    return Err(api::ApiError::Internal {
+                        detail: "a whole routed answer came as a stream".into(),
+                    }
+                    .into());
+                };
+                return self.checked(context, answer, keeper).await;
+            }
             return self
                 .routed(
                     context,
@@ -403,9 +431,29 @@ impl Service {
             model.engine.tokenizer().clone(),
         )
         .reading_tools(plan.tools)
-        .reasoning(thinking, self.answer_defaults.reasoning_field())
-        .keeping(keeper);
-        Ok(ChatStart::Local(answer, format))
+        .reasoning(thinking, self.answer_defaults.reasoning_field());
+        if moderated {
+            let whole = answer.collect_within(timeout).await?;
+            let answer = format.completion(whole);
+            return self.checked(context, answer, keeper).await;
+        }
+        Ok(ChatStart::Local(answer, format.keeping(keeper)))
+    }
+
+    /// A whole answer under output moderation: checked
+    /// ([`Service::filter_output`]), then kept (`store: true`) as the
+    /// client sees it.
+    async fn checked(
+        &self,
+        context: &RequestContext,
+        answer: ChatCompletion,
+        keeper: Option<Keeper>,
+    ) -> Result<ChatStart> {
+        let answer = self.filter_output(context, answer).await?;
+        if let Some(keeper) = &keeper {
+            keeper.keep(&answer).await;
+        }
+        Ok(ChatStart::RoutedWhole(answer))
     }
 
     /// A chat request the gateway routes; `keeper` stores the answer

@@ -37,14 +37,17 @@ pub async fn create_chat_completion(
         .chat(&context.0, request, sticky, timeout)
         .await?
     {
-        ChatStart::Local(answer, format) if stream => {
-            if !state.service().guardrails_for(&context.0).await.output {
-                return Ok(sse_response(answer, format));
-            }
-            // Output moderation: nothing unchecked may reach the client.
+        ChatStart::Local(answer, format) if stream => Ok(sse_response(answer, format)),
+        ChatStart::Local(answer, format) => {
             let whole = answer.collect_within(timeout).await?;
-            let answer = format.finish(whole).await;
-            let answer = state.service().filter_output(&context.0, answer).await?;
+            Ok(Json(format.finish(whole).await).into_response())
+        }
+        ChatStart::Routed(stream, charge, keeper) => {
+            Ok(gateway_sse_response(stream, charge, keeper))
+        }
+        // A whole answer asked for as a stream (under output moderation):
+        // replayed as its chunks.
+        ChatStart::RoutedWhole(answer) if stream => {
             let mut frames: Vec<String> = service::guardrails::replay(&answer, include_usage)
                 .iter()
                 .map(api::sse_data)
@@ -52,19 +55,7 @@ pub async fn create_chat_completion(
             frames.push(api::sse_done().to_owned());
             Ok(sse_frames(frames))
         }
-        ChatStart::Local(answer, format) => {
-            let whole = answer.collect_within(timeout).await?;
-            let answer = format.finish(whole).await;
-            let answer = state.service().filter_output(&context.0, answer).await?;
-            Ok(Json(answer).into_response())
-        }
-        ChatStart::Routed(stream, charge, keeper) => {
-            Ok(gateway_sse_response(stream, charge, keeper))
-        }
-        ChatStart::RoutedWhole(answer) => {
-            let answer = state.service().filter_output(&context.0, answer).await?;
-            Ok(Json(answer).into_response())
-        }
+        ChatStart::RoutedWhole(answer) => Ok(Json(answer).into_response()),
     }
 }
 
