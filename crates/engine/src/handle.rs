@@ -210,6 +210,13 @@ impl EngineHandle {
             .map_err(|e| EngineError::Template(e.to_string()))
     }
 
+    /// The compiled chat template, if the model has one: for renderings
+    /// the methods here do not cover (`ChatTemplate::render_with`, which
+    /// takes tool calls and the `tools` variable).
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.template.as_deref()
+    }
+
     /// Renders `messages` with the model's own chat template.
     pub fn render_chat(
         &self,

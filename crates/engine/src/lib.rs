@@ -31,4 +31,4 @@ pub use model::{Model, ModelConfig};
 pub use request::{Event, FinishReason, GenerateRequest, Usage};
 pub use sampling::{Constraint, ConstraintFactory, SamplingParams, TokenConstraint, TokenLogprobs};
 pub use stats::EngineStats;
-pub use tokenizer::{ChatMessage, Tokenizer};
+pub use tokenizer::{ChatMessage, ChatTemplate, Tokenizer};

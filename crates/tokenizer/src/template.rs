@@ -49,6 +49,7 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_filter("tojson", tojson);
+        env.add_function("strftime_now", strftime_now);
         env.add_template_owned(TEMPLATE_NAME, source.to_string())
             .map_err(|e| TemplateError::TemplateSyntax(describe(&e)))?;
         Ok(Self {
@@ -77,18 +78,42 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         enable_thinking: Option<bool>,
     ) -> Result<String, TemplateError> {
+        self.render_with(
+            messages,
+            None::<&()>,
+            add_generation_prompt,
+            enable_thinking,
+        )
+    }
+
+    /// [`ChatTemplate::render_thinking`] of messages in any serializable
+    /// shape (Hugging Face's: assistant `tool_calls`, `tool` messages with
+    /// their `tool_call_id`), with the template's `tools` variable set to
+    /// `tools` (the OpenAI function list) when given and left undefined
+    /// otherwise.
+    pub fn render_with<M: Serialize + ?Sized, T: Serialize + ?Sized>(
+        &self,
+        messages: &M,
+        tools: Option<&T>,
+        add_generation_prompt: bool,
+        enable_thinking: Option<bool>,
+    ) -> Result<String, TemplateError> {
         let tmpl = self
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| TemplateError::TemplateSyntax(describe(&e)))?;
         let ctx = context! {
-            messages => messages,
+            messages => Value::from_serialize(messages),
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
         };
         let ctx = match enable_thinking {
             Some(on) => context! { enable_thinking => on, ..ctx },
+            None => ctx,
+        };
+        let ctx = match tools {
+            Some(tools) => context! { tools => Value::from_serialize(tools), ..ctx },
             None => ctx,
         };
         tmpl.render(ctx)
@@ -116,14 +141,112 @@ fn raise_exception(msg: String) -> Result<Value, Error> {
     ))
 }
 
+/// `strftime_now(format)` as `transformers` defines it: the current UTC
+/// time formatted (`%Y %m %d %e %b %B %a %A %H %M %S %y %j %%`; others are
+/// kept as written). Mistral's, Granite's and Llama 3.2's templates date
+/// their system prompt with it.
+fn strftime_now(format: String) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    strftime(&format, secs)
+}
+
+/// `format` for the UTC time `secs` after the Unix epoch.
+fn strftime(format: &str, secs: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = [
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+    ];
+    let days = secs / 86_400;
+    let (h, mi, s) = (secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    // Howard Hinnant's civil-from-days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let before: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+    let yday = before[(m - 1) as usize] + d + i64::from(leap && m > 2);
+    let month = MONTHS[(m - 1) as usize];
+    let day = DAYS[(days % 7) as usize];
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let _ = match chars.next() {
+            Some('Y') => write!(out, "{y}"),
+            Some('y') => write!(out, "{:02}", y % 100),
+            Some('m') => write!(out, "{m:02}"),
+            Some('d') => write!(out, "{d:02}"),
+            Some('e') => write!(out, "{d:2}"),
+            Some('j') => write!(out, "{yday:03}"),
+            Some('b') => write!(out, "{}", &month[..3]),
+            Some('B') => write!(out, "{month}"),
+            Some('a') => write!(out, "{}", &day[..3]),
+            Some('A') => write!(out, "{day}"),
+            Some('H') => write!(out, "{h:02}"),
+            Some('M') => write!(out, "{mi:02}"),
+            Some('S') => write!(out, "{s:02}"),
+            Some('%') => write!(out, "%"),
+            Some(other) => write!(out, "%{other}"),
+            None => write!(out, "%"),
+        };
+    }
+    out
+}
+
 /// `tojson` as `transformers` defines it: `json.dumps(value,
 /// ensure_ascii=False, indent=indent)`, so `", "`/`": "` separators and no
-/// HTML escaping.
+/// HTML escaping; `ensure_ascii=True` escapes non-ASCII as Python does.
 fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
+    let ascii: Option<bool> = kwargs.get("ensure_ascii")?;
     kwargs.assert_all_used()?;
     let mut out = String::new();
     write_json(&value, indent, 0, &mut out)?;
+    if ascii == Some(true) {
+        // Python's ensure_ascii: every non-ASCII character as \uXXXX
+        // (UTF-16 units); only strings hold any.
+        let mut escaped = String::with_capacity(out.len());
+        for c in out.chars() {
+            if c.is_ascii() {
+                escaped.push(c);
+            } else {
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    let _ = write!(escaped, "\\u{unit:04x}");
+                }
+            }
+        }
+        out = escaped;
+    }
     Ok(Value::from_safe_string(out))
 }
 
@@ -261,9 +384,30 @@ mod tests {
     }
 
     #[test]
+    fn tojson_ensure_ascii_escapes_like_python() {
+        let out = render_one("{{ {'a': 'é😀', 'b': ['x']} | tojson(ensure_ascii=True) }}")
+            .expect("renders");
+        assert_eq!(out, r#"{"a": "\u00e9\ud83d\ude00", "b": ["x"]}"#);
+    }
+
+    #[test]
     fn trim_and_lstrip_blocks_like_hf() {
         let src = "{% for m in messages %}\n    {% if true %}\n[{{ m.role }}]\n    {% endif %}\n{% endfor %}\n";
         assert_eq!(render_one(src).expect("renders"), "[user]\n");
+    }
+
+    #[test]
+    fn strftime_formats_like_python() {
+        // 2024-07-26 13:05:09 UTC, a Friday; 2024 is a leap year.
+        let t = 1_722_000_000 - 1_722_000_000 % 86_400 + 13 * 3600 + 5 * 60 + 9;
+        assert_eq!(
+            strftime("%d %b %Y|%B %e, %y|%A %a|%H:%M:%S|%j|%%|%Q", t),
+            "26 Jul 2024|July 26, 24|Friday Fri|13:05:09|208|%|%Q"
+        );
+        assert_eq!(strftime("%Y-%m-%d %A", 0), "1970-01-01 Thursday");
+        assert_eq!(strftime("%Y-%m-%d %j", 951_782_400), "2000-02-29 060");
+        let out = render_one("{{ strftime_now('%Y') }}").expect("renders");
+        assert!(out.starts_with("20") && out.len() == 4, "{out}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use api::{
     ChatCompletionRequest, ChatMessage, ChoiceLogprobs, ChunkChoice, ChunkDelta, InvalidCode,
 };
 use api::{FunctionCallDelta, ToolCallDelta};
-use engine::{EngineHandle, Tokenizer};
+use engine::{EngineError, EngineHandle, Tokenizer};
 
 use super::{
     chat_logprobs, AnswerDefaults, AnswerEvent, AnswerFormat, Settings, TokenOut, Whole,
@@ -74,14 +74,26 @@ pub async fn prompt_thinking(
         .into());
     }
     let mode = tools::tool_mode(request.tools.as_deref(), request.tool_choice.as_ref());
-    let messages = tools::render_messages(
+    let rendering = tools::render(
+        engine.chat_template_source(),
         &request.messages,
         request.tools.as_deref().unwrap_or_default(),
         &mode,
     );
     let engine = engine.clone();
     tokio::task::spawn_blocking(move || {
-        let text = engine.render_chat_thinking(&messages, true, enable_thinking)?;
+        let text = match &rendering {
+            tools::Rendering::Plain(messages) => {
+                engine.render_chat_thinking(messages, true, enable_thinking)?
+            }
+            tools::Rendering::Template { messages, tools } => engine
+                .chat_template()
+                .ok_or_else(|| {
+                    EngineError::NoChatTemplate("this model has no chat template".into())
+                })?
+                .render_with(messages, tools.as_ref(), true, enable_thinking)
+                .map_err(|e| EngineError::Template(e.to_string()))?,
+        };
         let thinking = Thinking::of(engine.chat_template_source(), &text);
         Ok((engine.encode_prompt(&text), thinking))
     })
@@ -132,6 +144,8 @@ pub struct ChatChunks {
     /// One tool-call reader per choice when the output may hold tool
     /// calls ([`ChatChunks::reading_tools`]).
     readers: Option<Vec<tools::CallReader>>,
+    /// The syntax the readers read calls in.
+    syntax: tools::Syntax,
     /// Whether the stream ends with a usage chunk (and every chunk carries
     /// `usage: null`).
     pub include_usage: bool,
@@ -160,6 +174,7 @@ impl ChatChunks {
     ) -> Self {
         ChatChunks {
             readers: None,
+            syntax: tools::Syntax::GENERIC,
             id: format!("chatcmpl-{}", crate::random_hex()),
             created: crate::unix_now(),
             model,
@@ -265,9 +280,11 @@ impl ChatChunks {
         )
     }
 
-    /// Reads each choice's output for tool calls (the request offered tools).
-    pub fn reading_tools(mut self, tools: bool) -> Self {
-        self.readers = tools.then(Vec::new);
+    /// Reads each choice's output for tool calls written in `syntax`
+    /// (`Some` when the request offered tools: `OutputPlan::tools`).
+    pub fn reading_tools(mut self, syntax: Option<tools::Syntax>) -> Self {
+        self.readers = syntax.as_ref().map(|_| Vec::new());
+        self.syntax = syntax.unwrap_or(tools::Syntax::GENERIC);
         self
     }
 
@@ -277,7 +294,7 @@ impl ChatChunks {
         let mut message = if self.readers.is_none() {
             ChatCompletionMessage::assistant(text)
         } else {
-            let (content, calls) = tools::read_whole(&text);
+            let (content, calls) = tools::read_whole_in(&self.syntax, &text);
             ChatCompletionMessage {
                 content,
                 tool_calls: (!calls.is_empty()).then_some(calls),
@@ -293,7 +310,7 @@ impl ChatChunks {
         let reason = choice.finish_reason.unwrap_or(api::FinishReason::Stop);
         if self.readers.is_some()
             && reason == api::FinishReason::Stop
-            && !tools::read_whole(&self.split(choice.text.clone()).1)
+            && !tools::read_whole_in(&self.syntax, &self.split(choice.text.clone()).1)
                 .1
                 .is_empty()
         {
@@ -350,7 +367,8 @@ impl ChatChunks {
         };
         let i = index as usize;
         if readers.len() <= i {
-            readers.resize_with(i + 1, tools::CallReader::default);
+            let syntax = &self.syntax;
+            readers.resize_with(i + 1, || tools::CallReader::new(syntax.clone()));
         }
         let reader = &mut readers[i];
         let mut pieces = reader.push(&text);

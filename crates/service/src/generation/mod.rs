@@ -13,6 +13,8 @@ pub mod completion;
 pub mod engine_backend;
 mod merge;
 pub mod reasoning;
+mod tool_reader;
+pub mod tool_syntax;
 pub mod tools;
 
 use std::collections::BTreeMap;

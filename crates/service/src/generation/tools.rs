@@ -4,43 +4,46 @@
 //!
 //! - [`OutputPlan`]: from `tools`, `tool_choice`, `parallel_tool_calls` and
 //!   `response_format`, the grammar the output must follow (compiled for
-//!   the model; a bad schema is a 400 naming where it is wrong) and
-//!   whether the output is to be read for tool calls;
-//! - [`render_messages`]: the conversation as the chat template takes it
-//!   in the generic scheme every model gets — the tool list in the system
-//!   prompt, earlier calls as `<tool_call>` blocks, tool results as
-//!   `<tool_response>` blocks in a user turn (templates that know no tool
-//!   role still render them);
-//! - [`CallReader`]: reads the output as it streams, into text and tool
-//!   calls in OpenAI's delta order (index, id and name first, then
-//!   argument fragments); the whole answer reads the same way.
-//!
-//! The call syntax is `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`
-//! (Hermes' and Qwen's), one block per call, separated by a newline.
+//!   the model; a bad schema is a 400 naming where it is wrong), whether
+//!   the output is to be read for tool calls, and in which syntax;
+//! - [`render`]: the conversation as the chat template takes it — through
+//!   the template's own `tools` variable and tool messages when it renders
+//!   tools in a syntax we know ([`tool_syntax`](super::tool_syntax)), or
+//!   in the generic scheme every other model gets ([`render_messages`]:
+//!   the tool list in the system prompt, earlier calls as `<tool_call>`
+//!   blocks, tool results as `<tool_response>` blocks in a user turn, so
+//!   templates that know no tool role still render them);
+//! - [`CallReader`] (in [`tool_reader`](super::tool_reader)): reads the
+//!   output into text and tool calls in OpenAI's delta order.
 
 use api::{
-    ApiError, ChatCompletionRequest, ChatMessage, FunctionCall, InvalidCode, ResponseFormat, Tool,
-    ToolCall, ToolChoice, ToolChoiceMode, ToolType,
+    ApiError, ChatCompletionRequest, ChatMessage, InvalidCode, ResponseFormat, Tool, ToolChoice,
+    ToolChoiceMode,
 };
 use engine::EngineHandle;
 use grammar::{Compiler, GrammarError, GrammarSpec};
 use serde_json::{json, Value};
 
+pub use super::tool_reader::{read_whole, read_whole_in, CallReader, Piece};
+use super::tool_syntax::{template_messages, template_tools};
+pub use super::tool_syntax::{Family, Syntax};
+
 use crate::Result;
 
-const OPEN: &str = "<tool_call>\n";
-/// Most calls in one turn with `parallel_tool_calls` (small models would
-/// otherwise repeat a call until `max_tokens`).
+/// Most calls in one turn with `parallel_tool_calls`. OpenAI sets no
+/// number, but a small model left free repeats a call until `max_tokens`:
+/// with 8 allowed, SmolLM2 ran every required-call test of
+/// tests/e2e/test_structured_tools.py into `max_tokens: 300`.
 pub const MAX_PARALLEL_CALLS: usize = 4;
-const CLOSE: &str = "\n</tool_call>";
 
 /// What the output must be, and how to read it.
 #[derive(Clone, Default)]
 pub struct OutputPlan {
     /// The compiled grammar, if the output is constrained.
     pub grammar: Option<grammar::Grammar>,
-    /// Whether the output may hold tool calls (tools given, choice not `none`).
-    pub tools: bool,
+    /// When the output may hold tool calls (tools given, choice not
+    /// `none`): the syntax to read them in.
+    pub tools: Option<Syntax>,
 }
 
 impl OutputPlan {
@@ -76,20 +79,32 @@ pub fn tool_mode(tools: Option<&[Tool]>, choice: Option<&ToolChoice>) -> ToolMod
     }
 }
 
+/// The call syntax of a model whose chat template is `source`: its own
+/// when the template renders tools in a syntax we know, else the generic
+/// scheme's.
+pub fn syntax_of(source: Option<&str>) -> Syntax {
+    source
+        .and_then(|s| Syntax::of_template(s).ok())
+        .unwrap_or(Syntax::GENERIC)
+}
+
 /// The output plan of a chat request on `engine`: compiles its grammar
 /// (off the executor: a schema may take milliseconds).
 pub async fn plan(engine: &EngineHandle, request: &ChatCompletionRequest) -> Result<OutputPlan> {
     let mode = tool_mode(request.tools.as_deref(), request.tool_choice.as_ref());
-    let spec = grammar_spec(
+    let syntax = syntax_of(engine.chat_template_source());
+    let spec = grammar_spec_in(
+        &syntax,
         request.tools.as_deref().unwrap_or_default(),
         &mode,
         request.parallel_tool_calls.unwrap_or(true),
         request.response_format.as_ref(),
     )?;
+    let tools = (mode != ToolMode::Off).then(|| syntax.clone());
     let Some(spec) = spec else {
         return Ok(OutputPlan {
             grammar: None,
-            tools: mode != ToolMode::Off,
+            tools,
         });
     };
     let tokenizer = engine.tokenizer().clone();
@@ -104,7 +119,7 @@ pub async fn plan(engine: &EngineHandle, request: &ChatCompletionRequest) -> Res
     .map_err(|err| grammar_error(err, &base))?;
     Ok(OutputPlan {
         grammar: Some(grammar),
-        tools: mode != ToolMode::Off,
+        tools,
     })
 }
 
@@ -133,9 +148,20 @@ fn grammar_error(err: GrammarError, base: &str) -> crate::Error {
     }
 }
 
-/// The grammar of the output and the param its faults are reported
-/// against; `None` when the output is free text.
+/// [`grammar_spec_in`] the generic scheme's syntax.
 pub fn grammar_spec(
+    tools: &[Tool],
+    mode: &ToolMode,
+    parallel: bool,
+    format: Option<&ResponseFormat>,
+) -> Result<Option<(GrammarSpec, String)>> {
+    grammar_spec_in(&Syntax::GENERIC, tools, mode, parallel, format)
+}
+
+/// The grammar of the output, calls written in `syntax`, and the param
+/// its faults are reported against; `None` when the output is free text.
+pub fn grammar_spec_in(
+    syntax: &Syntax,
     tools: &[Tool],
     mode: &ToolMode,
     parallel: bool,
@@ -181,28 +207,37 @@ pub fn grammar_spec(
                 &format!("tools[{i}].function.parameters"),
             )
         })?;
+        let arguments = serde_json::to_string(&with_layout(parameters)).unwrap_or_default();
+        let name = &tool.function.name;
         rules.push(format!(
-            "call_{i}: {} %json {} {}",
-            lark_string(OPEN),
-            call_schema(&tool.function.name, parameters),
-            lark_string(CLOSE)
+            "call_{i}: {}",
+            syntax.lark_call(name, &arguments, false)
         ));
-        names.push(format!("call_{i}"));
-    }
-    let call = format!("call: {}", names.join(" | "));
-    // Parallel calls: up to MAX_PARALLEL_CALLS, one per line.
-    let most = if parallel { MAX_PARALLEL_CALLS } else { 1 };
-    let calls = format!(
-        "calls: {}",
-        (1..=most)
-            .map(|n| vec!["call"; n].join(" \"\\n\" "))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
-    let start = match (mode, &answer) {
-        (ToolMode::Auto, None) => {
-            "start: calls | text\ntext: TEXT\nTEXT: /[^<][\\s\\S]*/".to_owned()
+        if !syntax.begin.is_empty() {
+            // The first call carries the list's opening (see `Syntax::lark_call`).
+            rules.push(format!(
+                "first_{i}: {}",
+                syntax.lark_call(name, &arguments, true)
+            ));
         }
+        names.push(i);
+    }
+    let alternatives = |rule: &str| {
+        let names: Vec<String> = names.iter().map(|i| format!("{rule}_{i}")).collect();
+        format!("{rule}: {}", names.join(" | "))
+    };
+    let call = if syntax.begin.is_empty() {
+        format!("first: call\n{}", alternatives("call"))
+    } else {
+        format!("{}\n{}", alternatives("first"), alternatives("call"))
+    };
+    let most = if parallel { MAX_PARALLEL_CALLS } else { 1 };
+    let calls = format!("calls: {}", syntax.lark_calls(most));
+    let start = match (mode, &answer) {
+        (ToolMode::Auto, None) => format!(
+            "start: calls | text\ntext: TEXT\nTEXT: {}",
+            syntax.text_regex()
+        ),
         (ToolMode::Auto, Some(spec)) => format!(
             "start: calls | answer\nanswer: %json {}",
             answer_schema(spec)
@@ -222,7 +257,7 @@ fn answer_schema(spec: &GrammarSpec) -> String {
     serde_json::to_string(&with_layout(schema)).unwrap_or_default()
 }
 
-/// The compact layout the reader relies on: `{"name": "f", "arguments": {…}}`.
+/// The compact layout the reader relies on: `{"a": 1, "b": [2]}`.
 fn with_layout(mut schema: Value) -> Value {
     if let Value::Object(object) = &mut schema {
         object.insert(
@@ -233,29 +268,43 @@ fn with_layout(mut schema: Value) -> Value {
     schema
 }
 
-/// One call's schema: the name fixed, the arguments the function's
-/// parameters (their `$defs` lifted to the root, where `#/$defs/…` points).
-fn call_schema(name: &str, mut parameters: Value) -> String {
-    let mut root = json!({
-        "type": "object",
-        "properties": {"name": {"const": name}},
-        "required": ["name", "arguments"],
-        "additionalProperties": false
-    });
-    if let Value::Object(params) = &mut parameters {
-        for key in ["$defs", "definitions"] {
-            if let Some(defs) = params.remove(key) {
-                root[key] = defs;
-            }
-        }
-    }
-    root["properties"]["arguments"] = parameters;
-    serde_json::to_string(&with_layout(root)).unwrap_or_default()
+/// The conversation as the chat template takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rendering {
+    /// Plain role/content messages (tools, if any, in the generic scheme).
+    Plain(Vec<engine::ChatMessage>),
+    /// Hugging Face's message shape and the template's `tools` variable.
+    Template {
+        messages: Value,
+        tools: Option<Value>,
+    },
 }
 
-/// A Lark string literal.
-fn lark_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_default()
+/// How `messages` (offering `tools` under `mode`) go into the template
+/// `source`: through its own tools and tool messages when it renders
+/// tools in a syntax we know and the conversation involves tools;
+/// otherwise plain, in the generic scheme ([`render_messages`]).
+pub fn render(
+    source: Option<&str>,
+    messages: &[ChatMessage],
+    tools: &[Tool],
+    mode: &ToolMode,
+) -> Rendering {
+    let tool_turns = messages.iter().any(|m| {
+        matches!(m, ChatMessage::Tool { .. })
+            || matches!(m, ChatMessage::Assistant { tool_calls: Some(c), .. } if !c.is_empty())
+    });
+    if *mode != ToolMode::Off || tool_turns {
+        if let Some((source, syntax)) =
+            source.and_then(|s| Syntax::of_template(s).ok().map(|syntax| (s, syntax)))
+        {
+            return Rendering::Template {
+                messages: template_messages(messages, &syntax, source),
+                tools: (*mode != ToolMode::Off).then(|| template_tools(tools)),
+            };
+        }
+    }
+    Rendering::Plain(render_messages(messages, tools, mode))
 }
 
 /// The conversation as the template takes it, in the generic tool scheme
@@ -295,11 +344,17 @@ pub fn render_messages(
             ..
         } = message
         {
-            for call in calls {
+            if !calls.is_empty() {
                 if !content.is_empty() {
                     content.push('\n');
                 }
-                content.push_str(&render_call(&call.function));
+                content.push_str(
+                    &Syntax::GENERIC.render_calls(
+                        calls
+                            .iter()
+                            .map(|c| (c.function.name.as_str(), c.function.arguments.as_str())),
+                    ),
+                );
             }
         }
         out.push(engine::ChatMessage::new(role, content));
@@ -315,17 +370,6 @@ pub fn render_messages(
         }
     }
     out
-}
-
-/// An earlier call as the model writes it.
-fn render_call(call: &FunctionCall) -> String {
-    let arguments = serde_json::from_str::<Value>(&call.arguments)
-        .map(|v| serde_json::to_string(&v).unwrap_or_default())
-        .unwrap_or_else(|_| call.arguments.clone());
-    format!(
-        "{OPEN}{{\"name\": {}, \"arguments\": {arguments}}}{CLOSE}",
-        lark_string(&call.name)
-    )
 }
 
 /// The system prompt's tool section.
@@ -353,299 +397,4 @@ fn tools_prompt(tools: &[Tool], mode: &ToolMode) -> String {
          within <tool_call></tool_call> XML tags:\n\
          <tool_call>\n{{\"name\": <function-name>, \"arguments\": <args-json-object>}}\n</tool_call>\n\n{rule}"
     )
-}
-
-/// A piece of the output, in stream order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece {
-    /// Answer text.
-    Text(String),
-    /// A call begins: its index among the choice's calls, id and name.
-    CallStart {
-        index: u32,
-        id: String,
-        name: String,
-    },
-    /// More of call `index`'s JSON arguments.
-    Arguments { index: u32, text: String },
-}
-
-enum State {
-    /// Nothing read that tells text from a call.
-    Start,
-    Text,
-    /// Inside a call block (after its opening tag).
-    Call {
-        started: bool,
-        /// Bytes of the arguments already sent.
-        sent: usize,
-    },
-    /// After a call: another call or the end.
-    Between,
-}
-
-/// Reads one choice's output into [`Piece`]s as it streams.
-pub struct CallReader {
-    state: State,
-    buf: String,
-    calls: u32,
-}
-
-impl Default for CallReader {
-    fn default() -> Self {
-        CallReader {
-            state: State::Start,
-            buf: String::new(),
-            calls: 0,
-        }
-    }
-}
-
-/// The name and where the arguments start, once the call's head is whole.
-fn call_head(block: &str) -> Option<(String, usize)> {
-    let rest = block.strip_prefix("{\"name\": \"")?;
-    let end = rest.find('"')?;
-    let name = &rest[..end];
-    let after = &rest[end..];
-    let marker = "\", \"arguments\": ";
-    if after.len() < marker.len() {
-        return None;
-    }
-    after
-        .starts_with(marker)
-        .then(|| (name.to_owned(), "{\"name\": \"".len() + end + marker.len()))
-}
-
-impl CallReader {
-    /// How many calls were read.
-    pub fn calls(&self) -> u32 {
-        self.calls
-    }
-
-    /// Reads more output.
-    pub fn push(&mut self, text: &str) -> Vec<Piece> {
-        self.buf.push_str(text);
-        self.drain(false)
-    }
-
-    /// The output is over: everything still held.
-    pub fn finish(&mut self) -> Vec<Piece> {
-        self.drain(true)
-    }
-
-    fn drain(&mut self, end: bool) -> Vec<Piece> {
-        let mut out = Vec::new();
-        loop {
-            match &mut self.state {
-                State::Start => {
-                    let tag = OPEN.trim_end();
-                    if self.buf.starts_with(tag) {
-                        self.state = State::Call {
-                            started: false,
-                            sent: 0,
-                        };
-                        self.buf.drain(..tag.len());
-                        continue;
-                    }
-                    if tag.starts_with(self.buf.as_str()) && !end {
-                        return out;
-                    }
-                    self.state = State::Text;
-                }
-                State::Text => {
-                    if !self.buf.is_empty() {
-                        out.push(Piece::Text(std::mem::take(&mut self.buf)));
-                    }
-                    return out;
-                }
-                State::Call { started, sent } => {
-                    // The block: "\n{...}\n</tool_call>"; the head may still be arriving.
-                    let block = self.buf.strip_prefix('\n').unwrap_or(&self.buf);
-                    let skip = self.buf.len() - block.len();
-                    let Some((name, args_at)) = call_head(block) else {
-                        if end {
-                            self.buf.clear();
-                        }
-                        return out;
-                    };
-                    let index = self.calls;
-                    if !*started {
-                        *started = true;
-                        out.push(Piece::CallStart {
-                            index,
-                            id: format!("call_{}", crate::random_hex()),
-                            name,
-                        });
-                    }
-                    let args = &block[args_at..];
-                    if let Some(close) = args.find(CLOSE) {
-                        // The arguments end before the wrapper's closing brace.
-                        let whole = args[..close].strip_suffix('}').unwrap_or(&args[..close]);
-                        if whole.len() > *sent {
-                            out.push(Piece::Arguments {
-                                index,
-                                text: whole[*sent..].to_owned(),
-                            });
-                        }
-                        let consumed = skip + args_at + close + CLOSE.len();
-                        self.buf.drain(..consumed);
-                        self.calls += 1;
-                        self.state = State::Between;
-                        continue;
-                    }
-                    // Hold back what may be the wrapper's brace and the closing
-                    // tag; at the end, drop as much of them as arrived.
-                    let hold = if end {
-                        match (0..=CLOSE.len())
-                            .rev()
-                            .find(|&k| args.ends_with(&format!("}}{}", &CLOSE[..k])))
-                        {
-                            // A lone brace: the wrapper's only if the rest is whole JSON.
-                            Some(0) => usize::from(
-                                serde_json::from_str::<Value>(&args[..args.len() - 1]).is_ok(),
-                            ),
-                            Some(k) => k + 1,
-                            None => 0,
-                        }
-                    } else {
-                        CLOSE.len() + 1
-                    };
-                    let mut upto = args.len().saturating_sub(hold);
-                    while !args.is_char_boundary(upto) {
-                        upto -= 1;
-                    }
-                    if upto > *sent {
-                        out.push(Piece::Arguments {
-                            index,
-                            text: args[*sent..upto].to_owned(),
-                        });
-                        *sent = upto;
-                    }
-                    if end {
-                        self.buf.clear();
-                    }
-                    return out;
-                }
-                State::Between => {
-                    let next = format!("\n{}", OPEN.trim_end());
-                    if self.buf.starts_with(&next) {
-                        self.buf.drain(..next.len());
-                        self.state = State::Call {
-                            started: false,
-                            sent: 0,
-                        };
-                        continue;
-                    }
-                    if next.starts_with(self.buf.as_str()) && !end {
-                        return out;
-                    }
-                    // Anything else after the calls is not part of the answer.
-                    self.buf.clear();
-                    return out;
-                }
-            }
-        }
-    }
-}
-
-/// A whole output read at once: its text (`None` when empty) and calls.
-pub fn read_whole(text: &str) -> (Option<String>, Vec<ToolCall>) {
-    let mut reader = CallReader::default();
-    let mut pieces = reader.push(text);
-    pieces.extend(reader.finish());
-    let mut content = String::new();
-    let mut calls: Vec<ToolCall> = Vec::new();
-    for piece in pieces {
-        match piece {
-            Piece::Text(text) => content.push_str(&text),
-            Piece::CallStart { id, name, .. } => calls.push(ToolCall {
-                id,
-                kind: ToolType::Function,
-                function: FunctionCall {
-                    name,
-                    arguments: String::new(),
-                },
-            }),
-            Piece::Arguments { index, text } => {
-                if let Some(call) = calls.get_mut(index as usize) {
-                    call.function.arguments.push_str(&text);
-                }
-            }
-        }
-    }
-    (
-        (!content.is_empty() || calls.is_empty()).then_some(content),
-        calls,
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const OUT: &str = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": [1, 2]}}\n</tool_call>\n<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>";
-
-    #[test]
-    fn calls_read_the_same_in_any_split() {
-        let (text, whole) = read_whole(OUT);
-        assert_eq!(text, None);
-        assert_eq!(whole.len(), 2);
-        assert_eq!(whole[0].function.name, "get_weather");
-        assert_eq!(
-            whole[0].function.arguments,
-            "{\"city\": \"Paris\", \"days\": [1, 2]}"
-        );
-        assert_eq!(whole[1].function.arguments, "{}");
-        for size in 1..8 {
-            let mut reader = CallReader::default();
-            let mut pieces = Vec::new();
-            let chars: Vec<char> = OUT.chars().collect();
-            for chunk in chars.chunks(size) {
-                pieces.extend(reader.push(&chunk.iter().collect::<String>()));
-            }
-            pieces.extend(reader.finish());
-            let mut args = [String::new(), String::new()];
-            let mut starts = 0;
-            for p in &pieces {
-                match p {
-                    Piece::CallStart { index, name, .. } => {
-                        assert_eq!(*index, starts);
-                        assert_eq!(name, if starts == 0 { "get_weather" } else { "f" });
-                        starts += 1;
-                    }
-                    Piece::Arguments { index, text } => args[*index as usize].push_str(text),
-                    Piece::Text(t) => panic!("text {t:?}"),
-                }
-            }
-            assert_eq!(starts, 2);
-            assert_eq!(args[0], whole[0].function.arguments, "split {size}");
-            assert_eq!(args[1], "{}");
-            // Arguments arrive in several fragments for small splits.
-            let fragments = pieces
-                .iter()
-                .filter(|p| matches!(p, Piece::Arguments { index: 0, .. }))
-                .count();
-            assert!(size > 4 || fragments > 1, "{size}: {fragments}");
-        }
-    }
-
-    #[test]
-    fn a_cut_call_keeps_only_its_arguments() {
-        let cut = "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</to";
-        assert_eq!(read_whole(cut).1[0].function.arguments, "{\"a\": 1}");
-        let cut = "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": {\"b\": 1}";
-        assert_eq!(
-            read_whole(cut).1[0].function.arguments,
-            "{\"a\": {\"b\": 1}"
-        );
-        let cut = "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}";
-        assert_eq!(read_whole(cut).1[0].function.arguments, "{\"a\": 1}");
-    }
-
-    #[test]
-    fn text_answers_stay_text() {
-        assert_eq!(read_whole("Hello <b>"), (Some("Hello <b>".into()), vec![]));
-        assert_eq!(read_whole("<b>hi"), (Some("<b>hi".into()), vec![]));
-        assert_eq!(read_whole(""), (Some(String::new()), vec![]));
-    }
 }
