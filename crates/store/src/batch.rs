@@ -90,28 +90,42 @@ async fn apply(conn: &mut sqlx::AnyConnection, write: &LedgerWrite) -> Result<Le
 }
 
 impl Store {
-    /// Runs `writes` in one transaction, in order, and answers each one's
-    /// outcome once the transaction committed. The batch first runs
-    /// without savepoints (the common case: every write succeeds); if any
-    /// write fails, that attempt is rolled back whole and the batch runs
-    /// again with each write under its own savepoint, so that a failed
-    /// write rolls back alone. An error of the whole (the begin or the
-    /// commit failed) is the outer `Err`: then nothing of the batch was
-    /// written.
+    /// Runs `writes` in one transaction and answers each one's outcome
+    /// once the transaction committed. The batch runs set-based (a fixed
+    /// number of statements however many writes: `batch_set`), where a
+    /// refused write (a budget without room, a request id in use) fails
+    /// alone; if a statement fails, that attempt is rolled back whole and
+    /// the batch runs again one write at a time, each under its own
+    /// savepoint. An error of the whole (the begin or the commit failed) is
+    /// the outer `Err`: then nothing of the batch was written.
     pub async fn write_batch(&self, writes: &[LedgerWrite]) -> Result<Vec<Result<LedgerWritten>>> {
-        let mut tx = self.pool().begin().await?;
-        let mut outcomes = Vec::with_capacity(writes.len());
-        for write in writes {
-            match apply(&mut tx, write).await {
-                Ok(written) => outcomes.push(Ok(written)),
-                Err(_) => {
-                    tx.rollback().await?;
-                    return self.write_batch_isolated(writes).await;
-                }
+        // SQLite: take the write lock at the start, so the batch's reads of
+        // budget counters are the latest and cannot go stale before its
+        // writes (see `batch_set`).
+        let mut tx = match self.backend() {
+            crate::Backend::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await?,
+            crate::Backend::Postgres => self.pool().begin().await?,
+        };
+        match crate::batch_set::apply(&mut tx, self.backend(), writes).await {
+            Ok(outcomes) => {
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+            Err(_) => {
+                self.batch_fallbacks
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tx.rollback().await?;
+                self.write_batch_isolated(writes).await
             }
         }
-        tx.commit().await?;
-        Ok(outcomes)
+    }
+
+    /// How many batches of this store (and its clones) failed as a set
+    /// and ran again one write at a time (a statement failed: the
+    /// database was busy, a deadlock with another instance, a bug).
+    pub fn batches_run_one_by_one(&self) -> u64 {
+        self.batch_fallbacks
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// [`Store::write_batch`] with each write under its own savepoint.

@@ -82,7 +82,7 @@ impl BudgetKind {
     }
 
     /// The counter period of a request started at `at_ms`.
-    fn period(self, at_ms: i64) -> String {
+    pub(crate) fn period(self, at_ms: i64) -> String {
         match self {
             BudgetKind::Monthly => month_of(at_ms),
             BudgetKind::Prepaid => PREPAID_PERIOD.to_owned(),

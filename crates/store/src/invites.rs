@@ -3,14 +3,16 @@
 //! only as its SHA-256; the person who opens the link signs up with the
 //! invited email and joins with the invited role. Accepting marks the
 //! invite, creates the account and the membership in one transaction, so
-//! a link makes one member however often it is used.
+//! a link makes one member however often it is used. Someone who already
+//! has an account (a member elsewhere, or removed from this organisation
+//! earlier) accepts while signed in instead ([`Store::accept_invite_as`]).
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::error::conflict_on_unique;
 use crate::keys::{generate_secret, hash_secret};
-use crate::tenancy::{hash_password, insert_user, new_user};
+use crate::tenancy::{hash_password, insert_user, new_user, user_from_row};
 use crate::{new_id, now_ms, Result, Role, Store, StoreError, User};
 
 /// An invite as stored (never its token).
@@ -268,6 +270,66 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
+        Ok((
+            Invite {
+                accepted_at: Some(now),
+                ..invite
+            },
+            user,
+        ))
+    }
+
+    /// Accepts the invite whose link carries `token` for the existing
+    /// account `user_id` (signed in): its email must be the invited one
+    /// (else InvalidRequest). The membership with the invited role and the
+    /// acceptance commit together, and a pending sign-up of the person in
+    /// that organisation is settled by it. An unknown, used or expired
+    /// token is [`StoreError::NotFound`]; a person already a member is a
+    /// [`StoreError::Conflict`] (the invite stays pending).
+    pub async fn accept_invite_as(&self, token: &str, user_id: &str) -> Result<(Invite, User)> {
+        let invite = self.find_invite(token).await?;
+        let row = sqlx::query("SELECT id, email, name, created_at FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("user"))?;
+        let user = user_from_row(&row)?;
+        if invite.email != user.email {
+            return Err(StoreError::InvalidRequest(
+                "this invite is for another email".into(),
+            ));
+        }
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        // Claim the invite first, as in `accept_invite`.
+        let claimed = sqlx::query(
+            "UPDATE invites SET accepted_at = $2, accepted_by = $3 \
+             WHERE id = $1 AND accepted_at IS NULL AND expires_at > $2",
+        )
+        .bind(&invite.id)
+        .bind(now)
+        .bind(&user.id)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            return Err(StoreError::NotFound("invite"));
+        }
+        sqlx::query(
+            "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&invite.org_id)
+        .bind(&user.id)
+        .bind(invite.role.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, "already a member of the organization"))?;
+        sqlx::query("DELETE FROM signup_requests WHERE org_id = $1 AND user_id = $2")
+            .bind(&invite.org_id)
+            .bind(&user.id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok((
             Invite {

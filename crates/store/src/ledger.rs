@@ -126,7 +126,8 @@ pub struct Reservation {
     pub progress: Progress,
 }
 
-const USAGE_COLUMNS: &str = "id, request_id, org_id, project_id, api_key_id, user_id, model, \
+pub(crate) const USAGE_COLUMNS: &str =
+    "id, request_id, org_id, project_id, api_key_id, user_id, model, \
     backend, prompt_tokens, cached_tokens, completion_tokens, cost, latency_ms, status, \
     finish_reason, created_at, endpoint";
 
@@ -140,7 +141,7 @@ pub(crate) const RESERVATION_COLUMNS: &str =
     created_at, model, backend, owner, prompt_tokens, cached_tokens, completion_tokens, cost, \
     endpoint";
 
-fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
+pub(crate) fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
     Ok(UsageRecord {
         id: row.try_get("id")?,
         usage: NewUsage {
@@ -188,7 +189,7 @@ pub(crate) fn reservation_from_row(row: &AnyRow) -> Result<Reservation> {
     })
 }
 
-fn check_usage(usage: &NewUsage) -> Result<()> {
+pub(crate) fn check_usage(usage: &NewUsage) -> Result<()> {
     let counts = [
         usage.prompt_tokens,
         usage.cached_tokens,
@@ -300,6 +301,15 @@ pub(crate) async fn reserve_in(
         .execute(&mut *conn)
         .await
         .map_err(|e| conflict_on_unique(e, "request id already reserved"))?;
+    let billed: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM usage_ledger WHERE org_id = $1 AND request_id = $2")
+            .bind(&reservation.org_id)
+            .bind(&reservation.request_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if billed.is_some() {
+        return Err(StoreError::Conflict(crate::REQUEST_ID_IN_LEDGER.into()));
+    }
     let holds = crate::budget::hold(
         &mut *conn,
         &reservation.org_id,
@@ -453,8 +463,10 @@ impl Store {
     /// amount in every budget of its scopes, all or nothing: a budget it
     /// does not fit is [`StoreError::BudgetExceeded`] and nothing is
     /// written. A second reservation for the same organisation and request
-    /// id is a [`StoreError::Conflict`]; other organisations' reservations
-    /// do not count.
+    /// id, or one for a request id already in the ledger, is a
+    /// [`StoreError::Conflict`] (the latter with the message
+    /// [`crate::REQUEST_ID_IN_LEDGER`]); other organisations' rows do not
+    /// count.
     pub async fn reserve(&self, reservation: &NewReservation) -> Result<()> {
         if reservation.amount < 0 {
             return Err(StoreError::InvalidRequest("negative reservation".into()));

@@ -27,6 +27,8 @@
 
 mod audit;
 mod batch;
+mod batch_set;
+mod batch_sql;
 mod budget;
 mod conversations;
 mod defaults;
@@ -37,6 +39,7 @@ mod instances;
 mod invites;
 mod keys;
 mod ledger;
+mod named;
 mod prices;
 mod responses;
 mod rollup;
@@ -67,7 +70,7 @@ pub use instances::Instance;
 pub use invites::{Invite, InviteToken};
 pub use keys::{ApiKey, KeyKind, KeySecret, NewApiKey, RateLimits, PROJECT_ARCHIVED};
 pub use ledger::{NewReservation, NewUsage, Progress, Recorded, Reservation, UsageRecord};
-pub use prices::{StoredPlan, StoredPrice, DEFAULT_PRICE_MODEL};
+pub use prices::{StoredPlan, StoredPrice, DEFAULT_PRICE_MODEL, PRICE_CACHE_TTL};
 pub use responses::{NewStoredResponse, StoredResponse};
 pub use sessions::{Session, SessionToken};
 pub use signups::SignupRequest;
@@ -81,6 +84,10 @@ pub use usage::{
     BucketWidth, CostBucket, CostGroupBy, CostResult, CostsPage, CostsQuery, GroupBy, UsageBucket,
     UsageFilter, UsagePage, UsageQuery, UsageResult, COSTS_LIMITS,
 };
+
+/// The message of the [`StoreError::Conflict`] a reservation gets when
+/// its organisation's request id is already in the ledger (used, settled).
+pub const REQUEST_ID_IN_LEDGER: &str = "request id already in the ledger";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -99,6 +106,11 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Price rows recently read ([`Store::price_at_cached`]).
+    price_cache: std::sync::Arc<prices::PriceCache>,
+    /// Metering batches that fell back to one write at a time
+    /// ([`Store::batches_run_one_by_one`]).
+    batch_fallbacks: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -153,7 +165,12 @@ impl Store {
                     .await?
             }
         };
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            price_cache: Default::default(),
+            batch_fallbacks: Default::default(),
+        };
         store.migrate().await?;
         store.fold_local_org().await?;
         Ok(store)

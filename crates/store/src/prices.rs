@@ -3,6 +3,17 @@
 //! the default for models without their own); a request pays the price in
 //! force when it started, so a change applies only to requests that start
 //! after it, and every past price stays recorded.
+//!
+//! The meter reads prices through [`Store::price_at_cached`]: a model's
+//! rows (and the default's) are read once and reused for
+//! [`PRICE_CACHE_TTL`], so a price recorded by another process applies to
+//! requests starting up to that long after it takes effect; one recorded
+//! through any store in this process empties the cache at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -50,6 +61,43 @@ pub struct StoredPlan {
 
 const PRICE_COLUMNS: &str = "model, effective_at, input, cached_input, output";
 
+/// How long [`Store::price_at_cached`] reuses a model's price rows.
+pub const PRICE_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Bumped by every price recorded in this process: cached rows read
+/// before it are stale.
+static PRICES_CHANGED: AtomicU64 = AtomicU64::new(0);
+
+/// The most models whose rows are kept; past it the cache starts over.
+const PRICE_CACHE_MODELS: usize = 4096;
+
+/// A model's price rows and the default's, as read at a moment.
+#[derive(Debug)]
+struct CachedPrices {
+    read_at: Instant,
+    generation: u64,
+    rows: Vec<StoredPrice>,
+}
+
+/// Recently read price rows, per model.
+#[derive(Debug, Default)]
+pub(crate) struct PriceCache {
+    models: Mutex<HashMap<String, CachedPrices>>,
+}
+
+/// What `price_at` answers, from `rows` (the model's and the default's):
+/// the model's latest price effective at `at_ms`, else the default's.
+fn pick(rows: &[StoredPrice], model: &str, at_ms: i64) -> Option<StoredPrice> {
+    let latest = |name: &str| {
+        rows.iter()
+            .filter(|p| p.model == name && p.effective_at <= at_ms)
+            .max_by_key(|p| p.effective_at)
+    };
+    latest(model)
+        .or_else(|| latest(DEFAULT_PRICE_MODEL))
+        .cloned()
+}
+
 impl Store {
     /// Records a price (replacing one of the same model at exactly the same
     /// time). Negative prices are refused.
@@ -72,7 +120,55 @@ impl Store {
         .bind(price.output)
         .execute(self.pool())
         .await?;
+        PRICES_CHANGED.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// [`Store::price_at`], from the model's rows as read at most
+    /// [`PRICE_CACHE_TTL`] ago (and not before a price was last recorded
+    /// in this process).
+    pub async fn price_at_cached(&self, model: &str, at_ms: i64) -> Result<Option<StoredPrice>> {
+        let generation = PRICES_CHANGED.load(Ordering::Acquire);
+        {
+            let models = self
+                .price_cache
+                .models
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(cached) = models.get(model) {
+                if cached.generation == generation && cached.read_at.elapsed() < PRICE_CACHE_TTL {
+                    return Ok(pick(&cached.rows, model, at_ms));
+                }
+            }
+        }
+        let read_at = Instant::now();
+        let sql = format!("SELECT {PRICE_COLUMNS} FROM prices WHERE model IN ($1, $2)");
+        let rows = sqlx::query(&sql)
+            .bind(model)
+            .bind(DEFAULT_PRICE_MODEL)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(price_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let answer = pick(&rows, model, at_ms);
+        let mut models = self
+            .price_cache
+            .models
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if models.len() >= PRICE_CACHE_MODELS {
+            models.clear();
+        }
+        models.insert(
+            model.to_owned(),
+            CachedPrices {
+                read_at,
+                generation,
+                rows,
+            },
+        );
+        Ok(answer)
     }
 
     /// The price a request for `model` started at `at_ms` pays: the model's

@@ -128,6 +128,11 @@ pub async fn batched_settlements_bill_each_request_once_under_concurrency(db: Db
         .unwrap();
     assert_eq!(status.reserved, 0, "every hold given back once");
     assert_eq!(status.spent, (1..=N).sum::<i64>(), "every cost spent once");
+    assert_eq!(
+        store.batches_run_one_by_one(),
+        0,
+        "every batch ran as a set"
+    );
 }
 
 pub async fn a_failed_write_in_a_batch_rolls_back_alone(db: Db) {
@@ -177,6 +182,11 @@ pub async fn a_failed_write_in_a_batch_rolls_back_alone(db: Db) {
         .await
         .unwrap();
     assert_eq!((status.spent, status.reserved), (30, 0));
+    assert_eq!(
+        store.batches_run_one_by_one(),
+        0,
+        "refusals need no fallback"
+    );
 }
 
 pub async fn a_settlement_lost_before_its_batch_committed_is_recovered_by_the_sweep(db: Db) {
@@ -262,4 +272,158 @@ pub async fn a_settlement_lost_before_its_batch_committed_is_recovered_by_the_sw
     );
     assert_eq!(rows[0].usage.endpoint, "/v1/chat/completions");
     assert!(store.list_reservations(o).await.unwrap().is_empty());
+}
+
+/// Concurrent batches of reservations against one hard limit: the
+/// set-based admission (counters read once per batch, under the batch's
+/// lock) never lets them together pass it, and admits exactly what fits.
+pub async fn batched_reservations_never_pass_a_hard_limit_under_concurrency(db: Db) {
+    let store = &db.store;
+    let (org, project) = db.org_with_project("acme").await;
+    store
+        .set_budget(
+            &org.id,
+            BudgetScope::Org,
+            &org.id,
+            BudgetKind::Monthly,
+            Some(1_000),
+            None,
+        )
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let (store, org, project) = (store.clone(), org.id.clone(), project.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut admitted = 0;
+            for b in 0..3 {
+                let writes: Vec<LedgerWrite> = (0..8)
+                    .map(|i| {
+                        LedgerWrite::Reserve(reservation(
+                            &org,
+                            &project,
+                            &format!("t{t}b{b}i{i}"),
+                            70,
+                        ))
+                    })
+                    .collect();
+                for outcome in store.write_batch(&writes).await.unwrap() {
+                    match outcome {
+                        Ok(LedgerWritten::Reserved) => admitted += 1,
+                        Err(err) => assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "{err}"),
+                        Ok(other) => panic!("{other:?}"),
+                    }
+                }
+            }
+            admitted
+        }));
+    }
+    let mut admitted = 0;
+    for task in tasks {
+        admitted += task.await.unwrap();
+    }
+    assert_eq!(admitted, 14, "1,000 holds exactly 14 reservations of 70");
+    let status = store
+        .budget_status(&org.id, BudgetScope::Org, &org.id)
+        .await
+        .unwrap();
+    assert_eq!((status.spent, status.reserved), (0, 14 * 70));
+    assert_eq!(store.list_reservations(&org.id).await.unwrap().len(), 14);
+    assert_eq!(
+        store.batches_run_one_by_one(),
+        0,
+        "every batch ran as a set"
+    );
+}
+
+/// In one batch: a soft limit crossed is reported once, by the settlement
+/// that crossed it; the latest of two progress records is kept; a request
+/// id already in the ledger cannot be reserved again (nor by
+/// `Store::reserve`), and says so.
+pub async fn one_batch_reports_soft_limits_keeps_progress_and_refuses_used_ids(db: Db) {
+    let store = &db.store;
+    let (org, project) = db.org_with_project("acme").await;
+    let (o, p) = (org.id.as_str(), project.id.as_str());
+    store
+        .set_budget(
+            o,
+            BudgetScope::Project,
+            p,
+            BudgetKind::Monthly,
+            None,
+            Some(100),
+        )
+        .await
+        .unwrap();
+    let mut writes = vec![LedgerWrite::Reserve(reservation(o, p, "open", 5))];
+    writes.extend((0..4).map(|i| LedgerWrite::Settle(usage(o, p, &format!("s{i}"), 40))));
+    let outcomes = store.write_batch(&writes).await.unwrap();
+    let notices: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| match o {
+            Ok(LedgerWritten::Settled(_, reached)) if !reached.is_empty() => {
+                assert_eq!(reached[0].spent, 120, "spend when it was crossed");
+                Some(i)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        notices,
+        [3],
+        "the third settlement (40 → 80 → 120) crossed 100"
+    );
+    let status = store
+        .budget_status(o, BudgetScope::Project, p)
+        .await
+        .unwrap();
+    assert_eq!((status.spent, status.reserved), (160, 5));
+    let progress = |completion_tokens| LedgerWrite::Progress {
+        org_id: o.into(),
+        request_id: "open".into(),
+        progress: Progress {
+            prompt_tokens: 3,
+            cached_tokens: 0,
+            completion_tokens,
+            cost: completion_tokens,
+        },
+        served: None,
+    };
+    let outcomes = store
+        .write_batch(&[
+            progress(9),
+            progress(4),
+            LedgerWrite::Reserve(reservation(o, p, "s1", 5)),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(outcomes[0], Ok(LedgerWritten::Progressed(true))));
+    let used = outcomes[2].as_ref().unwrap_err();
+    assert_eq!(used.kind(), ErrorKind::Conflict);
+    assert!(
+        used.to_string().contains(store::REQUEST_ID_IN_LEDGER),
+        "{used}"
+    );
+    let open = store.list_reservations(o).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].progress.completion_tokens, 9, "progress only grows");
+    let used = store
+        .reserve(&reservation(o, p, "s2", 5))
+        .await
+        .unwrap_err();
+    assert!(
+        used.to_string().contains(store::REQUEST_ID_IN_LEDGER),
+        "{used}"
+    );
+    let status = store
+        .budget_status(o, BudgetScope::Project, p)
+        .await
+        .unwrap();
+    assert_eq!(status.reserved, 5, "refused reservations hold nothing");
+    assert_eq!(
+        store.batches_run_one_by_one(),
+        0,
+        "every batch ran as a set"
+    );
 }
