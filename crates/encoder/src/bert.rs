@@ -105,24 +105,32 @@ impl Proj {
                 add_bias(out, &parts[0].b, pool);
             }
             Proj::Quantized(parts) => {
-                // Each part alone, then interleaved into the joint rows.
+                // All parts in one kernel call (one activation quantization,
+                // one meeting of the threads), then interleaved with their
+                // biases into the joint rows.
                 let all = self.rows();
-                let mut first = 0;
+                let ws = parts
+                    .iter()
+                    .map(|l| weights.qmatrix(&l.w))
+                    .collect::<Result<Vec<_>, _>>()?;
+                scratch.resize(batch * all, 0.0);
+                let mut outs: Vec<&mut [f32]> = Vec::with_capacity(parts.len());
+                let mut rest = scratch.as_mut_slice();
                 for l in parts {
-                    let w = weights.qmatrix(&l.w)?;
-                    scratch.resize(batch * l.w.rows, 0.0);
-                    kernels::matmul(&w, x, batch, scratch, pool);
-                    for (dst, src) in out
-                        .chunks_exact_mut(all)
-                        .zip(scratch.chunks_exact(l.w.rows))
-                    {
-                        for ((d, s), b) in
-                            dst[first..first + l.w.rows].iter_mut().zip(src).zip(&l.b)
-                        {
+                    let (head, tail) = rest.split_at_mut(batch * l.w.rows);
+                    outs.push(head);
+                    rest = tail;
+                }
+                kernels::matmul_many(&ws, x, batch, &mut outs, pool);
+                let mut first = 0;
+                for (l, part) in parts.iter().zip(&outs) {
+                    let n = l.w.rows;
+                    for (dst, src) in out.chunks_exact_mut(all).zip(part.chunks_exact(n)) {
+                        for ((d, s), b) in dst[first..first + n].iter_mut().zip(src).zip(&l.b) {
                             *d = s + b;
                         }
                     }
-                    first += l.w.rows;
+                    first += n;
                 }
             }
         }
