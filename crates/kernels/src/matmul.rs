@@ -431,8 +431,8 @@ mod tests {
             Err(KernelError::BadRowLength { .. })
         ));
         assert_eq!(
-            QMatrix::new(GgmlType::Q2_K, &data, 1, 256).unwrap_err(),
-            KernelError::UnsupportedType(GgmlType::Q2_K)
+            QMatrix::new(GgmlType::Q8_K, &data, 1, 256).unwrap_err(),
+            KernelError::UnsupportedType(GgmlType::Q8_K)
         );
         // F32 weights have 1-element blocks but any length works.
         let f = vec![0u8; 4 * 5];
