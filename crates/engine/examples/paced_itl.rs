@@ -5,7 +5,8 @@
 //!
 //! `cargo run -p engine --release --example paced_itl [-- <catalog name> [threads] [streams] [prompts] [rounds]]`
 //! (defaults: smollm2-135m-instruct, 2 threads, 8 streams, 4 prompts of
-//! ~600 tokens, 3 rounds). `PARLANCE_KERNELS` caps the kernel level.
+//! ~600 tokens, 3 rounds). `PARLANCE_KERNELS` caps the kernel level;
+//! `RATIOS=1.5,3,0` sets the pacing ratios compared (default `1.5,0`).
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -112,8 +113,13 @@ fn main() {
         "{model}, {threads} threads, {streams} streams, {prompts} long prompts, {}",
         kernels::Selection::get().describe()
     );
+    let ratios: Vec<f64> = std::env::var("RATIOS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect())
+        .filter(|v: &Vec<f64>| !v.is_empty())
+        .unwrap_or_else(|| vec![1.5, 0.0]);
     let mut all: Vec<(f64, Vec<f64>, Vec<f64>)> =
-        vec![(1.5, vec![], vec![]), (0.0, vec![], vec![])];
+        ratios.into_iter().map(|r| (r, vec![], vec![])).collect();
     for r in 0..rounds {
         for (ratio, gaps, ttfts) in all.iter_mut() {
             let e = EngineHandle::start(

@@ -11,6 +11,14 @@
 //! interleaved with decode). A step without decode rows is not bounded:
 //! nobody is waiting on it.
 //!
+//! Until the timings say more, and as a floor under what they say, a step
+//! takes `(ratio - 1)` decode rows' worth of prompt rows, where a decode row
+//! is worth [`decode_row_cost`] prompt rows: the output head runs only for
+//! rows that want logits, so a prompt row skips it. Gemma 3 270M's 262k-token
+//! head holds 1.7× the weights of all its layers: a decode row there costs
+//! ~2.7 prompt rows (SmolLM2's ~1.3), and a floor of one prompt row per
+//! decode row held its prompts to a third of the pace the budget allows.
+//!
 //! The pacing moves only where prompts are cut into chunks, never what is
 //! computed: every row keeps its position and its reference summation
 //! order, so the tokens are the same with or without it.
@@ -19,9 +27,9 @@ use std::time::Duration;
 
 /// Fewest prompt tokens a step with decode rows takes (when a prompt
 /// waits): progress even when the estimates say a single row is too dear.
-/// The floor grows with the decode rows, to `(ratio - 1)` prompt rows per
-/// decode row: within the budget wherever a prompt row costs no more than
-/// a decode row (a step that is all arithmetic).
+/// The floor grows with the decode rows, to `(ratio - 1)` decode rows'
+/// worth of prompt rows: within the budget wherever rows cost what their
+/// weights say (a step that is all arithmetic).
 pub(crate) const MIN_PREFILL: usize = 4;
 
 /// Weight of the newest timing in the running averages.
@@ -51,6 +59,26 @@ pub(crate) struct Pacer {
     /// ratio of averages, so the noise of steps with few prompt rows
     /// weighs by their rows, not as much as a full step's).
     prompt: Option<(f64, f64)>,
+    /// How many prompt rows one decode row costs by the model's shape
+    /// (at least 1; see [`decode_row_cost`]).
+    decode_row_cost: f64,
+}
+
+/// How many prompt rows a decode row costs, from the model's shape: a
+/// prompt row runs every layer's weights, a decode row those and the output
+/// head's (`n_vocab × n_embd`). Weight elements stand for the work (the
+/// kernels take about the same time per element in every format).
+pub(crate) fn decode_row_cost(c: &crate::model::ModelConfig) -> f64 {
+    let q = c.n_head * c.head_dim;
+    let kv = 2 * c.n_kv_head * c.head_dim;
+    let per_layer = c.n_embd * (q + kv) + q * c.n_embd + 3 * c.n_embd * c.n_ff;
+    let layers = (c.n_layers * per_layer) as f64;
+    let head = (c.n_vocab * c.n_embd) as f64;
+    if layers > 0.0 {
+        (layers + head) / layers
+    } else {
+        1.0
+    }
 }
 
 impl Pacer {
@@ -62,7 +90,15 @@ impl Pacer {
             decode: None,
             decode_age: 0,
             prompt: None,
+            decode_row_cost: 1.0,
         }
+    }
+
+    /// The pacer with a decode row worth `cost` prompt rows in its floor
+    /// (see [`decode_row_cost`]; values below 1 count as 1).
+    pub fn with_decode_row_cost(mut self, cost: f64) -> Pacer {
+        self.decode_row_cost = if cost.is_finite() { cost.max(1.0) } else { 1.0 };
+        self
     }
 
     /// Whether steps are bounded at all.
@@ -84,7 +120,8 @@ impl Pacer {
         if drift > DECODE_ROWS_DRIFT || self.decode_age >= DECODE_TIMING_STEPS {
             return Some(0);
         }
-        let floor = MIN_PREFILL.max(((self.ratio - 1.0) * decoding as f64) as usize);
+        let worth = (self.ratio - 1.0) * decoding as f64 * self.decode_row_cost;
+        let floor = MIN_PREFILL.max((worth + 1e-6) as usize);
         let Some((added, rows)) = self.prompt else {
             return Some(floor);
         };
@@ -194,6 +231,52 @@ mod tests {
             p.observe(8, 20, ms(40 + 200));
         }
         assert_eq!(p.prefill_allowance(8), Some(MIN_PREFILL));
+    }
+
+    #[test]
+    fn the_floor_counts_a_decode_row_by_its_cost_in_prompt_rows() {
+        // A decode row worth 2.5 prompt rows (a large output head): at 1.5,
+        // eight decode rows admit ten prompt rows before any prompt timing,
+        // and no fewer once dear ones were seen.
+        let mut p = Pacer::new(1.5).with_decode_row_cost(2.5);
+        p.observe(8, 0, ms(40));
+        assert_eq!(p.prefill_allowance(8), Some(10));
+        for _ in 0..40 {
+            p.observe(8, 20, ms(40 + 200));
+        }
+        assert_eq!(p.prefill_allowance(8), Some(10));
+        // Cheap rows still buy more than the floor.
+        let mut cheap = Pacer::new(1.5).with_decode_row_cost(2.5);
+        cheap.observe(8, 0, ms(40));
+        cheap.observe(8, 4, ms(42));
+        assert_eq!(cheap.prefill_allowance(8), Some(40));
+        // A cost below one (or not a number) counts as one.
+        let mut one = Pacer::new(1.5).with_decode_row_cost(0.2);
+        one.observe(40, 0, ms(100));
+        assert_eq!(one.prefill_allowance(40), Some(20));
+        let nan = Pacer::new(1.5).with_decode_row_cost(f64::NAN);
+        assert_eq!(nan.decode_row_cost, 1.0);
+    }
+
+    #[test]
+    fn a_decode_row_costs_its_layers_and_the_head_in_prompt_rows() {
+        let config = |n_vocab: usize| crate::model::ModelConfig {
+            arch: "llama".into(),
+            n_layers: 2,
+            n_embd: 8,
+            n_ff: 16,
+            n_head: 2,
+            n_kv_head: 1,
+            head_dim: 4,
+            n_ctx_train: 64,
+            n_vocab,
+            rms_eps: 1e-5,
+            sliding_window: None,
+        };
+        // Per layer: 8·(8 + 8) + 8·8 + 3·8·16 = 128 + 64 + 384 = 576; two
+        // layers 1152; a head of 1152 elements doubles a decode row.
+        assert_eq!(decode_row_cost(&config(144)), 2.0);
+        assert_eq!(decode_row_cost(&config(0)), 1.0);
     }
 
     #[test]

@@ -96,7 +96,8 @@ impl Scheduler {
     /// Bounds steps with decode rows at `ratio` times a decode-only step
     /// ([`crate::pacing`]; 1 or less: no bound, the default).
     pub fn with_pacing(mut self, ratio: f64) -> Self {
-        self.pacer = Pacer::new(ratio);
+        let cost = crate::pacing::decode_row_cost(self.model.config());
+        self.pacer = Pacer::new(ratio).with_decode_row_cost(cost);
         self
     }
 
