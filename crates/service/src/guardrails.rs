@@ -145,6 +145,7 @@ pub fn replay(answer: &ChatCompletion, include_usage: bool) -> Vec<ChatCompletio
         let mut delta = ChunkDelta::opening();
         delta.content = choice.message.content.clone().or(Some(String::new()));
         delta.reasoning_content = choice.message.reasoning_content.clone();
+        delta.reasoning = choice.message.reasoning.clone();
         delta.tool_calls = choice.message.tool_calls.as_ref().map(|calls| {
             calls
                 .iter()
@@ -315,9 +316,66 @@ impl Service {
                 let choice = &mut answer.choices[i];
                 choice.message.content = None;
                 choice.message.reasoning_content = None;
+                choice.message.reasoning = None;
                 choice.finish_reason = FinishReason::ContentFilter;
             }
         }
         Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::{ChatChoice, ChatCompletionMessage, Usage};
+
+    fn answer(content: Option<&str>, reason: FinishReason) -> ChatCompletion {
+        let mut message = ChatCompletionMessage::assistant("");
+        message.content = content.map(str::to_owned);
+        let usage = Usage {
+            prompt_tokens: 3,
+            completion_tokens: 5,
+            total_tokens: 8,
+            prompt_tokens_details: None,
+            completion_tokens_details: None,
+        };
+        let choice = ChatChoice {
+            index: 0,
+            message,
+            logprobs: None,
+            finish_reason: reason,
+        };
+        ChatCompletion::new("chatcmpl-1", 7, "m", vec![choice], usage)
+    }
+
+    #[test]
+    fn a_withheld_answer_replays_as_no_text_and_content_filter() {
+        let chunks = replay(&answer(None, FinishReason::ContentFilter), true);
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[0].choices[0].delta.content.as_deref(), Some(""));
+        assert_eq!(chunks[0].choices[0].finish_reason, None);
+        assert_eq!(
+            chunks[1].choices[0].finish_reason,
+            Some(FinishReason::ContentFilter)
+        );
+        assert!(chunks[2].choices.is_empty());
+        assert_eq!(
+            chunks[2].usage.as_ref().map(|u| u.completion_tokens),
+            Some(5)
+        );
+        assert!(chunks
+            .iter()
+            .all(|c| c.id == "chatcmpl-1" && c.model == "m"));
+    }
+
+    #[test]
+    fn a_passed_answer_replays_its_text_without_usage_unless_asked() {
+        let chunks = replay(&answer(Some("Hello."), FinishReason::Stop), false);
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(
+            chunks[0].choices[0].delta.content.as_deref(),
+            Some("Hello.")
+        );
+        assert_eq!(chunks[1].choices[0].finish_reason, Some(FinishReason::Stop));
     }
 }
