@@ -9,7 +9,9 @@ The raw output is visible through `logprobs` (the tokens the model wrote):
 it shows the family's own syntax (Llama 3's `{"name": …, "parameters": …}`,
 Mistral's `[TOOL_CALLS]…[CALL_ID]…[ARGS]`), which the generic scheme
 would never write. The full loop sends the call and its result back, which
-Mistral's template accepts only with its 9-character call ids.
+Mistral's template accepts only with its 9-character call ids; Llama 3.1's
+refuses (with its own words, as a 400) an assistant turn with two calls,
+which shows the conversation's calls reach the template itself.
 
 The templates come from `scripts/reference/template_fixtures.sh` (in
 `~/.cache/parlance-reference/llama.cpp/models/templates`, or
@@ -144,3 +146,34 @@ def test_templated_calls_stream_in_openai_deltas(templated):
     for call in calls.values():
         assert call["name"] == "get_weather"
         jsonschema.validate(json.loads(call["args"]), WEATHER["function"]["parameters"])
+
+
+def test_the_conversation_reaches_the_template_itself(serve_with):
+    """Llama 3.1's template refuses an assistant turn with two calls (its
+    own `raise_exception`): that refusal, as a 400 carrying the template's
+    words, shows the tool calls were rendered by the template and not by
+    the generic scheme (which would take them)."""
+    srv = serve_with("--chat-template", str(_template("meta-llama-Llama-3.1-8B-Instruct.jinja")))
+    client = openai.OpenAI(
+        base_url=f"{srv.root}/v1", api_key="sk-test", max_retries=0, timeout=REQUEST_TIMEOUT_S
+    )
+    model = client.models.list().data[0].id
+    call = lambda i, city: {  # noqa: E731
+        "id": f"call_{i}", "type": "function",
+        "function": {"name": "get_weather", "arguments": json.dumps({"city": city, "unit": "celsius"})},
+    }
+    messages = ASK + [
+        {"role": "assistant", "content": None, "tool_calls": [call(1, "Paris"), call(2, "Oslo")]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "21"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "12"},
+    ]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=model, messages=messages, tools=[WEATHER], max_tokens=5)
+    assert "only supports single tool-calls" in str(refused.value)
+    # One call at a time is what it takes.
+    messages = ASK + [
+        {"role": "assistant", "content": None, "tool_calls": [call(1, "Paris")]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "21"},
+    ]
+    r = client.chat.completions.create(model=model, messages=messages, tools=[WEATHER], max_tokens=5)
+    assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
