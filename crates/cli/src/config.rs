@@ -36,6 +36,8 @@ pub const THREADS_ENV: &str = "PARLANCE_THREADS";
 pub const KV_CACHE_TOKENS_ENV: &str = "PARLANCE_KV_CACHE_TOKENS";
 /// Environment variable for [`Layer::prefix_cache`].
 pub const PREFIX_CACHE_ENV: &str = "PARLANCE_PREFIX_CACHE";
+/// Environment variable for [`Layer::prefill_stall_ratio`].
+pub const PREFILL_STALL_RATIO_ENV: &str = "PARLANCE_PREFILL_STALL_RATIO";
 /// Environment variable for [`Layer::database_url`].
 pub const DATABASE_URL_ENV: &str = "PARLANCE_DATABASE_URL";
 /// Environment variable for [`Layer::rpm`].
@@ -60,7 +62,8 @@ pub const INSTANCE_LEASE_ENV: &str = "PARLANCE_INSTANCE_LEASE_SECS";
 pub const DATABASE_FILE: &str = "parlance.db";
 
 /// The keys a config file may hold, for error messages.
-const KEYS: &str = "host, port, models, threads, kv_cache_tokens, prefix_cache, data_dir, \
+const KEYS: &str = "host, port, models, threads, kv_cache_tokens, prefix_cache, \
+                    prefill_stall_ratio, data_dir, \
                     database_url, rpm, tpm, project_rpm, project_tpm, redis_url, \
                     shutdown_grace_secs, instance_lease_secs, default_max_tokens, gateway, \
                     embedding_models, embedding_aliases, chat_template, reasoning_field";
@@ -95,6 +98,14 @@ pub struct Layer {
     /// `PARLANCE_PREFIX_CACHE`, `true`/`false`/`1`/`0`; flag
     /// `--prefix-cache <true|false>`).
     pub prefix_cache: Option<bool>,
+    /// While sequences generate, a step that also reads new prompts may
+    /// last at most this many times a step of the generating rows alone;
+    /// the rest of a long prompt waits for the next steps (chunked prefill
+    /// between the streams' tokens). Lower keeps streams smoother, higher
+    /// gives new prompts their first token sooner; `0` (or anything up to
+    /// `1`) turns the bound off (default `1.5`; env
+    /// `PARLANCE_PREFILL_STALL_RATIO`; flag `--prefill-stall-ratio`).
+    pub prefill_stall_ratio: Option<f64>,
     /// Where models and data live (default: `$XDG_DATA_HOME/parlance`, else
     /// `~/.local/share/parlance`; env `PARLANCE_DATA_DIR`; flag
     /// `--data-dir`).
@@ -172,6 +183,7 @@ impl Layer {
             threads: self.threads.or(lower.threads),
             kv_cache_tokens: self.kv_cache_tokens.or(lower.kv_cache_tokens),
             prefix_cache: self.prefix_cache.or(lower.prefix_cache),
+            prefill_stall_ratio: self.prefill_stall_ratio.or(lower.prefill_stall_ratio),
             data_dir: self.data_dir.or(lower.data_dir),
             database_url: self.database_url.or(lower.database_url),
             rpm: self.rpm.or(lower.rpm),
@@ -198,6 +210,11 @@ impl Layer {
         let mut layer: Layer = toml::from_str(text)
             .map_err(|e| anyhow::anyhow!("{}", describe_toml_error(&e, text)))
             .with_context(|| format!("in config file {}", path.display()))?;
+        if let Some(ratio) = layer.prefill_stall_ratio {
+            check_stall_ratio(ratio)
+                .context("bad value for key `prefill_stall_ratio`")
+                .with_context(|| format!("in config file {}", path.display()))?;
+        }
         if let Some(gateway) = &layer.gateway {
             gateway
                 .validate()
@@ -274,6 +291,12 @@ impl Layer {
                 ),
             },
         };
+        let prefill_stall_ratio = match var(PREFILL_STALL_RATIO_ENV)? {
+            None => None,
+            Some(text) => Some(parse_stall_ratio(&text).with_context(|| {
+                format!("environment variable {PREFILL_STALL_RATIO_ENV}={text:?}")
+            })?),
+        };
         let models = var(MODELS_ENV)?.and_then(|text| {
             let list: Vec<String> = text
                 .split(',')
@@ -332,6 +355,7 @@ impl Layer {
             threads,
             kv_cache_tokens,
             prefix_cache,
+            prefill_stall_ratio,
             data_dir: None,
             database_url: var(DATABASE_URL_ENV)?,
             rpm: limit(RPM_ENV)?,
@@ -366,6 +390,9 @@ pub struct ServeConfig {
     pub kv_cache_tokens: usize,
     /// Whether finished requests' KV blocks are kept for prefix reuse.
     pub prefix_cache: bool,
+    /// How long a step reading prompts may last beside generating
+    /// streams, in decode-only steps (1 or less: unbounded).
+    pub prefill_stall_ratio: f64,
     /// Where models and data live.
     pub data_dir: PathBuf,
     /// The database URL (keys, usage ledger).
@@ -418,6 +445,9 @@ pub fn resolve(file: Layer, env: Layer, flags: Layer, default_data_dir: &Path) -
         threads: merged.threads.unwrap_or(0),
         kv_cache_tokens: merged.kv_cache_tokens.unwrap_or(0),
         prefix_cache: merged.prefix_cache.unwrap_or(true),
+        prefill_stall_ratio: merged
+            .prefill_stall_ratio
+            .unwrap_or(DEFAULT_PREFILL_STALL_RATIO),
         database_url: merged
             .database_url
             .unwrap_or_else(|| default_database_url(&data_dir)),
@@ -443,6 +473,26 @@ pub fn resolve(file: Layer, env: Layer, flags: Layer, default_data_dir: &Path) -
             .reasoning_field
             .unwrap_or_else(|| "reasoning_content".to_owned()),
     }
+}
+
+/// The engine's prefill pacing ratio when no layer sets one.
+pub const DEFAULT_PREFILL_STALL_RATIO: f64 = 1.5;
+
+/// A prefill stall ratio from text (env or flag): a finite number, at
+/// least 0.
+pub fn parse_stall_ratio(text: &str) -> anyhow::Result<f64> {
+    let ratio: f64 = text.trim().parse().map_err(|_| {
+        anyhow::anyhow!("expected a number such as 1.5 (0: no bound), got {text:?}")
+    })?;
+    check_stall_ratio(ratio)
+}
+
+/// `ratio` if it is a finite number of at least 0.
+fn check_stall_ratio(ratio: f64) -> anyhow::Result<f64> {
+    if !ratio.is_finite() || ratio < 0.0 {
+        bail!("the prefill stall ratio must be a finite number of at least 0 (0: no bound), got {ratio}");
+    }
+    Ok(ratio)
 }
 
 /// The SQLite database in `data_dir`, created if missing.
@@ -604,6 +654,58 @@ mod tests {
             resolve(file, env, flags, Path::new("/d")).kv_cache_tokens,
             1024
         ); // flag over env
+    }
+
+    #[test]
+    fn prefill_stall_ratio_from_file_env_and_flag() {
+        let defaults = resolve(
+            Layer::default(),
+            Layer::default(),
+            Layer::default(),
+            Path::new("/d"),
+        );
+        assert_eq!(defaults.prefill_stall_ratio, DEFAULT_PREFILL_STALL_RATIO);
+        let file = file("prefill_stall_ratio = 3").unwrap();
+        let config = resolve(
+            file.clone(),
+            Layer::default(),
+            Layer::default(),
+            Path::new("/d"),
+        );
+        assert_eq!(config.prefill_stall_ratio, 3.0); // file over the default
+        let env = Layer::from_env(env_of(&[("PARLANCE_PREFILL_STALL_RATIO", " 1.25 ")])).unwrap();
+        let config = resolve(file.clone(), env.clone(), Layer::default(), Path::new("/d"));
+        assert_eq!(config.prefill_stall_ratio, 1.25); // env over file
+        let flags = Layer {
+            prefill_stall_ratio: Some(0.0),
+            ..Layer::default()
+        };
+        assert_eq!(
+            resolve(file, env, flags, Path::new("/d")).prefill_stall_ratio,
+            0.0
+        ); // flag over env
+    }
+
+    #[test]
+    fn a_bad_prefill_stall_ratio_is_named() {
+        for bad in ["-1", "fast", "inf", "NaN"] {
+            let err =
+                Layer::from_env(env_of(&[("PARLANCE_PREFILL_STALL_RATIO", bad)])).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(msg.contains("PARLANCE_PREFILL_STALL_RATIO"), "{msg}");
+            assert!(parse_stall_ratio(bad).is_err(), "{bad}");
+        }
+        let err = file("prefill_stall_ratio = -0.5").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("prefill_stall_ratio"),
+            "{err:#}"
+        );
+        let err = file("prefill_stall_ratio = \"fast\"").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("prefill_stall_ratio"),
+            "{err:#}"
+        );
+        assert_eq!(parse_stall_ratio("2").unwrap(), 2.0);
     }
 
     #[test]

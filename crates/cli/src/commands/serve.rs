@@ -70,6 +70,12 @@ pub struct Args {
     /// true).
     #[arg(long)]
     pub prefix_cache: Option<bool>,
+    /// While streams generate, a step that also reads new prompts lasts at
+    /// most this many times a step of the streams alone (lower: smoother
+    /// streams; higher: sooner first tokens; 0: no bound)
+    /// [env: PARLANCE_PREFILL_STALL_RATIO] (default: 1.5).
+    #[arg(long, value_name = "RATIO", value_parser = config::parse_stall_ratio)]
+    pub prefill_stall_ratio: Option<f64>,
     /// TOML config file (default: parlance.toml in the data directory, if
     /// it exists). Flags and PARLANCE_* variables override it.
     #[arg(long, value_name = "FILE")]
@@ -146,6 +152,7 @@ pub fn settings(
         threads: args.threads,
         kv_cache_tokens: args.kv_cache_tokens,
         prefix_cache: args.prefix_cache,
+        prefill_stall_ratio: args.prefill_stall_ratio,
         data_dir: data_dir_flag.map(Path::to_path_buf),
         database_url: args.database_url.clone(),
         rpm: args.rpm,
@@ -206,6 +213,7 @@ pub fn run(
             threads: settings.threads,
             kv_cache_tokens: settings.kv_cache_tokens,
             prefix_cache: settings.prefix_cache,
+            prefill_stall_ratio: settings.prefill_stall_ratio,
             ..EngineConfig::default()
         };
         let mut engine = EngineHandle::start(&resolved.path, config)
