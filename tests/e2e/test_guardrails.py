@@ -11,7 +11,9 @@ SQLite and on PostgreSQL (when PARLANCE_TEST_POSTGRES_URL names a server):
   write flagged text ends with `finish_reason: "content_filter"` and no
   content, billed for the tokens it generated; streamed, it is generated
   whole and checked before any chunk is sent, so no flagged text leaks;
-- the CLI shows and sets the same setting.
+- the CLI shows and sets the same setting;
+- a routed model's streamed answer is fetched whole from the upstream
+  and checked before any chunk is sent.
 """
 
 from __future__ import annotations
@@ -235,3 +237,37 @@ def embedding_app(request):
         server.stop()
         db.drop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_a_routed_stream_is_checked_before_it_is_sent(server, model, serve_with, tmp_path):
+    config = tmp_path / "parlance.toml"
+    config.write_text(
+        "[[gateway.models]]\n"
+        'name = "remote-chat"\n'
+        "[[gateway.models.backends]]\n"
+        'id = "upstream"\nkind = "openai"\n'
+        f'base_url = "{server.root}/v1"\nmodel = "{model}"\n'
+    )
+    gateway = serve_with("--config", str(config), "--embedding-model", _embedding_folder())
+    admin = App(gateway)
+    status, page, _ = admin.call("GET", "/v1/organization/projects")
+    assert status == 200, page
+    (project,) = [p for p in page["data"] if p["name"] == "default"]
+    status, g, _ = admin.call("POST", f"/v1/organization/projects/{project['id']}/guardrails",
+                              {"output": True})
+    assert status == 200 and g["output"] is True, g
+    client = openai.OpenAI(base_url=f"{gateway.root}/v1", api_key="sk-none", max_retries=0,
+                           timeout=120)
+    chunks = list(client.chat.completions.create(
+        model="remote-chat", messages=[{"role": "user", "content": "Write a line."}],
+        response_format=FORCED, max_tokens=40, temperature=0, stream=True,
+        stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert text == "" and reasons == ["content_filter"], chunks
+    assert chunks[-1].usage.completion_tokens > 0
+    # A benign routed stream still arrives, in chunks of the same shape.
+    benign = list(client.chat.completions.create(
+        model="remote-chat", messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=8, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in benign if c.choices)
