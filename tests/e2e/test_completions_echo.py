@@ -1,6 +1,7 @@
 """`/v1/completions`' `echo` and `suffix` through the openai SDK against the
 real `parlance serve`: `echo` puts the prompt before the generated text
-(whole and streamed, text and token-id prompts, with `n`); `suffix` and
+(whole and streamed, text and token-id prompts, with `n`); `max_tokens: 0`
+generates nothing (the echoed prompt alone, `finish_reason: length`); `suffix` and
 `echo` with `logprobs` are 400s naming their param, never ignored."""
 
 from __future__ import annotations
@@ -27,6 +28,27 @@ def test_echo_prepends_the_prompt(client: openai.OpenAI, model: str):
 
     tokens = client.completions.create(model=model, prompt=HELLO_WORLD_IDS, max_tokens=2, echo=True)
     assert tokens.choices[0].text.startswith("Hello world")
+
+
+def test_max_tokens_zero_generates_nothing(
+    client: openai.OpenAI, loose_client: openai.OpenAI, model: str
+):
+    # A legacy client scoring or echoing its prompt: no token is generated,
+    # the prompt is counted (and billed), the answer ends at its limit.
+    echoed = client.completions.create(model=model, prompt="The sky is", max_tokens=0, echo=True)
+    assert echoed.choices[0].text == "The sky is"
+    assert echoed.choices[0].finish_reason == "length"
+    assert echoed.usage.completion_tokens == 0
+    assert echoed.usage.prompt_tokens > 0
+    plain = client.completions.create(model=model, prompt="The sky is", max_tokens=0)
+    assert plain.choices[0].text == ""
+    assert plain.usage.completion_tokens == 0
+    streamed = list(
+        loose_client.completions.create(
+            model=model, prompt="The sky is", max_tokens=0, echo=True, stream=True
+        )
+    )
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == "The sky is"
 
 
 def test_echo_streams_the_prompt_first(loose_client: openai.OpenAI, model: str):

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::error::EngineError;
 use crate::model::{Model, ModelConfig};
-use crate::request::{Event, GenerateRequest};
+use crate::request::{Event, FinishReason, GenerateRequest, Usage};
 use crate::scheduler::{Command, Scheduler};
 use crate::sequence::Sequence;
 use crate::stats::{Counters, EngineStats};
@@ -238,6 +238,24 @@ impl EngineHandle {
         self.tokenizer.encode(text, true, true)
     }
 
+    /// A generation of no tokens: `Done` with reason `Length` at once.
+    fn nothing_to_generate(prompt_tokens: usize) -> Generation {
+        let (etx, erx) = unbounded_channel();
+        let done = Event::Done {
+            text: String::new(),
+            reason: FinishReason::Length,
+            usage: Usage {
+                prompt_tokens,
+                completion_tokens: 0,
+                cached_tokens: 0,
+            },
+            stop: None,
+        };
+        // The receiver is held just below, so this send cannot fail.
+        let _ = etx.send(done);
+        Generation { rx: erx }
+    }
+
     /// Validates `req` and queues it; events stream back on the returned `Generation`.
     pub fn submit(&self, mut req: GenerateRequest) -> Result<Generation, EngineError> {
         req.params.validate()?;
@@ -250,11 +268,6 @@ impl EngineHandle {
             return Err(EngineError::InvalidRequest(format!(
                 "token id {bad} is outside the vocabulary (size {n_vocab})"
             )));
-        }
-        if req.max_tokens == Some(0) {
-            return Err(EngineError::InvalidRequest(
-                "max_tokens must be at least 1".into(),
-            ));
         }
         let requested = req.max_tokens.unwrap_or(1);
         if req.prompt.len() + requested > n_ctx {
@@ -273,6 +286,12 @@ impl EngineHandle {
             return Err(EngineError::InvalidRequest(format!(
                 "logit_bias names token {id}, outside the vocabulary"
             )));
+        }
+        if req.max_tokens == Some(0) {
+            // Nothing to generate (a legacy completion scoring or echoing
+            // its prompt): the prompt is counted, not run, and the answer
+            // ends at once at its length limit.
+            return Ok(Self::nothing_to_generate(req.prompt.len()));
         }
         let limit = req.prompt.len() + req.max_tokens.unwrap_or(n_ctx - req.prompt.len());
         let (etx, erx) = unbounded_channel();

@@ -367,10 +367,15 @@ fn invalid_requests_are_refused_up_front() {
         }),
         EngineError::ContextLengthExceeded { .. }
     ));
-    assert!(matches!(
-        err(greedy("x", 0)),
-        EngineError::InvalidRequest(_)
-    ));
+    // No token asked for: counted, not run, ended at its length at once.
+    let nothing = run(greedy("The sky is", 0));
+    assert!(nothing.ids.is_empty() && nothing.text.is_empty());
+    assert_eq!(nothing.reason, FinishReason::Length);
+    assert_eq!(nothing.usage.completion_tokens, 0);
+    assert_eq!(
+        nothing.usage.prompt_tokens,
+        e.encode_prompt("The sky is").len()
+    );
     let bad = GenerateRequest {
         params: SamplingParams {
             temperature: -1.0,

@@ -102,7 +102,7 @@ pub fn settings(request: &CompletionRequest) -> Result<Settings> {
         frequency_penalty: request.frequency_penalty,
         logit_bias: super::logit_bias(request.logit_bias.as_ref())?,
         seed: request.seed,
-        max_tokens: Some(request.max_output_tokens().max(1)),
+        max_tokens: Some(request.max_output_tokens()),
         stop: request
             .stop_sequences()
             .into_iter()
