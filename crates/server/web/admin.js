@@ -86,7 +86,7 @@ function Invites({ me, say }) {
     <tbody>${(invites || []).map((i) => html`<tr key=${i.id}><td>${i.email}</td><td>${i.role}</td><td>${i.status}</td>
       <td>${i.status !== 'accepted' && html`<button type="button" class="small" aria-label=${`Delete the invite for ${i.email}`} onClick=${() => remove(i)}>Delete</button>`}</td></tr>`)}
       ${invites && !invites.length && html`<tr><td colspan="4">No invites.</td></tr>`}</tbody></table>
-    <p class="note">There is no mail: send the link yourself. Whoever signs up through it with the invited email joins with the role, without waiting for approval.</p>
+    <p class="note">There is no mail: send the link yourself. Whoever signs up through it with the invited email, or signs in from it with an account they already have, joins with the role, without waiting for approval.</p>
   </section>`;
 }
 

@@ -1,6 +1,8 @@
 // The app's shell: who is signed in (GET /api/me), the sign-up / sign-in
 // form (a sign-up waiting for approval, 202, says so and turns the form to
-// sign-in; one opened from an invite link, #/signup?invite=…, joins at once), and the pages by hash route: #/ chat, #/keys API keys, #/usage
+// sign-in; one opened from an invite link, #/signup?invite=…, joins at once;
+// signing in from it, or opening it signed in, joins with an existing
+// account), and the pages by hash route: #/ chat, #/keys API keys, #/usage
 // usage and costs, #/invoice the month's invoice, #/admin members, plans,
 // prices and backends.
 
@@ -32,7 +34,7 @@ function Auth({ onSignedIn }) {
     const form = new FormData(event.target);
     const body = { email: form.get('email'), password: form.get('password') };
     if (mode === 'signup') body.name = form.get('name');
-    if (mode === 'signup' && invite) body.invite = invite;
+    if (invite) body.invite = invite;
     setBusy(true);
     setError('');
     setNotice('');
@@ -43,6 +45,8 @@ function Auth({ onSignedIn }) {
         setMode('login');
         setNotice(answer.message);
       } else {
+        // The link is used: leave it, or the page would offer it again.
+        if (invite) location.hash = '#/';
         onSignedIn(answer);
       }
     } catch (err) {
@@ -56,7 +60,7 @@ function Auth({ onSignedIn }) {
   return html`<main class="auth">
     <h1>Parlance</h1>
     <form onSubmit=${submit} aria-label=${signup ? 'Sign up' : 'Sign in'}>
-      <h2>${signup ? (invite ? 'You are invited: create your account' : 'Create your account') : 'Sign in'}</h2>
+      <h2>${signup ? (invite ? 'You are invited: create your account' : 'Create your account') : (invite ? 'You are invited: sign in to join' : 'Sign in')}</h2>
       ${signup && html`<label>Name<input name="name" autocomplete="name" /></label>`}
       <label>Email<input name="email" type="email" required autocomplete="email" /></label>
       <label>Password<input name="password" type="password" required minlength=${signup ? 8 : 1}
@@ -68,6 +72,36 @@ function Auth({ onSignedIn }) {
         <button type="button" class="link" onClick=${() => { setMode(signup ? 'login' : 'signup'); setError(''); setNotice(''); }}>
           ${signup ? 'Sign in instead' : 'Create an account'}</button></p>
     </form>
+  </main>`;
+}
+
+// A signed-in person who opens an invite link joins its organisation with
+// the invited role by accepting here (POST /api/auth/invite), which signs
+// them into that organisation.
+function JoinInvite({ me, onJoined }) {
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  async function accept() {
+    setBusy(true);
+    setError('');
+    try {
+      const joined = await api('/api/auth/invite', { method: 'POST', body: { invite: inviteToken() } });
+      location.hash = '#/';
+      onJoined(joined);
+    } catch (err) {
+      setError(err.message);
+    } finally {
+      setBusy(false);
+    }
+  }
+  return html`<main class="auth">
+    <section aria-labelledby="join-h">
+      <h2 id="join-h">You are invited</h2>
+      <p>Signed in as ${me.user.email}. Accept to join the organization that invited you, with the role it gave you.</p>
+      ${error && html`<p class="error" role="alert">${error}</p>`}
+      <button type="button" disabled=${busy} onClick=${accept}>Accept the invite</button>
+      <p><a href="#/">Not now</a></p>
+    </section>
   </main>`;
 }
 
@@ -108,6 +142,7 @@ function App() {
     <span class="who">${me.user.name} · ${me.role}</span>
     <button type="button" onClick=${signOut}>Sign out</button>
   </nav>`;
+  if (page === 'signup' && inviteToken()) return html`${nav}<${JoinInvite} me=${me} onJoined=${setMe} />`;
   if (page === 'keys') return html`${nav}<${Keys} me=${me} />`;
   if (page === 'usage') return html`${nav}<${Usage} me=${me} />`;
   if (page === 'invoice') return html`${nav}<${Invoice} me=${me} />`;

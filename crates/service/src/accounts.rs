@@ -356,6 +356,48 @@ impl Accounts {
         password: &str,
         address: Option<IpAddr>,
     ) -> Result<(User, Role)> {
+        self.sign_in_inner(store, org_id, email, password, address, None)
+            .await
+    }
+
+    /// [`Accounts::sign_in`] through an invite link: `token`'s invite names
+    /// the organisation, and a person with an account who is not yet its
+    /// member (a member elsewhere, removed earlier, or still waiting for
+    /// approval) joins it with the invited role once the password is right
+    /// ([`crate::invites::accept_existing`]). Throttled and audited like
+    /// any sign-in; an unknown, used or expired link is a 400 naming
+    /// `invite`. Answers the organisation too.
+    pub async fn sign_in_with_invite(
+        &self,
+        store: &Store,
+        token: &str,
+        email: &str,
+        password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<(User, Role, String)> {
+        let invite = store.find_invite(token).await.map_err(|err| match err {
+            store::StoreError::NotFound(_) => crate::Error::from(ApiError::InvalidRequest {
+                message: "This invite link is unknown, used or expired: ask for a new one.".into(),
+                param: Some("invite".into()),
+                code: None,
+            }),
+            err => err.into(),
+        })?;
+        let (user, role) = self
+            .sign_in_inner(store, &invite.org_id, email, password, address, Some(token))
+            .await?;
+        Ok((user, role, invite.org_id))
+    }
+
+    async fn sign_in_inner(
+        &self,
+        store: &Store,
+        org_id: &str,
+        email: &str,
+        password: &str,
+        address: Option<IpAddr>,
+        invite: Option<&str>,
+    ) -> Result<(User, Role)> {
         let now = self.clock.now_ms();
         let email: String = email
             .trim()
@@ -392,16 +434,23 @@ impl Accounts {
             Err(err) => return Err(err.into()),
         };
         if let Some(user) = &user {
-            let right = match store.get_role(org_id, &user.id).await {
+            let right: Option<Result<(User, Role)>> = match store.get_role(org_id, &user.id).await {
                 Ok(role) => Some(Ok((user.clone(), role))),
                 Err(err) if err.kind() == store::ErrorKind::NotFound => {
-                    if store.signup_pending(org_id, &user.id).await? {
+                    if let Some(token) = invite {
+                        Some(
+                            crate::invites::accept_existing(store, token, &user.id)
+                                .await
+                                .map(|(invite, user)| (user, invite.role)),
+                        )
+                    } else if store.signup_pending(org_id, &user.id).await? {
                         Some(Err(ApiError::Forbidden {
                             message: "Your account is waiting for approval: an owner or admin \
                                       of the organization must approve it before you can sign \
                                       in."
                             .into(),
-                        }))
+                        }
+                        .into()))
                     } else {
                         None
                     }
@@ -415,7 +464,7 @@ impl Accounts {
                 if let Some(ticket) = &client {
                     self.give_back(store, ticket).await?;
                 }
-                return Ok(right?);
+                return right;
             }
         }
 

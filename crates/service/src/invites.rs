@@ -4,7 +4,8 @@
 //! accepting one — the web app's sign-up with the link's token — which
 //! makes the person a member with the invited role at once, whatever the
 //! sign-up policy (`approval` and `closed` included: the invite is the
-//! approval), and records `invite.accepted`.
+//! approval), and records `invite.accepted`; or, for someone who already
+//! has an account and is signed in, joining with it ([`accept_existing`]).
 //!
 //! There is no mail: an invite is a one-time link that whoever creates it
 //! hands on. Its token is answered once, at creation; the store keeps only
@@ -124,6 +125,47 @@ pub async fn accept(store: &Store, token: &str, person: NewPerson<'_>) -> Result
             StoreError::Conflict(_) => invalid(
                 "This email is already registered: sign in instead.".into(),
                 "email",
+            ),
+            err => err.into(),
+        })?;
+    let actor = format!("user:{}", user.id);
+    let before = Invite {
+        accepted_at: None,
+        ..invite.clone()
+    };
+    audit(
+        store,
+        &invite,
+        &actor,
+        "invite.accepted",
+        Some(&before),
+        Some(&invite),
+    )
+    .await?;
+    Ok((invite, user))
+}
+
+/// Accepts the invite whose link carries `token` for `user_id`, a person
+/// with an account who is signed in: they join the invite's organisation
+/// with its role, and `invite.accepted` is recorded. A link that is
+/// unknown, used or expired, for another email, or for an organisation the
+/// person is already a member of, is a 400 naming `invite` or `email`.
+pub async fn accept_existing(store: &Store, token: &str, user_id: &str) -> Result<(Invite, User)> {
+    let (invite, user) = store
+        .accept_invite_as(token, user_id)
+        .await
+        .map_err(|err| match err {
+            StoreError::NotFound(_) => invalid(
+                "This invite link is unknown, used or expired: ask for a new one.".into(),
+                "invite",
+            ),
+            StoreError::InvalidRequest(_) => invalid(
+                "This invite is for another email: sign in with the invited one.".into(),
+                "email",
+            ),
+            StoreError::Conflict(_) => invalid(
+                "You are already a member of this organization.".into(),
+                "invite",
             ),
             err => err.into(),
         })?;

@@ -1,5 +1,6 @@
 //! People in the web app: `POST /api/auth/signup`, `/api/auth/login`,
-//! `/api/auth/logout` and `GET /api/me`.
+//! `/api/auth/logout`, `/api/auth/invite` (a signed-in person accepts an
+//! invite link) and `GET /api/me`.
 //!
 //! Everyone signs up into the installation's default organisation (the one
 //! keyless, admin-key and `parlance keys create` requests bill, created when missing).
@@ -62,6 +63,11 @@ pub struct SignupRequest {
 pub struct LoginRequest {
     email: String,
     password: String,
+    /// An invite link's token: signing in through it joins its
+    /// organisation with the invited role (an account that is not yet a
+    /// member there), and the session is in that organisation.
+    #[serde(default)]
+    invite: Option<String>,
 }
 
 /// `POST /api/auth/signup {email, name, password, invite?}`: the person as
@@ -110,8 +116,10 @@ pub async fn signup(
     .await
 }
 
-/// `POST /api/auth/login {email, password}`, throttled per account and
-/// per client address.
+/// `POST /api/auth/login {email, password, invite?}`, throttled per
+/// account and per client address. With an invite link's token, an
+/// account not yet a member of the invite's organisation joins it with the
+/// invited role, and the session is there.
 pub async fn login(
     State(state): State<AppState>,
     method: Method,
@@ -125,9 +133,16 @@ pub async fn login(
         }
         let store = store(&state)?;
         let request: LoginRequest = json_body(&body)?;
-        let org_id = local_org(&store).await?;
         let peer = peer.map(|Extension(ConnectInfo(peer))| peer);
         let address = crate::client::client_address(peer, &headers, state.trusted_proxies());
+        if let Some(token) = &request.invite {
+            let (user, _, org_id) = state
+                .accounts()
+                .sign_in_with_invite(&store, token, &request.email, &request.password, address)
+                .await?;
+            return open_session(&store, &headers, &org_id, &user.id).await;
+        }
+        let org_id = local_org(&store).await?;
         let (user, _) = state
             .accounts()
             .sign_in(&store, &org_id, &request.email, &request.password, address)
@@ -158,6 +173,38 @@ pub async fn logout(State(state): State<AppState>, method: Method, headers: Head
         );
         set_cookie(&mut response, &cookie)?;
         Ok(response)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInviteRequest {
+    /// The invite link's token.
+    invite: String,
+}
+
+/// `POST /api/auth/invite {invite}`: the signed-in person accepts an
+/// invite link addressed to their email and joins its organisation with
+/// the invited role; answers as `/api/me` with a new session in that
+/// organisation (the old session stays valid where it was).
+pub async fn accept_invite(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    result(async {
+        if !passes_csrf_check(&method, &headers) {
+            return Err(csrf_refusal());
+        }
+        let person = person(&state, caller)?;
+        let request: AcceptInviteRequest = json_body(&body)?;
+        let (invite, user) =
+            service::invites::accept_existing(&person.store, &request.invite, &person.user_id)
+                .await?;
+        open_session(&person.store, &headers, &invite.org_id, &user.id).await
     })
     .await
 }

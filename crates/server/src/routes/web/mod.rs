@@ -37,6 +37,7 @@ pub fn public() -> Router<AppState> {
 pub fn authenticated() -> Router<AppState> {
     Router::new()
         .route("/api/me", get(account::me))
+        .route("/api/auth/invite", post(account::accept_invite))
         .route(
             "/api/conversations",
             get(conversations::list).post(conversations::create),
