@@ -13,7 +13,10 @@
 //! and the added latency (b − a).
 //!
 //! It also times the metering's two SQLite transactions per request (the
-//! reservation before the call, the settlement after) on their own.
+//! reservation before the call, the settlement after) on their own, and
+//! with the path `ledger`, the meter's throughput without HTTP: metered
+//! requests per second through `service::Meter` and its one ledger writer
+//! (group commit), 64 and 256 at a time.
 //!
 //! ```text
 //! cargo run --release -p server --example gateway_overhead -- [SECS] [RATE,RATE…] [PATH,…]
@@ -314,6 +317,96 @@ async fn time_ledger(path: &std::path::Path, count: usize) {
     }
 }
 
+/// The meter alone, without HTTP: `workers` requests at a time (closed
+/// loop) each take a reservation, record one progress checkpoint (as a
+/// stream does at its first token) and settle, through `service::Meter` and
+/// its one ledger writer, on a two-worker runtime like Parlance's. Prints
+/// the metered requests completed per second and each one's latency.
+fn ledger_throughput(url: &str, secs: u64, workers: usize) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        let store = Store::connect(url).await.expect("store");
+        let org = store.create_org("throughput").await.expect("org");
+        let project = store
+            .create_project(&org.id, "throughput")
+            .await
+            .expect("project");
+        let meter = service::Meter::new(store, billing::PriceTable::reference());
+        let tenant = Tenant {
+            org_id: org.id,
+            project_id: project.id,
+            api_key_id: "bench".into(),
+            ..Tenant::default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..workers {
+            let (meter, tenant) = (meter.clone(), tenant.clone());
+            tasks.spawn(async move {
+                let mut micros = Vec::new();
+                let mut failed = 0usize;
+                let mut i = 0u64;
+                while Instant::now() < deadline {
+                    i += 1;
+                    let request_id = format!("w{w}-{i}");
+                    let begun = Instant::now();
+                    let planned = service::metering::Planned {
+                        request_id: &request_id,
+                        model: "bench",
+                        endpoint: "/v1/chat/completions",
+                        prompt_tokens: 7,
+                        max_completion_tokens: 16,
+                        unlisted: None,
+                    };
+                    match meter.begin(&tenant, None, planned).await {
+                        Ok(mut charge) => {
+                            let mut used = billing::Usage {
+                                prompt_tokens: 7,
+                                cached_tokens: 0,
+                                completion_tokens: 1,
+                            };
+                            charge.record(used);
+                            used.completion_tokens = 6;
+                            let finished = service::metering::Outcome::Finished(None);
+                            charge.settle(finished, used).written().await;
+                            micros.push(begun.elapsed().as_micros() as u64);
+                        }
+                        Err(_) => failed += 1,
+                    }
+                }
+                (micros, failed)
+            });
+        }
+        let (mut micros, mut failed) = (Vec::new(), 0);
+        while let Some(done) = tasks.join_next().await {
+            let (m, f) = done.expect("a worker");
+            micros.extend(m);
+            failed += f;
+        }
+        meter.flush().await;
+        let elapsed = started.elapsed().as_secs_f64();
+        micros.sort_unstable();
+        let p = |q: f64| {
+            micros[((q / 100.0 * micros.len() as f64).ceil() as usize).clamp(1, micros.len()) - 1]
+        };
+        println!(
+            "ledger  {:>5} in flight: {:.0} metered requests/s ({} in {:.1} s; reserve+progress+settle p50 {} ms, p99 {} ms; {} failed)",
+            workers,
+            micros.len() as f64 / elapsed,
+            micros.len(),
+            elapsed,
+            ms(p(50.0)),
+            ms(p(99.0)),
+            failed
+        );
+    });
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10);
@@ -339,6 +432,26 @@ fn main() {
         "metered ledger: {}",
         ledger.split('@').next_back().unwrap_or(&ledger)
     );
+    if only
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|n| n == "ledger"))
+    {
+        // The ledger alone: a fresh database each time (SQLite) or the
+        // one named (rows of earlier runs stay in it).
+        for workers in [64, 256] {
+            let url = match std::env::var("PARLANCE_BENCH_DATABASE_URL") {
+                Ok(url) => url,
+                Err(_) => format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join(format!("alone-{workers}.db")).display()
+                ),
+            };
+            ledger_throughput(&url, secs, workers);
+        }
+        if only.as_ref().is_some_and(|o| o.len() == 1) {
+            return;
+        }
+    }
     let metered = start_parlance(mock, Some(ledger));
     let unmetered = start_parlance(mock, None);
     let runtime = tokio::runtime::Builder::new_current_thread()

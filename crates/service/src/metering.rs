@@ -42,7 +42,8 @@
 //! prices, with the upstream's reported tokens ([`Charge::served_by`]).
 //!
 //! Where a price becomes a cost: [`Meter::prices_at`] fixes the request's
-//! prices at its start (the store's table, else the configured one);
+//! prices at its start (the store's table, read through its cache of
+//! `store::PRICE_CACHE_TTL`, else the configured one);
 //! `billing::worst_case` sizes the reservation and `billing::cost` prices
 //! every progress record and the settlement, in integer picodollars.
 
@@ -186,7 +187,7 @@ impl Meter {
     /// The prices a request for `model` started at `at` pays: the store's
     /// (`parlance prices set`), else the configured table's.
     pub async fn prices_at(&self, model: &str, at: Timestamp) -> Result<ModelPrices> {
-        match self.store.price_at(model, at.unix_millis()).await? {
+        match self.store.price_at_cached(model, at.unix_millis()).await? {
             Some(stored) => Ok(ModelPrices {
                 input: billing::Money::from_i64_units(stored.input),
                 cached_input: billing::Money::from_i64_units(stored.cached_input),
@@ -206,7 +207,7 @@ impl Meter {
     ) -> Result<ModelPrices> {
         match unlisted {
             None => self.prices_at(model, at).await,
-            Some(fallback) => match self.store.price_at(model, at.unix_millis()).await? {
+            Some(fallback) => match self.store.price_at_cached(model, at.unix_millis()).await? {
                 Some(_) => self.prices_at(model, at).await,
                 None => Ok(fallback),
             },
@@ -268,12 +269,11 @@ impl Meter {
         planned: &Planned<'_>,
     ) -> Result<(ModelPrices, Timestamp)> {
         let started_at = Timestamp::now();
-        // Both reads at once: one round trip to the store, not two.
-        let (prices, used) = tokio::join!(
-            self.prices_or(planned.model, started_at, planned.unlisted),
-            self.store.get_usage(&tenant.org_id, planned.request_id)
-        );
-        let prices = prices?;
+        // Prices come from the store's short-lived cache; whether the
+        // request id was used already is checked in the reservation's batch.
+        let prices = self
+            .prices_or(planned.model, started_at, planned.unlisted)
+            .await?;
         if let Some(user_id) = &tenant.user_id {
             crate::plans::admit(
                 &self.store,
@@ -290,17 +290,6 @@ impl Meter {
             &prices,
         )
         .and_then(billing::Money::to_i64_units)?;
-        match used {
-            Ok(_) => {
-                return Err(ApiError::invalid_body(format!(
-                    "The request id {} was already used; send a new x-request-id.",
-                    planned.request_id
-                ))
-                .into())
-            }
-            Err(StoreError::NotFound(_)) => {}
-            Err(err) => return Err(err.into()),
-        }
         let reservation = NewReservation {
             request_id: planned.request_id.to_owned(),
             org_id: tenant.org_id.clone(),
@@ -316,6 +305,13 @@ impl Meter {
         };
         match self.writer.write(LedgerWrite::Reserve(reservation)).await {
             Ok(_) => Ok((prices, started_at)),
+            Err(StoreError::Conflict(why)) if why == store::REQUEST_ID_IN_LEDGER => {
+                Err(ApiError::invalid_body(format!(
+                    "The request id {} was already used; send a new x-request-id.",
+                    planned.request_id
+                ))
+                .into())
+            }
             Err(StoreError::Conflict(_)) => Err(ApiError::invalid_body(format!(
                 "A request with id {} is already in progress.",
                 planned.request_id
