@@ -8,16 +8,20 @@ official `openai` SDK against the real `parlance serve`:
   context, where `disabled` (the default) refuses it;
 - `POST /v1/responses/input_tokens` counts a turn as it would be billed;
 - `GET /v1/responses/{id}?stream=true` replays a stored response's events;
+- a thinking model's reasoning as `reasoning` output items, streamed as
+  `response.reasoning_text.delta` / `.done`, accepted back as input;
 - a spent hard budget refuses a turn with 429 `insufficient_quota`, in
   OpenAI's shape, storing and billing nothing.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import openai
 import pytest
@@ -197,3 +201,84 @@ def test_a_spent_budget_is_insufficient_quota():
                 assert conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 0
         finally:
             server.stop()
+
+
+THINKING_TEMPLATE = "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja"
+
+
+def _thinking_template() -> Path:
+    folder = os.environ.get("PARLANCE_TEMPLATES_DIR") or str(
+        Path.home() / ".cache/parlance-reference/llama.cpp/models/templates"
+    )
+    path = Path(folder) / THINKING_TEMPLATE
+    if not path.is_file():
+        if os.environ.get("PARLANCE_REQUIRE_VOCAB"):
+            pytest.fail(f"no {THINKING_TEMPLATE} in {folder}: run scripts/reference/vocab_fixtures.sh")
+        pytest.skip(f"no {THINKING_TEMPLATE} in {folder} (scripts/reference/vocab_fixtures.sh)")
+    return path
+
+
+def test_reasoning_items_whole_streamed_and_sent_back(serve_with):
+    """SmolLM2 under DeepSeek-R1-Distill's template (its prompt ends with
+    `<think>`, and SmolLM2 never closes it): the answer is reasoning, written
+    as a `reasoning` item, whole and streamed, with `reasoning.effort`
+    `high`; `none` turns thinking off (a message, no reasoning)."""
+    srv = serve_with("--chat-template", str(_thinking_template()))
+    client = openai.OpenAI(base_url=f"{srv.root}/v1", api_key="sk-test", max_retries=0)
+    model = client.models.list().data[0].id
+    think = {"effort": "high"}
+    whole = client.responses.create(
+        model=model, input="What is 2 + 2?", max_output_tokens=24, temperature=0, reasoning=think
+    )
+    kinds = [item.type for item in whole.output]
+    assert kinds[0] == "reasoning", whole.output
+    reasoning = whole.output[0]
+    assert reasoning.id.startswith("rs_") and reasoning.summary == []
+    assert reasoning.content[0].type == "reasoning_text" and reasoning.content[0].text.strip()
+    assert reasoning.content[0].text not in whole.output_text or not whole.output_text
+
+    deltas, done, items = [], None, []
+    with client.responses.stream(
+        model=model, input="What is 2 + 2?", max_output_tokens=24, temperature=0, reasoning=think
+    ) as stream:
+        for event in stream:
+            if event.type == "response.reasoning_text.delta":
+                deltas.append(event.delta)
+            elif event.type == "response.reasoning_text.done":
+                done = event
+            elif event.type == "response.output_item.done":
+                items.append(event.item)
+    assert len(deltas) > 1 and done is not None
+    assert "".join(deltas) == done.text == reasoning.content[0].text
+    assert items[0].type == "reasoning" and items[0].content[0].text == done.text
+    final = event.response
+    assert final.output[0].type == "reasoning"
+
+    replayed = list(client.responses.retrieve(whole.id, stream=True))
+    assert "response.reasoning_text.delta" in [e.type for e in replayed]
+
+    # Sent back (as the agents SDK does), the reasoning item is accepted and
+    # left out of the prompt; chaining from a response with one works too.
+    sent_back = client.responses.create(
+        model=model,
+        input=[
+            {"role": "user", "content": "What is 2 + 2?"},
+            whole.output[0].model_dump(exclude_none=True),
+            {"role": "user", "content": "And 3 + 3?"},
+        ],
+        max_output_tokens=MAX,
+        reasoning=think,
+    )
+    chained = client.responses.create(
+        model=model,
+        previous_response_id=whole.id,
+        input="And 3 + 3?",
+        max_output_tokens=MAX,
+        reasoning=think,
+    )
+    assert sent_back.usage.input_tokens == chained.usage.input_tokens
+
+    off = client.responses.create(
+        model=model, input="What is 2 + 2?", max_output_tokens=MAX, reasoning={"effort": "none"}
+    )
+    assert [item.type for item in off.output] == ["message"] and off.output_text

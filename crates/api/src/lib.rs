@@ -89,8 +89,8 @@ pub use responses::{
 };
 pub use responses_object::{
     DeletedResponse, EventBody, IncompleteDetails, InputTokenCount, InputTokensDetails, Item,
-    ItemContent, ItemList, OutputTokensDetails, ResponseError, ResponseEvent, ResponseObject,
-    ResponseUsage,
+    ItemContent, ItemList, OutputTokensDetails, ReasoningText, ResponseError, ResponseEvent,
+    ResponseObject, ResponseUsage,
 };
 pub use sse::{sse_data, sse_done, sse_error, SSE_DONE};
 pub use stored::{ChatCompletionDeleted, ChatCompletionUpdate, ListPage};

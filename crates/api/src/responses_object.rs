@@ -50,6 +50,46 @@ pub enum Item {
         /// `completed`.
         status: String,
     },
+    /// A thinking model's reasoning, split off its answer. Sent back as
+    /// input it is accepted and left out of the prompt (chat templates
+    /// drop earlier turns' reasoning too).
+    Reasoning {
+        /// `rs_…`.
+        id: String,
+        /// Always empty: no summaries are written.
+        #[serde(default)]
+        summary: Vec<Value>,
+        /// The reasoning text, as `reasoning_text` parts.
+        #[serde(default)]
+        content: Vec<ReasoningText>,
+        /// `completed`, `in_progress` or `incomplete`.
+        #[serde(default = "completed")]
+        status: String,
+    },
+}
+
+fn completed() -> String {
+    "completed".into()
+}
+
+/// A reasoning item's text part (`type: "reasoning_text"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReasoningText {
+    /// Always `reasoning_text`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The text.
+    pub text: String,
+}
+
+impl ReasoningText {
+    /// A part holding `text`.
+    pub fn new(text: impl Into<String>) -> Self {
+        ReasoningText {
+            kind: "reasoning_text".into(),
+            text: text.into(),
+        }
+    }
 }
 
 /// One part of a message item.
@@ -120,6 +160,7 @@ impl Item {
                 Item::Message { id, .. } => (id, "msg"),
                 Item::FunctionCall { id, .. } => (id, "fc"),
                 Item::FunctionCallOutput { id, .. } => (id, "fco"),
+                Item::Reasoning { id, .. } => (id, "rs"),
             };
             if id.is_empty() {
                 *id = fresh(prefix);
@@ -132,7 +173,8 @@ impl Item {
         match self {
             Item::Message { id, .. }
             | Item::FunctionCall { id, .. }
-            | Item::FunctionCallOutput { id, .. } => id,
+            | Item::FunctionCallOutput { id, .. }
+            | Item::Reasoning { id, .. } => id,
         }
     }
 
@@ -223,12 +265,29 @@ impl Item {
                     status: "completed".into(),
                 })
             }
+            "reasoning" => {
+                let content = object
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|part| part.get("text").and_then(Value::as_str))
+                    .map(ReasoningText::new)
+                    .collect();
+                Ok(Item::Reasoning {
+                    id: given_id("rs"),
+                    summary: Vec::new(),
+                    content,
+                    status: "completed".into(),
+                })
+            }
             other => Err(ApiError::invalid(
                 format!("{param}.type"),
                 InvalidCode::InvalidValue,
                 format!(
                     "Invalid value for '{param}.type': '{other}' items are not supported; \
-                     expected 'message', 'function_call' or 'function_call_output'."
+                     expected 'message', 'function_call', 'function_call_output' or \
+                     'reasoning'."
                 ),
             )),
         }
@@ -541,6 +600,28 @@ pub enum EventBody {
         text: String,
         /// Its tokens' logprobs, when asked for (`include`).
         logprobs: Vec<Value>,
+    },
+    /// `response.reasoning_text.delta`.
+    ReasoningDelta {
+        /// The reasoning item.
+        item_id: String,
+        /// Its place in `output`.
+        output_index: u32,
+        /// The part's place.
+        content_index: u32,
+        /// New reasoning text.
+        delta: String,
+    },
+    /// `response.reasoning_text.done`.
+    ReasoningDone {
+        /// The reasoning item.
+        item_id: String,
+        /// Its place in `output`.
+        output_index: u32,
+        /// The part's place.
+        content_index: u32,
+        /// The whole reasoning text.
+        text: String,
     },
     /// `response.function_call_arguments.delta`.
     ArgumentsDelta {

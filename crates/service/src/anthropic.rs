@@ -265,6 +265,9 @@ impl AnthropicWriter {
         for piece in pieces {
             let index = self.index;
             match piece {
+                // Extended thinking is not offered on this API (a request
+                // for it is refused): reasoning stays out of the message.
+                Piece::ReasoningStart | Piece::Reasoning(_) | Piece::ReasoningEnd(_) => {}
                 Piece::TextStart => {
                     self.message.content.push(AnswerBlock::Text {
                         text: String::new(),

@@ -147,6 +147,13 @@ pub struct RoutedBlocks<W> {
 /// One step of a chat answer read as blocks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
+    /// A reasoning block begins (a thinking model's reasoning, split off
+    /// as chat's `reasoning_content`).
+    ReasoningStart,
+    /// More of the open reasoning block.
+    Reasoning(String),
+    /// The reasoning block ends, with its whole text.
+    ReasoningEnd(String),
     /// A text block begins.
     TextStart,
     /// More text of the open text block.
@@ -178,6 +185,7 @@ pub enum Piece {
 enum Open {
     #[default]
     None,
+    Reasoning(String),
     Text(String),
     Call {
         index: u32,
@@ -202,6 +210,14 @@ impl BlockReader {
     pub fn chunk(&mut self, chunk: &ChatCompletionChunk) -> Vec<Piece> {
         let mut pieces = Vec::new();
         for choice in chunk.choices.iter().filter(|choice| choice.index == 0) {
+            let reasoning = choice
+                .delta
+                .reasoning_content
+                .as_deref()
+                .or(choice.delta.reasoning.as_deref());
+            if let Some(text) = reasoning.filter(|t| !t.is_empty()) {
+                self.reasoning(text, &mut pieces);
+            }
             if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
                 self.text(text, &mut pieces);
             }
@@ -253,6 +269,14 @@ impl BlockReader {
         let Some(choice) = completion.choices.first() else {
             return pieces;
         };
+        let reasoning = choice
+            .message
+            .reasoning_content
+            .as_deref()
+            .or(choice.message.reasoning.as_deref());
+        if let Some(text) = reasoning.filter(|text| !text.is_empty()) {
+            self.reasoning(text, &mut pieces);
+        }
         if let Some(text) = choice
             .message
             .content
@@ -293,6 +317,18 @@ impl BlockReader {
         self.finish
     }
 
+    fn reasoning(&mut self, text: &str, pieces: &mut Vec<Piece>) {
+        if !matches!(self.open, Open::Reasoning(_)) {
+            self.close(pieces);
+            pieces.push(Piece::ReasoningStart);
+            self.open = Open::Reasoning(String::new());
+        }
+        if let Open::Reasoning(whole) = &mut self.open {
+            whole.push_str(text);
+        }
+        pieces.push(Piece::Reasoning(text.to_owned()));
+    }
+
     fn text(&mut self, text: &str, pieces: &mut Vec<Piece>) {
         if !matches!(self.open, Open::Text(_)) {
             self.close(pieces);
@@ -308,6 +344,7 @@ impl BlockReader {
     fn close(&mut self, pieces: &mut Vec<Piece>) {
         match std::mem::take(&mut self.open) {
             Open::None => {}
+            Open::Reasoning(text) => pieces.push(Piece::ReasoningEnd(text)),
             Open::Text(text) => pieces.push(Piece::TextEnd(text)),
             Open::Call {
                 id,
@@ -356,6 +393,31 @@ mod tests {
             }]),
             ..ChunkDelta::default()
         }
+    }
+
+    #[test]
+    fn reasoning_comes_apart_before_the_text() {
+        let mut reader = BlockReader::default();
+        let mut pieces = Vec::new();
+        let thinking = |text: &str| ChunkDelta {
+            reasoning_content: Some(text.into()),
+            ..ChunkDelta::default()
+        };
+        pieces.extend(reader.chunk(&chunk(thinking("Hmm, "), None)));
+        pieces.extend(reader.chunk(&chunk(thinking("two."), None)));
+        pieces.extend(reader.chunk(&chunk(ChunkDelta::text("2"), Some(FinishReason::Stop))));
+        assert_eq!(
+            pieces,
+            vec![
+                Piece::ReasoningStart,
+                Piece::Reasoning("Hmm, ".into()),
+                Piece::Reasoning("two.".into()),
+                Piece::ReasoningEnd("Hmm, two.".into()),
+                Piece::TextStart,
+                Piece::Text("2".into()),
+                Piece::TextEnd("2".into()),
+            ]
+        );
     }
 
     #[test]

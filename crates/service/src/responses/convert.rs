@@ -80,6 +80,8 @@ pub fn chat_messages(instructions: Option<&str>, items: &[Item]) -> Vec<ChatMess
                 content: MessageContent::Text(output.clone()),
                 tool_call_id: call_id.clone(),
             }),
+            // Earlier reasoning is not shown to the model again.
+            Item::Reasoning { .. } => {}
         }
     }
     messages

@@ -16,8 +16,8 @@
 
 use api::{
     ApiError, ChatCompletion, ChatCompletionChunk, ChoiceLogprobs, EventBody, FinishReason,
-    IncompleteDetails, Item, ItemContent, ResponseError, ResponseEvent, ResponseObject,
-    ResponseUsage, Usage,
+    IncompleteDetails, Item, ItemContent, ReasoningText, ResponseError, ResponseEvent,
+    ResponseObject, ResponseUsage, Usage,
 };
 
 use serde_json::Value;
@@ -187,6 +187,63 @@ impl ResponseWriter {
     fn piece(&mut self, piece: Piece, events: &mut Vec<ResponseEvent>) {
         let output_index = self.object.output.len() as u32;
         match piece {
+            Piece::ReasoningStart => {
+                let item = Item::Reasoning {
+                    id: format!("rs_{}", crate::random_hex()),
+                    summary: Vec::new(),
+                    content: Vec::new(),
+                    status: "in_progress".into(),
+                };
+                self.object.output.push(item.clone());
+                self.open = Some(output_index as usize);
+                events.push(self.event(
+                    "response.output_item.added",
+                    EventBody::Item { output_index, item },
+                ));
+            }
+            Piece::Reasoning(delta) => {
+                if let Some((index, id)) = self.open_item() {
+                    events.push(self.event(
+                        "response.reasoning_text.delta",
+                        EventBody::ReasoningDelta {
+                            item_id: id,
+                            output_index: index,
+                            content_index: 0,
+                            delta,
+                        },
+                    ));
+                }
+            }
+            Piece::ReasoningEnd(text) => {
+                let Some((index, id)) = self.open_item() else {
+                    return;
+                };
+                let status = self.item_status();
+                self.object.output[index as usize] = Item::Reasoning {
+                    id: id.clone(),
+                    summary: Vec::new(),
+                    content: vec![ReasoningText::new(text.clone())],
+                    status: status.into(),
+                };
+                self.open = None;
+                events.push(self.event(
+                    "response.reasoning_text.done",
+                    EventBody::ReasoningDone {
+                        item_id: id,
+                        output_index: index,
+                        content_index: 0,
+                        text,
+                    },
+                ));
+                let item = self.object.output[index as usize].clone();
+                events.push(self.event(
+                    "response.output_item.done",
+                    EventBody::Item {
+                        output_index: index,
+                        item,
+                    },
+                ));
+            }
             Piece::TextStart => {
                 let id = format!("msg_{}", crate::random_hex());
                 let item = Item::Message {

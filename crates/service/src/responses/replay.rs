@@ -152,7 +152,43 @@ pub fn events_of(object: &ResponseObject) -> Vec<ResponseEvent> {
                     },
                 );
             }
-            // A response's output holds messages and calls only.
+            Item::Reasoning { id, content, .. } => {
+                let started = Item::Reasoning {
+                    id: id.clone(),
+                    summary: Vec::new(),
+                    content: Vec::new(),
+                    status: "in_progress".into(),
+                };
+                push(
+                    "response.output_item.added",
+                    EventBody::Item {
+                        output_index,
+                        item: started,
+                    },
+                );
+                for (part_index, part) in content.iter().enumerate() {
+                    let content_index = part_index as u32;
+                    push(
+                        "response.reasoning_text.delta",
+                        EventBody::ReasoningDelta {
+                            item_id: id.clone(),
+                            output_index,
+                            content_index,
+                            delta: part.text.clone(),
+                        },
+                    );
+                    push(
+                        "response.reasoning_text.done",
+                        EventBody::ReasoningDone {
+                            item_id: id.clone(),
+                            output_index,
+                            content_index,
+                            text: part.text.clone(),
+                        },
+                    );
+                }
+            }
+            // A response's output holds no call outputs.
             Item::FunctionCallOutput { .. } => continue,
         }
         push(
