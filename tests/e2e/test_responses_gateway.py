@@ -11,6 +11,7 @@ and its ledger row names the endpoint and the upstream backend.
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import anthropic
 import openai
@@ -85,10 +86,18 @@ def test_routed_model_answers_responses_and_messages(server, model, serve_with, 
     assert len(texts) > 1
     assert "".join(texts) == streamed.content[0].text
 
-    with sqlite3.connect(f"{gateway.data_dir}/parlance.db") as conn:
-        rows = conn.execute(
-            "SELECT endpoint, backend, completion_tokens FROM usage_ledger ORDER BY id"
-        ).fetchall()
+    # A stream's row is written as its last events go out, by the ledger
+    # writer: poll for it (with a deadline) rather than read it once.
+    def rows():
+        with sqlite3.connect(f"{gateway.data_dir}/parlance.db") as conn:
+            return conn.execute(
+                "SELECT endpoint, backend, completion_tokens FROM usage_ledger ORDER BY id"
+            ).fetchall()
+
+    deadline = time.monotonic() + 30
+    while len(rows()) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rows = rows()
     assert [r[0] for r in rows] == ["/v1/responses"] * 3 + ["/v1/messages"] * 2
     assert {r[1] for r in rows} == {"upstream"}
     assert rows[0][2] == first.usage.output_tokens

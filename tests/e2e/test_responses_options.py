@@ -282,3 +282,60 @@ def test_reasoning_items_whole_streamed_and_sent_back(serve_with):
         model=model, input="What is 2 + 2?", max_output_tokens=MAX, reasoning={"effort": "none"}
     )
     assert [item.type for item in off.output] == ["message"] and off.output_text
+
+
+def test_anthropic_thinking_blocks(serve_with):
+    """The same thinking model on Anthropic's Messages API: `thinking`
+    enabled writes the reasoning as a `thinking` block (streamed as
+    `thinking_delta`s), sent back it is accepted; without `thinking` the
+    reasoning stays out of the message; a budget below 1024 is refused."""
+    import anthropic
+
+    srv = serve_with("--chat-template", str(_thinking_template()))
+    claude = anthropic.Anthropic(base_url=srv.root, api_key="sk-test", max_retries=0)
+    model = openai.OpenAI(
+        base_url=f"{srv.root}/v1", api_key="sk-test", max_retries=0
+    ).models.list().data[0].id
+    # SmolLM2 never closes `<think>`: a stop sequence ends its (greedy)
+    # reasoning at its first colon (`max_tokens` must exceed the 1024-token
+    # budget). The SDK's `stream` takes no `temperature`: it goes in the body.
+    ask = dict(
+        model=model,
+        max_tokens=1100,
+        stop_sequences=[":"],
+        extra_body={"temperature": 0},
+        messages=[{"role": "user", "content": "What is 2 + 2?"}],
+    )
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    message = claude.messages.create(**ask, thinking=thinking)
+    assert message.content[0].type == "thinking", message.content
+    assert message.content[0].thinking.strip()
+    assert message.stop_reason == "stop_sequence"
+
+    deltas = []
+    with claude.messages.stream(**ask, thinking=thinking) as stream:
+        for event in stream:
+            if event.type == "content_block_delta" and event.delta.type == "thinking_delta":
+                deltas.append(event.delta.thinking)
+        streamed = stream.get_final_message()
+    assert deltas and "".join(deltas) == streamed.content[0].thinking
+
+    plain = claude.messages.create(**ask)
+    assert all(block.type != "thinking" for block in plain.content)
+
+    again = claude.messages.create(
+        model=model,
+        max_tokens=1100,
+        stop_sequences=[":"],
+        extra_body={"temperature": 0},
+        thinking=thinking,
+        messages=[
+            {"role": "user", "content": "What is 2 + 2?"},
+            {"role": "assistant", "content": [b.model_dump() for b in message.content]},
+            {"role": "user", "content": "And 3 + 3?"},
+        ],
+    )
+    assert again.content[0].type == "thinking"
+    with pytest.raises(anthropic.BadRequestError) as err:
+        claude.messages.create(**ask, thinking={"type": "enabled", "budget_tokens": 100})
+    assert "budget_tokens" in err.value.message

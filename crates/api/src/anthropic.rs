@@ -6,9 +6,10 @@
 //! `content_block_delta`, `content_block_stop`, `message_delta`,
 //! `message_stop`), and Anthropic's error body ([`AnthropicError`]).
 //!
-//! Requests become chat requests (the service's one path); what cannot be
-//! served (images, documents, extended thinking, server tools, `top_k`) is
-//! refused with a 400 naming it, never ignored.
+//! Requests become chat requests (the service's one path; extended
+//! `thinking` is chat's `reasoning_effort`); what cannot be served (images,
+//! documents, server tools, `top_k`) is refused with a 400 naming it, never
+//! ignored.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -54,7 +55,8 @@ pub struct MessagesRequest {
     /// `{"user_id": …}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<AnthropicMetadata>,
-    /// Extended thinking: only `{"type": "disabled"}` passes.
+    /// Extended thinking: `{"type": "enabled", "budget_tokens"}` or
+    /// `{"type": "disabled"}` ([`MessagesRequest::thinking_effort`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking: Option<Value>,
 }
@@ -135,6 +137,9 @@ pub enum Block {
         /// Whether the tool failed.
         is_error: bool,
     },
+    /// An earlier answer's thinking (`thinking` or `redacted_thinking`),
+    /// sent back: accepted and left out of the prompt.
+    Thinking,
 }
 
 /// A request message, checked: its role and blocks.
@@ -184,6 +189,55 @@ impl MessagesRequest {
                 "Invalid type for 'system': expected a string or an array of text blocks.",
             )),
         }
+    }
+
+    /// Extended `thinking` as chat's `reasoning_effort`: `enabled` turns a
+    /// thinking model's thinking on (`high`), `disabled` off (`none`);
+    /// absent leaves the template's default. `budget_tokens` is checked as
+    /// Anthropic does (at least 1024, below `max_tokens`) and, as there, is
+    /// a target: `max_tokens` bounds the whole answer.
+    pub fn thinking_effort(&self) -> Result<Option<&'static str>, ApiError> {
+        let Some(thinking) = &self.thinking else {
+            return Ok(None);
+        };
+        match thinking.get("type").and_then(Value::as_str) {
+            Some("disabled") => Ok(Some("none")),
+            Some("enabled") => {
+                let budget = thinking.get("budget_tokens").and_then(Value::as_i64);
+                let Some(budget) = budget else {
+                    return Err(missing("thinking.budget_tokens"));
+                };
+                if budget < MIN_THINKING_BUDGET {
+                    return Err(ApiError::invalid(
+                        "thinking.budget_tokens",
+                        InvalidCode::IntegerBelowMinValue,
+                        format!(
+                            "thinking.budget_tokens: Input should be greater than or equal to \
+                             {MIN_THINKING_BUDGET}, got {budget}."
+                        ),
+                    ));
+                }
+                if self.max_tokens.is_some_and(|max| budget >= max) {
+                    return Err(ApiError::invalid(
+                        "thinking.budget_tokens",
+                        InvalidCode::InvalidValue,
+                        "`max_tokens` must be greater than `thinking.budget_tokens`.",
+                    ));
+                }
+                Ok(Some("high"))
+            }
+            _ => Err(ApiError::invalid(
+                "thinking.type",
+                InvalidCode::InvalidValue,
+                "thinking.type: Input should be 'enabled' or 'disabled'.",
+            )),
+        }
+    }
+
+    /// Whether the answer writes `thinking` blocks (`thinking.type:
+    /// "enabled"`).
+    pub fn wants_thinking(&self) -> bool {
+        matches!(self.thinking_effort(), Ok(Some("high")))
     }
 
     /// The messages, checked block by block.
@@ -264,15 +318,7 @@ impl MessagesRequest {
                 "top_k is not supported by this server.",
             ));
         }
-        if let Some(thinking) = &self.thinking {
-            if thinking.get("type").and_then(Value::as_str) != Some("disabled") {
-                return Err(ApiError::invalid(
-                    "thinking",
-                    InvalidCode::InvalidValue,
-                    "Extended thinking is not supported by this server.",
-                ));
-            }
-        }
+        self.thinking_effort()?;
         for (index, tool) in self.tools.iter().flatten().enumerate() {
             if tool.kind.as_deref().is_some_and(|kind| kind != "custom") {
                 return Err(ApiError::invalid(
@@ -336,6 +382,7 @@ fn block_of(value: &Value, param: &str) -> Result<Block, ApiError> {
     };
     match value.get("type").and_then(Value::as_str) {
         Some("text") => Ok(Block::Text(text_of("text")?)),
+        Some("thinking" | "redacted_thinking") => Ok(Block::Thinking),
         Some("tool_use") => {
             let input = value.get("input").cloned().unwrap_or(Value::Null);
             if !input.is_object() {
@@ -393,7 +440,7 @@ fn block_of(value: &Value, param: &str) -> Result<Block, ApiError> {
             InvalidCode::InvalidValue,
             format!(
                 "{param}.type: '{other}' blocks are not supported here; expected 'text', \
-                 'tool_use' or 'tool_result'."
+                 'tool_use', 'tool_result' or 'thinking'."
             ),
         )),
         None => Err(missing(&format!("{param}.type"))),
@@ -449,6 +496,14 @@ pub enum AnswerBlock {
         name: String,
         /// Its input.
         input: Value,
+    },
+    /// A thinking model's reasoning (`thinking` enabled).
+    Thinking {
+        /// The reasoning text.
+        thinking: String,
+        /// Always empty: the thinking is not signed here (sent back, it is
+        /// accepted unchecked and left out of the prompt).
+        signature: String,
     },
 }
 
@@ -514,6 +569,9 @@ pub struct MessageDelta {
     pub stop_sequence: Option<String>,
 }
 
+/// Anthropic's smallest `thinking.budget_tokens`.
+pub const MIN_THINKING_BUDGET: i64 = 1024;
+
 /// `content_block_delta.delta`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -527,6 +585,11 @@ pub enum BlockDelta {
     InputJsonDelta {
         /// The piece.
         partial_json: String,
+    },
+    /// More thinking.
+    ThinkingDelta {
+        /// The piece.
+        thinking: String,
     },
 }
 
@@ -657,6 +720,44 @@ mod tests {
         let request: MessagesRequest = parse_request(body.as_bytes())?;
         request.validate(true)?;
         Ok(request)
+    }
+
+    #[test]
+    fn thinking_is_an_effort_and_its_budget_is_checked() {
+        let parse = |thinking: &str| {
+            crate::parse_request::<MessagesRequest>(
+                format!(
+                    r#"{{"model":"m","max_tokens":2048,"thinking":{thinking},
+                    "messages":[{{"role":"user","content":"hi"}},
+                    {{"role":"assistant","content":[{{"type":"thinking","thinking":"hm","signature":""}},{{"type":"text","text":"yo"}}]}},
+                    {{"role":"user","content":"again"}}]}}"#
+                )
+                .as_bytes(),
+            )
+        };
+        let on = parse(r#"{"type":"enabled","budget_tokens":1024}"#).unwrap();
+        on.validate(true).unwrap();
+        assert_eq!(on.thinking_effort().unwrap(), Some("high"));
+        assert!(on.wants_thinking());
+        assert_eq!(on.turns().unwrap()[1].blocks[0], Block::Thinking);
+        let off = parse(r#"{"type":"disabled"}"#).unwrap();
+        assert_eq!(off.thinking_effort().unwrap(), Some("none"));
+        assert!(!off.wants_thinking());
+        for (thinking, param) in [
+            (
+                r#"{"type":"enabled","budget_tokens":1023}"#,
+                "thinking.budget_tokens",
+            ),
+            (
+                r#"{"type":"enabled","budget_tokens":2048}"#,
+                "thinking.budget_tokens",
+            ),
+            (r#"{"type":"enabled"}"#, "thinking.budget_tokens"),
+            (r#"{"type":"sometimes"}"#, "thinking.type"),
+        ] {
+            let err = parse(thinking).unwrap().validate(true).unwrap_err();
+            assert_eq!(err.param(), Some(param), "{thinking}");
+        }
     }
 
     #[test]

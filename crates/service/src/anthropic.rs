@@ -65,8 +65,9 @@ pub fn chat_request(request: &MessagesRequest) -> Result<ChatCompletionRequest> 
                             arguments: input.to_string(),
                         },
                     }),
-                    // Validation keeps results out of the model's turns.
-                    Block::ToolResult { .. } => {}
+                    // Validation keeps results out of the model's turns;
+                    // earlier thinking is not shown to the model again.
+                    Block::ToolResult { .. } | Block::Thinking => {}
                 }
             }
             messages.push(ChatMessage::Assistant {
@@ -93,7 +94,7 @@ pub fn chat_request(request: &MessagesRequest) -> Result<ChatCompletionRequest> 
                         }),
                         tool_call_id: tool_use_id,
                     }),
-                    Block::ToolUse { .. } => {}
+                    Block::ToolUse { .. } | Block::Thinking => {}
                 }
             }
             if !text.is_empty() {
@@ -151,6 +152,7 @@ pub fn chat_request(request: &MessagesRequest) -> Result<ChatCompletionRequest> 
         top_p: request.top_p,
         max_completion_tokens: request.max_tokens,
         stop: request.stop_sequences.clone().map(Stop::Many),
+        reasoning_effort: request.thinking_effort()?.map(str::to_owned),
         stream: request.stream,
         tools,
         tool_choice,
@@ -184,6 +186,8 @@ pub struct AnthropicWriter {
     index: u32,
     /// The stop sequence that ended the answer, when the engine said.
     stop_sequence: Option<String>,
+    /// Whether reasoning is written as `thinking` blocks.
+    thinking: bool,
 }
 
 impl AnthropicWriter {
@@ -203,7 +207,15 @@ impl AnthropicWriter {
             reader: BlockReader::default(),
             index: 0,
             stop_sequence: None,
+            thinking: false,
         }
+    }
+
+    /// Writes a thinking model's reasoning as `thinking` blocks (the
+    /// request enabled `thinking`).
+    pub fn thinking(mut self, thinking: bool) -> Self {
+        self.thinking = thinking;
+        self
     }
 
     /// The message as it stands.
@@ -265,9 +277,34 @@ impl AnthropicWriter {
         for piece in pieces {
             let index = self.index;
             match piece {
-                // Extended thinking is not offered on this API (a request
-                // for it is refused): reasoning stays out of the message.
-                Piece::ReasoningStart | Piece::Reasoning(_) | Piece::ReasoningEnd(_) => {}
+                // Reasoning the client did not ask for (`thinking`
+                // enabled) stays out of the message.
+                Piece::ReasoningStart | Piece::Reasoning(_) | Piece::ReasoningEnd(_)
+                    if !self.thinking => {}
+                Piece::ReasoningStart => {
+                    let block = AnswerBlock::Thinking {
+                        thinking: String::new(),
+                        signature: String::new(),
+                    };
+                    self.message.content.push(block.clone());
+                    events.push(AnthropicEvent::ContentBlockStart {
+                        index,
+                        content_block: block,
+                    });
+                }
+                Piece::Reasoning(thinking) => events.push(AnthropicEvent::ContentBlockDelta {
+                    index,
+                    delta: BlockDelta::ThinkingDelta { thinking },
+                }),
+                Piece::ReasoningEnd(thinking) => {
+                    if let Some(AnswerBlock::Thinking { thinking: kept, .. }) =
+                        self.message.content.last_mut()
+                    {
+                        *kept = thinking;
+                    }
+                    events.push(AnthropicEvent::ContentBlockStop { index });
+                    self.index += 1;
+                }
                 Piece::TextStart => {
                     self.message.content.push(AnswerBlock::Text {
                         text: String::new(),
@@ -380,7 +417,8 @@ impl Service {
                     input_tokens: answer.prompt_tokens(),
                     ..AnthropicUsage::default()
                 };
-                let writer = AnthropicWriter::new(&chunks.model, usage);
+                let writer =
+                    AnthropicWriter::new(&chunks.model, usage).thinking(request.wants_thinking());
                 Ok(MessagesStart::Stream(Box::new((
                     answer,
                     Blocks::new(chunks, writer),
@@ -390,7 +428,8 @@ impl Service {
                 let whole = answer.collect_within(timeout).await?;
                 let stop = whole.choices.first().and_then(|choice| choice.stop.clone());
                 let completion = chunks.completion(whole);
-                let mut writer = AnthropicWriter::new(&completion.model, AnthropicUsage::default());
+                let mut writer = AnthropicWriter::new(&completion.model, AnthropicUsage::default())
+                    .thinking(request.wants_thinking());
                 if let Some(stop) = stop {
                     writer.stopped_by(&stop);
                 }
@@ -403,7 +442,8 @@ impl Service {
                     .as_ref()
                     .map(AnthropicUsage::from_chat)
                     .unwrap_or_default();
-                let mut writer = AnthropicWriter::new(&completion.model, usage);
+                let mut writer = AnthropicWriter::new(&completion.model, usage)
+                    .thinking(request.wants_thinking());
                 let mut events = writer.opening();
                 events.extend(writer.whole(&completion));
                 if request.is_stream() {
@@ -419,7 +459,8 @@ impl Service {
                     input_tokens: prompt_estimate,
                     ..AnthropicUsage::default()
                 };
-                let writer = AnthropicWriter::new(stream.model(), usage);
+                let writer =
+                    AnthropicWriter::new(stream.model(), usage).thinking(request.wants_thinking());
                 Ok(MessagesStart::Routed(Box::new(RoutedBlocks {
                     stream,
                     charge,
