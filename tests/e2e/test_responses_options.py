@@ -155,6 +155,11 @@ def test_retrieve_stream_replays_a_stored_response(loose_client, model):
     assert done and done[0].arguments == called.output[0].arguments
     with pytest.raises(openai.NotFoundError):
         list(loose_client.responses.retrieve("resp_doesnotexist", stream=True))
+    # `include` on a retrieve is checked as on create.
+    assert loose_client.responses.retrieve(response.id, include=[LOGPROBS]).id == response.id
+    with pytest.raises(openai.BadRequestError) as err:
+        loose_client.responses.retrieve(response.id, include=["reasoning.encrypted_content"])
+    assert err.value.body["param"] == "include[0]"
 
 
 def test_a_spent_budget_is_insufficient_quota():

@@ -22,6 +22,8 @@ The failures allowed, each xfail only when it fails exactly as listed:
     names no response, and `include: ["file_search_call.results"]` asks for
     file search, which Parlance does not have (the streamed one also sends
     `background` with `stream`);
+  - the all-params retrieves: `include: ["file_search_call.results"]`
+    asks for file search, which Parlance does not have;
   - the all-params input-items list: `limit: 0` (the minimum is 1);
   - the all-params input-token count: `previous_response_id: "resp_123"`
     names no response.
@@ -69,6 +71,9 @@ _ALL_PARAMS = (
     "['file_search_call.results'] (no file search here), which are refused (400)"
 )
 _LIMIT_0 = "sends limit: 0 (the minimum is 1), which OpenAI refuses (400)"
+_RETRIEVE_ALL = (
+    "sends include ['file_search_call.results'] (no file search here), which is refused (400)"
+)
 _COUNT_ALL = "sends previous_response_id 'resp_123' (no such response), which is refused (400)"
 
 EXPECTED_400: dict[str, str] = {
@@ -93,6 +98,15 @@ EXPECTED_400: dict[str, str] = {
             "test_method_create_with_all_params_overload_2",
         ),
         _ALL_PARAMS,
+    ),
+    **_ids(
+        _RESPONSES,
+        "Responses",
+        (
+            "test_method_retrieve_with_all_params_overload_1",
+            "test_method_retrieve_with_all_params_overload_2",
+        ),
+        _RETRIEVE_ALL,
     ),
     **_ids(_ITEMS, "InputItems", ("test_method_list_with_all_params",), _LIMIT_0),
     **_ids(_TOKENS, "InputTokens", ("test_method_count_with_all_params",), _COUNT_ALL),

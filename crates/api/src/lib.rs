@@ -84,8 +84,8 @@ pub use moderations::{
 };
 pub use parse::{from_json_error, parse_json, parse_request, Field, RequestBody};
 pub use responses::{
-    check_call_ids, content_text, CreateResponseRequest, ResponseInput, ResponseTool,
-    ResponseToolChoice, TextConfig, TextFormat, Truncation, MIN_OUTPUT_TOKENS,
+    check_call_ids, content_text, include_refusal, CreateResponseRequest, ResponseInput,
+    ResponseTool, ResponseToolChoice, TextConfig, TextFormat, Truncation, MIN_OUTPUT_TOKENS,
 };
 pub use responses_object::{
     DeletedResponse, EventBody, IncompleteDetails, InputTokenCount, InputTokensDetails, Item,

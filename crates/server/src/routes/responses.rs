@@ -68,8 +68,24 @@ pub async fn retrieve_response(
     State(state): State<AppState>,
     context: Context,
     Path(id): Path<String>,
-    Query(query): Query<BTreeMap<String, String>>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ServerError> {
+    // `include` may repeat (`include[]=…`): each value is checked as on
+    // create (only `message.output_text.logprobs` is served).
+    let includes = pairs
+        .iter()
+        .filter(|(key, _)| key == "include" || key == "include[]");
+    for (index, (_, value)) in includes.enumerate() {
+        if let Some(why) = api::include_refusal(value) {
+            return Err(ApiError::invalid(
+                format!("include[{index}]"),
+                InvalidCode::InvalidValue,
+                why,
+            )
+            .into());
+        }
+    }
+    let query: BTreeMap<String, String> = pairs.into_iter().collect();
     let stream = match query.get("stream").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
