@@ -10,7 +10,7 @@
 //   PARLANCE_SCREENSHOTS  where screenshots go (default docs/screenshots)
 // Each scenario prints "ok - <name>"; the first failure exits 1. The admin,
 // KaTeX, attachment, key-limit, invoice and accessibility scenarios are in
-// more.mjs.
+// more.mjs; the Admin page's invites in invites.mjs.
 
 import { spawn, execFileSync } from 'node:child_process';
 import { guardrailScenarios } from './guardrails.mjs';
@@ -20,6 +20,7 @@ import { join, resolve } from 'node:path';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 import { moreScenarios } from './more.mjs';
+import { inviteScenarios } from './invites.mjs';
 
 const BIN = process.env.PARLANCE_BIN;
 const MODEL = process.env.PARLANCE_MODEL;
@@ -375,6 +376,7 @@ await scenario('delete a conversation', async () => {
 });
 
 await moreScenarios({ page, browser, BASE, SHOTS, scenario, until, composer });
+await inviteScenarios({ page, browser, BASE, scenario });
 
 await scenario('no script errors on the page', async () => {
   // favicon 404s are not script errors.
