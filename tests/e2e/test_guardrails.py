@@ -177,13 +177,19 @@ def test_project_guardrails(embedding_app):
         kwargs = dict(model=MODEL, input="Write a line.", max_output_tokens=40, temperature=0,
                       text={"format": {"type": "json_schema", **FORCED["json_schema"]}})
         if streamed:
-            with client.responses.stream(**kwargs) as events:
-                deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
-                response = events.get_final_response()
+            with client.responses.stream(**kwargs) as stream:
+                events = list(stream)
+            deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
             assert "".join(deltas) == ""
+            # A withheld answer ends `response.incomplete`, as OpenAI's does
+            # (the SDK's get_final_response wants `response.completed`).
+            assert events[-1].type == "response.incomplete", events[-1]
+            response = events[-1].response
         else:
             response = client.responses.create(**kwargs)
         assert response.output_text == "", response
+        assert response.status == "incomplete", response
+        assert response.incomplete_details.reason == "content_filter", response
         assert response.usage.output_tokens == forced.usage.completion_tokens
     row = _wait_usage(app, start, guarded.id, 8)
     assert row["num_model_requests"] == 8

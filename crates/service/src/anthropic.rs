@@ -173,6 +173,8 @@ fn stop_reason(reason: Option<FinishReason>, stopped: bool) -> &'static str {
     match reason {
         Some(FinishReason::Length) => "max_tokens",
         Some(FinishReason::ToolCalls) => "tool_use",
+        // Withheld by the project's output guardrails.
+        Some(FinishReason::ContentFilter) => "refusal",
         Some(FinishReason::Stop) if stopped => "stop_sequence",
         _ => "end_turn",
     }
@@ -494,6 +496,22 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_finish_reason_has_anthropics_stop_reason() {
+        assert_eq!(stop_reason(Some(FinishReason::Length), false), "max_tokens");
+        assert_eq!(
+            stop_reason(Some(FinishReason::ToolCalls), false),
+            "tool_use"
+        );
+        assert_eq!(
+            stop_reason(Some(FinishReason::ContentFilter), false),
+            "refusal"
+        );
+        assert_eq!(stop_reason(Some(FinishReason::Stop), true), "stop_sequence");
+        assert_eq!(stop_reason(Some(FinishReason::Stop), false), "end_turn");
+        assert_eq!(stop_reason(None, false), "end_turn");
+    }
 
     #[test]
     fn turns_become_chat_messages_with_calls_and_results() {

@@ -128,16 +128,24 @@ impl ResponseWriter {
     }
 
     /// The answer ended with `usage`: every open item closed, the status
-    /// set (`incomplete` at the token limit), `response.completed` or
+    /// set (`incomplete` at the token limit or when moderation withheld the
+    /// answer), `response.completed` or
     /// `response.incomplete`.
     pub fn done(&mut self, usage: &Usage) -> Vec<ResponseEvent> {
         let pieces = self.reader.finish();
         let mut events = self.pieces(pieces);
         self.object.usage = Some(ResponseUsage::from_chat(usage));
-        let kind = if self.reader.finish_reason() == Some(FinishReason::Length) {
+        // OpenAI's two reasons for an incomplete response: the token limit,
+        // and an answer withheld by moderation (the project's guardrails).
+        let incomplete = match self.reader.finish_reason() {
+            Some(FinishReason::Length) => Some("max_output_tokens"),
+            Some(FinishReason::ContentFilter) => Some("content_filter"),
+            _ => None,
+        };
+        let kind = if let Some(reason) = incomplete {
             self.object.status = "incomplete".into();
             self.object.incomplete_details = Some(IncompleteDetails {
-                reason: "max_output_tokens".into(),
+                reason: reason.into(),
             });
             "response.incomplete"
         } else {
@@ -404,12 +412,12 @@ impl ResponseWriter {
         }
     }
 
-    /// An item ending now: `incomplete` when the token limit cut it.
+    /// An item ending now: `incomplete` when the token limit cut it or
+    /// moderation withheld it.
     fn item_status(&self) -> &'static str {
-        if self.reader.finish_reason() == Some(FinishReason::Length) {
-            "incomplete"
-        } else {
-            "completed"
+        match self.reader.finish_reason() {
+            Some(FinishReason::Length | FinishReason::ContentFilter) => "incomplete",
+            _ => "completed",
         }
     }
 
