@@ -26,9 +26,11 @@ pub struct Thinking {
 impl Thinking {
     /// Whether the answer of a model with chat template `template`, to a
     /// prompt rendered as `prompt`, is read for reasoning: only when the
-    /// template knows the tags.
+    /// template knows the tags. Either tag counts: DeepSeek-R1's first
+    /// templates (as in the distills' published GGUFs) only strip
+    /// `</think>` from past answers and leave the model to open the block.
     pub fn of(template: Option<&str>, prompt: &str) -> Option<Thinking> {
-        if !template.is_some_and(|t| t.contains(OPEN)) {
+        if !template.is_some_and(|t| t.contains(OPEN) || t.contains(CLOSE)) {
             return None;
         }
         let inside = match (prompt.rfind(OPEN), prompt.rfind(CLOSE)) {
@@ -360,6 +362,14 @@ mod tests {
         assert_eq!(Thinking::of(Some(template), "<think>\n"), Some(INSIDE));
         assert_eq!(
             Thinking::of(Some(template), "<think>\n\n</think>\n\n"),
+            Some(OUTSIDE)
+        );
+        // DeepSeek-R1-Distill-Qwen-7B's GGUF template names only the close
+        // tag; the model writes `<think>` itself at the start of its answer.
+        let r1_first = "{% if '</think>' in content %}{% set content = \
+                        content.split('</think>')[-1] %}{% endif %}";
+        assert_eq!(
+            Thinking::of(Some(r1_first), "<｜User｜>Hi<｜Assistant｜>"),
             Some(OUTSIDE)
         );
         assert_eq!(enable_thinking(Some("none")), Some(false));
