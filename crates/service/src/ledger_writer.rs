@@ -10,14 +10,27 @@
 //! durable (see `store::batch` for the crash and exactly-once argument).
 //! When a batch as a whole fails (the database was busy), its writes are
 //! retried one by one, so one bad moment fails no more than it did before.
+//!
+//! On PostgreSQL [`PG_WRITERS`] batches overlap: while one commits (its
+//! round trips and WAL flush), the next gathers what waits and starts its
+//! statements. That keeps every guarantee: a write is only sent once the
+//! writes it depends on were answered, i.e. committed (a settlement after
+//! its reservation), so two batches in flight hold independent writes; the
+//! budget counters are locked `FOR UPDATE` in one lock order, as between
+//! instances; the ledger and the reservations are keyed by organisation
+//! and request id. On SQLite one batch holds the write lock anyway, so one
+//! writer runs.
 
 use std::sync::{Arc, OnceLock};
 
 use store::{LedgerWrite, LedgerWritten, Store, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// The most writes one transaction takes.
 pub const MAX_BATCH: usize = 256;
+
+/// How many batches may be in flight at once on PostgreSQL.
+pub const PG_WRITERS: usize = 2;
 
 type Reply = oneshot::Sender<store::Result<LedgerWritten>>;
 
@@ -45,7 +58,14 @@ impl LedgerWriter {
         }
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(run(self.store.clone(), rx));
+            let writers = match self.store.backend() {
+                store::Backend::Postgres => PG_WRITERS,
+                store::Backend::Sqlite => 1,
+            };
+            let rx = Arc::new(Mutex::new(rx));
+            for _ in 0..writers {
+                tokio::spawn(run(self.store.clone(), rx.clone()));
+            }
             tx
         });
         let (reply, answer) = oneshot::channel();
@@ -70,11 +90,16 @@ async fn alone(store: &Store, write: &LedgerWrite) -> store::Result<LedgerWritte
     })
 }
 
-/// The writer task: takes what is waiting, commits it, answers, again;
-/// ends when every handle is gone.
-async fn run(store: Store, mut queue: mpsc::UnboundedReceiver<(LedgerWrite, Reply)>) {
+/// A writer task: takes what is waiting (the queue is held only while
+/// taking, so another writer gathers the next batch while this one
+/// commits), commits it, answers, again; ends when every handle is gone.
+async fn run(store: Store, queue: Arc<Mutex<mpsc::UnboundedReceiver<(LedgerWrite, Reply)>>>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    loop {
+        let taken = queue.lock().await.recv_many(&mut jobs, MAX_BATCH).await;
+        if taken == 0 {
+            break;
+        }
         let (writes, replies): (Vec<LedgerWrite>, Vec<Reply>) = jobs.drain(..).unzip();
         match store.write_batch(&writes).await {
             Ok(outcomes) => {

@@ -13,8 +13,8 @@
 //!    rewritten), their rollups summed in memory and upserted once per key;
 //! 3. settled and released reservations: one `DELETE … IN (…)` per
 //!    organisation, returning what each held;
-//! 4. reservations: one read of the request ids already reserved and one of
-//!    those already in the ledger (refused, as before);
+//! 4. reservations: one read of the request ids already reserved or already
+//!    in the ledger (both tables in one `UNION ALL`; refused, as before);
 //! 5. budgets: read once for every scope the batch touches; their counters
 //!    created if missing and read once (`FOR UPDATE` on PostgreSQL, in the
 //!    one lock order org, project, key; on SQLite the batch began
@@ -105,8 +105,8 @@ pub(crate) async fn apply(
         .iter()
         .map(|(_, r)| (r.org_id.as_str(), r.request_id.as_str()))
         .collect();
-    let reserved = existing(conn, "reservations", &keys).await?;
-    let billed = existing(conn, "usage_ledger", &keys).await?;
+    let found = existing(conn, &keys).await?;
+    let (reserved, billed) = (found.reserved, found.billed);
     candidates.retain(|(i, r)| {
         let key = (r.org_id.clone(), r.request_id.clone());
         if reserved.contains(&key) {
