@@ -1,21 +1,39 @@
-//! Single-precision attention of a tile of queries that share one KV head.
+//! Single-precision attention of a tile of queries that share one KV head,
+//! computed as llama.cpp's tiled CPU flash attention computes it (the kernel
+//! it takes for 64 or more rows of one sequence), to the bit.
 //!
-//! The keys are walked in blocks of [`KEY_BLOCK`]; every query of the tile
-//! takes its scores against the block, updates its online softmax (running
-//! maximum and sum, rescaling its weighted sum when the maximum grows) and adds
-//! the block's weighted values, while the block's keys and values stay in the
-//! first-level cache. The dot products and weighted sums run on AVX2 with FMA
-//! where the CPU has them (chosen at run time) and on plain loops otherwise.
+//! The keys are walked in blocks of [`KEY_BLOCK`] (GGML's `GGML_FA_TILE_KV`),
+//! aligned to positions that are multiples of the block, as GGML's tiles are
+//! aligned to KV cells. Per block, each query:
+//! - scores every key as one fused multiply-add chain over the head's
+//!   dimensions, in order (GGML's GEMM keeps one lane per key), then scales;
+//! - updates its running maximum, rescaling its weighted sum and its sum with
+//!   libm's `expf` when the maximum grows;
+//! - takes the weights with GGML's vectorised `exp` approximation
+//!   ([`kernels::glu::exp_approx`]), summing them as `ggml_vec_soft_max_f32`
+//!   does on AVX-512: each group of 16 lanes reduced as a tree in single
+//!   precision, the groups added in double precision, the block's total added
+//!   to the running sum in double precision and rounded once;
+//! - adds the block's values weighted, one fused multiply-add per key in order.
+//!
+//! Keys outside a query's range weigh exactly zero there, as GGML's masked
+//! (−∞) scores do. The key block is widened to single precision once,
+//! transposed, and shared by all the tile's queries. The dot products and
+//! weighted sums run on AVX2 with FMA where the CPU has them (chosen at run
+//! time) and on plain loops otherwise; both give the same bits.
 
 use std::ops::Range;
 
+use kernels::glu::exp_approx;
 use kernels::KvRows;
 
 use super::HeadView;
-use crate::ops;
 
-/// Keys per block: one block of the KV cache.
-const KEY_BLOCK: usize = 16;
+/// Keys per block (GGML's `GGML_FA_TILE_KV`).
+const KEY_BLOCK: usize = 64;
+/// Lanes whose weights `ggml_vec_soft_max_f32` sums in single precision before
+/// adding them in double precision (one 512-bit register).
+const SUM_GROUP: usize = 16;
 
 /// Attends `q` (`ranges.len()` queries of the head's size, one after another)
 /// to the keys of `head`, query `i` over positions `ranges[i]`, scores scaled
@@ -36,69 +54,36 @@ pub(super) fn attend(
     let k_hi = ranges.iter().map(|r| r.end).max().unwrap_or(0);
     let mut max = vec![f32::NEG_INFINITY; ranges.len()];
     let mut sum = vec![0.0f32; ranges.len()];
-    // Query i's scores against the current block at [i * KEY_BLOCK ..].
-    let mut scores = vec![0.0f32; ranges.len() * KEY_BLOCK];
-    let mut active: Vec<usize> = Vec::with_capacity(ranges.len());
-    let (mut keys, mut values): ([&[u16]; KEY_BLOCK], [&[u16]; KEY_BLOCK]) =
-        ([&[]; KEY_BLOCK], [&[]; KEY_BLOCK]);
+    // The block's keys widened and transposed: dimension c of key j at
+    // [c * KEY_BLOCK + j]; keys past the block's end stay zero.
+    let mut keys_t = vec![0.0f32; d * KEY_BLOCK];
+    let mut scores = [0.0f32; KEY_BLOCK];
+    let mut values: [&[u16]; KEY_BLOCK] = [&[]; KEY_BLOCK];
     out.fill(0.0);
-    let mut start = k_lo;
+    let mut start = k_lo / KEY_BLOCK * KEY_BLOCK;
     while start < k_hi {
         let end = (start + KEY_BLOCK).min(k_hi);
-        for p in start..end {
-            keys[p - start] = head.key(p);
-            values[p - start] = head.value(p);
-        }
         let nk = end - start;
-        // The queries whose keys meet the block score all of it, two at a
-        // time (each key chunk widened once for both); each then takes its
-        // own span.
-        active.clear();
-        active.extend(
-            ranges
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.start.max(start) < r.end.min(end))
-                .map(|(i, _)| i),
-        );
-        for pair in active.chunks(2) {
-            match *pair {
-                [a, b] => {
-                    // a < b: split the scores between their rows.
-                    let (left, right) = scores.split_at_mut(b * KEY_BLOCK);
-                    simd.dot_keys_2(
-                        [&q[a * d..(a + 1) * d], &q[b * d..(b + 1) * d]],
-                        &keys[..nk],
-                        [
-                            &mut left[a * KEY_BLOCK..a * KEY_BLOCK + nk],
-                            &mut right[..nk],
-                        ],
-                    );
-                }
-                [a] => simd.dot_keys(
-                    &q[a * d..(a + 1) * d],
-                    &keys[..nk],
-                    &mut scores[a * KEY_BLOCK..a * KEY_BLOCK + nk],
-                ),
-                _ => {}
+        keys_t.fill(0.0);
+        for j in 0..nk {
+            for (c, &h) in head.key(start + j).iter().enumerate() {
+                keys_t[c * KEY_BLOCK + j] = kernels::f16_to_f32(h);
             }
+            values[j] = head.value(start + j);
         }
-        for &i in &active {
-            let r = &ranges[i];
+        for (i, r) in ranges.iter().enumerate() {
             let (lo, hi) = (r.start.max(start), r.end.min(end));
+            if lo >= hi {
+                continue;
+            }
             let span = lo - start..hi - start;
-            let s = &mut scores[i * KEY_BLOCK + span.start..i * KEY_BLOCK + span.end];
+            simd.scores(&q[i * d..(i + 1) * d], &keys_t, &mut scores);
             let mut block_max = f32::NEG_INFINITY;
-            for x in s.iter_mut() {
+            for x in &mut scores[span.clone()] {
                 *x *= scale;
                 block_max = block_max.max(*x);
             }
             let new_max = max[i].max(block_max);
-            let mut block_sum = 0.0f32;
-            for x in s.iter_mut() {
-                *x = (*x - new_max).exp();
-                block_sum += *x;
-            }
             let acc = &mut out[i * d..(i + 1) * d];
             if new_max > max[i] {
                 // The first block rescales zeros by exp(-inf) = 0.
@@ -107,8 +92,16 @@ pub(super) fn attend(
                 sum[i] *= shrink;
                 max[i] = new_max;
             }
-            sum[i] += block_sum;
-            simd.accumulate(acc, s, &values[span]);
+            let mut weights = [0.0f32; KEY_BLOCK];
+            for (w, &s) in weights[span.clone()].iter_mut().zip(&scores[span.clone()]) {
+                *w = exp_approx(s - new_max);
+            }
+            let block_sum: f64 = weights
+                .chunks_exact(SUM_GROUP)
+                .map(|g| f64::from(tree_sum(g)))
+                .sum();
+            sum[i] = (f64::from(sum[i]) + block_sum) as f32;
+            simd.accumulate(acc, &weights[span.clone()], &values[span]);
         }
         start = end;
     }
@@ -116,6 +109,21 @@ pub(super) fn attend(
         let inv = if total == 0.0 { 0.0 } else { 1.0 / total };
         acc.iter_mut().for_each(|a| *a *= inv);
     }
+}
+
+/// The sum of 16 lanes in the order of `_mm512_reduce_add_ps`: halves added
+/// lane by lane until one is left.
+fn tree_sum(g: &[f32]) -> f32 {
+    let mut v = [0.0f32; SUM_GROUP];
+    v.copy_from_slice(g);
+    let mut n = SUM_GROUP;
+    while n > 1 {
+        n /= 2;
+        for j in 0..n {
+            v[j] += v[j + n];
+        }
+    }
+    v[0]
 }
 
 /// The inner loops, on the best instruction set available for this head size.
@@ -139,58 +147,35 @@ impl Simd {
         Simd::Portable
     }
 
-    /// `out[j] = q · keys[j]` (keys in half precision).
-    fn dot_keys(self, q: &[f32], keys: &[&[u16]], out: &mut [f32]) {
+    /// `out[j] = Σ_c q[c] · keys_t[c * KEY_BLOCK + j]`, one fused chain per key
+    /// over `c` in order.
+    fn scores(self, q: &[f32], keys_t: &[f32], out: &mut [f32; KEY_BLOCK]) {
+        assert_eq!(keys_t.len(), q.len() * KEY_BLOCK, "key block size");
         match self {
             Simd::Portable => {
-                let mut row = vec![0.0f32; q.len()];
-                for (o, k) in out.iter_mut().zip(keys) {
-                    widen(k, &mut row);
-                    *o = ops::dot(q, &row);
+                out.fill(0.0);
+                for (&qc, row) in q.iter().zip(keys_t.chunks_exact(KEY_BLOCK)) {
+                    for (o, &k) in out.iter_mut().zip(row) {
+                        *o = qc.mul_add(k, *o);
+                    }
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx2 => {
-                assert!(keys.iter().all(|k| k.len() == q.len()), "key row size");
-                // SAFETY: `Avx2` is only chosen when the CPU has AVX2, FMA and F16C
-                // and the rows are a multiple of 8 long; all rows are q's length.
-                unsafe { avx2::dot_keys(q, keys, out) }
-            }
+            // SAFETY: `Avx2` is only chosen when the CPU has AVX2 and FMA; the
+            // block holds q.len() rows of KEY_BLOCK (checked above).
+            Simd::Avx2 => unsafe { avx2::scores(q, keys_t, out) },
         }
     }
 
-    /// [`Simd::dot_keys`] for two queries at once (the same sums).
-    fn dot_keys_2(self, q: [&[f32]; 2], keys: &[&[u16]], out: [&mut [f32]; 2]) {
-        match self {
-            Simd::Portable => {
-                let [o0, o1] = out;
-                self.dot_keys(q[0], keys, o0);
-                self.dot_keys(q[1], keys, o1);
-            }
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx2 => {
-                assert!(
-                    keys.iter().all(|k| k.len() == q[0].len()) && q[1].len() == q[0].len(),
-                    "row sizes"
-                );
-                assert!(
-                    out.iter().all(|o| o.len() == keys.len()),
-                    "one score per key"
-                );
-                // SAFETY: as in `dot_keys`; both queries and all keys are q[0]'s length.
-                unsafe { avx2::dot_keys_2(q, keys, out) }
-            }
-        }
-    }
-
-    /// `acc += Σⱼ weights[j] · values[j]` (values in half precision).
+    /// `acc += Σⱼ weights[j] · values[j]` (values in half precision), one
+    /// fused multiply-add per key in order.
     fn accumulate(self, acc: &mut [f32], weights: &[f32], values: &[&[u16]]) {
         match self {
             Simd::Portable => {
-                let mut row = vec![0.0f32; acc.len()];
                 for (&w, v) in weights.iter().zip(values) {
-                    widen(v, &mut row);
-                    ops::axpy(acc, w, &row);
+                    for (a, &x) in acc.iter_mut().zip(v.iter()) {
+                        *a = w.mul_add(kernels::f16_to_f32(x), *a);
+                    }
                 }
             }
             #[cfg(target_arch = "x86_64")]
@@ -199,17 +184,11 @@ impl Simd {
                     values.iter().all(|v| v.len() == acc.len()),
                     "value row size"
                 );
-                // SAFETY: as in `dot_keys`; all rows are acc's length.
+                // SAFETY: `Avx2` is only chosen when the CPU has AVX2, FMA and
+                // F16C and the rows are a multiple of 8 long; all rows are acc's length.
                 unsafe { avx2::accumulate(acc, weights, values) }
             }
         }
-    }
-}
-
-/// Half-precision bits to f32 (exact).
-fn widen(h: &[u16], out: &mut [f32]) {
-    for (o, &x) in out.iter_mut().zip(h) {
-        *o = kernels::f16_to_f32(x);
     }
 }
 
@@ -218,6 +197,8 @@ mod avx2 {
     //! AVX2+FMA+F16C loops of the tile; callers check the CPU and the row sizes.
 
     use std::arch::x86_64::*;
+
+    use super::KEY_BLOCK;
 
     /// Eight halves at `p + c` widened to floats.
     ///
@@ -230,107 +211,26 @@ mod avx2 {
         _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.as_ptr().add(c).cast()) })
     }
 
-    /// Sum of the eight lanes.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
-
-    /// `N` dot products of `q` with `keys`, one accumulator per key.
+    /// The block's scores, eight keys per register, one fused chain per lane.
     ///
     /// # Safety
-    /// The CPU must have AVX2, FMA and F16C; every key must be as long as `q`, a multiple of 8.
+    /// The CPU must have AVX2 and FMA; `keys_t.len() == q.len() * KEY_BLOCK`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_n<const N: usize>(q: &[f32], keys: &[&[u16]], out: &mut [f32]) {
-        let mut acc = [_mm256_setzero_ps(); N];
-        for c in (0..q.len()).step_by(8) {
-            // SAFETY: c + 8 <= q.len() == keys[j].len() (the caller's contract).
-            let qv = unsafe { _mm256_loadu_ps(q.as_ptr().add(c)) };
-            for (a, k) in acc.iter_mut().zip(keys) {
-                // SAFETY: as above.
-                *a = _mm256_fmadd_ps(qv, unsafe { load_half8(k, c) }, *a);
+    pub(super) unsafe fn scores(q: &[f32], keys_t: &[f32], out: &mut [f32; KEY_BLOCK]) {
+        const R: usize = KEY_BLOCK / 8;
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (c, &qc) in q.iter().enumerate() {
+            let qv = _mm256_set1_ps(qc);
+            // SAFETY: row c of the block holds KEY_BLOCK floats (the caller's contract).
+            let row = unsafe { keys_t.as_ptr().add(c * KEY_BLOCK) };
+            for (r, a) in acc.iter_mut().enumerate() {
+                // SAFETY: as above, 8r + 8 <= KEY_BLOCK.
+                *a = _mm256_fmadd_ps(qv, unsafe { _mm256_loadu_ps(row.add(8 * r)) }, *a);
             }
         }
-        for (o, a) in out.iter_mut().zip(acc) {
-            *o = hsum(a);
-        }
-    }
-
-    /// `out[j] = q · keys[j]`, eight keys at a time.
-    ///
-    /// # Safety
-    /// As [`dot_n`].
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot_keys(q: &[f32], keys: &[&[u16]], out: &mut [f32]) {
-        let mut j = 0;
-        while j + 8 <= keys.len() {
-            // SAFETY: forwarded contract.
-            unsafe { dot_n::<8>(q, &keys[j..j + 8], &mut out[j..j + 8]) };
-            j += 8;
-        }
-        while j + 4 <= keys.len() {
-            // SAFETY: forwarded contract.
-            unsafe { dot_n::<4>(q, &keys[j..j + 4], &mut out[j..j + 4]) };
-            j += 4;
-        }
-        while j < keys.len() {
-            // SAFETY: forwarded contract.
-            unsafe { dot_n::<1>(q, &keys[j..j + 1], &mut out[j..j + 1]) };
-            j += 1;
-        }
-    }
-
-    /// [`dot_n`] for two queries: each key chunk is widened once for both,
-    /// and each (query, key) pair sums exactly as there.
-    ///
-    /// # Safety
-    /// As [`dot_n`], for both queries.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_n2<const N: usize>(q: [&[f32]; 2], keys: &[&[u16]], out: [&mut [f32]; 2]) {
-        let mut acc = [[_mm256_setzero_ps(); N]; 2];
-        for c in (0..q[0].len()).step_by(8) {
-            // SAFETY: c + 8 <= q[0].len() == q[1].len() == keys[j].len() (the
-            // caller's contract).
-            let (q0, q1) = unsafe {
-                (
-                    _mm256_loadu_ps(q[0].as_ptr().add(c)),
-                    _mm256_loadu_ps(q[1].as_ptr().add(c)),
-                )
-            };
-            for (j, k) in keys.iter().enumerate().take(N) {
-                // SAFETY: as above.
-                let kv = unsafe { load_half8(k, c) };
-                acc[0][j] = _mm256_fmadd_ps(q0, kv, acc[0][j]);
-                acc[1][j] = _mm256_fmadd_ps(q1, kv, acc[1][j]);
-            }
-        }
-        for (o, a) in out.into_iter().zip(acc) {
-            for (o, a) in o.iter_mut().zip(a) {
-                *o = hsum(a);
-            }
-        }
-    }
-
-    /// [`dot_keys`] for two queries, four keys at a time.
-    ///
-    /// # Safety
-    /// As [`dot_n`], for both queries; each `out` holds one score per key.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot_keys_2(q: [&[f32]; 2], keys: &[&[u16]], out: [&mut [f32]; 2]) {
-        let [o0, o1] = out;
-        let mut j = 0;
-        while j + 4 <= keys.len() {
-            // SAFETY: forwarded contract.
-            unsafe { dot_n2::<4>(q, &keys[j..j + 4], [&mut o0[j..j + 4], &mut o1[j..j + 4]]) };
-            j += 4;
-        }
-        while j < keys.len() {
-            // SAFETY: forwarded contract.
-            unsafe { dot_n2::<1>(q, &keys[j..j + 1], [&mut o0[j..j + 1], &mut o1[j..j + 1]]) };
-            j += 1;
+        for (r, a) in acc.iter().enumerate() {
+            // SAFETY: out holds KEY_BLOCK floats.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * r), *a) };
         }
     }
 
