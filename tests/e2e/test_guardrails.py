@@ -11,6 +11,7 @@ SQLite and on PostgreSQL (when PARLANCE_TEST_POSTGRES_URL names a server):
   write flagged text ends with `finish_reason: "content_filter"` and no
   content, billed for the tokens it generated; streamed, it is generated
   whole and checked before any chunk is sent, so no flagged text leaks;
+- legacy completions are checked whole too (with `echo`, prompt included);
 - the CLI shows and sets the same setting;
 - a routed model's streamed answer is fetched whole from the upstream
   and checked before any chunk is sent.
@@ -277,3 +278,49 @@ def test_a_routed_stream_is_checked_before_it_is_sent(server, model, serve_with,
         model="remote-chat", messages=[{"role": "user", "content": "Say hello."}],
         max_tokens=8, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in benign if c.choices)
+
+
+def test_output_guardrails_cover_legacy_completions(embedding_app):
+    """`/v1/completions` under output moderation: the answer the client
+    would see (with `echo`, the prompt too) is checked whole; a flagged
+    choice is withheld (empty text, `content_filter`), whole and streamed,
+    billed as generated; another project gets the same answer unfiltered."""
+    app = embedding_app
+    org = app.admin.admin.organization
+    clients = {}
+    for name in ("out-guarded", "out-open"):
+        project = org.projects.create(name=name)
+        status, key, _ = app.call(
+            "POST", f"/v1/organization/projects/{project.id}/api_keys", {"name": "k"}, ADMIN_KEY)
+        assert status == 200, key
+        clients[name] = openai.OpenAI(base_url=f"{app.server.root}/v1", api_key=key["value"],
+                                      max_retries=0, timeout=120)
+        if name == "out-guarded":
+            status, g, _ = app.call("POST", f"/v1/organization/projects/{project.id}/guardrails",
+                                    {"output": True}, key=ADMIN_KEY)
+            assert status == 200 and (g["input"], g["output"]) == (False, True), g
+    guarded, unguarded = clients["out-guarded"], clients["out-open"]
+    kwargs = dict(model=MODEL, prompt=HARMFUL, echo=True, max_tokens=3, temperature=0)
+
+    shown = unguarded.completions.create(**kwargs)
+    assert shown.choices[0].text.startswith(HARMFUL)
+    withheld = guarded.completions.create(**kwargs)
+    assert withheld.choices[0].text == ""
+    assert withheld.choices[0].finish_reason == "content_filter"
+    assert withheld.usage.completion_tokens == shown.usage.completion_tokens > 0
+
+    loose = openai.OpenAI(base_url=guarded.base_url, api_key=guarded.api_key,
+                          max_retries=0, timeout=120, _strict_response_validation=False)
+    events = list(loose.completions.create(**kwargs, stream=True,
+                                           stream_options={"include_usage": True}))
+    texts = "".join(c.choices[0].text for c in events if c.choices)
+    reasons = [c.choices[0].finish_reason for c in events if c.choices and c.choices[0].finish_reason]
+    assert texts == "" and reasons == ["content_filter"], events
+    assert events[-1].usage.completion_tokens == shown.usage.completion_tokens
+
+    # A benign answer under output moderation comes through, streamed too.
+    benign = guarded.completions.create(model=MODEL, prompt="The sky is", max_tokens=4)
+    assert benign.choices[0].finish_reason in ("stop", "length")
+    streamed = list(loose.completions.create(model=MODEL, prompt="The sky is", max_tokens=4,
+                                             temperature=0, stream=True))
+    assert "".join(c.choices[0].text for c in streamed if c.choices)

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use api::{
     ApiError, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, ChunkDelta,
-    CompletionRequest, EmbeddingItem, EmbeddingRequest, FinishReason, FunctionCallDelta,
-    InvalidCode, PromptInput, ToolCallDelta,
+    Completion, CompletionRequest, EmbeddingItem, EmbeddingRequest, FinishReason,
+    FunctionCallDelta, InvalidCode, PromptInput, ToolCallDelta,
 };
 use store::{NewAuditEntry, Store, StoreError};
 
@@ -185,7 +185,66 @@ pub fn replay(answer: &ChatCompletion, include_usage: bool) -> Vec<ChatCompletio
     chunks
 }
 
+/// A whole legacy completion as the events of its stream: each choice's
+/// text with its `finish_reason`, then (`include_usage`) the usage alone.
+pub fn replay_completion(answer: &Completion, include_usage: bool) -> Vec<Completion> {
+    let event = |choices, usage| Completion {
+        choices,
+        usage,
+        ..answer.clone()
+    };
+    let mut events: Vec<Completion> = answer
+        .choices
+        .iter()
+        .map(|choice| event(vec![choice.clone()], None))
+        .collect();
+    if include_usage {
+        events.push(event(Vec::new(), answer.usage.clone()));
+    }
+    events
+}
+
 impl Service {
+    /// Whether `context`'s project moderates answers (then they are
+    /// generated whole and checked before anything is sent).
+    pub async fn moderates_output(&self, context: &RequestContext) -> bool {
+        self.guardrails_for(context).await.output
+    }
+
+    /// [`Service::filter_output`] for a legacy completion: every choice
+    /// whose text (the echoed prompt included: what the client would see)
+    /// is flagged is withheld, text empty and `finish_reason`
+    /// `content_filter`, billed for what was generated.
+    pub async fn filter_completion(
+        &self,
+        context: &RequestContext,
+        mut answer: Completion,
+    ) -> Result<Completion> {
+        if !self.moderates_output(context).await {
+            return Ok(answer);
+        }
+        let (index, texts): (Vec<usize>, Vec<String>) = answer
+            .choices
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.text.trim().is_empty())
+            .map(|(i, c)| (i, c.text.clone()))
+            .unzip();
+        if texts.is_empty() {
+            return Ok(answer);
+        }
+        let results = self.classify(texts).await?;
+        for (i, result) in index.into_iter().zip(results) {
+            if result.flagged {
+                let choice = &mut answer.choices[i];
+                choice.text = String::new();
+                choice.logprobs = None;
+                choice.finish_reason = Some(FinishReason::ContentFilter);
+            }
+        }
+        Ok(answer)
+    }
+
     /// [`set`], and this process uses the new setting at once.
     pub async fn set_guardrails(
         &self,

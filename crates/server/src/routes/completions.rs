@@ -1,7 +1,9 @@
 //! `POST /v1/completions`, the legacy endpoint: one or several prompts
 //! (text or token ids), `n` choices each, answered whole or streamed. The
 //! model (or alias) is resolved like every other endpoint's, and must have
-//! a local engine; generation takes the service's one local path.
+//! a local engine; generation takes the service's one local path. Under a
+//! project's output guardrails the answer is checked whole before it is
+//! sent.
 
 use api::CompletionRequest;
 use axum::extract::State;
@@ -14,7 +16,7 @@ use crate::error::ServerError;
 use crate::middleware::RawBody;
 use crate::routes::Context;
 use crate::state::AppState;
-use crate::stream::sse_response;
+use crate::stream::{sse_frames, sse_response};
 
 /// Creates a (legacy) completion.
 pub async fn create_completion(
@@ -51,6 +53,24 @@ pub async fn create_completion(
         completion::echoed(model.engine.tokenizer(), &request),
         request.choice_count(),
     );
+    if service.moderates_output(&context.0).await {
+        // Output moderation: generated whole, checked, then sent (a stream
+        // replays it), so nothing flagged is ever sent.
+        let whole = answer.collect_within(state.request_timeout()).await?;
+        let checked = service
+            .filter_completion(&context.0, format.completion(whole))
+            .await?;
+        if !request.is_stream() {
+            return Ok(Json(checked).into_response());
+        }
+        let mut frames: Vec<String> =
+            service::guardrails::replay_completion(&checked, request.include_usage())
+                .iter()
+                .map(api::sse_data)
+                .collect();
+        frames.push(api::sse_done().to_owned());
+        return Ok(sse_frames(frames));
+    }
     if request.is_stream() {
         return Ok(sse_response(answer, format));
     }
