@@ -2,6 +2,9 @@
 //! once per batch (or per organisation, or per 256 rows) whatever the
 //! number of writes — multi-row inserts and upserts, `IN (…)` lists and
 //! `UPDATE … FROM (VALUES …)`, written once for SQLite and PostgreSQL.
+//! On PostgreSQL the id lists, the budget read and the progress update take
+//! their rows as one JSON parameter instead, so their text is fixed and
+//! sqlx keeps them prepared: one round trip each instead of two.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -32,6 +35,15 @@ pub(crate) struct Style(bool);
 impl Style {
     pub(crate) fn of(conn: &AnyConnection) -> Style {
         Style(conn.backend_name() == "SQLite")
+    }
+
+    /// PostgreSQL: lists go as one JSON parameter in a statement whose
+    /// text never changes, so it is prepared once per connection and then
+    /// costs one round trip (sqlx prepares a statement it does not keep,
+    /// i.e. every multi-row statement of varying text, in a round trip of
+    /// its own before running it).
+    fn pg(self) -> bool {
+        !self.0
     }
 
     /// Parameter `i` (1-based).
@@ -73,9 +85,25 @@ impl Style {
     }
 }
 
+/// `items` as a JSON array (a PostgreSQL list parameter: `IN (SELECT
+/// json_array_elements_text($n::json))`).
+fn json_list(items: &[&str]) -> String {
+    serde_json::Value::from(items.to_vec()).to_string()
+}
+
 /// A request's latest progress record and the serving model and backend
 /// last named.
 type Latest<'w> = (&'w crate::Progress, Option<&'w (String, String)>);
+
+/// A progress update's head and tail, around its rows `v` (`column1` …
+/// `column8`: organisation, request id, the four counts, model, backend).
+const PROGRESS_SET: &str = "UPDATE reservations SET prompt_tokens = v.column3, \
+     cached_tokens = v.column4, completion_tokens = v.column5, cost = v.column6, \
+     model = COALESCE(v.column7, reservations.model), \
+     backend = COALESCE(v.column8, reservations.backend)";
+const PROGRESS_WHERE: &str = "WHERE reservations.org_id = v.column1 \
+     AND reservations.request_id = v.column2 AND reservations.completion_tokens <= v.column5 \
+     RETURNING reservations.org_id, reservations.request_id";
 
 /// The latest progress record per request, written in one statement.
 pub(crate) async fn write_progress(
@@ -110,16 +138,34 @@ pub(crate) async fn write_progress(
     }
     let rows: Vec<_> = latest.into_iter().collect();
     let mut written = HashSet::new();
-    for chunk in rows.chunks(CHUNK) {
+    if style.pg() && !rows.is_empty() {
+        let json: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|((org, req), (p, served))| {
+                serde_json::json!({
+                    "column1": org, "column2": req,
+                    "column3": p.prompt_tokens, "column4": p.cached_tokens,
+                    "column5": p.completion_tokens, "column6": p.cost,
+                    "column7": served.map(|(m, _)| m), "column8": served.map(|(_, b)| b),
+                })
+            })
+            .collect();
+        let found = sqlx::query(&format!(
+            "{PROGRESS_SET} FROM json_to_recordset($1::json) AS v(column1 text, column2 text, \
+             column3 bigint, column4 bigint, column5 bigint, column6 bigint, column7 text, \
+             column8 text) {PROGRESS_WHERE}"
+        ))
+        .bind(serde_json::Value::from(json).to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in found {
+            written.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
+        }
+    }
+    let sqlite_rows = if style.pg() { &rows[..0] } else { &rows[..] };
+    for chunk in sqlite_rows.chunks(CHUNK) {
         let sql = format!(
-            "UPDATE reservations SET prompt_tokens = v.column3, cached_tokens = v.column4, \
-             completion_tokens = v.column5, cost = v.column6, \
-             model = COALESCE(v.column7, reservations.model), \
-             backend = COALESCE(v.column8, reservations.backend) \
-             FROM (VALUES {}) AS v \
-             WHERE reservations.org_id = v.column1 AND reservations.request_id = v.column2 \
-             AND reservations.completion_tokens <= v.column5 \
-             RETURNING reservations.org_id, reservations.request_id",
+            "{PROGRESS_SET} FROM (VALUES {}) AS v {PROGRESS_WHERE}",
             style.rows(chunk.len(), 8, 1, "")
         );
         let mut q: Q<'_> = sqlx::query(&sql).persistent(false);
@@ -358,6 +404,21 @@ pub(crate) async fn delete_reservations<'w>(
         holds: Vec::new(),
     };
     for (org, reqs) in by_org {
+        if style.pg() {
+            let rows = sqlx::query(
+                "DELETE FROM reservations WHERE org_id = $1 \
+                 AND request_id IN (SELECT json_array_elements_text($2::json)) \
+                 RETURNING request_id, amount, budget_scopes",
+            )
+            .bind(org)
+            .bind(json_list(&reqs))
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                freed.add(org, &reqs, &row)?;
+            }
+            continue;
+        }
         for chunk in reqs.chunks(CHUNK) {
             let sql = format!(
                 "DELETE FROM reservations WHERE org_id = {} AND request_id IN ({}) \
@@ -370,19 +431,27 @@ pub(crate) async fn delete_reservations<'w>(
                 q = q.bind(*req);
             }
             for row in q.fetch_all(&mut *conn).await? {
-                let req: String = row.try_get("request_id")?;
-                let amount: i64 = row.try_get("amount")?;
-                let holds: String = row.try_get("budget_scopes")?;
-                if let Some(req) = chunk.iter().copied().find(|r| *r == req.as_str()) {
-                    freed.deleted.insert((org, req));
-                }
-                for entry in holds.split(',').filter(|e| !e.is_empty()) {
-                    freed.holds.push((parse_hold(entry)?, amount));
-                }
+                freed.add(org, chunk, &row)?;
             }
         }
     }
     Ok(freed)
+}
+
+impl<'w> Freed<'w> {
+    /// A deleted reservation's row (`reqs`: the ids asked for).
+    fn add(&mut self, org: &'w str, reqs: &[&'w str], row: &AnyRow) -> Result<()> {
+        let req: String = row.try_get("request_id")?;
+        let amount: i64 = row.try_get("amount")?;
+        let holds: String = row.try_get("budget_scopes")?;
+        if let Some(req) = reqs.iter().copied().find(|r| *r == req.as_str()) {
+            self.deleted.insert((org, req));
+        }
+        for entry in holds.split(',').filter(|e| !e.is_empty()) {
+            self.holds.push((parse_hold(entry)?, amount));
+        }
+        Ok(())
+    }
 }
 
 fn parse_hold(entry: &str) -> Result<CounterKey> {
@@ -410,6 +479,22 @@ pub(crate) async fn existing(conn: &mut AnyConnection, keys: &[(&str, &str)]) ->
     }
     let mut found = Existing::default();
     for (org, reqs) in by_org {
+        if style.pg() {
+            let rows = sqlx::query(
+                "SELECT 'r' AS tab, request_id FROM reservations WHERE org_id = $1 \
+                 AND request_id IN (SELECT json_array_elements_text($2::json)) \
+                 UNION ALL SELECT 'l' AS tab, request_id FROM usage_ledger WHERE org_id = $1 \
+                 AND request_id IN (SELECT json_array_elements_text($2::json))",
+            )
+            .bind(org)
+            .bind(json_list(&reqs))
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                found.add(org, &row)?;
+            }
+            continue;
+        }
         for chunk in reqs.chunks(CHUNK) {
             let n = chunk.len();
             let sql = format!(
@@ -430,13 +515,7 @@ pub(crate) async fn existing(conn: &mut AnyConnection, keys: &[(&str, &str)]) ->
                 }
             }
             for row in q.fetch_all(&mut *conn).await? {
-                let tab: String = row.try_get(0)?;
-                let key = (org.to_owned(), row.try_get::<String, _>(1)?);
-                if tab == "r" {
-                    found.reserved.insert(key);
-                } else {
-                    found.billed.insert(key);
-                }
+                found.add(org, &row)?;
             }
         }
     }
@@ -450,6 +529,19 @@ pub(crate) struct Existing {
     pub(crate) reserved: HashSet<(String, String)>,
     /// Those with a ledger row.
     pub(crate) billed: HashSet<(String, String)>,
+}
+
+impl Existing {
+    fn add(&mut self, org: &str, row: &AnyRow) -> Result<()> {
+        let tab: String = row.try_get(0)?;
+        let key = (org.to_owned(), row.try_get::<String, _>(1)?);
+        if tab == "r" {
+            self.reserved.insert(key);
+        } else {
+            self.billed.insert(key);
+        }
+        Ok(())
+    }
 }
 
 /// Every budget on the given scopes (organisation, project, key), in one read.
@@ -471,6 +563,24 @@ pub(crate) async fn load_budgets<'a>(
     }
     if ids.iter().all(Vec::is_empty) {
         return Ok(Vec::new());
+    }
+    if style.pg() {
+        let sql = format!(
+            "SELECT {BUDGET_COLUMNS} FROM budgets WHERE \
+             (scope = 'org' AND scope_id IN (SELECT json_array_elements_text($1::json))) \
+             OR (scope = 'project' AND scope_id IN (SELECT json_array_elements_text($2::json))) \
+             OR (scope = 'key' AND scope_id IN (SELECT json_array_elements_text($3::json)))"
+        );
+        let mut q: Q<'_> = sqlx::query(&sql);
+        for list in &ids {
+            q = q.bind(json_list(list));
+        }
+        return q
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(budget_from_row)
+            .collect();
     }
     let mut clauses = Vec::new();
     let mut next = 1;
