@@ -158,11 +158,9 @@ impl Sequence {
             });
             return self.finish(FinishReason::Stop);
         }
-        let bytes: &[u8] = if tok.is_control(id) {
-            &[]
-        } else {
-            tok.token_bytes(id)
-        };
+        // Control tokens print nothing, except a marker the grammar names (a tool call's).
+        let hidden = tok.is_control(id) && !self.constraint.as_ref().is_some_and(|c| c.shows(id));
+        let bytes: &[u8] = if hidden { &[] } else { tok.token_bytes(id) };
         let text = self.utf8.push(bytes);
         let out = self.stop.push(&text);
         let _ = self.tx.send(Event::Token {

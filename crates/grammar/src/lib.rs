@@ -127,6 +127,7 @@ impl Compiler {
             .map_err(|e| GrammarError::Compile(e.to_string()))?;
         Ok(Grammar {
             parser: Arc::new(Mutex::new(parser)),
+            shown: Arc::new(Vec::new()),
         })
     }
 }
@@ -150,9 +151,19 @@ fn with_layout(mut schema: Value) -> Value {
 #[derive(Clone)]
 pub struct Grammar {
     parser: Arc<Mutex<TokenParser>>,
+    /// Control tokens whose text goes into the output (see [`Grammar::showing`]).
+    shown: Arc<Vec<u32>>,
 }
 
 impl Grammar {
+    /// This grammar with control tokens `ids` shown in the output: the
+    /// markers a grammar names by id (`<[ID]>`), such as Mistral's
+    /// `[TOOL_CALLS]`, whose text the call reader must see.
+    pub fn showing(mut self, ids: Vec<u32>) -> Self {
+        self.shown = Arc::new(ids);
+        self
+    }
+
     /// The engine request's constraint for this grammar.
     pub fn constraint(&self) -> Constraint {
         Constraint(Arc::new(self.clone()))
@@ -165,7 +176,7 @@ impl Grammar {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .deep_clone();
-        GrammarMatcher(Matcher::new(Ok(parser)))
+        GrammarMatcher(Matcher::new(Ok(parser)), self.shown.clone())
     }
 }
 
@@ -176,7 +187,7 @@ impl ConstraintFactory for Grammar {
 }
 
 /// One generation's matcher.
-pub struct GrammarMatcher(Matcher);
+pub struct GrammarMatcher(Matcher, Arc<Vec<u32>>);
 
 impl GrammarMatcher {
     /// Whether the output so far may end here.
@@ -199,5 +210,9 @@ impl TokenConstraint for GrammarMatcher {
 
     fn is_finished(&self) -> bool {
         self.0.is_stopped()
+    }
+
+    fn shows(&self, token: u32) -> bool {
+        self.1.contains(&token)
     }
 }

@@ -2,7 +2,9 @@
 //! token's bytes (GPT-2's byte mapping undone for BPE; `▁` as a space and
 //! `<0xNN>` as that byte for SentencePiece — `Tokenizer::token_bytes` does
 //! both), control tokens behind toktrie's special marker so that no text
-//! ever matches them, and every end-of-generation token as an EOS.
+//! ever matches them (a grammar names one by id, `<[ID]>`), and every
+//! end-of-generation token as an EOS. Text is tokenized for llguidance
+//! to exactly its bytes (no SentencePiece space prefix).
 
 use std::sync::Arc;
 
@@ -55,9 +57,17 @@ impl TokenizerEnv for Vocab {
     }
 
     fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
-        match std::str::from_utf8(s) {
-            Ok(text) => self.tokenizer.encode(text, false, false),
-            Err(_) => self.trie.greedy_tokenize(s),
+        if let Ok(text) = std::str::from_utf8(s) {
+            let ids = self.tokenizer.encode(text, false, false);
+            // SentencePiece with a space prefix (Llama 2, Mistral) encodes
+            // "ab" as "▁ab": llguidance needs exactly `s`'s bytes.
+            let spelt = ids
+                .iter()
+                .flat_map(|&id| self.tokenizer.token_bytes(id).iter().copied());
+            if spelt.eq(s.iter().copied()) {
+                return ids;
+            }
         }
+        self.trie.greedy_tokenize(s)
     }
 }

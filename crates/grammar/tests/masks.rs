@@ -157,3 +157,33 @@ fn bad_and_oversized_schemas_are_refused_with_their_place() {
         })
         .unwrap();
 }
+
+#[test]
+fn a_control_token_is_named_by_id_and_shown_only_when_asked() {
+    // SmolLM2's `<|im_start|>` is a control token: text never spells it,
+    // `<[ID]>` names it.
+    let tok = tokenizer(testkit::SMOLLM2);
+    let id = tok.token_to_id("<|im_start|>").expect("<|im_start|>");
+    assert!(tok.is_control(id) && !tok.is_eog(id));
+    let compiler = Compiler::for_tokenizer(&tok, tok.vocab_size()).unwrap();
+    let named = compiler
+        .compile(&GrammarSpec::Lark(format!("start: <[{id}]> \"x\"")))
+        .unwrap();
+    let spelt = compiler
+        .compile(&GrammarSpec::Lark("start: \"<|im_start|>x\"".into()))
+        .unwrap();
+    let mut mask = Vec::new();
+    let mut m = named.clone().showing(vec![id]).matcher();
+    m.compute_mask(&mut mask).unwrap();
+    let ids: Vec<u32> = (0..tok.vocab_size() as u32)
+        .filter(|&i| allowed(&mask, i))
+        .collect();
+    assert_eq!(ids, [id]);
+    assert!(m.shows(id));
+    m.commit(id).unwrap();
+    assert!(!named.matcher().shows(id));
+    let mut m = spelt.matcher();
+    m.compute_mask(&mut mask).unwrap();
+    assert!(!allowed(&mask, id));
+    assert!(allowed(&mask, tok.token_to_id("<").expect("<")));
+}

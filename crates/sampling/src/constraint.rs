@@ -20,6 +20,13 @@ pub trait TokenConstraint: Send {
     /// Whether the output is complete and nothing may follow: generation
     /// stops here as if an end-of-generation token had been sampled.
     fn is_finished(&self) -> bool;
+    /// Whether control token `token`'s text goes into the output (a
+    /// tool-call marker the grammar names by id, such as Mistral's
+    /// `[TOOL_CALLS]`, which the call reader must see); other control
+    /// tokens' text never does.
+    fn shows(&self, _token: u32) -> bool {
+        false
+    }
 }
 
 /// Makes a fresh [`TokenConstraint`] per generation (one per choice), from

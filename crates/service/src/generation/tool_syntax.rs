@@ -19,11 +19,22 @@
 //! | Mistral (Devstral, Ministral 3) | `[TOOL_CALLS]f[ARGS]{…}` per call |
 //! | Mistral Small 3.2 | `[TOOL_CALLS]f[CALL_ID]a1b2c3d4e[ARGS]{…}` per call |
 //! | Granite 3 | `<|tool_call|>[{"name": "f", "arguments": {…}}, …]` |
+//!
+//! Mistral's markers and Granite's `<|tool_call|>` ([`MARKERS`]) are single
+//! control tokens in those models' own vocabularies. For such a model
+//! ([`Syntax::in_vocabulary`]) the grammar names the token by id instead
+//! of spelling its text, and the engine shows that token's text (to the
+//! call reader, which consumes it as the syntax); in any other vocabulary
+//! the marker is plain text.
 
 use std::collections::HashMap;
 
 use api::{ChatMessage, Tool};
+use engine::Tokenizer;
 use serde_json::{json, Value};
+
+/// Markers of the syntaxes that real models hold as one control token.
+pub const MARKERS: [&str; 4] = ["[TOOL_CALLS]", "[ARGS]", "[CALL_ID]", "<|tool_call|>"];
 
 /// A template family whose tool calls the engine can write and read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +70,9 @@ pub struct Syntax {
     pub most: Option<usize>,
     /// A `[CALL_ID]` of 9 letters and digits follows the name.
     pub call_id: bool,
+    /// The control token of each of [`MARKERS`] in the model's vocabulary,
+    /// if it has one ([`Syntax::in_vocabulary`]).
+    pub control: [Option<u32>; MARKERS.len()],
 }
 
 const JSON_HEAD: &str = "{\"name\": \"";
@@ -75,6 +89,7 @@ impl Syntax {
         end: "",
         most: None,
         call_id: false,
+        control: [None; MARKERS.len()],
     };
 
     const LLAMA3: Syntax = Syntax {
@@ -87,6 +102,7 @@ impl Syntax {
         end: "",
         most: Some(1),
         call_id: false,
+        control: [None; MARKERS.len()],
     };
 
     const MISTRAL_LIST: Syntax = Syntax {
@@ -99,6 +115,7 @@ impl Syntax {
         end: "]",
         most: None,
         call_id: false,
+        control: [None; MARKERS.len()],
     };
 
     const MISTRAL_ARGS: Syntax = Syntax {
@@ -111,6 +128,7 @@ impl Syntax {
         end: "",
         most: None,
         call_id: false,
+        control: [None; MARKERS.len()],
     };
 
     const GRANITE: Syntax = Syntax {
@@ -158,6 +176,66 @@ impl Syntax {
         Err("its call syntax is not one the engine writes")
     }
 
+    /// This syntax for a model of `tokenizer`: each marker that is exactly
+    /// one control token of its vocabulary is written as that token.
+    pub fn in_vocabulary(mut self, tokenizer: &Tokenizer) -> Syntax {
+        for (slot, marker) in self.control.iter_mut().zip(MARKERS) {
+            *slot = tokenizer
+                .token_to_id(marker)
+                .filter(|&id| tokenizer.is_control(id));
+        }
+        self
+    }
+
+    /// The control tokens the grammar names: their text must reach the
+    /// call reader.
+    pub fn control_tokens(&self) -> Vec<u32> {
+        let used = |m: &str| {
+            [
+                self.begin, self.head, self.mid, self.tail, self.sep, self.end,
+            ]
+            .iter()
+            .any(|part| part.contains(m))
+                || (self.call_id && m == "[CALL_ID]")
+        };
+        MARKERS
+            .iter()
+            .zip(self.control)
+            .filter_map(|(m, id)| id.filter(|_| used(m)))
+            .collect()
+    }
+
+    /// A Lark sequence matching `text`: string literals, with each marker
+    /// the vocabulary holds as a control token named by id (`<[ID]>`).
+    pub fn lark_text(&self, text: &str) -> String {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        'outer: while !rest.is_empty() {
+            // The earliest marker that is a control token here.
+            let mut found: Option<(usize, &str, u32)> = None;
+            for (marker, id) in MARKERS.iter().zip(self.control) {
+                if let (Some(id), Some(at)) = (id, rest.find(marker)) {
+                    if found.is_none_or(|(best, _, _)| at < best) {
+                        found = Some((at, marker, id));
+                    }
+                }
+            }
+            let Some((at, marker, id)) = found else {
+                parts.push(lark_string(rest));
+                break 'outer;
+            };
+            if at > 0 {
+                parts.push(lark_string(&rest[..at]));
+            }
+            parts.push(format!("<[{id}]>"));
+            rest = &rest[at + marker.len()..];
+        }
+        if parts.is_empty() {
+            parts.push(lark_string(""));
+        }
+        parts.join(" ")
+    }
+
     /// The text that opens the first call.
     pub fn opener(&self) -> String {
         format!("{}{}", self.begin, self.head)
@@ -193,16 +271,16 @@ impl Syntax {
     /// begin like one) before they differ.
     pub fn lark_call(&self, name: &str, arguments: &str, first: bool) -> String {
         let begin = if first { self.begin } else { "" };
-        let head = lark_string(&format!("{begin}{}{name}", self.head));
+        let head = self.lark_text(&format!("{begin}{}{name}", self.head));
         let id = if self.call_id {
-            " \"[CALL_ID]\" /[a-zA-Z0-9]{9}/ ".to_owned()
+            format!(" {} /[a-zA-Z0-9]{{9}}/ ", self.lark_text("[CALL_ID]"))
         } else {
             " ".to_owned()
         };
         format!(
             "{head}{id}{} %json {arguments} {}",
-            lark_string(self.mid),
-            lark_string(self.tail)
+            self.lark_text(self.mid),
+            self.lark_text(self.tail)
         )
     }
 
@@ -211,11 +289,11 @@ impl Syntax {
     pub fn lark_calls(&self, most: usize) -> String {
         let most = self.most.map_or(most, |own| own.min(most)).max(1);
         let more = if most > 1 {
-            format!(" ({} call){{0,{}}}", lark_string(self.sep), most - 1)
+            format!(" ({} call){{0,{}}}", self.lark_text(self.sep), most - 1)
         } else {
             String::new()
         };
-        format!("first{more} {}", lark_string(self.end))
+        format!("first{more} {}", self.lark_text(self.end))
     }
 
     /// A Lark regex for text that does not begin the way a call does:

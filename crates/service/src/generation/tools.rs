@@ -92,7 +92,8 @@ pub fn syntax_of(source: Option<&str>) -> Syntax {
 /// (off the executor: a schema may take milliseconds).
 pub async fn plan(engine: &EngineHandle, request: &ChatCompletionRequest) -> Result<OutputPlan> {
     let mode = tool_mode(request.tools.as_deref(), request.tool_choice.as_ref());
-    let syntax = syntax_of(engine.chat_template_source());
+    // Markers that are control tokens of this model are written as those tokens.
+    let syntax = syntax_of(engine.chat_template_source()).in_vocabulary(engine.tokenizer());
     let spec = grammar_spec_in(
         &syntax,
         request.tools.as_deref().unwrap_or_default(),
@@ -110,9 +111,15 @@ pub async fn plan(engine: &EngineHandle, request: &ChatCompletionRequest) -> Res
     let tokenizer = engine.tokenizer().clone();
     let n_vocab = engine.info().config.n_vocab.max(tokenizer.vocab_size());
     let base = spec.1;
+    // Only a grammar with calls names marker tokens; their text must reach the reader.
+    let shown = if mode == ToolMode::Off {
+        Vec::new()
+    } else {
+        syntax.control_tokens()
+    };
     let grammar = tokio::task::spawn_blocking(move || {
         let compiler = Compiler::for_tokenizer(&tokenizer, n_vocab)?;
-        compiler.compile(&spec.0)
+        compiler.compile(&spec.0).map(|g| g.showing(shown))
     })
     .await
     .map_err(|_| ApiError::invalid_body("The grammar could not be compiled."))?
