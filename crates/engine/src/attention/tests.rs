@@ -96,6 +96,70 @@ fn reference(row: BatchRow, qh: &[f32], head: usize, kv: &KvCache, s: AttnShape)
     out
 }
 
+/// One (row, head) as llama.cpp's tiled flash attention
+/// (`ggml_compute_forward_flash_attn_ext_tiled`, AVX-512 build) computes it,
+/// written out one key at a time: 64-key tiles from position 0, each score
+/// one fused chain, GGML's `exp`, 16-lane tree sums added in double.
+fn ggml_tiled(
+    qh: &[f32],
+    view: &crate::kv::SeqView,
+    off: usize,
+    keys: Range<usize>,
+    s: AttnShape,
+) -> Vec<f32> {
+    let d = s.head_dim;
+    let (mut m, mut sum) = (f32::NEG_INFINITY, 0.0f32);
+    let mut acc = vec![0.0f32; d];
+    for t in (0..keys.end).step_by(64) {
+        let mut kq = [f32::NEG_INFINITY; 64];
+        let span = t.max(keys.start)..(t + 64).min(keys.end);
+        for p in span.clone() {
+            let k = &view.key(p)[off..off + d];
+            let x = qh
+                .iter()
+                .zip(k)
+                .fold(0.0f32, |x, (&a, &b)| a.mul_add(kernels::f16_to_f32(b), x));
+            kq[p - t] = x * s.scale;
+        }
+        let tile_max = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if tile_max == f32::NEG_INFINITY {
+            continue;
+        }
+        let m_new = m.max(tile_max);
+        if m_new > m {
+            let ms = (m - m_new).exp();
+            acc.iter_mut().for_each(|a| *a *= ms);
+            sum *= ms;
+        }
+        m = m_new;
+        let w: Vec<f32> = kq
+            .iter()
+            .map(|&x| kernels::glu::exp_approx(x - m_new))
+            .collect();
+        let mut total = 0.0f64;
+        for g in w.chunks(16) {
+            let mut v = g.to_vec();
+            let mut n = 16;
+            while n > 1 {
+                n /= 2;
+                for j in 0..n {
+                    v[j] += v[j + n];
+                }
+            }
+            total += f64::from(v[0]);
+        }
+        sum = (f64::from(sum) + total) as f32;
+        for p in span {
+            let v = &view.value(p)[off..off + d];
+            for (a, &x) in acc.iter_mut().zip(v) {
+                *a = w[p - t].mul_add(kernels::f16_to_f32(x), *a);
+            }
+        }
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    acc.iter().map(|a| a * inv).collect()
+}
+
 fn check(case: &Case, seed: u64) {
     let s = case.shape;
     let mut rng = Rng(seed);
@@ -110,6 +174,11 @@ fn check(case: &Case, seed: u64) {
             let at = r * q_dim + h * s.head_dim;
             let (qh, got) = (&q[at..at + s.head_dim], &out[at..at + s.head_dim]);
             if wide {
+                // llama.cpp's tiled kernel, bit for bit.
+                let view = kv.view(0, row.seq).unwrap();
+                let off = h / (s.n_head / s.n_kv_head) * s.head_dim;
+                let ggml = ggml_tiled(qh, &view, off, s.keys(row.pos), s);
+                assert_eq!(got, &ggml[..], "row {r} head {h}: not GGML's tiled sums");
                 let want = reference(*row, qh, h, &kv, s);
                 let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
                 for (g, w) in got.iter().zip(&want) {
