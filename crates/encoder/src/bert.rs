@@ -4,6 +4,12 @@
 //! of bidirectional multi-head self-attention and a GELU (erf) feed-forward,
 //! each followed by a residual add and LayerNorm (post-norm).
 //!
+//! The same code runs llama.cpp's `nomic-bert` graph (nomic-embed-text
+//! v1/v1.5 as a GGUF): no position table but rotary position embeddings in
+//! GGML's "neox" (halves) mode on every head's query and key, one fused
+//! query/key/value matrix, a SwiGLU feed-forward (`silu(x·Gᵀ) ⊙ x·Uᵀ`, then
+//! down), and biases only where the file has them.
+//!
 //! A batch is packed, not padded: the sequences' rows are stacked into one
 //! matrix for every projection (one kernel call per weight for the whole
 //! batch), and attention runs per sequence over that sequence's rows only,
@@ -36,6 +42,9 @@ pub struct BertConfig {
     pub position_embedding_type: String,
     #[serde(default)]
     pub vocab_size: usize,
+    /// The rotary base (`position_embedding_type` `rotary` only; GGUF).
+    #[serde(skip)]
+    pub rope_freq_base: f32,
 }
 
 fn eps() -> f64 {
@@ -148,6 +157,8 @@ struct Layer {
     qkv: Proj,
     attn_out: Proj,
     attn_norm: Norm,
+    /// SwiGLU's gate (`nomic-bert`); `None` for GELU.
+    gate: Option<Proj>,
     up: Proj,
     down: Proj,
     out_norm: Norm,
@@ -158,7 +169,8 @@ pub struct Bert {
     cfg: BertConfig,
     weights: Weights,
     word: MatrixRef,
-    position: MatrixRef,
+    /// The learned position table; `None` with rotary positions.
+    position: Option<MatrixRef>,
     token_type: Vec<f32>,
     emb_norm: Norm,
     layers: Vec<Layer>,
@@ -174,27 +186,46 @@ impl std::fmt::Debug for Bert {
 impl Bert {
     /// Bind the model's tensors (checking every shape) from `weights`.
     pub fn new(cfg: BertConfig, weights: Weights) -> Result<Self, EncoderError> {
-        if cfg.hidden_act != "gelu" {
+        let n = crate::weights::Names::for_weights(&weights);
+        let gguf = matches!(n, crate::weights::Names::Gguf);
+        // SwiGLU and rotary positions come from `nomic-bert` GGUFs only.
+        let (acts, positions): (&[&str], &[&str]) = if gguf {
+            (&["gelu", "swiglu"], &["absolute", "rotary"])
+        } else {
+            (&["gelu"], &["absolute"])
+        };
+        if !acts.contains(&cfg.hidden_act.as_str()) {
             return Err(weights.bad(format!(
-                "hidden_act {} is not supported (gelu is)",
-                cfg.hidden_act
+                "hidden_act {} is not supported ({} is)",
+                cfg.hidden_act,
+                acts.join(", ")
             )));
         }
-        if cfg.position_embedding_type != "absolute" {
+        if !positions.contains(&cfg.position_embedding_type.as_str()) {
             return Err(weights.bad(format!(
-                "position_embedding_type {} is not supported (absolute is)",
-                cfg.position_embedding_type
+                "position_embedding_type {} is not supported ({} is)",
+                cfg.position_embedding_type,
+                positions.join(", ")
             )));
         }
+        let rotary = cfg.position_embedding_type == "rotary";
         let h = cfg.hidden_size;
         if cfg.num_attention_heads == 0 || !h.is_multiple_of(cfg.num_attention_heads) {
             return Err(weights.bad("hidden_size is not a multiple of num_attention_heads".into()));
         }
-        let n = crate::weights::Names::for_weights(&weights);
+        if rotary && !(h / cfg.num_attention_heads).is_multiple_of(2) {
+            return Err(weights.bad("rotary positions need an even head size".into()));
+        }
+        // A GGUF may leave biases out (llama.cpp: optional); zeros then.
         let linear = |name: &str, rows: usize, cols: usize| -> Result<Linear, EncoderError> {
+            let bias = n.bias(name);
             Ok(Linear {
                 w: weights.matrix(&n.weight(name), rows, cols)?,
-                b: weights.vector(&n.bias(name), rows)?,
+                b: if gguf && !weights.has(&bias) {
+                    vec![0.0; rows]
+                } else {
+                    weights.vector(&bias, rows)?
+                },
             })
         };
         let norm = |name: &str| -> Result<Norm, EncoderError> {
@@ -204,10 +235,11 @@ impl Bert {
             })
         };
         let word = weights.matrix_any_rows(&n.weight("word"), h)?;
-        let position = weights.matrix_any_rows(&n.weight("position"), h)?;
-        if position.rows < cfg.max_position_embeddings.min(512).min(position.rows) {
-            return Err(weights.bad("too few position embeddings".into()));
-        }
+        let position = if rotary {
+            None
+        } else {
+            Some(weights.matrix_any_rows(&n.weight("position"), h)?)
+        };
         // Every input is "sentence A": type 0 (a GGUF may leave the table out).
         let mut token_type = vec![0.0; h];
         if weights.has(&n.weight("token_type")) || !matches!(n, crate::weights::Names::Gguf) {
@@ -218,14 +250,25 @@ impl Bert {
         for i in 0..cfg.num_hidden_layers {
             let l = |part: &str| format!("{i}.{part}");
             let proj = |parts: Vec<Linear>| Proj::new(&weights, parts);
-            layers.push(Layer {
-                qkv: proj(vec![
+            let qkv = if gguf && weights.has(&n.weight(&l("qkv"))) {
+                vec![linear(&l("qkv"), 3 * h, h)?]
+            } else {
+                vec![
                     linear(&l("q"), h, h)?,
                     linear(&l("k"), h, h)?,
                     linear(&l("v"), h, h)?,
-                ])?,
+                ]
+            };
+            let gate = if cfg.hidden_act == "swiglu" {
+                Some(proj(vec![linear(&l("gate"), cfg.intermediate_size, h)?])?)
+            } else {
+                None
+            };
+            layers.push(Layer {
+                qkv: proj(qkv)?,
                 attn_out: proj(vec![linear(&l("attn_out"), h, h)?])?,
                 attn_norm: norm(&l("attn_norm"))?,
+                gate,
                 up: proj(vec![linear(&l("up"), cfg.intermediate_size, h)?])?,
                 down: proj(vec![linear(&l("down"), h, cfg.intermediate_size)?])?,
                 out_norm: norm(&l("out_norm"))?,
@@ -256,7 +299,10 @@ impl Bert {
 
     /// Rows of the position table (the longest sequence it can take).
     pub fn max_positions(&self) -> usize {
-        self.position.rows
+        match &self.position {
+            Some(p) => p.rows,
+            None => self.cfg.max_position_embeddings,
+        }
     }
 
     /// The last hidden states of every sequence, packed: row `r` of the
@@ -267,14 +313,19 @@ impl Bert {
         let total: usize = seqs.iter().map(|s| s.len()).sum();
         let mut x = vec![0.0f32; total * h];
         let word = self.weights.qmatrix(&self.word)?;
-        let position = self.weights.qmatrix(&self.position)?;
+        let position = match &self.position {
+            Some(p) => Some(self.weights.qmatrix(p)?),
+            None => None,
+        };
         let mut row = 0;
         let mut pos_row = vec![0.0f32; h];
         for seq in seqs {
             for (p, &id) in seq.iter().enumerate() {
                 let out = &mut x[row * h..(row + 1) * h];
                 word.dequantize_row(id as usize, out);
-                position.dequantize_row(p, &mut pos_row);
+                if let Some(position) = &position {
+                    position.dequantize_row(p, &mut pos_row);
+                }
                 for ((o, pv), tv) in out.iter_mut().zip(&pos_row).zip(&self.token_type) {
                     *o += pv + tv;
                 }
@@ -286,26 +337,82 @@ impl Bert {
         let mut qkv = vec![0.0f32; total * 3 * h];
         let mut ctx = vec![0.0f32; total * h];
         let mut proj = vec![0.0f32; total * h];
-        let mut up = vec![0.0f32; total * self.cfg.intermediate_size];
+        let ff = self.cfg.intermediate_size;
+        let mut up = vec![0.0f32; total * ff];
+        let mut gate = Vec::new();
         let mut scratch = Vec::new();
         let w = &self.weights;
+        let rope = (self.position.is_none()).then(|| self.rope_table(seqs));
         for layer in &self.layers {
             layer.qkv.run(w, &x, total, &mut qkv, &mut scratch, pool)?;
+            if let Some(table) = &rope {
+                self.rotate(&mut qkv, table, pool);
+            }
             self.attention(seqs, &qkv, &mut ctx, pool);
             layer
                 .attn_out
                 .run(w, &ctx, total, &mut proj, &mut scratch, pool)?;
             residual_norm(&mut x, &proj, &layer.attn_norm, self.eps, pool);
             layer.up.run(w, &x, total, &mut up, &mut scratch, pool)?;
-            pool.for_rows(&mut up, self.cfg.intermediate_size, 4, &|_, r| {
-                crate::gelu::gelu_erf_in_place(r);
-            });
+            if let Some(g) = &layer.gate {
+                gate.resize(total * ff, 0.0);
+                g.run(w, &x, total, &mut gate, &mut scratch, pool)?;
+                let gate = &gate;
+                pool.for_rows(&mut up, ff, 4, &|i, r| {
+                    for (u, g) in r.iter_mut().zip(&gate[i * ff..(i + 1) * ff]) {
+                        *u *= g / (1.0 + (-g).exp());
+                    }
+                });
+            } else {
+                pool.for_rows(&mut up, ff, 4, &|_, r| {
+                    crate::gelu::gelu_erf_in_place(r);
+                });
+            }
             layer
                 .down
                 .run(w, &up, total, &mut proj, &mut scratch, pool)?;
             residual_norm(&mut x, &proj, &layer.out_norm, self.eps, pool);
         }
         Ok(x)
+    }
+
+    /// Each packed row's `(cos, sin)` pairs for its position in its
+    /// sequence: `dh / 2` of them, angle `p · base^(-2i/dh)` stepped in
+    /// `f32` as GGML's rope cache does.
+    fn rope_table(&self, seqs: &[&[u32]]) -> Vec<(f32, f32)> {
+        let dh = self.cfg.hidden_size / self.cfg.num_attention_heads;
+        let half = dh / 2;
+        let scale = self.cfg.rope_freq_base.powf(-2.0 / dh as f32);
+        let mut table = Vec::new();
+        for s in seqs {
+            for p in 0..s.len() {
+                let mut theta = p as f32;
+                for _ in 0..half {
+                    table.push((theta.cos(), theta.sin()));
+                    theta *= scale;
+                }
+            }
+        }
+        table
+    }
+
+    /// Rotary positions on every head of the query and key columns of
+    /// `qkv`, "neox" mode: dimension `i` pairs with `i + dh/2`.
+    fn rotate(&self, qkv: &mut [f32], table: &[(f32, f32)], pool: &ThreadPool) {
+        let h = self.cfg.hidden_size;
+        let dh = h / self.cfg.num_attention_heads;
+        let half = dh / 2;
+        pool.for_rows(qkv, 3 * h, 16, &|row, r| {
+            let cs = &table[row * half..(row + 1) * half];
+            for head in r[..2 * h].chunks_exact_mut(dh) {
+                let (a, b) = head.split_at_mut(half);
+                for ((x0, x1), &(c, s)) in a.iter_mut().zip(b.iter_mut()).zip(cs) {
+                    let (v0, v1) = (*x0, *x1);
+                    *x0 = v0 * c - v1 * s;
+                    *x1 = v0 * s + v1 * c;
+                }
+            }
+        });
     }
 
     /// Scaled dot-product attention, each sequence's rows attending to all

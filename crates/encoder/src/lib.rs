@@ -135,55 +135,61 @@ impl Encoder {
         }
     }
 
-    /// Load a GGUF file of the `bert` architecture: the shape from its
-    /// `bert.*` keys, the WordPiece vocabulary from its tokenizer keys, the
-    /// pooling from `bert.pooling_type` (mean when absent), vectors always
-    /// L2-normalised (as llama.cpp's embedding output is), and the context
-    /// from `bert.context_length`.
+    /// Load a GGUF file of the `bert` or `nomic-bert` architecture: the
+    /// shape from its `<arch>.*` keys, the WordPiece vocabulary from its
+    /// tokenizer keys, the pooling from `<arch>.pooling_type` (mean when
+    /// absent), vectors always L2-normalised (as llama.cpp's embedding
+    /// output is), and the context from `<arch>.context_length`.
+    /// `nomic-bert` adds rotary positions (`nomic-bert.rope.freq_base`,
+    /// 10000 when absent) and a SwiGLU feed-forward.
     pub fn load_gguf(path: &Path) -> Result<Self, EncoderError> {
         let bad = |detail: String| EncoderError::BadModel {
             path: path.to_path_buf(),
             detail,
         };
         let file = gguf::GgufFile::open(path).map_err(|e| bad(e.to_string()))?;
-        match file.architecture() {
-            Some("bert") => {}
+        let arch = match file.architecture() {
+            Some(a @ ("bert" | "nomic-bert")) => a.to_owned(),
             Some(other) => {
                 return Err(bad(format!(
-                    "architecture {other} is not supported (bert is)"
+                    "architecture {other} is not supported (bert and nomic-bert are)"
                 )))
             }
             None => return Err(bad("general.architecture is missing".into())),
-        }
-        let int = |key: &str| {
-            file.get_u32(key)
+        };
+        let nomic = arch == "nomic-bert";
+        let key = |k: &str| format!("{arch}.{k}");
+        let int = |k: &str| {
+            file.get_u32(&key(k))
                 .map(|v| v as usize)
-                .ok_or_else(|| bad(format!("{key} is missing")))
+                .ok_or_else(|| bad(format!("{} is missing", key(k))))
         };
+        let eps_key = key("attention.layer_norm_epsilon");
         let cfg = BertConfig {
-            hidden_size: int("bert.embedding_length")?,
-            num_attention_heads: int("bert.attention.head_count")?,
-            num_hidden_layers: int("bert.block_count")?,
-            intermediate_size: int("bert.feed_forward_length")?,
-            max_position_embeddings: int("bert.context_length")?,
+            hidden_size: int("embedding_length")?,
+            num_attention_heads: int("attention.head_count")?,
+            num_hidden_layers: int("block_count")?,
+            intermediate_size: int("feed_forward_length")?,
+            max_position_embeddings: int("context_length")?,
             layer_norm_eps: f64::from(
-                file.get_f32("bert.attention.layer_norm_epsilon")
-                    .ok_or_else(|| bad("bert.attention.layer_norm_epsilon is missing".into()))?,
+                file.get_f32(&eps_key)
+                    .ok_or_else(|| bad(format!("{eps_key} is missing")))?,
             ),
-            hidden_act: "gelu".into(),
-            position_embedding_type: "absolute".into(),
+            hidden_act: if nomic { "swiglu" } else { "gelu" }.into(),
+            position_embedding_type: if nomic { "rotary" } else { "absolute" }.into(),
             vocab_size: 0,
+            rope_freq_base: file.get_f32(&key("rope.freq_base")).unwrap_or(10_000.0),
         };
-        if file.get_bool("bert.attention.causal") == Some(true) {
+        if file.get_bool(&key("attention.causal")) == Some(true) {
             return Err(bad("causal attention is not a BERT encoder".into()));
         }
         // llama.cpp's enum llama_pooling_type.
-        let pooling = match file.get_u32("bert.pooling_type") {
+        let pooling = match file.get_u32(&key("pooling_type")) {
             None | Some(1) => Pooling::Mean,
             Some(2) => Pooling::Cls,
             Some(other) => {
                 return Err(bad(format!(
-                    "bert.pooling_type {other} is not supported (1, mean, or 2, CLS)"
+                    "{arch}.pooling_type {other} is not supported (1, mean, or 2, CLS)"
                 )))
             }
         };

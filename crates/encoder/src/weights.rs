@@ -177,7 +177,8 @@ impl Weights {
 pub enum Names {
     /// Hugging Face's, after `prefix` (`bert.` or nothing).
     HuggingFace { prefix: &'static str },
-    /// llama.cpp's GGUF names for the `bert` architecture.
+    /// llama.cpp's GGUF names for the `bert` and `nomic-bert`
+    /// architectures.
     Gguf,
 }
 
@@ -231,6 +232,8 @@ impl Names {
                     let tail = match part {
                         "q" => "attn_q",
                         "k" => "attn_k",
+                        "qkv" => "attn_qkv",
+                        "gate" => "ffn_gate",
                         "v" => "attn_v",
                         "attn_out" => "attn_output",
                         "attn_norm" => "attn_output_norm",
