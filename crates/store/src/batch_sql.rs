@@ -85,8 +85,10 @@ impl Style {
     }
 }
 
-/// `items` as a JSON array (a PostgreSQL list parameter: `IN (SELECT
-/// json_array_elements_text($n::json))`).
+/// `items` as a JSON array (a PostgreSQL list parameter: `= ANY(ARRAY(SELECT
+/// json_array_elements_text($n::json)))`, which the generic plan of a kept
+/// statement looks up in the (org_id, request_id) index; `IN (SELECT …)`
+/// there became a scan of the organisation's whole ledger).
 fn json_list(items: &[&str]) -> String {
     serde_json::Value::from(items.to_vec()).to_string()
 }
@@ -407,7 +409,7 @@ pub(crate) async fn delete_reservations<'w>(
         if style.pg() {
             let rows = sqlx::query(
                 "DELETE FROM reservations WHERE org_id = $1 \
-                 AND request_id IN (SELECT json_array_elements_text($2::json)) \
+                 AND request_id = ANY(ARRAY(SELECT json_array_elements_text($2::json))) \
                  RETURNING request_id, amount, budget_scopes",
             )
             .bind(org)
@@ -482,9 +484,9 @@ pub(crate) async fn existing(conn: &mut AnyConnection, keys: &[(&str, &str)]) ->
         if style.pg() {
             let rows = sqlx::query(
                 "SELECT 'r' AS tab, request_id FROM reservations WHERE org_id = $1 \
-                 AND request_id IN (SELECT json_array_elements_text($2::json)) \
+                 AND request_id = ANY(ARRAY(SELECT json_array_elements_text($2::json))) \
                  UNION ALL SELECT 'l' AS tab, request_id FROM usage_ledger WHERE org_id = $1 \
-                 AND request_id IN (SELECT json_array_elements_text($2::json))",
+                 AND request_id = ANY(ARRAY(SELECT json_array_elements_text($2::json)))",
             )
             .bind(org)
             .bind(json_list(&reqs))
@@ -567,9 +569,9 @@ pub(crate) async fn load_budgets<'a>(
     if style.pg() {
         let sql = format!(
             "SELECT {BUDGET_COLUMNS} FROM budgets WHERE \
-             (scope = 'org' AND scope_id IN (SELECT json_array_elements_text($1::json))) \
-             OR (scope = 'project' AND scope_id IN (SELECT json_array_elements_text($2::json))) \
-             OR (scope = 'key' AND scope_id IN (SELECT json_array_elements_text($3::json)))"
+             (scope = 'org' AND scope_id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))) \
+             OR (scope = 'project' AND scope_id = ANY(ARRAY(SELECT json_array_elements_text($2::json)))) \
+             OR (scope = 'key' AND scope_id = ANY(ARRAY(SELECT json_array_elements_text($3::json))))"
         );
         let mut q: Q<'_> = sqlx::query(&sql);
         for list in &ids {
