@@ -7,7 +7,7 @@ crates/encoder/tests/nomic_bert.rs compares ours with them.
 
 Usage: target/bench-venv/bin/python scripts/reference/nomic_bert_fixture.py
   (needs gguf-py and numpy; the llama.cpp build from install_llama_cpp.sh).
-Writes fixtures/tiny/nomic-bert.gguf and fixtures/tiny/nomic-bert.json.
+Writes fixtures/tiny-encoder/nomic-bert.gguf and fixtures/tiny-encoder/nomic-bert.json.
 """
 import json
 import os
@@ -49,7 +49,7 @@ def main():
             tokens.append(p)
             types.append(1)
     vocab = len(tokens)
-    out = os.path.join(ROOT, "fixtures", "tiny", "nomic-bert.gguf")
+    out = os.path.join(ROOT, "fixtures", "tiny-encoder", "nomic-bert.gguf")
     w = gguf.GGUFWriter(out, "nomic-bert")
     w.add_name("tiny nomic-bert (random weights)")
     w.add_block_count(LAYERS)
@@ -107,8 +107,8 @@ def main():
             check=True, capture_output=True, text=True)
         data = json.loads(res.stdout)
         cases.append({"text": text, "embedding": data["data"][0]["embedding"]})
-    with open(os.path.join(ROOT, "fixtures", "tiny", "nomic-bert.json"), "w") as f:
-        json.dump({"model": "fixtures/tiny/nomic-bert.gguf",
+    with open(os.path.join(ROOT, "fixtures", "tiny-encoder", "nomic-bert.json"), "w") as f:
+        json.dump({"model": "fixtures/tiny-encoder/nomic-bert.gguf",
                    "reference": "llama.cpp b11434 llama-embedding, mean pooling, L2",
                    "cases": cases}, f, indent=1)
         f.write("\n")

@@ -37,10 +37,11 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn tiny_nomic_bert_matches_llama_cpp() {
     let fx: Fixture = serde_json::from_str(
-        &std::fs::read_to_string(root().join("fixtures/tiny/nomic-bert.json")).expect("fixture"),
+        &std::fs::read_to_string(root().join("fixtures/tiny-encoder/nomic-bert.json"))
+            .expect("fixture"),
     )
     .expect("json");
-    let enc = Encoder::load(&root().join("fixtures/tiny/nomic-bert.gguf")).expect("load");
+    let enc = Encoder::load(&root().join("fixtures/tiny-encoder/nomic-bert.gguf")).expect("load");
     assert_eq!(enc.dimensions(), 32);
     assert_eq!(enc.max_tokens(), 128);
     let pool = ThreadPool::new(2);
