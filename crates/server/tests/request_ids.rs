@@ -79,6 +79,9 @@ async fn a_used_request_id_is_refused_and_billed_once() {
     let theirs = ask(&app, &other_key, "req-once").await;
     assert_eq!(theirs.status, StatusCode::OK, "{}", theirs.text());
     assert_eq!(rows(&store, &other, 1).await, 1);
-    let acme_rows = store.list_usage(&acme, 0, i64::MAX, None, 100).await.unwrap();
+    let acme_rows = store
+        .list_usage(&acme, 0, i64::MAX, None, 100)
+        .await
+        .unwrap();
     assert_eq!(acme_rows.len(), 1, "billed once");
 }
