@@ -132,7 +132,11 @@ def test_input_tokens_counts_a_turn_as_it_is_billed(loose_client, model):
 
 
 def test_retrieve_stream_replays_a_stored_response(loose_client, model):
-    tools = [{"type": "function", "name": "weather", "parameters": {"type": "object"}}]
+    # A closed schema: the call's arguments end by themselves (an open
+    # `{"type": "object"}` let the model write until the context was full).
+    tools = [{"type": "function", "name": "weather", "strict": True, "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+        "required": ["city"], "additionalProperties": False}}]
     response = loose_client.responses.create(
         model=model, input="Say hello.", max_output_tokens=MAX, temperature=0
     )
@@ -148,7 +152,8 @@ def test_retrieve_stream_replays_a_stored_response(loose_client, model):
     assert [e.sequence_number for e in later] == list(range(3, len(events)))
 
     called = loose_client.responses.create(
-        model=model, input="Weather in Paris?", tools=tools, tool_choice="required"
+        model=model, input="Weather in Paris?", tools=tools, tool_choice="required",
+        max_output_tokens=64,
     )
     replayed = list(loose_client.responses.retrieve(called.id, stream=True))
     done = [e for e in replayed if e.type == "response.function_call_arguments.done"]
