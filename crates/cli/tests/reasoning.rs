@@ -190,7 +190,7 @@ fn a_thinking_template_returns_reasoning_apart_whole_and_streamed() {
     assert_eq!(error["error"]["param"], json!("reasoning_effort"), "{body}");
 
     // The Responses API: `reasoning.effort` is the same switch; the
-    // reasoning never reaches the output text (no reasoning items yet).
+    // reasoning comes as a `reasoning` item, never in the output text.
     let responses = |effort: &str| {
         post_to(
             &addr,
@@ -208,7 +208,14 @@ fn a_thinking_template_returns_reasoning_apart_whole_and_streamed() {
     assert!(status.contains(" 200"), "{status}\n{body}");
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["output_text"], json!(""), "{body}");
-    assert!(!body.contains(&reasoning), "{body}");
+    let items = answer["output"].as_array().expect("output");
+    assert_eq!(items[0]["type"], json!("reasoning"), "{body}");
+    assert!(
+        items
+            .iter()
+            .all(|item| item["type"] != json!("message") || !item.to_string().contains(&reasoning)),
+        "{body}"
+    );
     let (status, body) = responses("none");
     assert!(status.contains(" 200"), "{status}\n{body}");
     let answer: Value = serde_json::from_str(&body).unwrap();
