@@ -128,20 +128,7 @@ pub async fn accept(store: &Store, token: &str, person: NewPerson<'_>) -> Result
             ),
             err => err.into(),
         })?;
-    let actor = format!("user:{}", user.id);
-    let before = Invite {
-        accepted_at: None,
-        ..invite.clone()
-    };
-    audit(
-        store,
-        &invite,
-        &actor,
-        "invite.accepted",
-        Some(&before),
-        Some(&invite),
-    )
-    .await?;
+    record_accepted(store, &invite, &user).await?;
     Ok((invite, user))
 }
 
@@ -169,6 +156,13 @@ pub async fn accept_existing(store: &Store, token: &str, user_id: &str) -> Resul
             ),
             err => err.into(),
         })?;
+    record_accepted(store, &invite, &user).await?;
+    Ok((invite, user))
+}
+
+/// `invite.accepted` by the person who joined: before is the invite
+/// still open, after the accepted one.
+async fn record_accepted(store: &Store, invite: &Invite, user: &User) -> Result<()> {
     let actor = format!("user:{}", user.id);
     let before = Invite {
         accepted_at: None,
@@ -176,14 +170,13 @@ pub async fn accept_existing(store: &Store, token: &str, user_id: &str) -> Resul
     };
     audit(
         store,
-        &invite,
+        invite,
         &actor,
         "invite.accepted",
         Some(&before),
-        Some(&invite),
+        Some(invite),
     )
-    .await?;
-    Ok((invite, user))
+    .await
 }
 
 fn invalid(message: String, param: &str) -> crate::Error {
