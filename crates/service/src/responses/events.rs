@@ -192,6 +192,17 @@ impl ResponseWriter {
         events
     }
 
+    /// Opens `item` at `output_index` (the output's end):
+    /// `response.output_item.added`.
+    fn add_item(&mut self, output_index: u32, item: Item, events: &mut Vec<ResponseEvent>) {
+        self.object.output.push(item.clone());
+        self.open = Some(output_index as usize);
+        events.push(self.event(
+            "response.output_item.added",
+            EventBody::Item { output_index, item },
+        ));
+    }
+
     fn piece(&mut self, piece: Piece, events: &mut Vec<ResponseEvent>) {
         let output_index = self.object.output.len() as u32;
         match piece {
@@ -202,12 +213,7 @@ impl ResponseWriter {
                     content: Vec::new(),
                     status: "in_progress".into(),
                 };
-                self.object.output.push(item.clone());
-                self.open = Some(output_index as usize);
-                events.push(self.event(
-                    "response.output_item.added",
-                    EventBody::Item { output_index, item },
-                ));
+                self.add_item(output_index, item, events);
             }
             Piece::Reasoning(delta) => {
                 if let Some((index, id)) = self.open_item() {
@@ -260,12 +266,7 @@ impl ResponseWriter {
                     status: "in_progress".into(),
                     content: Vec::new(),
                 };
-                self.object.output.push(item.clone());
-                self.open = Some(output_index as usize);
-                events.push(self.event(
-                    "response.output_item.added",
-                    EventBody::Item { output_index, item },
-                ));
+                self.add_item(output_index, item, events);
                 events.push(self.event(
                     "response.content_part.added",
                     EventBody::Part {
@@ -355,12 +356,7 @@ impl ResponseWriter {
                     arguments: String::new(),
                     status: "in_progress".into(),
                 };
-                self.object.output.push(item.clone());
-                self.open = Some(output_index as usize);
-                events.push(self.event(
-                    "response.output_item.added",
-                    EventBody::Item { output_index, item },
-                ));
+                self.add_item(output_index, item, events);
             }
             Piece::Arguments(delta) => {
                 if let Some((index, id)) = self.open_item() {
