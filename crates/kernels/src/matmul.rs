@@ -3,7 +3,7 @@
 //! let the pool's threads run the per-type kernel over them.
 
 use crate::act::{quantize_into, ActBuf, ActKind, ActView};
-use crate::formats::{Format, RowsKernel, MAX_B, MAX_B_ANY};
+use crate::formats::{ChunkKernel, Format, RowsKernel, MAX_B, MAX_B_ANY};
 use crate::RowOrder;
 use crate::{check_row, Isa, KernelError, ThreadPool};
 use gguf::GgmlType;
@@ -268,6 +268,9 @@ pub fn matmul_many_ordered(
             .position(|&k| k == w.format.act_kind())
             .unwrap_or(0);
         let (kernel, max_b) = kernel_for(w.format, isa);
+        // More activation rows than one call takes: a kernel that unpacks
+        // the task's weights once for all of them, where there is one.
+        let many = chunk_kernel_for(w.format, isa).filter(|_| batch > max_b);
         let chunk = chunk_rows(w.rows, w.row_bytes, batch, max_b, pool.n_threads());
         let tasks = w.rows.div_ceil(chunk);
         parts.push(Part {
@@ -275,6 +278,7 @@ pub fn matmul_many_ordered(
             act: slot,
             kernel,
             max_b,
+            many,
             out: OutPtr(out.as_mut_ptr()),
             chunk,
             first_task: n_tasks,
@@ -295,7 +299,7 @@ pub fn matmul_many_ordered(
             &views[p.act],
             batch,
             p.out,
-            (p.kernel, p.max_b),
+            (p.kernel, p.max_b, p.many),
             p.chunk,
             t - p.first_task,
         );
@@ -314,6 +318,17 @@ fn kernel_for(format: Format, isa: Isa) -> (RowsKernel, usize) {
     }
     let _ = isa;
     (format.scalar_kernel(), MAX_B)
+}
+
+/// The kernel for `format` on `isa` that takes all of a task's activation
+/// rows in one call, if there is one.
+fn chunk_kernel_for(format: Format, isa: Isa) -> Option<ChunkKernel> {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 && Isa::detect() == Isa::Avx2 {
+        return crate::avx2::chunk_kernel(format);
+    }
+    let _ = (format, isa);
+    None
 }
 
 /// Output pointer shared by the tasks; each task writes a disjoint set of rows.
@@ -339,6 +354,9 @@ struct Part<'a> {
     kernel: RowsKernel,
     /// Most activation rows `kernel` takes per call.
     max_b: usize,
+    /// The kernel taking all the activation rows at once, when there are
+    /// more than `max_b` and the format has one.
+    many: Option<ChunkKernel>,
     out: OutPtr,
     chunk: usize,
     first_task: usize,
@@ -381,7 +399,7 @@ fn run_chunk(
     act: &ActView<'_>,
     batch: usize,
     out: OutPtr,
-    (kernel, max_b): (RowsKernel, usize),
+    (kernel, max_b, many): (RowsKernel, usize, Option<ChunkKernel>),
     chunk: usize,
     t: usize,
 ) {
@@ -392,6 +410,14 @@ fn run_chunk(
     }
     let r1 = (r0 + chunk).min(rows);
     let wchunk = &w.data[r0 * w.row_bytes..r1 * w.row_bytes];
+    if let Some(many) = many {
+        // SAFETY: `out` has batch * rows elements (checked by the caller), so
+        // b * rows + r0 + r is in bounds for b < batch, r < r1 - r0; task t
+        // is the only one writing rows r0..r1 of this matrix. `chunk_kernel_for`
+        // only returns SIMD kernels the CPU supports.
+        unsafe { many(wchunk, w.row_bytes, act, batch, out.get().add(r0), rows) };
+        return;
+    }
     let max_b = max_b.clamp(1, MAX_B_ANY);
     for b0 in (0..batch).step_by(max_b) {
         let nb = (batch - b0).min(max_b);

@@ -248,7 +248,7 @@ fn batch_rows_equal_single_rows_bit_for_bit() {
     for ty in TYPES {
         for &cols in col_choices(ty) {
             // Batches below and past every kernel's rows per call (4, 8, 16).
-            for (rows, batch) in [(1, 6), (5, 6), (8, 6), (67, 6), (9, 21)] {
+            for (rows, batch) in [(1, 6), (5, 6), (8, 6), (67, 6), (9, 21), (67, 37)] {
                 let w = weights(&mut rng, ty, rows, cols);
                 let m = QMatrix::new(ty, &w, rows, cols).expect("matrix");
                 let x: Vec<f32> = (0..batch).flat_map(|_| rng.vector(cols)).collect();

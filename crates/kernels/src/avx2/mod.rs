@@ -28,17 +28,37 @@ pub(crate) mod gemm;
 pub(crate) mod glu;
 mod kquants;
 mod lowbit;
+mod packed;
 mod single;
 mod superblocks;
 
 use crate::act::ActView;
-use crate::formats::{Format, RowsKernel, MAX_B, MAX_B_ANY, MAX_B_WIDE};
+use crate::formats::{ChunkKernel, Format, RowsKernel, MAX_B, MAX_B_ANY, MAX_B_WIDE};
 use crate::lines::LineBuf;
 use std::arch::x86_64::*;
 
 /// The AVX2 kernel for `format` and the most activation rows it takes per call.
 pub(crate) fn kernel(format: Format) -> (RowsKernel, usize) {
     kernel_with(format, Extensions::detect())
+}
+
+/// The kernel for `format` that takes all of a task's activation rows in
+/// one call (unpacking its weights once), where this level has one: the
+/// block formats on plain AVX2.
+pub(crate) fn chunk_kernel(format: Format) -> Option<ChunkKernel> {
+    if Extensions::detect() != Extensions::None {
+        return None;
+    }
+    let k: ChunkKernel = match format {
+        Format::Q4_1 => packed::rows::<blocks::Q4_1>,
+        Format::Q5_0 => packed::rows::<blocks::Q5_0>,
+        Format::Q8_0 => packed::rows::<blocks::Q8_0>,
+        Format::Q4_0 => packed::rows::<blocks::Q4_0>,
+        Format::Q5_1 => packed::rows::<blocks::Q5_1>,
+        Format::Iq4Nl => packed::rows::<blocks::Iq4Nl>,
+        _ => return None,
+    };
+    Some(k)
 }
 
 /// The instruction-set extensions past AVX2 that the block formats'

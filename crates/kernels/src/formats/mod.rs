@@ -63,6 +63,22 @@ pub(crate) const MAX_B_ANY: usize = 16;
 pub(crate) type RowsKernel =
     unsafe fn(w: &[u8], row_bytes: usize, act: &ActView<'_>, b0: usize, outs: &mut [&mut [f32]]);
 
+/// Computes `out[b * stride + r] = dot(weight row r of w, activation row b)`
+/// for every row of `w` and every `b < batch` in one call: the kernels that
+/// unpack a task's weights once for all its activation rows.
+///
+/// # Safety
+/// As [`RowsKernel`]; and `out.add(b * stride + r)` must be writable for
+/// those `b` and `r`, by this call alone.
+pub(crate) type ChunkKernel = unsafe fn(
+    w: &[u8],
+    row_bytes: usize,
+    act: &ActView<'_>,
+    batch: usize,
+    out: *mut f32,
+    stride: usize,
+);
+
 impl Format {
     pub fn of(ty: GgmlType) -> Option<Format> {
         Some(match ty {

@@ -1,0 +1,267 @@
+//! The many-activation-rows driver for the 32-element block formats on
+//! plain AVX2 (a prefill pass, or a decode step of more sequences than
+//! [`super::batch`] takes per call): a task's weight rows are unpacked once
+//! into a per-thread buffer (each block's `maddubs` operands as 32-byte
+//! lines, its scale and offset as floats), then every group of eight
+//! activation rows passes over the unpacked rows.
+//!
+//! [`super::batch`] unpacks each weight block again for every group of
+//! eight activation rows and widens each weight row's half-precision scales
+//! again; at a prefill's 64 groups per task that work, done once here, was
+//! a sixth (Q8_0) to a third (Q5_0, whose fifth bits take ten instructions
+//! to place) of the driver's instructions. What stays per (block,
+//! activation row) pair is the same as there (and as in [`super::single`]):
+//! the integer products by `maddubs` and `madd`, widened to floats, one
+//! fused multiply-add by `d_w · d_a` from a table made one weight row
+//! ahead, in block order, then llama.cpp's horizontal sum. So every result
+//! has the same bits on all three paths.
+
+use super::blocks::{widen, Block};
+use super::*;
+use crate::formats::MAX_B_WIDE;
+
+/// Activation rows per pass over the unpacked weights: eight sums and a
+/// block's operands fill AVX2's sixteen registers.
+const GROUP: usize = MAX_B_WIDE;
+
+/// One task's unpacked weights, reused from call to call on a thread.
+#[derive(Default)]
+struct Packed {
+    /// Per weight row, per block: `ax` (32 bytes), then for signed formats
+    /// `sx` (32 bytes).
+    ops: LineBuf<i8>,
+    /// Per weight row, per block: the scale.
+    d: LineBuf<f32>,
+    /// Per weight row, per block: the offset (formats with one).
+    m: LineBuf<f32>,
+}
+
+thread_local! {
+    static PACKED: std::cell::RefCell<Packed> = std::cell::RefCell::default();
+}
+
+/// Bytes of one unpacked block.
+const fn block_bytes<K: Block>() -> usize {
+    if K::BIASED {
+        64
+    } else {
+        32
+    }
+}
+
+/// `out[b * stride + r] = dot(weight row r, activation row b)` for every row
+/// `r` of `w` and every `b < batch`.
+///
+/// # Safety
+/// `out.add(b * stride + r)` must be writable for those `b` and `r`, and no
+/// other thread may touch those elements meanwhile; the CPU must support
+/// AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn rows<K: Block>(
+    w: &[u8],
+    row_bytes: usize,
+    a: &ActView<'_>,
+    batch: usize,
+    out: *mut f32,
+    stride: usize,
+) {
+    let nb = a.cols / 32;
+    assert_eq!(row_bytes, nb * K::BYTES, "row size");
+    let n_rows = w.len() / row_bytes.max(1);
+    if n_rows == 0 || nb == 0 {
+        return;
+    }
+    let mut packed = PACKED.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let sb = block_bytes::<K>();
+    {
+        let ops = packed.ops.resized(n_rows * nb * sb);
+        let d = packed.d.resized(n_rows * nb);
+        let m = packed.m.resized(if K::OFFSET { n_rows * nb } else { 0 });
+        let op = ops.as_mut_ptr();
+        for (r, row) in w.chunks_exact(row_bytes).enumerate() {
+            for i in 0..nb {
+                let k = r * nb + i;
+                // SAFETY: block i (< nb) lies inside the row; unpacked block
+                // k (< n_rows · nb) has sb bytes at k · sb inside `ops`.
+                unsafe {
+                    let u = K::unpack(row.as_ptr().add(i * K::BYTES));
+                    _mm256_storeu_si256(op.add(k * sb).cast(), u.ax);
+                    if K::BIASED {
+                        _mm256_storeu_si256(op.add(k * sb + 32).cast(), u.sx);
+                    }
+                    d[k] = u.d;
+                    if K::OFFSET {
+                        m[k] = u.m;
+                    }
+                }
+            }
+        }
+    }
+    let mut scratch = Scratch::take();
+    for b0 in (0..batch).step_by(GROUP) {
+        let n = (batch - b0).min(GROUP);
+        // SAFETY: the caller's contract, for rows b0..b0 + n.
+        unsafe {
+            match n {
+                1 => group::<K, 1>(&packed, &mut scratch, n_rows, a, b0, out, stride),
+                2 => group::<K, 2>(&packed, &mut scratch, n_rows, a, b0, out, stride),
+                3 => group::<K, 3>(&packed, &mut scratch, n_rows, a, b0, out, stride),
+                4 => group::<K, 4>(&packed, &mut scratch, n_rows, a, b0, out, stride),
+                5 => group::<K, 5>(&packed, &mut scratch, n_rows, a, b0, out, stride),
+                6 => group::<K, 6>(&packed, &mut scratch, n_rows, a, b0, out, stride),
+                7 => group::<K, 7>(&packed, &mut scratch, n_rows, a, b0, out, stride),
+                _ => group::<K, GROUP>(&packed, &mut scratch, n_rows, a, b0, out, stride),
+            }
+        }
+    }
+    scratch.put_back();
+    PACKED.with(|p| *p.borrow_mut() = packed);
+}
+
+/// Activation rows `b0..b0 + B` against the `n_rows` unpacked weight rows.
+///
+/// # Safety
+/// As [`rows`], for these activation rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn group<K: Block, const B: usize>(
+    packed: &Packed,
+    scratch: &mut Scratch,
+    n_rows: usize,
+    a: &ActView<'_>,
+    b0: usize,
+    out: *mut f32,
+    stride: usize,
+) {
+    const W: usize = GROUP;
+    let nb = a.cols / 32;
+    let sb = block_bytes::<K>();
+    scratch.side_by_side::<W>(a.d, K::OFFSET.then_some(a.s), b0, B, nb);
+    let qstride = nb * 32;
+    let src = &a.qs[b0 * qstride..(b0 + B) * qstride];
+    {
+        // Block-major: block i of row j at (i * B + j) * 32.
+        let laid = scratch.quants.resized(src.len());
+        for j in 0..B {
+            for i in 0..nb {
+                laid[(i * B + j) * 32..][..32].copy_from_slice(&src[j * qstride + 32 * i..][..32]);
+            }
+        }
+    }
+    let qs = scratch.quants.as_slice();
+    let tables = scratch.products.resized(2 * W * nb);
+    let (dt, st) = (scratch.scales.as_slice(), scratch.sums.as_slice());
+    assert!(dt.len() >= W * nb && (!K::OFFSET || st.len() >= W * nb));
+    let (dw, mw, ops) = (
+        packed.d.as_slice(),
+        packed.m.as_slice(),
+        packed.ops.as_slice(),
+    );
+    assert!(dw.len() >= n_rows * nb && ops.len() >= n_rows * nb * sb);
+    assert!(!K::OFFSET || mw.len() >= n_rows * nb);
+    let (dtp, stp, tp) = (dt.as_ptr(), st.as_ptr(), tables.as_mut_ptr());
+    // SAFETY: row 0's nb scales (and offsets) exist; the tables hold
+    // 2 · W · nb floats, the activation tables W · nb (asserted).
+    let mut next_summs = unsafe { row_scales::<K>(dw.as_ptr(), mw.as_ptr(), nb, dtp, stp, tp) };
+    for r in 0..n_rows {
+        let summs = next_summs;
+        // SAFETY: table r % 2 lies inside the 2 · W · nb floats.
+        let pp = unsafe { tp.add((r % 2) * W * nb) };
+        if r + 1 < n_rows {
+            // SAFETY: row r + 1's scales exist (asserted); table (r + 1) % 2
+            // is the other half of the tables.
+            next_summs = unsafe {
+                row_scales::<K>(
+                    dw.as_ptr().add((r + 1) * nb),
+                    mw.as_ptr().wrapping_add((r + 1) * nb),
+                    nb,
+                    dtp,
+                    stp,
+                    tp.add(((r + 1) % 2) * W * nb),
+                )
+            };
+        }
+        let base = ops.as_ptr().wrapping_add(r * nb * sb);
+        let mut acc = [_mm256_setzero_ps(); B];
+        for i in 0..nb {
+            // SAFETY: unpacked block r · nb + i lies inside `ops` (asserted).
+            let (ax, sx) = unsafe {
+                let p = base.add(i * sb);
+                let ax = _mm256_loadu_si256(p.cast());
+                let sx = if K::BIASED {
+                    _mm256_loadu_si256(p.add(32).cast())
+                } else {
+                    ax
+                };
+                (ax, sx)
+            };
+            for j in 0..B {
+                // SAFETY: row j's block i is 32 bytes at (i * B + j) * 32
+                // inside the re-laid quants (j < B, i < nb); its scale is at
+                // W * i + j (< W * nb).
+                let (qy, s) = unsafe {
+                    (
+                        _mm256_loadu_si256(qs.as_ptr().add((i * B + j) * 32).cast()),
+                        _mm256_broadcast_ss(&*pp.add(W * i + j)),
+                    )
+                };
+                let p = if K::BIASED {
+                    _mm256_maddubs_epi16(ax, _mm256_sign_epi8(qy, sx))
+                } else {
+                    _mm256_maddubs_epi16(ax, qy)
+                };
+                acc[j] = _mm256_fmadd_ps(s, widen(p), acc[j]);
+            }
+        }
+        let mut sm = [0.0f32; W];
+        // SAFETY: eight writable floats.
+        unsafe { _mm256_storeu_ps(sm.as_mut_ptr(), summs) };
+        for j in 0..B {
+            let dot = hsum_ps(acc[j]);
+            // Formats without an offset end at the sum itself (adding 0.0
+            // would turn a -0.0 into +0.0).
+            let v = if K::OFFSET { dot + sm[j] } else { dot };
+            // SAFETY: the caller's contract (b0 + j < batch, r < n_rows).
+            unsafe { *out.add((b0 + j) * stride + r) = v };
+        }
+    }
+}
+
+/// A weight row's scales `d_w · d_a` for each block and activation row,
+/// side by side in eight lanes (block i's at `prods[8 * i ..]`), and its
+/// offset terms `Σ_i m_w · s_a` (formats with an offset), summed block by
+/// block: [`super::batch`]'s table from the unpacked scales.
+///
+/// # Safety
+/// `d` (and `m` for formats with an offset) must hold `nb` floats; `dt`
+/// (and `st` for formats with an offset) and `prods` `8 · nb`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn row_scales<K: Block>(
+    d: *const f32,
+    m: *const f32,
+    nb: usize,
+    dt: *const f32,
+    st: *const f32,
+    prods: *mut f32,
+) -> __m256 {
+    let mut summ = _mm256_setzero_ps();
+    for i in 0..nb {
+        // SAFETY: the caller's contract (i < nb; 8 * i + 8 <= 8 * nb).
+        unsafe {
+            let s = _mm256_mul_ps(
+                _mm256_broadcast_ss(&*d.add(i)),
+                _mm256_loadu_ps(dt.add(8 * i)),
+            );
+            _mm256_storeu_ps(prods.add(8 * i), s);
+            if K::OFFSET {
+                let t = _mm256_mul_ps(
+                    _mm256_broadcast_ss(&*m.add(i)),
+                    _mm256_loadu_ps(st.add(8 * i)),
+                );
+                summ = _mm256_add_ps(summ, t);
+            }
+        }
+    }
+    summ
+}
