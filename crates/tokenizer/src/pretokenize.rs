@@ -4,7 +4,8 @@
 //! (llama.cpp runs a hand-written matcher for it, which this mirrors, not a
 //! regex engine), for the `smollm` family the `\p{N}` split before it that
 //! puts every digit in a word of its own, and llama.cpp's Llama 3 and Qwen 2
-//! matchers (`llama-bpe`, `qwen2` and the names that share them).
+//! matchers (`llama-bpe`, `qwen2` and the names that share them, and
+//! `qwen35`: Qwen 2's with combining marks counted as letters).
 
 use crate::error::TokenizerError;
 use crate::unicode::{category, is_whitespace, Category};
@@ -23,6 +24,10 @@ pub(crate) enum PreTokenizer {
     Llama3,
     /// Qwen 2's regex: Llama 3's with every digit a word of its own.
     Qwen2,
+    /// Qwen 3.5's regex: Qwen 2's with `[\p{L}\p{M}]+` for `\p{L}+` and
+    /// combining marks left out of the punctuation run
+    /// (` ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*`).
+    Qwen35,
     /// Mistral's Tekken regex: words of capitalised or upper-case letters
     /// (`[^\r\n\p{L}\p{N}]?` + `[Lu…]*[Ll…]+` or `[Lu…]+[Ll…]*`), each
     /// digit alone, ` ?[^\s\p{L}\p{N}]+[\r\n/]*`, then Llama 3's whitespace
@@ -52,6 +57,7 @@ impl PreTokenizer {
                 (Llama3, false)
             }
             "qwen2" | "deepseek-r1-qwen" => (Qwen2, false),
+            "qwen35" => (Qwen35, false),
             "tekken" => (Tekken, false),
             "gpt-4o" | "llama4" => (Gpt4o, false),
             other => return Err(TokenizerError::UnsupportedPreTokenizer(other.to_string())),
@@ -84,8 +90,9 @@ impl PreTokenizer {
                 }
                 gpt2_split(&chars, lo, chars.len(), &mut push);
             }
-            PreTokenizer::Llama3 => llama3_split(&chars, 3, &mut push),
-            PreTokenizer::Qwen2 => llama3_split(&chars, 1, &mut push),
+            PreTokenizer::Llama3 => llama3_split(&chars, 3, false, &mut push),
+            PreTokenizer::Qwen2 => llama3_split(&chars, 1, false, &mut push),
+            PreTokenizer::Qwen35 => llama3_split(&chars, 1, true, &mut push),
             PreTokenizer::Tekken => cased_split(&chars, 1, false, &mut push),
             PreTokenizer::Gpt4o => cased_split(&chars, 3, true, &mut push),
         }
@@ -182,11 +189,23 @@ fn gpt2_split(chars: &[(usize, char)], lo: usize, hi: usize, push: &mut impl FnM
 
 /// Splits `chars` as llama.cpp's hand-written Llama 3 matcher does, with
 /// numbers in runs of at most `max_digits` (3 for Llama 3, 1 for Qwen 2),
+/// combining marks taken as letters when `marks_are_letters` (Qwen 3.5),
 /// calling `push(a, b)` for each word `chars[a..b]`.
-fn llama3_split(chars: &[(usize, char)], max_digits: usize, push: &mut impl FnMut(usize, usize)) {
+fn llama3_split(
+    chars: &[(usize, char)],
+    max_digits: usize,
+    marks_are_letters: bool,
+    push: &mut impl FnMut(usize, usize),
+) {
     let end = chars.len();
     let ch = |p: usize| (p < end).then(|| chars[p].1);
-    let class = |p: usize| ch(p).map_or(Class::Outside, class_of);
+    // Qwen 3.5's `[\p{L}\p{M}]+` and `[^\s\p{L}\p{M}\p{N}]`: a mark acts
+    // as a letter in every rule.
+    let class = |p: usize| match ch(p) {
+        None => Class::Outside,
+        Some(c) if marks_are_letters && category(c) == Category::Mark => Class::Letter,
+        Some(c) => class_of(c),
+    };
     let lower = |p: usize| ch(p).map(|c| c.to_ascii_lowercase());
     let is_crlf = |c: Option<char>| matches!(c, Some('\r' | '\n'));
     let mut prev = 0;
@@ -427,6 +446,20 @@ mod tests {
         );
         let w = words(PreTokenizer::Qwen2, "a 123");
         assert_eq!(w, vec!["a", " ", "1", "2", "3"]);
+    }
+
+    #[test]
+    fn qwen35_keeps_combining_marks_in_words() {
+        // "cafe" + U+0301 (combining acute), a lone mark after a space, and
+        // a mark after punctuation.
+        let text = "cafe\u{301}s x \u{301}a !\u{301}";
+        let w = words(PreTokenizer::Qwen35, text);
+        assert_eq!(w, vec!["cafe\u{301}s", " x", " \u{301}a", " !", "\u{301}"]);
+        let w = words(PreTokenizer::Qwen2, text);
+        assert_eq!(
+            w,
+            vec!["cafe", "\u{301}s", " x", " \u{301}", "a", " !\u{301}"]
+        );
     }
 
     #[test]
