@@ -353,7 +353,7 @@ fn to_i32x4(v: __m128i) -> [i32; 4] {
 /// The exact integer sum of eight lanes.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn hsum_epi32(v: __m256i) -> i32 {
+pub(super) fn hsum_epi32(v: __m256i) -> i32 {
     let h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
     let h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
     _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32::<1>(h)))
@@ -369,7 +369,7 @@ fn hsum4_epi32(v: [__m256i; 4]) -> __m128i {
 }
 
 /// Shuffle masks picking scale bytes 2i and 2i + 1, each repeated eight times.
-const SCALE_PAIRS: [[u8; 16]; 8] = {
+pub(super) const SCALE_PAIRS: [[u8; 16]; 8] = {
     let mut m = [[0u8; 16]; 8];
     let mut i = 0;
     while i < 8 {
@@ -518,6 +518,6 @@ fn scale_add_avx_vnni(sum: __m256i, sc: &[__m256i; 4], prods: &[__m256i; 4]) -> 
 /// [`q6_k::accumulate_tiled`], here compiled with FMA.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn accumulate_q6_k_tiled(isum: i32, d_w: f32, d_a: f32, acc: &mut f32) {
+pub(super) fn accumulate_q6_k_tiled(isum: i32, d_w: f32, d_a: f32, acc: &mut f32) {
     q6_k::accumulate_tiled(isum, d_w, d_a, acc);
 }

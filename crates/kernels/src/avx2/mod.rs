@@ -26,6 +26,7 @@ mod blocks;
 mod float;
 pub(crate) mod gemm;
 pub(crate) mod glu;
+mod kpacked;
 mod kquants;
 mod lowbit;
 mod packed;
@@ -43,8 +44,10 @@ pub(crate) fn kernel(format: Format) -> (RowsKernel, usize) {
 }
 
 /// The kernel for `format` that takes all of a task's activation rows in
-/// one call (unpacking its weights once), where this level has one: the
-/// block formats on plain AVX2.
+/// one call (unpacking its weights once), where this level has one: plain
+/// AVX2's, for the formats whose unpacking costs more than re-reading the
+/// unpacked lines (not Q8_0, whose unpacking is one instruction: packing
+/// its weights measured no faster).
 pub(crate) fn chunk_kernel(format: Format) -> Option<ChunkKernel> {
     if Extensions::detect() != Extensions::None {
         return None;
@@ -52,10 +55,10 @@ pub(crate) fn chunk_kernel(format: Format) -> Option<ChunkKernel> {
     let k: ChunkKernel = match format {
         Format::Q4_1 => packed::rows::<blocks::Q4_1>,
         Format::Q5_0 => packed::rows::<blocks::Q5_0>,
-        Format::Q8_0 => packed::rows::<blocks::Q8_0>,
         Format::Q4_0 => packed::rows::<blocks::Q4_0>,
         Format::Q5_1 => packed::rows::<blocks::Q5_1>,
         Format::Iq4Nl => packed::rows::<blocks::Iq4Nl>,
+        Format::Q6K => kpacked::q6_k_rows,
         _ => return None,
     };
     Some(k)

@@ -7,9 +7,12 @@
 //!
 //! [`super::batch`] unpacks each weight block again for every group of
 //! eight activation rows and widens each weight row's half-precision scales
-//! again; at a prefill's 64 groups per task that work, done once here, was
-//! a sixth (Q8_0) to a third (Q5_0, whose fifth bits take ten instructions
-//! to place) of the driver's instructions. What stays per (block,
+//! again, 64 times per task at a prefill; done once here, that made Q5_0
+//! (whose fifth bits take ten instructions to place) 1.1–1.2× and Q4_1
+//! 1.06–1.13× as fast at batches 64–512 (docs/PERFORMANCE.md). Q8_0,
+//! whose unpacking is one instruction,
+//! stays on [`super::batch`]: re-reading its unpacked lines measured no
+//! faster than unpacking it again. What stays per (block,
 //! activation row) pair is the same as there (and as in [`super::single`]):
 //! the integer products by `maddubs` and `madd`, widened to floats, one
 //! fused multiply-add by `d_w · d_a` from a table made one weight row

@@ -1,0 +1,219 @@
+//! Q6_K for many activation rows on plain AVX2 (a prefill pass, or a decode
+//! step of more sequences than [`super::kquants`]' four rows per call): a
+//! task's weight rows are unpacked once into a per-thread buffer (each
+//! super-block's 6-bit quants as eight 32-byte lines, its sixteen scales as
+//! the eight lines of 16-bit lanes the products are scaled by, and as one
+//! line for the offset term), then every group of eight activation rows
+//! passes over the unpacked rows.
+//!
+//! [`super::kquants`] unpacks every super-block again for each call of four
+//! activation rows: at a prefill's 128 calls per task, placing the high
+//! bits and spreading the scales (two dozen instructions per 128 weights)
+//! cost about as much as the products themselves. The integer sums here
+//! are the same exact integers (adds of the same terms, in another order,
+//! which integers do not notice), and each row's float steps are
+//! [`super::kquants`]' (llama.cpp's dot product's eight lanes, or its tiled
+//! matmul's one fused multiply-add per super-block), so every result has
+//! the same bits.
+
+use super::kquants::{accumulate_q6_k_tiled, hsum_epi32, SCALE_PAIRS};
+use super::*;
+use crate::formats::q6_k;
+use gguf::QK_K;
+
+/// Activation rows per pass over the unpacked weights.
+const GROUP: usize = MAX_B_WIDE;
+
+/// 32-byte lines per unpacked super-block: eight of quants, eight of
+/// scales, one of the sixteen scales for the offset term.
+const LINES: usize = 17;
+
+/// One task's unpacked weights, reused from call to call on a thread.
+#[derive(Default)]
+struct Packed {
+    /// Per weight row, per super-block: [`LINES`] lines of 32 bytes.
+    lines: LineBuf<i8>,
+    /// Per weight row, per super-block: the scale.
+    d: LineBuf<f32>,
+}
+
+thread_local! {
+    static PACKED: std::cell::RefCell<Packed> = std::cell::RefCell::default();
+}
+
+/// `out[b * stride + r] = dot(weight row r, activation row b)` for every row
+/// `r` of `w` (Q6_K) and every `b < batch` (Q8_K activations).
+///
+/// # Safety
+/// `out.add(b * stride + r)` must be writable for those `b` and `r`, and no
+/// other thread may touch those elements meanwhile; the CPU must support
+/// AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q6_k_rows(
+    w: &[u8],
+    row_bytes: usize,
+    a: &ActView<'_>,
+    batch: usize,
+    out: *mut f32,
+    stride: usize,
+) {
+    let nb = a.cols / QK_K;
+    assert_eq!(row_bytes, nb * q6_k::BLOCK, "row size");
+    let n_rows = w.len() / row_bytes.max(1);
+    if n_rows == 0 || nb == 0 {
+        return;
+    }
+    let mut packed = PACKED.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    {
+        let lines = packed.lines.resized(n_rows * nb * LINES * 32);
+        let d = packed.d.resized(n_rows * nb);
+        let lp = lines.as_mut_ptr();
+        let m3 = _mm256_set1_epi8(3);
+        let m15 = _mm256_set1_epi8(15);
+        for (r, row) in w.chunks_exact(row_bytes).enumerate() {
+            for (i, blk) in row.chunks_exact(q6_k::BLOCK).enumerate() {
+                let k = r * nb + i;
+                d[k] = f16(&blk[208..210]);
+                let scales = load16(&blk[192..208]);
+                let put = |line: usize, v: __m256i| {
+                    // SAFETY: line < LINES of super-block k (< n_rows · nb)
+                    // lies inside `lines`.
+                    unsafe { _mm256_storeu_si256(lp.add((k * LINES + line) * 32).cast(), v) };
+                };
+                put(16, _mm256_cvtepi8_epi16(scales));
+                for n in 0..QK_K / 128 {
+                    // The same unpacking as `kquants::q6_k_dot`.
+                    let ql = &blk[64 * n..64 * n + 64];
+                    let bits1 = load32(&ql[..32]);
+                    let bits2 = load32(&ql[32..]);
+                    let bits_h = load32(&blk[128 + 32 * n..128 + 32 * n + 32]);
+                    let h0 = _mm256_slli_epi16::<4>(_mm256_and_si256(bits_h, m3));
+                    let h1 = _mm256_slli_epi16::<2>(_mm256_and_si256(bits_h, _mm256_set1_epi8(12)));
+                    let h2 = _mm256_and_si256(bits_h, _mm256_set1_epi8(48));
+                    let h3 =
+                        _mm256_srli_epi16::<2>(_mm256_and_si256(bits_h, _mm256_set1_epi8(-64)));
+                    let q = [
+                        _mm256_or_si256(_mm256_and_si256(bits1, m15), h0),
+                        _mm256_or_si256(_mm256_and_si256(bits2, m15), h1),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits1), m15), h2),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits2), m15), h3),
+                    ];
+                    for (c, &qc) in q.iter().enumerate() {
+                        let pick = _mm_shuffle_epi8(scales, load16(&SCALE_PAIRS[4 * n + c]));
+                        put(4 * n + c, qc);
+                        put(8 + 4 * n + c, _mm256_cvtepi8_epi16(pick));
+                    }
+                }
+            }
+        }
+    }
+    for b0 in (0..batch).step_by(GROUP) {
+        let n = (batch - b0).min(GROUP);
+        let p = &packed;
+        // SAFETY: the caller's contract, for rows b0..b0 + n.
+        unsafe {
+            match n {
+                1 => group::<1>(p, n_rows, a, b0, out, stride),
+                2 => group::<2>(p, n_rows, a, b0, out, stride),
+                3 => group::<3>(p, n_rows, a, b0, out, stride),
+                4 => group::<4>(p, n_rows, a, b0, out, stride),
+                5 => group::<5>(p, n_rows, a, b0, out, stride),
+                6 => group::<6>(p, n_rows, a, b0, out, stride),
+                7 => group::<7>(p, n_rows, a, b0, out, stride),
+                _ => group::<GROUP>(p, n_rows, a, b0, out, stride),
+            }
+        }
+    }
+    PACKED.with(|p| *p.borrow_mut() = packed);
+}
+
+/// Activation rows `b0..b0 + B` against the `n_rows` unpacked weight rows.
+///
+/// # Safety
+/// As [`q6_k_rows`], for these activation rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn group<const B: usize>(
+    packed: &Packed,
+    n_rows: usize,
+    a: &ActView<'_>,
+    b0: usize,
+    out: *mut f32,
+    stride: usize,
+) {
+    let nb = a.cols / QK_K;
+    let (lines, dw) = (packed.lines.as_slice(), packed.d.as_slice());
+    assert!(lines.len() >= n_rows * nb * LINES * 32 && dw.len() >= n_rows * nb);
+    assert!(a.qs.len() >= (b0 + B) * nb * QK_K && a.bsums.len() >= (b0 + B) * nb * 16);
+    assert!(a.d.len() >= (b0 + B) * nb);
+    let tiled: [bool; B] = std::array::from_fn(|j| a.order(b0 + j).q6k_tiled);
+    // The rows' quants re-laid so one pointer and constant offsets reach
+    // them all: 32-byte line t of super-block i of row j at
+    // ((i * 8 + t) * B + j) * 32.
+    let mut scratch = Scratch::take();
+    let laid = scratch.quants.resized(B * nb * QK_K);
+    for j in 0..B {
+        for i in 0..nb {
+            for t in 0..8 {
+                let from = ((b0 + j) * nb + i) * QK_K + 32 * t;
+                laid[((i * 8 + t) * B + j) * 32..][..32].copy_from_slice(&a.qs[from..from + 32]);
+            }
+        }
+    }
+    let qs = scratch.quants.as_slice().as_ptr();
+    let line = |k: usize, l: usize| {
+        // SAFETY: line l < LINES of super-block k (< n_rows · nb) lies
+        // inside `lines` (asserted).
+        unsafe { _mm256_loadu_si256(lines.as_ptr().add((k * LINES + l) * 32).cast()) }
+    };
+    for r in 0..n_rows {
+        let mut acc = [_mm256_setzero_ps(); B];
+        let mut acc_tiled = [0.0f32; B];
+        for i in 0..nb {
+            let kw = r * nb + i;
+            let scales16 = line(kw, 16);
+            let mut sumi = [_mm256_setzero_si256(); B];
+            for j in 0..B {
+                let k = (b0 + j) * nb + i;
+                let bs = load16_i16(&a.bsums[k * 16..k * 16 + 16]);
+                sumi[j] = _mm256_sub_epi32(
+                    sumi[j],
+                    _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, scales16)),
+                );
+            }
+            for t in 0..8 {
+                let (q, sc) = (line(kw, t), line(kw, 8 + t));
+                for j in 0..B {
+                    // SAFETY: line t of super-block i of row j lies inside
+                    // the B · nb · QK_K re-laid quants (j < B, i < nb, t < 8).
+                    let y =
+                        unsafe { _mm256_loadu_si256(qs.add(((i * 8 + t) * B + j) * 32).cast()) };
+                    let p = _mm256_madd_epi16(sc, _mm256_maddubs_epi16(q, y));
+                    sumi[j] = _mm256_add_epi32(sumi[j], p);
+                }
+            }
+            for j in 0..B {
+                let k = (b0 + j) * nb + i;
+                if tiled[j] {
+                    accumulate_q6_k_tiled(hsum_epi32(sumi[j]), dw[kw], a.d[k], &mut acc_tiled[j]);
+                } else {
+                    acc[j] = _mm256_fmadd_ps(
+                        _mm256_set1_ps(a.d[k] * dw[kw]),
+                        _mm256_cvtepi32_ps(sumi[j]),
+                        acc[j],
+                    );
+                }
+            }
+        }
+        for j in 0..B {
+            let v = if tiled[j] {
+                acc_tiled[j]
+            } else {
+                hsum_ps(acc[j])
+            };
+            // SAFETY: the caller's contract (b0 + j < batch, r < n_rows).
+            unsafe { *out.add((b0 + j) * stride + r) = v };
+        }
+    }
+    scratch.put_back();
+}
