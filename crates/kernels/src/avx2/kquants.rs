@@ -270,7 +270,7 @@ impl Q4kBlock {
 /// `g` holds lane `g` of every row).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn transpose_8x4(x: &[__m128i; MAX_B_WIDE]) -> [__m256i; 4] {
+pub(super) fn transpose_8x4(x: &[__m128i; MAX_B_WIDE]) -> [__m256i; 4] {
     let half = |x: &[__m128i]| {
         let t0 = _mm_unpacklo_epi32(x[0], x[1]);
         let t1 = _mm_unpacklo_epi32(x[2], x[3]);
@@ -291,7 +291,7 @@ fn transpose_8x4(x: &[__m128i; MAX_B_WIDE]) -> [__m256i; 4] {
 /// its pairs' total in the first and zero in the others.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn lone_rows_folded(p: [__m256i; 4], quad: __m256i) -> [__m256i; 4] {
+pub(super) fn lone_rows_folded(p: [__m256i; 4], quad: __m256i) -> [__m256i; 4] {
     let total = _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
     [
         _mm256_blendv_epi8(total, p[0], quad),
@@ -362,7 +362,7 @@ pub(super) fn hsum_epi32(v: __m256i) -> i32 {
 /// The exact integer sum of each of four eight-lane vectors, in four lanes.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn hsum4_epi32(v: [__m256i; 4]) -> __m128i {
+pub(super) fn hsum4_epi32(v: [__m256i; 4]) -> __m128i {
     // Pairwise adds leave [v0, v1, v2, v3] partial sums in each 128-bit half.
     let h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
     _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))

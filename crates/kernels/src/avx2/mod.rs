@@ -47,7 +47,8 @@ pub(crate) fn kernel(format: Format) -> (RowsKernel, usize) {
 /// one call (unpacking its weights once), where this level has one: plain
 /// AVX2's, for the formats whose unpacking costs more than re-reading the
 /// unpacked lines (not Q8_0, whose unpacking is one instruction: packing
-/// its weights measured no faster).
+/// its weights measured no faster). The VNNI levels keep their several-row
+/// drivers (not measured packed: the AVX-VNNI one could not be run here).
 pub(crate) fn chunk_kernel(format: Format) -> Option<ChunkKernel> {
     if Extensions::detect() != Extensions::None {
         return None;
@@ -59,6 +60,7 @@ pub(crate) fn chunk_kernel(format: Format) -> Option<ChunkKernel> {
         Format::Q5_1 => packed::rows::<blocks::Q5_1>,
         Format::Iq4Nl => packed::rows::<blocks::Iq4Nl>,
         Format::Q6K => kpacked::q6_k_rows,
+        Format::Q4K => kpacked::q4_k_rows,
         _ => return None,
     };
     Some(k)
