@@ -38,6 +38,7 @@ MODELS = {
     "granite": ("granite", "narrow", {}),
     "smollm3": ("smollm3", "narrow", {"layers": 4}),
     "mistral3": ("mistral3", "narrow", {"untied": True}),
+    "qwen35": ("qwen35", "narrow", {"layers": 4}),
 }
 SHAPES = {
     "narrow": dict(embd=64, ff=128, head=4, kv=2, head_dim=16, layers=2),
@@ -80,7 +81,7 @@ def write(name, vocab, out_dir):
     w.add_rope_freq_base(10000.0 if arch in ("llama", "granite", "smollm3") else 1000000.0)
     w.add_key_length(s["head_dim"])
     w.add_value_length(s["head_dim"])
-    w.add_rope_dimension_count(s["head_dim"])
+    w.add_rope_dimension_count(s["head_dim"] if arch != "qwen35" else s["head_dim"] // 2)
     w.add_file_type(0)  # all F32
     if arch == "gemma3":
         w.add_sliding_window(8)
@@ -107,8 +108,16 @@ def write(name, vocab, out_dir):
         w.add_float32("mistral3.rope.scaling.yarn_beta_slow", 1.0)
         w.add_float32("mistral3.rope.scaling.yarn_log_multiplier", 1.0)
         w.add_float32("mistral3.attention.temperature_scale", 0.1)
+    if arch == "qwen35":
+        # Gated DeltaNet layers (0 and 2) and full gated-attention layers (1
+        # and 3); 2 key heads for 4 value heads; partial interleaved M-RoPE
+        # (8 of 16 dimensions) whose fourth section leaves a pair unrotated.
+        for k, v in QWEN35_SSM.items():
+            w.add_uint32(f"qwen35.ssm.{k}", v)
+        w.add_uint32("qwen35.full_attention_interval", 2)
+        w.add_array("qwen35.rope.dimension_sections", [1, 1, 1, 1])
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("llama-bpe")
+    w.add_tokenizer_pre("llama-bpe" if arch != "qwen35" else "qwen35")
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges(merges)
@@ -137,6 +146,9 @@ def write(name, vocab, out_dir):
         w.add_tensor("rope_factors_long.weight", np.linspace(2.0, 40.0, hd // 2).astype(np.float32))
     for i in range(s["layers"]):
         p = f"blk.{i}."
+        if arch == "qwen35":
+            qwen35_layer(w, p, i, d, ff, q_dim, kv_dim, hd, mat, vec, rng)
+            continue
         w.add_tensor(p + "attn_norm.weight", vec(d))
         if arch == "phi3":
             w.add_tensor(p + "attn_qkv.weight", mat(q_dim + 2 * kv_dim, d, 0.3))
@@ -167,6 +179,41 @@ def write(name, vocab, out_dir):
     w.write_tensors_to_file()
     w.close()
     print(path)
+
+
+QWEN35_SSM = dict(conv_kernel=4, state_size=16, group_count=2, time_step_rank=4, inner_size=64)
+
+
+def qwen35_layer(w, p, i, d, ff, q_dim, kv_dim, hd, mat, vec, rng):
+    """One Qwen 3.5 block: linear attention on even layers, full on odd."""
+    w.add_tensor(p + "attn_norm.weight", vec(d))
+    if i % 2 == 0:
+        c = QWEN35_SSM
+        key_dim = c["state_size"] * c["group_count"]
+        value_dim = c["inner_size"]
+        conv_dim = 2 * key_dim + value_dim
+        hv = c["time_step_rank"]
+        w.add_tensor(p + "attn_qkv.weight", mat(conv_dim, d, 0.3))
+        w.add_tensor(p + "attn_gate.weight", mat(value_dim, d, 0.3))
+        w.add_tensor(p + "ssm_conv1d.weight", (0.5 * rng.standard_normal((conv_dim, c["conv_kernel"]))).astype(np.float32))
+        w.add_tensor(p + "ssm_dt.bias", (0.5 * rng.standard_normal(hv)).astype(np.float32))
+        w.add_tensor(p + "ssm_a", (-np.exp(rng.uniform(-1.0, 1.0, hv))).astype(np.float32))
+        w.add_tensor(p + "ssm_beta.weight", mat(hv, d, 0.3))
+        w.add_tensor(p + "ssm_alpha.weight", mat(hv, d, 0.3))
+        w.add_tensor(p + "ssm_norm.weight", vec(c["state_size"]))
+        w.add_tensor(p + "ssm_out.weight", mat(d, value_dim, 0.2))
+    else:
+        # Per head: the query, then its output gate.
+        w.add_tensor(p + "attn_q.weight", mat(2 * q_dim, d, 0.3))
+        w.add_tensor(p + "attn_k.weight", mat(kv_dim, d, 0.3))
+        w.add_tensor(p + "attn_v.weight", mat(kv_dim, d, 0.3))
+        w.add_tensor(p + "attn_q_norm.weight", vec(hd))
+        w.add_tensor(p + "attn_k_norm.weight", vec(hd))
+        w.add_tensor(p + "attn_output.weight", mat(d, q_dim, 0.2))
+    w.add_tensor(p + "post_attention_norm.weight", vec(d))
+    w.add_tensor(p + "ffn_gate.weight", mat(ff, d, 0.3))
+    w.add_tensor(p + "ffn_up.weight", mat(ff, d, 0.3))
+    w.add_tensor(p + "ffn_down.weight", mat(d, ff, 0.2))
 
 
 def main():

@@ -29,6 +29,7 @@ FIXTURES=(
   "llama Q8_0 llama-q8_0" "qwen2 Q8_0 qwen2-q8_0" "qwen3 Q8_0 qwen3-q8_0"
   "gemma3 Q8_0 gemma3-q8_0" "phi3 Q8_0 phi3-q8_0" "granite Q8_0 granite-q8_0"
   "smollm3 Q8_0 smollm3-q8_0" "mistral3 Q8_0 mistral3-q8_0"
+  "qwen35 Q8_0 qwen35-q8_0"
   "llama F32 llama-f32" "llama F16 llama-f16" "llama BF16 llama-bf16"
   "llama Q4_0 llama-q4_0" "llama Q4_1 llama-q4_1" "llama Q5_0 llama-q5_0"
   "llama Q5_1 llama-q5_1" "llama IQ4_NL llama-iq4_nl"

@@ -11,6 +11,11 @@
 //! computing them again. Every block is in exactly one state: free,
 //! referenced by one or more sequences, or cached and unreferenced; the last
 //! are evicted least recently used first when the free list runs out.
+//!
+//! A model with recurrent (linear-attention) layers also keeps a
+//! [`SeqState`] per sequence here, beside its blocks: created zeroed on
+//! first use, dropped with the sequence. Such a cache never reuses a prefix
+//! (cached keys and values alone do not restore the recurrent state).
 
 mod prefix;
 
@@ -33,6 +38,16 @@ pub enum KvError {
     UnknownSequence(SeqId),
     #[error("sequence {seq} wrote position {pos}, inside a shared read-only block")]
     ReadOnlyBlock { seq: SeqId, pos: usize },
+}
+
+/// The recurrent state one sequence carries beside its keys and values (a
+/// model's linear-attention layers: convolution windows and delta-rule
+/// matrices, laid out as the model says), and the position it has reached.
+#[derive(Debug, Clone, Default)]
+pub struct SeqState {
+    /// The position of the next row this state expects (0: fresh).
+    pub next_pos: usize,
+    pub data: Vec<f32>,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +76,9 @@ pub struct KvCache {
     seqs: HashMap<SeqId, SeqBlocks>,
     prefix: PrefixIndex,
     prefix_caching: bool,
+    /// Floats of recurrent state per sequence (0: the model has none).
+    state_len: usize,
+    states: HashMap<SeqId, SeqState>,
 }
 
 impl KvCache {
@@ -81,13 +99,45 @@ impl KvCache {
             seqs: HashMap::new(),
             prefix: PrefixIndex::new(n_blocks),
             prefix_caching: true,
+            state_len: 0,
+            states: HashMap::new(),
         }
+    }
+
+    /// Gives every sequence a recurrent state of `floats_per_seq` floats
+    /// ([`KvCache::recurrent_state`]); with any, prefix caching is off for
+    /// good (a prefix's keys and values without its state cannot resume it).
+    pub fn with_recurrent_state(mut self, floats_per_seq: usize) -> Self {
+        self.state_len = floats_per_seq;
+        if floats_per_seq > 0 {
+            self.prefix_caching = false;
+        }
+        self
     }
 
     /// Turns prefix caching on or off; off, finished sequences' blocks go
     /// straight back to the free list and admission never looks up a prefix.
+    /// A cache with recurrent state keeps it off.
     pub fn set_prefix_caching(&mut self, on: bool) {
-        self.prefix_caching = on;
+        self.prefix_caching = on && self.state_len == 0;
+    }
+
+    /// Whether prefix caching is on.
+    pub fn prefix_caching(&self) -> bool {
+        self.prefix_caching
+    }
+
+    /// The recurrent state of `seq`, zeroed at its first use (`None` when
+    /// the model keeps none). It lives until [`KvCache::free_seq`].
+    pub fn recurrent_state(&mut self, seq: SeqId) -> Option<&mut SeqState> {
+        if self.state_len == 0 {
+            return None;
+        }
+        let len = self.state_len;
+        Some(self.states.entry(seq).or_insert_with(|| SeqState {
+            next_pos: 0,
+            data: vec![0.0; len],
+        }))
     }
 
     #[cfg(test)]
@@ -265,6 +315,7 @@ impl KvCache {
     /// references any more stays cached if it is registered (its tail
     /// becoming the first to be evicted), else goes back to the free list.
     pub fn free_seq(&mut self, seq: SeqId) {
+        self.states.remove(&seq);
         let Some(s) = self.seqs.remove(&seq) else {
             return;
         };
@@ -546,6 +597,32 @@ mod tests {
             Err(KvError::OutOfBlocks { .. })
         ));
         assert_adds_up(&kv);
+    }
+
+    #[test]
+    fn recurrent_state_is_per_sequence_and_dies_with_it() {
+        let mut kv = KvCache::new(1, 2, 4, 64).with_recurrent_state(3);
+        kv.set_prefix_caching(true);
+        assert!(
+            !kv.prefix_caching(),
+            "no prefix reuse beside recurrent state"
+        );
+        let a: Vec<u32> = (0..10).collect();
+        compute(&mut kv, 1, &a);
+        kv.cache_full_blocks(1, &a);
+        let st = kv.recurrent_state(1).unwrap();
+        assert_eq!(st.data, [0.0; 3]);
+        st.data[0] = 5.0;
+        st.next_pos = 10;
+        assert_eq!(kv.recurrent_state(2).unwrap().data, [0.0; 3]);
+        assert_eq!(kv.recurrent_state(1).unwrap().data[0], 5.0);
+        kv.free_seq(1);
+        assert_eq!(kv.cached_blocks(), 0);
+        // The same tokens again: nothing reused, a fresh state.
+        assert_eq!(kv.admit(1, &a, 11).unwrap(), 0);
+        let st = kv.recurrent_state(1).unwrap();
+        assert_eq!((st.next_pos, st.data[0]), (0, 0.0));
+        assert!(KvCache::new(1, 2, 4, 64).recurrent_state(1).is_none());
     }
 
     #[test]

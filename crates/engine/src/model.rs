@@ -95,11 +95,27 @@ impl ModelConfig {
 }
 
 /// The architectures (`general.architecture`) the engine runs.
-pub const SUPPORTED_ARCHS: &str = "llama, gemma3, qwen2, qwen3, phi3, granite, smollm3, mistral3";
+pub const SUPPORTED_ARCHS: &str =
+    "llama, gemma3, qwen2, qwen3, qwen35, phi3, granite, smollm3, mistral3";
 
 /// The forward pass of one model family.
 pub trait Forward: Send + Sync {
     fn config(&self) -> &ModelConfig;
+
+    /// The KV cache this model needs: how many layers keep keys and values
+    /// and the width of one position's keys (the widest layer's). Every
+    /// layer and `kv_dim` unless the family says otherwise (Gemma 4's
+    /// layers that share an earlier layer's cache keep none).
+    fn kv_layout(&self) -> (usize, usize) {
+        (self.config().n_layers, self.config().kv_dim())
+    }
+
+    /// Floats of recurrent state each sequence carries beside its keys and
+    /// values (linear-attention layers; [`KvCache::recurrent_state`]); 0,
+    /// the default, for a model without such layers.
+    fn recurrent_state_len(&self) -> usize {
+        0
+    }
 
     /// Runs `rows` through the model, writing their keys and values into `kv`
     /// (which must have room for every row's position), and leaves in
@@ -135,6 +151,14 @@ impl Model {
             "gemma3" => Box::new(models::gemma3::Gemma3::load(file.clone(), cfg)?),
             "qwen2" => Box::new(models::qwen2::load(file.clone(), cfg)?),
             "qwen3" => Box::new(models::qwen3::load(file.clone(), cfg)?),
+            "qwen35" => Box::new(models::qwen35::Qwen35::load(file.clone(), cfg)?),
+            "qwen35moe" => {
+                return Err(EngineError::Model(
+                    "architecture 'qwen35moe' (Qwen 3.5 with mixture-of-experts feed-forward) \
+                     is not supported; the dense 'qwen35' models are"
+                        .into(),
+                ))
+            }
             "phi3" => Box::new(models::phi3::load(file.clone(), cfg)?),
             "granite" => Box::new(models::granite::load(file.clone(), cfg)?),
             "smollm3" => Box::new(models::smollm3::load(file.clone(), cfg)?),
@@ -158,13 +182,14 @@ impl Model {
 
     /// A KV cache sized for `capacity_tokens` positions of this model.
     pub fn new_kv_cache(&self, capacity_tokens: usize) -> KvCache {
-        let c = self.config();
+        let (n_layers, kv_dim) = self.family.kv_layout();
         KvCache::new(
-            c.n_layers,
-            c.kv_dim(),
+            n_layers,
+            kv_dim,
             crate::kv::DEFAULT_BLOCK_SIZE,
             capacity_tokens,
         )
+        .with_recurrent_state(self.family.recurrent_state_len())
     }
 
     /// Runs `rows` through the model and returns the logits of the rows with

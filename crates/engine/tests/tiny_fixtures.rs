@@ -98,6 +98,7 @@ fixtures! {
     granite_q8_0_multipliers => "granite-q8_0",
     smollm3_q8_0_nope_layers => "smollm3-q8_0",
     mistral3_q8_0_yarn_temperature => "mistral3-q8_0",
+    qwen35_q8_0_delta_net_hybrid => "qwen35-q8_0",
     llama_f32 => "llama-f32",
     llama_f16 => "llama-f16",
     llama_bf16 => "llama-bf16",

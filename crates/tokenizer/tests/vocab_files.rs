@@ -91,6 +91,11 @@ fn qwen2() {
 }
 
 #[test]
+fn qwen35() {
+    check("qwen35");
+}
+
+#[test]
 fn gpt2() {
     check("gpt-2");
 }

@@ -9,5 +9,6 @@ pub mod mistral3;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod qwen35;
 pub(crate) mod rope;
 pub mod smollm3;
