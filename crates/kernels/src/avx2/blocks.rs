@@ -51,6 +51,10 @@ pub(super) trait Block {
         unsafe { Self::unpack(blk) }
     }
 
+    /// Whether unpacking a block costs no more than reading 64 unpacked
+    /// bytes back ([`super::packed`] then keeps only the block's scale).
+    const CHEAP_UNPACK: bool = false;
+
     /// Whether the quants are signed. Then `maddubs` takes their magnitudes
     /// with their signs moved onto the activations, and the VNNI products
     /// take the activations biased by +128 (as the unsigned operand).
@@ -223,6 +227,7 @@ pub(super) struct Q8_0;
 
 impl Block for Q8_0 {
     const BYTES: usize = q8_0::BLOCK;
+    const CHEAP_UNPACK: bool = true;
     const OFFSET: bool = false;
     const BIASED: bool = true;
 

@@ -45,9 +45,8 @@ pub(crate) fn kernel(format: Format) -> (RowsKernel, usize) {
 
 /// The kernel for `format` that takes all of a task's activation rows in
 /// one call (unpacking its weights once), where it measured faster: on
-/// plain AVX2 for the formats whose unpacking costs more than re-reading
-/// the unpacked lines (not Q8_0, whose unpacking is one instruction), and
-/// for Q6_K on AVX-512 as well. AVX-VNNI keeps its several-row drivers
+/// plain AVX2 for the block formats (Q8_0 keeping only its scales
+/// unpacked) and the K-quants, and for Q6_K on AVX-512 as well. AVX-VNNI keeps its several-row drivers
 /// (not measured packed: the machine here does not offer AVX-VNNI).
 pub(crate) fn chunk_kernel(format: Format) -> Option<ChunkKernel> {
     let ext = Extensions::detect();
@@ -59,6 +58,7 @@ pub(crate) fn chunk_kernel(format: Format) -> Option<ChunkKernel> {
         Format::Q4K => kpacked::q4_k_rows,
         Format::Q4_1 => packed::rows::<blocks::Q4_1>,
         Format::Q5_0 => packed::rows::<blocks::Q5_0>,
+        Format::Q8_0 => packed::rows::<blocks::Q8_0>,
         Format::Q4_0 => packed::rows::<blocks::Q4_0>,
         Format::Q5_1 => packed::rows::<blocks::Q5_1>,
         Format::Iq4Nl => packed::rows::<blocks::Iq4Nl>,

@@ -8,11 +8,12 @@
 //! [`super::batch`] unpacks each weight block again for every group of
 //! eight activation rows and widens each weight row's half-precision scales
 //! again, 64 times per task at a prefill; done once here, that made Q5_0
-//! (whose fifth bits take ten instructions to place) 1.1–1.2× and Q4_1
-//! 1.06–1.13× as fast at batches 64–512 (docs/PERFORMANCE.md). Q8_0,
-//! whose unpacking is one instruction,
-//! stays on [`super::batch`]: re-reading its unpacked lines measured no
-//! faster than unpacking it again. What stays per (block,
+//! (whose fifth bits take ten instructions to place) and Q4_1 1.1–1.2× as
+//! fast at batches 64–512 (docs/PERFORMANCE.md). Q8_0, whose unpacking is
+//! one instruction ([`Block::CHEAP_UNPACK`]), keeps only its scales as
+//! floats and unpacks its blocks from the weights where used: re-reading
+//! 64 unpacked bytes per block measured no faster than that, and the
+//! scales alone 1.04–1.10×. What stays per (block,
 //! activation row) pair is the same as there (and as in [`super::single`]):
 //! the integer products by `maddubs` and `madd`, widened to floats, one
 //! fused multiply-add by `d_w · d_a` from a table made one weight row
@@ -39,13 +40,23 @@ struct Packed {
     m: LineBuf<f32>,
 }
 
+/// A task's weights: as stored, unpacked, and their row count.
+#[derive(Clone, Copy)]
+struct Weights<'a> {
+    raw: &'a [u8],
+    packed: &'a Packed,
+    n_rows: usize,
+}
+
 thread_local! {
     static PACKED: std::cell::RefCell<Packed> = std::cell::RefCell::default();
 }
 
 /// Bytes of one unpacked block.
 const fn block_bytes<K: Block>() -> usize {
-    if K::BIASED {
+    if K::CHEAP_UNPACK {
+        0
+    } else if K::BIASED {
         64
     } else {
         32
@@ -88,8 +99,12 @@ pub(super) unsafe fn rows<K: Block>(
                 // k (< n_rows · nb) has sb bytes at k · sb inside `ops`.
                 unsafe {
                     let u = K::unpack(row.as_ptr().add(i * K::BYTES));
-                    _mm256_storeu_si256(op.add(k * sb).cast(), u.ax);
-                    if K::BIASED {
+                    if K::CHEAP_UNPACK {
+                        // Unpacked again from the weights where used.
+                    } else {
+                        _mm256_storeu_si256(op.add(k * sb).cast(), u.ax);
+                    }
+                    if K::BIASED && !K::CHEAP_UNPACK {
                         _mm256_storeu_si256(op.add(k * sb + 32).cast(), u.sx);
                     }
                     d[k] = u.d;
@@ -101,19 +116,24 @@ pub(super) unsafe fn rows<K: Block>(
         }
     }
     let mut scratch = Scratch::take();
+    let wts = Weights {
+        raw: w,
+        packed: &packed,
+        n_rows,
+    };
     for b0 in (0..batch).step_by(GROUP) {
         let n = (batch - b0).min(GROUP);
         // SAFETY: the caller's contract, for rows b0..b0 + n.
         unsafe {
             match n {
-                1 => group::<K, 1>(&packed, &mut scratch, n_rows, a, b0, out, stride),
-                2 => group::<K, 2>(&packed, &mut scratch, n_rows, a, b0, out, stride),
-                3 => group::<K, 3>(&packed, &mut scratch, n_rows, a, b0, out, stride),
-                4 => group::<K, 4>(&packed, &mut scratch, n_rows, a, b0, out, stride),
-                5 => group::<K, 5>(&packed, &mut scratch, n_rows, a, b0, out, stride),
-                6 => group::<K, 6>(&packed, &mut scratch, n_rows, a, b0, out, stride),
-                7 => group::<K, 7>(&packed, &mut scratch, n_rows, a, b0, out, stride),
-                _ => group::<K, GROUP>(&packed, &mut scratch, n_rows, a, b0, out, stride),
+                1 => group::<K, 1>(&wts, &mut scratch, a, b0, out, stride),
+                2 => group::<K, 2>(&wts, &mut scratch, a, b0, out, stride),
+                3 => group::<K, 3>(&wts, &mut scratch, a, b0, out, stride),
+                4 => group::<K, 4>(&wts, &mut scratch, a, b0, out, stride),
+                5 => group::<K, 5>(&wts, &mut scratch, a, b0, out, stride),
+                6 => group::<K, 6>(&wts, &mut scratch, a, b0, out, stride),
+                7 => group::<K, 7>(&wts, &mut scratch, a, b0, out, stride),
+                _ => group::<K, GROUP>(&wts, &mut scratch, a, b0, out, stride),
             }
         }
     }
@@ -128,16 +148,21 @@ pub(super) unsafe fn rows<K: Block>(
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn group<K: Block, const B: usize>(
-    packed: &Packed,
+    wts: &Weights<'_>,
     scratch: &mut Scratch,
-    n_rows: usize,
     a: &ActView<'_>,
     b0: usize,
     out: *mut f32,
     stride: usize,
 ) {
     const W: usize = GROUP;
+    let Weights {
+        raw: w,
+        packed,
+        n_rows,
+    } = *wts;
     let nb = a.cols / 32;
+    let row_bytes = nb * K::BYTES;
     let sb = block_bytes::<K>();
     scratch.side_by_side::<W>(a.d, K::OFFSET.then_some(a.s), b0, B, nb);
     let qstride = nb * 32;
@@ -185,18 +210,25 @@ unsafe fn group<K: Block, const B: usize>(
             };
         }
         let base = ops.as_ptr().wrapping_add(r * nb * sb);
+        let raw = w[r * row_bytes..(r + 1) * row_bytes].as_ptr();
         let mut acc = [_mm256_setzero_ps(); B];
         for i in 0..nb {
-            // SAFETY: unpacked block r · nb + i lies inside `ops` (asserted).
+            // SAFETY: block i (< nb) lies inside weight row r (sliced above),
+            // unpacked block r · nb + i inside `ops` (asserted).
             let (ax, sx) = unsafe {
-                let p = base.add(i * sb);
-                let ax = _mm256_loadu_si256(p.cast());
-                let sx = if K::BIASED {
-                    _mm256_loadu_si256(p.add(32).cast())
+                if K::CHEAP_UNPACK {
+                    let u = K::unpack(raw.add(i * K::BYTES));
+                    (u.ax, u.sx)
                 } else {
-                    ax
-                };
-                (ax, sx)
+                    let p = base.add(i * sb);
+                    let ax = _mm256_loadu_si256(p.cast());
+                    let sx = if K::BIASED {
+                        _mm256_loadu_si256(p.add(32).cast())
+                    } else {
+                        ax
+                    };
+                    (ax, sx)
+                }
             };
             for j in 0..B {
                 // SAFETY: row j's block i is 32 bytes at (i * B + j) * 32
