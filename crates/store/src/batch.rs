@@ -106,7 +106,7 @@ impl Store {
             crate::Backend::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await?,
             crate::Backend::Postgres => self.pool().begin().await?,
         };
-        match crate::batch_set::apply(&mut tx, self.backend(), writes).await {
+        match crate::batch_set::apply(&mut tx, writes).await {
             Ok(outcomes) => {
                 tx.commit().await?;
                 Ok(outcomes)

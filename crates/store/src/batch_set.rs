@@ -44,7 +44,7 @@ use crate::batch_sql::{
 };
 use crate::budget::{refused, Budget, BudgetScope, SoftLimitReached};
 use crate::ledger::check_usage;
-use crate::{Backend, NewReservation, Result, StoreError, REQUEST_ID_IN_LEDGER};
+use crate::{NewReservation, Result, StoreError, REQUEST_ID_IN_LEDGER};
 
 /// A budget counter: scope, scope id, period (ordered as locks are taken).
 pub(crate) type CounterKey = (BudgetScope, String, String);
@@ -63,7 +63,6 @@ pub(crate) struct Counter {
 /// Runs `writes` set-based on `conn`, inside the caller's transaction.
 pub(crate) async fn apply(
     conn: &mut AnyConnection,
-    backend: Backend,
     writes: &[LedgerWrite],
 ) -> Result<Vec<Result<LedgerWritten>>> {
     let mut out: Vec<Option<Result<LedgerWritten>>> = writes.iter().map(|_| None).collect();
@@ -187,7 +186,7 @@ pub(crate) async fn apply(
         }
     }
     let held: Vec<CounterKey> = freed.holds.iter().map(|(key, _)| key.clone()).collect();
-    let mut counters = load_counters(conn, backend, &wanted, &held).await?;
+    let mut counters = load_counters(conn, &wanted, &held).await?;
 
     // In memory, in order: reservations admitted, holds given back, costs
     // spent.

@@ -6,14 +6,13 @@
 //! gets (the latest progress record per request, a settlement once, the
 //! rollups summed per key, the ids grouped per organisation) and what the
 //! answers come to (rows created or already there, holds freed, counters
-//! read). The statements themselves are in two forms:
-//! - [`values`]: rows in the statement's text (multi-row `VALUES`, `IN (…)`
-//!   lists), numbered for the backend (`Style`): SQLite's form, and
-//!   PostgreSQL's for the inserts;
-//! - [`json`]: PostgreSQL only, the rows as one JSON parameter in a fixed
+//! read). The statements themselves are in two forms, one per database:
+//! - [`values`]: SQLite's, rows in the statement's text (multi-row
+//!   `VALUES`, `IN (…)` lists) with anonymous `?` parameters;
+//! - [`json`]: PostgreSQL's, the rows as one JSON parameter in a fixed
 //!   text, so sqlx keeps the statement prepared: one round trip each
 //!   instead of two (sqlx prepares a statement it does not keep in a round
-//!   trip of its own).
+//!   trip of its own), and the ledger insert carries its rollups.
 
 mod json;
 mod values;
@@ -28,7 +27,7 @@ use crate::batch::LedgerWritten;
 use crate::batch_set::{Counter, CounterKey};
 use crate::budget::{budget_from_row, Budget};
 use crate::ledger::{usage_from_row, Recorded, UsageRecord, USAGE_COLUMNS};
-use crate::{now_ms, Backend, NewReservation, NewUsage, Result, StoreError};
+use crate::{now_ms, NewReservation, NewUsage, Result, StoreError};
 
 use values::Style;
 
@@ -126,7 +125,13 @@ pub(crate) async fn insert_settlements<'w>(
             first.push(*u);
         }
     }
-    let mut ids = values::insert_ledger(conn, style, &first).await?;
+    let mut ids = if first.is_empty() {
+        HashMap::new()
+    } else if style.pg() {
+        json::insert_ledger_and_rollups(conn, &first).await?
+    } else {
+        values::insert_ledger(conn, style, &first).await?
+    };
     let mut rollups: Vec<&NewUsage> = Vec::new();
     let mut known: HashMap<(String, String), UsageRecord> = HashMap::new();
     let mut out = Vec::with_capacity(settles.len());
@@ -166,7 +171,9 @@ pub(crate) async fn insert_settlements<'w>(
             recorded,
         });
     }
-    upsert_rollups(conn, &rollups).await?;
+    if !style.pg() {
+        upsert_rollups(conn, &rollups).await?;
+    }
     Ok(out)
 }
 
@@ -374,16 +381,21 @@ pub(crate) async fn load_budgets<'a>(
 
 /// Creates the `wanted` counters that are missing, then reads them and the
 /// `held` ones (what released reservations hold), locking them on
-/// PostgreSQL in lock order.
+/// PostgreSQL in lock order (SQLite's batch holds the write lock).
 pub(crate) async fn load_counters(
     conn: &mut AnyConnection,
-    backend: Backend,
     wanted: &[CounterKey],
     held: &[CounterKey],
 ) -> Result<BTreeMap<CounterKey, Counter>> {
     let style = Style::of(conn);
     let wanted: Vec<&CounterKey> = wanted.iter().collect::<BTreeSet<_>>().into_iter().collect();
-    values::create_counters(conn, style, &wanted).await?;
+    if style.pg() {
+        if !wanted.is_empty() {
+            json::create_counters(conn, &wanted).await?;
+        }
+    } else {
+        values::create_counters(conn, style, &wanted).await?;
+    }
     let all: BTreeSet<&CounterKey> = wanted.into_iter().chain(held).collect();
     let mut counters = BTreeMap::new();
     if all.is_empty() {
@@ -401,8 +413,12 @@ pub(crate) async fn load_counters(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let lock = backend == Backend::Postgres;
-    for row in values::read_counters(conn, style, &ids, &periods, lock).await? {
+    let rows = if style.pg() {
+        json::read_counters(conn, &ids, &periods).await?
+    } else {
+        values::read_counters(conn, style, &ids, &periods).await?
+    };
+    for row in rows {
         let key = counter_key(&row)?;
         if all.contains(&key) {
             let soft: Option<i64> = row.try_get("soft_notified")?;
@@ -443,7 +459,13 @@ pub(crate) async fn insert_reservations(
     admitted: &[Admitted<'_>],
 ) -> Result<HashSet<(String, String)>> {
     let style = Style::of(conn);
-    values::insert_reservations(conn, style, admitted).await
+    if admitted.is_empty() {
+        Ok(HashSet::new())
+    } else if style.pg() {
+        json::insert_reservations(conn, admitted).await
+    } else {
+        values::insert_reservations(conn, style, admitted).await
+    }
 }
 
 /// The month a reservation's holds belong to, or "" without holds.
@@ -466,7 +488,13 @@ pub(crate) async fn write_counters(
         .iter()
         .filter(|(_, c)| c.spent_delta != 0 || c.reserved_delta != 0)
         .collect();
-    values::add_to_counters(conn, style, &changed).await?;
+    if style.pg() {
+        if !changed.is_empty() {
+            json::add_to_counters(conn, &changed).await?;
+        }
+    } else {
+        values::add_to_counters(conn, style, &changed).await?;
+    }
     for ((scope, id, period), _) in counters.iter().filter(|(_, c)| c.mark_soft) {
         sqlx::query(
             "UPDATE budget_counters SET soft_notified = $4 \

@@ -1,8 +1,7 @@
 //! The batch statements whose rows are in their text: multi-row `VALUES`
 //! inserts and upserts, `IN (…)` lists, `UPDATE … FROM (VALUES …)`, at most
 //! [`CHUNK`] rows each, with parameters numbered for the backend
-//! ([`Style`]). SQLite runs all of them; PostgreSQL those that `json` has
-//! no form for.
+//! ([`Style`]): SQLite's form (PostgreSQL's is `json`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -303,20 +302,18 @@ pub(super) async fn create_counters(
 }
 
 /// The counters of any scope id in `ids` and period in `periods`, in lock
-/// order (org, project, key), locked `FOR UPDATE` when `lock`.
+/// order (org, project, key).
 pub(super) async fn read_counters(
     conn: &mut AnyConnection,
     style: Style,
     ids: &[&str],
     periods: &[&str],
-    lock: bool,
 ) -> Result<Vec<AnyRow>> {
-    let lock = if lock { " FOR UPDATE" } else { "" };
     let sql = format!(
         "SELECT scope, scope_id, period, spent, reserved, soft_notified FROM budget_counters \
          WHERE scope_id IN ({}) AND period IN ({}) \
          ORDER BY CASE scope WHEN 'org' THEN 0 WHEN 'project' THEN 1 ELSE 2 END, \
-         scope_id, period{lock}",
+         scope_id, period",
         style.list(ids.len(), 1),
         style.list(periods.len(), 1 + ids.len())
     );

@@ -6,8 +6,8 @@
 
 use sqlx::Executor;
 use store::{
-    BudgetKind, BudgetScope, ErrorKind, LedgerWrite, LedgerWritten, NewReservation, NewUsage,
-    Progress,
+    BucketWidth, BudgetKind, BudgetScope, ErrorKind, GroupBy, LedgerWrite, LedgerWritten,
+    NewReservation, NewUsage, Progress, UsageFilter, UsageQuery,
 };
 
 use crate::support::Db;
@@ -92,8 +92,14 @@ pub async fn batched_settlements_bill_each_request_once_under_concurrency(db: Db
             for chunk in (0..N).collect::<Vec<_>>().chunks(15) {
                 let mut writes = Vec::new();
                 for i in chunk {
-                    let settle =
-                        LedgerWrite::Settle(usage(&org, &project, &format!("r{i}"), i + 1));
+                    // Rows that fall in several rollup buckets (minutes,
+                    // models, users), the same for every retry.
+                    let mut row = usage(&org, &project, &format!("r{i}"), i + 1);
+                    row.model = ["m", "n"][(i % 2) as usize].into();
+                    row.user_id = (i % 3 != 0).then(|| format!("user{}", i % 3));
+                    row.prompt_tokens = *i;
+                    row.created_at -= (i % 4) * 60_000 + i;
+                    let settle = LedgerWrite::Settle(row);
                     writes.push(settle.clone());
                     if t == 0 {
                         writes.push(settle);
@@ -128,6 +134,38 @@ pub async fn batched_settlements_bill_each_request_once_under_concurrency(db: Db
         .unwrap();
     assert_eq!(status.reserved, 0, "every hold given back once");
     assert_eq!(status.spent, (1..=N).sum::<i64>(), "every cost spent once");
+    // The rollups count each created row once, in its own buckets.
+    let now = store::now_ms();
+    for bucket_width in [BucketWidth::Minute, BucketWidth::Hour] {
+        let q = UsageQuery {
+            start: now - 2 * 3_600_000,
+            end: now + 60_000,
+            bucket_width,
+            group_by: vec![GroupBy::Model, GroupBy::UserId, GroupBy::Endpoint],
+            filter: UsageFilter::default(),
+            limit: Some(168),
+            page: None,
+        };
+        let rolled = store.usage(&org.id, &q).await.unwrap();
+        assert_eq!(rolled, store.usage_from_ledger(&org.id, &q).await.unwrap());
+        let requests: i64 = rolled
+            .buckets
+            .iter()
+            .flat_map(|b| &b.results)
+            .map(|r| r.num_model_requests)
+            .sum();
+        assert_eq!(requests, N, "{bucket_width:?} rollups count each row once");
+    }
+    // Each rollup row starts on its width (a row a window early or late
+    // would still be summed into the right hour by a query).
+    let misaligned: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM usage_rollup WHERE org_id = '{}' AND start_ms % width_ms <> 0",
+        org.id
+    ))
+    .fetch_one(&mut db.raw().await)
+    .await
+    .unwrap();
+    assert_eq!(misaligned, 0, "rollup windows start on their width");
     assert_eq!(
         store.batches_run_one_by_one(),
         0,
