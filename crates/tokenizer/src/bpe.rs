@@ -3,6 +3,11 @@
 //! their pair in `tokenizer.ggml.merges` (lowest rank first, leftmost first on
 //! ties) until no ranked pair remains. Symbols are interned as ids so that a
 //! merge lookup is one hash of two integers.
+//!
+//! Gemma 4's "SPM-style" BPE (`tokenizer.ggml.model = gemma4`) merges the same
+//! way over raw UTF-8 characters instead: spaces become `▁`, words are runs of
+//! non-newlines or of newlines (a run of newlines that is a token stays
+//! whole), and a piece that is no token falls back to `<0xNN>` byte tokens.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -11,6 +16,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::TokenizerError;
 use crate::pretokenize::PreTokenizer;
+use crate::spm::SPACE_MARK;
 use crate::vocab::Vocab;
 
 /// Id for a symbol whose text is neither a token nor a merge product.
@@ -64,10 +70,19 @@ struct Merge {
     merged: u32,
 }
 
-/// Merges, pre-tokenizer and byte map of a byte-level BPE vocabulary.
+/// How a fragment of text becomes the words BPE merges within.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Words {
+    /// Byte-level: a pre-tokenizer's words, each byte as a code point.
+    ByteLevel(PreTokenizer),
+    /// Gemma 4's SPM-style BPE: raw UTF-8, spaces as `▁`, split at newlines.
+    SpmStyle,
+}
+
+/// Merges, word splitting and byte map of a BPE vocabulary.
 #[derive(Debug)]
 pub(crate) struct Bpe {
-    pre: PreTokenizer,
+    words: Words,
     bytes: ByteMap,
     merges: FxHashMap<(u32, u32), Merge>,
     /// Merge products and parts that are not vocabulary tokens, with ids from
@@ -79,10 +94,10 @@ impl Bpe {
     pub(crate) fn new(
         vocab: &Vocab,
         merges: &[&str],
-        pre: PreTokenizer,
+        words: Words,
     ) -> Result<Self, TokenizerError> {
         let mut bpe = Bpe {
-            pre,
+            words,
             bytes: ByteMap::new(),
             merges: FxHashMap::with_capacity_and_hasher(merges.len(), Default::default()),
             extra: FxHashMap::default(),
@@ -112,8 +127,12 @@ impl Bpe {
         Ok(bpe)
     }
 
-    pub(crate) fn byte_map(&self) -> &ByteMap {
-        &self.bytes
+    /// The byte-level alphabet, for byte-level vocabularies only.
+    pub(crate) fn byte_map(&self) -> Option<&ByteMap> {
+        match self.words {
+            Words::ByteLevel(_) => Some(&self.bytes),
+            Words::SpmStyle => None,
+        }
     }
 
     fn intern(&mut self, vocab: &Vocab, text: &str) -> u32 {
@@ -139,16 +158,47 @@ impl Bpe {
     pub(crate) fn encode(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
         let mut word = String::new();
         let mut session = Session::default();
-        for (a, b) in self.pre.split(text) {
+        let pre = match self.words {
+            Words::ByteLevel(pre) => pre,
+            Words::SpmStyle => return self.encode_spm_style(vocab, text, &mut session, out),
+        };
+        for (a, b) in pre.split(text) {
             word.clear();
             self.bytes.encode_into(&text.as_bytes()[a..b], &mut word);
-            if self.pre.ignores_merges() {
+            if pre.ignores_merges() {
                 if let Some(id) = vocab.id(&word) {
                     out.push(id);
                     continue;
                 }
             }
             session.run(self, vocab, &word, out);
+        }
+    }
+
+    /// [`Bpe::encode`] for Gemma 4's SPM-style vocabulary.
+    fn encode_spm_style(
+        &self,
+        vocab: &Vocab,
+        text: &str,
+        session: &mut Session,
+        out: &mut Vec<u32>,
+    ) {
+        let escaped = text.replace(' ', SPACE_MARK);
+        let mut rest = escaped.as_str();
+        while let Some(first) = rest.chars().next() {
+            let newlines = first == '\n';
+            let len = rest
+                .find(|c: char| (c == '\n') != newlines)
+                .unwrap_or(rest.len());
+            let (word, tail) = rest.split_at(len);
+            rest = tail;
+            if newlines {
+                if let Some(id) = vocab.id(word) {
+                    out.push(id);
+                    continue;
+                }
+            }
+            session.run(self, vocab, word, out);
         }
     }
 }
@@ -223,7 +273,9 @@ impl Session {
             // Not a token: fall back to single-byte tokens, as llama.cpp does
             // (bytes that are no token on their own are dropped).
             for &b in &word.as_bytes()[s.start..s.end] {
-                if b.is_ascii() {
+                if matches!(bpe.words, Words::SpmStyle) {
+                    out.extend(vocab.id(&format!("<0x{b:02X}>")));
+                } else if b.is_ascii() {
                     if let Some(id) = vocab.id(char::from(b).encode_utf8(&mut [0; 4])) {
                         out.push(id);
                     }

@@ -30,7 +30,7 @@ use gguf::GgufFile;
 pub use error::{ErrorKind, TemplateError, TokenizerError};
 pub use template::{ChatMessage, ChatTemplate};
 
-use bpe::Bpe;
+use bpe::{Bpe, Words};
 use decode::Pieces;
 use pretokenize::PreTokenizer;
 use special::{Fragment, SpecialMatcher};
@@ -63,27 +63,35 @@ impl Tokenizer {
                 let name = f.get_str(KEY_PRE).unwrap_or("default");
                 (ModelKind::Bpe, Some(PreTokenizer::from_name(name)?))
             }
+            // Gemma 4: its own BPE kind, whatever `tokenizer.ggml.pre` says
+            // (llama.cpp forces its `gemma4` pre-tokenizer), cleaning spaces.
+            "gemma4" => (ModelKind::SpmBpe, None),
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
-        let clean_spaces = pre.is_some_and(|(_, clean)| clean);
+        let clean_spaces = pre.is_some_and(|(_, clean)| clean) || kind == ModelKind::SpmBpe;
         let mut vocab = Vocab::load(f, kind, clean_spaces)?;
         if pre.is_some_and(|(p, _)| p.adds_bos_by_default())
             && f.get_bool("tokenizer.ggml.add_bos_token").is_none()
         {
             vocab.add_bos = true;
         }
-        let bpe = match pre {
-            Some((pre, _)) => {
+        let words = match (kind, pre) {
+            (_, Some((pre, _))) => Some(Words::ByteLevel(pre)),
+            (ModelKind::SpmBpe, None) => Some(Words::SpmStyle),
+            _ => None,
+        };
+        let bpe = match words {
+            Some(words) => {
                 let merges = f
                     .get_str_array(KEY_MERGES)
                     .ok_or(TokenizerError::MissingMetadata { key: KEY_MERGES })?;
-                Some(Bpe::new(&vocab, &merges, pre)?)
+                Some(Bpe::new(&vocab, &merges, words)?)
             }
             None => None,
         };
         let eog = eog::detect_specials(&mut vocab);
         let specials = SpecialMatcher::new(&vocab)?;
-        let pieces = Pieces::new(&vocab, bpe.as_ref().map(Bpe::byte_map));
+        let pieces = Pieces::new(&vocab, bpe.as_ref().and_then(Bpe::byte_map));
         Ok(Self {
             vocab,
             bpe,

@@ -28,6 +28,9 @@ pub(crate) enum ModelKind {
     Spm,
     /// Byte-level BPE with merges (`tokenizer.ggml.model = gpt2`).
     Bpe,
+    /// BPE with merges over raw UTF-8, spaces as `▁` and `<0xNN>` byte
+    /// tokens (`tokenizer.ggml.model = gemma4`).
+    SpmBpe,
 }
 
 /// The special token ids llama.cpp tracks; `None` where the model has none.
@@ -133,6 +136,9 @@ impl Vocab {
                 (Some(1), Some(2), Some(0))
             }
             ModelKind::Bpe => (Some(11), Some(11), None),
+            // llama.cpp gives Gemma 4's vocabulary no default ids, and always
+            // adds BOS (its workaround for files that say otherwise).
+            ModelKind::SpmBpe => (None, None, None),
         };
         let s = &mut self.special;
         s.bos = bos.filter(|&id| in_range(id));
@@ -172,6 +178,9 @@ impl Vocab {
         }
         if let Some(v) = f.get_bool("tokenizer.ggml.add_bos_token") {
             self.add_bos = v;
+        }
+        if self.kind == ModelKind::SpmBpe {
+            self.add_bos = true;
         }
         if let Some(v) = f.get_bool("tokenizer.ggml.add_eos_token") {
             self.add_eos = v;

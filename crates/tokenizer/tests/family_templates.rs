@@ -134,3 +134,41 @@ fn ministral_3() {
         ],
     );
 }
+
+#[test]
+fn qwen3_5() {
+    // Qwen 3.5 thinks: the prompt opens the assistant's turn with `<think>`
+    // (its reasoning is split out as for Qwen3); past answers lose theirs.
+    check(
+        "Qwen3.5-4B.jinja",
+        "",
+        "<|im_end|>",
+        &[
+            "<|im_start|>system\nBe brief.<|im_end|>",
+            "<|im_start|>user\nHello<|im_end|>",
+            "<|im_start|>assistant\n",
+            "Hi there<|im_end|>",
+            "<|im_start|>user\nWhat is 2+2?<|im_end|>",
+            "<|im_start|>assistant\n<think>",
+        ],
+    );
+}
+
+#[test]
+fn gemma_4() {
+    // Gemma 4's turns are `<|turn>role … <turn|>`, the assistant's role is
+    // `model`; with thinking off (the default) the prompt closes an empty
+    // `<|channel>thought` block.
+    check(
+        "google-gemma-4-31B-it.jinja",
+        "<bos>",
+        "<eos>",
+        &[
+            "<bos><|turn>system\nBe brief.<turn|>\n",
+            "<|turn>user\nHello<turn|>\n",
+            "<|turn>model\nHi there<turn|>\n",
+            "<|turn>user\nWhat is 2+2?<turn|>\n",
+            "<|turn>model\n<|channel>thought\n<channel|>",
+        ],
+    );
+}

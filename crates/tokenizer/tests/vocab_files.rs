@@ -96,6 +96,11 @@ fn qwen35() {
 }
 
 #[test]
+fn gemma4() {
+    check("gemma-4");
+}
+
+#[test]
 fn gpt2() {
     check("gpt-2");
 }
