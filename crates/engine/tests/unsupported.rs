@@ -77,6 +77,19 @@ fn unsupported_architecture_is_named() {
 }
 
 #[test]
+fn qwen35_moe_is_refused_by_name() {
+    let msg = load_error(image("qwen35moe", &[]));
+    assert!(msg.contains("'qwen35moe'"), "{msg}");
+    assert!(msg.contains("mixture-of-experts"), "{msg}");
+}
+
+#[test]
+fn a_qwen35_file_without_its_linear_attention_keys_is_refused() {
+    let msg = load_error(image("qwen35", &[]));
+    assert!(msg.contains("qwen35.ssm.conv_kernel is missing"), "{msg}");
+}
+
+#[test]
 fn unsupported_weight_type_is_named() {
     // Q8_K (id 15, llama.cpp's activation type): the reader knows its size,
     // the kernels do not run it as weights.
