@@ -3,6 +3,7 @@
 //! [`rope`] reads their rotary embeddings from the file).
 
 pub mod gemma3;
+pub mod gemma4;
 pub mod granite;
 pub mod llama;
 pub mod mistral3;
