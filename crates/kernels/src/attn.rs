@@ -5,6 +5,11 @@
 //! reference's lane order). Used for decode steps and short passes, where it
 //! is the part of attention that runs once per generated token.
 //!
+//! Also the softmax steps of the single-precision tiled attention that long
+//! prompt batches take (the engine's `attention::tiled`): a key block's
+//! scores scaled and their maximum ([`scale_block`]), then its weights and
+//! their sum in GGML's order ([`block_weights`]).
+//!
 //! Two bodies compute the same recurrence: a portable one and an AVX2+F16C
 //! one. Every step is the same per-lane operation in both (products of
 //! half-precision values are exact in f32, fused multiply-adds round once,
@@ -159,6 +164,97 @@ fn attend_f16_portable<K: KvRows + ?Sized>(
     out.iter_mut().for_each(|o| *o *= inv);
 }
 
+/// Keys per block of the tiled single-precision softmax (GGML's
+/// `GGML_FA_TILE_KV`): [`scale_block`] and [`block_weights`] work on one.
+pub const KEY_BLOCK: usize = 64;
+
+/// Lanes whose weights `ggml_vec_soft_max_f32` sums in single precision before
+/// adding them in double precision (one 512-bit register).
+const SUM_GROUP: usize = 16;
+
+/// Multiplies every score by `scale` in place and returns the largest of
+/// those in `span` (−∞ for an empty span).
+pub fn scale_block(scores: &mut [f32; KEY_BLOCK], span: Range<usize>, scale: f32) -> f32 {
+    scale_block_with(Isa::detect(), scores, span, scale)
+}
+
+/// [`scale_block`] on a chosen instruction set (the portable body where this
+/// CPU lacks `isa`).
+pub fn scale_block_with(
+    isa: Isa,
+    scores: &mut [f32; KEY_BLOCK],
+    span: Range<usize>,
+    scale: f32,
+) -> f32 {
+    let span = span.start.min(KEY_BLOCK)..span.end.min(KEY_BLOCK);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 && Isa::detect() == Isa::Avx2 {
+        // SAFETY: AVX2 and FMA were detected just above.
+        return unsafe { crate::avx2::attn::scale_block(scores, span, scale) };
+    }
+    let _ = isa;
+    scores.iter_mut().for_each(|x| *x *= scale);
+    scores[span]
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| m.max(x))
+}
+
+/// The softmax weights of one key block as GGML's tiled flash attention takes
+/// them: `weights[j] = exp_approx(scores[j] − max)` ([`crate::glu::exp_approx`])
+/// for `j` in `span`, zero elsewhere. Returns their sum as
+/// `ggml_vec_soft_max_f32` adds them on AVX-512: each group of 16 lanes
+/// reduced as a tree in single precision (halves added lane by lane), the
+/// groups' sums added in double precision.
+pub fn block_weights(
+    scores: &[f32; KEY_BLOCK],
+    span: Range<usize>,
+    max: f32,
+    weights: &mut [f32; KEY_BLOCK],
+) -> f64 {
+    block_weights_with(Isa::detect(), scores, span, max, weights)
+}
+
+/// [`block_weights`] on a chosen instruction set (the portable body where
+/// this CPU lacks `isa`).
+pub fn block_weights_with(
+    isa: Isa,
+    scores: &[f32; KEY_BLOCK],
+    span: Range<usize>,
+    max: f32,
+    weights: &mut [f32; KEY_BLOCK],
+) -> f64 {
+    let span = span.start.min(KEY_BLOCK)..span.end.min(KEY_BLOCK);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 && Isa::detect() == Isa::Avx2 {
+        // SAFETY: AVX2 and FMA were detected just above.
+        return unsafe { crate::avx2::attn::block_weights(scores, span, max, weights) };
+    }
+    let _ = isa;
+    weights.fill(0.0);
+    for (w, &s) in weights[span.clone()].iter_mut().zip(&scores[span]) {
+        *w = crate::glu::exp_approx(s - max);
+    }
+    weights
+        .chunks_exact(SUM_GROUP)
+        .map(|g| f64::from(tree_sum(g)))
+        .sum()
+}
+
+/// The sum of 16 lanes in the order of `_mm512_reduce_add_ps`: halves added
+/// lane by lane until one is left.
+fn tree_sum(g: &[f32]) -> f32 {
+    let mut v = [0.0f32; SUM_GROUP];
+    v.copy_from_slice(g);
+    let mut n = SUM_GROUP;
+    while n > 1 {
+        n /= 2;
+        for j in 0..n {
+            v[j] += v[j + n];
+        }
+    }
+    v[0]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +353,74 @@ mod tests {
             .map(|(x, y)| f64::from(*x) * f64::from(*y))
             .sum();
         assert!((f64::from(dot_f16_ordered(&a, &b)) - plain).abs() < 1e-4);
+    }
+    #[test]
+    fn block_steps_vector_bodies_match_portable_bit_for_bit() {
+        let mut rng = Rng(0xb10c);
+        let spans = [0..64, 0..1, 5..64, 3..17, 63..64, 16..48, 8..9, 0..40];
+        for (t, span) in spans.iter().cycle().take(64).enumerate() {
+            // Scores spread from small to beyond the vector exp's range (the
+            // portable formula's lanes), with the odd NaN outside the span.
+            let amp = [1.0f32, 8.0, 60.0, 400.0][t % 4];
+            let mut scores = [0.0f32; KEY_BLOCK];
+            scores.iter_mut().for_each(|x| *x = rng.f(amp));
+            if span.start > 0 {
+                scores[0] = f32::NAN;
+            }
+            let (mut a, mut b) = (scores, scores);
+            let ma = scale_block_with(Isa::Scalar, &mut a, span.clone(), 0.37);
+            let mb = scale_block_with(Isa::Avx2, &mut b, span.clone(), 0.37);
+            assert_eq!(ma.to_bits(), mb.to_bits(), "max, span {span:?}");
+            assert!(a[span.clone()]
+                .iter()
+                .zip(&b[span.clone()])
+                .all(|(x, y)| x.to_bits() == y.to_bits()));
+            let top = ma + [0.0, 0.5][t % 2];
+            let (mut wa, mut wb) = ([1.0f32; KEY_BLOCK], [2.0f32; KEY_BLOCK]);
+            let sa = block_weights_with(Isa::Scalar, &a, span.clone(), top, &mut wa);
+            let sb = block_weights_with(Isa::Avx2, &a, span.clone(), top, &mut wb);
+            assert_eq!(sa.to_bits(), sb.to_bits(), "sum, span {span:?} amp {amp}");
+            for j in 0..KEY_BLOCK {
+                assert_eq!(
+                    wa[j].to_bits(),
+                    wb[j].to_bits(),
+                    "weight {j}, span {span:?}"
+                );
+                if !span.contains(&j) {
+                    assert_eq!(wa[j], 0.0, "weight {j} outside {span:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn block_weights_are_the_softmax_numerators_and_their_sum() {
+        let mut rng = Rng(0x50f7);
+        let mut scores = [0.0f32; KEY_BLOCK];
+        scores.iter_mut().for_each(|x| *x = rng.f(4.0));
+        let span = 3..50;
+        let max = scale_block(&mut scores, span.clone(), 0.5);
+        assert_eq!(
+            max,
+            scores[span.clone()]
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &x| m.max(x))
+        );
+        let mut w = [0.0f32; KEY_BLOCK];
+        let sum = block_weights(&scores, span.clone(), max, &mut w);
+        let mut plain = 0.0f64;
+        for j in span.clone() {
+            let want = f64::from(scores[j] - max).exp();
+            assert!(
+                (f64::from(w[j]) - want).abs() < 1e-6 * want.max(1e-30),
+                "{j}"
+            );
+            plain += f64::from(w[j]);
+        }
+        assert!(w
+            .iter()
+            .enumerate()
+            .all(|(j, &x)| span.contains(&j) || x == 0.0));
+        assert!((sum - plain).abs() < 1e-5 && sum >= 1.0);
     }
 }

@@ -18,22 +18,19 @@
 //!
 //! Keys outside a query's range weigh exactly zero there, as GGML's masked
 //! (−∞) scores do. The key block is widened to single precision once,
-//! transposed, and shared by all the tile's queries. The dot products and
-//! weighted sums run on AVX2 with FMA where the CPU has them (chosen at run
-//! time) and on plain loops otherwise; both give the same bits.
+//! transposed, and shared by all the tile's queries, and so is the value
+//! block (widened, not transposed). The dot products, weighted sums and
+//! widening run on AVX2 with FMA and F16C where the CPU has them (chosen at
+//! run time) and on plain loops otherwise, and the softmax steps are the
+//! kernels' ([`kernels::attn::scale_block`], [`kernels::attn::block_weights`],
+//! vectorised likewise); every body gives the same bits.
 
 use std::ops::Range;
 
-use kernels::glu::exp_approx;
+use kernels::attn::{block_weights, scale_block, KEY_BLOCK};
 use kernels::KvRows;
 
 use super::HeadView;
-
-/// Keys per block (GGML's `GGML_FA_TILE_KV`).
-const KEY_BLOCK: usize = 64;
-/// Lanes whose weights `ggml_vec_soft_max_f32` sums in single precision before
-/// adding them in double precision (one 512-bit register).
-const SUM_GROUP: usize = 16;
 
 /// Attends `q` (`ranges.len()` queries of the head's size, one after another)
 /// to the keys of `head`, query `i` over positions `ranges[i]`, scores scaled
@@ -55,22 +52,17 @@ pub(super) fn attend(
     let mut max = vec![f32::NEG_INFINITY; ranges.len()];
     let mut sum = vec![0.0f32; ranges.len()];
     // The block's keys widened and transposed: dimension c of key j at
-    // [c * KEY_BLOCK + j]; keys past the block's end stay zero.
+    // [c * KEY_BLOCK + j]; keys past the block's end stay zero. Its values
+    // widened: key j's at [j * d ..][..d].
     let mut keys_t = vec![0.0f32; d * KEY_BLOCK];
+    let mut values = vec![0.0f32; KEY_BLOCK * d];
     let mut scores = [0.0f32; KEY_BLOCK];
-    let mut values: [&[u16]; KEY_BLOCK] = [&[]; KEY_BLOCK];
+    let mut weights = [0.0f32; KEY_BLOCK];
     out.fill(0.0);
     let mut start = k_lo / KEY_BLOCK * KEY_BLOCK;
     while start < k_hi {
         let end = (start + KEY_BLOCK).min(k_hi);
-        let nk = end - start;
-        keys_t.fill(0.0);
-        for j in 0..nk {
-            for (c, &h) in head.key(start + j).iter().enumerate() {
-                keys_t[c * KEY_BLOCK + j] = kernels::f16_to_f32(h);
-            }
-            values[j] = head.value(start + j);
-        }
+        simd.widen_block(head, start..end, &mut keys_t, &mut values);
         for (i, r) in ranges.iter().enumerate() {
             let (lo, hi) = (r.start.max(start), r.end.min(end));
             if lo >= hi {
@@ -78,11 +70,7 @@ pub(super) fn attend(
             }
             let span = lo - start..hi - start;
             simd.scores(&q[i * d..(i + 1) * d], &keys_t, &mut scores);
-            let mut block_max = f32::NEG_INFINITY;
-            for x in &mut scores[span.clone()] {
-                *x *= scale;
-                block_max = block_max.max(*x);
-            }
+            let block_max = scale_block(&mut scores, span.clone(), scale);
             let new_max = max[i].max(block_max);
             let acc = &mut out[i * d..(i + 1) * d];
             if new_max > max[i] {
@@ -92,16 +80,13 @@ pub(super) fn attend(
                 sum[i] *= shrink;
                 max[i] = new_max;
             }
-            let mut weights = [0.0f32; KEY_BLOCK];
-            for (w, &s) in weights[span.clone()].iter_mut().zip(&scores[span.clone()]) {
-                *w = exp_approx(s - new_max);
-            }
-            let block_sum: f64 = weights
-                .chunks_exact(SUM_GROUP)
-                .map(|g| f64::from(tree_sum(g)))
-                .sum();
+            let block_sum = block_weights(&scores, span.clone(), new_max, &mut weights);
             sum[i] = (f64::from(sum[i]) + block_sum) as f32;
-            simd.accumulate(acc, &weights[span.clone()], &values[span]);
+            simd.accumulate(
+                acc,
+                &weights[span.clone()],
+                &values[span.start * d..span.end * d],
+            );
         }
         start = end;
     }
@@ -109,21 +94,6 @@ pub(super) fn attend(
         let inv = if total == 0.0 { 0.0 } else { 1.0 / total };
         acc.iter_mut().for_each(|a| *a *= inv);
     }
-}
-
-/// The sum of 16 lanes in the order of `_mm512_reduce_add_ps`: halves added
-/// lane by lane until one is left.
-fn tree_sum(g: &[f32]) -> f32 {
-    let mut v = [0.0f32; SUM_GROUP];
-    v.copy_from_slice(g);
-    let mut n = SUM_GROUP;
-    while n > 1 {
-        n /= 2;
-        for j in 0..n {
-            v[j] += v[j + n];
-        }
-    }
-    v[0]
 }
 
 /// The inner loops, on the best instruction set available for this head size.
@@ -167,27 +137,71 @@ impl Simd {
         }
     }
 
-    /// `acc += Σⱼ weights[j] · values[j]` (values in half precision), one
-    /// fused multiply-add per key in order.
-    fn accumulate(self, acc: &mut [f32], weights: &[f32], values: &[&[u16]]) {
+    /// Widens the keys and values at `keys` (at most [`KEY_BLOCK`] of them)
+    /// into `keys_t` (transposed: dimension c of key j at `c * KEY_BLOCK + j`,
+    /// zero for keys past the block's end) and `values` (key j's row at
+    /// `j * d`).
+    fn widen_block(
+        self,
+        head: &HeadView,
+        keys: Range<usize>,
+        keys_t: &mut [f32],
+        values: &mut [f32],
+    ) {
+        let d = head.len;
+        let nk = keys.len();
+        assert!(nk <= KEY_BLOCK, "key block size");
+        assert!(keys_t.len() == d * KEY_BLOCK && values.len() == KEY_BLOCK * d);
         match self {
             Simd::Portable => {
-                for (&w, v) in weights.iter().zip(values) {
-                    for (a, &x) in acc.iter_mut().zip(v.iter()) {
-                        *a = w.mul_add(kernels::f16_to_f32(x), *a);
+                for (j, p) in keys.clone().enumerate() {
+                    for (c, &h) in head.key(p).iter().enumerate() {
+                        keys_t[c * KEY_BLOCK + j] = kernels::f16_to_f32(h);
                     }
+                    for (v, &h) in values[j * d..(j + 1) * d].iter_mut().zip(head.value(p)) {
+                        *v = kernels::f16_to_f32(h);
+                    }
+                }
+                for row in keys_t.chunks_exact_mut(KEY_BLOCK) {
+                    row[nk..].fill(0.0);
                 }
             }
             #[cfg(target_arch = "x86_64")]
             Simd::Avx2 => {
-                assert!(
-                    values.iter().all(|v| v.len() == acc.len()),
-                    "value row size"
-                );
-                // SAFETY: `Avx2` is only chosen when the CPU has AVX2, FMA and
-                // F16C and the rows are a multiple of 8 long; all rows are acc's length.
-                unsafe { avx2::accumulate(acc, weights, values) }
+                let key_rows: Vec<&[u16]> = keys.clone().map(|p| head.key(p)).collect();
+                assert!(key_rows.iter().all(|k| k.len() == d), "key row size");
+                for (j, p) in keys.enumerate() {
+                    let v = head.value(p);
+                    assert_eq!(v.len(), d, "value row size");
+                    // SAFETY: `Avx2` is only chosen when the CPU has F16C and
+                    // d is a multiple of 8; both rows are d long (asserted).
+                    unsafe { avx2::widen(v, &mut values[j * d..(j + 1) * d]) };
+                }
+                // SAFETY: as above; every key row is d long (asserted) and
+                // keys_t holds d rows of KEY_BLOCK.
+                unsafe { avx2::widen_transposed(&key_rows, keys_t) };
             }
+        }
+    }
+
+    /// `acc += Σⱼ weights[j] · values[j * d ..][..d]` (`d` = `acc.len()`), one
+    /// fused multiply-add per key in order.
+    fn accumulate(self, acc: &mut [f32], weights: &[f32], values: &[f32]) {
+        let d = acc.len();
+        assert_eq!(values.len(), weights.len() * d, "value rows");
+        match self {
+            Simd::Portable => {
+                for (&w, v) in weights.iter().zip(values.chunks_exact(d)) {
+                    for (a, &x) in acc.iter_mut().zip(v) {
+                        *a = w.mul_add(x, *a);
+                    }
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Avx2` is only chosen when the CPU has AVX2 and FMA and
+            // the rows are a multiple of 8 long; values holds one row of
+            // acc's length per weight (asserted).
+            Simd::Avx2 => unsafe { avx2::accumulate(acc, weights, values) },
         }
     }
 }
@@ -209,6 +223,79 @@ mod avx2 {
     unsafe fn load_half8(p: &[u16], c: usize) -> __m256 {
         // SAFETY: eight readable halves at c (the caller's contract).
         _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.as_ptr().add(c).cast()) })
+    }
+
+    /// `dst = src` widened.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and F16C; both are as long, a multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn widen(src: &[u16], dst: &mut [f32]) {
+        for c in (0..dst.len()).step_by(8) {
+            // SAFETY: c + 8 <= len for both (the caller's contract).
+            unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(c), load_half8(src, c)) };
+        }
+    }
+
+    /// Eight rows of eight lanes transposed: lane j of row c becomes lane c
+    /// of row j.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xee>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xee>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xee>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xee>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
+    }
+
+    /// The key rows widened into `keys_t` transposed (dimension c of key j
+    /// at `c * KEY_BLOCK + j`), zeros for keys past `keys.len()`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and F16C; at most KEY_BLOCK rows, every row d
+    /// long with d a multiple of 8, and `keys_t.len() == d * KEY_BLOCK`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn widen_transposed(keys: &[&[u16]], keys_t: &mut [f32]) {
+        let d = keys_t.len() / KEY_BLOCK;
+        for j0 in (0..KEY_BLOCK).step_by(8) {
+            for c0 in (0..d).step_by(8) {
+                let mut r = [_mm256_setzero_ps(); 8];
+                for (i, slot) in r.iter_mut().enumerate() {
+                    if let Some(k) = keys.get(j0 + i) {
+                        // SAFETY: c0 + 8 <= d == k.len() (the caller's contract).
+                        *slot = unsafe { load_half8(k, c0) };
+                    }
+                }
+                for (i, row) in transpose8(r).into_iter().enumerate() {
+                    // SAFETY: row c0 + i < d of KEY_BLOCK floats, lanes j0..j0 + 8.
+                    unsafe {
+                        _mm256_storeu_ps(keys_t.as_mut_ptr().add((c0 + i) * KEY_BLOCK + j0), row)
+                    };
+                }
+            }
+        }
     }
 
     /// The block's scores, eight keys per register, one fused chain per lane.
@@ -234,29 +321,32 @@ mod avx2 {
         }
     }
 
-    /// `acc[c..c + 8W] += Σⱼ weights[j] · values[j][c..c + 8W]`, the slice of
-    /// `acc` held in `W` registers across all the values.
+    /// `acc[c..c + 8W] += Σⱼ weights[j] · values[j * d + c..][..8W]`, the
+    /// slice of `acc` held in `W` registers across all the values.
     ///
     /// # Safety
-    /// The CPU must have AVX2, FMA and F16C; `c + 8W` must not pass the end of
-    /// `acc`, and every value row must be as long as `acc`.
+    /// The CPU must have AVX2 and FMA; `c + 8W` must not pass the end of
+    /// `acc`, and `values` must hold one row of acc's length per weight.
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn accumulate_w<const W: usize>(
         acc: &mut [f32],
         c: usize,
         weights: &[f32],
-        values: &[&[u16]],
+        values: &[f32],
     ) {
+        let d = acc.len();
         let mut a = [_mm256_setzero_ps(); W];
         for (r, slot) in a.iter_mut().enumerate() {
             // SAFETY: c + 8W <= acc.len() (the caller's contract).
             *slot = unsafe { _mm256_loadu_ps(acc.as_ptr().add(c + 8 * r)) };
         }
-        for (&w, v) in weights.iter().zip(values) {
+        for (j, &w) in weights.iter().enumerate() {
             let wv = _mm256_set1_ps(w);
+            // SAFETY: row j of values is d long and c + 8W <= d.
+            let row = unsafe { values.as_ptr().add(j * d + c) };
             for (r, slot) in a.iter_mut().enumerate() {
-                // SAFETY: v.len() == acc.len() (the caller's contract).
-                let x = unsafe { load_half8(v, c + 8 * r) };
+                // SAFETY: as above.
+                let x = unsafe { _mm256_loadu_ps(row.add(8 * r)) };
                 *slot = _mm256_fmadd_ps(wv, x, *slot);
             }
         }
@@ -266,13 +356,13 @@ mod avx2 {
         }
     }
 
-    /// `acc += Σⱼ weights[j] · values[j]`.
+    /// `acc += Σⱼ weights[j] · values[j * d ..][..d]`.
     ///
     /// # Safety
-    /// The CPU must have AVX2, FMA and F16C; `acc` must be a multiple of 8 long and
-    /// every value row as long as `acc`.
+    /// The CPU must have AVX2 and FMA; `acc` must be a multiple of 8 long and
+    /// `values` must hold one row of acc's length per weight.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn accumulate(acc: &mut [f32], weights: &[f32], values: &[&[u16]]) {
+    pub(super) unsafe fn accumulate(acc: &mut [f32], weights: &[f32], values: &[f32]) {
         let mut c = 0;
         while c + 64 <= acc.len() {
             // SAFETY: forwarded contract, c + 64 <= acc.len().

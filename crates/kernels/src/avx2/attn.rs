@@ -1,10 +1,11 @@
 //! The AVX2 + F16C body of [`crate::attn::attend_f16`]: the same recurrence as
 //! the portable body, eight lanes at a time. Rounding to half precision is the
 //! F16C round trip (`vcvtps2ph` to nearest-even, then `vcvtph2ps`), which
-//! gives exactly [`crate::attn::round_f16`]'s bits.
+//! gives exactly [`crate::attn::round_f16`]'s bits. Also the AVX2 bodies of
+//! the tiled softmax's block steps ([`scale_block`], [`block_weights`]).
 
 use super::*;
-use crate::attn::KvRows;
+use crate::attn::{KvRows, KEY_BLOCK};
 use std::ops::Range;
 
 /// Eight floats rounded to half precision and back.
@@ -106,4 +107,88 @@ pub(crate) unsafe fn attend_f16<K: KvRows + ?Sized>(
         let o = _mm256_mul_ps(load8_f32(&out[i..]), inv8);
         store8(&mut out[i..], o);
     }
+}
+
+/// The lanes `8r .. 8r + 8` of a key block that lie in `span`, as an all-ones
+/// mask.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn span_mask(r: usize, span: &Range<usize>) -> __m256 {
+    let idx = _mm256_add_epi32(
+        _mm256_set1_epi32((8 * r) as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    );
+    let below = _mm256_cmpgt_epi32(_mm256_set1_epi32(span.start as i32), idx);
+    let inside = _mm256_cmpgt_epi32(_mm256_set1_epi32(span.end as i32), idx);
+    _mm256_castsi256_ps(_mm256_andnot_si256(below, inside))
+}
+
+/// See [`crate::attn::scale_block`]; `span` lies within the block.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn scale_block(
+    scores: &mut [f32; KEY_BLOCK],
+    span: Range<usize>,
+    scale: f32,
+) -> f32 {
+    let s = _mm256_set1_ps(scale);
+    let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut m = neg_inf;
+    for r in 0..KEY_BLOCK / 8 {
+        let x = _mm256_mul_ps(load8_f32(&scores[8 * r..]), s);
+        store8(&mut scores[8 * r..], x);
+        // A NaN lane leaves the maximum as it was, as `f32::max` does.
+        m = _mm256_max_ps(_mm256_blendv_ps(neg_inf, x, span_mask(r, &span)), m);
+    }
+    let mut lanes = [0.0f32; 8];
+    store8(&mut lanes, m);
+    lanes.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x))
+}
+
+/// See [`crate::attn::block_weights`]; `span` lies within the block. A lane
+/// whose `exp` leaves the vector form's range takes the portable formula.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn block_weights(
+    scores: &[f32; KEY_BLOCK],
+    span: Range<usize>,
+    max: f32,
+    weights: &mut [f32; KEY_BLOCK],
+) -> f64 {
+    let m = _mm256_set1_ps(max);
+    let mut sum = 0.0f64;
+    // Each group of 16 lanes is two registers, summed as one 512-bit one.
+    for g in 0..KEY_BLOCK / 16 {
+        let mut half = [_mm256_setzero_ps(); 2];
+        for (h, w) in half.iter_mut().enumerate() {
+            let r = 2 * g + h;
+            if 8 * r >= span.end || 8 * r + 8 <= span.start {
+                continue;
+            }
+            let mask = span_mask(r, &span);
+            let (e, outside) =
+                crate::avx2::glu::exp8(_mm256_sub_ps(load8_f32(&scores[8 * r..]), m));
+            *w = if _mm256_movemask_ps(_mm256_and_ps(outside, mask)) == 0 {
+                _mm256_and_ps(e, mask)
+            } else {
+                let mut lanes = [0.0f32; 8];
+                for (l, x) in lanes.iter_mut().enumerate() {
+                    if span.contains(&(8 * r + l)) {
+                        *x = crate::glu::exp_approx(scores[8 * r + l] - max);
+                    }
+                }
+                load8_f32(&lanes)
+            };
+        }
+        store8(&mut weights[16 * g..], half[0]);
+        store8(&mut weights[16 * g + 8..], half[1]);
+        let v8 = _mm256_add_ps(half[0], half[1]);
+        let v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps::<1>(v8));
+        sum += f64::from(hsum_ps4(v4));
+    }
+    sum
 }
