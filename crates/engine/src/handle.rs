@@ -100,7 +100,7 @@ impl Generation {
 impl EngineHandle {
     /// Loads the model at `path` and starts its engine thread.
     pub fn start(path: &Path, config: EngineConfig) -> Result<Self, EngineError> {
-        let model = Model::load(path)?;
+        let model = Model::load_for_context(path, config.context_length)?;
         let tokenizer = Arc::new(Tokenizer::from_gguf(model.file())?);
         let template = match tokenizer.chat_template() {
             Some(src) => Some(Arc::new(
@@ -114,10 +114,7 @@ impl EngineHandle {
             None => None,
         };
         let mcfg = model.config().clone();
-        let context_length = match config.context_length {
-            0 => mcfg.n_ctx_train,
-            n => n.min(mcfg.n_ctx_train),
-        };
+        let context_length = mcfg.n_ctx;
         let kv_tokens = match config.kv_cache_tokens {
             0 => 2 * context_length,
             n => n,

@@ -24,6 +24,10 @@ pub struct ModelConfig {
     pub head_dim: usize,
     /// Context length the model was trained for.
     pub n_ctx_train: usize,
+    /// Positions one sequence may hold in the engine that loaded the model:
+    /// the training context unless the loader asked for less
+    /// ([`Model::load_for_context`]). LongRoPE picks its factors by it.
+    pub n_ctx: usize,
     pub n_vocab: usize,
     pub rms_eps: f32,
     /// The sliding window of the model's local attention layers, if it has
@@ -50,18 +54,8 @@ impl ModelConfig {
             .architecture()
             .ok_or_else(|| EngineError::Model("general.architecture is missing".into()))?
             .to_string();
-        // A per-layer array (Gemma 4's KV heads and feed-forward widths)
-        // reads as its largest entry; the family reads the array itself.
         let get = |key: &str| -> Result<usize, EngineError> {
-            let name = format!("{arch}.{key}");
-            f.get_u32(&name)
-                .or_else(|| {
-                    let arr = f.get(&name)?.as_array()?;
-                    arr.iter()
-                        .filter_map(|v| v.as_u64())
-                        .max()
-                        .map(|v| v as u32)
-                })
+            f.get_u32(&format!("{arch}.{key}"))
                 .map(|v| v as usize)
                 .ok_or_else(|| EngineError::Model(format!("{arch}.{key} is missing")))
         };
@@ -84,12 +78,17 @@ impl ModelConfig {
             n_kv_head,
             head_dim,
             n_ctx_train: get("context_length")?,
+            n_ctx: 0,
             n_vocab,
             sliding_window: get("attention.sliding_window").ok().filter(|&w| w > 0),
             rms_eps: f
                 .get_f32(&format!("{arch}.attention.layer_norm_rms_epsilon"))
                 .unwrap_or(1e-5),
             arch,
+        };
+        let cfg = ModelConfig {
+            n_ctx: cfg.n_ctx_train,
+            ..cfg
         };
         if cfg.n_kv_head == 0
             || !cfg.n_head.is_multiple_of(cfg.n_kv_head)
@@ -107,10 +106,6 @@ impl ModelConfig {
 /// The architectures (`general.architecture`) the engine runs.
 pub const SUPPORTED_ARCHS: &str =
     "llama, gemma3, qwen2, qwen3, qwen35, phi3, granite, smollm3, mistral3";
-
-/// The environment variable that lets a `gemma4` file load although its
-/// decoder is not yet verified against llama.cpp.
-pub const UNVERIFIED_GEMMA4: &str = "PARLANCE_UNVERIFIED_GEMMA4";
 
 /// The forward pass of one model family.
 pub trait Forward: Send + Sync {
@@ -152,34 +147,34 @@ pub struct Model {
 }
 
 impl Model {
-    /// Opens `path` and builds the forward pass its architecture names.
+    /// Opens `path` and builds the forward pass its architecture names, for
+    /// the model's training context.
     pub fn load(path: &Path) -> Result<Self, EngineError> {
+        Self::load_for_context(path, 0)
+    }
+
+    /// [`Model::load`] for sequences of at most `n_ctx` positions (`0`, or
+    /// more than the training context: the training context), which becomes
+    /// [`ModelConfig::n_ctx`].
+    pub fn load_for_context(path: &Path, n_ctx: usize) -> Result<Self, EngineError> {
         let file = Arc::new(GgufFile::open(path)?);
-        Self::from_file(file)
+        Self::from_file_for_context(file, n_ctx)
     }
 
     pub fn from_file(file: Arc<GgufFile>) -> Result<Self, EngineError> {
-        let cfg = ModelConfig::from_gguf(&file)?;
+        Self::from_file_for_context(file, 0)
+    }
+
+    /// [`Model::from_file`] for sequences of at most `n_ctx` positions (see
+    /// [`Model::load_for_context`]).
+    pub fn from_file_for_context(file: Arc<GgufFile>, n_ctx: usize) -> Result<Self, EngineError> {
+        let mut cfg = ModelConfig::from_gguf(&file)?;
+        if n_ctx != 0 {
+            cfg.n_ctx = n_ctx.min(cfg.n_ctx_train);
+        }
         let family: Box<dyn Forward> = match cfg.arch.as_str() {
             "llama" => Box::new(models::llama::Llama::load(file.clone(), cfg)?),
             "gemma3" => Box::new(models::gemma3::Gemma3::load(file.clone(), cfg)?),
-            // Gemma 4's decoder does not yet match llama.cpp closely enough
-            // (docs/MODELS.md): refused unless asked for by name.
-            "gemma4" if std::env::var_os(UNVERIFIED_GEMMA4).is_none() => {
-                return Err(EngineError::Model(format!(
-                    "architecture 'gemma4' is not supported yet: its decoder does not yet \
-                     match llama.cpp's logits closely enough (set {UNVERIFIED_GEMMA4}=1 to \
-                     load it anyway, for testing)"
-                )))
-            }
-            "gemma4" => Box::new(models::gemma4::Gemma4::load(file.clone(), cfg)?),
-            "gemma4-assistant" => {
-                return Err(EngineError::Model(
-                    "architecture 'gemma4-assistant' (a Gemma 4 draft model for speculative \
-                     decoding) is not supported; load the gemma4 model it drafts for"
-                        .into(),
-                ))
-            }
             "qwen2" => Box::new(models::qwen2::load(file.clone(), cfg)?),
             "qwen3" => Box::new(models::qwen3::load(file.clone(), cfg)?),
             "qwen35" => Box::new(models::qwen35::Qwen35::load(file.clone(), cfg)?),

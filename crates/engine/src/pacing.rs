@@ -269,6 +269,7 @@ mod tests {
             n_kv_head: 1,
             head_dim: 4,
             n_ctx_train: 64,
+            n_ctx: 64,
             n_vocab,
             rms_eps: 1e-5,
             sliding_window: None,

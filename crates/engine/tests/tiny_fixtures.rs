@@ -20,10 +20,14 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny")
 }
 
+/// The context llama-perplexity ran with (`-c 32`): the model is loaded
+/// for it, as llama.cpp's context was (LongRoPE picks its factors by it).
+const REFERENCE_CTX: usize = 32;
+
 /// Our logits for the reference file's chunks, scored against it.
 fn kl_against_reference(name: &str) -> KlStats {
     let dir = fixtures();
-    let model = Model::load(&dir.join(format!("{name}.gguf"))).unwrap();
+    let model = Model::load_for_context(&dir.join(format!("{name}.gguf")), REFERENCE_CTX).unwrap();
     let tok = Tokenizer::from_gguf(model.file()).unwrap();
     let bos = if tok.add_bos() { tok.bos_id() } else { None };
     let f = File::open(dir.join(format!("{name}.kld"))).unwrap();
@@ -31,6 +35,7 @@ fn kl_against_reference(name: &str) -> KlStats {
     let n_vocab = model.config().n_vocab;
     assert_eq!(reader.n_vocab, n_vocab);
     let chunks = reader.chunks.clone();
+    assert_eq!(chunks.n_ctx, REFERENCE_CTX);
     let pool = ThreadPool::new(2);
     let mut kl = KlStats::default();
     for i in 0..chunks.n_chunk() {
@@ -95,6 +100,7 @@ fixtures! {
     qwen3_q8_0_qk_norm => "qwen3-q8_0",
     gemma3_q8_0_sliding_window => "gemma3-q8_0",
     phi3_q8_0_fused_longrope => "phi3-q8_0",
+    phi3_q8_0_longrope_long_factors => "phi3-long-q8_0",
     granite_q8_0_multipliers => "granite-q8_0",
     smollm3_q8_0_nope_layers => "smollm3-q8_0",
     mistral3_q8_0_yarn_temperature => "mistral3-q8_0",

@@ -4,7 +4,7 @@
 //! `--kl-divergence-base` files, or ours from `--save-logits`).
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -49,7 +49,8 @@ pub fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         bail!("--kl-divergence-base and --save-logits cannot be used together");
     }
     let path = crate::model_arg::resolve(&args.model, data_dir)?;
-    let model = Model::load(&path).with_context(|| format!("loading {}", path.display()))?;
+    let model = Model::load_for_context(&path, load_context(&args)?)
+        .with_context(|| format!("loading {}", path.display()))?;
     let tok = Tokenizer::from_gguf(model.file()).context("building the tokenizer")?;
     let threads = match args.threads {
         0 => kernels::default_threads(),
@@ -66,6 +67,27 @@ pub fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         Some(base) => kl_divergence(&args, &model, bos, base, &pool),
         None => ppl(&args, &model, &tok, bos, &pool),
     }
+}
+
+/// Tokens per chunk when neither `--ctx` nor a base file says.
+const DEFAULT_CTX: usize = 512;
+
+/// The context the model is loaded for, as llama-perplexity's is (LongRoPE
+/// picks its factors by it): `--ctx`, else the base file's (the `u32` after
+/// its 8-byte magic), else [`DEFAULT_CTX`].
+fn load_context(args: &Args) -> anyhow::Result<usize> {
+    if let Some(ctx) = args.ctx {
+        return Ok(ctx);
+    }
+    let Some(base) = &args.kl_divergence_base else {
+        return Ok(DEFAULT_CTX);
+    };
+    let mut head = [0u8; 12];
+    File::open(base)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .with_context(|| format!("reading the header of {}", base.display()))?;
+    let [a, b, c, d] = [head[8], head[9], head[10], head[11]];
+    Ok(u32::from_le_bytes([a, b, c, d]) as usize)
 }
 
 /// Reads the text as llama-perplexity's `-f` does.
@@ -91,7 +113,7 @@ fn ppl(
     };
     let text = read_text(file)?;
     let tokens = tok.encode(&text, true, false);
-    let chunks = Chunks::new(tokens, args.ctx.unwrap_or(512), bos, args.chunks)?;
+    let chunks = Chunks::new(tokens, args.ctx.unwrap_or(DEFAULT_CTX), bos, args.chunks)?;
     let n_vocab = model.config().n_vocab;
     let mut writer = match &args.save_logits {
         Some(p) => {

@@ -1,7 +1,8 @@
 //! Rotary embeddings as a GGUF file describes them for llama-shaped
 //! decoders: the base, the rotated dimensions, per-frequency factors
 //! (Llama 3's `rope_freqs.weight`, Phi-3's LongRoPE `rope_factors_short` /
-//! `rope_factors_long`), and context-extension scaling (`rope.scaling.type`
+//! `rope_factors_long`, chosen by the engine's context as llama.cpp chooses
+//! them), and context-extension scaling (`rope.scaling.type`
 //! linear or YaRN, `rope.scaling.attn_factor`), read the way llama.cpp
 //! (`llama_model::load_hparams`, `llama_context`'s YaRN set-up) reads them.
 //!
@@ -25,6 +26,18 @@ pub(crate) fn n_ctx_orig(f: &GgufFile, cfg: &ModelConfig) -> usize {
     .map_or(cfg.n_ctx_train, |v| v as usize)
 }
 
+/// llama.cpp rounds a context up to a multiple of this (`llama_context`).
+const CTX_PAD: usize = 256;
+
+/// Whether LongRoPE's long factors (`rope_factors_long`) serve sequences of
+/// up to `n_ctx` positions rather than its short ones: llama.cpp
+/// (`llama_model::get_rope_factors`) takes the long factors, for every
+/// position, when its per-sequence context, rounded up to a multiple of
+/// 256, exceeds the original context `n_ctx_orig`.
+pub(crate) fn long_factors(n_ctx: usize, n_ctx_orig: usize) -> bool {
+    n_ctx.div_ceil(CTX_PAD) * CTX_PAD > n_ctx_orig
+}
+
 /// The rotation `cfg.arch`'s keys describe.
 pub(crate) fn load(f: &GgufFile, cfg: &ModelConfig, style: RopeStyle) -> Result<Rope, EngineError> {
     let arch = &cfg.arch;
@@ -40,11 +53,15 @@ pub(crate) fn load(f: &GgufFile, cfg: &ModelConfig, style: RopeStyle) -> Result<
         )));
     }
     let mut rope = Rope::new(style, base, n_rot, cfg.head_dim);
-    // Llama 3's long-context scaling: per-frequency divisors. LongRoPE's
-    // short factors serve contexts up to the original length, which is what
-    // the engine runs (its context is at most the training length and the
-    // long factors would serve only beyond the original one).
-    for name in ["rope_freqs.weight", "rope_factors_short.weight"] {
+    // Per-frequency divisors: Llama 3's long-context scaling, else
+    // LongRoPE's factors for the engine's context (short up to the original
+    // length, long beyond it).
+    let longrope = if long_factors(cfg.n_ctx, n_ctx_orig(f, cfg)) {
+        "rope_factors_long.weight"
+    } else {
+        "rope_factors_short.weight"
+    };
+    for name in ["rope_freqs.weight", longrope] {
         if f.tensor(name).is_some() {
             rope = rope.with_freq_factors(layers::load_vector(f, name, n_rot / 2)?);
             break;
@@ -89,4 +106,28 @@ pub(crate) fn load(f: &GgufFile, cfg: &ModelConfig, style: RopeStyle) -> Result<
         scaling.attn_factor *= a;
     }
     Ok(rope.with_scaling(scaling))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::long_factors;
+
+    #[test]
+    fn long_factors_only_beyond_the_original_context_rounded_as_llama_cpp_does() {
+        // Phi-3.5 mini: 4096 original positions.
+        assert!(!long_factors(512, 4096));
+        assert!(!long_factors(4096, 4096));
+        assert!(long_factors(4097, 4096));
+        assert!(long_factors(8192, 4096));
+        assert!(long_factors(131_072, 4096));
+        // llama.cpp rounds the context up to 256 first: 32 positions count
+        // as 256, above a 16-position original context, not above 1024.
+        assert!(long_factors(32, 16));
+        assert!(!long_factors(32, 1024));
+        assert!(!long_factors(1024, 1024));
+        assert!(long_factors(1025, 1024));
+        // An original context off the 256 grid: 200 positions count as 256.
+        assert!(long_factors(200, 250));
+        assert!(!long_factors(200, 256));
+    }
 }
