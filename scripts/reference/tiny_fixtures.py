@@ -218,12 +218,108 @@ def qwen35_layer(w, p, i, d, ff, q_dim, kv_dim, hd, mat, vec, rng):
     w.add_tensor(p + "ffn_down.weight", mat(d, ff, 0.2))
 
 
+def write_gemma4(name, vocab, out_dir):
+    """Gemma 4 (llama.cpp's gemma4 keys and tensor names): six layers,
+    sliding (head size 16, 2 KV heads, base 1e4, window 8) and global (head
+    size 32, 1 KV head, base 1e6, the upper half of the pairs held still by
+    rope_freqs' 1e30 factors) in turn; the last two share the cache of layers
+    2 and 3 (double-wide feed-forward, as the converter writes); per-layer
+    token embeddings of width 32; layer 1 without attn_v (values from the
+    key projection); layer output scales; an untied output and a final
+    logit soft-cap of 8."""
+    tokens, types, merges = vocab
+    n_vocab = len(tokens)
+    rng = np.random.default_rng(sum(map(ord, name)))
+    path = os.path.join(out_dir, f"base-{name}.gguf")
+    a = "gemma4"
+    w = gguf.GGUFWriter(path, a)
+    w.add_name("parlance tiny model")
+    n_layer, d, head, ple = 6, 64, 4, 32
+    swa = [i % 2 == 0 for i in range(n_layer)]
+    shared = 2
+    hd = [16 if s else 32 for s in swa]
+    kvh = [2 if s else 1 for s in swa]
+    ff = [128 if i < n_layer - shared else 256 for i in range(n_layer)]
+    w.add_block_count(n_layer)
+    w.add_context_length(2048)
+    w.add_embedding_length(d)
+    w.add_array(f"{a}.feed_forward_length", ff)
+    w.add_head_count(head)
+    w.add_array(f"{a}.attention.head_count_kv", kvh)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_rope_freq_base(1000000.0)
+    w.add_float32(f"{a}.rope.freq_base_swa", 10000.0)
+    w.add_uint32(f"{a}.attention.key_length", 32)
+    w.add_uint32(f"{a}.attention.value_length", 32)
+    w.add_uint32(f"{a}.attention.key_length_swa", 16)
+    w.add_uint32(f"{a}.attention.value_length_swa", 16)
+    w.add_uint32(f"{a}.rope.dimension_count", 32)
+    w.add_uint32(f"{a}.rope.dimension_count_swa", 16)
+    w.add_uint32(f"{a}.attention.sliding_window", 8)
+    w.add_array(f"{a}.attention.sliding_window_pattern", swa)
+    w.add_uint32(f"{a}.attention.shared_kv_layers", shared)
+    w.add_uint32(f"{a}.embedding_length_per_layer_input", ple)
+    w.add_float32(f"{a}.final_logit_softcapping", 8.0)
+    w.add_file_type(0)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("llama-bpe")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(tokens.index("<|begin_of_text|>"))
+    w.add_eos_token_id(tokens.index("<|end_of_text|>"))
+    w.add_add_bos_token(True)
+
+    def mat(rows, cols, scale):
+        return (rng.standard_normal((rows, cols)) * scale * np.sqrt(64.0 / cols)).astype(np.float32)
+
+    def vec(n):
+        return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    w.add_tensor("token_embd.weight", mat(n_vocab, d, 0.02))
+    w.add_tensor("output_norm.weight", vec(d))
+    # Untied and wide enough that the soft-cap bends the logits.
+    w.add_tensor("output.weight", mat(n_vocab, d, 0.5))
+    w.add_tensor("rope_freqs.weight", np.array([1.0] * 8 + [1e30] * 8, dtype=np.float32))
+    w.add_tensor("per_layer_token_embd.weight", mat(n_vocab, ple * n_layer, 0.3))
+    w.add_tensor("per_layer_model_proj.weight", mat(ple * n_layer, d, 0.3))
+    w.add_tensor("per_layer_proj_norm.weight", vec(ple))
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        q_dim, kv_dim = head * hd[i], kvh[i] * hd[i]
+        w.add_tensor(p + "attn_norm.weight", vec(d))
+        w.add_tensor(p + "attn_q.weight", mat(q_dim, d, 0.3))
+        w.add_tensor(p + "attn_q_norm.weight", vec(hd[i]))
+        if i < n_layer - shared:
+            w.add_tensor(p + "attn_k.weight", mat(kv_dim, d, 0.3))
+            if i != 1:
+                w.add_tensor(p + "attn_v.weight", mat(kv_dim, d, 0.3))
+            w.add_tensor(p + "attn_k_norm.weight", vec(hd[i]))
+        w.add_tensor(p + "attn_output.weight", mat(d, q_dim, 0.2))
+        w.add_tensor(p + "post_attention_norm.weight", vec(d))
+        w.add_tensor(p + "ffn_norm.weight", vec(d))
+        w.add_tensor(p + "ffn_gate.weight", mat(ff[i], d, 0.3))
+        w.add_tensor(p + "ffn_up.weight", mat(ff[i], d, 0.3))
+        w.add_tensor(p + "ffn_down.weight", mat(d, ff[i], 0.2))
+        w.add_tensor(p + "post_ffw_norm.weight", vec(d))
+        w.add_tensor(p + "inp_gate.weight", mat(ple, d, 0.3))
+        w.add_tensor(p + "proj.weight", mat(d, ple, 0.3))
+        w.add_tensor(p + "post_norm.weight", vec(d))
+        w.add_tensor(p + "layer_output_scale.weight", np.array([0.7 + 0.1 * i], dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print(path)
+
+
 def main():
     vocab_dir, out_dir = sys.argv[1], sys.argv[2]
     os.makedirs(out_dir, exist_ok=True)
     vocab = small_vocab(vocab_dir)
     for name in MODELS:
         write(name, vocab, out_dir)
+    write_gemma4("gemma4", vocab, out_dir)
 
 
 if __name__ == "__main__":
