@@ -43,12 +43,7 @@ pub fn check_tools(
     for (i, tool) in tools.iter().enumerate() {
         let name = &tool.function.name;
         let param = format!("tools[{i}].function.name");
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid {
+        if !is_name(name) {
             return Err(ApiError::invalid(
                 param,
                 InvalidCode::InvalidValue,
@@ -171,16 +166,21 @@ pub fn check_tool_turns(messages: &[ChatMessage]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Whether `name` is a function's or a schema's name as OpenAI takes it:
+/// 1 to 64 ASCII letters, digits, underscores or dashes.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// `response_format` carries what its type needs.
 pub fn check_response_format(format: Option<&ResponseFormat>) -> Result<(), ApiError> {
     if let Some(ResponseFormat::JsonSchema { json_schema }) = format {
         let name = &json_schema.name;
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid {
+        if !is_name(name) {
             return Err(ApiError::invalid(
                 "response_format.json_schema.name",
                 InvalidCode::InvalidValue,
@@ -204,4 +204,19 @@ pub fn check_response_format(format: Option<&ResponseFormat>) -> Result<(), ApiE
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_name;
+
+    #[test]
+    fn names_are_1_to_64_letters_digits_underscores_or_dashes() {
+        assert!(is_name("get_weather-2"));
+        assert!(is_name(&"a".repeat(64)));
+        assert!(!is_name(""));
+        assert!(!is_name(&"a".repeat(65)));
+        assert!(!is_name("get weather"));
+        assert!(!is_name("météo"));
+    }
 }
