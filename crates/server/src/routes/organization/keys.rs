@@ -206,16 +206,7 @@ pub async fn create_project_key(
     project(&admin, &project_id).await?;
     let mut create = parse_create(&body)?;
     create.project_id = None;
-    let new = new_key(create, project_id, KeyKind::Project);
-    let (key, secret) = manage::create_key(
-        &admin.store,
-        &admin.tenant.org_id,
-        &new,
-        &admin.tenant.api_key_id,
-    )
-    .await
-    .map_err(service::Error::from)?;
-    Ok(Json(created_json(&key, &secret)))
+    issue(&admin, new_key(create, project_id, KeyKind::Project)).await
 }
 
 /// `GET /v1/organization/projects/{project_id}/api_keys/{key_id}`
@@ -283,16 +274,7 @@ pub async fn create_admin_key(
             format!("No project found with id '{project_id}'."),
         )
     })?;
-    let new = new_key(create, project_id, KeyKind::Admin);
-    let (key, secret) = manage::create_key(
-        &admin.store,
-        &admin.tenant.org_id,
-        &new,
-        &admin.tenant.api_key_id,
-    )
-    .await
-    .map_err(service::Error::from)?;
-    Ok(Json(created_json(&key, &secret)))
+    issue(&admin, new_key(create, project_id, KeyKind::Admin)).await
 }
 
 /// `GET /v1/organization/admin_api_keys/{key_id}`
@@ -325,6 +307,19 @@ pub async fn rotate_admin_key(
 ) -> Result<Json<Value>, ServerError> {
     let admin = admin(&state, caller)?;
     rotate(&admin, None, &key_id, KeyKind::Admin).await
+}
+
+/// Creates `new` and answers with it and its secret (shown once).
+async fn issue(admin: &Admin, new: NewApiKey) -> Result<Json<Value>, ServerError> {
+    let (key, secret) = manage::create_key(
+        &admin.store,
+        &admin.tenant.org_id,
+        &new,
+        &admin.tenant.api_key_id,
+    )
+    .await
+    .map_err(service::Error::from)?;
+    Ok(Json(created_json(&key, &secret)))
 }
 
 async fn delete(
