@@ -220,9 +220,11 @@ def qwen35_layer(w, p, i, d, ff, q_dim, kv_dim, hd, mat, vec, rng):
 
 def write_gemma4(name, vocab, out_dir):
     """Gemma 4 (llama.cpp's gemma4 keys and tensor names): six layers,
-    sliding (head size 16, 2 KV heads, base 1e4, window 8) and global (head
-    size 32, 1 KV head, base 1e6, the upper half of the pairs held still by
-    rope_freqs' 1e30 factors) in turn; the last two share the cache of layers
+    sliding (head size 64, 2 KV heads, base 1e4, window 8) and global (head
+    size 128, 1 KV head, base 1e6, the upper half of the pairs held still by
+    rope_freqs' 1e30 factors) in turn (heads of at least 64: llama.cpp's CPU
+    attention adds heads of 16 or 32 one element at a time, which our
+    emulation does not follow at Gemma 4's unscaled, large scores); the last two share the cache of layers
     2 and 3 (double-wide feed-forward, as the converter writes); per-layer
     token embeddings of width 32; layer 1 without attn_v (values from the
     key projection); layer output scales; an untied output and a final
@@ -237,7 +239,7 @@ def write_gemma4(name, vocab, out_dir):
     n_layer, d, head, ple = 6, 64, 4, 32
     swa = [i % 2 == 0 for i in range(n_layer)]
     shared = 2
-    hd = [16 if s else 32 for s in swa]
+    hd = [64 if s else 128 for s in swa]
     kvh = [2 if s else 1 for s in swa]
     ff = [128 if i < n_layer - shared else 256 for i in range(n_layer)]
     w.add_block_count(n_layer)
@@ -249,12 +251,12 @@ def write_gemma4(name, vocab, out_dir):
     w.add_layer_norm_rms_eps(1e-6)
     w.add_rope_freq_base(1000000.0)
     w.add_float32(f"{a}.rope.freq_base_swa", 10000.0)
-    w.add_uint32(f"{a}.attention.key_length", 32)
-    w.add_uint32(f"{a}.attention.value_length", 32)
-    w.add_uint32(f"{a}.attention.key_length_swa", 16)
-    w.add_uint32(f"{a}.attention.value_length_swa", 16)
-    w.add_uint32(f"{a}.rope.dimension_count", 32)
-    w.add_uint32(f"{a}.rope.dimension_count_swa", 16)
+    w.add_uint32(f"{a}.attention.key_length", 128)
+    w.add_uint32(f"{a}.attention.value_length", 128)
+    w.add_uint32(f"{a}.attention.key_length_swa", 64)
+    w.add_uint32(f"{a}.attention.value_length_swa", 64)
+    w.add_uint32(f"{a}.rope.dimension_count", 128)
+    w.add_uint32(f"{a}.rope.dimension_count_swa", 64)
     w.add_uint32(f"{a}.attention.sliding_window", 8)
     w.add_array(f"{a}.attention.sliding_window_pattern", swa)
     w.add_uint32(f"{a}.attention.shared_kv_layers", shared)
@@ -280,7 +282,7 @@ def write_gemma4(name, vocab, out_dir):
     w.add_tensor("output_norm.weight", vec(d))
     # Untied and wide enough that the soft-cap bends the logits.
     w.add_tensor("output.weight", mat(n_vocab, d, 0.5))
-    w.add_tensor("rope_freqs.weight", np.array([1.0] * 8 + [1e30] * 8, dtype=np.float32))
+    w.add_tensor("rope_freqs.weight", np.array([1.0] * 32 + [1e30] * 32, dtype=np.float32))
     w.add_tensor("per_layer_token_embd.weight", mat(n_vocab, ple * n_layer, 0.3))
     w.add_tensor("per_layer_model_proj.weight", mat(ple * n_layer, d, 0.3))
     w.add_tensor("per_layer_proj_norm.weight", vec(ple))

@@ -27,7 +27,7 @@ rm -f "$OUT"/*.gguf "$OUT"/*.kld
 # base model, llama-quantize type, file name
 FIXTURES=(
   "llama Q8_0 llama-q8_0" "qwen2 Q8_0 qwen2-q8_0" "qwen3 Q8_0 qwen3-q8_0"
-  "gemma3 Q8_0 gemma3-q8_0" "phi3 Q8_0 phi3-q8_0" "phi3-long Q8_0 phi3-long-q8_0" "granite Q8_0 granite-q8_0"
+  "gemma3 Q8_0 gemma3-q8_0" "gemma4 Q8_0 gemma4-q8_0" "phi3 Q8_0 phi3-q8_0" "phi3-long Q8_0 phi3-long-q8_0" "granite Q8_0 granite-q8_0"
   "smollm3 Q8_0 smollm3-q8_0" "mistral3 Q8_0 mistral3-q8_0"
   "qwen35 Q8_0 qwen35-q8_0"
   "llama F32 llama-f32" "llama F16 llama-f16" "llama BF16 llama-bf16"

@@ -115,11 +115,7 @@ impl ModelConfig {
 
 /// The architectures (`general.architecture`) the engine runs.
 pub const SUPPORTED_ARCHS: &str =
-    "llama, gemma3, qwen2, qwen3, qwen35, phi3, granite, smollm3, mistral3";
-
-/// The environment variable that lets a `gemma4` file load although its
-/// decoder is not yet verified against llama.cpp.
-pub const UNVERIFIED_GEMMA4: &str = "PARLANCE_UNVERIFIED_GEMMA4";
+    "llama, gemma3, gemma4, qwen2, qwen3, qwen35, phi3, granite, smollm3, mistral3";
 
 /// The forward pass of one model family.
 pub trait Forward: Send + Sync {
@@ -189,15 +185,6 @@ impl Model {
         let family: Box<dyn Forward> = match cfg.arch.as_str() {
             "llama" => Box::new(models::llama::Llama::load(file.clone(), cfg)?),
             "gemma3" => Box::new(models::gemma3::Gemma3::load(file.clone(), cfg)?),
-            // Gemma 4's decoder does not yet match llama.cpp closely enough
-            // (docs/MODELS.md): refused unless asked for by name.
-            "gemma4" if std::env::var_os(UNVERIFIED_GEMMA4).is_none() => {
-                return Err(EngineError::Model(format!(
-                    "architecture 'gemma4' is not supported yet: its decoder does not yet \
-                     match llama.cpp's logits closely enough (set {UNVERIFIED_GEMMA4}=1 to \
-                     load it anyway, for testing)"
-                )))
-            }
             "gemma4" => Box::new(models::gemma4::Gemma4::load(file.clone(), cfg)?),
             "gemma4-assistant" => {
                 return Err(EngineError::Model(

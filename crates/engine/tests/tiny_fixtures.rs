@@ -99,6 +99,7 @@ fixtures! {
     qwen2_q8_0_biases => "qwen2-q8_0",
     qwen3_q8_0_qk_norm => "qwen3-q8_0",
     gemma3_q8_0_sliding_window => "gemma3-q8_0",
+    gemma4_q8_0_shared_kv_per_layer_embd => "gemma4-q8_0",
     phi3_q8_0_fused_longrope => "phi3-q8_0",
     phi3_q8_0_longrope_long_factors => "phi3-long-q8_0",
     granite_q8_0_multipliers => "granite-q8_0",
