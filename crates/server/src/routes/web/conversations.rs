@@ -36,22 +36,11 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
+/// The body that creates a conversation or updates one: each field
+/// optional.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct CreateRequest {
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    system_prompt: Option<String>,
-    #[serde(default)]
-    settings: Option<Map<String, Value>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateRequest {
+pub struct ConversationFields {
     #[serde(default)]
     title: Option<String>,
     #[serde(default)]
@@ -114,8 +103,8 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, crate::ServerError> {
     let p = person(&state, caller)?;
-    let request: CreateRequest = if body.is_empty() {
-        CreateRequest::default()
+    let request: ConversationFields = if body.is_empty() {
+        ConversationFields::default()
     } else {
         json_body(&body)?
     };
@@ -165,7 +154,7 @@ pub async fn update(
     body: Bytes,
 ) -> Result<Json<Value>, crate::ServerError> {
     let p = person(&state, caller)?;
-    let request: UpdateRequest = json_body(&body)?;
+    let request: ConversationFields = json_body(&body)?;
     let update = ConversationUpdate {
         title: request.title.map(title).transpose()?,
         model: request.model,
