@@ -1,44 +1,72 @@
 //! Reasoning split out of an answer: models whose chat template thinks
-//! (`<think>…</think>`) write their reasoning first; it is returned apart
-//! from `content` (`reasoning_content`, or `reasoning` when the server
-//! names it so), whole and streamed alike.
+//! write their reasoning first, in a block (`<think>…</think>`, or Gemma 4's
+//! `<|channel>thought…<channel|>`); it is returned apart from `content`
+//! (`reasoning_content`, or `reasoning` when the server names it so), whole
+//! and streamed alike.
 //!
 //! [`Thinking::of`] decides from the template and the rendered prompt
-//! whether a request's answer is read for reasoning, and whether it starts
-//! inside the block (templates such as DeepSeek-R1's end the prompt with
-//! `<think>`). [`Splitter`] reads the output in whatever pieces it arrives
-//! (a tag may be split across tokens): only a block at the very start of
-//! the answer is reasoning, whitespace around the tags is dropped, and an
-//! answer that ends inside the block is all reasoning.
+//! whether a request's answer is read for reasoning, with which [`Tags`],
+//! and whether it starts inside the block (templates such as DeepSeek-R1's
+//! end the prompt with `<think>`). [`Splitter`] reads the output in
+//! whatever pieces it arrives (a tag may be split across tokens): only a
+//! block at the very start of the answer is reasoning, whitespace around
+//! the tags is dropped, and an answer that ends inside the block is all
+//! reasoning.
 
-/// The tag opening a reasoning block.
-pub const OPEN: &str = "<think>";
-/// The tag closing it.
-pub const CLOSE: &str = "</think>";
+/// The pair of tags around a reasoning block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tags {
+    /// The text opening the block.
+    pub open: &'static str,
+    /// The text closing it.
+    pub close: &'static str,
+}
+
+/// `<think>…</think>`: Qwen3, QwQ, DeepSeek-R1, SmolLM3, Granite and most
+/// thinking templates.
+pub const THINK: Tags = Tags {
+    open: "<think>",
+    close: "</think>",
+};
+
+/// Gemma 4's thought channel: `<|channel>thought` … `<channel|>` (both
+/// markers are user-defined tokens of its vocabulary, so they arrive as text).
+pub const CHANNEL: Tags = Tags {
+    open: "<|channel>thought",
+    close: "<channel|>",
+};
 
 /// How a request's answer is read for reasoning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thinking {
     /// The prompt already opened the block: the output starts as reasoning.
     pub inside: bool,
+    /// The tags the template writes around the block.
+    pub tags: Tags,
 }
 
 impl Thinking {
     /// Whether the answer of a model with chat template `template`, to a
     /// prompt rendered as `prompt`, is read for reasoning: only when the
-    /// template knows the tags. Either tag counts: DeepSeek-R1's first
-    /// templates (as in the distills' published GGUFs) only strip
+    /// template knows the tags. Either `<think>` tag counts: DeepSeek-R1's
+    /// first templates (as in the distills' published GGUFs) only strip
     /// `</think>` from past answers and leave the model to open the block.
+    /// Gemma 4's templates name both channel markers.
     pub fn of(template: Option<&str>, prompt: &str) -> Option<Thinking> {
-        if !template.is_some_and(|t| t.contains(OPEN) || t.contains(CLOSE)) {
+        let template = template?;
+        let tags = if template.contains(THINK.open) || template.contains(THINK.close) {
+            THINK
+        } else if template.contains("<|channel>") && template.contains(CHANNEL.close) {
+            CHANNEL
+        } else {
             return None;
-        }
-        let inside = match (prompt.rfind(OPEN), prompt.rfind(CLOSE)) {
+        };
+        let inside = match (prompt.rfind(tags.open), prompt.rfind(tags.close)) {
             (Some(open), Some(close)) => open > close,
             (Some(_), None) => true,
             _ => false,
         };
-        Some(Thinking { inside })
+        Some(Thinking { inside, tags })
     }
 }
 
@@ -106,6 +134,8 @@ pub struct Splitter {
     held: String,
     /// Whether leading whitespace is still dropped (just after a tag).
     trim: bool,
+    /// The block's tags.
+    tags: Tags,
 }
 
 impl Splitter {
@@ -119,6 +149,7 @@ impl Splitter {
             },
             held: String::new(),
             trim: true,
+            tags: thinking.tags,
         }
     }
 
@@ -130,13 +161,13 @@ impl Splitter {
             match self.state {
                 State::Start => {
                     let rest = self.held.trim_start();
-                    if let Some(after) = rest.strip_prefix(OPEN) {
+                    if let Some(after) = rest.strip_prefix(self.tags.open) {
                         self.held = after.to_string();
                         self.state = State::Inside;
                         self.trim = true;
                         continue;
                     }
-                    if OPEN.starts_with(rest) {
+                    if self.tags.open.starts_with(rest) {
                         return parts;
                     }
                     self.state = State::Content;
@@ -150,15 +181,15 @@ impl Splitter {
                         }
                         self.trim = false;
                     }
-                    if let Some(at) = self.held.find(CLOSE) {
+                    if let Some(at) = self.held.find(self.tags.close) {
                         let reasoning = self.held[..at].trim_end().to_string();
-                        self.held = self.held[at + CLOSE.len()..].to_string();
+                        self.held = self.held[at + self.tags.close.len()..].to_string();
                         add(&mut parts, Part::Reasoning(reasoning));
                         self.state = State::Content;
                         self.trim = true;
                         continue;
                     }
-                    let keep = held_back(&self.held);
+                    let keep = held_back(&self.held, self.tags.close);
                     let ready = self.held[..keep].to_string();
                     self.held.drain(..keep);
                     add(&mut parts, Part::Reasoning(ready));
@@ -216,17 +247,17 @@ impl Splitter {
 
 /// Whether a whole answer had a (possibly empty) block.
 fn splitter_saw_block(thinking: Thinking, text: &str) -> bool {
-    thinking.inside || text.trim_start().starts_with(OPEN)
+    thinking.inside || text.trim_start().starts_with(thinking.tags.open)
 }
 
 /// Where the reasoning `text` stops being sure: before a trailing run of
-/// whitespace and a possible start of [`CLOSE`].
-fn held_back(text: &str) -> usize {
+/// whitespace and a possible start of `close`.
+fn held_back(text: &str, close: &str) -> usize {
     let mut end = text.len();
-    for len in (1..CLOSE.len()).rev() {
+    for len in (1..close.len()).rev() {
         if text.len() >= len
             && text.is_char_boundary(text.len() - len)
-            && CLOSE.starts_with(&text[text.len() - len..])
+            && close.starts_with(&text[text.len() - len..])
         {
             end = text.len() - len;
             break;
@@ -250,8 +281,14 @@ fn add(parts: &mut Vec<Part>, part: Part) {
 mod tests {
     use super::*;
 
-    const OUTSIDE: Thinking = Thinking { inside: false };
-    const INSIDE: Thinking = Thinking { inside: true };
+    const OUTSIDE: Thinking = Thinking {
+        inside: false,
+        tags: THINK,
+    };
+    const INSIDE: Thinking = Thinking {
+        inside: true,
+        tags: THINK,
+    };
 
     /// `pieces` streamed, joined per kind.
     fn streamed(thinking: Thinking, pieces: &[&str]) -> (String, String) {
@@ -375,5 +412,39 @@ mod tests {
         assert_eq!(enable_thinking(Some("none")), Some(false));
         assert_eq!(enable_thinking(Some("high")), Some(true));
         assert_eq!(enable_thinking(None), None);
+    }
+
+    #[test]
+    fn gemma_4_thinks_in_its_thought_channel() {
+        // The end of google-gemma-4-31B-it.jinja's generation prompt: with
+        // thinking off it closes an empty channel itself.
+        let template = "{{- '<|turn>model\\n' -}}{%- if not enable_thinking | default(false) -%}\
+                        {{- '<|channel>thought\\n<channel|>' -}}{%- endif -%}";
+        let on = Thinking::of(Some(template), "<|turn>user\nHi<turn|>\n<|turn>model\n").unwrap();
+        assert_eq!(on.tags, CHANNEL);
+        assert!(!on.inside);
+        let off = Thinking::of(
+            Some(template),
+            "<|turn>user\nHi<turn|>\n<|turn>model\n<|channel>thought\n<channel|>",
+        )
+        .unwrap();
+        assert!(!off.inside);
+        let text = "<|channel>thought\nThe user greets me.\n<channel|>Hello!";
+        let (reasoning, content) = Splitter::split(on, text);
+        assert_eq!(
+            (reasoning.as_deref(), content.as_str()),
+            (Some("The user greets me."), "Hello!")
+        );
+        for cut in 0..=text.len() {
+            let (a, b) = text.split_at(cut);
+            assert_eq!(
+                streamed(on, &[a, b]),
+                ("The user greets me.".into(), "Hello!".into()),
+                "cut at {cut}"
+            );
+        }
+        // `<think>` means nothing to Gemma 4: it stays content.
+        let (reasoning, content) = Splitter::split(on, "<think>x</think>y");
+        assert_eq!((reasoning, content.as_str()), (None, "<think>x</think>y"));
     }
 }
