@@ -88,11 +88,7 @@ impl Gemma3 {
                 })
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
-        let embd = Linear::load(f, "token_embd.weight", d, cfg.n_vocab)?;
-        let output = match f.tensor("output.weight") {
-            Some(_) => Linear::load(f, "output.weight", d, cfg.n_vocab)?,
-            None => embd.clone(),
-        };
+        let (embd, output) = super::embedding_and_output(f, d, cfg.n_vocab)?;
         let base = f.get_f32("gemma3.rope.freq_base").unwrap_or(10_000.0);
         let local_base = f
             .get_f32("gemma3.rope.freq_base_swa")

@@ -314,11 +314,7 @@ impl Gemma4 {
             }
             None => None,
         };
-        let embd = Linear::load(f, "token_embd.weight", d, cfg.n_vocab)?;
-        let output = match f.tensor("output.weight") {
-            Some(_) => Linear::load(f, "output.weight", d, cfg.n_vocab)?,
-            None => embd.clone(),
-        };
+        let (embd, output) = super::embedding_and_output(f, d, cfg.n_vocab)?;
         let base = f.get_f32("gemma4.rope.freq_base").unwrap_or(10_000.0);
         let base_swa = f
             .get_f32("gemma4.rope.freq_base_swa")

@@ -160,11 +160,7 @@ impl Llama {
             .map(|i| load_block(f, &cfg, variant, i))
             .collect::<Result<Vec<_>, EngineError>>()?;
         let d = cfg.n_embd;
-        let embd = Linear::load(f, "token_embd.weight", d, cfg.n_vocab)?;
-        let output = match f.tensor("output.weight") {
-            Some(_) => Linear::load(f, "output.weight", d, cfg.n_vocab)?,
-            None => embd.clone(),
-        };
+        let (embd, output) = super::embedding_and_output(f, d, cfg.n_vocab)?;
         let rope = rope::load(f, &cfg, variant.rope)?;
         let attn_temp = f
             .get_f32(&format!("{arch}.attention.temperature_scale"))

@@ -296,11 +296,7 @@ impl Qwen35 {
                 down: Linear::load(f, &t("ffn_down"), ff, d)?,
             });
         }
-        let embd = Linear::load(f, "token_embd.weight", d, cfg.n_vocab)?;
-        let output = match f.tensor("output.weight") {
-            Some(_) => Linear::load(f, "output.weight", d, cfg.n_vocab)?,
-            None => embd.clone(),
-        };
+        let (embd, output) = super::embedding_and_output(f, d, cfg.n_vocab)?;
         let rope = rope::load(f, &cfg, RopeStyle::Halves)?;
         let n_rot = f
             .get_u32(&key("rope.dimension_count"))

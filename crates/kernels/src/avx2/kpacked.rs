@@ -116,18 +116,7 @@ pub(super) unsafe fn q6_k_rows(
         let n = (batch - b0).min(GROUP);
         let p = &packed;
         // SAFETY: the caller's contract, for rows b0..b0 + n.
-        unsafe {
-            match n {
-                1 => group::<1>(p, n_rows, a, b0, out, stride),
-                2 => group::<2>(p, n_rows, a, b0, out, stride),
-                3 => group::<3>(p, n_rows, a, b0, out, stride),
-                4 => group::<4>(p, n_rows, a, b0, out, stride),
-                5 => group::<5>(p, n_rows, a, b0, out, stride),
-                6 => group::<6>(p, n_rows, a, b0, out, stride),
-                7 => group::<7>(p, n_rows, a, b0, out, stride),
-                _ => group::<GROUP>(p, n_rows, a, b0, out, stride),
-            }
-        }
+        unsafe { at_width!(n, B => group::<B>(p, n_rows, a, b0, out, stride)) }
     }
     PACKED.with(|p| *p.borrow_mut() = packed);
 }
@@ -287,18 +276,7 @@ pub(super) unsafe fn q4_k_rows(
         let n = (batch - b0).min(GROUP);
         let p = &packed;
         // SAFETY: the caller's contract, for rows b0..b0 + n.
-        unsafe {
-            match n {
-                1 => q4_k_group::<1>(p, n_rows, a, b0, out, stride),
-                2 => q4_k_group::<2>(p, n_rows, a, b0, out, stride),
-                3 => q4_k_group::<3>(p, n_rows, a, b0, out, stride),
-                4 => q4_k_group::<4>(p, n_rows, a, b0, out, stride),
-                5 => q4_k_group::<5>(p, n_rows, a, b0, out, stride),
-                6 => q4_k_group::<6>(p, n_rows, a, b0, out, stride),
-                7 => q4_k_group::<7>(p, n_rows, a, b0, out, stride),
-                _ => q4_k_group::<GROUP>(p, n_rows, a, b0, out, stride),
-            }
-        }
+        unsafe { at_width!(n, B => q4_k_group::<B>(p, n_rows, a, b0, out, stride)) }
     }
     PACKED.with(|p| *p.borrow_mut() = packed);
 }

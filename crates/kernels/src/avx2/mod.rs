@@ -20,6 +20,49 @@
 // index loops read better there than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+/// Evaluates `$body` with `$w` a constant equal to the group width `$n`
+/// (1 to 7; anything larger reads as [`MAX_B_WIDE`], the widest group), so
+/// a kernel generic over its number of activation rows is called at the
+/// width of the group in hand.
+macro_rules! at_width {
+    ($n:expr, $w:ident => $body:expr) => {
+        match $n {
+            1 => {
+                const $w: usize = 1;
+                $body
+            }
+            2 => {
+                const $w: usize = 2;
+                $body
+            }
+            3 => {
+                const $w: usize = 3;
+                $body
+            }
+            4 => {
+                const $w: usize = 4;
+                $body
+            }
+            5 => {
+                const $w: usize = 5;
+                $body
+            }
+            6 => {
+                const $w: usize = 6;
+                $body
+            }
+            7 => {
+                const $w: usize = 7;
+                $body
+            }
+            _ => {
+                const $w: usize = $crate::formats::MAX_B_WIDE;
+                $body
+            }
+        }
+    };
+}
+
 pub(crate) mod attn;
 mod batch;
 mod blocks;

@@ -124,18 +124,7 @@ pub(super) unsafe fn rows<K: Block>(
     for b0 in (0..batch).step_by(GROUP) {
         let n = (batch - b0).min(GROUP);
         // SAFETY: the caller's contract, for rows b0..b0 + n.
-        unsafe {
-            match n {
-                1 => group::<K, 1>(&wts, &mut scratch, a, b0, out, stride),
-                2 => group::<K, 2>(&wts, &mut scratch, a, b0, out, stride),
-                3 => group::<K, 3>(&wts, &mut scratch, a, b0, out, stride),
-                4 => group::<K, 4>(&wts, &mut scratch, a, b0, out, stride),
-                5 => group::<K, 5>(&wts, &mut scratch, a, b0, out, stride),
-                6 => group::<K, 6>(&wts, &mut scratch, a, b0, out, stride),
-                7 => group::<K, 7>(&wts, &mut scratch, a, b0, out, stride),
-                _ => group::<K, GROUP>(&wts, &mut scratch, a, b0, out, stride),
-            }
-        }
+        unsafe { at_width!(n, B => group::<K, B>(&wts, &mut scratch, a, b0, out, stride)) }
     }
     scratch.put_back();
     PACKED.with(|p| *p.borrow_mut() = packed);
