@@ -6,9 +6,10 @@
 //! The store holds what the service hands it as JSON text (the response
 //! object, this turn's input items, the conversation it continued) and
 //! knows nothing of their shape. A background response is created
-//! `queued`, updated as it runs ([`Store::update_response`]) and may be
+//! `queued`, updated as it runs ([`Store::update_response`], only while
+//! pending: the first end written wins) and may be
 //! asked to stop ([`Store::request_response_cancel`]), which its runner
-//! reads back ([`Store::response_cancel_requested`]). It names the
+//! reads back ([`Store::response_should_stop`]). It names the
 //! instance running it as its `owner`; when that instance's lease expires
 //! with the response still pending, the lease sweep finds it
 //! ([`Store::orphaned_responses`]) and ends it `failed`
@@ -150,7 +151,13 @@ impl Store {
     }
 
     /// Rewrites a stored response's status and object (a background
-    /// response as it runs and ends); `context` too when given.
+    /// response as it runs and ends); `context` too when given. Only a
+    /// response still pending (`queued` or `in_progress`) moves: the first
+    /// end written wins, so a runner whose instance stalled past its lease
+    /// cannot overwrite the `failed` the lease sweep gave it
+    /// ([`Store::fail_orphaned_response`]). `Ok(false)` when the response
+    /// had already ended; [`StoreError::NotFound`] when this tenant has no
+    /// such response.
     pub async fn update_response(
         &self,
         org_id: &str,
@@ -159,11 +166,12 @@ impl Store {
         status: &str,
         response: &str,
         context: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE responses SET status = $1, response = $2, \
              context = COALESCE($3, context), updated_at = $4 \
-             WHERE id = $5 AND org_id = $6 AND project_id = $7",
+             WHERE id = $5 AND org_id = $6 AND project_id = $7 \
+             AND status IN ('queued', 'in_progress')",
         )
         .bind(status)
         .bind(response)
@@ -174,10 +182,12 @@ impl Store {
         .bind(project_id)
         .execute(self.pool())
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("response"));
+        if done.rows_affected() > 0 {
+            return Ok(true);
         }
-        Ok(())
+        // Nothing moved: ended already, or not this tenant's.
+        self.get_response(org_id, project_id, id).await?;
+        Ok(false)
     }
 
     /// Asks a stored response's runner to stop; the stored row as it is now.
@@ -203,15 +213,17 @@ impl Store {
         self.get_response(org_id, project_id, id).await
     }
 
-    /// Whether a stop was asked for (a deleted response counts as one).
-    pub async fn response_cancel_requested(
+    /// Whether a background response's runner should stop: a stop was
+    /// asked for, the response was deleted, or it ended already (the lease
+    /// sweep failed it while its instance stalled).
+    pub async fn response_should_stop(
         &self,
         org_id: &str,
         project_id: &str,
         id: &str,
     ) -> Result<bool> {
         let row = sqlx::query(
-            "SELECT cancel_requested FROM responses \
+            "SELECT cancel_requested, status FROM responses \
              WHERE id = $1 AND org_id = $2 AND project_id = $3",
         )
         .bind(id)
@@ -220,7 +232,11 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         match row {
-            Some(row) => Ok(row.try_get::<i64, _>("cancel_requested")? != 0),
+            Some(row) => {
+                let status: String = row.try_get("status")?;
+                Ok(row.try_get::<i64, _>("cancel_requested")? != 0
+                    || !matches!(status.as_str(), "queued" | "in_progress"))
+            }
             None => Ok(true),
         }
     }

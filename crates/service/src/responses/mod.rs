@@ -88,7 +88,8 @@ impl Keep {
             detail: err.to_string(),
         })?;
         if self.created {
-            self.store
+            let moved = self
+                .store
                 .update_response(
                     &self.org_id,
                     &self.project_id,
@@ -98,6 +99,12 @@ impl Keep {
                     None,
                 )
                 .await?;
+            if !moved {
+                // Ended elsewhere first: its instance's lease expired while
+                // it stalled and the sweep failed it, or it was cancelled.
+                tracing::warn!(id = %object.id, status = %object.status,
+                    "the background response had already ended; this result is dropped");
+            }
         } else {
             let new = NewStoredResponse {
                 id: object.id.clone(),
@@ -356,7 +363,7 @@ impl Service {
                     tokio::time::sleep(CANCEL_POLL).await;
                     match keep
                         .store
-                        .response_cancel_requested(&keep.org_id, &keep.project_id, &id)
+                        .response_should_stop(&keep.org_id, &keep.project_id, &id)
                         .await
                     {
                         Ok(true) => return,

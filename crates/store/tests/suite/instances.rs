@@ -155,4 +155,16 @@ pub async fn only_an_expired_owner_orphans_a_pending_background_response(db: Db)
         .await
         .unwrap());
     assert_eq!(orphaned_ids(6_000).await, ["resp_gone"]);
+    // Its runner was only stalled: when it comes back and ends the
+    // response, the sweep's `failed` stands (the first end wins).
+    assert!(!store
+        .update_response(o, p, "resp_b", "completed", r#"{"id":"resp_b"}"#, None)
+        .await
+        .unwrap());
+    assert!(store.response_should_stop(o, p, "resp_b").await.unwrap());
+    let stored = store.get_response(o, p, "resp_b").await.unwrap();
+    assert_eq!(
+        (stored.status.as_str(), stored.response.as_str()),
+        ("failed", failed)
+    );
 }

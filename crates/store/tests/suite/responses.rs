@@ -34,18 +34,43 @@ pub async fn responses_are_stored_updated_and_deleted(db: Db) {
     assert_eq!(second.context, r#"[{"type":"message"}]"#);
     assert_eq!(second.status, "completed");
 
-    s.update_response(
-        &org.id,
-        &project.id,
-        "resp_2",
-        "cancelled",
-        "{}",
-        Some("[]"),
-    )
-    .await
-    .unwrap();
+    // A finished response does not move again: the first end wins.
+    assert!(!s
+        .update_response(&org.id, &project.id, "resp_2", "failed", "{}", None)
+        .await
+        .unwrap());
+    let mut pending = response("resp_3", Some("resp_1"));
+    pending.status = "in_progress".into();
+    s.create_response(&org.id, &project.id, &pending)
+        .await
+        .unwrap();
+    assert!(!s
+        .response_should_stop(&org.id, &project.id, "resp_3")
+        .await
+        .unwrap());
+    assert!(s
+        .update_response(
+            &org.id,
+            &project.id,
+            "resp_3",
+            "cancelled",
+            "{}",
+            Some("[]"),
+        )
+        .await
+        .unwrap());
+    // Ended: its runner stops.
+    assert!(s
+        .response_should_stop(&org.id, &project.id, "resp_3")
+        .await
+        .unwrap());
     let second = s
         .get_response(&org.id, &project.id, "resp_2")
+        .await
+        .unwrap();
+    assert_eq!(second.status, "completed");
+    let second = s
+        .get_response(&org.id, &project.id, "resp_3")
         .await
         .unwrap();
     assert_eq!(
@@ -54,15 +79,20 @@ pub async fn responses_are_stored_updated_and_deleted(db: Db) {
     );
     assert_eq!(second.context, "[]");
 
+    let mut running = response("resp_4", None);
+    running.status = "queued".into();
+    s.create_response(&org.id, &project.id, &running)
+        .await
+        .unwrap();
     assert!(!s
-        .response_cancel_requested(&org.id, &project.id, "resp_1")
+        .response_should_stop(&org.id, &project.id, "resp_4")
         .await
         .unwrap());
-    s.request_response_cancel(&org.id, &project.id, "resp_1")
+    s.request_response_cancel(&org.id, &project.id, "resp_4")
         .await
         .unwrap();
     assert!(s
-        .response_cancel_requested(&org.id, &project.id, "resp_1")
+        .response_should_stop(&org.id, &project.id, "resp_4")
         .await
         .unwrap());
 
