@@ -19,6 +19,9 @@ scripts/reference/install_llama_cpp.sh):
     python3 scripts/bench/serve_vs_llama_server.py --model smollm2-135m-instruct \
         [--threads 2] [--concurrency 1,4,16,64] [--max-tokens 64] [--json-schema]
 
+With --ours-only only Parlance runs (no reference build needed): to
+compare two of our binaries on one machine (--parlance PATH) or profile one.
+
 With --json-schema every request carries the same `response_format`
 json_schema (constrained decoding on both servers).
 
@@ -223,11 +226,14 @@ def main() -> None:
                     help="completions for base models without a chat template (gemma3-270m)")
     ap.add_argument("--json-schema", action="store_true",
                     help="constrained decoding: every request asks for the same json_schema")
+    ap.add_argument("--ours-only", action="store_true",
+                    help="run only `parlance serve` (no LLAMA_CPP_BIN needed): to compare two "
+                         "of our binaries (--parlance) or to profile one")
     args = ap.parse_args()
     global RESPONSE_FORMAT
     RESPONSE_FORMAT = JSON_SCHEMA if args.json_schema else None
     bin_dir = os.environ.get("LLAMA_CPP_BIN")
-    if not bin_dir or not Path(bin_dir, "llama-server").exists():
+    if not args.ours_only and (not bin_dir or not Path(bin_dir, "llama-server").exists()):
         sys.exit("set LLAMA_CPP_BIN to the reference build (scripts/reference/install_llama_cpp.sh)")
     model_path = subprocess.run([args.parlance, "pull", args.model], check=True,
                                 capture_output=True, text=True).stdout.strip().splitlines()[-1]
@@ -245,6 +251,16 @@ def main() -> None:
         finally:
             ours.terminate()
             ours.wait(timeout=60)
+    if args.ours_only:
+        print(f"model {args.model}, {args.threads} threads, max_tokens {args.max_tokens}, "
+              f"parlance {ours_kernels} ({args.parlance})")
+        print(f"{'streams':>7} | {'agg tok/s':>9} | {'TTFT p50':>8} {'p99':>8} | {'ITL p50':>7} {'p99':>7}")
+        for c in levels:
+            o = ours_rows[c]
+            print(f"{c:>7} | {o['tok_s']:9.1f} | {o['ttft_p50']:8.0f} {o['ttft_p99']:8.0f} | "
+                  f"{o['itl_p50']:7.1f} {o['itl_p99']:7.1f}")
+        print(f"peak RSS MiB: parlance {ours_rss:.0f}")
+        return
     llama_rows, llama_rss = {}, 0.0
     for c in levels:
         llama, port = start_llama(bin_dir, model_path, args.threads, c, args.max_tokens)
