@@ -114,3 +114,9 @@ fn concatenated_matrices_give_each_ones_product() {
         }
     }
 }
+
+/// CI's CPU runs the fastest level; the slower ones run here in a child.
+#[test]
+fn these_tests_pass_at_every_slower_level() {
+    common::rerun_below_the_active_level("these_tests_pass_at_every_slower_level");
+}

@@ -415,3 +415,9 @@ fn k_quant_row_orders_agree_across_isas() {
         }
     }
 }
+
+/// CI's CPU runs the fastest level; the slower ones run here in a child.
+#[test]
+fn these_tests_pass_at_every_slower_level() {
+    common::rerun_below_the_active_level("these_tests_pass_at_every_slower_level");
+}

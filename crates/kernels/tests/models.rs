@@ -93,3 +93,9 @@ fn smollm2_tensors() {
 fn gemma3_tensors() {
     check_model(MODELS[1]);
 }
+
+/// CI's CPU runs the fastest level; the slower ones run here in a child.
+#[test]
+fn these_tests_pass_at_every_slower_level() {
+    common::rerun_below_the_active_level("these_tests_pass_at_every_slower_level");
+}

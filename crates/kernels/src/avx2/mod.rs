@@ -73,6 +73,7 @@ mod kpacked;
 mod kquants;
 mod lowbit;
 mod packed;
+mod packed16;
 mod single;
 mod superblocks;
 

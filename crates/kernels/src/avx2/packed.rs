@@ -18,7 +18,9 @@
 //! the integer products by `maddubs` and `madd`, widened to floats, one
 //! fused multiply-add by `d_w · d_a` from a table made one weight row
 //! ahead, in block order, then llama.cpp's horizontal sum. So every result
-//! has the same bits on all three paths.
+//! has the same bits on all three paths. The signed formats go to
+//! [`super::packed16`] instead (Q8_0 from 32 rows): the same lanes from
+//! 16-bit operands, without the sign step.
 
 use super::blocks::{widen, Block};
 use super::*;
@@ -26,18 +28,18 @@ use crate::formats::MAX_B_WIDE;
 
 /// Activation rows per pass over the unpacked weights: eight sums and a
 /// block's operands fill AVX2's sixteen registers.
-const GROUP: usize = MAX_B_WIDE;
+pub(super) const GROUP: usize = MAX_B_WIDE;
 
 /// One task's unpacked weights, reused from call to call on a thread.
 #[derive(Default)]
-struct Packed {
+pub(super) struct Packed {
     /// Per weight row, per block: `ax` (32 bytes), then for signed formats
-    /// `sx` (32 bytes).
-    ops: LineBuf<i8>,
+    /// `sx` (32 bytes); in [`super::packed16`], the two 16-bit halves.
+    pub(super) ops: LineBuf<i8>,
     /// Per weight row, per block: the scale.
-    d: LineBuf<f32>,
+    pub(super) d: LineBuf<f32>,
     /// Per weight row, per block: the offset (formats with one).
-    m: LineBuf<f32>,
+    pub(super) m: LineBuf<f32>,
 }
 
 /// A task's weights: as stored, unpacked, and their row count.
@@ -49,7 +51,7 @@ struct Weights<'a> {
 }
 
 thread_local! {
-    static PACKED: std::cell::RefCell<Packed> = std::cell::RefCell::default();
+    pub(super) static PACKED: std::cell::RefCell<Packed> = std::cell::RefCell::default();
 }
 
 /// Bytes of one unpacked block.
@@ -79,6 +81,10 @@ pub(super) unsafe fn rows<K: Block>(
     out: *mut f32,
     stride: usize,
 ) {
+    if super::packed16::takes::<K>(batch) {
+        // SAFETY: the caller's contract, which is that form's.
+        return unsafe { super::packed16::rows::<K>(w, row_bytes, a, batch, out, stride) };
+    }
     let nb = a.cols / 32;
     assert_eq!(row_bytes, nb * K::BYTES, "row size");
     let n_rows = w.len() / row_bytes.max(1);
@@ -261,7 +267,7 @@ unsafe fn group<K: Block, const B: usize>(
 /// (and `st` for formats with an offset) and `prods` `8 · nb`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn row_scales<K: Block>(
+pub(super) unsafe fn row_scales<K: Block>(
     d: *const f32,
     m: *const f32,
     nb: usize,

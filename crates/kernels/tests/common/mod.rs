@@ -52,6 +52,42 @@ pub fn isas() -> Vec<Isa> {
         .collect()
 }
 
+/// Set in a child run of [`rerun_below_the_active_level`].
+const CHILD_ENV: &str = "PARLANCE_KERNELS_TEST_CHILD";
+
+/// The suite runs at the fastest level its CPU has, so on an AVX-512
+/// machine the AVX2 and AVX-VNNI kernels (what most laptops run) would go
+/// untested. This runs the calling test binary's other tests again in a
+/// child process capped (`PARLANCE_KERNELS`) at each slower SIMD level this
+/// CPU can run, and fails with the child's output if any of them fails.
+/// `this_test` is the caller's name, skipped in the child.
+pub fn rerun_below_the_active_level(this_test: &str) {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let active = kernels::Level::active();
+    let exe = std::env::current_exe().expect("the test binary");
+    for level in kernels::Level::ALL {
+        if level == kernels::Level::Scalar || level >= active || !level.is_available() {
+            continue;
+        }
+        let out = std::process::Command::new(&exe)
+            .env(kernels::KERNELS_ENV, level.name())
+            .env(CHILD_ENV, "1")
+            .args(["--skip", this_test, "--test-threads", "2"])
+            .output()
+            .expect("run the test binary again");
+        assert!(
+            out.status.success(),
+            "the kernel tests fail at {}:\n{}\n{}",
+            level.name(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("{}: passed", level.name());
+    }
+}
+
 pub fn pools() -> Vec<ThreadPool> {
     vec![ThreadPool::new(1), ThreadPool::new(2)]
 }
