@@ -8,10 +8,15 @@
 //! `vcvtdq2ps` and `vfmadd231ps` by the block's scale. This times that mix
 //! and its parts on independent registers (throughput, not latency) and
 //! prints cycles per instruction, with the clock estimated by a chain of
-//! dependent integer adds (one a cycle). Where the five-instruction mix
-//! runs at the same rate per instruction as each part alone, the loop is
-//! bound by the vector pipes: a batch kernel that keeps the reference's
-//! bits can go no faster than five instructions per 32 multiply-adds.
+//! dependent integer adds (one a cycle). Each group's first instruction
+//! reads fresh operands, as a kernel's loads would, so no chain runs from
+//! one iteration to the next but the accumulators'. Two bit-exact
+//! alternatives are timed beside it: the same lanes from 16-bit operands
+//! (`vpmaddwd` twice, no sign step) and, for formats whose weights fit in
+//! 5 bits, unsigned weights with the offset taken back per lane
+//! (`vpsubd` instead of `vpsignb`). The mix's time per group is the floor
+//! of a batch kernel that keeps the reference's bits: what a kernel
+//! measures above it goes to loads, unpacking and scales.
 //!
 //! ```text
 //! cargo run --release -p kernels --example avx2_floor
@@ -86,10 +91,20 @@ fn main() {
     time_mix!("8 vpaddd", 8,
         "vpaddd ymm0, ymm0, ymm15\nvpaddd ymm1, ymm1, ymm15\nvpaddd ymm2, ymm2, ymm15\nvpaddd ymm3, ymm3, ymm15\nvpaddd ymm4, ymm4, ymm15\nvpaddd ymm5, ymm5, ymm15\nvpaddd ymm6, ymm6, ymm15\nvpaddd ymm7, ymm7, ymm15");
     time_mix!("block dot ×4: sign, maddubs, madd, cvt, fma", 20,
-        "vpsignb ymm0, ymm0, ymm15\nvpmaddubsw ymm0, ymm0, ymm15\nvpmaddwd ymm0, ymm0, ymm15\nvcvtdq2ps ymm4, ymm0\nvfmadd231ps ymm8, ymm4, ymm14\n\
-         vpsignb ymm1, ymm1, ymm15\nvpmaddubsw ymm1, ymm1, ymm15\nvpmaddwd ymm1, ymm1, ymm15\nvcvtdq2ps ymm5, ymm1\nvfmadd231ps ymm9, ymm5, ymm14\n\
-         vpsignb ymm2, ymm2, ymm15\nvpmaddubsw ymm2, ymm2, ymm15\nvpmaddwd ymm2, ymm2, ymm15\nvcvtdq2ps ymm6, ymm2\nvfmadd231ps ymm10, ymm6, ymm14\n\
-         vpsignb ymm3, ymm3, ymm15\nvpmaddubsw ymm3, ymm3, ymm15\nvpmaddwd ymm3, ymm3, ymm15\nvcvtdq2ps ymm7, ymm3\nvfmadd231ps ymm11, ymm7, ymm14");
+        "vpsignb ymm0, ymm12, ymm15\nvpmaddubsw ymm0, ymm0, ymm15\nvpmaddwd ymm0, ymm0, ymm15\nvcvtdq2ps ymm4, ymm0\nvfmadd231ps ymm8, ymm4, ymm14\n\
+         vpsignb ymm1, ymm12, ymm15\nvpmaddubsw ymm1, ymm1, ymm15\nvpmaddwd ymm1, ymm1, ymm15\nvcvtdq2ps ymm5, ymm1\nvfmadd231ps ymm9, ymm5, ymm14\n\
+         vpsignb ymm2, ymm12, ymm15\nvpmaddubsw ymm2, ymm2, ymm15\nvpmaddwd ymm2, ymm2, ymm15\nvcvtdq2ps ymm6, ymm2\nvfmadd231ps ymm10, ymm6, ymm14\n\
+         vpsignb ymm3, ymm12, ymm15\nvpmaddubsw ymm3, ymm3, ymm15\nvpmaddwd ymm3, ymm3, ymm15\nvcvtdq2ps ymm7, ymm3\nvfmadd231ps ymm11, ymm7, ymm14");
+    time_mix!("block dot ×4, unsigned: maddubs, madd, sub, cvt, fma", 20,
+        "vpmaddubsw ymm0, ymm12, ymm15\nvpmaddwd ymm0, ymm0, ymm15\nvpsubd ymm0, ymm0, ymm13\nvcvtdq2ps ymm4, ymm0\nvfmadd231ps ymm8, ymm4, ymm14\n\
+         vpmaddubsw ymm1, ymm12, ymm15\nvpmaddwd ymm1, ymm1, ymm15\nvpsubd ymm1, ymm1, ymm13\nvcvtdq2ps ymm5, ymm1\nvfmadd231ps ymm9, ymm5, ymm14\n\
+         vpmaddubsw ymm2, ymm12, ymm15\nvpmaddwd ymm2, ymm2, ymm15\nvpsubd ymm2, ymm2, ymm13\nvcvtdq2ps ymm6, ymm2\nvfmadd231ps ymm10, ymm6, ymm14\n\
+         vpmaddubsw ymm3, ymm12, ymm15\nvpmaddwd ymm3, ymm3, ymm15\nvpsubd ymm3, ymm3, ymm13\nvcvtdq2ps ymm7, ymm3\nvfmadd231ps ymm11, ymm7, ymm14");
+    time_mix!("block dot ×4, 16-bit: madd ×2, add, cvt, fma", 20,
+        "vpmaddwd ymm0, ymm12, ymm15\nvpmaddwd ymm4, ymm13, ymm15\nvpaddd ymm0, ymm0, ymm4\nvcvtdq2ps ymm0, ymm0\nvfmadd231ps ymm8, ymm0, ymm14\n\
+         vpmaddwd ymm1, ymm12, ymm15\nvpmaddwd ymm5, ymm13, ymm15\nvpaddd ymm1, ymm1, ymm5\nvcvtdq2ps ymm1, ymm1\nvfmadd231ps ymm9, ymm1, ymm14\n\
+         vpmaddwd ymm2, ymm12, ymm15\nvpmaddwd ymm6, ymm13, ymm15\nvpaddd ymm2, ymm2, ymm6\nvcvtdq2ps ymm2, ymm2\nvfmadd231ps ymm10, ymm2, ymm14\n\
+         vpmaddwd ymm3, ymm12, ymm15\nvpmaddwd ymm7, ymm13, ymm15\nvpaddd ymm3, ymm3, ymm7\nvcvtdq2ps ymm3, ymm3\nvfmadd231ps ymm11, ymm3, ymm14");
 }
 
 #[cfg(not(target_arch = "x86_64"))]
