@@ -96,25 +96,46 @@ impl Store {
     /// refused write (a budget without room, a request id in use) fails
     /// alone; if a statement fails, that attempt is rolled back whole and
     /// the batch runs again one write at a time, each under its own
-    /// savepoint. An error of the whole (the begin or the commit failed) is
-    /// the outer `Err`: then nothing of the batch was written.
+    /// savepoint (on SQLite, whose batch begins and commits in its own
+    /// scripts, a failed begin or commit too). An error of the whole (no
+    /// connection; on PostgreSQL the begin or the commit failed) is the
+    /// outer `Err`: then nothing of the batch was written.
     pub async fn write_batch(&self, writes: &[LedgerWrite]) -> Result<Vec<Result<LedgerWritten>>> {
-        // SQLite: take the write lock at the start, so the batch's reads of
-        // budget counters are the latest and cannot go stale before its
-        // writes (see `batch_set`).
-        let mut tx = match self.backend() {
-            crate::Backend::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await?,
-            crate::Backend::Postgres => self.pool().begin().await?,
-        };
-        match crate::batch_set::apply(&mut tx, writes).await {
-            Ok(outcomes) => {
-                tx.commit().await?;
-                Ok(outcomes)
+        let attempt = match self.backend() {
+            // SQLite: the batch begins `IMMEDIATE` (taking the write lock
+            // at the start, so its reads of budget counters are the latest
+            // and cannot go stale before its writes) and commits within
+            // its own scripts (`batch_sqlite`).
+            crate::Backend::Sqlite => {
+                let conn = match self.take_ledger_conn() {
+                    Some(conn) => conn,
+                    None => self.pool().acquire().await?,
+                };
+                let (outcome, conn) = crate::batch_sqlite::run(conn, writes).await;
+                if let Some(conn) = conn {
+                    self.keep_ledger_conn(conn);
+                }
+                outcome
             }
+            crate::Backend::Postgres => {
+                let mut tx = self.pool().begin().await?;
+                match crate::batch_set::apply(&mut tx, writes).await {
+                    Ok(outcomes) => {
+                        tx.commit().await?;
+                        Ok(outcomes)
+                    }
+                    Err(err) => {
+                        tx.rollback().await?;
+                        Err(err)
+                    }
+                }
+            }
+        };
+        match attempt {
+            Ok(outcomes) => Ok(outcomes),
             Err(_) => {
                 self.batch_fallbacks
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tx.rollback().await?;
                 self.write_batch_isolated(writes).await
             }
         }

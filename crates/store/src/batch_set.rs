@@ -32,19 +32,25 @@
 //! A refusal (budget, request id in use) is that write's own error; the
 //! rest commit. Any database error fails the whole attempt, which the
 //! caller rolls back and runs again one write at a time.
+//!
+//! This module owns what both databases share — the writes sorted
+//! ([`Sorted`]), the counters wanted, admission in memory ([`admit`]) — and
+//! PostgreSQL's order of statements ([`apply`]). SQLite runs the same
+//! statements and the same admission in another order, as scripts of
+//! several statements (`batch_sqlite`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::AnyConnection;
 
 use crate::batch::{LedgerWrite, LedgerWritten};
 use crate::batch_sql::{
     delete_reservations, existing, insert_reservations, insert_settlements, load_budgets,
-    load_counters, write_counters, write_progress, Settled,
+    load_counters, write_counters, write_progress, Admitted,
 };
 use crate::budget::{refused, Budget, BudgetScope, SoftLimitReached};
 use crate::ledger::check_usage;
-use crate::{NewReservation, Result, StoreError, REQUEST_ID_IN_LEDGER};
+use crate::{NewReservation, NewUsage, Result, StoreError, REQUEST_ID_IN_LEDGER};
 
 /// A budget counter: scope, scope id, period (ordered as locks are taken).
 pub(crate) type CounterKey = (BudgetScope, String, String);
@@ -60,95 +66,147 @@ pub(crate) struct Counter {
     pub(crate) mark_soft: bool,
 }
 
-/// Runs `writes` set-based on `conn`, inside the caller's transaction.
-pub(crate) async fn apply(
-    conn: &mut AnyConnection,
-    writes: &[LedgerWrite],
-) -> Result<Vec<Result<LedgerWritten>>> {
-    let mut out: Vec<Option<Result<LedgerWritten>>> = writes.iter().map(|_| None).collect();
-    let (mut progress, mut settles, mut releases, mut reserves) = (vec![], vec![], vec![], vec![]);
-    for (i, write) in writes.iter().enumerate() {
-        match write {
-            LedgerWrite::Reserve(r) if r.amount < 0 => {
-                out[i] = Some(Err(StoreError::InvalidRequest(
-                    "negative reservation".into(),
-                )));
+/// A batch's writes sorted by kind (by index into the batch), with the
+/// answers already known (a write refused before any statement).
+pub(crate) struct Sorted<'w> {
+    pub(crate) out: Vec<Option<Result<LedgerWritten>>>,
+    pub(crate) progress: Vec<usize>,
+    pub(crate) settles: Vec<(usize, &'w NewUsage)>,
+    pub(crate) releases: Vec<(usize, &'w str, &'w str)>,
+    /// Reservations, a repeat within the batch refused already.
+    pub(crate) candidates: Vec<(usize, &'w NewReservation)>,
+    /// Which write ends each reservation a settlement or release names:
+    /// the first one naming it.
+    pub(crate) ender: HashMap<(&'w str, &'w str), usize>,
+}
+
+impl<'w> Sorted<'w> {
+    pub(crate) fn of(writes: &'w [LedgerWrite]) -> Sorted<'w> {
+        let mut out: Vec<Option<Result<LedgerWritten>>> = writes.iter().map(|_| None).collect();
+        let (mut progress, mut settles, mut releases, mut reserves) =
+            (vec![], vec![], vec![], vec![]);
+        for (i, write) in writes.iter().enumerate() {
+            match write {
+                LedgerWrite::Reserve(r) if r.amount < 0 => {
+                    out[i] = Some(Err(StoreError::InvalidRequest(
+                        "negative reservation".into(),
+                    )));
+                }
+                LedgerWrite::Reserve(r) => reserves.push((i, r)),
+                LedgerWrite::Settle(u) => match check_usage(u) {
+                    Ok(()) => settles.push((i, u)),
+                    Err(err) => out[i] = Some(Err(err)),
+                },
+                LedgerWrite::Release(org, req) => {
+                    releases.push((i, org.as_str(), req.as_str()));
+                }
+                LedgerWrite::Progress { .. } => progress.push(i),
             }
-            LedgerWrite::Reserve(r) => reserves.push((i, r)),
-            LedgerWrite::Settle(u) => match check_usage(u) {
-                Ok(()) => settles.push((i, u)),
-                Err(err) => out[i] = Some(Err(err)),
-            },
-            LedgerWrite::Release(org, req) => releases.push((i, org.as_str(), req.as_str())),
-            LedgerWrite::Progress { .. } => progress.push(i),
+        }
+        // Logically the batch runs reservations first, then progress
+        // records, then settlements and releases (a write can only depend
+        // on one answered before it was sent, i.e. in an earlier batch, or
+        // on a reservation). The statements come in another order, so that
+        // the counters are read once; a reservation settled or released in
+        // its own batch is never inserted.
+        let mut seen = HashSet::new();
+        let mut candidates = Vec::new();
+        for (i, r) in reserves {
+            if seen.insert((r.org_id.as_str(), r.request_id.as_str())) {
+                candidates.push((i, r));
+            } else {
+                out[i] = Some(Err(already_reserved()));
+            }
+        }
+        let mut ends: Vec<(usize, &str, &str)> = settles
+            .iter()
+            .map(|(i, u)| (*i, u.org_id.as_str(), u.request_id.as_str()))
+            .chain(releases.iter().copied())
+            .collect();
+        ends.sort_by_key(|(i, _, _)| *i);
+        let mut ender: HashMap<(&str, &str), usize> = HashMap::new();
+        for (i, org, req) in &ends {
+            ender.entry((*org, *req)).or_insert(*i);
+        }
+        Sorted {
+            out,
+            progress,
+            settles,
+            releases,
+            candidates,
+            ender,
         }
     }
-    // Logically the batch runs reservations first, then progress records,
-    // then settlements and releases (a write can only depend on one
-    // answered before it was sent, i.e. in an earlier batch, or on a
-    // reservation). The statements come in another order, so that the
-    // counters are read once; a reservation settled or released in its own
-    // batch is never inserted.
 
-    // Reservations: refuse repeats, and ids reserved or billed already.
-    let mut seen = HashSet::new();
-    let mut candidates = Vec::new();
-    for (i, r) in &reserves {
-        if seen.insert((r.org_id.as_str(), r.request_id.as_str())) {
-            candidates.push((*i, *r));
-        } else {
-            out[*i] = Some(Err(already_reserved()));
+    /// Refuses the candidates whose request id is `reserved` or `billed`
+    /// already, keeping the rest.
+    pub(crate) fn refuse_used(
+        &mut self,
+        reserved: impl Fn(&(String, String)) -> bool,
+        billed: impl Fn(&(String, String)) -> bool,
+    ) {
+        let out = &mut self.out;
+        self.candidates.retain(|(i, r)| {
+            let key = (r.org_id.clone(), r.request_id.clone());
+            if reserved(&key) {
+                out[*i] = Some(Err(already_reserved()));
+                false
+            } else if billed(&key) {
+                out[*i] = Some(Err(StoreError::Conflict(REQUEST_ID_IN_LEDGER.into())));
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// The reservations settlements and releases end that are not taken in
+    /// this batch (those are in the database).
+    pub(crate) fn ended_in_db(&self) -> Vec<(&'w str, &'w str)> {
+        let in_batch: HashSet<(&str, &str)> = self
+            .candidates
+            .iter()
+            .map(|(_, r)| (r.org_id.as_str(), r.request_id.as_str()))
+            .collect();
+        self.ender
+            .keys()
+            .filter(|key| !in_batch.contains(*key))
+            .copied()
+            .collect()
+    }
+
+    /// Answers the releases: whether each ended a reservation (`deleted`:
+    /// those deleted from the database).
+    pub(crate) fn answer_releases(
+        &mut self,
+        ended: &HashMap<usize, bool>,
+        deleted: &HashSet<(&str, &str)>,
+    ) {
+        for (i, org, req) in &self.releases {
+            let ends_it = self.ender.get(&(*org, *req)) == Some(i)
+                && (ended.contains_key(i) || deleted.contains(&(*org, *req)));
+            self.out[*i] = Some(Ok(LedgerWritten::Released(ends_it)));
         }
     }
-    let keys: Vec<(&str, &str)> = candidates
-        .iter()
-        .map(|(_, r)| (r.org_id.as_str(), r.request_id.as_str()))
-        .collect();
-    let found = existing(conn, &keys).await?;
-    let (reserved, billed) = (found.reserved, found.billed);
-    candidates.retain(|(i, r)| {
-        let key = (r.org_id.clone(), r.request_id.clone());
-        if reserved.contains(&key) {
-            out[*i] = Some(Err(already_reserved()));
-            false
-        } else if billed.contains(&key) {
-            out[*i] = Some(Err(StoreError::Conflict(REQUEST_ID_IN_LEDGER.into())));
-            false
-        } else {
-            true
-        }
-    });
 
-    let settled = insert_settlements(conn, &settles).await?;
-    // Reservations to end: every settlement's and release's, once (the
-    // first write naming it ends it).
-    let mut ends: Vec<(usize, &str, &str)> = settles
-        .iter()
-        .map(|(i, u)| (*i, u.org_id.as_str(), u.request_id.as_str()))
-        .chain(releases.iter().copied())
-        .collect();
-    ends.sort_by_key(|(i, _, _)| *i);
-    let mut ender: HashMap<(&str, &str), usize> = HashMap::new();
-    for (i, org, req) in &ends {
-        ender.entry((*org, *req)).or_insert(*i);
+    /// The answers, every write answered.
+    pub(crate) fn answers(self) -> Result<Vec<Result<LedgerWritten>>> {
+        self.out
+            .into_iter()
+            .map(|o| o.ok_or_else(|| StoreError::Corrupt("a batched write went unanswered".into())))
+            .collect()
     }
-    let in_batch: HashSet<(&str, &str)> = candidates
-        .iter()
-        .map(|(_, r)| (r.org_id.as_str(), r.request_id.as_str()))
-        .collect();
-    let from_db: Vec<(&str, &str)> = ender
-        .keys()
-        .filter(|key| !in_batch.contains(*key))
-        .copied()
-        .collect();
-    let freed = delete_reservations(conn, &from_db).await?;
+}
 
-    // Budgets and their counters, once for the batch.
-    let spenders: Vec<&Settled<'_>> = settled.iter().filter(|s| s.recorded.created).collect();
-    let scopes = spenders
+/// The scopes (organisation, project, key) of the settlements that spend
+/// and of the candidate reservations.
+pub(crate) fn scopes<'a>(
+    spenders: &'a [(usize, &'a NewUsage)],
+    candidates: &'a [(usize, &'a NewReservation)],
+) -> impl Iterator<Item = (&'a str, Option<&'a str>, Option<&'a str>)> {
+    spenders
         .iter()
-        .map(|s| {
-            let u = s.usage;
+        .map(|(_, u)| {
             (
                 u.org_id.as_str(),
                 u.project_id.as_deref(),
@@ -161,13 +219,19 @@ pub(crate) async fn apply(
                 r.project_id.as_deref(),
                 r.api_key_id.as_deref(),
             )
-        }));
-    let budgets = load_budgets(conn, scopes).await?;
+        }))
+}
+
+/// The counters the spenders and candidates touch.
+pub(crate) fn wanted_counters(
+    budgets: &[Budget],
+    spenders: &[(usize, &NewUsage)],
+    candidates: &[(usize, &NewReservation)],
+) -> Vec<CounterKey> {
     let mut wanted: Vec<CounterKey> = Vec::new();
-    for s in &spenders {
-        let u = s.usage;
+    for (_, u) in spenders {
         for b in budgets_for(
-            &budgets,
+            budgets,
             &u.org_id,
             u.project_id.as_deref(),
             u.api_key_id.as_deref(),
@@ -175,9 +239,9 @@ pub(crate) async fn apply(
             wanted.push(key_of(b, u.created_at));
         }
     }
-    for (_, r) in &candidates {
+    for (_, r) in candidates {
         for b in budgets_for(
-            &budgets,
+            budgets,
             &r.org_id,
             r.project_id.as_deref(),
             r.api_key_id.as_deref(),
@@ -185,15 +249,31 @@ pub(crate) async fn apply(
             wanted.push(key_of(b, r.created_at));
         }
     }
-    let held: Vec<CounterKey> = freed.holds.iter().map(|(key, _)| key.clone()).collect();
-    let mut counters = load_counters(conn, &wanted, &held).await?;
+    wanted
+}
 
-    // In memory, in order: reservations admitted, holds given back, costs
-    // spent.
-    let mut admitted: Vec<(usize, &NewReservation, String, Vec<CounterKey>)> = Vec::new();
-    for (i, r) in &candidates {
+/// What admission came to: the reservations to insert, the ends of those
+/// admitted and ended in the same batch, the soft limits each spender
+/// reached.
+pub(crate) struct Admission<'w> {
+    pub(crate) lasting: Vec<Admitted<'w>>,
+    pub(crate) ended: HashMap<usize, bool>,
+    pub(crate) reached: HashMap<usize, Vec<SoftLimitReached>>,
+}
+
+/// In memory, in order: reservations admitted against the counters, holds
+/// given back (`freed`), costs spent; the counters take the changes.
+pub(crate) fn admit<'w>(
+    sorted: &mut Sorted<'w>,
+    budgets: &[Budget],
+    counters: &mut BTreeMap<CounterKey, Counter>,
+    freed: &[(CounterKey, i64)],
+    spenders: &[(usize, &NewUsage)],
+) -> Result<Admission<'w>> {
+    let mut admitted: Vec<Admitted<'w>> = Vec::new();
+    for (i, r) in &sorted.candidates {
         let mine = budgets_for(
-            &budgets,
+            budgets,
             &r.org_id,
             r.project_id.as_deref(),
             r.api_key_id.as_deref(),
@@ -212,7 +292,7 @@ pub(crate) async fn apply(
             }
         }
         if let Some(err) = refusal {
-            out[*i] = Some(Err(err));
+            sorted.out[*i] = Some(Err(err));
             continue;
         }
         let mut keys = Vec::with_capacity(mine.len());
@@ -235,7 +315,10 @@ pub(crate) async fn apply(
     let mut lasting = Vec::new();
     for entry in admitted {
         let (i, r, _, keys) = &entry;
-        match ender.get(&(r.org_id.as_str(), r.request_id.as_str())) {
+        match sorted
+            .ender
+            .get(&(r.org_id.as_str(), r.request_id.as_str()))
+        {
             Some(end) => {
                 for key in keys {
                     if let Some(c) = counters.get_mut(key) {
@@ -244,22 +327,21 @@ pub(crate) async fn apply(
                     }
                 }
                 ended.insert(*end, true);
-                out[*i] = Some(Ok(LedgerWritten::Reserved));
+                sorted.out[*i] = Some(Ok(LedgerWritten::Reserved));
             }
             None => lasting.push(entry),
         }
     }
-    for (key, amount) in &freed.holds {
+    for (key, amount) in freed {
         if let Some(c) = counters.get_mut(key) {
             c.reserved -= amount;
             c.reserved_delta -= amount;
         }
     }
     let mut reached: HashMap<usize, Vec<SoftLimitReached>> = HashMap::new();
-    for s in &spenders {
-        let u = s.usage;
+    for (index, u) in spenders {
         for b in budgets_for(
-            &budgets,
+            budgets,
             &u.org_id,
             u.project_id.as_deref(),
             u.api_key_id.as_deref(),
@@ -272,7 +354,7 @@ pub(crate) async fn apply(
                 if !c.soft_notified && c.spent >= soft {
                     c.soft_notified = true;
                     c.mark_soft = true;
-                    reached.entry(s.index).or_default().push(SoftLimitReached {
+                    reached.entry(*index).or_default().push(SoftLimitReached {
                         budget: (*b).clone(),
                         period: key.2.clone(),
                         spent: c.spent,
@@ -281,41 +363,86 @@ pub(crate) async fn apply(
             }
         }
     }
+    Ok(Admission {
+        lasting,
+        ended,
+        reached,
+    })
+}
+
+/// Runs `writes` set-based on PostgreSQL connection `conn`, inside the
+/// caller's transaction, one statement at a time in the order above
+/// (SQLite's batch is `batch_sqlite`).
+pub(crate) async fn apply(
+    conn: &mut AnyConnection,
+    writes: &[LedgerWrite],
+) -> Result<Vec<Result<LedgerWritten>>> {
+    let mut sorted = Sorted::of(writes);
+    // Reservations: refuse ids reserved or billed already.
+    let keys: Vec<(&str, &str)> = sorted
+        .candidates
+        .iter()
+        .map(|(_, r)| (r.org_id.as_str(), r.request_id.as_str()))
+        .collect();
+    let found = existing(conn, &keys).await?;
+    sorted.refuse_used(|k| found.reserved.contains(k), |k| found.billed.contains(k));
+
+    let settled = insert_settlements(conn, &sorted.settles).await?;
+    // Reservations to end: every settlement's and release's, once (the
+    // first write naming it ends it).
+    let from_db = sorted.ended_in_db();
+    let freed = delete_reservations(conn, &from_db).await?;
+
+    // Budgets and their counters, once for the batch.
+    let spenders: Vec<(usize, &NewUsage)> = settled
+        .iter()
+        .filter(|s| s.recorded.created)
+        .map(|s| (s.index, s.usage))
+        .collect();
+    let budgets = load_budgets(conn, scopes(&spenders, &sorted.candidates)).await?;
+    let wanted = wanted_counters(&budgets, &spenders, &sorted.candidates);
+    let held: Vec<CounterKey> = freed.holds.iter().map(|(key, _)| key.clone()).collect();
+    let mut counters = load_counters(conn, &wanted, &held).await?;
+
+    let Admission {
+        lasting,
+        ended,
+        mut reached,
+    } = admit(
+        &mut sorted,
+        &budgets,
+        &mut counters,
+        &freed.holds,
+        &spenders,
+    )?;
 
     let inserted = insert_reservations(conn, &lasting).await?;
     for (i, r, _, keys) in &lasting {
         if inserted.contains(&(r.org_id.clone(), r.request_id.clone())) {
-            out[*i] = Some(Ok(LedgerWritten::Reserved));
+            sorted.out[*i] = Some(Ok(LedgerWritten::Reserved));
         } else {
-            // Reserved meanwhile by another instance (PostgreSQL): no hold.
+            // Reserved meanwhile by another instance: no hold.
             for key in keys {
                 if let Some(c) = counters.get_mut(key) {
                     c.reserved -= r.amount;
                     c.reserved_delta -= r.amount;
                 }
             }
-            out[*i] = Some(Err(already_reserved()));
+            sorted.out[*i] = Some(Err(already_reserved()));
         }
     }
-    write_progress(conn, writes, &progress, &mut out).await?;
+    write_progress(conn, writes, &sorted.progress, &mut sorted.out).await?;
     write_counters(conn, &counters).await?;
 
-    for (i, org, req) in &releases {
-        let ends_it = ender.get(&(*org, *req)) == Some(i)
-            && (ended.contains_key(i) || freed.deleted.contains(&(*org, *req)));
-        out[*i] = Some(Ok(LedgerWritten::Released(ends_it)));
-    }
-
+    sorted.answer_releases(&ended, &freed.deleted);
     for s in settled {
         let notices = reached.remove(&s.index).unwrap_or_default();
-        out[s.index] = Some(Ok(LedgerWritten::Settled(Box::new(s.recorded), notices)));
+        sorted.out[s.index] = Some(Ok(LedgerWritten::Settled(Box::new(s.recorded), notices)));
     }
-    out.into_iter()
-        .map(|o| o.ok_or_else(|| StoreError::Corrupt("a batched write went unanswered".into())))
-        .collect()
+    sorted.answers()
 }
 
-fn already_reserved() -> StoreError {
+pub(crate) fn already_reserved() -> StoreError {
     StoreError::Conflict("request id already reserved".into())
 }
 

@@ -29,6 +29,7 @@ mod audit;
 mod batch;
 mod batch_set;
 mod batch_sql;
+mod batch_sqlite;
 mod budget;
 mod conversations;
 mod defaults;
@@ -111,6 +112,28 @@ pub struct Store {
     /// Metering batches that fell back to one write at a time
     /// ([`Store::batches_run_one_by_one`]).
     batch_fallbacks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// A SQLite file's connection kept for metering batches between them
+    /// (`batch`): its page cache stays warm, where one taken from the pool
+    /// each time is usually stale (another connection wrote last) and
+    /// reads its pages again.
+    ledger_conn: Option<std::sync::Arc<KeptConnection>>,
+}
+
+/// The connection a store keeps for its metering batches, if any.
+#[derive(Debug, Default)]
+struct KeptConnection(std::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>);
+
+impl Drop for KeptConnection {
+    /// Back to its pool, which takes a Tokio runtime; without one (a store
+    /// dropped after its runtime) the connection is detached and closed.
+    fn drop(&mut self) {
+        let kept = self.0.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(conn) = kept {
+            if tokio::runtime::Handle::try_current().is_err() {
+                drop(conn.detach());
+            }
+        }
+    }
 }
 
 impl Store {
@@ -131,12 +154,16 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
         let options: AnyConnectOptions = url.parse()?;
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool = match backend {
             Backend::Sqlite => {
                 // An in-memory database exists once per connection: keep one.
-                let max = if url.contains(":memory:") { 1 } else { 8 };
+                let max = if memory { 1 } else { 8 };
                 AnyPoolOptions::new()
                     .max_connections(max)
+                    // Nothing to test on an embedded database: a ping would
+                    // be one more hop to the connection's thread per use.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             conn.execute(
@@ -170,6 +197,7 @@ impl Store {
             backend,
             price_cache: Default::default(),
             batch_fallbacks: Default::default(),
+            ledger_conn: (backend == Backend::Sqlite && !memory).then(Default::default),
         };
         store.migrate().await?;
         store.fold_local_org().await?;
@@ -192,7 +220,28 @@ impl Store {
 
     /// Closes every connection; the store is unusable afterwards.
     pub async fn close(&self) {
-        self.pool.close().await;
+        // Marked closed first, so that a batch ending meanwhile hands its
+        // connection back to the pool rather than keeping it.
+        let closing = self.pool.close();
+        drop(self.take_ledger_conn());
+        closing.await;
+    }
+
+    /// The connection kept for metering batches, if one is kept and free.
+    pub(crate) fn take_ledger_conn(&self) -> Option<sqlx::pool::PoolConnection<sqlx::Any>> {
+        let slot = self.ledger_conn.as_ref()?;
+        slot.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Keeps `conn` for the next metering batch (returns it to the pool
+    /// when none is kept, or the pool is closing).
+    pub(crate) fn keep_ledger_conn(&self, conn: sqlx::pool::PoolConnection<sqlx::Any>) {
+        if let Some(slot) = &self.ledger_conn {
+            let mut slot = slot.0.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() && !self.pool.is_closed() {
+                *slot = Some(conn);
+            }
+        }
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

@@ -8,14 +8,16 @@
 //! answers come to (rows created or already there, holds freed, counters
 //! read). The statements themselves are in two forms, one per database:
 //! - [`values`]: SQLite's, rows in the statement's text (multi-row
-//!   `VALUES`, `IN (…)` lists) with anonymous `?` parameters;
+//!   `VALUES`, `IN (…)` lists) with anonymous `?` parameters, added to a
+//!   script that runs several in one hop (`batch_sqlite` runs them);
 //! - [`json`]: PostgreSQL's, the rows as one JSON parameter in a fixed
 //!   text, so sqlx keeps the statement prepared: one round trip each
 //!   instead of two (sqlx prepares a statement it does not keep in a round
-//!   trip of its own), and the ledger insert carries its rollups.
+//!   trip of its own), and the ledger insert carries its rollups. The
+//!   functions here that run a statement run PostgreSQL's (`batch_set`).
 
 mod json;
-mod values;
+pub(crate) mod values;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -29,11 +31,9 @@ use crate::budget::{budget_from_row, Budget};
 use crate::ledger::{usage_from_row, Recorded, UsageRecord, USAGE_COLUMNS};
 use crate::{now_ms, NewReservation, NewUsage, Result, StoreError};
 
-use values::Style;
-
 /// A request's latest progress record and the serving model and backend
 /// last named.
-type Latest<'w> = (&'w crate::Progress, Option<&'w (String, String)>);
+pub(crate) type Latest<'w> = (&'w crate::Progress, Option<&'w (String, String)>);
 
 /// A progress update's head and tail, around its rows `v` (`column1` …
 /// `column8`: organisation, request id, the four counts, model, backend).
@@ -52,9 +52,23 @@ pub(crate) async fn write_progress(
     indices: &[usize],
     out: &mut [Option<Result<LedgerWritten>>],
 ) -> Result<()> {
-    let style = Style::of(conn);
-    // Per request: the record that knows most (a later one on a tie), and
-    // the last serving model and backend named.
+    let rows = latest_progress(writes, indices);
+    let written = if rows.is_empty() {
+        HashSet::new()
+    } else {
+        json::progress(conn, &rows).await?
+    };
+    answer_progress(writes, indices, &written, out);
+    Ok(())
+}
+
+/// Per request among the progress records at `indices`: the record that
+/// knows most (a later one on a tie), and the last serving model and
+/// backend named.
+pub(crate) fn latest_progress<'w>(
+    writes: &'w [LedgerWrite],
+    indices: &[usize],
+) -> Vec<((&'w str, &'w str), Latest<'w>)> {
     let mut latest: BTreeMap<(&str, &str), Latest<'_>> = BTreeMap::new();
     for &i in indices {
         let LedgerWrite::Progress {
@@ -76,14 +90,17 @@ pub(crate) async fn write_progress(
             entry.1 = served.as_ref();
         }
     }
-    let rows: Vec<_> = latest.into_iter().collect();
-    let written = if rows.is_empty() {
-        HashSet::new()
-    } else if style.pg() {
-        json::progress(conn, &rows).await?
-    } else {
-        values::progress(conn, style, &rows).await?
-    };
+    latest.into_iter().collect()
+}
+
+/// Answers the progress records at `indices`: whether their request's
+/// reservation was `written`.
+pub(crate) fn answer_progress(
+    writes: &[LedgerWrite],
+    indices: &[usize],
+    written: &HashSet<(String, String)>,
+    out: &mut [Option<Result<LedgerWritten>>],
+) {
     for &i in indices {
         if let LedgerWrite::Progress {
             org_id, request_id, ..
@@ -93,12 +110,11 @@ pub(crate) async fn write_progress(
             out[i] = Some(Ok(LedgerWritten::Progressed(done)));
         }
     }
-    Ok(())
 }
 
 /// (organisation, request id) pairs of the rows a statement returned, as
 /// its first two columns.
-fn pairs(rows: Vec<AnyRow>) -> Result<HashSet<(String, String)>> {
+pub(crate) fn pairs(rows: Vec<AnyRow>) -> Result<HashSet<(String, String)>> {
     rows.iter()
         .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?)))
         .collect()
@@ -111,13 +127,8 @@ pub(crate) struct Settled<'w> {
     pub(crate) recorded: Recorded,
 }
 
-/// One multi-row ledger insert; rows already there (a retry) are read back
-/// and reported `created: false`; the new rows' rollups are upserted.
-pub(crate) async fn insert_settlements<'w>(
-    conn: &mut AnyConnection,
-    settles: &[(usize, &'w NewUsage)],
-) -> Result<Vec<Settled<'w>>> {
-    let style = Style::of(conn);
+/// The first settlement of each request among `settles`.
+pub(crate) fn first_settlements<'w>(settles: &[(usize, &'w NewUsage)]) -> Vec<&'w NewUsage> {
     let mut first = Vec::new();
     let mut seen = HashSet::new();
     for (_, u) in settles {
@@ -125,21 +136,39 @@ pub(crate) async fn insert_settlements<'w>(
             first.push(*u);
         }
     }
-    let mut ids = if first.is_empty() {
+    first
+}
+
+/// One multi-row ledger insert with the new rows' rollups; rows already
+/// there (a retry) are read back and reported `created: false`.
+pub(crate) async fn insert_settlements<'w>(
+    conn: &mut AnyConnection,
+    settles: &[(usize, &'w NewUsage)],
+) -> Result<Vec<Settled<'w>>> {
+    let first = first_settlements(settles);
+    let ids = if first.is_empty() {
         HashMap::new()
-    } else if style.pg() {
-        json::insert_ledger_and_rollups(conn, &first).await?
     } else {
-        values::insert_ledger(conn, style, &first).await?
+        json::insert_ledger_and_rollups(conn, &first).await?
     };
-    let mut rollups: Vec<&NewUsage> = Vec::new();
+    settled(conn, settles, ids).await
+}
+
+/// Each of `settles` as its ledger row now stands, given the `ids` of the
+/// rows the batch created (by organisation and request id): the first
+/// settlement of a created row created it; any other is a retry, its row
+/// read back.
+pub(crate) async fn settled<'w>(
+    conn: &mut AnyConnection,
+    settles: &[(usize, &'w NewUsage)],
+    mut ids: HashMap<(String, String), i64>,
+) -> Result<Vec<Settled<'w>>> {
     let mut known: HashMap<(String, String), UsageRecord> = HashMap::new();
     let mut out = Vec::with_capacity(settles.len());
     for (index, usage) in settles {
         let key = (usage.org_id.clone(), usage.request_id.clone());
         let recorded = match ids.remove(&key) {
             Some(id) => {
-                rollups.push(usage);
                 let record = UsageRecord {
                     id,
                     usage: (*usage).clone(),
@@ -171,9 +200,6 @@ pub(crate) async fn insert_settlements<'w>(
             recorded,
         });
     }
-    if !style.pg() {
-        upsert_rollups(conn, &rollups).await?;
-    }
     Ok(out)
 }
 
@@ -204,12 +230,11 @@ type RollupKey<'a> = (
 
 /// A rollup key and what it adds: input, cached and output tokens,
 /// requests, cost.
-type RollupSum<'a> = (RollupKey<'a>, [i64; 5]);
+pub(crate) type RollupSum<'a> = (RollupKey<'a>, [i64; 5]);
 
 /// The new rows summed per rollup key (widest first, the lock order of
-/// `rollup::record`), one upsert per key.
-async fn upsert_rollups(conn: &mut AnyConnection, rows: &[&NewUsage]) -> Result<()> {
-    let style = Style::of(conn);
+/// `rollup::record`), for one upsert per key.
+pub(crate) fn rollup_sums<'a>(rows: &[&'a NewUsage]) -> Vec<RollupSum<'a>> {
     let mut sums: BTreeMap<RollupKey<'_>, [i64; 5]> = BTreeMap::new();
     for u in rows {
         for (rank, width) in crate::rollup::WIDTHS.iter().enumerate() {
@@ -235,8 +260,7 @@ async fn upsert_rollups(conn: &mut AnyConnection, rows: &[&NewUsage]) -> Result<
             }
         }
     }
-    let sums: Vec<RollupSum<'_>> = sums.into_iter().collect();
-    values::upsert_rollups(conn, style, &sums).await
+    sums.into_iter().collect()
 }
 
 /// What deleting the batch's reservations freed.
@@ -253,18 +277,12 @@ pub(crate) async fn delete_reservations<'w>(
     conn: &mut AnyConnection,
     keys: &[(&'w str, &'w str)],
 ) -> Result<Freed<'w>> {
-    let style = Style::of(conn);
     let mut freed = Freed {
         deleted: HashSet::new(),
         holds: Vec::new(),
     };
     for (org, reqs) in by_org(keys) {
-        let rows = if style.pg() {
-            json::delete_reservations(conn, org, &reqs).await?
-        } else {
-            values::delete_reservations(conn, style, org, &reqs).await?
-        };
-        for row in rows {
+        for row in json::delete_reservations(conn, org, &reqs).await? {
             freed.add(org, &reqs, &row)?;
         }
     }
@@ -272,7 +290,7 @@ pub(crate) async fn delete_reservations<'w>(
 }
 
 /// `keys` (organisation, request id) grouped per organisation.
-fn by_org<'w>(keys: &[(&'w str, &'w str)]) -> BTreeMap<&'w str, Vec<&'w str>> {
+pub(crate) fn by_org<'w>(keys: &[(&'w str, &'w str)]) -> BTreeMap<&'w str, Vec<&'w str>> {
     let mut by_org: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (org, req) in keys {
         by_org.entry(org).or_default().push(req);
@@ -287,8 +305,21 @@ impl<'w> Freed<'w> {
         let amount: i64 = row.try_get("amount")?;
         let holds: String = row.try_get("budget_scopes")?;
         if let Some(req) = reqs.iter().copied().find(|r| *r == req.as_str()) {
-            self.deleted.insert((org, req));
+            self.add_held(org, req, amount, &holds)?;
         }
+        Ok(())
+    }
+
+    /// Reservation `req` of `org`, which held `amount` on `holds`
+    /// (`scope:id:period,…`), is deleted.
+    pub(crate) fn add_held(
+        &mut self,
+        org: &'w str,
+        req: &'w str,
+        amount: i64,
+        holds: &str,
+    ) -> Result<()> {
+        self.deleted.insert((org, req));
         for entry in holds.split(',').filter(|e| !e.is_empty()) {
             self.holds.push((parse_hold(entry)?, amount));
         }
@@ -314,15 +345,9 @@ fn parse_hold(entry: &str) -> Result<CounterKey> {
 /// which are in the ledger: one read of both tables (a `UNION ALL`) per
 /// organisation and chunk.
 pub(crate) async fn existing(conn: &mut AnyConnection, keys: &[(&str, &str)]) -> Result<Existing> {
-    let style = Style::of(conn);
     let mut found = Existing::default();
     for (org, reqs) in by_org(keys) {
-        let rows = if style.pg() {
-            json::existing(conn, org, &reqs).await?
-        } else {
-            values::existing(conn, style, org, &reqs).await?
-        };
-        for row in rows {
+        for row in json::existing(conn, org, &reqs).await? {
             found.add(org, &row)?;
         }
     }
@@ -339,7 +364,7 @@ pub(crate) struct Existing {
 }
 
 impl Existing {
-    fn add(&mut self, org: &str, row: &AnyRow) -> Result<()> {
+    pub(crate) fn add(&mut self, org: &str, row: &AnyRow) -> Result<()> {
         let tab: String = row.try_get(0)?;
         let key = (org.to_owned(), row.try_get::<String, _>(1)?);
         if tab == "r" {
@@ -356,7 +381,21 @@ pub(crate) async fn load_budgets<'a>(
     conn: &mut AnyConnection,
     scopes: impl Iterator<Item = (&'a str, Option<&'a str>, Option<&'a str>)>,
 ) -> Result<Vec<Budget>> {
-    let style = Style::of(conn);
+    let ids = budget_ids(scopes);
+    if ids.iter().all(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
+    json::budgets(conn, &ids)
+        .await?
+        .iter()
+        .map(budget_from_row)
+        .collect()
+}
+
+/// The organisations, projects and keys of `scopes`, each once.
+pub(crate) fn budget_ids<'a>(
+    scopes: impl Iterator<Item = (&'a str, Option<&'a str>, Option<&'a str>)>,
+) -> [Vec<&'a str>; 3] {
     let mut ids: [Vec<&str>; 3] = [vec![], vec![], vec![]];
     let mut seen = HashSet::new();
     for (org, project, key) in scopes {
@@ -368,15 +407,7 @@ pub(crate) async fn load_budgets<'a>(
             }
         }
     }
-    if ids.iter().all(Vec::is_empty) {
-        return Ok(Vec::new());
-    }
-    let rows = if style.pg() {
-        json::budgets(conn, &ids).await?
-    } else {
-        values::budgets(conn, style, &ids).await?
-    };
-    rows.iter().map(budget_from_row).collect()
+    ids
 }
 
 /// Creates the `wanted` counters that are missing, then reads them and the
@@ -387,20 +418,26 @@ pub(crate) async fn load_counters(
     wanted: &[CounterKey],
     held: &[CounterKey],
 ) -> Result<BTreeMap<CounterKey, Counter>> {
-    let style = Style::of(conn);
-    let wanted: Vec<&CounterKey> = wanted.iter().collect::<BTreeSet<_>>().into_iter().collect();
-    if style.pg() {
-        if !wanted.is_empty() {
-            json::create_counters(conn, &wanted).await?;
-        }
-    } else {
-        values::create_counters(conn, style, &wanted).await?;
+    let wanted = distinct(wanted);
+    if !wanted.is_empty() {
+        json::create_counters(conn, &wanted).await?;
     }
     let all: BTreeSet<&CounterKey> = wanted.into_iter().chain(held).collect();
-    let mut counters = BTreeMap::new();
     if all.is_empty() {
-        return Ok(counters);
+        return Ok(BTreeMap::new());
     }
+    let (ids, periods) = counter_lists(&all);
+    let rows = json::read_counters(conn, &ids, &periods).await?;
+    counters_from_rows(&rows, &all)
+}
+
+/// `keys`, each once, in order.
+pub(crate) fn distinct(keys: &[CounterKey]) -> Vec<&CounterKey> {
+    keys.iter().collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// The scope ids and the periods of the counters `all`, each once.
+pub(crate) fn counter_lists<'a>(all: &BTreeSet<&'a CounterKey>) -> (Vec<&'a str>, Vec<&'a str>) {
     let ids: Vec<&str> = all
         .iter()
         .map(|(_, id, _)| id.as_str())
@@ -413,13 +450,17 @@ pub(crate) async fn load_counters(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let rows = if style.pg() {
-        json::read_counters(conn, &ids, &periods).await?
-    } else {
-        values::read_counters(conn, style, &ids, &periods).await?
-    };
+    (ids, periods)
+}
+
+/// The counters among `rows` that are in `all`.
+pub(crate) fn counters_from_rows(
+    rows: &[AnyRow],
+    all: &BTreeSet<&CounterKey>,
+) -> Result<BTreeMap<CounterKey, Counter>> {
+    let mut counters = BTreeMap::new();
     for row in rows {
-        let key = counter_key(&row)?;
+        let key = counter_key(row)?;
         if all.contains(&key) {
             let soft: Option<i64> = row.try_get("soft_notified")?;
             counters.insert(
@@ -458,23 +499,30 @@ pub(crate) async fn insert_reservations(
     conn: &mut AnyConnection,
     admitted: &[Admitted<'_>],
 ) -> Result<HashSet<(String, String)>> {
-    let style = Style::of(conn);
     if admitted.is_empty() {
         Ok(HashSet::new())
-    } else if style.pg() {
-        json::insert_reservations(conn, admitted).await
     } else {
-        values::insert_reservations(conn, style, admitted).await
+        json::insert_reservations(conn, admitted).await
     }
 }
 
 /// The month a reservation's holds belong to, or "" without holds.
-fn hold_period(r: &NewReservation, holds: &str) -> String {
+pub(crate) fn hold_period(r: &NewReservation, holds: &str) -> String {
     if holds.is_empty() {
         String::new()
     } else {
         crate::budget::month_of(r.created_at)
     }
+}
+
+/// The counters this batch changed, in lock order.
+pub(crate) fn changed_counters(
+    counters: &BTreeMap<CounterKey, Counter>,
+) -> Vec<(&CounterKey, &Counter)> {
+    counters
+        .iter()
+        .filter(|(_, c)| c.spent_delta != 0 || c.reserved_delta != 0)
+        .collect()
 }
 
 /// Each changed counter's change in one upsert (in lock order), then the
@@ -483,17 +531,9 @@ pub(crate) async fn write_counters(
     conn: &mut AnyConnection,
     counters: &BTreeMap<CounterKey, Counter>,
 ) -> Result<()> {
-    let style = Style::of(conn);
-    let changed: Vec<_> = counters
-        .iter()
-        .filter(|(_, c)| c.spent_delta != 0 || c.reserved_delta != 0)
-        .collect();
-    if style.pg() {
-        if !changed.is_empty() {
-            json::add_to_counters(conn, &changed).await?;
-        }
-    } else {
-        values::add_to_counters(conn, style, &changed).await?;
+    let changed = changed_counters(counters);
+    if !changed.is_empty() {
+        json::add_to_counters(conn, &changed).await?;
     }
     for ((scope, id, period), _) in counters.iter().filter(|(_, c)| c.mark_soft) {
         sqlx::query(

@@ -1,18 +1,22 @@
 //! The batch statements whose rows are in their text: multi-row `VALUES`
 //! inserts and upserts, `IN (…)` lists, `UPDATE … FROM (VALUES …)`, at most
-//! [`CHUNK`] rows each, with parameters numbered for the backend
-//! ([`Style`]): SQLite's form (PostgreSQL's is `json`).
+//! [`CHUNK`] rows each, with anonymous `?` parameters ([`tuples`]):
+//! SQLite's form (PostgreSQL's is `json`).
+//!
+//! Each function adds its statements to a [`Script`]: several statements
+//! sent to SQLite as one query, run in order, whose rows come back per
+//! statement — one hop to sqlx's connection thread for all of them
+//! (`batch_sqlite` sends a batch as three scripts).
 
-use std::collections::{HashMap, HashSet};
-
+use futures_util::TryStreamExt;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, Row};
+use sqlx::{Any, AnyConnection, Either};
 
-use super::{hold_period, pairs, Admitted, Latest, RollupSum, PROGRESS_SET, PROGRESS_WHERE};
+use super::{hold_period, Admitted, Latest, RollupSum, PROGRESS_SET, PROGRESS_WHERE};
 use crate::batch_set::{Counter, CounterKey};
 use crate::budget::BUDGET_COLUMNS;
-use crate::{NewUsage, Result};
+use crate::{NewUsage, Result, StoreError};
 
 /// Rows per multi-row statement (SQLite allows 32,766 parameters; the
 /// widest row here has 16).
@@ -20,147 +24,194 @@ const CHUNK: usize = 256;
 
 type Q<'q> = Query<'q, Any, AnyArguments<'q>>;
 
-/// How a statement numbers its parameters: SQLite's anonymous `?` (its
-/// `$N` names cost a linear search per parameter, in the parser and in
-/// sqlx's binding: quadratic in a multi-row statement), PostgreSQL's `$N`.
-/// Parameters are always bound in the order they appear.
-#[derive(Clone, Copy)]
-pub(crate) struct Style(bool);
-
-impl Style {
-    pub(crate) fn of(conn: &AnyConnection) -> Style {
-        Style(conn.backend_name() == "SQLite")
-    }
-
-    /// PostgreSQL: lists go as one JSON parameter in a statement whose
-    /// text never changes, so it is prepared once per connection and then
-    /// costs one round trip (sqlx prepares a statement it does not keep,
-    /// i.e. every multi-row statement of varying text, in a round trip of
-    /// its own before running it).
-    pub(super) fn pg(self) -> bool {
-        !self.0
-    }
-
-    /// Parameter `i` (1-based).
-    fn at(self, i: usize) -> String {
-        if self.0 {
-            "?".to_owned()
-        } else {
-            format!("${i}")
+/// `(?, ?, …), (…)`: `rows` rows of `cols` parameters, each followed by
+/// `tail` (literal columns, e.g. `, 0, 0`). Parameters are anonymous: a
+/// `$N` name costs SQLite a linear search per parameter, in its parser and
+/// in sqlx's binding, quadratic in a multi-row statement; they are bound in
+/// the order they appear.
+fn tuples(rows: usize, cols: usize, tail: &str) -> String {
+    let mut out = String::new();
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
         }
-    }
-
-    /// `($s, $s+1, …), (…)`: `rows` rows of `cols` parameters from
-    /// `start`, each followed by `tail` (literal columns, e.g. `, 0, 0`).
-    fn rows(self, rows: usize, cols: usize, start: usize, tail: &str) -> String {
-        let mut out = String::new();
-        for r in 0..rows {
-            if r > 0 {
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
                 out.push_str(", ");
             }
-            out.push('(');
-            for c in 0..cols {
-                if c > 0 {
-                    out.push_str(", ");
+            out.push('?');
+        }
+        out.push_str(tail);
+        out.push(')');
+    }
+    out
+}
+
+/// `?, ?, …` (`n` of them).
+fn list(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// A value bound to a script's next `?`.
+#[derive(Clone, Copy)]
+enum Bind<'a> {
+    Text(&'a str),
+    MaybeText(Option<&'a str>),
+    Int(i64),
+}
+
+/// Statements to run as one query, their parameters bound in order.
+#[derive(Default)]
+pub(crate) struct Script<'a> {
+    sql: String,
+    binds: Vec<Bind<'a>>,
+    statements: usize,
+}
+
+impl<'a> Script<'a> {
+    /// Adds statement `sql`; answers its position (for [`Script::run`]'s
+    /// answer).
+    fn statement(&mut self, sql: &str) -> usize {
+        if !self.sql.is_empty() {
+            self.sql.push_str(";\n");
+        }
+        self.sql.push_str(sql);
+        self.statements += 1;
+        self.statements - 1
+    }
+
+    /// Adds statement `sql`, which takes no parameters (`BEGIN`, `COMMIT`).
+    pub(crate) fn plain(&mut self, sql: &str) {
+        self.statement(sql);
+    }
+
+    fn text(&mut self, value: &'a str) -> &mut Self {
+        self.binds.push(Bind::Text(value));
+        self
+    }
+
+    fn maybe_text(&mut self, value: Option<&'a str>) -> &mut Self {
+        self.binds.push(Bind::MaybeText(value));
+        self
+    }
+
+    fn int(&mut self, value: i64) -> &mut Self {
+        self.binds.push(Bind::Int(value));
+        self
+    }
+
+    /// Runs every statement in order, in one hop to the connection's
+    /// thread; answers each statement's rows. The first statement that
+    /// fails ends the script with its error (those after it do not run).
+    pub(crate) async fn run(self, conn: &mut AnyConnection) -> Result<Vec<Vec<AnyRow>>> {
+        if self.statements == 0 {
+            return Ok(Vec::new());
+        }
+        let mut q: Q<'_> = sqlx::query(&self.sql).persistent(false);
+        for bind in &self.binds {
+            q = match *bind {
+                Bind::Text(v) => q.bind(v),
+                Bind::MaybeText(v) => q.bind(v),
+                Bind::Int(v) => q.bind(v),
+            };
+        }
+        let mut out: Vec<Vec<AnyRow>> = vec![Vec::new()];
+        // sqlx runs a query of several statements on SQLite only, and
+        // calls that deprecated in favour of `raw_sql` (no parameters):
+        // the workspace pins sqlx 0.8, and the store's tests run every
+        // batch through here.
+        #[allow(deprecated)]
+        let mut steps = q.fetch_many(&mut *conn);
+        while let Some(step) = steps.try_next().await? {
+            match step {
+                Either::Left(_) => out.push(Vec::new()),
+                Either::Right(row) => {
+                    if let Some(rows) = out.last_mut() {
+                        rows.push(row);
+                    }
                 }
-                out.push_str(&self.at(start + r * cols + c));
             }
-            out.push_str(tail);
-            out.push(')');
         }
-        out
-    }
-
-    /// `$start, $start+1, …` (`n` of them).
-    fn list(self, n: usize, start: usize) -> String {
-        (start..start + n)
-            .map(|i| self.at(i))
-            .collect::<Vec<_>>()
-            .join(", ")
+        out.pop();
+        if out.len() != self.statements {
+            return Err(StoreError::Corrupt(format!(
+                "a script of {} statements answered {}",
+                self.statements,
+                out.len()
+            )));
+        }
+        Ok(out)
     }
 }
 
-/// The progress update of `rows`; answers the requests it wrote.
-pub(super) async fn progress(
-    conn: &mut AnyConnection,
-    style: Style,
-    rows: &[((&str, &str), Latest<'_>)],
-) -> Result<HashSet<(String, String)>> {
-    let mut written = HashSet::new();
+/// The progress update of `rows`, returning the requests it wrote;
+/// answers its statements' positions.
+pub(crate) fn progress<'a>(
+    script: &mut Script<'a>,
+    rows: &[((&'a str, &'a str), Latest<'a>)],
+) -> Vec<usize> {
+    let mut at = Vec::new();
     for chunk in rows.chunks(CHUNK) {
-        let sql = format!(
+        at.push(script.statement(&format!(
             "{PROGRESS_SET} FROM (VALUES {}) AS v {PROGRESS_WHERE}",
-            style.rows(chunk.len(), 8, 1, "")
-        );
-        let mut q: Q<'_> = sqlx::query(&sql).persistent(false);
+            tuples(chunk.len(), 8, "")
+        )));
         for ((org, req), (p, served)) in chunk {
-            q = q
-                .bind(*org)
-                .bind(*req)
-                .bind(p.prompt_tokens)
-                .bind(p.cached_tokens)
-                .bind(p.completion_tokens)
-                .bind(p.cost)
-                .bind(served.map(|(m, _)| m.clone()))
-                .bind(served.map(|(_, b)| b.clone()));
+            script
+                .text(org)
+                .text(req)
+                .int(p.prompt_tokens)
+                .int(p.cached_tokens)
+                .int(p.completion_tokens)
+                .int(p.cost)
+                .maybe_text(served.map(|(m, _)| m.as_str()))
+                .maybe_text(served.map(|(_, b)| b.as_str()));
         }
-        written.extend(pairs(q.fetch_all(&mut *conn).await?)?);
     }
-    Ok(written)
+    at
 }
 
-/// The ledger rows of `first` (one per request), `ON CONFLICT DO NOTHING`;
-/// answers the new rows' ids by (organisation, request id).
-pub(super) async fn insert_ledger(
-    conn: &mut AnyConnection,
-    style: Style,
-    first: &[&NewUsage],
-) -> Result<HashMap<(String, String), i64>> {
-    let mut ids = HashMap::new();
+/// The ledger rows of `first` (one per request, none in the ledger yet:
+/// a conflict fails the statement), returning the new rows' id,
+/// organisation and request id; answers its statements' positions.
+pub(crate) fn insert_ledger<'a>(script: &mut Script<'a>, first: &[&'a NewUsage]) -> Vec<usize> {
+    let mut at = Vec::new();
     for chunk in first.chunks(CHUNK) {
-        let sql = format!(
+        at.push(script.statement(&format!(
             "INSERT INTO usage_ledger (request_id, org_id, project_id, api_key_id, user_id, \
              model, backend, prompt_tokens, cached_tokens, completion_tokens, cost, latency_ms, \
              status, finish_reason, created_at, endpoint) VALUES {} \
-             ON CONFLICT (org_id, request_id) DO NOTHING RETURNING id, org_id, request_id",
-            style.rows(chunk.len(), 16, 1, "")
-        );
-        let mut q: Q<'_> = sqlx::query(&sql).persistent(false);
+             RETURNING id, org_id, request_id",
+            tuples(chunk.len(), 16, "")
+        )));
         for u in chunk {
-            q = q
-                .bind(u.request_id.as_str())
-                .bind(u.org_id.as_str())
-                .bind(u.project_id.clone())
-                .bind(u.api_key_id.clone())
-                .bind(u.user_id.clone())
-                .bind(u.model.as_str())
-                .bind(u.backend.as_str())
-                .bind(u.prompt_tokens)
-                .bind(u.cached_tokens)
-                .bind(u.completion_tokens)
-                .bind(u.cost)
-                .bind(u.latency_ms)
-                .bind(u.status.as_str())
-                .bind(u.finish_reason.clone())
-                .bind(u.created_at)
-                .bind(u.endpoint.as_str());
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            let key = (row.try_get::<String, _>(1)?, row.try_get::<String, _>(2)?);
-            ids.insert(key, row.try_get::<i64, _>(0)?);
+            script
+                .text(&u.request_id)
+                .text(&u.org_id)
+                .maybe_text(u.project_id.as_deref())
+                .maybe_text(u.api_key_id.as_deref())
+                .maybe_text(u.user_id.as_deref())
+                .text(&u.model)
+                .text(&u.backend)
+                .int(u.prompt_tokens)
+                .int(u.cached_tokens)
+                .int(u.completion_tokens)
+                .int(u.cost)
+                .int(u.latency_ms)
+                .text(&u.status)
+                .maybe_text(u.finish_reason.as_deref())
+                .int(u.created_at)
+                .text(&u.endpoint);
         }
     }
-    Ok(ids)
+    at
 }
 
 /// One upsert per rollup key, adding its sums.
-pub(super) async fn upsert_rollups(
-    conn: &mut AnyConnection,
-    style: Style,
-    sums: &[RollupSum<'_>],
-) -> Result<()> {
+pub(crate) fn upsert_rollups<'a>(script: &mut Script<'a>, sums: &[RollupSum<'a>]) {
     for chunk in sums.chunks(CHUNK) {
-        let sql = format!(
+        script.statement(&format!(
             "INSERT INTO usage_rollup (org_id, width_ms, start_ms, project_id, api_key_id, \
              model, user_id, endpoint, input_tokens, cached_tokens, output_tokens, requests, \
              cost) VALUES {} \
@@ -171,226 +222,210 @@ pub(super) async fn upsert_rollups(
              output_tokens = usage_rollup.output_tokens + excluded.output_tokens, \
              requests = usage_rollup.requests + excluded.requests, \
              cost = usage_rollup.cost + excluded.cost",
-            style.rows(chunk.len(), 13, 1, "")
-        );
-        let mut q: Q<'_> = sqlx::query(&sql).persistent(false);
+            tuples(chunk.len(), 13, "")
+        ));
         for ((rank, org, start, project, key, model, user, endpoint), sum) in chunk {
-            q = q
-                .bind(*org)
-                .bind(crate::rollup::WIDTHS[*rank])
-                .bind(*start)
-                .bind(*project)
-                .bind(*key)
-                .bind(*model)
-                .bind(*user)
-                .bind(*endpoint);
+            script
+                .text(org)
+                .int(crate::rollup::WIDTHS[*rank])
+                .int(*start)
+                .text(project)
+                .text(key)
+                .text(model)
+                .text(user)
+                .text(endpoint);
             for value in sum {
-                q = q.bind(*value);
+                script.int(*value);
             }
         }
-        q.execute(&mut *conn).await?;
     }
-    Ok(())
 }
 
-/// Deletes `org`'s reservations of `reqs`, returning their rows.
-pub(super) async fn delete_reservations(
-    conn: &mut AnyConnection,
-    style: Style,
-    org: &str,
-    reqs: &[&str],
-) -> Result<Vec<AnyRow>> {
-    let mut rows = Vec::new();
+/// Deletes `org`'s reservations of `reqs`, returning their request ids;
+/// answers its statements' positions.
+pub(crate) fn delete_reservations<'a>(
+    script: &mut Script<'a>,
+    org: &'a str,
+    reqs: &[&'a str],
+) -> Vec<usize> {
+    let mut at = Vec::new();
     for chunk in reqs.chunks(CHUNK) {
-        let sql = format!(
-            "DELETE FROM reservations WHERE org_id = {} AND request_id IN ({}) \
-             RETURNING request_id, amount, budget_scopes",
-            style.at(1),
-            style.list(chunk.len(), 2)
-        );
-        let mut q: Q<'_> = sqlx::query(&sql).persistent(false).bind(org);
+        at.push(script.statement(&format!(
+            "DELETE FROM reservations WHERE org_id = ? AND request_id IN ({}) \
+             RETURNING request_id",
+            list(chunk.len())
+        )));
+        script.text(org);
         for req in chunk {
-            q = q.bind(*req);
+            script.text(req);
         }
-        rows.extend(q.fetch_all(&mut *conn).await?);
     }
-    Ok(rows)
+    at
 }
 
-/// `org`'s ids among `reqs` that are reserved (`'r'`) or billed (`'l'`).
-pub(super) async fn existing(
-    conn: &mut AnyConnection,
-    style: Style,
-    org: &str,
-    reqs: &[&str],
-) -> Result<Vec<AnyRow>> {
-    let mut rows = Vec::new();
+/// `org`'s ids among `reqs` that are reserved (`'r'`, with the amount and
+/// holds of the reservation) or billed (`'l'`): rows of tab, request id,
+/// amount, holds; answers its statements' positions.
+pub(crate) fn existing<'a>(script: &mut Script<'a>, org: &'a str, reqs: &[&'a str]) -> Vec<usize> {
+    let mut at = Vec::new();
     for chunk in reqs.chunks(CHUNK) {
         let n = chunk.len();
-        let sql = format!(
-            "SELECT 'r' AS tab, request_id FROM reservations \
-             WHERE org_id = {} AND request_id IN ({}) \
-             UNION ALL SELECT 'l' AS tab, request_id FROM usage_ledger \
-             WHERE org_id = {} AND request_id IN ({})",
-            style.at(1),
-            style.list(n, 2),
-            style.at(n + 2),
-            style.list(n, n + 3)
-        );
-        let mut q: Q<'_> = sqlx::query(&sql).persistent(false);
+        at.push(script.statement(&format!(
+            "SELECT 'r' AS tab, request_id, amount, budget_scopes FROM reservations \
+             WHERE org_id = ? AND request_id IN ({}) \
+             UNION ALL SELECT 'l' AS tab, request_id, 0, '' FROM usage_ledger \
+             WHERE org_id = ? AND request_id IN ({})",
+            list(n),
+            list(n)
+        )));
         for _ in 0..2 {
-            q = q.bind(org);
+            script.text(org);
             for req in chunk {
-                q = q.bind(*req);
+                script.text(req);
             }
         }
-        rows.extend(q.fetch_all(&mut *conn).await?);
     }
-    Ok(rows)
+    at
 }
 
-/// The budgets of the organisations, projects and keys in `ids`.
-pub(super) async fn budgets(
-    conn: &mut AnyConnection,
-    style: Style,
-    ids: &[Vec<&str>; 3],
-) -> Result<Vec<AnyRow>> {
+/// The budgets of the organisations, projects and keys in `ids`; answers
+/// its statement's position.
+pub(crate) fn budgets<'a>(script: &mut Script<'a>, ids: &[Vec<&'a str>; 3]) -> usize {
     let mut clauses = Vec::new();
-    let mut next = 1;
     for (slot, name) in ["org", "project", "key"].iter().enumerate() {
         if !ids[slot].is_empty() {
             clauses.push(format!(
                 "(scope = '{name}' AND scope_id IN ({}))",
-                style.list(ids[slot].len(), next)
+                list(ids[slot].len())
             ));
-            next += ids[slot].len();
         }
     }
-    let sql = format!(
+    let at = script.statement(&format!(
         "SELECT {BUDGET_COLUMNS} FROM budgets WHERE {}",
         clauses.join(" OR ")
-    );
-    let mut q: Q<'_> = sqlx::query(&sql).persistent(false);
+    ));
     for id in ids.iter().flatten() {
-        q = q.bind(*id);
+        script.text(id);
     }
-    Ok(q.fetch_all(&mut *conn).await?)
+    at
 }
 
 /// Creates the counters of `wanted` that are missing, at zero.
-pub(super) async fn create_counters(
-    conn: &mut AnyConnection,
-    style: Style,
-    wanted: &[&CounterKey],
-) -> Result<()> {
+pub(crate) fn create_counters<'a>(script: &mut Script<'a>, wanted: &[&'a CounterKey]) {
     for chunk in wanted.chunks(CHUNK) {
-        let sql = format!(
+        script.statement(&format!(
             "INSERT INTO budget_counters (scope, scope_id, period, spent, reserved) VALUES {} \
              ON CONFLICT (scope, scope_id, period) DO NOTHING",
-            style.rows(chunk.len(), 3, 1, ", 0, 0")
-        );
-        let mut q: Q<'_> = sqlx::query(&sql).persistent(false);
+            tuples(chunk.len(), 3, ", 0, 0")
+        ));
         for (scope, id, period) in chunk {
-            q = q
-                .bind(scope.as_str())
-                .bind(id.as_str())
-                .bind(period.as_str());
+            script.text(scope.as_str()).text(id).text(period);
         }
-        q.execute(&mut *conn).await?;
     }
-    Ok(())
 }
 
 /// The counters of any scope id in `ids` and period in `periods`, in lock
-/// order (org, project, key).
-pub(super) async fn read_counters(
-    conn: &mut AnyConnection,
-    style: Style,
-    ids: &[&str],
-    periods: &[&str],
-) -> Result<Vec<AnyRow>> {
-    let sql = format!(
+/// order (org, project, key); answers its statement's position.
+pub(crate) fn read_counters<'a>(
+    script: &mut Script<'a>,
+    ids: &[&'a str],
+    periods: &[&'a str],
+) -> usize {
+    let at = script.statement(&format!(
         "SELECT scope, scope_id, period, spent, reserved, soft_notified FROM budget_counters \
          WHERE scope_id IN ({}) AND period IN ({}) \
          ORDER BY CASE scope WHEN 'org' THEN 0 WHEN 'project' THEN 1 ELSE 2 END, \
          scope_id, period",
-        style.list(ids.len(), 1),
-        style.list(periods.len(), 1 + ids.len())
-    );
-    let mut q: Q<'_> = sqlx::query(&sql).persistent(false);
+        list(ids.len()),
+        list(periods.len())
+    ));
     for id in ids {
-        q = q.bind(*id);
+        script.text(id);
     }
     for period in periods {
-        q = q.bind(*period);
+        script.text(period);
     }
-    Ok(q.fetch_all(&mut *conn).await?)
+    at
 }
 
-/// One multi-row insert of the admitted reservations with their holds;
-/// answers the ones written.
-pub(super) async fn insert_reservations(
-    conn: &mut AnyConnection,
-    style: Style,
-    admitted: &[Admitted<'_>],
-) -> Result<HashSet<(String, String)>> {
-    let mut inserted = HashSet::new();
-    for chunk in admitted.chunks(CHUNK) {
-        let sql = format!(
+/// One multi-row insert of the admitted reservations with their holds (none
+/// reserved yet: a conflict fails the statement), returning the
+/// organisation and request id of each; answers its statements' positions.
+pub(crate) fn insert_reservations<'a>(
+    script: &mut Script<'a>,
+    admitted: &'a [Admitted<'a>],
+    periods: &'a [String],
+) -> Vec<usize> {
+    let mut at = Vec::new();
+    for (chunk, periods) in admitted.chunks(CHUNK).zip(periods.chunks(CHUNK)) {
+        at.push(script.statement(&format!(
             "INSERT INTO reservations (request_id, org_id, project_id, api_key_id, user_id, \
              amount, created_at, model, backend, owner, endpoint, budget_scopes, period, \
              prompt_tokens, cached_tokens, completion_tokens, cost) VALUES {} \
-             ON CONFLICT (org_id, request_id) DO NOTHING RETURNING org_id, request_id",
-            style.rows(chunk.len(), 13, 1, ", 0, 0, 0, 0")
-        );
-        let mut q: Q<'_> = sqlx::query(&sql).persistent(false);
-        for (_, r, holds, _) in chunk {
-            q = q
-                .bind(r.request_id.as_str())
-                .bind(r.org_id.as_str())
-                .bind(r.project_id.clone())
-                .bind(r.api_key_id.clone())
-                .bind(r.user_id.clone())
-                .bind(r.amount)
-                .bind(r.created_at)
-                .bind(r.model.clone())
-                .bind(r.backend.clone())
-                .bind(r.owner.clone())
-                .bind(r.endpoint.as_str())
-                .bind(holds.as_str())
-                .bind(hold_period(r, holds));
+             RETURNING org_id, request_id",
+            tuples(chunk.len(), 13, ", 0, 0, 0, 0")
+        )));
+        for ((_, r, holds, _), period) in chunk.iter().zip(periods) {
+            script
+                .text(&r.request_id)
+                .text(&r.org_id)
+                .maybe_text(r.project_id.as_deref())
+                .maybe_text(r.api_key_id.as_deref())
+                .maybe_text(r.user_id.as_deref())
+                .int(r.amount)
+                .int(r.created_at)
+                .maybe_text(r.model.as_deref())
+                .maybe_text(r.backend.as_deref())
+                .maybe_text(r.owner.as_deref())
+                .text(&r.endpoint)
+                .text(holds)
+                .text(period);
         }
-        inserted.extend(pairs(q.fetch_all(&mut *conn).await?)?);
     }
-    Ok(inserted)
+    at
+}
+
+/// The periods the holds of `admitted` belong to (for
+/// [`insert_reservations`]).
+pub(crate) fn hold_periods(admitted: &[Admitted<'_>]) -> Vec<String> {
+    admitted
+        .iter()
+        .map(|(_, r, holds, _)| hold_period(r, holds))
+        .collect()
 }
 
 /// Each counter's change in one upsert (in the given order: lock order).
-pub(super) async fn add_to_counters(
-    conn: &mut AnyConnection,
-    style: Style,
-    changed: &[(&CounterKey, &Counter)],
-) -> Result<()> {
+pub(crate) fn add_to_counters<'a>(
+    script: &mut Script<'a>,
+    changed: &[(&'a CounterKey, &'a Counter)],
+) {
     for chunk in changed.chunks(CHUNK) {
-        let sql = format!(
+        script.statement(&format!(
             "INSERT INTO budget_counters (scope, scope_id, period, spent, reserved) VALUES {} \
              ON CONFLICT (scope, scope_id, period) DO UPDATE SET \
              spent = budget_counters.spent + excluded.spent, \
              reserved = budget_counters.reserved + excluded.reserved",
-            style.rows(chunk.len(), 5, 1, "")
-        );
-        let mut q: Q<'_> = sqlx::query(&sql).persistent(false);
+            tuples(chunk.len(), 5, "")
+        ));
         for ((scope, id, period), c) in chunk {
-            q = q
-                .bind(scope.as_str())
-                .bind(id.as_str())
-                .bind(period.as_str())
-                .bind(c.spent_delta)
-                .bind(c.reserved_delta);
+            script
+                .text(scope.as_str())
+                .text(id)
+                .text(period)
+                .int(c.spent_delta)
+                .int(c.reserved_delta);
         }
-        q.execute(&mut *conn).await?;
     }
-    Ok(())
+}
+
+/// Marks the soft limit of counter `key` notified at `at`.
+pub(crate) fn mark_soft<'a>(script: &mut Script<'a>, key: &'a CounterKey, at: i64) {
+    let (scope, id, period) = key;
+    script.statement(
+        "UPDATE budget_counters SET soft_notified = ? \
+         WHERE scope = ? AND scope_id = ? AND period = ? AND soft_notified IS NULL",
+    );
+    script.int(at).text(scope.as_str()).text(id).text(period);
 }
 
 #[cfg(test)]
@@ -398,13 +433,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parameters_are_numbered_in_order() {
-        let pg = Style(false);
-        assert_eq!(pg.rows(2, 2, 1, ""), "($1, $2), ($3, $4)");
-        assert_eq!(pg.rows(1, 3, 2, ", 0"), "($2, $3, $4, 0)");
-        assert_eq!(pg.list(3, 2), "$2, $3, $4");
-        let sqlite = Style(true);
-        assert_eq!(sqlite.rows(2, 2, 1, ", 0"), "(?, ?, 0), (?, ?, 0)");
-        assert_eq!(sqlite.list(2, 5), "?, ?");
+    fn parameters_are_anonymous() {
+        assert_eq!(tuples(2, 2, ", 0"), "(?, ?, 0), (?, ?, 0)");
+        assert_eq!(tuples(1, 3, ""), "(?, ?, ?)");
+        assert_eq!(list(2), "?, ?");
     }
 }
