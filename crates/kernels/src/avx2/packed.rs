@@ -183,26 +183,17 @@ unsafe fn group<K: Block, const B: usize>(
     assert!(dw.len() >= n_rows * nb && ops.len() >= n_rows * nb * sb);
     assert!(!K::OFFSET || mw.len() >= n_rows * nb);
     let (dtp, stp, tp) = (dt.as_ptr(), st.as_ptr(), tables.as_mut_ptr());
+    let (dwp, mwp) = (dw.as_ptr(), mw.as_ptr());
     // SAFETY: row 0's nb scales (and offsets) exist; the tables hold
     // 2 · W · nb floats, the activation tables W · nb (asserted).
-    let mut next_summs = unsafe { row_scales::<K>(dw.as_ptr(), mw.as_ptr(), nb, dtp, stp, tp) };
+    let mut next_summs = unsafe { row_table::<K>(dwp, mwp, nb, dtp, stp, tp, 0) };
     for r in 0..n_rows {
         let summs = next_summs;
         // SAFETY: table r % 2 lies inside the 2 · W · nb floats.
         let pp = unsafe { tp.add((r % 2) * W * nb) };
         if r + 1 < n_rows {
-            // SAFETY: row r + 1's scales exist (asserted); table (r + 1) % 2
-            // is the other half of the tables.
-            next_summs = unsafe {
-                row_scales::<K>(
-                    dw.as_ptr().add((r + 1) * nb),
-                    mw.as_ptr().wrapping_add((r + 1) * nb),
-                    nb,
-                    dtp,
-                    stp,
-                    tp.add(((r + 1) % 2) * W * nb),
-                )
-            };
+            // SAFETY: row r + 1's scales exist (asserted).
+            next_summs = unsafe { row_table::<K>(dwp, mwp, nb, dtp, stp, tp, r + 1) };
         }
         let base = ops.as_ptr().wrapping_add(r * nb * sb);
         let raw = w[r * row_bytes..(r + 1) * row_bytes].as_ptr();
@@ -243,17 +234,8 @@ unsafe fn group<K: Block, const B: usize>(
                 acc[j] = _mm256_fmadd_ps(s, widen(p), acc[j]);
             }
         }
-        let mut sm = [0.0f32; W];
-        // SAFETY: eight writable floats.
-        unsafe { _mm256_storeu_ps(sm.as_mut_ptr(), summs) };
-        for j in 0..B {
-            let dot = hsum_ps(acc[j]);
-            // Formats without an offset end at the sum itself (adding 0.0
-            // would turn a -0.0 into +0.0).
-            let v = if K::OFFSET { dot + sm[j] } else { dot };
-            // SAFETY: the caller's contract (b0 + j < batch, r < n_rows).
-            unsafe { *out.add((b0 + j) * stride + r) = v };
-        }
+        // SAFETY: the caller's contract (b0 + j < batch for j < B, r < n_rows).
+        unsafe { write_row::<K, B>(&acc, summs, out, stride, b0, r) };
     }
 }
 
@@ -267,7 +249,7 @@ unsafe fn group<K: Block, const B: usize>(
 /// (and `st` for formats with an offset) and `prods` `8 · nb`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-pub(super) unsafe fn row_scales<K: Block>(
+unsafe fn row_scales<K: Block>(
     d: *const f32,
     m: *const f32,
     nb: usize,
@@ -294,4 +276,64 @@ pub(super) unsafe fn row_scales<K: Block>(
         }
     }
     summ
+}
+
+/// Row `r`'s table of [`row_scales`], in half `r % 2` of the double
+/// `tables` (the other half holds the row being swept), and its offset sums.
+///
+/// # Safety
+/// As [`row_scales`] for row `r`'s `nb` scales at `d + r · nb` (and offsets
+/// at `m + r · nb` for formats with one); `tables` must hold
+/// `2 · GROUP · nb` floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(super) unsafe fn row_table<K: Block>(
+    d: *const f32,
+    m: *const f32,
+    nb: usize,
+    dt: *const f32,
+    st: *const f32,
+    tables: *mut f32,
+    r: usize,
+) -> __m256 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        row_scales::<K>(
+            d.add(r * nb),
+            m.wrapping_add(r * nb),
+            nb,
+            dt,
+            st,
+            tables.add((r % 2) * GROUP * nb),
+        )
+    }
+}
+
+/// Writes weight row `r`'s results for activation rows `b0..b0 + B`: each
+/// accumulator's horizontal sum (llama.cpp's), plus its offset term for
+/// formats with one (others end at the sum itself: adding 0.0 would turn a
+/// -0.0 into +0.0).
+///
+/// # Safety
+/// `out.add((b0 + j) * stride + r)` must be writable for `j < B`; the CPU
+/// must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(super) unsafe fn write_row<K: Block, const B: usize>(
+    acc: &[__m256; B],
+    summs: __m256,
+    out: *mut f32,
+    stride: usize,
+    b0: usize,
+    r: usize,
+) {
+    let mut sm = [0.0f32; GROUP];
+    // SAFETY: eight writable floats.
+    unsafe { _mm256_storeu_ps(sm.as_mut_ptr(), summs) };
+    for j in 0..B {
+        let dot = hsum_ps(acc[j]);
+        let v = if K::OFFSET { dot + sm[j] } else { dot };
+        // SAFETY: the caller's contract.
+        unsafe { *out.add((b0 + j) * stride + r) = v };
+    }
 }

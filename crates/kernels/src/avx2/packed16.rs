@@ -21,7 +21,7 @@
 //! `CLOCK=cpu PARLANCE_KERNELS=avx2` times both (docs/PERFORMANCE.md).
 
 use super::blocks::Block;
-use super::packed::{row_scales, Packed, GROUP, PACKED};
+use super::packed::{row_table, write_row, Packed, GROUP, PACKED};
 use super::*;
 
 /// Fewest activation rows for which a format whose plain form unpacks for
@@ -106,9 +106,9 @@ pub(super) unsafe fn rows<K: Block>(
                 // inside `ops`.
                 unsafe {
                     let u = K::unpack(row.as_ptr().add(i * K::BYTES));
-                    // The quants as values: signed formats' `sx`, unsigned
-                    // ones' `ax` (below 128, so the same read as signed).
-                    let (lo, hi) = halves(if K::BIASED { u.sx } else { u.ax });
+                    // The signed quants as values (only signed formats
+                    // come here: `takes`).
+                    let (lo, hi) = halves(u.sx);
                     _mm256_storeu_si256(op.add(k * BLOCK_BYTES).cast(), lo);
                     _mm256_storeu_si256(op.add(k * BLOCK_BYTES + 32).cast(), hi);
                     d[k] = u.d;
@@ -185,26 +185,17 @@ unsafe fn group<K: Block, const B: usize>(
     assert!(dw.len() >= n_rows * nb && ops.len() >= n_rows * nb * BLOCK_BYTES);
     assert!(!K::OFFSET || mw.len() >= n_rows * nb);
     let (dtp, stp, tp) = (dt.as_ptr(), st.as_ptr(), tables.as_mut_ptr());
+    let (dwp, mwp) = (dw.as_ptr(), mw.as_ptr());
     // SAFETY: row 0's nb scales (and offsets) exist; the tables hold
     // 2 · W · nb floats, the activation tables W · nb (asserted).
-    let mut next_summs = unsafe { row_scales::<K>(dw.as_ptr(), mw.as_ptr(), nb, dtp, stp, tp) };
+    let mut next_summs = unsafe { row_table::<K>(dwp, mwp, nb, dtp, stp, tp, 0) };
     for r in 0..n_rows {
         let summs = next_summs;
         // SAFETY: table r % 2 lies inside the 2 · W · nb floats.
         let pp = unsafe { tp.add((r % 2) * W * nb) };
         if r + 1 < n_rows {
-            // SAFETY: row r + 1's scales exist (asserted); table (r + 1) % 2
-            // is the other half of the tables.
-            next_summs = unsafe {
-                row_scales::<K>(
-                    dw.as_ptr().add((r + 1) * nb),
-                    mw.as_ptr().wrapping_add((r + 1) * nb),
-                    nb,
-                    dtp,
-                    stp,
-                    tp.add(((r + 1) % 2) * W * nb),
-                )
-            };
+            // SAFETY: row r + 1's scales exist (asserted).
+            next_summs = unsafe { row_table::<K>(dwp, mwp, nb, dtp, stp, tp, r + 1) };
         }
         let base = ops.as_ptr().wrapping_add(r * nb * BLOCK_BYTES);
         let mut acc = [_mm256_setzero_ps(); B];
@@ -233,16 +224,7 @@ unsafe fn group<K: Block, const B: usize>(
                 acc[j] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(p), acc[j]);
             }
         }
-        let mut sm = [0.0f32; W];
-        // SAFETY: eight writable floats.
-        unsafe { _mm256_storeu_ps(sm.as_mut_ptr(), summs) };
-        for j in 0..B {
-            let dot = hsum_ps(acc[j]);
-            // Formats without an offset end at the sum itself (adding 0.0
-            // would turn a -0.0 into +0.0).
-            let v = if K::OFFSET { dot + sm[j] } else { dot };
-            // SAFETY: the caller's contract (b0 + j < batch, r < n_rows).
-            unsafe { *out.add((b0 + j) * stride + r) = v };
-        }
+        // SAFETY: the caller's contract (b0 + j < batch for j < B, r < n_rows).
+        unsafe { write_row::<K, B>(&acc, summs, out, stride, b0, r) };
     }
 }
