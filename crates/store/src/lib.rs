@@ -31,6 +31,7 @@ mod batch_set;
 mod batch_sql;
 mod batch_sqlite;
 mod budget;
+mod checkpoint;
 mod conversations;
 mod defaults;
 mod error;
@@ -121,13 +122,28 @@ pub struct Store {
 
 /// The connection a store keeps for its metering batches, if any.
 #[derive(Debug, Default)]
-struct KeptConnection(std::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>);
+struct KeptConnection {
+    conn: std::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>,
+    /// Set by [`Store::close`]: the WAL checkpointer (`checkpoint`) stops.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl KeptConnection {
+    /// Whether the store is still open.
+    fn is_open(&self) -> bool {
+        !self.closed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 impl Drop for KeptConnection {
     /// Back to its pool, which takes a Tokio runtime; without one (a store
     /// dropped after its runtime) the connection is detached and closed.
     fn drop(&mut self) {
-        let kept = self.0.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        let kept = self
+            .conn
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(conn) = kept {
             if tokio::runtime::Handle::try_current().is_err() {
                 drop(conn.detach());
@@ -143,7 +159,9 @@ impl Store {
     ///
     /// SQLite connections run in WAL mode with foreign keys on, a 5 s busy
     /// timeout and `synchronous = NORMAL` (a committed transaction survives a
-    /// crash of the process; only a power loss may drop the last ones).
+    /// crash of the process; only a power loss may drop the last ones); a
+    /// store on a file checkpoints its log in the background (`checkpoint`),
+    /// its commits only past 10,000 pages.
     pub async fn connect(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
@@ -154,6 +172,7 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
         let options: AnyConnectOptions = url.parse()?;
+        let checkpointer_options = options.clone();
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool = match backend {
             Backend::Sqlite => {
@@ -168,7 +187,8 @@ impl Store {
                         Box::pin(async move {
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
-                                 PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
+                                 PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA wal_autocheckpoint = 10000;",
                             )
                             .await?;
                             Ok(())
@@ -199,6 +219,9 @@ impl Store {
             batch_fallbacks: Default::default(),
             ledger_conn: (backend == Backend::Sqlite && !memory).then(Default::default),
         };
+        if let Some(kept) = &store.ledger_conn {
+            checkpoint::start(&checkpointer_options, kept);
+        }
         store.migrate().await?;
         store.fold_local_org().await?;
         Ok(store)
@@ -223,6 +246,10 @@ impl Store {
         // Marked closed first, so that a batch ending meanwhile hands its
         // connection back to the pool rather than keeping it.
         let closing = self.pool.close();
+        if let Some(kept) = &self.ledger_conn {
+            kept.closed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         drop(self.take_ledger_conn());
         closing.await;
     }
@@ -230,14 +257,14 @@ impl Store {
     /// The connection kept for metering batches, if one is kept and free.
     pub(crate) fn take_ledger_conn(&self) -> Option<sqlx::pool::PoolConnection<sqlx::Any>> {
         let slot = self.ledger_conn.as_ref()?;
-        slot.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        slot.conn.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Keeps `conn` for the next metering batch (returns it to the pool
     /// when none is kept, or the pool is closing).
     pub(crate) fn keep_ledger_conn(&self, conn: sqlx::pool::PoolConnection<sqlx::Any>) {
         if let Some(slot) = &self.ledger_conn {
-            let mut slot = slot.0.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = slot.conn.lock().unwrap_or_else(|e| e.into_inner());
             if slot.is_none() && !self.pool.is_closed() {
                 *slot = Some(conn);
             }

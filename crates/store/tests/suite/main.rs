@@ -4,6 +4,7 @@
 mod accounts;
 mod batch;
 mod budgets;
+mod checkpoint;
 mod conversations;
 mod fold;
 mod front_door;
@@ -103,4 +104,15 @@ suite! {
     responses::responses_are_stored_updated_and_deleted,
     responses::responses_are_isolated_by_org_and_project,
     responses::usage_is_grouped_by_endpoint,
+}
+
+/// SQLite alone: PostgreSQL has no such log.
+mod sqlite_only {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_checkpointer_copies_the_log_and_it_restarts() {
+        crate::support::on_sqlite(
+            crate::checkpoint::the_checkpointer_copies_the_log_and_it_restarts,
+        )
+        .await;
+    }
 }
