@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod embedding_models;
 mod model_arg;
+mod open_files;
 
 use std::path::PathBuf;
 

@@ -408,6 +408,12 @@ fn ledger_throughput(url: &str, secs: u64, workers: usize) {
 }
 
 fn main() {
+    // The servers' own log (`RUST_LOG=error` says why a request failed
+    // with a 5xx; the table only counts it).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let mut args = std::env::args().skip(1);
     let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10);
     let rates: Vec<u32> = args

@@ -562,8 +562,34 @@ fn to_i64(tokens: u64) -> i64 {
     i64::try_from(tokens).unwrap_or(i64::MAX)
 }
 
+/// How long a settlement keeps trying through a passing overload of the
+/// store, and its first and longest wait between tries.
+const SETTLE_RETRY_FOR: Duration = Duration::from_secs(30);
+const SETTLE_RETRY_FIRST: Duration = Duration::from_millis(20);
+const SETTLE_RETRY_MOST: Duration = Duration::from_secs(2);
+
+/// The settlement, tried again while the store answers a passing overload
+/// ([`store::ErrorKind::Unavailable`]: busy, no connection or no file
+/// descriptor free) for up to [`SETTLE_RETRY_FOR`]: the ledger is keyed by
+/// request id, so a try that committed unseen is not written twice, and a
+/// live instance's reservation left behind would wait for that instance's
+/// restart, then be billed only to its last progress record.
 async fn write(meter: &Meter, usage: NewUsage) {
-    match meter.writer.write(LedgerWrite::Settle(usage.clone())).await {
+    let until = Instant::now() + SETTLE_RETRY_FOR;
+    let mut wait = SETTLE_RETRY_FIRST;
+    let written = loop {
+        let written = meter.writer.write(LedgerWrite::Settle(usage.clone())).await;
+        match &written {
+            Err(err) if err.kind() == store::ErrorKind::Unavailable && Instant::now() < until => {
+                tracing::warn!(request_id = %usage.request_id, error = %err,
+                    "the store is saturated; trying the settlement again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(SETTLE_RETRY_MOST);
+            }
+            _ => break written,
+        }
+    };
+    match written {
         Ok(LedgerWritten::Settled(recorded, _)) if !recorded.created => tracing::info!(
             request_id = %usage.request_id,
             "request id already in the ledger; no second row written"
@@ -644,6 +670,60 @@ pub async fn settle_interrupted(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Another connection holds SQLite's write lock past the store's busy
+    /// timeout (5 s) and then past the writer's one-by-one retry of the
+    /// batch: the settlement's first try fails busy, a later one lands, and
+    /// the request is billed once, for what it used, with no reservation
+    /// left behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_settlement_waits_out_a_locked_database() {
+        use sqlx::{Connection, Executor};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let org = store.create_org("acme").await.unwrap();
+        let project = store.create_project(&org.id, "p").await.unwrap();
+        let meter = Meter::new(store.clone(), PriceTable::reference());
+        let tenant = Tenant {
+            org_id: org.id.clone(),
+            project_id: project.id.clone(),
+            api_key_id: "key_1".into(),
+            ..Tenant::default()
+        };
+        let planned = Planned {
+            request_id: "req_locked",
+            model: "m",
+            endpoint: "/v1/chat/completions",
+            prompt_tokens: 3,
+            max_completion_tokens: 5,
+            unlisted: None,
+        };
+        let charge = meter.begin(&tenant, None, planned).await.unwrap();
+        sqlx::any::install_default_drivers();
+        let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
+        raw.execute("BEGIN EXCLUSIVE").await.unwrap();
+        let used = Usage {
+            prompt_tokens: 3,
+            cached_tokens: 0,
+            completion_tokens: 4,
+        };
+        let settled = tokio::spawn(charge.settle(Outcome::Finished(None), used).written());
+        // The batch (5 s) and its writes one by one (5 s) have failed busy.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert!(
+            store.get_usage(&org.id, "req_locked").await.is_err(),
+            "nothing can be written while the lock is held"
+        );
+        raw.execute("COMMIT").await.unwrap();
+        settled.await.unwrap();
+        let row = store.get_usage(&org.id, "req_locked").await.unwrap();
+        assert_eq!(
+            (row.usage.prompt_tokens, row.usage.completion_tokens),
+            (3, 4)
+        );
+        assert!(store.list_reservations(&org.id).await.unwrap().is_empty());
+    }
 
     #[test]
     fn finish_reasons_use_their_wire_names() {

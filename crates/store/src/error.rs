@@ -80,22 +80,30 @@ impl StoreError {
 
 /// Whether a driver error is a passing overload rather than a fault: no
 /// connection free in time, SQLite's BUSY/LOCKED (primary codes 5 and 6,
-/// extended codes keep them in their low byte), or PostgreSQL's
-/// serialization failure, deadlock, too many connections or shutdown.
+/// extended codes keep them in their low byte), SQLite's CANTOPEN (14) and
+/// a socket's EMFILE/ENFILE (the process or the system out of file
+/// descriptors, as when thousands of connections wait: SQLite answers 14
+/// when it cannot open a file it needs), or PostgreSQL's serialization
+/// failure, deadlock, too many connections or shutdown.
 fn is_transient(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Io(io) => matches!(io.raw_os_error(), Some(EMFILE | ENFILE)),
         sqlx::Error::Database(db) => {
             let code = db.code();
             let code = code.as_deref().unwrap_or("");
             if let Ok(n) = code.parse::<u32>() {
-                return matches!(n & 0xff, 5 | 6);
+                return matches!(n & 0xff, 5 | 6 | 14);
             }
             matches!(code, "40001" | "40P01" | "53300" | "57P01" | "57P03")
         }
         _ => false,
     }
 }
+
+/// Linux's "too many open files" in the process, and in the system.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
 
 /// Turns a unique-constraint violation into [`StoreError::Conflict`] with `what`.
 pub(crate) fn conflict_on_unique(err: sqlx::Error, what: &str) -> StoreError {
@@ -121,5 +129,31 @@ mod tests {
         let broken = StoreError::Database(sqlx::Error::RowNotFound);
         assert_eq!(broken.kind(), ErrorKind::Internal);
         assert_eq!(StoreError::Corrupt("x".into()).kind(), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn out_of_file_descriptors_is_unavailable() {
+        let emfile = sqlx::Error::Io(std::io::Error::from_raw_os_error(EMFILE));
+        assert_eq!(StoreError::Database(emfile).kind(), ErrorKind::Unavailable);
+        let refused = sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(StoreError::Database(refused).kind(), ErrorKind::Internal);
+    }
+
+    /// SQLite's own CANTOPEN, as a file it cannot open gives it (under load:
+    /// no descriptor free).
+    #[tokio::test]
+    async fn sqlite_cannot_open_is_unavailable() {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rw",
+            dir.path().join("missing/x.db").display()
+        );
+        let Err(err) = sqlx::AnyConnection::connect(&url).await else {
+            panic!("opened a file in a missing folder");
+        };
+        let err = StoreError::Database(err);
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     }
 }

@@ -184,6 +184,9 @@ pub fn run(
     let settings = settings(&args, data_dir_flag, default_data_dir)?;
     let data_dir = settings.data_dir.as_path();
     eprintln!("{}", crate::model_arg::kernel_level()?);
+    if let Some(limit) = crate::open_files::raise() {
+        eprintln!("open files: up to {limit}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
