@@ -491,7 +491,7 @@ impl Charge {
                 Some(row) => write(&meter, row).await,
                 None => {
                     let release = LedgerWrite::Release(org_id, request_id.clone());
-                    if let Err(err) = meter.writer.write(release).await {
+                    if let Err(err) = through_overload(&meter, release, &request_id).await {
                         tracing::error!(%request_id, error = %err,
                             "cannot release; the reservation is left for recovery");
                     }
@@ -562,33 +562,44 @@ fn to_i64(tokens: u64) -> i64 {
     i64::try_from(tokens).unwrap_or(i64::MAX)
 }
 
-/// How long a settlement keeps trying through a passing overload of the
-/// store, and its first and longest wait between tries.
+/// How long a settlement or release keeps trying through a passing
+/// overload of the store, and its first and longest wait between tries.
 const SETTLE_RETRY_FOR: Duration = Duration::from_secs(30);
 const SETTLE_RETRY_FIRST: Duration = Duration::from_millis(20);
 const SETTLE_RETRY_MOST: Duration = Duration::from_secs(2);
 
-/// The settlement, tried again while the store answers a passing overload
-/// ([`store::ErrorKind::Unavailable`]: busy, no connection or no file
-/// descriptor free) for up to [`SETTLE_RETRY_FOR`]: the ledger is keyed by
-/// request id, so a try that committed unseen is not written twice, and a
-/// live instance's reservation left behind would wait for that instance's
-/// restart, then be billed only to its last progress record.
-async fn write(meter: &Meter, usage: NewUsage) {
+/// `write` through the meter's writer, tried again while the store answers
+/// a passing overload ([`store::ErrorKind::Unavailable`]: busy, no
+/// connection or no file descriptor free) for up to [`SETTLE_RETRY_FOR`].
+/// For settlements and releases: the ledger is keyed by request id and a
+/// release of a gone reservation does nothing, so a try that committed
+/// unseen is not applied twice; and a live instance's reservation left
+/// behind would wait for that instance's restart, then be billed only to
+/// its last progress record (or hold its budget until then).
+async fn through_overload(
+    meter: &Meter,
+    write: LedgerWrite,
+    request_id: &str,
+) -> store::Result<LedgerWritten> {
     let until = Instant::now() + SETTLE_RETRY_FOR;
     let mut wait = SETTLE_RETRY_FIRST;
-    let written = loop {
-        let written = meter.writer.write(LedgerWrite::Settle(usage.clone())).await;
+    loop {
+        let written = meter.writer.write(write.clone()).await;
         match &written {
             Err(err) if err.kind() == store::ErrorKind::Unavailable && Instant::now() < until => {
-                tracing::warn!(request_id = %usage.request_id, error = %err,
-                    "the store is saturated; trying the settlement again");
+                tracing::warn!(%request_id, error = %err,
+                    "the store is saturated; trying the ledger write again");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(SETTLE_RETRY_MOST);
             }
-            _ => break written,
+            _ => return written,
         }
-    };
+    }
+}
+
+async fn write(meter: &Meter, usage: NewUsage) {
+    let written =
+        through_overload(meter, LedgerWrite::Settle(usage.clone()), &usage.request_id).await;
     match written {
         Ok(LedgerWritten::Settled(recorded, _)) if !recorded.created => tracing::info!(
             request_id = %usage.request_id,
@@ -671,13 +682,12 @@ pub async fn settle_interrupted(
 mod tests {
     use super::*;
 
-    /// Another connection holds SQLite's write lock past the store's busy
-    /// timeout (5 s) and then past the writer's one-by-one retry of the
-    /// batch: the settlement's first try fails busy, a later one lands, and
-    /// the request is billed once, for what it used, with no reservation
-    /// left behind.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_settlement_waits_out_a_locked_database() {
+    /// Another connection holds SQLite's write lock for 11 s, past the
+    /// store's busy timeout (5 s) for the batch and then for the write alone
+    /// (the ledger writer's fallback): the write's first try fails busy, a
+    /// later one lands. `outcome` ends the one request of a fresh store;
+    /// answers the store, the organisation and the store's folder.
+    async fn end_while_locked(outcome: Outcome) -> (Store, String, tempfile::TempDir) {
         use sqlx::{Connection, Executor};
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
@@ -708,21 +718,39 @@ mod tests {
             cached_tokens: 0,
             completion_tokens: 4,
         };
-        let settled = tokio::spawn(charge.settle(Outcome::Finished(None), used).written());
-        // The batch (5 s) and its writes one by one (5 s) have failed busy.
+        let ended = tokio::spawn(charge.settle(outcome, used).written());
         tokio::time::sleep(Duration::from_secs(11)).await;
-        assert!(
-            store.get_usage(&org.id, "req_locked").await.is_err(),
+        assert_eq!(
+            store.list_reservations(&org.id).await.unwrap().len(),
+            1,
             "nothing can be written while the lock is held"
         );
         raw.execute("COMMIT").await.unwrap();
-        settled.await.unwrap();
-        let row = store.get_usage(&org.id, "req_locked").await.unwrap();
+        ended.await.unwrap();
+        assert!(
+            store.list_reservations(&org.id).await.unwrap().is_empty(),
+            "the reservation is gone"
+        );
+        (store, org.id, dir)
+    }
+
+    /// A settlement waits out a locked database: billed once, for what the
+    /// request used.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_settlement_waits_out_a_locked_database() {
+        let (store, org, _dir) = end_while_locked(Outcome::Finished(None)).await;
+        let row = store.get_usage(&org, "req_locked").await.unwrap();
         assert_eq!(
             (row.usage.prompt_tokens, row.usage.completion_tokens),
             (3, 4)
         );
-        assert!(store.list_reservations(&org.id).await.unwrap().is_empty());
+    }
+
+    /// A release (a refused request) too: no row, its budget hold freed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_release_waits_out_a_locked_database() {
+        let (store, org, _dir) = end_while_locked(Outcome::Refused).await;
+        assert!(store.get_usage(&org, "req_locked").await.is_err());
     }
 
     #[test]
