@@ -491,7 +491,7 @@ impl Charge {
                 Some(row) => write(&meter, row).await,
                 None => {
                     let release = LedgerWrite::Release(org_id, request_id.clone());
-                    if let Err(err) = through_overload(&meter, release, &request_id).await {
+                    if let Err(err) = through_overload(&meter, &release, &request_id).await {
                         tracing::error!(%request_id, error = %err,
                             "cannot release; the reservation is left for recovery");
                     }
@@ -578,7 +578,7 @@ const SETTLE_RETRY_MOST: Duration = Duration::from_secs(2);
 /// its last progress record (or hold its budget until then).
 async fn through_overload(
     meter: &Meter,
-    write: LedgerWrite,
+    write: &LedgerWrite,
     request_id: &str,
 ) -> store::Result<LedgerWritten> {
     let until = Instant::now() + SETTLE_RETRY_FOR;
@@ -598,11 +598,10 @@ async fn through_overload(
 }
 
 async fn write(meter: &Meter, usage: NewUsage) {
-    let written =
-        through_overload(meter, LedgerWrite::Settle(usage.clone()), &usage.request_id).await;
-    match written {
+    let request_id = usage.request_id.clone();
+    match through_overload(meter, &LedgerWrite::Settle(usage), &request_id).await {
         Ok(LedgerWritten::Settled(recorded, _)) if !recorded.created => tracing::info!(
-            request_id = %usage.request_id,
+            %request_id,
             "request id already in the ledger; no second row written"
         ),
         Ok(LedgerWritten::Settled(_, reached)) => {
@@ -612,7 +611,7 @@ async fn write(meter: &Meter, usage: NewUsage) {
         }
         Ok(_) => {}
         Err(err) => tracing::error!(
-            request_id = %usage.request_id,
+            %request_id,
             error = %err,
             "cannot settle; the reservation is left for recovery"
         ),
@@ -682,10 +681,10 @@ pub async fn settle_interrupted(
 mod tests {
     use super::*;
 
-    /// Another connection holds SQLite's write lock for 11 s, past the
-    /// store's busy timeout (5 s) for the batch and then for the write alone
-    /// (the ledger writer's fallback): the write's first try fails busy, a
-    /// later one lands. `outcome` ends the one request of a fresh store;
+    /// Another connection holds SQLite's write lock past the store's busy
+    /// timeout (5 s) for the batch and then for the write alone (the ledger
+    /// writer's fallback), until a retry has begun: the write's first try
+    /// fails busy, a later one lands. `outcome` ends the one request of a fresh store;
     /// answers the store, the organisation and the store's folder.
     async fn end_while_locked(outcome: Outcome) -> (Store, String, tempfile::TempDir) {
         use sqlx::{Connection, Executor};
@@ -719,7 +718,14 @@ mod tests {
             completion_tokens: 4,
         };
         let ended = tokio::spawn(charge.settle(outcome, used).written());
-        tokio::time::sleep(Duration::from_secs(11)).await;
+        // Held until a second batch failed busy: the first try (the batch,
+        // then the write alone) failed and a retry began; or until the
+        // write gave up.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while store.batches_run_one_by_one() < 2 && !ended.is_finished() {
+            assert!(Instant::now() < deadline, "no second try within 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert_eq!(
             store.list_reservations(&org.id).await.unwrap().len(),
             1,
