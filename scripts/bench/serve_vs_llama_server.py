@@ -19,6 +19,12 @@ scripts/reference/install_llama_cpp.sh):
     python3 scripts/bench/serve_vs_llama_server.py --model smollm2-135m-instruct \
         [--threads 2] [--concurrency 1,4,16,64] [--max-tokens 64] [--json-schema]
 
+With --rounds N every concurrency runs N times, the two servers taking
+turns to go first (a fresh llama-server each time, the same Parlance
+server throughout), each round's table printed as it ends, then the
+medians of every figure and the median of the rounds' own ratios: on a
+shared host whose speed drifts, the ratio within one pair is what to read.
+
 With --ours-only only Parlance runs (no reference build needed): to
 compare two of our binaries on one machine (--parlance PATH) or profile one.
 
@@ -41,6 +47,7 @@ import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -226,6 +233,9 @@ def main() -> None:
                     help="completions for base models without a chat template (gemma3-270m)")
     ap.add_argument("--json-schema", action="store_true",
                     help="constrained decoding: every request asks for the same json_schema")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat every concurrency N times, alternating which server goes "
+                         "first, and end with the medians (and the median of the ratios)")
     ap.add_argument("--ours-only", action="store_true",
                     help="run only `parlance serve` (no LLAMA_CPP_BIN needed): to compare two "
                          "of our binaries (--parlance) or to profile one")
@@ -244,48 +254,100 @@ def main() -> None:
         try:
             served = json.loads(http_get(ours_port, "/v1/models"))["data"][0]["id"]
             run_round(ours_port, served, 1, 8, "warm-up", args.endpoint)
-            ours_rows = {c: run_round(ours_port, served, c, args.max_tokens, str(c), args.endpoint)
-                         for c in levels}
-            ours_rss = peak_rss_mib(ours.pid)
+
+            def ours_round(c: int, r: int) -> dict:
+                # Parlance serves every round: a prompt seen in an earlier
+                # round would be answered from its prefix cache.
+                return run_round(ours_port, served, c, args.max_tokens, tag(c, r), args.endpoint)
+
+            if args.ours_only:
+                rounds = [{c: ours_round(c, r) for c in levels} for r in range(args.rounds)]
+                ours_rss = peak_rss_mib(ours.pid)
+            else:
+                rounds, llama_rss = [], 0.0
+                for r in range(args.rounds):
+                    pairs = {}
+                    for c in levels:
+                        # Alternate which server goes first, so a host that
+                        # drifts slower or faster favours neither side.
+                        if r % 2 == 1:
+                            o = ours_round(c, r)
+                        l, rss = llama_round(bin_dir, model_path, args, c, r)
+                        llama_rss = max(llama_rss, rss)
+                        if r % 2 == 0:
+                            o = ours_round(c, r)
+                        pairs[c] = (l, o)
+                    rounds.append(pairs)
+                    print_pairs(args, ours.kernels, levels, pairs, f"round {r + 1} of {args.rounds}")
+                ours_rss = peak_rss_mib(ours.pid)
             ours_kernels = ours.kernels
         finally:
             ours.terminate()
             ours.wait(timeout=60)
     if args.ours_only:
-        print(f"model {args.model}, {args.threads} threads, max_tokens {args.max_tokens}, "
-              f"parlance {ours_kernels} ({args.parlance})")
-        print(f"{'streams':>7} | {'agg tok/s':>9} | {'TTFT p50':>8} {'p99':>8} | {'ITL p50':>7} {'p99':>7}")
-        for c in levels:
-            o = ours_rows[c]
-            print(f"{c:>7} | {o['tok_s']:9.1f} | {o['ttft_p50']:8.0f} {o['ttft_p99']:8.0f} | "
-                  f"{o['itl_p50']:7.1f} {o['itl_p99']:7.1f}")
+        for r, rows in enumerate(rounds):
+            print(f"model {args.model}, {args.threads} threads, max_tokens {args.max_tokens}, "
+                  f"parlance {ours_kernels} ({args.parlance}), round {r + 1} of {args.rounds}")
+            print(f"{'streams':>7} | {'agg tok/s':>9} | {'TTFT p50':>8} {'p99':>8} | {'ITL p50':>7} {'p99':>7}")
+            for c in levels:
+                o = rows[c]
+                print(f"{c:>7} | {o['tok_s']:9.1f} | {o['ttft_p50']:8.0f} {o['ttft_p99']:8.0f} | "
+                      f"{o['itl_p50']:7.1f} {o['itl_p99']:7.1f}")
         print(f"peak RSS MiB: parlance {ours_rss:.0f}")
         return
-    llama_rows, llama_rss = {}, 0.0
-    for c in levels:
-        llama, port = start_llama(bin_dir, model_path, args.threads, c, args.max_tokens)
-        try:
-            run_round(port, "m", 1, 8, "warm-up", args.endpoint)
-            llama_rows[c] = run_round(port, "m", c, args.max_tokens, str(c), args.endpoint)
-            llama_rss = max(llama_rss, peak_rss_mib(llama.pid))
-        finally:
-            llama.terminate()
-            llama.wait(timeout=60)
+    if args.rounds > 1:
+        # Each figure's median over the rounds, and the median of the
+        # rounds' own ratios (a ratio within one pair is what to read on a
+        # host whose speed drifts).
+        med = {c: (median_row([rows[c][0] for rows in rounds]),
+                   median_row([rows[c][1] for rows in rounds])) for c in levels}
+        ratios = {c: statistics.median(rows[c][1]["tok_s"] / rows[c][0]["tok_s"] for rows in rounds)
+                  for c in levels}
+        print_pairs(args, ours_kernels, levels, med, f"median of {args.rounds} rounds", ratios)
+    model_mib = Path(model_path).stat().st_size / 2**20
+    print(f"peak RSS MiB: llama-server {llama_rss:.0f} (largest slot count), parlance {ours_rss:.0f}"
+          f" (model file {model_mib:.0f})")
 
+
+def tag(c: int, r: int) -> str:
+    """The prompts' tag of round `r` at `c` streams: the same prompts for
+    both servers, the first round's as before rounds existed, later rounds'
+    differing from the first character on (so no more of a prompt matches
+    an earlier round's)."""
+    return str(c) if r == 0 else f"r{r + 1}-{c}"
+
+
+def llama_round(bin_dir: str, model_path: str, args, c: int, r: int) -> tuple[dict, float]:
+    """Round `r` of `c` streams on a fresh llama-server with `c` slots; its
+    row and peak RSS."""
+    llama, port = start_llama(bin_dir, model_path, args.threads, c, args.max_tokens)
+    try:
+        run_round(port, "m", 1, 8, "warm-up", args.endpoint)
+        row = run_round(port, "m", c, args.max_tokens, tag(c, r), args.endpoint)
+        return row, peak_rss_mib(llama.pid)
+    finally:
+        llama.terminate()
+        llama.wait(timeout=60)
+
+
+def median_row(rows: list[dict]) -> dict:
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+
+
+def print_pairs(args, kernels: str, levels: list[int], pairs: dict, title: str,
+                ratios: dict | None = None) -> None:
     print(f"model {args.model}, {args.threads} threads, max_tokens {args.max_tokens}, "
-          f"parlance {ours_kernels}")
+          f"parlance {kernels}, {title}")
     print(f"{'streams':>7} | {'agg tok/s':>19} | {'TTFT p50 ms':>19} | {'TTFT p99 ms':>19} | "
           f"{'ITL p50 ms':>17} | {'ITL p99 ms':>17} | ratio tok/s")
     print(f"{'':>7} | {'llama':>9} {'ours':>9} | {'llama':>9} {'ours':>9} | {'llama':>9} {'ours':>9} | "
           f"{'llama':>8} {'ours':>8} | {'llama':>8} {'ours':>8} |")
     for c in levels:
-        l, o = llama_rows[c], ours_rows[c]
+        l, o = pairs[c]
+        ratio = ratios[c] if ratios else o['tok_s'] / l['tok_s']
         print(f"{c:>7} | {l['tok_s']:9.1f} {o['tok_s']:9.1f} | {l['ttft_p50']:9.0f} {o['ttft_p50']:9.0f} | "
               f"{l['ttft_p99']:9.0f} {o['ttft_p99']:9.0f} | {l['itl_p50']:8.1f} {o['itl_p50']:8.1f} | "
-              f"{l['itl_p99']:8.1f} {o['itl_p99']:8.1f} | {o['tok_s'] / l['tok_s']:.2f}")
-    model_mib = Path(model_path).stat().st_size / 2**20
-    print(f"peak RSS MiB: llama-server {llama_rss:.0f} (largest slot count), parlance {ours_rss:.0f}"
-          f" (model file {model_mib:.0f})")
+              f"{l['itl_p99']:8.1f} {o['itl_p99']:8.1f} | {ratio:.2f}", flush=True)
 
 
 def http_get(port: int, path: str) -> bytes:
