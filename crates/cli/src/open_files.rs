@@ -11,14 +11,7 @@
 /// Raises the soft open-file limit to the hard limit; answers the limit in
 /// force afterwards (`None` where it cannot be read).
 pub fn raise() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the struct it is given and nothing else.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return None;
-    }
+    let limit = limits()?;
     if limit.rlim_cur < limit.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: limit.rlim_max,
@@ -32,20 +25,23 @@ pub fn raise() -> Option<u64> {
     Some(limit.rlim_cur)
 }
 
+/// The soft and hard open-file limits in force (`None` where they cannot
+/// be read).
+fn limits() -> Option<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given and nothing else.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_soft_limit_ends_at_the_hard_one() {
         let now = super::raise().expect("a readable limit");
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: as in `raise`.
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-            0
-        );
+        let limit = super::limits().expect("a readable limit");
         assert_eq!(limit.rlim_cur, limit.rlim_max);
         assert_eq!(now, limit.rlim_cur);
     }
