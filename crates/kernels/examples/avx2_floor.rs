@@ -18,6 +18,14 @@
 //! of a batch kernel that keeps the reference's bits: what a kernel
 //! measures above it goes to loads, unpacking and scales.
 //!
+//! The last mixes give up the reference's order for exact integer block
+//! sums (one conversion and multiply-add per block): eight pairs' lanes
+//! reduced by `vphaddd`, and eight weight rows interleaved four bytes at a
+//! time, so one `maddubs` of a broadcast activation word serves eight rows
+//! (for 5-bit weights four of those add in 16 bits before one `madd`).
+//! docs/PERFORMANCE.md ("Q5_0 in exact integer block sums") has what that
+//! gave as a kernel, and why it was not kept.
+//!
 //! ```text
 //! cargo run --release -p kernels --example avx2_floor
 //! ```
@@ -105,6 +113,51 @@ fn main() {
          vpmaddwd ymm1, ymm12, ymm15\nvpmaddwd ymm5, ymm13, ymm15\nvpaddd ymm1, ymm1, ymm5\nvcvtdq2ps ymm1, ymm1\nvfmadd231ps ymm9, ymm1, ymm14\n\
          vpmaddwd ymm2, ymm12, ymm15\nvpmaddwd ymm6, ymm13, ymm15\nvpaddd ymm2, ymm2, ymm6\nvcvtdq2ps ymm2, ymm2\nvfmadd231ps ymm10, ymm2, ymm14\n\
          vpmaddwd ymm3, ymm12, ymm15\nvpmaddwd ymm7, ymm13, ymm15\nvpaddd ymm3, ymm3, ymm7\nvcvtdq2ps ymm3, ymm3\nvfmadd231ps ymm11, ymm3, ymm14");
+    // Exact integer block sums, eight pairs (one weight block against eight
+    // activation rows) reduced to one vector of eight block sums; then eight
+    // weight rows interleaved, so each lane is one row's sum (no reduction).
+    time_mix!("8 pairs, integer sums: 8×(sign, maddubs, madd), 6 phaddd, 2 perm, add, cvt, fma", 35,
+        "vpsignb ymm0, ymm12, ymm15\nvpmaddubsw ymm0, ymm0, ymm15\nvpmaddwd ymm0, ymm0, ymm14\n\
+         vpsignb ymm1, ymm12, ymm15\nvpmaddubsw ymm1, ymm1, ymm15\nvpmaddwd ymm1, ymm1, ymm14\n\
+         vpsignb ymm2, ymm12, ymm15\nvpmaddubsw ymm2, ymm2, ymm15\nvpmaddwd ymm2, ymm2, ymm14\n\
+         vpsignb ymm3, ymm12, ymm15\nvpmaddubsw ymm3, ymm3, ymm15\nvpmaddwd ymm3, ymm3, ymm14\n\
+         vpsignb ymm4, ymm12, ymm15\nvpmaddubsw ymm4, ymm4, ymm15\nvpmaddwd ymm4, ymm4, ymm14\n\
+         vpsignb ymm5, ymm12, ymm15\nvpmaddubsw ymm5, ymm5, ymm15\nvpmaddwd ymm5, ymm5, ymm14\n\
+         vpsignb ymm6, ymm12, ymm15\nvpmaddubsw ymm6, ymm6, ymm15\nvpmaddwd ymm6, ymm6, ymm14\n\
+         vpsignb ymm7, ymm12, ymm15\nvpmaddubsw ymm7, ymm7, ymm15\nvpmaddwd ymm7, ymm7, ymm14\n\
+         vphaddd ymm0, ymm0, ymm1\nvphaddd ymm2, ymm2, ymm3\nvphaddd ymm4, ymm4, ymm5\nvphaddd ymm6, ymm6, ymm7\n\
+         vphaddd ymm0, ymm0, ymm2\nvphaddd ymm4, ymm4, ymm6\n\
+         vperm2i128 ymm1, ymm0, ymm4, 0x20\nvperm2i128 ymm3, ymm0, ymm4, 0x31\nvpaddd ymm1, ymm1, ymm3\n\
+         vcvtdq2ps ymm1, ymm1\nvfmadd231ps ymm11, ymm1, ymm13");
+    time_mix!("8 pairs, 5-bit unsigned integer sums: 8 maddubs, 6 phaddw, 2 madd, phaddd, perm, add, sub, cvt, fma", 22,
+        "vpmaddubsw ymm0, ymm12, ymm15\nvpmaddubsw ymm1, ymm12, ymm15\nvpmaddubsw ymm2, ymm12, ymm15\nvpmaddubsw ymm3, ymm12, ymm15\n\
+         vpmaddubsw ymm4, ymm12, ymm15\nvpmaddubsw ymm5, ymm12, ymm15\nvpmaddubsw ymm6, ymm12, ymm15\nvpmaddubsw ymm7, ymm12, ymm15\n\
+         vphaddw ymm0, ymm0, ymm1\nvphaddw ymm2, ymm2, ymm3\nvphaddw ymm4, ymm4, ymm5\nvphaddw ymm6, ymm6, ymm7\n\
+         vphaddw ymm0, ymm0, ymm2\nvphaddw ymm4, ymm4, ymm6\n\
+         vpmaddwd ymm0, ymm0, ymm14\nvpmaddwd ymm4, ymm4, ymm14\nvphaddd ymm0, ymm0, ymm4\n\
+         vperm2i128 ymm1, ymm0, ymm0, 0x01\nvpaddd ymm1, ymm1, ymm0\nvpsubd ymm1, ymm1, ymm10\n\
+         vcvtdq2ps ymm1, ymm1\nvfmadd231ps ymm11, ymm1, ymm13");
+    time_mix!("8 vphaddd", 8,
+        "vphaddd ymm0, ymm0, ymm15\nvphaddd ymm1, ymm1, ymm15\nvphaddd ymm2, ymm2, ymm15\nvphaddd ymm3, ymm3, ymm15\nvphaddd ymm4, ymm4, ymm15\nvphaddd ymm5, ymm5, ymm15\nvphaddd ymm6, ymm6, ymm15\nvphaddd ymm7, ymm7, ymm15");
+    time_mix!("8 pairs, rows interleaved, 5-bit: 8 maddubs, 6 paddw, 2 madd, paddd, subd, cvt, mul, fma", 22,
+        "vpmaddubsw ymm0, ymm8, ymm15\nvpmaddubsw ymm1, ymm9, ymm15\nvpmaddubsw ymm2, ymm10, ymm15\nvpmaddubsw ymm3, ymm11, ymm15\n\
+         vpmaddubsw ymm4, ymm8, ymm14\nvpmaddubsw ymm5, ymm9, ymm14\nvpmaddubsw ymm6, ymm10, ymm14\nvpmaddubsw ymm7, ymm11, ymm14\n\
+         vpaddw ymm0, ymm0, ymm1\nvpaddw ymm2, ymm2, ymm3\nvpaddw ymm0, ymm0, ymm2\n\
+         vpaddw ymm4, ymm4, ymm5\nvpaddw ymm6, ymm6, ymm7\nvpaddw ymm4, ymm4, ymm6\n\
+         vpmaddwd ymm0, ymm0, ymm13\nvpmaddwd ymm4, ymm4, ymm13\nvpaddd ymm0, ymm0, ymm4\nvpsubd ymm0, ymm0, ymm13\n\
+         vcvtdq2ps ymm0, ymm0\nvmulps ymm1, ymm13, ymm14\nvfmadd231ps ymm12, ymm0, ymm1");
+    time_mix!("8 pairs, rows interleaved, signed 8-bit: 8×(sign, maddubs, madd, addd), cvt, mul, fma", 35,
+        "vpsignb ymm0, ymm15, ymm8\nvpmaddubsw ymm0, ymm8, ymm0\nvpmaddwd ymm0, ymm0, ymm13\n\
+         vpsignb ymm1, ymm15, ymm9\nvpmaddubsw ymm1, ymm9, ymm1\nvpmaddwd ymm1, ymm1, ymm13\n\
+         vpsignb ymm2, ymm15, ymm10\nvpmaddubsw ymm2, ymm10, ymm2\nvpmaddwd ymm2, ymm2, ymm13\n\
+         vpsignb ymm3, ymm15, ymm11\nvpmaddubsw ymm3, ymm11, ymm3\nvpmaddwd ymm3, ymm3, ymm13\n\
+         vpsignb ymm4, ymm14, ymm8\nvpmaddubsw ymm4, ymm8, ymm4\nvpmaddwd ymm4, ymm4, ymm13\n\
+         vpsignb ymm5, ymm14, ymm9\nvpmaddubsw ymm5, ymm9, ymm5\nvpmaddwd ymm5, ymm5, ymm13\n\
+         vpsignb ymm6, ymm14, ymm10\nvpmaddubsw ymm6, ymm10, ymm6\nvpmaddwd ymm6, ymm6, ymm13\n\
+         vpsignb ymm7, ymm14, ymm11\nvpmaddubsw ymm7, ymm11, ymm7\nvpmaddwd ymm7, ymm7, ymm13\n\
+         vpaddd ymm0, ymm0, ymm1\nvpaddd ymm2, ymm2, ymm3\nvpaddd ymm4, ymm4, ymm5\nvpaddd ymm6, ymm6, ymm7\n\
+         vpaddd ymm0, ymm0, ymm2\nvpaddd ymm4, ymm4, ymm6\nvpaddd ymm0, ymm0, ymm4\n\
+         vcvtdq2ps ymm0, ymm0\nvmulps ymm1, ymm13, ymm14\nvfmadd231ps ymm12, ymm0, ymm1");
 }
 
 #[cfg(not(target_arch = "x86_64"))]
