@@ -24,7 +24,10 @@
 //! time, so one `maddubs` of a broadcast activation word serves eight rows
 //! (for 5-bit weights four of those add in 16 bits before one `madd`).
 //! docs/PERFORMANCE.md ("Q5_0 in exact integer block sums") has what that
-//! gave as a kernel, and why it was not kept.
+//! gave as a kernel, and why it was not kept. Then the reference mix with
+//! the VNNI kernels' integer-to-float step (`vpaddd` and `vsubps` of
+//! 1.5 · 2^23 instead of `vcvtdq2ps`), and pairs of single instructions,
+//! which show which of them share issue ports.
 //!
 //! ```text
 //! cargo run --release -p kernels --example avx2_floor
@@ -158,6 +161,26 @@ fn main() {
          vpaddd ymm0, ymm0, ymm1\nvpaddd ymm2, ymm2, ymm3\nvpaddd ymm4, ymm4, ymm5\nvpaddd ymm6, ymm6, ymm7\n\
          vpaddd ymm0, ymm0, ymm2\nvpaddd ymm4, ymm4, ymm6\nvpaddd ymm0, ymm0, ymm4\n\
          vcvtdq2ps ymm0, ymm0\nvmulps ymm1, ymm13, ymm14\nvfmadd231ps ymm12, ymm0, ymm1");
+    time_mix!("block dot ×4, magic: sign, maddubs, madd, add magic, sub magic, fma", 24,
+        "vpsignb ymm0, ymm12, ymm15\nvpmaddubsw ymm0, ymm0, ymm15\nvpmaddwd ymm0, ymm0, ymm15\nvpaddd ymm4, ymm0, ymm13\nvsubps ymm4, ymm4, ymm13\nvfmadd231ps ymm8, ymm4, ymm14\n\
+         vpsignb ymm1, ymm12, ymm15\nvpmaddubsw ymm1, ymm1, ymm15\nvpmaddwd ymm1, ymm1, ymm15\nvpaddd ymm5, ymm1, ymm13\nvsubps ymm5, ymm5, ymm13\nvfmadd231ps ymm9, ymm5, ymm14\n\
+         vpsignb ymm2, ymm12, ymm15\nvpmaddubsw ymm2, ymm2, ymm15\nvpmaddwd ymm2, ymm2, ymm15\nvpaddd ymm6, ymm2, ymm13\nvsubps ymm6, ymm6, ymm13\nvfmadd231ps ymm10, ymm6, ymm14\n\
+         vpsignb ymm3, ymm12, ymm15\nvpmaddubsw ymm3, ymm3, ymm15\nvpmaddwd ymm3, ymm3, ymm15\nvpaddd ymm7, ymm3, ymm13\nvsubps ymm7, ymm7, ymm13\nvfmadd231ps ymm11, ymm7, ymm14");
+    time_mix!("block dot ×4, 16-bit, magic: madd ×2, add, add magic, sub magic, fma", 24,
+        "vpmaddwd ymm0, ymm12, ymm15\nvpmaddwd ymm4, ymm13, ymm15\nvpaddd ymm0, ymm0, ymm4\nvpaddd ymm0, ymm0, ymm13\nvsubps ymm0, ymm0, ymm13\nvfmadd231ps ymm8, ymm0, ymm14\n\
+         vpmaddwd ymm1, ymm12, ymm15\nvpmaddwd ymm5, ymm13, ymm15\nvpaddd ymm1, ymm1, ymm5\nvpaddd ymm1, ymm1, ymm13\nvsubps ymm1, ymm1, ymm13\nvfmadd231ps ymm9, ymm1, ymm14\n\
+         vpmaddwd ymm2, ymm12, ymm15\nvpmaddwd ymm6, ymm13, ymm15\nvpaddd ymm2, ymm2, ymm6\nvpaddd ymm2, ymm2, ymm13\nvsubps ymm2, ymm2, ymm13\nvfmadd231ps ymm10, ymm2, ymm14\n\
+         vpmaddwd ymm3, ymm12, ymm15\nvpmaddwd ymm7, ymm13, ymm15\nvpaddd ymm3, ymm3, ymm7\nvpaddd ymm3, ymm3, ymm13\nvsubps ymm3, ymm3, ymm13\nvfmadd231ps ymm11, ymm3, ymm14");
+    time_mix!("8 vcvtdq2ps", 8,
+        "vcvtdq2ps ymm0, ymm15\nvcvtdq2ps ymm1, ymm15\nvcvtdq2ps ymm2, ymm15\nvcvtdq2ps ymm3, ymm15\nvcvtdq2ps ymm4, ymm15\nvcvtdq2ps ymm5, ymm15\nvcvtdq2ps ymm6, ymm15\nvcvtdq2ps ymm7, ymm15");
+    time_mix!("8 vpmaddwd", 8,
+        "vpmaddwd ymm0, ymm0, ymm15\nvpmaddwd ymm1, ymm1, ymm15\nvpmaddwd ymm2, ymm2, ymm15\nvpmaddwd ymm3, ymm3, ymm15\nvpmaddwd ymm4, ymm4, ymm15\nvpmaddwd ymm5, ymm5, ymm15\nvpmaddwd ymm6, ymm6, ymm15\nvpmaddwd ymm7, ymm7, ymm15");
+    time_mix!("4 vpmaddubsw + 4 vfmadd231ps", 8,
+        "vpmaddubsw ymm0, ymm0, ymm15\nvfmadd231ps ymm8, ymm14, ymm15\nvpmaddubsw ymm1, ymm1, ymm15\nvfmadd231ps ymm9, ymm14, ymm15\nvpmaddubsw ymm2, ymm2, ymm15\nvfmadd231ps ymm10, ymm14, ymm15\nvpmaddubsw ymm3, ymm3, ymm15\nvfmadd231ps ymm11, ymm14, ymm15");
+    time_mix!("4 vpsignb + 4 vpmaddubsw", 8,
+        "vpsignb ymm0, ymm0, ymm15\nvpmaddubsw ymm4, ymm4, ymm15\nvpsignb ymm1, ymm1, ymm15\nvpmaddubsw ymm5, ymm5, ymm15\nvpsignb ymm2, ymm2, ymm15\nvpmaddubsw ymm6, ymm6, ymm15\nvpsignb ymm3, ymm3, ymm15\nvpmaddubsw ymm7, ymm7, ymm15");
+    time_mix!("4 vcvtdq2ps + 4 vfmadd231ps", 8,
+        "vcvtdq2ps ymm0, ymm15\nvfmadd231ps ymm8, ymm14, ymm15\nvcvtdq2ps ymm1, ymm15\nvfmadd231ps ymm9, ymm14, ymm15\nvcvtdq2ps ymm2, ymm15\nvfmadd231ps ymm10, ymm14, ymm15\nvcvtdq2ps ymm3, ymm15\nvfmadd231ps ymm11, ymm14, ymm15");
 }
 
 #[cfg(not(target_arch = "x86_64"))]
