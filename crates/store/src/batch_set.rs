@@ -6,28 +6,28 @@
 //! writer serialises them, so statements per request set the ceiling. Here a
 //! batch runs, in this order:
 //!
-//! 1. progress records: one `UPDATE … FROM (VALUES …)` (the latest record
-//!    per request);
+//! 1. reservations: one read of the request ids already reserved or already
+//!    in the ledger (both tables in one `UNION ALL`; refused, as before);
 //! 2. settlements: one multi-row ledger insert (`ON CONFLICT DO NOTHING
 //!    RETURNING`, so a row already there is a retry: read back, not
 //!    rewritten), their rollups summed in memory and upserted once per key;
 //! 3. settled and released reservations: one `DELETE … IN (…)` per
 //!    organisation, returning what each held;
-//! 4. reservations: one read of the request ids already reserved or already
-//!    in the ledger (both tables in one `UNION ALL`; refused, as before);
-//! 5. budgets: read once for every scope the batch touches; their counters
+//! 4. budgets: read once for every scope the batch touches; their counters
 //!    created if missing and read once (`FOR UPDATE` on PostgreSQL, in the
 //!    one lock order org, project, key; on SQLite the batch began
 //!    `IMMEDIATE`, holding the write lock);
-//! 6. in memory, in order: released holds given back, settled costs spent
+//! 5. in memory, in order: released holds given back, settled costs spent
 //!    (a soft limit crossed is reported by the settlement that crossed it),
 //!    then each reservation admitted only if every budget of its scopes
 //!    still has room for its worst case — the same test as the one-by-one
 //!    `UPDATE … WHERE spent + reserved + amount <= hard_limit`, against
 //!    counters this transaction has locked, so no concurrency can pass a
 //!    hard limit;
-//! 7. the admitted reservations: one multi-row insert with their holds; the
-//!    counters: one upsert of each counter's change.
+//! 6. the admitted reservations: one multi-row insert with their holds;
+//!    progress records: one `UPDATE … FROM (VALUES …)` (the latest record
+//!    per request; none for a request this batch ends, see [`Sorted::of`]);
+//!    the counters: one upsert of each counter's change.
 //!
 //! A refusal (budget, request id in use) is that write's own error; the
 //! rest commit. Any database error fails the whole attempt, which the
@@ -128,6 +128,21 @@ impl<'w> Sorted<'w> {
         for (i, org, req) in &ends {
             ender.entry((*org, *req)).or_insert(*i);
         }
+        // A progress record whose reservation this batch ends would update
+        // nothing: the statements delete (or never insert) the reservation
+        // before the progress update runs. It is answered as that update
+        // would be (no row written), with no statement: with short answers
+        // a request's first-token record and its settlement often share a
+        // batch, and then the batch needs no progress update at all.
+        progress.retain(|&i| match &writes[i] {
+            LedgerWrite::Progress {
+                org_id, request_id, ..
+            } if ender.contains_key(&(org_id.as_str(), request_id.as_str())) => {
+                out[i] = Some(Ok(LedgerWritten::Progressed(false)));
+                false
+            }
+            _ => true,
+        });
         Sorted {
             out,
             progress,

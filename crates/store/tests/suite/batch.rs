@@ -465,3 +465,82 @@ pub async fn one_batch_reports_soft_limits_keeps_progress_and_refuses_used_ids(d
         "every batch ran as a set"
     );
 }
+
+/// A progress record batched with its request's settlement needs no write
+/// (the batch deletes the reservation): it is answered as before (nothing
+/// written), the settlement bills once and frees the hold, and another
+/// request's progress in the same batch is still written.
+pub async fn progress_batched_with_its_settlement_is_answered_without_a_write(db: Db) {
+    let store = &db.store;
+    let (org, project) = db.org_with_project("acme").await;
+    let (o, p) = (org.id.as_str(), project.id.as_str());
+    store
+        .set_budget(
+            o,
+            BudgetScope::Project,
+            p,
+            BudgetKind::Monthly,
+            Some(1_000),
+            None,
+        )
+        .await
+        .unwrap();
+    let opened = store
+        .write_batch(&[
+            LedgerWrite::Reserve(reservation(o, p, "short", 50)),
+            LedgerWrite::Reserve(reservation(o, p, "long", 50)),
+        ])
+        .await
+        .unwrap();
+    assert!(opened
+        .iter()
+        .all(|o| matches!(o, Ok(LedgerWritten::Reserved))));
+    let progress = |request_id: &str, completion_tokens| LedgerWrite::Progress {
+        org_id: o.into(),
+        request_id: request_id.into(),
+        progress: Progress {
+            prompt_tokens: 3,
+            cached_tokens: 0,
+            completion_tokens,
+            cost: completion_tokens,
+        },
+        served: None,
+    };
+    let outcomes = store
+        .write_batch(&[
+            progress("short", 1),
+            LedgerWrite::Settle(usage(o, p, "short", 7)),
+            progress("long", 2),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcomes[0], Ok(LedgerWritten::Progressed(false))),
+        "{:?}",
+        outcomes[0]
+    );
+    assert!(
+        matches!(&outcomes[1], Ok(LedgerWritten::Settled(r, _)) if r.created),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(
+        matches!(outcomes[2], Ok(LedgerWritten::Progressed(true))),
+        "{:?}",
+        outcomes[2]
+    );
+    let open = store.list_reservations(o).await.unwrap();
+    assert_eq!(open.len(), 1, "the settled reservation is gone");
+    assert_eq!(open[0].reserved.request_id, "long");
+    assert_eq!(open[0].progress.completion_tokens, 2);
+    let status = store
+        .budget_status(o, BudgetScope::Project, p)
+        .await
+        .unwrap();
+    assert_eq!((status.spent, status.reserved), (7, 50));
+    assert_eq!(
+        store.batches_run_one_by_one(),
+        0,
+        "every batch ran as a set"
+    );
+}

@@ -46,6 +46,7 @@ suite! {
     batch::a_settlement_lost_before_its_batch_committed_is_recovered_by_the_sweep,
     batch::batched_reservations_never_pass_a_hard_limit_under_concurrency,
     batch::one_batch_reports_soft_limits_keeps_progress_and_refuses_used_ids,
+    batch::progress_batched_with_its_settlement_is_answered_without_a_write,
     incidents::incidents_open_once_close_and_give_downtime,
     instances::only_an_expired_or_missing_owner_orphans_a_reservation,
     instances::only_an_expired_owner_orphans_a_pending_background_response,
