@@ -27,6 +27,21 @@ fn reservation(org: &str, project: &str, request_id: &str, amount: i64) -> NewRe
     }
 }
 
+/// A progress record of `completion_tokens` tokens, each costing 1.
+fn progress(org: &str, request_id: &str, completion_tokens: i64) -> LedgerWrite {
+    LedgerWrite::Progress {
+        org_id: org.into(),
+        request_id: request_id.into(),
+        progress: Progress {
+            prompt_tokens: 3,
+            cached_tokens: 0,
+            completion_tokens,
+            cost: completion_tokens,
+        },
+        served: None,
+    }
+}
+
 fn usage(org: &str, project: &str, request_id: &str, cost: i64) -> NewUsage {
     NewUsage {
         request_id: request_id.into(),
@@ -417,17 +432,7 @@ pub async fn one_batch_reports_soft_limits_keeps_progress_and_refuses_used_ids(d
         .await
         .unwrap();
     assert_eq!((status.spent, status.reserved), (160, 5));
-    let progress = |completion_tokens| LedgerWrite::Progress {
-        org_id: o.into(),
-        request_id: "open".into(),
-        progress: Progress {
-            prompt_tokens: 3,
-            cached_tokens: 0,
-            completion_tokens,
-            cost: completion_tokens,
-        },
-        served: None,
-    };
+    let progress = |completion_tokens| progress(o, "open", completion_tokens);
     let outcomes = store
         .write_batch(&[
             progress(9),
@@ -495,17 +500,7 @@ pub async fn progress_batched_with_its_settlement_is_answered_without_a_write(db
     assert!(opened
         .iter()
         .all(|o| matches!(o, Ok(LedgerWritten::Reserved))));
-    let progress = |request_id: &str, completion_tokens| LedgerWrite::Progress {
-        org_id: o.into(),
-        request_id: request_id.into(),
-        progress: Progress {
-            prompt_tokens: 3,
-            cached_tokens: 0,
-            completion_tokens,
-            cost: completion_tokens,
-        },
-        served: None,
-    };
+    let progress = |request_id, completion_tokens| progress(o, request_id, completion_tokens);
     let outcomes = store
         .write_batch(&[
             progress("short", 1),
