@@ -19,7 +19,7 @@
 //! fused multiply-add by `d_w · d_a` from a table made one weight row
 //! ahead, in block order, then llama.cpp's horizontal sum. So every result
 //! has the same bits on all three paths. The signed formats go to
-//! [`super::packed16`] instead (Q8_0 from 32 rows): the same lanes from
+//! [`super::packed16`] instead (Q8_0 from 16 rows): the same lanes from
 //! 16-bit operands, without the sign step.
 
 use super::blocks::{widen, Block};

@@ -13,33 +13,55 @@
 //! (conversion, fused multiply-add by `d_w · d_a` in block order, llama.cpp's
 //! horizontal sum) nothing differs, so every result keeps its bits.
 //!
-//! Widening costs a pass over the task's weights per call; Q8_0, which the
-//! plain form reads straight from the weights, gains only where many
-//! activation groups share that pass ([`MIN_BATCH_CHEAP`]); the unsigned
-//! formats (Q4_1) lose nothing to a sign step and stay in the plain form.
+//! Widening costs a pass over the task's weights per call. For Q8_0, which
+//! the plain form reads straight from the weights, the first activation
+//! group widens each row while it sweeps the row before (the raw weights
+//! prefetched a few rows ahead), so the widening's loads from memory overlap
+//! the products instead of waiting in a pass of their own: that made the
+//! form pay from two groups ([`MIN_BATCH_CHEAP`]). The other signed formats
+//! unpack in a pass of their own (their unpacking costs more than their
+//! loads); the unsigned formats (Q4_1) lose nothing to a sign step and stay
+//! in the plain form.
 //! `cargo run --release -p kernels --example matmul_bench` with
 //! `CLOCK=cpu PARLANCE_KERNELS=avx2` times both (docs/PERFORMANCE.md).
 
 use super::blocks::Block;
-use super::packed::{row_table, write_row, Packed, GROUP, PACKED};
+use super::packed::{row_table, write_row, GROUP, PACKED};
 use super::*;
 
 /// Fewest activation rows for which a format whose plain form unpacks for
-/// free ([`Block::CHEAP_UNPACK`], Q8_0) takes this form: at 64 rows (eight
-/// groups) it was 1.10× as fast, at 16 (two) 0.97×.
-pub(super) const MIN_BATCH_CHEAP: usize = 32;
+/// free ([`Block::CHEAP_UNPACK`], Q8_0) takes this form. Gemma's head
+/// (262144×640), one thread, with the widening inside the first sweep: 1.11×
+/// the plain form at 16 rows (with a widening pass of its own it was 0.97×),
+/// and 1.09× (32 rows) and 1.04× (64) that separate pass (docs/PERFORMANCE.md).
+pub(super) const MIN_BATCH_CHEAP: usize = 16;
 
 /// Whether `K` at `batch` activation rows takes this form.
 pub(super) fn takes<K: Block>(batch: usize) -> bool {
     K::BIASED && (!K::CHEAP_UNPACK || batch >= MIN_BATCH_CHEAP)
 }
 
-/// A task's widened weights and their row count.
+/// A task's widened weights (blocks, scales, offsets: `n_rows · nb` of
+/// each, offsets only for formats with one) and their row count. Raw
+/// pointers: the first group's sweep writes row r + 1 while reading row r.
 #[derive(Clone, Copy)]
-struct Weights<'a> {
-    packed: &'a Packed,
+struct Weights {
+    ops: *mut i8,
+    d: *mut f32,
+    m: *mut f32,
     n_rows: usize,
 }
+
+/// The raw weights the first group widens as it sweeps them.
+#[derive(Clone, Copy)]
+struct Raw<'a> {
+    w: &'a [u8],
+    row_bytes: usize,
+}
+
+/// How many rows ahead of the one it widens the first group prefetches
+/// the raw weights (a row of Gemma's head is 680 bytes).
+const PREFETCH_ROWS: usize = 4;
 
 /// Bytes of one unpacked block: its 32 quants as 16-bit integers, in the
 /// lane order of [`halves`].
@@ -93,44 +115,72 @@ pub(super) unsafe fn rows<K: Block>(
         return;
     }
     let mut packed = PACKED.with(|p| std::mem::take(&mut *p.borrow_mut()));
-    {
-        let ops = packed.ops.resized(n_rows * nb * BLOCK_BYTES);
-        let d = packed.d.resized(n_rows * nb);
-        let m = packed.m.resized(if K::OFFSET { n_rows * nb } else { 0 });
-        let op = ops.as_mut_ptr();
-        for (r, row) in w.chunks_exact(row_bytes).enumerate() {
-            for i in 0..nb {
-                let k = r * nb + i;
-                // SAFETY: block i (< nb) lies inside the row; unpacked block
-                // k (< n_rows · nb) has BLOCK_BYTES bytes at k · BLOCK_BYTES
-                // inside `ops`.
-                unsafe {
-                    let u = K::unpack(row.as_ptr().add(i * K::BYTES));
-                    // The signed quants as values (only signed formats
-                    // come here: `takes`).
-                    let (lo, hi) = halves(u.sx);
-                    _mm256_storeu_si256(op.add(k * BLOCK_BYTES).cast(), lo);
-                    _mm256_storeu_si256(op.add(k * BLOCK_BYTES + 32).cast(), hi);
-                    d[k] = u.d;
-                    if K::OFFSET {
-                        m[k] = u.m;
-                    }
-                }
-            }
+    let wts = Weights {
+        ops: packed.ops.resized(n_rows * nb * BLOCK_BYTES).as_mut_ptr(),
+        d: packed.d.resized(n_rows * nb).as_mut_ptr(),
+        m: packed
+            .m
+            .resized(if K::OFFSET { n_rows * nb } else { 0 })
+            .as_mut_ptr(),
+        n_rows,
+    };
+    let raw = Raw { w, row_bytes };
+    if !K::CHEAP_UNPACK {
+        // Unpacking costs these formats more than their loads: a pass of
+        // its own measured faster than inside the first group's sweep.
+        for r in 0..n_rows {
+            // SAFETY: row r exists in `w` and in the buffers.
+            unsafe { widen_row::<K>(raw, wts, nb, r) };
         }
     }
     let mut scratch = Scratch::take();
-    let wts = Weights {
-        packed: &packed,
-        n_rows,
-    };
     for b0 in (0..batch).step_by(GROUP) {
         let n = (batch - b0).min(GROUP);
-        // SAFETY: the caller's contract, for rows b0..b0 + n.
-        unsafe { at_width!(n, B => group::<K, B>(&wts, &mut scratch, a, b0, out, stride)) }
+        // Q8_0's first group widens the weights as it sweeps them, the
+        // others read them.
+        let raw = (b0 == 0 && K::CHEAP_UNPACK).then_some(raw);
+        // SAFETY: the caller's contract, for rows b0..b0 + n; the buffers
+        // hold n_rows · nb blocks, scales and (formats with one) offsets.
+        unsafe { at_width!(n, B => group::<K, B>(wts, raw, &mut scratch, a, b0, out, stride)) }
     }
     scratch.put_back();
     PACKED.with(|p| *p.borrow_mut() = packed);
+}
+
+/// Widens weight row `r` of `raw` into `wts` (its blocks in [`halves`]'
+/// order, its scales and offsets), and prefetches the raw row
+/// [`PREFETCH_ROWS`] ahead.
+///
+/// # Safety
+/// Row `r` must exist in `raw` and `wts` (`nb` blocks each); the CPU must
+/// support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn widen_row<K: Block>(raw: Raw<'_>, wts: Weights, nb: usize, r: usize) {
+    let row = &raw.w[r * raw.row_bytes..(r + 1) * raw.row_bytes];
+    // A hint only (a prefetch past the end of the weights is harmless).
+    let ahead = row.as_ptr().wrapping_add(PREFETCH_ROWS * raw.row_bytes);
+    for line in (0..raw.row_bytes).step_by(64) {
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+    }
+    for i in 0..nb {
+        let k = r * nb + i;
+        // SAFETY: block i (< nb) lies inside the row; widened block k
+        // (< n_rows · nb) has BLOCK_BYTES bytes at k · BLOCK_BYTES inside
+        // the buffer, its scale and offset slot k (the caller's contract).
+        unsafe {
+            let u = K::unpack(row.as_ptr().add(i * K::BYTES));
+            // The signed quants as values (only signed formats come here:
+            // `takes`).
+            let (lo, hi) = halves(u.sx);
+            _mm256_storeu_si256(wts.ops.add(k * BLOCK_BYTES).cast(), lo);
+            _mm256_storeu_si256(wts.ops.add(k * BLOCK_BYTES + 32).cast(), hi);
+            *wts.d.add(k) = u.d;
+            if K::OFFSET {
+                *wts.m.add(k) = u.m;
+            }
+        }
+    }
 }
 
 /// Activation rows `b0..b0 + B` against the `n_rows` unpacked weight rows.
@@ -140,7 +190,8 @@ pub(super) unsafe fn rows<K: Block>(
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn group<K: Block, const B: usize>(
-    wts: &Weights<'_>,
+    wts: Weights,
+    raw: Option<Raw<'_>>,
     scratch: &mut Scratch,
     a: &ActView<'_>,
     b0: usize,
@@ -148,7 +199,7 @@ unsafe fn group<K: Block, const B: usize>(
     stride: usize,
 ) {
     const W: usize = GROUP;
-    let Weights { packed, n_rows } = *wts;
+    let n_rows = wts.n_rows;
     let nb = a.cols / 32;
     scratch.side_by_side::<W>(a.d, K::OFFSET.then_some(a.s), b0, B, nb);
     let qstride = nb * 32;
@@ -177,15 +228,13 @@ unsafe fn group<K: Block, const B: usize>(
     let (dt, st) = (scratch.scales.as_slice(), scratch.sums.as_slice());
     assert!(dt.len() >= W * nb && (!K::OFFSET || st.len() >= W * nb));
     assert!(qs.len() >= B * nb * BLOCK_BYTES);
-    let (dw, mw, ops) = (
-        packed.d.as_slice(),
-        packed.m.as_slice(),
-        packed.ops.as_slice(),
-    );
-    assert!(dw.len() >= n_rows * nb && ops.len() >= n_rows * nb * BLOCK_BYTES);
-    assert!(!K::OFFSET || mw.len() >= n_rows * nb);
     let (dtp, stp, tp) = (dt.as_ptr(), st.as_ptr(), tables.as_mut_ptr());
-    let (dwp, mwp) = (dw.as_ptr(), mw.as_ptr());
+    let (dwp, mwp) = (wts.d.cast_const(), wts.m.cast_const());
+    if let Some(raw) = raw {
+        assert!(raw.w.len() >= n_rows * raw.row_bytes && raw.row_bytes == nb * K::BYTES);
+        // SAFETY: row 0 exists (the caller's contract, checked above).
+        unsafe { widen_row::<K>(raw, wts, nb, 0) };
+    }
     // SAFETY: row 0's nb scales (and offsets) exist; the tables hold
     // 2 · W · nb floats, the activation tables W · nb (asserted).
     let mut next_summs = unsafe { row_table::<K>(dwp, mwp, nb, dtp, stp, tp, 0) };
@@ -194,13 +243,19 @@ unsafe fn group<K: Block, const B: usize>(
         // SAFETY: table r % 2 lies inside the 2 · W · nb floats.
         let pp = unsafe { tp.add((r % 2) * W * nb) };
         if r + 1 < n_rows {
-            // SAFETY: row r + 1's scales exist (asserted).
+            if let Some(raw) = raw {
+                // Row r + 1 widened while row r's products run: its loads
+                // overlap them (a pass of its own waited on memory).
+                // SAFETY: row r + 1 exists (r + 1 < n_rows).
+                unsafe { widen_row::<K>(raw, wts, nb, r + 1) };
+            }
+            // SAFETY: row r + 1's scales exist (widened).
             next_summs = unsafe { row_table::<K>(dwp, mwp, nb, dtp, stp, tp, r + 1) };
         }
-        let base = ops.as_ptr().wrapping_add(r * nb * BLOCK_BYTES);
+        let base = wts.ops.cast_const().wrapping_add(r * nb * BLOCK_BYTES);
         let mut acc = [_mm256_setzero_ps(); B];
         for i in 0..nb {
-            // SAFETY: unpacked block r · nb + i lies inside `ops` (asserted).
+            // SAFETY: widened block r · nb + i lies inside the buffer.
             let (wlo, whi) = unsafe {
                 let p = base.add(i * BLOCK_BYTES);
                 (
