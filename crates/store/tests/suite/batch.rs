@@ -7,7 +7,7 @@
 use sqlx::Executor;
 use store::{
     BucketWidth, BudgetKind, BudgetScope, ErrorKind, GroupBy, LedgerWrite, LedgerWritten,
-    NewReservation, NewUsage, Progress, UsageFilter, UsageQuery,
+    NewReservation, NewUsage, Organization, Progress, Project, UsageFilter, UsageQuery,
 };
 
 use crate::support::Db;
@@ -42,6 +42,28 @@ fn progress(org: &str, request_id: &str, completion_tokens: i64) -> LedgerWrite 
     }
 }
 
+/// Organisation "acme" and its project, the project with a monthly budget
+/// of these hard and soft limits.
+async fn project_with_monthly_budget(
+    db: &Db,
+    hard: Option<i64>,
+    soft: Option<i64>,
+) -> (Organization, Project) {
+    let (org, project) = db.org_with_project("acme").await;
+    db.store
+        .set_budget(
+            &org.id,
+            BudgetScope::Project,
+            &project.id,
+            BudgetKind::Monthly,
+            hard,
+            soft,
+        )
+        .await
+        .unwrap();
+    (org, project)
+}
+
 fn usage(org: &str, project: &str, request_id: &str, cost: i64) -> NewUsage {
     NewUsage {
         request_id: request_id.into(),
@@ -60,18 +82,7 @@ fn usage(org: &str, project: &str, request_id: &str, cost: i64) -> NewUsage {
 
 pub async fn batched_settlements_bill_each_request_once_under_concurrency(db: Db) {
     let store = &db.store;
-    let (org, project) = db.org_with_project("acme").await;
-    store
-        .set_budget(
-            &org.id,
-            BudgetScope::Project,
-            &project.id,
-            BudgetKind::Monthly,
-            Some(1_000_000),
-            None,
-        )
-        .await
-        .unwrap();
+    let (org, project) = project_with_monthly_budget(&db, Some(1_000_000), None).await;
     const N: i64 = 120;
     // Reservations in batches of 10, from 4 tasks at once.
     let mut tasks = Vec::new();
@@ -190,18 +201,7 @@ pub async fn batched_settlements_bill_each_request_once_under_concurrency(db: Db
 
 pub async fn a_failed_write_in_a_batch_rolls_back_alone(db: Db) {
     let store = &db.store;
-    let (org, project) = db.org_with_project("acme").await;
-    store
-        .set_budget(
-            &org.id,
-            BudgetScope::Project,
-            &project.id,
-            BudgetKind::Monthly,
-            Some(150),
-            None,
-        )
-        .await
-        .unwrap();
+    let (org, project) = project_with_monthly_budget(&db, Some(150), None).await;
     let (o, p) = (org.id.as_str(), project.id.as_str());
     let outcomes = store
         .write_batch(&[
@@ -395,19 +395,8 @@ pub async fn batched_reservations_never_pass_a_hard_limit_under_concurrency(db: 
 /// `Store::reserve`), and says so.
 pub async fn one_batch_reports_soft_limits_keeps_progress_and_refuses_used_ids(db: Db) {
     let store = &db.store;
-    let (org, project) = db.org_with_project("acme").await;
+    let (org, project) = project_with_monthly_budget(&db, None, Some(100)).await;
     let (o, p) = (org.id.as_str(), project.id.as_str());
-    store
-        .set_budget(
-            o,
-            BudgetScope::Project,
-            p,
-            BudgetKind::Monthly,
-            None,
-            Some(100),
-        )
-        .await
-        .unwrap();
     let mut writes = vec![LedgerWrite::Reserve(reservation(o, p, "open", 5))];
     writes.extend((0..4).map(|i| LedgerWrite::Settle(usage(o, p, &format!("s{i}"), 40))));
     let outcomes = store.write_batch(&writes).await.unwrap();
@@ -477,19 +466,8 @@ pub async fn one_batch_reports_soft_limits_keeps_progress_and_refuses_used_ids(d
 /// request's progress in the same batch is still written.
 pub async fn progress_batched_with_its_settlement_is_answered_without_a_write(db: Db) {
     let store = &db.store;
-    let (org, project) = db.org_with_project("acme").await;
+    let (org, project) = project_with_monthly_budget(&db, Some(1_000), None).await;
     let (o, p) = (org.id.as_str(), project.id.as_str());
-    store
-        .set_budget(
-            o,
-            BudgetScope::Project,
-            p,
-            BudgetKind::Monthly,
-            Some(1_000),
-            None,
-        )
-        .await
-        .unwrap();
     let opened = store
         .write_batch(&[
             LedgerWrite::Reserve(reservation(o, p, "short", 50)),
