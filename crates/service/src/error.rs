@@ -108,13 +108,16 @@ fn from_store(err: StoreError) -> ApiError {
                  {why}."
             ),
         },
-        StoreError::Database(_) if err.kind() == store::ErrorKind::Unavailable => {
+        StoreError::Database(_) | StoreError::Sqlite { .. }
+            if err.kind() == store::ErrorKind::Unavailable =>
+        {
             tracing::warn!(error = %err, "the store is saturated; asking the client to retry");
             ApiError::Overloaded {
                 retry_after_secs: Some(OVERLOADED_RETRY_AFTER_SECS),
             }
         }
         StoreError::Database(_)
+        | StoreError::Sqlite { .. }
         | StoreError::Migrate(_)
         | StoreError::Password(_)
         | StoreError::Corrupt(_) => ApiError::Internal {

@@ -11,6 +11,10 @@
 //! When a batch as a whole fails (the database was busy), its writes are
 //! retried one by one, so one bad moment fails no more than it did before.
 //!
+//! A store on a SQLite file gathers its batches itself, on the thread that
+//! owns its ledger connection (`store::Store::groups_writes`): there each
+//! write goes straight to the store, with no task of ours between.
+//!
 //! On PostgreSQL [`PG_WRITERS`] batches overlap: while one commits (its
 //! round trips and WAL flush), the next gathers what waits and starts its
 //! statements. That keeps every guarantee: a write is only sent once the
@@ -18,8 +22,7 @@
 //! its reservation), so two batches in flight hold independent writes; the
 //! budget counters are locked `FOR UPDATE` in one lock order, as between
 //! instances; the ledger and the reservations are keyed by organisation
-//! and request id. On SQLite one batch holds the write lock anyway, so one
-//! writer runs.
+//! and request id. On an in-memory SQLite database one writer runs.
 
 use std::sync::{Arc, OnceLock};
 
@@ -53,7 +56,7 @@ impl LedgerWriter {
     /// Commits `write` with whatever else is waiting, and answers its own
     /// outcome once committed. Outside a Tokio runtime it writes alone.
     pub async fn write(&self, write: LedgerWrite) -> store::Result<LedgerWritten> {
-        if tokio::runtime::Handle::try_current().is_err() {
+        if self.store.groups_writes() || tokio::runtime::Handle::try_current().is_err() {
             return alone(&self.store, &write).await;
         }
         let queue = self.queue.get_or_init(|| {

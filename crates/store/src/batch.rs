@@ -95,42 +95,42 @@ impl Store {
     /// number of statements however many writes: `batch_set`), where a
     /// refused write (a budget without room, a request id in use) fails
     /// alone; if a statement fails, that attempt is rolled back whole and
-    /// the batch runs again one write at a time, each under its own
-    /// savepoint (on SQLite, whose batch begins and commits in its own
-    /// scripts, a failed begin or commit too). An error of the whole (no
+    /// the batch runs again one write at a time. An error of the whole (no
     /// connection; on PostgreSQL the begin or the commit failed) is the
     /// outer `Err`: then nothing of the batch was written.
+    ///
+    /// On a SQLite file the writes go to the file's writer thread
+    /// (`ledger_thread`), which may run them in one transaction with
+    /// other callers' writes (each caller still gets its own outcomes),
+    /// and runs them again one by one, each in a transaction of its own.
+    /// An in-memory SQLite database has no such thread: its writes run
+    /// one by one, each under its own savepoint.
     pub async fn write_batch(&self, writes: &[LedgerWrite]) -> Result<Vec<Result<LedgerWritten>>> {
-        let attempt = match self.backend() {
-            // SQLite: the batch begins `IMMEDIATE` (taking the write lock
-            // at the start, so its reads of budget counters are the latest
-            // and cannot go stale before its writes) and commits within
-            // its own scripts (`batch_sqlite`).
-            crate::Backend::Sqlite => {
-                let conn = match self.take_ledger_conn() {
-                    Some(conn) => conn,
-                    None => self.pool().acquire().await?,
-                };
-                let (outcome, conn) = crate::batch_sqlite::run(conn, writes).await;
-                if let Some(conn) = conn {
-                    self.keep_ledger_conn(conn);
+        if self.backend() == crate::Backend::Sqlite {
+            return match self.to_ledger_thread(writes) {
+                Some(answer) => answer.await.unwrap_or_else(|_| {
+                    Err(crate::StoreError::Corrupt(
+                        "the ledger writer stopped before answering".into(),
+                    ))
+                }),
+                None => self.write_batch_isolated(writes).await,
+            };
+        }
+        // PostgreSQL: one transaction, set-based (`batch_set`).
+        let attempt = async {
+            let mut tx = self.pool().begin().await?;
+            match crate::batch_set::apply(&mut tx, writes).await {
+                Ok(outcomes) => {
+                    tx.commit().await?;
+                    Ok(outcomes)
                 }
-                outcome
-            }
-            crate::Backend::Postgres => {
-                let mut tx = self.pool().begin().await?;
-                match crate::batch_set::apply(&mut tx, writes).await {
-                    Ok(outcomes) => {
-                        tx.commit().await?;
-                        Ok(outcomes)
-                    }
-                    Err(err) => {
-                        tx.rollback().await?;
-                        Err(err)
-                    }
+                Err(err) => {
+                    tx.rollback().await?;
+                    Err(err)
                 }
             }
-        };
+        }
+        .await;
         match attempt {
             Ok(outcomes) => Ok(outcomes),
             Err(_) => {

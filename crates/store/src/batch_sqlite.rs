@@ -1,10 +1,7 @@
 //! The SQLite form of a set-based metering batch (`batch_set`): the same
-//! statements, sent as scripts of several statements each
-//! (`batch_sql::values::Script`), so that a batch costs two hops to sqlx's
-//! connection thread (three with budgets) instead of one per statement
-//! plus its begin and commit. Each hop waits for that thread and then for
-//! the writer's task to be scheduled again, which on a busy machine was
-//! most of a batch's time (docs/PERFORMANCE.md).
+//! statements, run as three scripts (`batch_sql::values::Script`) on the
+//! metering writer's own connection (`sqlite_raw`), on its own thread
+//! (`ledger_thread`): no hop to another thread inside a batch.
 //!
 //! What makes the order possible: the batch begins `IMMEDIATE`, so it holds
 //! SQLite's one write lock from its first read, and nothing it read can
@@ -27,76 +24,46 @@
 //! The inserts have no `ON CONFLICT` clause: a ledger row or reservation
 //! the reads missed would fail its statement, and a failed statement stops
 //! the script before its `COMMIT`. On any error the transaction is rolled
-//! back (the connection closed if that fails too, or if the batch is
-//! dropped midway) and `Store::write_batch` runs the writes one at a time.
+//! back (the connection closed if that fails too) and the writer runs the
+//! writes one at a time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Row};
 
 use crate::batch::{LedgerWrite, LedgerWritten};
 use crate::batch_set::{admit, wanted_counters, Admission, CounterKey, Sorted};
 use crate::batch_sql::values::{self, Script};
 use crate::batch_sql::{
     answer_progress, budget_ids, by_org, changed_counters, counter_lists, counters_from_rows,
-    distinct, first_settlements, latest_progress, pairs, rollup_sums, settled, Freed,
+    distinct, first_settlements, latest_progress, pairs, rollup_sums, settled_from, to_read_back,
+    Freed,
 };
 use crate::budget::{budget_from_row, Budget};
+use crate::ledger::{usage_from_row, USAGE_COLUMNS};
+use crate::sqlite_raw::{Bind, Cells, RawConn, RawRow};
 use crate::{now_ms, NewUsage, Result};
 
-/// A connection that may be inside a batch's transaction: closed when
-/// dropped unless the batch ended (committed or rolled back), since
-/// closing a SQLite connection rolls back what it left open.
-struct Batch {
-    conn: Option<PoolConnection<Any>>,
-    ended: bool,
-}
-
-impl Drop for Batch {
-    fn drop(&mut self) {
-        if let (Some(conn), false) = (self.conn.as_mut(), self.ended) {
-            conn.close_on_drop();
-        }
-    }
-}
-
 /// Runs the batch `writes` in one transaction on `conn`; an error means
-/// nothing of it was written. Hands `conn` back unless it is closed (its
-/// transaction could not be ended).
-pub(crate) async fn run(
-    conn: PoolConnection<Any>,
+/// nothing of it was written. The second answer says whether `conn` is
+/// still fit to use (false when its transaction could not be ended: it is
+/// to be closed, which rolls back).
+pub(crate) fn run(
+    conn: &mut RawConn,
     writes: &[LedgerWrite],
-) -> (
-    Result<Vec<Result<LedgerWritten>>>,
-    Option<PoolConnection<Any>>,
-) {
-    let mut batch = Batch {
-        conn: Some(conn),
-        ended: false,
-    };
-    let Some(conn) = batch.conn.as_mut() else {
-        return (
-            Err(crate::StoreError::Corrupt("no connection".into())),
-            None,
-        );
-    };
-    let outcome = apply(conn, writes, Sorted::of(writes)).await;
-    batch.ended = match &outcome {
-        Ok(_) => true,
+) -> (Result<Vec<Result<LedgerWritten>>>, bool) {
+    let outcome = apply(conn, writes, Sorted::of(writes));
+    let fit = match &outcome {
+        Ok(_) => !conn.in_transaction(),
         // Ended already if the error was the commit's own (SQLite then
-        // rolled back): a second rollback fails, and the connection is
-        // closed, which costs nothing more.
-        Err(_) => sqlx::query("ROLLBACK").execute(&mut **conn).await.is_ok(),
+        // rolled back).
+        Err(_) => !conn.in_transaction() || conn.exec("ROLLBACK").is_ok(),
     };
-    let kept = if batch.ended { batch.conn.take() } else { None };
-    (outcome, kept)
+    (outcome, fit)
 }
 
 /// Runs the batch `writes` (sorted: `sorted`) on `conn`: begins, writes
 /// and commits.
-async fn apply<'w>(
-    conn: &mut AnyConnection,
+fn apply<'w>(
+    conn: &mut RawConn,
     writes: &'w [LedgerWrite],
     mut sorted: Sorted<'w>,
 ) -> Result<Vec<Result<LedgerWritten>>> {
@@ -134,15 +101,15 @@ async fn apply<'w>(
             })),
     );
     let budgets_at = (!ids.iter().all(Vec::is_empty)).then(|| values::budgets(&mut reads, &ids));
-    let read = reads.run(conn).await?;
+    let read = reads.run(conn)?;
     let mut reserved: HashMap<(String, String), (i64, String)> = HashMap::new();
     let mut billed: HashSet<(String, String)> = HashSet::new();
     for (org, at) in &state_at {
         for row in at.iter().flat_map(|&at| &read[at]) {
-            let tab: String = row.try_get(0)?;
-            let key = ((*org).to_owned(), row.try_get::<String, _>(1)?);
+            let tab: String = row.cell(0)?;
+            let key = ((*org).to_owned(), row.cell::<String>(1)?);
             if tab == "r" {
-                reserved.insert(key, (row.try_get(2)?, row.try_get(3)?));
+                reserved.insert(key, (row.cell(2)?, row.cell(3)?));
             } else {
                 billed.insert(key);
             }
@@ -192,7 +159,7 @@ async fn apply<'w>(
         values::create_counters(&mut script, &wanted);
         let (ids, periods) = counter_lists(&all);
         let at = values::read_counters(&mut script, &ids, &periods);
-        counters_from_rows(&script.run(conn).await?[at], &all)?
+        counters_from_rows(&script.run(conn)?[at], &all)?
     };
 
     // 3. Admission, in memory.
@@ -229,8 +196,8 @@ async fn apply<'w>(
         values::mark_soft(&mut script, key, now);
     }
     script.plain("COMMIT");
-    let mut wrote = script.run(conn).await?;
-    let mut take = |at: &[usize]| -> Vec<sqlx::any::AnyRow> {
+    let mut wrote = script.run(conn)?;
+    let mut take = |at: &[usize]| -> Vec<RawRow> {
         at.iter()
             .flat_map(|&i| std::mem::take(&mut wrote[i]))
             .collect()
@@ -240,8 +207,8 @@ async fn apply<'w>(
     // would have failed it); deletions cannot differ under the write lock.
     let mut ids: HashMap<(String, String), i64> = HashMap::new();
     for row in take(&ledger_at) {
-        let key = (row.try_get::<String, _>(1)?, row.try_get::<String, _>(2)?);
-        ids.insert(key, row.try_get::<i64, _>(0)?);
+        let key = (row.cell::<String>(1)?, row.cell::<String>(2)?);
+        ids.insert(key, row.cell::<i64>(0)?);
     }
     let removed = take(&delete_at).len();
     let inserted = take(&insert_at).len();
@@ -263,7 +230,20 @@ async fn apply<'w>(
     }
     answer_progress(writes, &sorted.progress, &written, &mut sorted.out);
     sorted.answer_releases(&ended, &freed.deleted);
-    for s in settled(conn, &sorted.settles, ids).await? {
+    let mut read = HashMap::new();
+    let sql = [format!(
+        "SELECT {USAGE_COLUMNS} FROM usage_ledger WHERE org_id = ? AND request_id = ?"
+    )];
+    for usage in to_read_back(&sorted.settles, &ids) {
+        let binds = [Bind::Text(&usage.org_id), Bind::Text(&usage.request_id)];
+        let rows = conn.run(&sql, &binds)?;
+        let row = rows.first().and_then(|rows| rows.first()).ok_or_else(|| {
+            crate::StoreError::Corrupt(format!("no ledger row for {}", usage.request_id))
+        })?;
+        let record = usage_from_row(row)?;
+        read.insert((usage.org_id.clone(), usage.request_id.clone()), record);
+    }
+    for s in settled_from(&sorted.settles, ids, read)? {
         let notices = reached.remove(&s.index).unwrap_or_default();
         sorted.out[s.index] = Some(Ok(LedgerWritten::Settled(Box::new(s.recorded), notices)));
     }

@@ -19,7 +19,6 @@
 //! The store holds no prices: amounts arrive as integers in the billing
 //! unit, computed by the billing crate.
 
-use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::{now_ms, Result, Store, StoreError};
@@ -218,21 +217,21 @@ fn days_from_civil(year: i64, month: i64) -> i64 {
 pub(crate) const BUDGET_COLUMNS: &str =
     "scope, scope_id, org_id, kind, hard_limit, soft_limit, updated_at";
 
-pub(crate) fn budget_from_row(row: &AnyRow) -> Result<Budget> {
-    let scope: String = row.try_get("scope")?;
-    let kind: String = row.try_get("kind")?;
+pub(crate) fn budget_from_row<R: crate::sqlite_raw::Cells>(row: &R) -> Result<Budget> {
+    let scope: String = row.cell("scope")?;
+    let kind: String = row.cell("kind")?;
     Ok(Budget {
         scope: scope
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("budget scope {scope:?}")))?,
-        scope_id: row.try_get("scope_id")?,
-        org_id: row.try_get("org_id")?,
+        scope_id: row.cell("scope_id")?,
+        org_id: row.cell("org_id")?,
         kind: kind
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("budget kind {kind:?}")))?,
-        hard_limit: row.try_get("hard_limit")?,
-        soft_limit: row.try_get("soft_limit")?,
-        updated_at: row.try_get("updated_at")?,
+        hard_limit: row.cell("hard_limit")?,
+        soft_limit: row.cell("soft_limit")?,
+        updated_at: row.cell("updated_at")?,
     })
 }
 

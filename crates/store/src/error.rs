@@ -56,6 +56,15 @@ pub enum StoreError {
     /// A stored value could not be read back (bad JSON, unknown role).
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// SQLite's C API answered an error (the metering writer's own
+    /// connection, `sqlite_raw`): its result code and message.
+    #[error("database error: SQLite {code}: {message}")]
+    Sqlite {
+        /// The (extended) result code.
+        code: i32,
+        /// SQLite's message.
+        message: String,
+    },
 }
 
 impl StoreError {
@@ -70,6 +79,10 @@ impl StoreError {
             StoreError::Unauthorized(_) => ErrorKind::Unauthorized,
             StoreError::BudgetExceeded(_) => ErrorKind::QuotaExceeded,
             StoreError::Database(err) if is_transient(err) => ErrorKind::Unavailable,
+            StoreError::Sqlite { code, .. } if matches!(code & 0xff, 5 | 6 | 14) => {
+                ErrorKind::Unavailable
+            }
+            StoreError::Sqlite { .. } => ErrorKind::Internal,
             StoreError::Database(_)
             | StoreError::Migrate(_)
             | StoreError::Password(_)

@@ -141,26 +141,26 @@ pub(crate) const RESERVATION_COLUMNS: &str =
     created_at, model, backend, owner, prompt_tokens, cached_tokens, completion_tokens, cost, \
     endpoint";
 
-pub(crate) fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
+pub(crate) fn usage_from_row<R: crate::sqlite_raw::Cells>(row: &R) -> Result<UsageRecord> {
     Ok(UsageRecord {
-        id: row.try_get("id")?,
+        id: row.cell("id")?,
         usage: NewUsage {
-            request_id: row.try_get("request_id")?,
-            org_id: row.try_get("org_id")?,
-            project_id: row.try_get("project_id")?,
-            api_key_id: row.try_get("api_key_id")?,
-            user_id: row.try_get("user_id")?,
-            model: row.try_get("model")?,
-            backend: row.try_get("backend")?,
-            endpoint: row.try_get("endpoint")?,
-            prompt_tokens: row.try_get("prompt_tokens")?,
-            cached_tokens: row.try_get("cached_tokens")?,
-            completion_tokens: row.try_get("completion_tokens")?,
-            cost: row.try_get("cost")?,
-            latency_ms: row.try_get("latency_ms")?,
-            status: row.try_get("status")?,
-            finish_reason: row.try_get("finish_reason")?,
-            created_at: row.try_get("created_at")?,
+            request_id: row.cell("request_id")?,
+            org_id: row.cell("org_id")?,
+            project_id: row.cell("project_id")?,
+            api_key_id: row.cell("api_key_id")?,
+            user_id: row.cell("user_id")?,
+            model: row.cell("model")?,
+            backend: row.cell("backend")?,
+            endpoint: row.cell("endpoint")?,
+            prompt_tokens: row.cell("prompt_tokens")?,
+            cached_tokens: row.cell("cached_tokens")?,
+            completion_tokens: row.cell("completion_tokens")?,
+            cost: row.cell("cost")?,
+            latency_ms: row.cell("latency_ms")?,
+            status: row.cell("status")?,
+            finish_reason: row.cell("finish_reason")?,
+            created_at: row.cell("created_at")?,
         },
     })
 }

@@ -41,12 +41,14 @@ mod instances;
 mod invites;
 mod keys;
 mod ledger;
+mod ledger_thread;
 mod named;
 mod prices;
 mod responses;
 mod rollup;
 mod sessions;
 mod signups;
+mod sqlite_raw;
 mod stored_completions;
 mod tenancy;
 mod throttle;
@@ -113,17 +115,16 @@ pub struct Store {
     /// Metering batches that fell back to one write at a time
     /// ([`Store::batches_run_one_by_one`]).
     batch_fallbacks: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// A SQLite file's connection kept for metering batches between them
-    /// (`batch`): its page cache stays warm, where one taken from the pool
-    /// each time is usually stale (another connection wrote last) and
-    /// reads its pages again.
+    /// A SQLite file's metering writer (`ledger_thread`): its own thread
+    /// and connection, whose page cache stays warm between batches.
     ledger_conn: Option<std::sync::Arc<KeptConnection>>,
 }
 
-/// The connection a store keeps for its metering batches, if any.
+/// The metering writer a store on a SQLite file keeps.
 #[derive(Debug, Default)]
 struct KeptConnection {
-    conn: std::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>,
+    /// Taken (and so dropped, which ends the thread) by [`Store::close`].
+    writer: std::sync::Mutex<Option<ledger_thread::LedgerThread>>,
     /// Set by [`Store::close`]: the WAL checkpointer (`checkpoint`) stops.
     closed: std::sync::atomic::AtomicBool,
 }
@@ -132,23 +133,6 @@ impl KeptConnection {
     /// Whether the store is still open.
     fn is_open(&self) -> bool {
         !self.closed.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl Drop for KeptConnection {
-    /// Back to its pool, which takes a Tokio runtime; without one (a store
-    /// dropped after its runtime) the connection is detached and closed.
-    fn drop(&mut self) {
-        let kept = self
-            .conn
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(conn) = kept {
-            if tokio::runtime::Handle::try_current().is_err() {
-                drop(conn.detach());
-            }
-        }
     }
 }
 
@@ -212,12 +196,26 @@ impl Store {
                     .await?
             }
         };
+        let batch_fallbacks: std::sync::Arc<std::sync::atomic::AtomicU64> = Default::default();
+        let ledger_conn = match (backend, memory) {
+            (Backend::Sqlite, false) => {
+                let file =
+                    <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)?
+                        .get_filename()
+                        .to_owned();
+                let kept = KeptConnection::default();
+                *kept.writer.lock().unwrap_or_else(|e| e.into_inner()) =
+                    ledger_thread::LedgerThread::start(file, batch_fallbacks.clone());
+                Some(std::sync::Arc::new(kept))
+            }
+            _ => None,
+        };
         let store = Store {
             pool,
             backend,
             price_cache: Default::default(),
-            batch_fallbacks: Default::default(),
-            ledger_conn: (backend == Backend::Sqlite && !memory).then(Default::default),
+            batch_fallbacks,
+            ledger_conn,
         };
         if let Some(kept) = &store.ledger_conn {
             checkpoint::start(&checkpointer_options, kept);
@@ -243,32 +241,32 @@ impl Store {
 
     /// Closes every connection; the store is unusable afterwards.
     pub async fn close(&self) {
-        // Marked closed first, so that a batch ending meanwhile hands its
-        // connection back to the pool rather than keeping it.
         let closing = self.pool.close();
         if let Some(kept) = &self.ledger_conn {
             kept.closed
                 .store(true, std::sync::atomic::Ordering::Relaxed);
+            // The writer's thread ends with its queue, once it answered
+            // what it holds.
+            drop(kept.writer.lock().unwrap_or_else(|e| e.into_inner()).take());
         }
-        drop(self.take_ledger_conn());
         closing.await;
     }
 
-    /// The connection kept for metering batches, if one is kept and free.
-    pub(crate) fn take_ledger_conn(&self) -> Option<sqlx::pool::PoolConnection<sqlx::Any>> {
-        let slot = self.ledger_conn.as_ref()?;
-        slot.conn.lock().unwrap_or_else(|e| e.into_inner()).take()
+    /// Hands `writes` to the SQLite file's metering writer (which groups
+    /// them with what else waits); `None` when this store has none
+    /// (PostgreSQL, an in-memory database) or it is closed.
+    pub(crate) fn to_ledger_thread(&self, writes: &[LedgerWrite]) -> Option<ledger_thread::Answer> {
+        let kept = self.ledger_conn.as_ref()?;
+        let writer = kept.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer.as_ref()?.write(writes.to_vec())
     }
 
-    /// Keeps `conn` for the next metering batch (returns it to the pool
-    /// when none is kept, or the pool is closing).
-    pub(crate) fn keep_ledger_conn(&self, conn: sqlx::pool::PoolConnection<sqlx::Any>) {
-        if let Some(slot) = &self.ledger_conn {
-            let mut slot = slot.conn.lock().unwrap_or_else(|e| e.into_inner());
-            if slot.is_none() && !self.pool.is_closed() {
-                *slot = Some(conn);
-            }
-        }
+    /// Whether this store groups metering writes itself (a SQLite file:
+    /// one writer thread takes every write): then a caller hands over each
+    /// write as it comes ([`Store::write_batch`] of one) rather than
+    /// gathering batches of its own.
+    pub fn groups_writes(&self) -> bool {
+        self.ledger_conn.is_some()
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

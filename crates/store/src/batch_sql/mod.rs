@@ -29,6 +29,7 @@ use crate::batch::LedgerWritten;
 use crate::batch_set::{Counter, CounterKey};
 use crate::budget::{budget_from_row, Budget};
 use crate::ledger::{usage_from_row, Recorded, UsageRecord, USAGE_COLUMNS};
+use crate::sqlite_raw::Cells;
 use crate::{now_ms, NewReservation, NewUsage, Result, StoreError};
 
 /// A request's latest progress record and the serving model and backend
@@ -114,9 +115,9 @@ pub(crate) fn answer_progress(
 
 /// (organisation, request id) pairs of the rows a statement returned, as
 /// its first two columns.
-pub(crate) fn pairs(rows: Vec<AnyRow>) -> Result<HashSet<(String, String)>> {
+pub(crate) fn pairs<R: Cells>(rows: Vec<R>) -> Result<HashSet<(String, String)>> {
     rows.iter()
-        .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?)))
+        .map(|row| Ok((row.cell::<String>(0)?, row.cell::<String>(1)?)))
         .collect()
 }
 
@@ -154,16 +155,33 @@ pub(crate) async fn insert_settlements<'w>(
     settled(conn, settles, ids).await
 }
 
+/// The settlements among `settles` whose rows the batch did not create
+/// (`ids`: the created rows, by organisation and request id): retries,
+/// whose rows are to be read back, once per request.
+pub(crate) fn to_read_back<'w>(
+    settles: &[(usize, &'w NewUsage)],
+    ids: &HashMap<(String, String), i64>,
+) -> Vec<&'w NewUsage> {
+    let mut seen = HashSet::new();
+    settles
+        .iter()
+        .map(|(_, u)| *u)
+        .filter(|u| {
+            let key = (u.org_id.clone(), u.request_id.clone());
+            !ids.contains_key(&key) && seen.insert(key)
+        })
+        .collect()
+}
+
 /// Each of `settles` as its ledger row now stands, given the `ids` of the
-/// rows the batch created (by organisation and request id): the first
-/// settlement of a created row created it; any other is a retry, its row
-/// read back.
-pub(crate) async fn settled<'w>(
-    conn: &mut AnyConnection,
+/// rows the batch created (by organisation and request id) and the rows
+/// read back for the others ([`to_read_back`]): the first settlement of a
+/// created row created it; any other is a retry.
+pub(crate) fn settled_from<'w>(
     settles: &[(usize, &'w NewUsage)],
     mut ids: HashMap<(String, String), i64>,
+    mut read: HashMap<(String, String), UsageRecord>,
 ) -> Result<Vec<Settled<'w>>> {
-    let mut known: HashMap<(String, String), UsageRecord> = HashMap::new();
     let mut out = Vec::with_capacity(settles.len());
     for (index, usage) in settles {
         let key = (usage.org_id.clone(), usage.request_id.clone());
@@ -173,26 +191,21 @@ pub(crate) async fn settled<'w>(
                     id,
                     usage: (*usage).clone(),
                 };
-                known.insert(key, record.clone());
+                read.insert(key, record.clone());
                 Recorded {
                     record,
                     created: true,
                 }
             }
-            None => {
-                let record = match known.get(&key) {
-                    Some(record) => record.clone(),
-                    None => {
-                        let record = read_back(conn, usage).await?;
-                        known.insert(key, record.clone());
-                        record
-                    }
-                };
-                Recorded {
-                    record,
-                    created: false,
-                }
-            }
+            None => Recorded {
+                record: read.get(&key).cloned().ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "settled request {} has no ledger row",
+                        usage.request_id
+                    ))
+                })?,
+                created: false,
+            },
         };
         out.push(Settled {
             index: *index,
@@ -201,6 +214,20 @@ pub(crate) async fn settled<'w>(
         });
     }
     Ok(out)
+}
+
+/// [`settled_from`], reading back on `conn`.
+pub(crate) async fn settled<'w>(
+    conn: &mut AnyConnection,
+    settles: &[(usize, &'w NewUsage)],
+    ids: HashMap<(String, String), i64>,
+) -> Result<Vec<Settled<'w>>> {
+    let mut read = HashMap::new();
+    for usage in to_read_back(settles, &ids) {
+        let record = read_back(conn, usage).await?;
+        read.insert((usage.org_id.clone(), usage.request_id.clone()), record);
+    }
+    settled_from(settles, ids, read)
 }
 
 async fn read_back(conn: &mut AnyConnection, usage: &NewUsage) -> Result<UsageRecord> {
@@ -454,20 +481,20 @@ pub(crate) fn counter_lists<'a>(all: &BTreeSet<&'a CounterKey>) -> (Vec<&'a str>
 }
 
 /// The counters among `rows` that are in `all`.
-pub(crate) fn counters_from_rows(
-    rows: &[AnyRow],
+pub(crate) fn counters_from_rows<R: Cells>(
+    rows: &[R],
     all: &BTreeSet<&CounterKey>,
 ) -> Result<BTreeMap<CounterKey, Counter>> {
     let mut counters = BTreeMap::new();
     for row in rows {
         let key = counter_key(row)?;
         if all.contains(&key) {
-            let soft: Option<i64> = row.try_get("soft_notified")?;
+            let soft: Option<i64> = row.cell("soft_notified")?;
             counters.insert(
                 key,
                 Counter {
-                    spent: row.try_get("spent")?,
-                    reserved: row.try_get("reserved")?,
+                    spent: row.cell("spent")?,
+                    reserved: row.cell("reserved")?,
                     soft_notified: soft.is_some(),
                     ..Counter::default()
                 },
@@ -477,14 +504,14 @@ pub(crate) fn counters_from_rows(
     Ok(counters)
 }
 
-fn counter_key(row: &AnyRow) -> Result<CounterKey> {
-    let scope: String = row.try_get("scope")?;
+fn counter_key<R: Cells>(row: &R) -> Result<CounterKey> {
+    let scope: String = row.cell("scope")?;
     Ok((
         scope
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("budget scope {scope:?}")))?,
-        row.try_get("scope_id")?,
-        row.try_get("period")?,
+        row.cell("scope_id")?,
+        row.cell("period")?,
     ))
 }
 

@@ -3,31 +3,25 @@
 //! [`CHUNK`] rows each, with anonymous `?` parameters ([`tuples`]):
 //! SQLite's form (PostgreSQL's is `json`).
 //!
-//! Each function adds its statements to a [`Script`]: several statements
-//! sent to SQLite as one query, run in order, whose rows come back per
-//! statement — one hop to sqlx's connection thread for all of them
-//! (`batch_sqlite` sends a batch as three scripts).
-
-use futures_util::TryStreamExt;
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, Either};
+//! Each function adds its statements to a [`Script`]: statements run in
+//! order on the metering writer's own connection (`sqlite_raw`), whose
+//! rows come back per statement (`batch_sqlite` runs a batch as three
+//! scripts).
 
 use super::{hold_period, Admitted, Latest, RollupSum, PROGRESS_SET, PROGRESS_WHERE};
 use crate::batch_set::{Counter, CounterKey};
 use crate::budget::BUDGET_COLUMNS;
-use crate::{NewUsage, Result, StoreError};
+use crate::sqlite_raw::{Bind, RawConn, RawRow};
+use crate::{NewUsage, Result};
 
 /// Rows per multi-row statement (SQLite allows 32,766 parameters; the
 /// widest row here has 16).
 const CHUNK: usize = 256;
 
-type Q<'q> = Query<'q, Any, AnyArguments<'q>>;
-
 /// `(?, ?, …), (…)`: `rows` rows of `cols` parameters, each followed by
 /// `tail` (literal columns, e.g. `, 0, 0`). Parameters are anonymous: a
-/// `$N` name costs SQLite a linear search per parameter, in its parser and
-/// in sqlx's binding, quadratic in a multi-row statement; they are bound in
+/// `$N` name costs SQLite a linear search per parameter, in its parser,
+/// quadratic in a multi-row statement; they are bound in
 /// the order they appear.
 fn tuples(rows: usize, cols: usize, tail: &str) -> String {
     let mut out = String::new();
@@ -53,32 +47,19 @@ fn list(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// A value bound to a script's next `?`.
-#[derive(Clone, Copy)]
-enum Bind<'a> {
-    Text(&'a str),
-    MaybeText(Option<&'a str>),
-    Int(i64),
-}
-
-/// Statements to run as one query, their parameters bound in order.
+/// Statements to run in order, their parameters bound in order.
 #[derive(Default)]
 pub(crate) struct Script<'a> {
-    sql: String,
+    statements: Vec<String>,
     binds: Vec<Bind<'a>>,
-    statements: usize,
 }
 
 impl<'a> Script<'a> {
     /// Adds statement `sql`; answers its position (for [`Script::run`]'s
     /// answer).
     fn statement(&mut self, sql: &str) -> usize {
-        if !self.sql.is_empty() {
-            self.sql.push_str(";\n");
-        }
-        self.sql.push_str(sql);
-        self.statements += 1;
-        self.statements - 1
+        self.statements.push(sql.to_owned());
+        self.statements.len() - 1
     }
 
     /// Adds statement `sql`, which takes no parameters (`BEGIN`, `COMMIT`).
@@ -101,55 +82,17 @@ impl<'a> Script<'a> {
         self
     }
 
-    /// Runs every statement in order, in one hop to the connection's
-    /// thread; answers each statement's rows. The first statement that
-    /// fails ends the script with its error (those after it do not run).
+    /// Runs every statement in order on `conn`, the writer thread's own
+    /// connection; answers each statement's rows. The first statement
+    /// that fails ends the script with its error (those after it do not
+    /// run).
     ///
-    /// The script is kept prepared on its connection (sqlx's statement
-    /// cache, the 100 texts used last): a script's text depends only on
-    /// which statements it has and their row counts, which repeat under a
-    /// steady load (127 texts ran 15,000 batches at 2,000 requests/s, the
-    /// 100 most used 99.8% of them), and preparing — parsing and compiling
-    /// an insert into a table with six indexes — was nearly half of a
-    /// batch's time in SQLite (docs/PERFORMANCE.md).
-    pub(crate) async fn run(self, conn: &mut AnyConnection) -> Result<Vec<Vec<AnyRow>>> {
-        if self.statements == 0 {
-            return Ok(Vec::new());
-        }
-        let mut q: Q<'_> = sqlx::query(&self.sql);
-        for bind in &self.binds {
-            q = match *bind {
-                Bind::Text(v) => q.bind(v),
-                Bind::MaybeText(v) => q.bind(v),
-                Bind::Int(v) => q.bind(v),
-            };
-        }
-        let mut out: Vec<Vec<AnyRow>> = vec![Vec::new()];
-        // sqlx runs a query of several statements on SQLite only, and
-        // calls that deprecated in favour of `raw_sql` (no parameters):
-        // the workspace pins sqlx 0.8, and the store's tests run every
-        // batch through here.
-        #[allow(deprecated)]
-        let mut steps = q.fetch_many(&mut *conn);
-        while let Some(step) = steps.try_next().await? {
-            match step {
-                Either::Left(_) => out.push(Vec::new()),
-                Either::Right(row) => {
-                    if let Some(rows) = out.last_mut() {
-                        rows.push(row);
-                    }
-                }
-            }
-        }
-        out.pop();
-        if out.len() != self.statements {
-            return Err(StoreError::Corrupt(format!(
-                "a script of {} statements answered {}",
-                self.statements,
-                out.len()
-            )));
-        }
-        Ok(out)
+    /// Each statement stays prepared on the connection by its text, which
+    /// depends only on its row count: preparing — parsing and compiling an
+    /// insert into a table with six indexes — was nearly half of a batch's
+    /// time in SQLite (docs/PERFORMANCE.md).
+    pub(crate) fn run(self, conn: &mut RawConn) -> Result<Vec<Vec<RawRow>>> {
+        conn.run(&self.statements, &self.binds)
     }
 }
 

@@ -517,3 +517,57 @@ pub async fn progress_batched_with_its_settlement_is_answered_without_a_write(db
         "every batch ran as a set"
     );
 }
+
+/// SQLite: a statement failing fails the batch's one transaction (the
+/// writer thread's `batch_sqlite`); the writer rolls it back and runs each
+/// write again in its own, so only the failing write fails, and the
+/// connection goes on serving batches. A trigger stands in for a fault the
+/// reads cannot predict (a disk error, a constraint added by hand).
+pub async fn a_batch_failing_as_a_whole_runs_again_write_by_write(db: Db) {
+    let store = &db.store;
+    let (org, project) = db.org_with_project("whole").await;
+    let (o, p) = (org.id.as_str(), project.id.as_str());
+    db.raw()
+        .await
+        .execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON reservations \
+             WHEN NEW.request_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+        )
+        .await
+        .unwrap();
+    let outcomes = store
+        .write_batch(&[
+            LedgerWrite::Reserve(reservation(o, p, "a", 10)),
+            LedgerWrite::Reserve(reservation(o, p, "poison", 10)),
+            LedgerWrite::Settle(usage(o, p, "b", 7)),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcomes[0], Ok(LedgerWritten::Reserved)),
+        "{outcomes:?}"
+    );
+    let err = outcomes[1].as_ref().unwrap_err();
+    assert!(err.to_string().contains("poisoned"), "{err}");
+    assert!(matches!(&outcomes[2], Ok(LedgerWritten::Settled(r, _)) if r.created));
+    assert_eq!(store.batches_run_one_by_one(), 1);
+    let reserved = store.list_reservations(o).await.unwrap();
+    assert_eq!(reserved.len(), 1);
+    assert_eq!(reserved[0].reserved.request_id, "a");
+    // The writer's connection is not left inside the failed transaction.
+    let outcomes = store
+        .write_batch(&[
+            LedgerWrite::Settle(usage(o, p, "a", 5)),
+            LedgerWrite::Settle(usage(o, p, "b", 7)),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(&outcomes[0], Ok(LedgerWritten::Settled(r, _)) if r.created));
+    assert!(
+        matches!(&outcomes[1], Ok(LedgerWritten::Settled(r, _)) if !r.created && r.record.usage.cost == 7)
+    );
+    assert_eq!(store.batches_run_one_by_one(), 1);
+    let rows = store.list_usage(o, 0, i64::MAX, None, 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(store.list_reservations(o).await.unwrap().is_empty());
+}

@@ -110,6 +110,14 @@ suite! {
 /// SQLite alone: PostgreSQL has no such log.
 mod sqlite_only {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_failing_as_a_whole_runs_again_write_by_write() {
+        crate::support::on_sqlite(
+            crate::batch::a_batch_failing_as_a_whole_runs_again_write_by_write,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_checkpointer_copies_the_log_and_it_restarts() {
         crate::support::on_sqlite(
             crate::checkpoint::the_checkpointer_copies_the_log_and_it_restarts,
