@@ -1,7 +1,8 @@
 //! The SQLite form of a set-based metering batch (`batch_set`): the same
-//! statements, run as three scripts (`batch_sql::values::Script`) on the
-//! metering writer's own connection (`sqlite_raw`), on its own thread
-//! (`ledger_thread`): no hop to another thread inside a batch.
+//! statements, run as two scripts (three when a budget applies:
+//! `batch_sql::values::Script`) and a `COMMIT` on the metering writer's
+//! own connection (`sqlite_raw`), on its own thread (`ledger_thread`): no
+//! hop to another thread inside a batch.
 //!
 //! What makes the order possible: the batch begins `IMMEDIATE`, so it holds
 //! SQLite's one write lock from its first read, and nothing it read can
@@ -19,7 +20,8 @@
 //!    as on PostgreSQL (`batch_set::admit`);
 //! 4. **writes and commit**: the new ledger rows, their rollups, the
 //!    reservations deleted, the admitted ones inserted, progress records,
-//!    the counters' changes, soft limits marked, `COMMIT`.
+//!    the counters' changes, soft limits marked; the rows of retried
+//!    settlements read back; `COMMIT`.
 //!
 //! The inserts have no `ON CONFLICT` clause: a ledger row or reservation
 //! the reads missed would fail its statement, and a failed statement stops
@@ -40,7 +42,7 @@ use crate::batch_sql::{
 use crate::budget::{budget_from_row, Budget};
 use crate::ledger::{usage_from_row, USAGE_COLUMNS};
 use crate::sqlite_raw::{Bind, Cells, RawConn, RawRow};
-use crate::{now_ms, NewUsage, Result};
+use crate::{now_ms, NewUsage, Result, StoreError, UsageRecord};
 
 /// Runs the batch `writes` in one transaction on `conn`; an error means
 /// nothing of it was written. The second answer says whether `conn` is
@@ -195,7 +197,6 @@ fn apply<'w>(
     for (key, _) in counters.iter().filter(|(_, c)| c.mark_soft) {
         values::mark_soft(&mut script, key, now);
     }
-    script.plain("COMMIT");
     let mut wrote = script.run(conn)?;
     let mut take = |at: &[usize]| -> Vec<RawRow> {
         at.iter()
@@ -203,8 +204,8 @@ fn apply<'w>(
             .collect()
     };
 
-    // Committed: every insert was as the reads predicted (a conflict
-    // would have failed it); deletions cannot differ under the write lock.
+    // Every insert was as the reads predicted (a conflict would have
+    // failed it); deletions cannot differ under the write lock.
     let mut ids: HashMap<(String, String), i64> = HashMap::new();
     for row in take(&ledger_at) {
         let key = (row.cell::<String>(1)?, row.cell::<String>(2)?);
@@ -221,31 +222,48 @@ fn apply<'w>(
             deleted = deleted.len(),
             inserted,
             admitted = lasting.len(),
-            "a committed metering batch wrote other than it read"
+            "a metering batch wrote other than it read"
         );
     }
+    // Retried settlements' rows, read back before the commit: an error
+    // until then leaves nothing written, so the writes can run again.
+    let read = read_back(conn, &sorted.settles, &ids)?;
+    let settled = settled_from(&sorted.settles, ids, read)?;
+    conn.run(&["COMMIT".to_owned()], &[])?;
 
     for (i, ..) in &lasting {
         sorted.out[*i] = Some(Ok(LedgerWritten::Reserved));
     }
     answer_progress(writes, &sorted.progress, &written, &mut sorted.out);
     sorted.answer_releases(&ended, &freed.deleted);
-    let mut read = HashMap::new();
-    let sql = [format!(
-        "SELECT {USAGE_COLUMNS} FROM usage_ledger WHERE org_id = ? AND request_id = ?"
-    )];
-    for usage in to_read_back(&sorted.settles, &ids) {
-        let binds = [Bind::Text(&usage.org_id), Bind::Text(&usage.request_id)];
-        let rows = conn.run(&sql, &binds)?;
-        let row = rows.first().and_then(|rows| rows.first()).ok_or_else(|| {
-            crate::StoreError::Corrupt(format!("no ledger row for {}", usage.request_id))
-        })?;
-        let record = usage_from_row(row)?;
-        read.insert((usage.org_id.clone(), usage.request_id.clone()), record);
-    }
-    for s in settled_from(&sorted.settles, ids, read)? {
+    for s in settled {
         let notices = reached.remove(&s.index).unwrap_or_default();
         sorted.out[s.index] = Some(Ok(LedgerWritten::Settled(Box::new(s.recorded), notices)));
     }
     sorted.answers()
+}
+
+/// The ledger rows of the settlements among `settles` that the batch did
+/// not create (`ids`: those it did): retries of requests settled before.
+fn read_back(
+    conn: &mut RawConn,
+    settles: &[(usize, &NewUsage)],
+    ids: &HashMap<(String, String), i64>,
+) -> Result<HashMap<(String, String), UsageRecord>> {
+    let sql = [format!(
+        "SELECT {USAGE_COLUMNS} FROM usage_ledger WHERE org_id = ? AND request_id = ?"
+    )];
+    let mut read = HashMap::new();
+    for usage in to_read_back(settles, ids) {
+        let binds = [Bind::Text(&usage.org_id), Bind::Text(&usage.request_id)];
+        let rows = conn.run(&sql, &binds)?;
+        let row = rows.first().and_then(|rows| rows.first()).ok_or_else(|| {
+            StoreError::Corrupt(format!("no ledger row for {}", usage.request_id))
+        })?;
+        read.insert(
+            (usage.org_id.clone(), usage.request_id.clone()),
+            usage_from_row(row)?,
+        );
+    }
+    Ok(read)
 }
