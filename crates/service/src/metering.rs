@@ -36,8 +36,9 @@
 //! runs on the meter's task tracker, so a shutdown can wait until each has
 //! written ([`Meter::flush`]). The writes themselves — reservations too —
 //! go through the meter's one ledger writer, which commits whatever is
-//! waiting in one transaction (group commit: [`crate::ledger_writer`]);
-//! each is answered only after its batch committed. A request routed to a remote backend is
+//! waiting in one transaction (group commit: [`crate::ledger_writer`]; on
+//! a SQLite file the store's own writer thread does the gathering); each
+//! is answered only after its batch committed. A request routed to a remote backend is
 //! settled for the backend and model that served it, at that model's
 //! prices, with the upstream's reported tokens ([`Charge::served_by`]).
 //!
