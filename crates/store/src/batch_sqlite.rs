@@ -250,11 +250,15 @@ fn read_back(
     settles: &[(usize, &NewUsage)],
     ids: &HashMap<(String, String), i64>,
 ) -> Result<HashMap<(String, String), UsageRecord>> {
+    let mut read = HashMap::new();
+    let retried = to_read_back(settles, ids);
+    if retried.is_empty() {
+        return Ok(read);
+    }
     let sql = [format!(
         "SELECT {USAGE_COLUMNS} FROM usage_ledger WHERE org_id = ? AND request_id = ?"
     )];
-    let mut read = HashMap::new();
-    for usage in to_read_back(settles, ids) {
+    for usage in retried {
         let binds = [Bind::Text(&usage.org_id), Bind::Text(&usage.request_id)];
         let rows = conn.run(&sql, &binds)?;
         let row = rows.first().and_then(|rows| rows.first()).ok_or_else(|| {

@@ -28,17 +28,17 @@ use std::time::Duration;
 use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyConnection, ConnectOptions, Connection, Executor, Row};
 
-use crate::KeptConnection;
+use crate::SqliteLedger;
 
 /// Between passes while the last one copied pages: a few batches' worth.
 const BUSY_EVERY: Duration = Duration::from_millis(20);
 /// Between passes while the log had nothing to copy.
 const IDLE_EVERY: Duration = Duration::from_millis(200);
 
-/// Starts the checkpointer for the store whose kept connection is `alive`;
+/// Starts the checkpointer for the store whose metering writer is `alive`;
 /// it stops when the store is closed or dropped. Without a Tokio runtime
 /// nothing runs (SQLite's automatic checkpoint does it all, as before).
-pub(crate) fn start(options: &AnyConnectOptions, alive: &Arc<KeptConnection>) {
+pub(crate) fn start(options: &AnyConnectOptions, alive: &Arc<SqliteLedger>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -58,7 +58,7 @@ pub(crate) fn start(options: &AnyConnectOptions, alive: &Arc<KeptConnection>) {
 async fn run(
     options: &AnyConnectOptions,
     slot: &mut Option<AnyConnection>,
-    alive: &Weak<KeptConnection>,
+    alive: &Weak<SqliteLedger>,
 ) {
     let mut wait = IDLE_EVERY;
     let mut last = None;

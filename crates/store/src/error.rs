@@ -79,7 +79,7 @@ impl StoreError {
             StoreError::Unauthorized(_) => ErrorKind::Unauthorized,
             StoreError::BudgetExceeded(_) => ErrorKind::QuotaExceeded,
             StoreError::Database(err) if is_transient(err) => ErrorKind::Unavailable,
-            StoreError::Sqlite { code, .. } if matches!(code & 0xff, 5 | 6 | 14) => {
+            StoreError::Sqlite { code, .. } if sqlite_code_is_transient(*code) => {
                 ErrorKind::Unavailable
             }
             StoreError::Sqlite { .. } => ErrorKind::Internal,
@@ -105,13 +105,19 @@ fn is_transient(err: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => {
             let code = db.code();
             let code = code.as_deref().unwrap_or("");
-            if let Ok(n) = code.parse::<u32>() {
-                return matches!(n & 0xff, 5 | 6 | 14);
+            if let Ok(n) = code.parse::<i32>() {
+                return sqlite_code_is_transient(n);
             }
             matches!(code, "40001" | "40P01" | "53300" | "57P01" | "57P03")
         }
         _ => false,
     }
+}
+
+/// SQLite's BUSY, LOCKED and CANTOPEN (primary codes 5, 6 and 14; an
+/// extended code keeps its primary one in its low byte).
+fn sqlite_code_is_transient(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6 | 14)
 }
 
 /// Linux's "too many open files" in the process, and in the system.

@@ -79,12 +79,11 @@ struct Conn<'p> {
 
 impl Conn<'_> {
     fn get(&mut self) -> Result<&mut RawConn> {
-        if self.open.is_none() {
-            self.open = Some(RawConn::open(self.path)?);
-        }
-        self.open
-            .as_mut()
-            .ok_or_else(|| StoreError::Corrupt("no ledger connection".into()))
+        let conn = match self.open.take() {
+            Some(conn) => conn,
+            None => RawConn::open(self.path)?,
+        };
+        Ok(self.open.insert(conn))
     }
 
     /// Runs `writes` as one batch; closes the connection if it is left in

@@ -117,24 +117,30 @@ pub struct Store {
     batch_fallbacks: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// A SQLite file's metering writer (`ledger_thread`): its own thread
     /// and connection, whose page cache stays warm between batches.
-    ledger_conn: Option<std::sync::Arc<KeptConnection>>,
+    sqlite_ledger: Option<std::sync::Arc<SqliteLedger>>,
 }
 
 /// The metering writer a store on a SQLite file keeps.
 #[derive(Debug, Default)]
-struct KeptConnection {
+struct SqliteLedger {
     /// Taken (and so dropped, which ends the thread) by [`Store::close`].
     writer: std::sync::Mutex<Option<ledger_thread::LedgerThread>>,
     /// Set by [`Store::close`]: the WAL checkpointer (`checkpoint`) stops.
     closed: std::sync::atomic::AtomicBool,
 }
 
-impl KeptConnection {
+impl SqliteLedger {
     /// Whether the store is still open.
     fn is_open(&self) -> bool {
         !self.closed.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
+
+/// Every SQLite connection's settings: the pool's and the metering
+/// writer's own (`sqlite_raw`), as [`Store::connect`] describes them.
+pub(crate) const SQLITE_SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+     PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
+     PRAGMA wal_autocheckpoint = 10000;";
 
 impl Store {
     /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`),
@@ -169,12 +175,7 @@ impl Store {
                     .test_before_acquire(false)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
-                                 PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA wal_autocheckpoint = 10000;",
-                            )
-                            .await?;
+                            conn.execute(SQLITE_SETTINGS).await?;
                             Ok(())
                         })
                     })
@@ -197,13 +198,13 @@ impl Store {
             }
         };
         let batch_fallbacks: std::sync::Arc<std::sync::atomic::AtomicU64> = Default::default();
-        let ledger_conn = match (backend, memory) {
+        let sqlite_ledger = match (backend, memory) {
             (Backend::Sqlite, false) => {
                 let file =
                     <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)?
                         .get_filename()
                         .to_owned();
-                let kept = KeptConnection::default();
+                let kept = SqliteLedger::default();
                 *kept.writer.lock().unwrap_or_else(|e| e.into_inner()) =
                     ledger_thread::LedgerThread::start(file, batch_fallbacks.clone());
                 Some(std::sync::Arc::new(kept))
@@ -215,9 +216,9 @@ impl Store {
             backend,
             price_cache: Default::default(),
             batch_fallbacks,
-            ledger_conn,
+            sqlite_ledger,
         };
-        if let Some(kept) = &store.ledger_conn {
+        if let Some(kept) = &store.sqlite_ledger {
             checkpoint::start(&checkpointer_options, kept);
         }
         store.migrate().await?;
@@ -242,7 +243,7 @@ impl Store {
     /// Closes every connection; the store is unusable afterwards.
     pub async fn close(&self) {
         let closing = self.pool.close();
-        if let Some(kept) = &self.ledger_conn {
+        if let Some(kept) = &self.sqlite_ledger {
             kept.closed
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             // The writer's thread ends with its queue, once it answered
@@ -256,7 +257,7 @@ impl Store {
     /// them with what else waits); `None` when this store has none
     /// (PostgreSQL, an in-memory database) or it is closed.
     pub(crate) fn to_ledger_thread(&self, writes: &[LedgerWrite]) -> Option<ledger_thread::Answer> {
-        let kept = self.ledger_conn.as_ref()?;
+        let kept = self.sqlite_ledger.as_ref()?;
         let writer = kept.writer.lock().unwrap_or_else(|e| e.into_inner());
         writer.as_ref()?.write(writes.to_vec())
     }
@@ -266,7 +267,7 @@ impl Store {
     /// write as it comes ([`Store::write_batch`] of one) rather than
     /// gathering batches of its own.
     pub fn groups_writes(&self) -> bool {
-        self.ledger_conn.is_some()
+        self.sqlite_ledger.is_some()
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

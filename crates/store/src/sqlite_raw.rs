@@ -210,15 +210,7 @@ impl RawConn {
         if rc != ffi::SQLITE_OK {
             return Err(conn.error(rc));
         }
-        for pragma in [
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA foreign_keys = ON",
-            "PRAGMA busy_timeout = 5000",
-            "PRAGMA synchronous = NORMAL",
-            "PRAGMA wal_autocheckpoint = 10000",
-        ] {
-            conn.exec(pragma)?;
-        }
+        conn.exec(crate::SQLITE_SETTINGS)?;
         Ok(conn)
     }
 
