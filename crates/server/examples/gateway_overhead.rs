@@ -10,7 +10,10 @@
 //! request is sent every 1/rate seconds whether or not earlier ones have
 //! answered) measures each request from send to the last byte of the body,
 //! for (a) the mock directly and (b) through Parlance, and prints p50/p99
-//! and the added latency (b − a).
+//! and the added latency (b − a). After each metered run on SQLite it
+//! prints that ledger's CPU time per request (its writer thread; sqlx's
+//! threads, mostly the WAL checkpointer), read from Linux's `/proc`: unlike
+//! the latencies, a figure the machine's other load barely moves.
 //!
 //! It also times the metering's two SQLite transactions per request (the
 //! reservation before the call, the settlement after) on their own, and
@@ -244,6 +247,32 @@ async fn run(client: &reqwest::Client, url: &str, stream: bool, rate: u32, secs:
         failed,
         achieved_rate: total as f64 / sent_in.as_secs_f64(),
     }
+}
+
+/// CPU time so far (ns) of this process's threads whose names start with
+/// `parlance-ledger` (the SQLite ledger's writer) and `sqlx-sqlite` (sqlx's
+/// SQLite connections: the WAL checkpointer, reads), from Linux's
+/// `/proc/self/task/*/schedstat`; zeros elsewhere. Threads that ended
+/// meanwhile are not counted.
+fn database_cpu_ns() -> (u64, u64) {
+    let (mut writer, mut others) = (0, 0);
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0, 0);
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let ns: u64 = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        if comm.starts_with("parlance-ledger") {
+            writer += ns;
+        } else if comm.starts_with("sqlx-sqlite") {
+            others += ns;
+        }
+    }
+    (writer, others)
 }
 
 fn ms(us: u64) -> String {
@@ -494,7 +523,9 @@ fn main() {
             for &rate in &rates {
                 let mut direct = None;
                 for (name, url) in &targets {
+                    let cpu_before = database_cpu_ns();
                     let result = run(&client, url, stream, rate, secs).await;
+                    let cpu_after = database_cpu_ns();
                     let (p50, p99) = (result.percentile(50.0), result.percentile(99.0));
                     let (base50, base99) = *direct.get_or_insert((p50, p99));
                     println!(
@@ -511,6 +542,20 @@ fn main() {
                         result.failed,
                         result.achieved_rate,
                     );
+                    // The metered server's SQLite work per request, in CPU
+                    // time (not counting what the machine's other load
+                    // takes from it).
+                    let served = result.micros.len().max(1) as u64;
+                    let writer = cpu_after.0.saturating_sub(cpu_before.0) / served;
+                    let others = cpu_after.1.saturating_sub(cpu_before.1) / served;
+                    if *name == "metered" && writer + others > 0 {
+                        println!(
+                            "       SQLite CPU per request: writer thread {:.1} µs, sqlx's threads \
+                             (checkpoints) {:.1} µs",
+                            writer as f64 / 1000.0,
+                            others as f64 / 1000.0
+                        );
+                    }
                 }
             }
         }
