@@ -211,6 +211,11 @@ impl RawConn {
             return Err(conn.error(rc));
         }
         conn.exec(crate::SQLITE_SETTINGS)?;
+        // A batch's multi-row statements keep a statement journal (to undo
+        // one statement alone); past 64 KiB SQLite spills it to a temporary
+        // file, created and unlinked each time. The writer's batches are
+        // bounded (`ledger_thread::MAX_BATCH`), so it stays in memory.
+        conn.exec("PRAGMA temp_store = MEMORY;")?;
         Ok(conn)
     }
 

@@ -168,3 +168,53 @@ pub async fn only_an_expired_owner_orphans_a_pending_background_response(db: Db)
         ("failed", failed)
     );
 }
+
+/// Migration 0015 (reservations as one B-tree) copies every open
+/// reservation whole, progress included: run again over filled rows, it
+/// leaves them as they were, and the sweep still finds the orphaned one.
+pub async fn open_reservations_survive_the_one_btree_migration(db: Db) {
+    let store = &db.store;
+    let (org, project) = db.org_with_project("acme").await;
+    store.register_instance("inst_a", 0, 10_000).await.unwrap();
+    let full = NewReservation {
+        project_id: Some(project.id.clone()),
+        api_key_id: Some("key_1".into()),
+        user_id: Some("user_1".into()),
+        model: Some("m".into()),
+        backend: Some("local".into()),
+        endpoint: "/v1/chat/completions".into(),
+        amount: 1_234,
+        ..reservation(&org.id, "live", Some("inst_a"))
+    };
+    store.reserve(&full).await.unwrap();
+    store
+        .reserve(&reservation(&org.id, "orphan", Some("inst_gone")))
+        .await
+        .unwrap();
+    let progress = store::Progress {
+        prompt_tokens: 7,
+        cached_tokens: 2,
+        completion_tokens: 5,
+        cost: 99,
+    };
+    assert!(store
+        .record_progress(&org.id, "live", progress)
+        .await
+        .unwrap());
+    let before = store.list_reservations(&org.id).await.unwrap();
+    assert_eq!(before.len(), 2);
+    assert!(before.iter().any(|r| r.reserved == full && r.progress == progress));
+
+    use sqlx::Executor;
+    let mut raw = db.raw().await;
+    raw.execute("DELETE FROM _sqlx_migrations WHERE version = 15")
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+
+    assert_eq!(store.list_reservations(&org.id).await.unwrap(), before);
+    let orphaned = store.orphaned_reservations(4_000).await.unwrap();
+    assert_eq!(ids(&orphaned), ["orphan"]);
+    // The key still refuses a second reservation of the same id.
+    assert!(store.reserve(&full).await.is_err());
+}

@@ -50,6 +50,7 @@ suite! {
     incidents::incidents_open_once_close_and_give_downtime,
     instances::only_an_expired_or_missing_owner_orphans_a_reservation,
     instances::only_an_expired_owner_orphans_a_pending_background_response,
+    instances::open_reservations_survive_the_one_btree_migration,
     tenancy::migrations_are_idempotent,
     tenancy::users_roles_and_passwords,
     tenancy::projects_are_isolated_by_org,
