@@ -203,7 +203,9 @@ pub async fn open_reservations_survive_the_one_btree_migration(db: Db) {
         .unwrap());
     let before = store.list_reservations(&org.id).await.unwrap();
     assert_eq!(before.len(), 2);
-    assert!(before.iter().any(|r| r.reserved == full && r.progress == progress));
+    assert!(before
+        .iter()
+        .any(|r| r.reserved == full && r.progress == progress));
 
     use sqlx::Executor;
     let mut raw = db.raw().await;
