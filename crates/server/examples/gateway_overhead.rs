@@ -12,8 +12,10 @@
 //! for (a) the mock directly and (b) through Parlance, and prints p50/p99
 //! and the added latency (b − a). After each metered run on SQLite it
 //! prints that ledger's CPU time per request (its writer thread; sqlx's
-//! threads, mostly the WAL checkpointer), read from Linux's `/proc`: unlike
-//! the latencies, a figure the machine's other load barely moves.
+//! threads, mostly the WAL checkpointer), read from Linux's `/proc`: CPU
+//! time, so what other processes take from those threads does not count.
+//! It still falls as more writes share a commit, which they do under load:
+//! compare it between runs alternated on one machine.
 //!
 //! It also times the metering's two SQLite transactions per request (the
 //! reservation before the call, the settlement after) on their own, and
@@ -543,8 +545,7 @@ fn main() {
                         result.achieved_rate,
                     );
                     // The metered server's SQLite work per request, in CPU
-                    // time (not counting what the machine's other load
-                    // takes from it).
+                    // time (not counting what other processes take from it).
                     let served = result.micros.len().max(1) as u64;
                     let writer = cpu_after.0.saturating_sub(cpu_before.0) / served;
                     let others = cpu_after.1.saturating_sub(cpu_before.1) / served;
