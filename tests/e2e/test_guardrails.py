@@ -168,10 +168,11 @@ def test_project_guardrails(embedding_app):
     reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert text == "" and reasons == ["content_filter"], chunks
     assert chunks[-1].usage.completion_tokens == forced.usage.completion_tokens
-    # A benign streamed answer under output moderation still streams text.
+    # A benign streamed answer under output moderation still streams text
+    # (greedy: a sampled answer was once empty or flagged, failing CI).
     benign = list(client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Say hello."}], max_tokens=8,
-        stream=True))
+        temperature=0, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in benign if c.choices)
     # The Responses API goes through the same check: nothing flagged shows.
     for streamed in (False, True):
