@@ -175,6 +175,9 @@ function Guardrails({ say }) {
   useEffect(() => { load(); }, []);
   async function change(p, which, on) {
     const body = { ...p.guardrails, [which]: on };
+    // Shown at once: a render before the reload below (the notice) would
+    // otherwise put the old value back in the box for a moment.
+    setProjects((all) => all.map((q) => (q.id === p.id ? { ...q, guardrails: body } : q)));
     try {
       await api(`/api/admin/projects/${p.id}/guardrails`, { method: 'PUT', body });
       say(`${p.name}: ${which} moderation is ${on ? 'on' : 'off'}.`);
